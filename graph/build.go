@@ -1,0 +1,314 @@
+package graph
+
+import (
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+type edgeKey struct {
+	from, to *Node
+	kind     EdgeKind
+	rel      Relation
+	group    string
+}
+
+type recordKey struct {
+	topic     string
+	partition int32
+	offset    int64
+}
+
+type spanKey struct {
+	tid trace.TraceID
+	sid trace.SpanID
+}
+
+// producer is what the builder remembers of a producer span for pairing.
+type producer struct {
+	ref   SpanRef
+	topic string
+	start int64
+}
+
+// pendingConsumer is a consumer span whose producer could not be found in
+// its own trace; it is resolved (link, stitch or unmatched) by Graph.
+type pendingConsumer struct {
+	ref       SpanRef
+	node      *Node
+	topic     *Node
+	group     string
+	partition int32
+	offset    int64
+	msgID     string
+	start     int64
+	err       bool
+	links     []trace.Ref
+}
+
+// Builder accumulates traces into a graph. Add traces in any order, then
+// call Graph once. It keeps only what pairing needs, not the traces.
+type Builder struct {
+	g          *Graph
+	edges      map[edgeKey]*Edge
+	byRecord   map[recordKey]producer
+	byMsgID    map[string]producer
+	bySpan     map[spanKey]producer
+	pending    []pendingConsumer
+	idx        map[trace.SpanID]*trace.Span
+	remoteKids map[trace.SpanID]struct{}
+}
+
+// NewBuilder returns an empty builder.
+func NewBuilder() *Builder {
+	return &Builder{
+		g:          &Graph{byKey: map[string]*Node{}},
+		edges:      map[edgeKey]*Edge{},
+		byRecord:   map[recordKey]producer{},
+		byMsgID:    map[string]producer{},
+		bySpan:     map[spanKey]producer{},
+		idx:        map[trace.SpanID]*trace.Span{},
+		remoteKids: map[trace.SpanID]struct{}{},
+	}
+}
+
+// Build returns the graph of traces.
+func Build(traces []trace.Trace) *Graph {
+	b := NewBuilder()
+	for i := range traces {
+		b.Add(&traces[i])
+	}
+	return b.Graph()
+}
+
+func (b *Builder) node(kind NodeKind, name string) *Node {
+	key := nodeKindNames[kind] + ":" + name
+	n, ok := b.g.byKey[key]
+	if !ok {
+		n = &Node{Key: key, Kind: kind, Name: name}
+		b.g.byKey[key] = n
+		b.g.Nodes = append(b.g.Nodes, n)
+	}
+	return n
+}
+
+func (b *Builder) edge(from, to *Node, kind EdgeKind, rel Relation, group string) *Edge {
+	k := edgeKey{from, to, kind, rel, group}
+	e, ok := b.edges[k]
+	if !ok {
+		e = &Edge{From: from, To: to, Kind: kind, Relation: rel, Group: group}
+		b.edges[k] = e
+		b.g.Edges = append(b.g.Edges, e)
+	}
+	return e
+}
+
+func (e *Edge) observe(err bool, latency int64) {
+	e.Count++
+	if err {
+		e.Errors++
+	}
+	e.lat = append(e.lat, latency)
+}
+
+func addTo[K comparable](m *map[K]struct{}, k K) {
+	if *m == nil {
+		*m = map[K]struct{}{}
+	}
+	(*m)[k] = struct{}{}
+}
+
+// Add folds one trace into the graph. The builder does not keep t.
+func (b *Builder) Add(t *trace.Trace) {
+	b.g.Traces++
+	b.g.Spans += len(t.Spans)
+	clear(b.idx)
+	clear(b.remoteKids)
+	for i := range t.Spans {
+		b.idx[t.Spans[i].SpanID] = &t.Spans[i]
+	}
+	for i := range t.Spans {
+		s := &t.Spans[i]
+		if pid, ok := s.Parent(); ok {
+			if p := b.idx[pid]; p != nil && p.Service() != s.Service() {
+				b.remoteKids[pid] = struct{}{}
+			}
+		}
+	}
+	for i := range t.Spans {
+		b.addSpan(&t.Spans[i])
+	}
+}
+
+func (b *Builder) parentOf(s *trace.Span) *trace.Span {
+	if pid, ok := s.Parent(); ok {
+		return b.idx[pid]
+	}
+	return nil
+}
+
+func (b *Builder) addSpan(s *trace.Span) {
+	svcName := s.Service()
+	svc := b.node(KindService, svcName)
+	svc.Spans++
+	if s.Error {
+		svc.Errors++
+	}
+	if inst := s.Resource.Instance(); inst != "" {
+		addTo(&svc.instances, inst)
+	}
+	addTo(&svc.operations, s.Operation)
+	p := b.parentOf(s)
+	ref := SpanRef{TraceID: s.TraceID, SpanID: s.SpanID, Service: svcName}
+
+	if m, ok := s.Messaging(); ok && m.Destination != "" {
+		topic := b.node(KindTopic, m.Destination)
+		if m.Partition >= 0 {
+			addTo(&topic.partitions, m.Partition)
+		}
+		switch {
+		case m.IsProducer():
+			if p != nil && p.Service() == svcName && sameHop(p, m, true) {
+				return // nested publish span of the same record
+			}
+			topic.Spans++
+			if s.Error {
+				topic.Errors++
+			}
+			b.edge(svc, topic, EdgeProduce, RelSpan, "").observe(s.Error, int64(s.Duration))
+			pr := producer{ref: ref, topic: m.Destination, start: s.Start.UnixNano()}
+			if m.Partition >= 0 && m.Offset >= 0 {
+				b.byRecord[recordKey{m.Destination, m.Partition, m.Offset}] = pr
+			}
+			if m.MessageID != "" {
+				b.byMsgID[m.MessageID] = pr
+			}
+			b.bySpan[spanKey{s.TraceID, s.SpanID}] = pr
+			return
+		case m.IsConsumer():
+			if p != nil && p.Service() == svcName && sameHop(p, m, false) {
+				return // process span under the receive span of the same record
+			}
+			topic.Spans++
+			if s.Error {
+				topic.Errors++
+			}
+			if p != nil && sameHop(p, m, true) {
+				b.edge(topic, svc, EdgeConsume, RelParent, m.ConsumerGroup).
+					observe(s.Error, s.Start.UnixNano()-p.Start.UnixNano())
+				return
+			}
+			pc := pendingConsumer{ref: ref, node: svc, topic: topic, group: m.ConsumerGroup,
+				partition: m.Partition, offset: m.Offset, msgID: m.MessageID,
+				start: s.Start.UnixNano(), err: s.Error}
+			for _, r := range s.Refs {
+				if r.Type == trace.RefLink {
+					pc.links = append(pc.links, r)
+				}
+			}
+			b.pending = append(b.pending, pc)
+			return
+		}
+	}
+
+	if p != nil {
+		if p.Service() != svcName {
+			lat := int64(s.Duration)
+			if p.Kind == trace.KindClient {
+				lat = int64(p.Duration)
+			}
+			b.edge(b.node(KindService, p.Service()), svc, EdgeCall, RelParent, "").observe(s.Error, lat)
+		}
+	} else if _, hasParent := s.Parent(); !hasParent && s.Kind == trace.KindServer {
+		b.edge(b.node(KindUnknownCaller, svcName), svc, EdgeCall, RelSpan, "").observe(s.Error, int64(s.Duration))
+	}
+
+	if s.Kind == trace.KindClient || s.Kind == trace.KindProducer {
+		if _, answered := b.remoteKids[s.SpanID]; answered {
+			return
+		}
+		peer := s.Peer()
+		var target *Node
+		switch {
+		case peer.DBSystem != "":
+			name := peer.DBSystem
+			if peer.DBName != "" {
+				name += "/" + peer.DBName
+			}
+			target = b.node(KindDatabase, name)
+		case peer.Service != "" && peer.Service != svcName:
+			target = b.node(KindPeer, peer.Service)
+		case peer.ServerAddress != "":
+			target = b.node(KindPeer, peer.ServerAddress)
+		}
+		if target != nil {
+			target.Spans++
+			if s.Error {
+				target.Errors++
+			}
+			b.edge(svc, target, EdgePeer, RelSpan, "").observe(s.Error, int64(s.Duration))
+		}
+	}
+}
+
+// sameHop reports whether p is a messaging span on the same topic as m, a
+// producer when producer is set, else a consumer.
+func sameHop(p *trace.Span, m trace.Messaging, producer bool) bool {
+	pm, ok := p.Messaging()
+	if !ok || pm.Destination != m.Destination {
+		return false
+	}
+	if producer {
+		return pm.IsProducer()
+	}
+	return pm.IsConsumer()
+}
+
+// Graph resolves the consumers whose producer was not their parent — through
+// span links, else by stitching — and returns the finished graph. Call it
+// once; the builder is spent afterwards.
+func (b *Builder) Graph() *Graph {
+	for i := range b.pending {
+		pc := &b.pending[i]
+		rel, prod, found := RelSpan, producer{}, false
+		for _, l := range pc.links {
+			if pr, ok := b.bySpan[spanKey{l.TraceID, l.SpanID}]; ok && pr.topic == pc.topic.Name {
+				rel, prod, found = RelLink, pr, true
+				break
+			}
+		}
+		if !found {
+			st := Stitch{Consumer: pc.ref, Topic: pc.topic.Name, Partition: -1, Offset: -1}
+			if pc.partition >= 0 && pc.offset >= 0 {
+				prod, found = b.byRecord[recordKey{pc.topic.Name, pc.partition, pc.offset}]
+				st.Partition, st.Offset = pc.partition, pc.offset
+			}
+			if !found && pc.msgID != "" {
+				prod, found = b.byMsgID[pc.msgID]
+				if found && prod.topic != pc.topic.Name {
+					found = false
+				}
+				st.Partition, st.Offset, st.MessageID = -1, -1, pc.msgID
+			}
+			if found {
+				rel = RelStitched
+				st.Producer = prod.ref
+				b.g.Stitches = append(b.g.Stitches, st)
+			}
+		}
+		var lat int64
+		if found {
+			lat = pc.start - prod.start
+		}
+		e := b.edge(pc.topic, pc.node, EdgeConsume, rel, pc.group)
+		e.Count++
+		if pc.err {
+			e.Errors++
+		}
+		if found {
+			e.lat = append(e.lat, lat)
+		}
+	}
+	b.pending = nil
+	g := b.g
+	g.finish()
+	return g
+}

@@ -1,0 +1,237 @@
+package graph
+
+import (
+	"sort"
+	"time"
+
+	gg "gonum.org/v1/gonum/graph"
+	"gonum.org/v1/gonum/graph/simple"
+
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// NodeKind says what a node stands for.
+type NodeKind uint8
+
+// Node kinds. Their String values are part of the JSON output.
+const (
+	KindService NodeKind = iota
+	KindTopic
+	KindDatabase
+	KindPeer
+	KindUnknownCaller
+)
+
+var nodeKindNames = [...]string{"service", "topic", "database", "peer", "unknown"}
+
+func (k NodeKind) String() string { return nodeKindNames[k] }
+
+// Virtual reports whether the node is not an instrumented service or a topic.
+func (k NodeKind) Virtual() bool { return k >= KindDatabase }
+
+// Node is a vertex of the graph. It implements gonum's graph.Node.
+type Node struct {
+	id int64
+	// Key is unique and stable across runs: "<kind>:<name>".
+	Key  string
+	Kind NodeKind
+	Name string
+	// Spans and Errors count the spans the node emitted (services) or that
+	// wrote to or read from it (topics).
+	Spans, Errors int
+	// Instances are the service.instance.id (else host.name) values seen,
+	// sorted. Services only.
+	Instances []string
+	// Operations are the span names seen, sorted. Services only.
+	Operations []string
+	// Partitions are the partitions seen, sorted. Topics only.
+	Partitions []int32
+
+	instances  map[string]struct{}
+	operations map[string]struct{}
+	partitions map[int32]struct{}
+}
+
+// ID implements graph.Node.
+func (n *Node) ID() int64 { return n.id }
+
+var _ gg.Node = (*Node)(nil)
+
+// EdgeKind says what sort of interaction an edge is.
+type EdgeKind uint8
+
+// Edge kinds.
+const (
+	EdgeCall EdgeKind = iota
+	EdgeProduce
+	EdgeConsume
+	EdgePeer
+)
+
+var edgeKindNames = [...]string{"call", "produce", "consume", "peer"}
+
+func (k EdgeKind) String() string { return edgeKindNames[k] }
+
+// Relation says how an edge was found.
+type Relation uint8
+
+// Relations.
+const (
+	// RelSpan: from the span alone (a producer's topic, a client's peer, a
+	// consumer no producer could be paired with).
+	RelSpan Relation = iota
+	// RelParent: the downstream span is a child of the upstream span.
+	RelParent
+	// RelLink: the downstream span links to the upstream span.
+	RelLink
+	// RelStitched: the consumer lost its context; ktrace paired it with the
+	// producer of the same record.
+	RelStitched
+)
+
+var relationNames = [...]string{"span", "parent", "link", "stitched"}
+
+func (r Relation) String() string { return relationNames[r] }
+
+// Edge is a labelled, counted dependency between two nodes.
+type Edge struct {
+	From, To *Node
+	Kind     EdgeKind
+	Relation Relation
+	// Group is the consumer group of a consume edge.
+	Group string
+	// Count and Errors count the spans (consume: records) behind the edge.
+	Count, Errors int
+	// P50, P95 and P99 are latency percentiles (nearest rank).
+	P50, P95, P99 time.Duration
+
+	lat []int64
+}
+
+// SpanRef names one span.
+type SpanRef struct {
+	TraceID trace.TraceID
+	SpanID  trace.SpanID
+	Service string
+}
+
+// Stitch is one consumer span that lost its context, paired with the
+// producer span of the same record.
+type Stitch struct {
+	Producer, Consumer SpanRef
+	Topic              string
+	Partition          int32 // -1 when matched by message id
+	Offset             int64 // -1 when matched by message id
+	MessageID          string
+}
+
+// Graph is the service graph. Nodes are sorted by kind then name, edges by
+// from, to, kind, relation and group; Stitches by consumer trace and span.
+// A Graph is read-only once built.
+type Graph struct {
+	Nodes    []*Node
+	Edges    []*Edge
+	Stitches []Stitch
+	// Traces and Spans count the input.
+	Traces, Spans int
+
+	byKey map[string]*Node
+	dg    *simple.DirectedGraph
+}
+
+// Node returns the node with the given key, or nil.
+func (g *Graph) Node(key string) *Node { return g.byKey[key] }
+
+// Directed returns the graph as a gonum directed graph: the same nodes, one
+// edge for every ordered pair of nodes that has at least one Edge.
+func (g *Graph) Directed() gg.Directed { return g.dg }
+
+// EdgesFrom returns the edges leaving the node with the given key.
+func (g *Graph) EdgesFrom(key string) []*Edge {
+	var out []*Edge
+	for _, e := range g.Edges {
+		if e.From.Key == key {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (g *Graph) finish() {
+	sort.Slice(g.Nodes, func(i, j int) bool {
+		a, b := g.Nodes[i], g.Nodes[j]
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		return a.Name < b.Name
+	})
+	g.dg = simple.NewDirectedGraph()
+	for i, n := range g.Nodes {
+		n.id = int64(i)
+		n.Instances = sortedKeys(n.instances)
+		n.Operations = sortedKeys(n.operations)
+		n.Partitions = sortedKeys(n.partitions)
+		n.instances, n.operations, n.partitions = nil, nil, nil
+		g.dg.AddNode(n)
+	}
+	sort.Slice(g.Edges, func(i, j int) bool {
+		a, b := g.Edges[i], g.Edges[j]
+		switch {
+		case a.From.Key != b.From.Key:
+			return a.From.Key < b.From.Key
+		case a.To.Key != b.To.Key:
+			return a.To.Key < b.To.Key
+		case a.Kind != b.Kind:
+			return a.Kind < b.Kind
+		case a.Relation != b.Relation:
+			return a.Relation < b.Relation
+		}
+		return a.Group < b.Group
+	})
+	for _, e := range g.Edges {
+		e.P50, e.P95, e.P99 = percentiles(e.lat)
+		e.lat = nil
+		if !g.dg.HasEdgeFromTo(e.From.id, e.To.id) {
+			g.dg.SetEdge(simple.Edge{F: e.From, T: e.To})
+		}
+	}
+	sort.Slice(g.Stitches, func(i, j int) bool {
+		a, b := g.Stitches[i].Consumer, g.Stitches[j].Consumer
+		if a.TraceID != b.TraceID {
+			if a.TraceID.High != b.TraceID.High {
+				return a.TraceID.High < b.TraceID.High
+			}
+			return a.TraceID.Low < b.TraceID.Low
+		}
+		return a.SpanID < b.SpanID
+	})
+}
+
+func sortedKeys[K int32 | string](m map[K]struct{}) []K {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]K, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// percentiles returns nearest-rank p50, p95 and p99 of nanosecond samples.
+// Negative samples (clock skew) count as they are.
+func percentiles(lat []int64) (p50, p95, p99 time.Duration) {
+	if len(lat) == 0 {
+		return 0, 0, 0
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	rank := func(p int) time.Duration {
+		i := (p*len(lat)+99)/100 - 1
+		if i < 0 {
+			i = 0
+		}
+		return time.Duration(lat[i])
+	}
+	return rank(50), rank(95), rank(99)
+}

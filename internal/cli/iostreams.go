@@ -1,0 +1,42 @@
+package cli
+
+import (
+	"io"
+	"os"
+
+	"golang.org/x/term"
+
+	"github.com/ktrace-dev/ktrace/render"
+)
+
+// IOStreams are a command's standard streams and what is known of them.
+type IOStreams struct {
+	In          io.Reader
+	Out, ErrOut io.Writer
+	// OutTTY and ErrTTY say whether stdout / stderr are terminals.
+	OutTTY, ErrTTY bool
+	// NoColor is set when NO_COLOR is non-empty or TERM is "dumb".
+	NoColor bool
+	// Getenv reads the environment.
+	Getenv func(string) string
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// SystemIO returns the process's streams.
+func SystemIO() *IOStreams {
+	return &IOStreams{
+		In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr,
+		OutTTY: isTerminal(os.Stdout), ErrTTY: isTerminal(os.Stderr),
+		NoColor: os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb",
+		Getenv:  os.Getenv,
+	}
+}
+
+// Style is the text style for stdout.
+func (s *IOStreams) Style() render.Style {
+	return render.Style{TTY: s.OutTTY, Color: s.OutTTY && !s.NoColor}
+}

@@ -1,0 +1,95 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+)
+
+// version is stamped at build time:
+//
+//	go build -ldflags "-X github.com/ktrace-dev/ktrace/internal/cli.version=v1.2.3"
+var version = ""
+
+// Version returns the stamped version, else the module version `go install`
+// recorded, else "dev".
+func Version() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// usageError marks errors in how ktrace was called.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// NewRootCmd builds the command tree.
+func NewRootCmd(io *IOStreams) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ktrace",
+		Short: "See where traces break in Kafka-connected systems",
+		Long: `ktrace rebuilds the service graph of an event-driven system from its traces
+(Jaeger or files), with Kafka topics as nodes, and shows where trace context
+is lost between services.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version(),
+	}
+	root.SetIn(io.In)
+	root.SetOut(io.Out)
+	root.SetErr(io.ErrOut)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.AddCommand(
+		NewCmdGraph(io, nil),
+		NewCmdPull(io, nil),
+		NewCmdServices(io, nil),
+		NewCmdVersion(io),
+	)
+	return root
+}
+
+// Main runs ktrace with args and returns the exit code.
+func Main(args []string, io *IOStreams) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	root := NewRootCmd(io)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) && ee.err == errSilent {
+		return ee.code
+	}
+	fmt.Fprintln(io.ErrOut, "ktrace: "+oneLine(err.Error()))
+	return exitCode(err)
+}
+
+// errSilent ends a command with an exit code and no message (the command
+// already said what it had to).
+var errSilent = errors.New("")
+
+// NewCmdVersion prints the version.
+func NewCmdVersion(io *IOStreams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print ktrace's version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			_, err := fmt.Fprintln(io.Out, "ktrace "+Version())
+			return err
+		},
+	}
+}

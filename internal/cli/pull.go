@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ktrace-dev/ktrace/source/file"
+)
+
+// PullOptions are `ktrace pull`'s inputs.
+type PullOptions struct {
+	IO     *IOStreams
+	Source SourceOptions
+	Path   string
+	Force  bool
+}
+
+// NewCmdPull builds `ktrace pull`.
+func NewCmdPull(io *IOStreams, runF func(context.Context, *PullOptions) error) *cobra.Command {
+	opts := &PullOptions{IO: io}
+	cmd := &cobra.Command{
+		Use:   "pull FILE",
+		Short: "Save traces to a snapshot file for offline use",
+		Long: `Fetch traces (usually from Jaeger) and write them to a ktrace snapshot:
+gzip-compressed, versioned JSON Lines that every command reads with --file.
+The file is written under a temporary name and renamed into place, so it is
+never left half-written. An existing file is kept unless --force is given.
+FILE "-" writes to stdout.`,
+		Example: `  ktrace pull --jaeger 127.0.0.1:16685 --lookback 30m traces.ktrace
+  ktrace graph --file traces.ktrace`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Path = args[0]
+			if err := opts.Source.validate(io); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return pullRun(cmd.Context(), opts)
+		},
+	}
+	opts.Source.register(cmd)
+	cmd.Flags().BoolVar(&opts.Force, "force", false, "overwrite FILE if it exists")
+	return cmd
+}
+
+func pullRun(ctx context.Context, opts *PullOptions) error {
+	var af *file.AtomicFile
+	if opts.Path != "-" {
+		var err error
+		// Fail before fetching if the target exists.
+		if af, err = file.CreateAtomic(opts.Path, opts.Force); err != nil {
+			return err
+		}
+		defer af.Abort()
+	}
+	set, err := opts.Source.load(ctx, opts.IO)
+	if err != nil {
+		return err
+	}
+	out := opts.IO.Out
+	if af != nil {
+		out = af
+	}
+	sw, err := file.NewSnapshotWriter(out, opts.Source.describe())
+	if err != nil {
+		return err
+	}
+	traces := set.Traces()
+	p := newProgress(opts.IO)
+	for i := range traces {
+		if err := sw.Write(&traces[i]); err != nil {
+			return fmt.Errorf("writing snapshot: %w", err)
+		}
+		p.update("writing snapshot: %d/%d traces", i+1, len(traces))
+	}
+	if err := sw.Close(); err != nil {
+		return fmt.Errorf("writing snapshot: %w", err)
+	}
+	if af != nil {
+		if err := af.Commit(); err != nil {
+			return fmt.Errorf("writing %s: %w", opts.Path, err)
+		}
+	}
+	p.done("wrote %d traces (%d spans) to %s", len(traces), set.SpanCount(), opts.Path)
+	return nil
+}

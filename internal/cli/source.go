@@ -1,0 +1,249 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ktrace-dev/ktrace/fixtures"
+	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/source/jaeger"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// SourceOptions are the flags that choose where traces come from.
+type SourceOptions struct {
+	Jaeger     string
+	Files      []string
+	Fixtures   []string
+	Services   []string
+	Operation  string
+	Tags       []string
+	Since      string
+	Until      string
+	Lookback   time.Duration
+	Limit      int
+	PageSize   int
+	Parallel   int
+	Timeout    time.Duration
+	MaxRecvMiB int
+	TLS        bool
+	CA         string
+	Cert       string
+	Key        string
+	ServerName string
+	Token      string
+
+	now func() time.Time
+}
+
+func (o *SourceOptions) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.Jaeger, "jaeger", "", "Jaeger query gRPC `host:port` (Jaeger's default port is 16685)")
+	f.StringArrayVar(&o.Files, "file", nil, "read traces from a Jaeger JSON, OTLP JSON or snapshot `file` (repeatable, - for stdin)")
+	f.StringArrayVar(&o.Fixtures, "fixture", nil, "read a bundled trace set by `name` (repeatable; see README)")
+	f.StringArrayVar(&o.Services, "service", nil, "Jaeger: search this `service` (repeatable; default every service)")
+	f.StringVar(&o.Operation, "operation", "", "Jaeger: only traces with this operation")
+	f.StringArrayVar(&o.Tags, "tag", nil, "Jaeger: only traces with this tag, `k=v` (repeatable)")
+	f.StringVar(&o.Since, "since", "", "Jaeger: window start, RFC 3339 `time` (default now minus --lookback)")
+	f.StringVar(&o.Until, "until", "", "Jaeger: window end, RFC 3339 `time` (default now)")
+	f.DurationVar(&o.Lookback, "lookback", time.Hour, "Jaeger: window length when --since is not given")
+	f.IntVar(&o.Limit, "limit", 0, "Jaeger: stop after this many traces (0: no limit)")
+	f.IntVar(&o.PageSize, "page-size", 500, "Jaeger: traces per FindTraces call; full pages are split")
+	f.IntVar(&o.Parallel, "parallel", 4, "Jaeger: calls in flight")
+	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "Jaeger: deadline for each call")
+	f.IntVar(&o.MaxRecvMiB, "jaeger-max-recv", 64, "Jaeger: gRPC receive limit in `MiB`")
+	f.BoolVar(&o.TLS, "jaeger-tls", false, "Jaeger: use TLS")
+	f.StringVar(&o.CA, "jaeger-ca", "", "Jaeger: CA certificate `file` (PEM) for TLS")
+	f.StringVar(&o.Cert, "jaeger-cert", "", "Jaeger: client certificate `file` (PEM) for mutual TLS")
+	f.StringVar(&o.Key, "jaeger-key", "", "Jaeger: client key `file` (PEM) for mutual TLS")
+	f.StringVar(&o.ServerName, "jaeger-server-name", "", "Jaeger: TLS server name override")
+	f.StringVar(&o.Token, "jaeger-token", "", "Jaeger: bearer token (or set KTRACE_JAEGER_TOKEN); never printed")
+}
+
+func (o *SourceOptions) hasSource() bool {
+	return o.Jaeger != "" || len(o.Files) > 0 || len(o.Fixtures) > 0
+}
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// validate checks flag values before any work starts.
+func (o *SourceOptions) validate(io *IOStreams) error {
+	if !o.hasSource() {
+		return usagef("no trace source: give --jaeger host:port, --file path or --fixture name")
+	}
+	if o.Token == "" && io.Getenv != nil {
+		o.Token = io.Getenv("KTRACE_JAEGER_TOKEN")
+	}
+	for _, t := range o.Tags {
+		if k, _, ok := strings.Cut(t, "="); !ok || k == "" {
+			return usagef("--tag %q: want key=value", t)
+		}
+	}
+	if o.Lookback <= 0 {
+		return usagef("--lookback must be positive")
+	}
+	if o.Timeout <= 0 {
+		return usagef("--timeout must be positive")
+	}
+	if o.PageSize <= 0 || o.Parallel <= 0 || o.MaxRecvMiB <= 0 || o.Limit < 0 {
+		return usagef("--page-size, --parallel and --jaeger-max-recv must be positive, --limit not negative")
+	}
+	if (o.Cert == "") != (o.Key == "") {
+		return usagef("--jaeger-cert and --jaeger-key go together")
+	}
+	if !o.TLS && (o.CA != "" || o.Cert != "" || o.ServerName != "") {
+		return usagef("--jaeger-ca, --jaeger-cert and --jaeger-server-name need --jaeger-tls")
+	}
+	_, _, err := o.window()
+	return err
+}
+
+func (o *SourceOptions) window() (time.Time, time.Time, error) {
+	now := time.Now
+	if o.now != nil {
+		now = o.now
+	}
+	end := now()
+	if o.Until != "" {
+		t, err := time.Parse(time.RFC3339, o.Until)
+		if err != nil {
+			return time.Time{}, time.Time{}, usagef("--until %q: want an RFC 3339 time like 2026-01-02T15:04:05Z", o.Until)
+		}
+		end = t
+	}
+	start := end.Add(-o.Lookback)
+	if o.Since != "" {
+		t, err := time.Parse(time.RFC3339, o.Since)
+		if err != nil {
+			return time.Time{}, time.Time{}, usagef("--since %q: want an RFC 3339 time like 2026-01-02T15:04:05Z", o.Since)
+		}
+		start = t
+	}
+	if !end.After(start) {
+		return time.Time{}, time.Time{}, usagef("--since must be before --until")
+	}
+	return start, end, nil
+}
+
+func (o *SourceOptions) jaegerConfig() jaeger.Config {
+	return jaeger.Config{Addr: o.Jaeger, Timeout: o.Timeout, MaxRecvBytes: o.MaxRecvMiB << 20, TLS: o.TLS,
+		CAFile: o.CA, CertFile: o.Cert, KeyFile: o.Key, ServerName: o.ServerName, Token: o.Token}
+}
+
+// load reads every trace the flags name into one set, reporting progress
+// and warnings on stderr.
+func (o *SourceOptions) load(ctx context.Context, io *IOStreams) (*trace.Set, error) {
+	set := &trace.Set{}
+	var res trace.Resources
+	for _, name := range o.Fixtures {
+		r, err := fixtures.Open(name)
+		if err != nil {
+			return nil, usagef("--fixture %s: %v", name, err)
+		}
+		_, err = file.Read(r, "fixture "+name, set, &res)
+		r.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, path := range o.Files {
+		if _, err := file.ReadFile(path, io.In, set, &res); err != nil {
+			return nil, err
+		}
+	}
+	if o.Jaeger != "" {
+		if err := o.loadJaeger(ctx, io, set); err != nil {
+			return nil, err
+		}
+	}
+	if err := set.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", file.ErrBadInput, err)
+	}
+	if set.Len() == 0 {
+		fmt.Fprintln(io.ErrOut, "ktrace: warning: no traces found")
+	}
+	return set, nil
+}
+
+func (o *SourceOptions) loadJaeger(ctx context.Context, io *IOStreams, set *trace.Set) error {
+	c, err := jaeger.Dial(o.jaegerConfig())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	start, end, _ := o.window()
+	q := jaeger.Query{Services: o.Services, Operation: o.Operation, Start: start, End: end,
+		PageSize: o.PageSize, Limit: o.Limit, Concurrency: o.Parallel}
+	if len(o.Tags) > 0 {
+		q.Tags = map[string]string{}
+		for _, t := range o.Tags {
+			k, v, _ := strings.Cut(t, "=")
+			q.Tags[k] = v
+		}
+	}
+	p := newProgress(io)
+	st, err := c.Find(ctx, q, set, func(s jaeger.Stats) {
+		p.update("fetching from %s: %d traces, %d spans, %d calls", o.Jaeger, s.Traces, s.Spans, s.Calls)
+	})
+	p.done("fetched %d traces (%d spans) from %s in %d calls", st.Traces, st.Spans, o.Jaeger, st.Calls)
+	if err != nil {
+		return err
+	}
+	if st.Truncated > 0 {
+		fmt.Fprintf(io.ErrOut, "ktrace: warning: %d time windows still returned a full page at the narrowest split; results may be truncated (raise --page-size)\n", st.Truncated)
+	}
+	if st.LimitReached {
+		fmt.Fprintf(io.ErrOut, "ktrace: warning: stopped at --limit %d traces; more match\n", o.Limit)
+	}
+	return nil
+}
+
+// progress writes a self-overwriting status line on a terminal and a single
+// closing line otherwise.
+type progress struct {
+	io   *IOStreams
+	last time.Time
+	used bool
+}
+
+func newProgress(io *IOStreams) *progress { return &progress{io: io} }
+
+func (p *progress) update(format string, args ...any) {
+	if !p.io.ErrTTY || time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	p.used = true
+	fmt.Fprintf(p.io.ErrOut, "\r\033[K"+format, args...)
+}
+
+func (p *progress) done(format string, args ...any) {
+	if p.used {
+		fmt.Fprint(p.io.ErrOut, "\r\033[K")
+	}
+	fmt.Fprintf(p.io.ErrOut, format+"\n", args...)
+}
+
+
+// describe says where the traces came from, for a snapshot's header. It
+// never includes the token.
+func (o *SourceOptions) describe() string {
+	var parts []string
+	if o.Jaeger != "" {
+		start, end, _ := o.window()
+		parts = append(parts, fmt.Sprintf("jaeger %s %s..%s", o.Jaeger, start.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339)))
+	}
+	for _, f := range o.Files {
+		parts = append(parts, "file "+f)
+	}
+	for _, f := range o.Fixtures {
+		parts = append(parts, "fixture "+f)
+	}
+	return strings.Join(parts, "; ")
+}

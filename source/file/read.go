@@ -1,0 +1,184 @@
+package file
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"unicode/utf8"
+
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// ErrBadInput is wrapped by every error about the content of an input.
+var ErrBadInput = errors.New("bad input")
+
+// Format is a recognised input format.
+type Format string
+
+// Formats Read recognises.
+const (
+	FormatJaeger   Format = "jaeger-json"
+	FormatOTLP     Format = "otlp-json"
+	FormatSnapshot Format = "ktrace-snapshot"
+)
+
+type inputError struct {
+	name string
+	msg  string
+}
+
+func (e *inputError) Error() string { return e.name + ": " + e.msg }
+func (e *inputError) Unwrap() error { return ErrBadInput }
+
+func bad(name, format string, args ...any) error {
+	return &inputError{name: name, msg: fmt.Sprintf(format, args...)}
+}
+
+// ReadFile opens path ("-" is stdin) and reads it with Read.
+func ReadFile(path string, stdin io.Reader, set *trace.Set, res *trace.Resources) (Format, error) {
+	if path == "-" {
+		return Read(stdin, "stdin", set, res)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
+	defer f.Close()
+	return Read(f, path, set, res)
+}
+
+// Read decodes every trace in r into set, sharing resources through res.
+// name is used in error messages. It returns the format it found. On error
+// set may hold part of the input; callers should discard it.
+func Read(r io.Reader, name string, set *trace.Set, res *trace.Resources) (Format, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, _ := br.Peek(4096)
+	if len(bytes.TrimSpace(head)) == 0 {
+		return "", bad(name, "empty input: no traces")
+	}
+	if len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return "", bad(name, "corrupt gzip data: %v", err)
+		}
+		defer zr.Close()
+		return FormatSnapshot, readSnapshot(bufio.NewReaderSize(zr, 64<<10), name, set, res)
+	}
+	trimmed := bytes.TrimLeft(head, " \t\r\n")
+	if trimmed[0] != '{' {
+		if bytes.IndexByte(head, 0) >= 0 || !utf8.Valid(head[:utf8Prefix(head)]) {
+			return "", bad(name, "binary data, not a trace file")
+		}
+		return "", bad(name, "not JSON: want Jaeger JSON, OTLP JSON or a ktrace snapshot")
+	}
+	if bytes.HasPrefix(trimmed, []byte(`{"format":"`+string(FormatSnapshot)+`"`)) {
+		return FormatSnapshot, readSnapshot(br, name, set, res)
+	}
+	dec := json.NewDecoder(br)
+	dec.UseNumber()
+	f, err := readJSON(dec, name, set, res)
+	if err != nil {
+		return f, jsonErr(name, dec, err)
+	}
+	return f, nil
+}
+
+// utf8Prefix trims a peeked buffer back to a rune boundary.
+func utf8Prefix(b []byte) int {
+	n := len(b)
+	for i := 0; i < utf8.UTFMax && n > 0; i++ {
+		if utf8.RuneStart(b[n-1]) {
+			if !utf8.FullRune(b[n-1:]) {
+				return n - 1
+			}
+			break
+		}
+		n--
+	}
+	return len(b)
+}
+
+func jsonErr(name string, dec *json.Decoder, err error) error {
+	var ie *inputError
+	if errors.As(err, &ie) {
+		return err
+	}
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return bad(name, "truncated JSON at byte %d", dec.InputOffset())
+	case errors.As(err, &se):
+		return bad(name, "invalid JSON at byte %d: %v", se.Offset, se)
+	case errors.As(err, &te):
+		return bad(name, "unexpected JSON at byte %d: field %q is %s, want %s", te.Offset, te.Field, te.Value, te.Type)
+	}
+	return bad(name, "%v", err)
+}
+
+// readJSON reads top-level objects until EOF. The first decides the format.
+func readJSON(dec *json.Decoder, name string, set *trace.Set, res *trace.Resources) (Format, error) {
+	var format Format
+	var otlp otlpCollector
+	objects := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return format, err
+		}
+		if d, ok := tok.(json.Delim); !ok || d != '{' {
+			return format, bad(name, "unexpected %v at byte %d: want a JSON object", tok, dec.InputOffset())
+		}
+		objects++
+		found := Format("")
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return format, err
+			}
+			key, _ := kt.(string)
+			switch {
+			case key == "data" && format != FormatOTLP:
+				found = FormatJaeger
+				if err := readJaegerData(dec, name, set, res); err != nil {
+					return FormatJaeger, err
+				}
+			case key == "resourceSpans" && format != FormatJaeger:
+				found = FormatOTLP
+				var rs []otlpResourceSpans
+				if err := dec.Decode(&rs); err != nil {
+					return FormatOTLP, err
+				}
+				if err := otlp.add(name, rs, res); err != nil {
+					return FormatOTLP, err
+				}
+			default:
+				var skip json.RawMessage
+				if err := dec.Decode(&skip); err != nil {
+					return format, err
+				}
+			}
+		}
+		if _, err := dec.Token(); err != nil { // closing '}'
+			return format, err
+		}
+		if found == "" {
+			return format, bad(name, "unrecognised JSON object #%d: want Jaeger JSON {\"data\":[…]} or OTLP JSON {\"resourceSpans\":[…]}", objects)
+		}
+		format = found
+	}
+	if format == FormatOTLP {
+		if err := otlp.flush(set); err != nil {
+			return format, bad(name, "%v", err)
+		}
+	}
+	return format, nil
+}

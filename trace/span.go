@@ -1,0 +1,148 @@
+package trace
+
+import (
+	"strings"
+	"time"
+)
+
+// Kind is a span's kind, as OpenTelemetry defines it.
+type Kind uint8
+
+// Span kinds.
+const (
+	KindUnspecified Kind = iota
+	KindInternal
+	KindServer
+	KindClient
+	KindProducer
+	KindConsumer
+)
+
+var kindNames = [...]string{"unspecified", "internal", "server", "client", "producer", "consumer"}
+
+// String returns the lowercase name Jaeger uses in its span.kind tag.
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unspecified"
+}
+
+// ParseKind reads a kind from Jaeger's span.kind tag or OTLP's enum name
+// ("SPAN_KIND_SERVER"). Unknown names give KindUnspecified.
+func ParseKind(s string) Kind {
+	s = strings.ToLower(strings.TrimPrefix(strings.ToUpper(s), "SPAN_KIND_"))
+	for i, n := range kindNames {
+		if n == s {
+			return Kind(i)
+		}
+	}
+	return KindUnspecified
+}
+
+// RefType says how a span refers to another.
+type RefType uint8
+
+const (
+	// RefParent is a parent (Jaeger CHILD_OF).
+	RefParent RefType = iota
+	// RefLink is a span link (Jaeger FOLLOWS_FROM). It may point into another trace.
+	RefLink
+)
+
+// String returns "parent" or "link".
+func (r RefType) String() string {
+	if r == RefLink {
+		return "link"
+	}
+	return "parent"
+}
+
+// Ref is a reference from one span to another.
+type Ref struct {
+	Type    RefType
+	TraceID TraceID
+	SpanID  SpanID
+}
+
+// Attribute is one key/value pair. Values are kept as their string form:
+// ktrace compares and displays them, it never computes with them, and the
+// numeric fields it needs (partition, offset) are parsed by the views.
+type Attribute struct {
+	Key   string
+	Value string
+}
+
+// Attributes is an attribute list, in source order.
+type Attributes []Attribute
+
+// Get returns the value of the first attribute named key.
+func (a Attributes) Get(key string) (string, bool) {
+	for i := range a {
+		if a[i].Key == key {
+			return a[i].Value, true
+		}
+	}
+	return "", false
+}
+
+// Resource describes the process that emitted a span. Spans of one process
+// share one *Resource; treat it as read-only.
+type Resource struct {
+	Service    string
+	Attributes Attributes
+}
+
+// Instance returns the service instance: service.instance.id, else host.name,
+// else "".
+func (r *Resource) Instance() string {
+	if r == nil {
+		return ""
+	}
+	if v, ok := r.Attributes.Get("service.instance.id"); ok && v != "" {
+		return v
+	}
+	v, _ := r.Attributes.Get("host.name")
+	return v
+}
+
+// Span is one unit of work.
+type Span struct {
+	TraceID   TraceID
+	SpanID    SpanID
+	Operation string
+	Kind      Kind
+	Start     time.Time
+	Duration  time.Duration
+	// Error is true when the span's status is error (OTLP status code 2,
+	// Jaeger's error=true tag, or otel.status_code=ERROR).
+	Error         bool
+	StatusMessage string
+	Refs          []Ref
+	Attributes    Attributes
+	Resource      *Resource
+}
+
+// Service returns the name of the service that emitted the span.
+func (s *Span) Service() string {
+	if s.Resource == nil {
+		return ""
+	}
+	return s.Resource.Service
+}
+
+// Parent returns the span's first parent reference within its own trace.
+func (s *Span) Parent() (SpanID, bool) {
+	for _, r := range s.Refs {
+		if r.Type == RefParent && r.TraceID == s.TraceID {
+			return r.SpanID, true
+		}
+	}
+	return 0, false
+}
+
+// Trace is the spans that share one trace ID, in no particular order.
+type Trace struct {
+	ID    TraceID
+	Spans []Span
+}
