@@ -230,7 +230,6 @@ func (p *progress) done(format string, args ...any) {
 	fmt.Fprintf(p.io.ErrOut, format+"\n", args...)
 }
 
-
 // describe says where the traces came from, for a snapshot's header. It
 // never includes the token.
 func (o *SourceOptions) describe() string {

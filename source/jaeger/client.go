@@ -65,7 +65,7 @@ type Config struct {
 	// MaxRecvBytes is the gRPC receive limit. Zero means 64 MiB.
 	MaxRecvBytes int
 	// TLS enables TLS; CAFile, CertFile and KeyFile are optional PEM files.
-	TLS                      bool
+	TLS                       bool
 	CAFile, CertFile, KeyFile string
 	// ServerName overrides the TLS server name.
 	ServerName string
