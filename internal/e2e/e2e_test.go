@@ -1,0 +1,229 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ktrace-dev/ktrace/internal/cli"
+	"github.com/ktrace-dev/ktrace/internal/testenv"
+	"github.com/ktrace-dev/ktrace/render"
+)
+
+var record = flag.Bool("record", false, "re-record fixtures/kafka-e2e.json from the run")
+
+// ktrace runs the CLI in-process and returns stdout, stderr and the exit code.
+func ktrace(args ...string) (string, string, int) {
+	var out, errb bytes.Buffer
+	code := cli.Main(args, &cli.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errb, Getenv: os.Getenv})
+	return out.String(), errb.String(), code
+}
+
+type edge struct{ From, To, Kind, Relation, Group string }
+
+func edgesOf(g render.GraphJSON) []edge {
+	var out []edge
+	for _, e := range g.Edges {
+		out = append(out, edge{e.From, e.To, e.Kind, e.Relation, e.Group})
+	}
+	return out
+}
+
+// waitForGraph polls ktrace graph until the span count stops changing and
+// the graph has the expected number of edges, or fails after a minute.
+func waitForGraph(t *testing.T, args ...string) render.GraphJSON {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var last render.GraphJSON
+	stable := 0
+	for time.Now().Before(deadline) {
+		out, errs, code := ktrace(append([]string{"graph", "-o", "json"}, args...)...)
+		if code != 0 {
+			t.Fatalf("ktrace graph exited %d: %s", code, errs)
+		}
+		var g render.GraphJSON
+		if err := json.Unmarshal([]byte(out), &g); err != nil {
+			t.Fatalf("ktrace graph -o json: %v\n%s", err, out)
+		}
+		if g.Spans > 0 && g.Spans == last.Spans {
+			stable++
+		} else {
+			stable = 0
+		}
+		last = g
+		if stable >= 2 {
+			return g
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("traces did not settle in Jaeger; last graph: %+v", last)
+	return last
+}
+
+const orders = 6
+
+func TestGraphFromJaeger(t *testing.T) {
+	j := testenv.Jaeger(t)
+	runTopology(t, j.OTLPAddr(), orders)
+
+	g := waitForGraph(t, "--jaeger", j.QueryAddr(), "--lookback", "10m")
+
+	var keys []string
+	for _, n := range g.Nodes {
+		keys = append(keys, n.Kind+" "+n.Key)
+	}
+	wantNodes := []string{
+		"service service:billing", "service service:orders-api", "service service:shipping",
+		"service service:web-client", "topic topic:orders", "topic topic:shipments",
+	}
+	if !reflect.DeepEqual(keys, wantNodes) {
+		t.Errorf("nodes:\n got %v\nwant %v", keys, wantNodes)
+	}
+	want := []edge{
+		{"service:orders-api", "topic:orders", "produce", "span", ""},
+		{"service:shipping", "topic:shipments", "produce", "span", ""},
+		{"service:web-client", "service:orders-api", "call", "parent", ""},
+		{"topic:orders", "service:billing", "consume", "parent", "billing"},
+		{"topic:orders", "service:shipping", "consume", "stitched", "shipping"},
+	}
+	if got := edgesOf(g); !reflect.DeepEqual(got, want) {
+		t.Errorf("edges:\n got %+v\nwant %+v", got, want)
+	}
+	for _, e := range g.Edges {
+		if e.From == e.To {
+			t.Errorf("self-loop %s", e.From)
+		}
+		if e.Count != orders {
+			t.Errorf("edge %s -> %s (%s): count %d, want %d", e.From, e.To, e.Relation, e.Count, orders)
+		}
+	}
+	if len(g.Stitches) != orders {
+		t.Fatalf("stitches: got %d, want %d", len(g.Stitches), orders)
+	}
+	for _, s := range g.Stitches {
+		if s.Producer.Service != "orders-api" || s.Consumer.Service != "shipping" || s.Topic != "orders" || s.Offset < 0 {
+			t.Errorf("stitch %+v: want orders-api -> orders -> shipping with an offset", s)
+		}
+		if s.Producer.TraceID == s.Consumer.TraceID {
+			t.Errorf("stitch %+v joins spans of one trace; the shipping hop should have lost its context", s)
+		}
+	}
+	for _, n := range g.Nodes {
+		if n.Kind == "service" && (len(n.Instances) != 1 || n.Instances[0] != strings.TrimPrefix(n.Key, "service:")+"-1") {
+			t.Errorf("%s instances = %v", n.Key, n.Instances)
+		}
+	}
+
+	// The services command lists what Jaeger knows, through GetServices and GetOperations.
+	out, errs, code := ktrace("services", "--jaeger", j.QueryAddr())
+	if code != 0 {
+		t.Fatalf("services exited %d: %s", code, errs)
+	}
+	for _, s := range []string{"billing", "orders-api", "shipping", "web-client"} {
+		if !strings.Contains(out, s+"\t") {
+			t.Errorf("services output lacks %s:\n%s", s, out)
+		}
+	}
+
+	// A snapshot pulled from Jaeger gives the same graph offline.
+	snap := filepath.Join(t.TempDir(), "e2e.ktrace")
+	if _, errs, code := ktrace("pull", "--jaeger", j.QueryAddr(), "--lookback", "10m", snap); code != 0 {
+		t.Fatalf("pull exited %d: %s", code, errs)
+	}
+	out, errs, code = ktrace("graph", "-o", "json", "--file", snap)
+	if code != 0 {
+		t.Fatalf("graph --file snapshot exited %d: %s", code, errs)
+	}
+	var fromSnap render.GraphJSON
+	if err := json.Unmarshal([]byte(out), &fromSnap); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(edgesOf(fromSnap), want) || fromSnap.Spans != g.Spans {
+		t.Errorf("snapshot graph differs: %d spans vs %d; edges %+v", fromSnap.Spans, g.Spans, edgesOf(fromSnap))
+	}
+
+	// Jaeger's HTTP API gives the JSON the UI downloads; ktrace reads it too.
+	raw := jaegerHTTPTraces(t, j.UIURL())
+	path := filepath.Join(t.TempDir(), "jaeger.json")
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code = ktrace("graph", "-o", "json", "--file", path)
+	if code != 0 {
+		t.Fatalf("graph --file jaeger.json exited %d: %s", code, errs)
+	}
+	var fromHTTP render.GraphJSON
+	if err := json.Unmarshal([]byte(out), &fromHTTP); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(edgesOf(fromHTTP), want) {
+		t.Errorf("graph from Jaeger HTTP JSON: %+v", edgesOf(fromHTTP))
+	}
+	if *record {
+		if err := os.WriteFile("../../fixtures/kafka-e2e.json", raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Log("recorded fixtures/kafka-e2e.json")
+	}
+}
+
+// jaegerHTTPTraces fetches every service's traces from Jaeger's HTTP API and
+// merges them into one {"data":[…]} document, each trace once, sorted by ID.
+func jaegerHTTPTraces(t *testing.T, base string) []byte {
+	t.Helper()
+	get := func(url string, v any) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s %s", url, resp.Status, b)
+		}
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+	}
+	var services struct{ Data []string }
+	get(base+"/api/services", &services)
+	byID := map[string]json.RawMessage{}
+	for _, s := range services.Data {
+		var res struct{ Data []json.RawMessage }
+		get(fmt.Sprintf("%s/api/traces?service=%s&lookback=1h&limit=1000", base, s), &res)
+		for _, tr := range res.Data {
+			var head struct{ TraceID string }
+			if err := json.Unmarshal(tr, &head); err != nil {
+				t.Fatal(err)
+			}
+			byID[head.TraceID] = tr
+		}
+	}
+	ids := make([]string, 0, len(byID))
+	for id := range byID {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var b bytes.Buffer
+	b.WriteString("{\"data\":[\n")
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteString(",\n")
+		}
+		var ind bytes.Buffer
+		json.Indent(&ind, byID[id], "", " ")
+		b.Write(ind.Bytes())
+	}
+	b.WriteString("\n]}\n")
+	return b.Bytes()
+}

@@ -1,0 +1,269 @@
+// Package jaeger runs the real Jaeger v2 binary for ktrace's stack and
+// tests: it writes a config that binds loopback only, starts the process,
+// waits until it is healthy and stops it.
+package jaeger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Version is the Jaeger release scripts/install-jaeger builds.
+const Version = "v1.76.0"
+
+// ErrNoBinary is returned by FindBinary when no Jaeger binary is found.
+var ErrNoBinary = errors.New("no Jaeger binary found (run scripts/install-jaeger, or pass --jaeger-bin)")
+
+// FindBinary returns the Jaeger binary to run: explicit if not empty, else
+// $KTRACE_JAEGER_BIN, else the one scripts/install-jaeger caches, else
+// "jaeger" on PATH.
+func FindBinary(explicit string) (string, error) {
+	for _, p := range []string{explicit, os.Getenv("KTRACE_JAEGER_BIN"), CachedPath()} {
+		if p == "" {
+			continue
+		}
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+		if p == explicit {
+			return "", fmt.Errorf("jaeger binary %s: not an executable file", p)
+		}
+	}
+	if p, err := exec.LookPath("jaeger"); err == nil {
+		return p, nil
+	}
+	return "", ErrNoBinary
+}
+
+// CachedPath is where scripts/install-jaeger puts the binary.
+func CachedPath() string {
+	dir := os.Getenv("XDG_CACHE_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		dir = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(dir, "ktrace", "jaeger-"+Version, "jaeger")
+}
+
+// Options configure a Jaeger process. Zero ports are picked free.
+type Options struct {
+	Bin string
+	// Dir holds the config, the log and (with Persist) the Badger data.
+	Dir string
+	// Host to bind; default 127.0.0.1.
+	Host                                                          string
+	OTLPGRPCPort, OTLPHTTPPort, QueryGRPCPort, UIPort, HealthPort int
+	// Persist keeps traces in Badger under Dir/badger instead of memory.
+	Persist bool
+	// MaxTraces bounds the in-memory store; default 100000.
+	MaxTraces int
+}
+
+// Process is a running Jaeger.
+type Process struct {
+	Options
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// FreePort asks the kernel for a free loopback TCP port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (o *Options) defaults() error {
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	if o.MaxTraces == 0 {
+		o.MaxTraces = 100000
+	}
+	for _, p := range []*int{&o.OTLPGRPCPort, &o.OTLPHTTPPort, &o.QueryGRPCPort, &o.UIPort, &o.HealthPort} {
+		if *p == 0 {
+			port, err := FreePort()
+			if err != nil {
+				return err
+			}
+			*p = port
+		}
+	}
+	return nil
+}
+
+func (o *Options) addr(port int) string { return net.JoinHostPort(o.Host, strconv.Itoa(port)) }
+
+// QueryAddr is the query gRPC address (api_v2).
+func (o *Options) QueryAddr() string { return o.addr(o.QueryGRPCPort) }
+
+// OTLPAddr is the OTLP gRPC address.
+func (o *Options) OTLPAddr() string { return o.addr(o.OTLPGRPCPort) }
+
+// UIURL is the Jaeger UI.
+func (o *Options) UIURL() string { return "http://" + o.addr(o.UIPort) }
+
+// Config renders the Jaeger v2 (OpenTelemetry Collector) configuration.
+func (o *Options) Config() string {
+	storage := fmt.Sprintf("        memory:\n          max_traces: %d\n", o.MaxTraces)
+	if o.Persist {
+		data := filepath.Join(o.Dir, "badger")
+		storage = fmt.Sprintf("        badger:\n          directories:\n            keys: %q\n            values: %q\n          ephemeral: false\n", data+"/keys", data+"/values")
+	}
+	return fmt.Sprintf(`service:
+  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    resource:
+      service.name: jaeger
+    metrics:
+      level: none
+    logs:
+      level: warn
+extensions:
+  healthcheckv2:
+    use_v2: true
+    http:
+      endpoint: %q
+  jaeger_query:
+    storage:
+      traces: store
+    grpc:
+      endpoint: %q
+    http:
+      endpoint: %q
+  jaeger_storage:
+    backends:
+      store:
+%sreceivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: %q
+      http:
+        endpoint: %q
+processors:
+  batch:
+    timeout: 200ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: store
+`, o.addr(o.HealthPort), o.QueryAddr(), o.addr(o.UIPort), storage, o.OTLPAddr(), o.addr(o.OTLPHTTPPort))
+}
+
+// Start writes the config, starts Jaeger and waits (up to the context's
+// deadline) until its health endpoint answers. On failure it stops the
+// process and returns an error that quotes the end of Jaeger's log.
+func Start(ctx context.Context, o Options) (*Process, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(o.Dir, "jaeger.yaml")
+	if err := os.WriteFile(cfg, []byte(o.Config()), 0o644); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(o.Dir, "jaeger.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(o.Bin, "--config", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting jaeger %s: %w", o.Bin, err)
+	}
+	p := &Process{Options: o, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	if err := p.waitHealthy(ctx); err != nil {
+		p.Stop()
+		return nil, fmt.Errorf("%w; log tail: %s", err, tail(filepath.Join(o.Dir, "jaeger.log"), 400))
+	}
+	return p, nil
+}
+
+// Pid returns the process ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+func (p *Process) waitHealthy(ctx context.Context) error {
+	url := "http://" + p.addr(p.HealthPort) + "/status"
+	client := &http.Client{Timeout: time.Second}
+	for {
+		select {
+		case <-p.done:
+			return fmt.Errorf("jaeger exited during start-up: %v", p.err)
+		case <-ctx.Done():
+			return fmt.Errorf("jaeger not healthy at %s: %w", url, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		resp, err := client.Get(url)
+		if err != nil {
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			// The query port opens with the extension; check it too.
+			if c, err := net.DialTimeout("tcp", p.QueryAddr(), time.Second); err == nil {
+				c.Close()
+				return nil
+			}
+		}
+	}
+}
+
+// Stop sends SIGTERM, waits up to 10s, then kills.
+func (p *Process) Stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+func tail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "(no log)"
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > n {
+		f.Seek(-n, io.SeekEnd)
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
+}
