@@ -69,13 +69,3 @@ func (s *Set) Traces() []Trace {
 	}
 	return s.traces
 }
-
-// Validate runs Validate on every trace and returns the first error.
-func (s *Set) Validate() error {
-	for i := range s.traces {
-		if err := Validate(&s.traces[i]); err != nil {
-			return err
-		}
-	}
-	return nil
-}

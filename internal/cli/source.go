@@ -162,9 +162,6 @@ func (o *SourceOptions) load(ctx context.Context, io *IOStreams) (*trace.Set, er
 			return nil, err
 		}
 	}
-	if err := set.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", file.ErrBadInput, err)
-	}
 	if set.Len() == 0 {
 		fmt.Fprintln(io.ErrOut, "ktrace: warning: no traces found")
 	}

@@ -63,6 +63,9 @@ func readJaegerData(dec *json.Decoder, name string, set *trace.Set, res *trace.R
 		if err != nil {
 			return bad(name, "Jaeger JSON: trace #%d: %v", n+1, err)
 		}
+		if err := trace.Validate(&t); err != nil {
+			return bad(name, "%v", err)
+		}
 		if err := set.Add(t); err != nil {
 			return bad(name, "%v", err)
 		}

@@ -185,7 +185,11 @@ func (c *otlpCollector) add(name string, rss []otlpResourceSpans, res *trace.Res
 
 func (c *otlpCollector) flush(set *trace.Set) error {
 	for _, id := range c.order {
-		if err := set.Add(trace.Trace{ID: id, Spans: c.traces[id]}); err != nil {
+		t := trace.Trace{ID: id, Spans: c.traces[id]}
+		if err := trace.Validate(&t); err != nil {
+			return err
+		}
+		if err := set.Add(t); err != nil {
 			return err
 		}
 	}

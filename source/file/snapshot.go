@@ -163,6 +163,9 @@ func readSnapshot(br *bufio.Reader, name string, set *trace.Set, res *trace.Reso
 			if err != nil {
 				return bad(name, "snapshot record %d: %v", n, err)
 			}
+			if err := trace.Validate(&t); err != nil {
+				return bad(name, "%v", err)
+			}
 			if err := set.Add(t); err != nil {
 				return bad(name, "%v", err)
 			}

@@ -2,7 +2,6 @@ package jaeger
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -76,6 +75,7 @@ func (c *Client) Find(ctx context.Context, q Query, set *trace.Set, progress fun
 		}
 	}
 
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -87,7 +87,7 @@ func (c *Client) Find(ctx context.Context, q Query, set *trace.Set, progress fun
 	)
 	fail := func(err error) {
 		mu.Lock()
-		if first == nil {
+		if first == nil && !st.LimitReached { // after the limit, cancelled calls are expected
 			first = err
 		}
 		mu.Unlock()
@@ -104,9 +104,7 @@ func (c *Client) Find(ctx context.Context, q Query, set *trace.Set, progress fun
 		got, err := c.findWindow(ctx, q, w)
 		<-sem
 		if err != nil {
-			if ctx.Err() == nil || !errors.Is(err, context.Canceled) {
-				fail(err)
-			}
+			fail(err)
 			return
 		}
 		full := len(got) >= q.PageSize
@@ -129,7 +127,12 @@ func (c *Client) Find(ctx context.Context, q Query, set *trace.Set, progress fun
 				st.LimitReached = true
 				break
 			}
-			if err := set.Add(trace.Trace{ID: id, Spans: spans}); err != nil {
+			t := trace.Trace{ID: id, Spans: spans}
+			err := trace.Validate(&t)
+			if err == nil {
+				err = set.Add(t)
+			}
+			if err != nil {
 				mu.Unlock()
 				fail(fmt.Errorf("jaeger at %s: %w", c.cfg.Addr, err))
 				return
@@ -154,6 +157,9 @@ func (c *Client) Find(ctx context.Context, q Query, set *trace.Set, progress fun
 	defer mu.Unlock()
 	if first != nil {
 		return st, first
+	}
+	if err := parent.Err(); err != nil { // interrupted: never return a silently partial result
+		return st, &BackendError{Addr: c.cfg.Addr, Cause: "interrupted", Err: err}
 	}
 	return st, nil
 }

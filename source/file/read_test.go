@@ -1,0 +1,220 @@
+package file
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+func read(t *testing.T, path string) (*trace.Set, Format) {
+	t.Helper()
+	var set trace.Set
+	var res trace.Resources
+	f, err := ReadFile(path, nil, &set, &res)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return &set, f
+}
+
+func TestReadJaegerFixture(t *testing.T) {
+	set, f := read(t, "../../fixtures/rpc-chain.json")
+	if f != FormatJaeger || set.Len() != 2 || set.SpanCount() != 9 {
+		t.Fatalf("format %s, %d traces, %d spans", f, set.Len(), set.SpanCount())
+	}
+	tr := set.Traces()[0]
+	var pay *trace.Span
+	for i := range tr.Spans {
+		if tr.Spans[i].Service() == "payments" {
+			pay = &tr.Spans[i]
+		}
+	}
+	if pay == nil || pay.Kind != trace.KindServer || !pay.Error || pay.StatusMessage != "card declined" {
+		t.Fatalf("payments span: %+v", pay)
+	}
+	if pay.Start != time.UnixMicro(1764000000003000).UTC() || pay.Duration != 3*time.Millisecond {
+		t.Errorf("times: %v %v", pay.Start, pay.Duration)
+	}
+	if _, ok := pay.Attributes.Get("span.kind"); ok {
+		t.Error("span.kind kept as an attribute")
+	}
+	if pay.Resource.Instance() != "payments-1" {
+		t.Errorf("instance %q", pay.Resource.Instance())
+	}
+	if p, ok := pay.Parent(); !ok || p != 0xa5 {
+		t.Errorf("parent %v", p)
+	}
+}
+
+func TestReadOTLPLinesGroupsTraces(t *testing.T) {
+	set, f := read(t, "../../fixtures/db-peer.json")
+	if f != FormatOTLP || set.Len() != 2 || set.SpanCount() != 5 {
+		t.Fatalf("format %s, %d traces, %d spans", f, set.Len(), set.SpanCount())
+	}
+	// The first trace's spans sit on two lines; they end up together.
+	tr := set.Traces()[0]
+	if len(tr.Spans) != 3 {
+		t.Fatalf("first trace has %d spans", len(tr.Spans))
+	}
+	var erp *trace.Span
+	for i := range tr.Spans {
+		if tr.Spans[i].Operation == "POST /erp/reserve" {
+			erp = &tr.Spans[i]
+		}
+	}
+	if erp == nil || erp.Kind != trace.KindClient || !erp.Error || erp.Duration != 12*time.Millisecond {
+		t.Fatalf("erp span %+v", erp)
+	}
+	if v, _ := erp.Attributes.Get("http.response.status_code"); v != "503" {
+		t.Errorf("int attribute %q", v)
+	}
+	if tr.Spans[0].Resource != tr.Spans[2].Resource {
+		t.Error("resources of one process not shared")
+	}
+}
+
+func TestReadOTLPBase64AndLinks(t *testing.T) {
+	in := `{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"a"}}]},
+	"instrumentationLibrarySpans":[{"spans":[{"traceId":"S/kvNXezTaajzpKdDg5HNg==","spanId":"APBnqgupArc=","name":"x",
+	"kind":"SPAN_KIND_CONSUMER","startTimeUnixNano":1,"endTimeUnixNano":2,
+	"links":[{"traceId":"4bf92f3577b34da6a3ce929d0e0e4737","spanId":"00f067aa0ba902b8"}],
+	"attributes":[{"key":"arr","value":{"arrayValue":{"values":[{"stringValue":"p"},{"intValue":3}]}}}]}]}]}]}`
+	var set trace.Set
+	if _, err := Read(strings.NewReader(in), "x", &set, &trace.Resources{}); err != nil {
+		t.Fatal(err)
+	}
+	s := set.Traces()[0].Spans[0]
+	if s.TraceID.String() != "4bf92f3577b34da6a3ce929d0e0e4736" || s.SpanID.String() != "00f067aa0ba902b7" {
+		t.Errorf("ids %s %s", s.TraceID, s.SpanID)
+	}
+	if len(s.Refs) != 1 || s.Refs[0].Type != trace.RefLink || s.Refs[0].TraceID.String() != "4bf92f3577b34da6a3ce929d0e0e4737" {
+		t.Errorf("refs %+v", s.Refs)
+	}
+	if v, _ := s.Attributes.Get("arr"); v != `["p","3"]` {
+		t.Errorf("array %q", v)
+	}
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	orig, _ := read(t, "../../fixtures/broken-hop.json")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s.ktrace")
+	af, err := CreateAtomic(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := NewSnapshotWriter(af, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	traces := orig.Traces()
+	for i := range traces {
+		if err := sw.Write(&traces[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatal("target visible before Commit")
+	}
+	if err := af.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	back, f := read(t, path)
+	if f != FormatSnapshot {
+		t.Fatalf("format %s", f)
+	}
+	a, b := orig.Traces(), back.Traces()
+	if len(a) != len(b) {
+		t.Fatalf("%d traces back, want %d", len(b), len(a))
+	}
+	for i := range a {
+		for j := range a[i].Spans {
+			x, y := a[i].Spans[j], b[i].Spans[j]
+			if x.SpanID != y.SpanID || x.Operation != y.Operation || x.Kind != y.Kind || !x.Start.Equal(y.Start) ||
+				x.Duration != y.Duration || x.Error != y.Error || x.Service() != y.Service() ||
+				len(x.Refs) != len(y.Refs) || len(x.Attributes) != len(y.Attributes) {
+				t.Errorf("span differs:\n%+v\n%+v", x, y)
+			}
+			for k := range x.Refs {
+				if x.Refs[k] != y.Refs[k] {
+					t.Errorf("ref differs: %+v %+v", x.Refs[k], y.Refs[k])
+				}
+			}
+		}
+	}
+	// No temporary files are left behind, and the target is not overwritten.
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("dir holds %d entries", len(entries))
+	}
+	if _, err := CreateAtomic(path, false); !errors.Is(err, ErrExists) {
+		t.Errorf("overwrite without asking: %v", err)
+	}
+	a2, err := CreateAtomic(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2.Abort()
+	if _, err := os.Stat(path); err != nil {
+		t.Error("Abort removed the existing target")
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	valid, _ := os.ReadFile("../../fixtures/rpc-chain.json")
+	cases := []struct {
+		name string
+		in   []byte
+		want string
+	}{
+		{"empty", nil, "empty input"},
+		{"blank", []byte("  \n\t"), "empty input"},
+		{"truncated", valid[:len(valid)/2], "truncated JSON"},
+		{"unknown shape", []byte(`{"spans":[1,2,3]}`), "unrecognised JSON"},
+		{"array", []byte(`[1,2]`), "not JSON"},
+		{"binary", []byte{0x7f, 'E', 'L', 'F', 0, 0, 1, 2}, "binary data"},
+		{"text", []byte("hello world"), "not JSON"},
+		{"bad syntax", []byte(`{"data":[{"traceID":}]}`), "invalid JSON"},
+		{"bad trace id", []byte(`{"data":[{"traceID":"zz","spans":[],"processes":{}}]}`), "invalid trace id"},
+		{"unknown process", []byte(`{"data":[{"traceID":"1","spans":[{"traceID":"1","spanID":"2","processID":"p9"}],"processes":{}}]}`), "unknown process"},
+		{"wrong type", []byte(`{"data":[{"traceID":1}]}`), "unexpected JSON"},
+		{"gzip not snapshot", gz(`{"format":"other"}`), "not a ktrace snapshot"},
+		{"snapshot from the future", gz(`{"format":"ktrace-snapshot","version":99}`), "version 99"},
+		{"corrupt gzip", []byte{0x1f, 0x8b, 1, 2, 3}, "gzip"},
+		{"duplicate span", []byte(`{"data":[{"traceID":"1","spans":[{"traceID":"1","spanID":"2","processID":"p","operationName":"a"},{"traceID":"1","spanID":"2","processID":"p","operationName":"b"}],"processes":{"p":{"serviceName":"s"}}}]}`), "duplicate span id"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var set trace.Set
+			_, err := Read(bytes.NewReader(c.in), "in.json", &set, &trace.Resources{})
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, ErrBadInput) {
+				t.Errorf("%v does not wrap ErrBadInput", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, c.want) || !strings.HasPrefix(msg, "in.json: ") || strings.Contains(msg, "\n") {
+				t.Errorf("message %q: want one line naming the input and %q", msg, c.want)
+			}
+		})
+	}
+}
+
+func gz(s string) []byte {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Write([]byte(s + "\n"))
+	zw.Close()
+	return b.Bytes()
+}

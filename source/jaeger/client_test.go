@@ -1,0 +1,288 @@
+package jaeger
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	model "github.com/jaegertracing/jaeger-idl/model/v1"
+	"github.com/jaegertracing/jaeger-idl/proto-gen/api_v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// store is a query server over an in-memory span list that, like Jaeger,
+// returns at most SearchDepth traces per FindTraces call, silently.
+type store struct {
+	api_v2.UnimplementedQueryServiceServer
+	spans []model.Span
+	token string
+	delay time.Duration
+
+	mu    sync.Mutex
+	calls int
+}
+
+func (s *store) auth(ctx context.Context) error {
+	if s.token == "" {
+		return nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if got := md.Get("authorization"); len(got) != 1 || got[0] != "Bearer "+s.token {
+		return status.Error(codes.Unauthenticated, "missing or bad token")
+	}
+	return nil
+}
+
+func (s *store) GetServices(ctx context.Context, _ *api_v2.GetServicesRequest) (*api_v2.GetServicesResponse, error) {
+	if err := s.auth(ctx); err != nil {
+		return nil, err
+	}
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, sp := range s.spans {
+		if !seen[sp.Process.ServiceName] {
+			seen[sp.Process.ServiceName] = true
+			out = append(out, sp.Process.ServiceName)
+		}
+	}
+	return &api_v2.GetServicesResponse{Services: out}, nil
+}
+
+func (s *store) GetOperations(ctx context.Context, r *api_v2.GetOperationsRequest) (*api_v2.GetOperationsResponse, error) {
+	ops := map[string]bool{}
+	for _, sp := range s.spans {
+		if sp.Process.ServiceName == r.Service {
+			ops[sp.OperationName] = true
+		}
+	}
+	out := &api_v2.GetOperationsResponse{}
+	for o := range ops {
+		out.Operations = append(out.Operations, &api_v2.Operation{Name: o, SpanKind: "server"})
+	}
+	return out, nil
+}
+
+func (s *store) FindTraces(r *api_v2.FindTracesRequest, srv api_v2.QueryService_FindTracesServer) error {
+	if err := s.auth(srv.Context()); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.calls++
+	s.mu.Unlock()
+	q := r.Query
+	if q.StartTimeMin.IsZero() || q.StartTimeMax.IsZero() || q.SearchDepth <= 0 {
+		return status.Error(codes.InvalidArgument, "window and depth required")
+	}
+	// Traces with a span of the service starting in the window.
+	match := map[model.TraceID]bool{}
+	var order []model.TraceID
+	for _, sp := range s.spans {
+		if sp.Process.ServiceName == q.ServiceName && !sp.StartTime.Before(q.StartTimeMin) && sp.StartTime.Before(q.StartTimeMax) && !match[sp.TraceID] {
+			match[sp.TraceID] = true
+			order = append(order, sp.TraceID)
+		}
+	}
+	if len(order) > int(q.SearchDepth) {
+		order = order[:q.SearchDepth]
+	}
+	keep := map[model.TraceID]bool{}
+	for _, id := range order {
+		keep[id] = true
+	}
+	var chunk api_v2.SpansResponseChunk
+	for _, sp := range s.spans {
+		if keep[sp.TraceID] {
+			chunk.Spans = append(chunk.Spans, sp)
+		}
+	}
+	return srv.Send(&chunk)
+}
+
+func serve(t *testing.T, s *store) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer(grpc.ForceServerCodec(gogoCodec{}))
+	api_v2.RegisterQueryServiceServer(g, s)
+	go g.Serve(ln)
+	t.Cleanup(g.Stop)
+	return ln.Addr().String()
+}
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// spans makes n traces; trace i has a span in service a at t0+i*step and,
+// when both is set, a child in service b.
+func spans(n int, step time.Duration, both bool) []model.Span {
+	pa := &model.Process{ServiceName: "a"}
+	pb := &model.Process{ServiceName: "b"}
+	var out []model.Span
+	for i := 0; i < n; i++ {
+		id := model.TraceID{Low: uint64(i + 1)}
+		start := t0.Add(time.Duration(i) * step)
+		out = append(out, model.Span{TraceID: id, SpanID: 1, OperationName: "op-a", StartTime: start, Duration: time.Millisecond, Process: pa,
+			Tags: []model.KeyValue{{Key: "span.kind", VStr: "client"}}})
+		if both {
+			out = append(out, model.Span{TraceID: id, SpanID: 2, OperationName: "op-b", StartTime: start, Duration: time.Millisecond, Process: pb,
+				References: []model.SpanRef{{TraceID: id, SpanID: 1, RefType: model.SpanRefType_CHILD_OF}},
+				Tags:       []model.KeyValue{{Key: "span.kind", VStr: "server"}, {Key: "error", VType: model.ValueType_BOOL, VBool: true}}})
+		}
+	}
+	return out
+}
+
+func TestFindSplitsFullWindows(t *testing.T) {
+	s := &store{spans: spans(1000, 10*time.Millisecond, false)}
+	c, err := Dial(Config{Addr: serve(t, s)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var set trace.Set
+	var progressed int
+	st, err := c.Find(context.Background(), Query{Start: t0, End: t0.Add(time.Minute), PageSize: 100}, &set, func(Stats) { progressed++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.Len() != 1000 || st.Traces != 1000 || st.Truncated != 0 {
+		t.Fatalf("got %d traces (stats %+v), want all 1000", set.Len(), st)
+	}
+	if st.Calls <= 10 || progressed == 0 {
+		t.Errorf("calls %d, progress %d: the window was not split", st.Calls, progressed)
+	}
+}
+
+func TestFindWarnsWhenWindowCannotSplit(t *testing.T) {
+	s := &store{spans: spans(300, 0, false)} // every trace starts at the same instant
+	c, _ := Dial(Config{Addr: serve(t, s)})
+	defer c.Close()
+	var set trace.Set
+	st, err := c.Find(context.Background(), Query{Start: t0, End: t0.Add(time.Second), PageSize: 100}, &set, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Truncated == 0 || set.Len() != 100 {
+		t.Errorf("stats %+v, %d traces: want a truncation warning and the 100 Jaeger gave", st, set.Len())
+	}
+}
+
+func TestFindDeduplicatesAcrossServices(t *testing.T) {
+	s := &store{spans: spans(50, time.Millisecond, true)}
+	c, _ := Dial(Config{Addr: serve(t, s)})
+	defer c.Close()
+	var set trace.Set
+	st, err := c.Find(context.Background(), Query{Start: t0, End: t0.Add(time.Minute)}, &set, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.Len() != 50 || set.SpanCount() != 100 || st.Calls != 2 {
+		t.Fatalf("%d traces, %d spans, %d calls", set.Len(), set.SpanCount(), st.Calls)
+	}
+	tr := set.Traces()[0]
+	sort.Slice(tr.Spans, func(i, j int) bool { return tr.Spans[i].SpanID < tr.Spans[j].SpanID })
+	b := tr.Spans[1]
+	if b.Service() != "b" || b.Kind != trace.KindServer || !b.Error || len(b.Refs) != 1 || b.Refs[0].Type != trace.RefParent {
+		t.Errorf("converted span %+v", b)
+	}
+	// The limit stops early and says so.
+	var limited trace.Set
+	st, err = c.Find(context.Background(), Query{Services: []string{"a"}, Start: t0, End: t0.Add(time.Minute), Limit: 10, PageSize: 5}, &limited, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limited.Len() != 10 || !st.LimitReached {
+		t.Errorf("limit: %d traces, stats %+v", limited.Len(), st)
+	}
+}
+
+func TestServicesAndOperations(t *testing.T) {
+	s := &store{spans: spans(3, time.Millisecond, true)}
+	c, _ := Dial(Config{Addr: serve(t, s)})
+	defer c.Close()
+	svcs, err := c.Services(context.Background())
+	if err != nil || strings.Join(svcs, ",") != "a,b" {
+		t.Fatalf("services %v %v", svcs, err)
+	}
+	ops, err := c.Operations(context.Background(), "b")
+	if err != nil || len(ops) != 1 || ops[0].Name != "op-b" {
+		t.Fatalf("operations %v %v", ops, err)
+	}
+}
+
+func backendErr(t *testing.T, err error) *BackendError {
+	t.Helper()
+	var be *BackendError
+	if !errors.As(err, &be) {
+		t.Fatalf("want *BackendError, got %T %v", err, err)
+	}
+	if strings.Contains(be.Error(), "\n") {
+		t.Errorf("multi-line message %q", be.Error())
+	}
+	return be
+}
+
+func TestToken(t *testing.T) {
+	s := &store{spans: spans(1, time.Millisecond, false), token: "s3cret-token"}
+	addr := serve(t, s)
+	good, _ := Dial(Config{Addr: addr, Token: "s3cret-token"})
+	defer good.Close()
+	if _, err := good.Services(context.Background()); err != nil {
+		t.Fatalf("with the token: %v", err)
+	}
+	bad, _ := Dial(Config{Addr: addr, Token: "wrong-token"})
+	defer bad.Close()
+	_, err := bad.Services(context.Background())
+	be := backendErr(t, err)
+	if !strings.Contains(be.Error(), "unauthorised") || !strings.Contains(be.Error(), addr) || strings.Contains(be.Error(), "wrong-token") {
+		t.Errorf("message %q", be.Error())
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	c, _ := Dial(Config{Addr: addr, Timeout: 5 * time.Second})
+	defer c.Close()
+	_, err := c.Services(context.Background())
+	be := backendErr(t, err)
+	if !strings.Contains(be.Error(), "jaeger at "+addr+": unreachable") {
+		t.Errorf("message %q", be.Error())
+	}
+}
+
+func TestSlowServerTimesOut(t *testing.T) {
+	s := &store{delay: 5 * time.Second}
+	c, _ := Dial(Config{Addr: serve(t, s), Timeout: 200 * time.Millisecond})
+	defer c.Close()
+	_, err := c.Services(context.Background())
+	be := backendErr(t, err)
+	if !strings.Contains(be.Error(), "no answer within 200ms") {
+		t.Errorf("message %q", be.Error())
+	}
+}
+
+func TestFindRejectsEmptyWindow(t *testing.T) {
+	c, _ := Dial(Config{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	if _, err := c.Find(context.Background(), Query{Start: t0, End: t0}, &trace.Set{}, nil); err == nil {
+		t.Error("empty window accepted")
+	}
+}
