@@ -1,0 +1,234 @@
+package graph_test
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/synth"
+	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+func load(t testing.TB, name string) []trace.Trace {
+	t.Helper()
+	var set trace.Set
+	if _, err := file.ReadFile("../fixtures/"+name+".json", nil, &set, &trace.Resources{}); err != nil {
+		t.Fatal(err)
+	}
+	return set.Traces()
+}
+
+func describe(g *graph.Graph) []string {
+	var out []string
+	for _, e := range g.Edges {
+		s := fmt.Sprintf("%s -> %s %s/%s", e.From.Key, e.To.Key, e.Kind, e.Relation)
+		if e.Group != "" {
+			s += " [" + e.Group + "]"
+		}
+		out = append(out, fmt.Sprintf("%s x%d err%d", s, e.Count, e.Errors))
+	}
+	return out
+}
+
+func check(t *testing.T, g *graph.Graph, want ...string) {
+	t.Helper()
+	got := describe(g)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("edges:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, e := range g.Edges {
+		if e.From == e.To {
+			t.Errorf("self-loop on %s", e.From.Key)
+		}
+	}
+}
+
+func TestRPCChain(t *testing.T) {
+	g := graph.Build(load(t, "rpc-chain"))
+	check(t, g,
+		"service:checkout -> service:payments call/parent x1 err1",
+		"service:frontend -> service:checkout call/parent x2 err0",
+		"unknown:frontend -> service:frontend call/span x2 err0",
+	)
+	e := g.EdgesFrom("service:frontend")[0]
+	// Call latency is the client span's duration: 7ms and 3ms.
+	if e.P50 != 3*time.Millisecond || e.P99 != 7*time.Millisecond {
+		t.Errorf("latency p50 %v p99 %v", e.P50, e.P99)
+	}
+	checkout := g.Node("service:checkout")
+	if strings.Join(checkout.Instances, ",") != "node-a,node-b" || checkout.Spans != 4 {
+		t.Errorf("checkout node %+v", checkout)
+	}
+	if g.Traces != 2 || g.Spans != 9 {
+		t.Errorf("counts %d %d", g.Traces, g.Spans)
+	}
+}
+
+func TestDatabaseAndPeer(t *testing.T) {
+	g := graph.Build(load(t, "db-peer"))
+	check(t, g,
+		"service:inventory -> database:postgresql/stock peer/span x2 err0",
+		"service:inventory -> peer:legacy-erp peer/span x1 err1",
+		"unknown:inventory -> service:inventory call/span x2 err0",
+	)
+	if n := g.Node("database:postgresql/stock"); n == nil || n.Kind != graph.KindDatabase || !n.Kind.Virtual() {
+		t.Errorf("database node %+v", n)
+	}
+}
+
+func TestBrokenHopIsStitched(t *testing.T) {
+	g := graph.Build(load(t, "broken-hop"))
+	check(t, g,
+		"service:orders -> topic:notify produce/span x1 err0",
+		"service:orders -> topic:orders produce/span x1 err0",
+		"topic:notify -> service:mailer consume/stitched [mailer] x1 err0",
+		"topic:orders -> service:analytics consume/link [analytics] x1 err0",
+		"topic:orders -> service:audit consume/parent [audit] x1 err0",
+		"topic:orders -> service:fulfilment consume/stitched [fulfilment] x1 err0",
+		"unknown:orders -> service:orders call/span x1 err0",
+	)
+	if len(g.Stitches) != 2 {
+		t.Fatalf("stitches %+v", g.Stitches)
+	}
+	byOffset, byID := g.Stitches[0], g.Stitches[1]
+	if byOffset.Consumer.Service != "fulfilment" || byOffset.Producer.Service != "orders" || byOffset.Offset != 42 || byOffset.Partition != 0 {
+		t.Errorf("offset stitch %+v", byOffset)
+	}
+	if byID.Consumer.Service != "mailer" || byID.MessageID != "msg-7" || byID.Offset != -1 {
+		t.Errorf("message-id stitch %+v", byID)
+	}
+	// producer start 1764000000002000µs, consumer 1764000000010000µs.
+	if e := g.EdgesFrom("topic:orders"); e[2].P50 != 8*time.Millisecond {
+		t.Errorf("stitched latency %v", e[2].P50)
+	}
+	if p := g.Node("topic:orders").Partitions; len(p) != 1 || p[0] != 0 {
+		t.Errorf("partitions %v", p)
+	}
+}
+
+func TestRecordedKafkaRun(t *testing.T) {
+	g := graph.Build(load(t, "kafka-e2e"))
+	check(t, g,
+		"service:orders-api -> topic:orders produce/span x6 err0",
+		"service:shipping -> topic:shipments produce/span x6 err0",
+		"service:web-client -> service:orders-api call/parent x6 err0",
+		"topic:orders -> service:billing consume/parent [billing] x6 err0",
+		"topic:orders -> service:shipping consume/stitched [shipping] x6 err0",
+	)
+}
+
+func sp(id trace.TraceID, sid, parent trace.SpanID, svc string, kind trace.Kind, a ...string) trace.Span {
+	s := trace.Span{TraceID: id, SpanID: sid, Kind: kind, Resource: &trace.Resource{Service: svc}, Start: time.Unix(0, int64(sid)*1000)}
+	if parent != 0 {
+		s.Refs = []trace.Ref{{Type: trace.RefParent, TraceID: id, SpanID: parent}}
+	}
+	for i := 0; i < len(a); i += 2 {
+		s.Attributes = append(s.Attributes, trace.Attribute{Key: a[i], Value: a[i+1]})
+	}
+	return s
+}
+
+func TestSameServiceIsNotAnEdge(t *testing.T) {
+	id := trace.TraceID{Low: 1}
+	tr := trace.Trace{ID: id, Spans: []trace.Span{
+		sp(id, 1, 0, "a", trace.KindInternal),
+		sp(id, 2, 1, "a", trace.KindClient),
+		sp(id, 3, 2, "a", trace.KindServer),
+		// A nested publish under a publish of the same record counts once.
+		sp(id, 4, 3, "a", trace.KindProducer, "messaging.destination.name", "t"),
+		sp(id, 5, 4, "a", trace.KindProducer, "messaging.destination.name", "t"),
+		// receive → process in one consumer counts once.
+		sp(id, 6, 5, "b", trace.KindConsumer, "messaging.destination.name", "t"),
+		sp(id, 7, 6, "b", trace.KindConsumer, "messaging.destination.name", "t", "messaging.operation", "process"),
+	}}
+	g := graph.Build([]trace.Trace{tr})
+	check(t, g,
+		"service:a -> topic:t produce/span x1 err0",
+		"topic:t -> service:b consume/parent x1 err0",
+	)
+	d, edges := g.Directed(), 0
+	for nodes := d.Nodes(); nodes.Next(); {
+		edges += d.From(nodes.Node().ID()).Len()
+	}
+	if edges != 2 {
+		t.Errorf("gonum view has %d edges", edges)
+	}
+}
+
+// A consumer whose producer is not in the data (sampled out) is an edge
+// found from the span alone, never a stitch.
+func TestUnmatchedConsumer(t *testing.T) {
+	id := trace.TraceID{Low: 9}
+	g := graph.Build([]trace.Trace{{ID: id, Spans: []trace.Span{
+		sp(id, 1, 0, "c", trace.KindConsumer, "messaging.destination.name", "t", "messaging.kafka.offset", "3", "messaging.destination.partition.id", "0"),
+	}}})
+	check(t, g, "topic:t -> service:c consume/span x1 err0")
+	if len(g.Stitches) != 0 {
+		t.Error("stitched to nothing")
+	}
+}
+
+func TestSynthetic(t *testing.T) {
+	ts := synth.Generate(synth.Config{Traces: 200, SpansPerTrace: 12, BrokenShare: 0.5, MessagingOnly: true, Seed: 1})
+	g := graph.Build(ts)
+	var stitched, parent int
+	for _, e := range g.Edges {
+		switch {
+		case e.Kind == graph.EdgeConsume && e.Relation == graph.RelStitched:
+			stitched += e.Count
+		case e.Kind == graph.EdgeConsume && e.Relation == graph.RelParent:
+			parent += e.Count
+		case e.Kind == graph.EdgeConsume:
+			t.Errorf("unexpected consume edge %+v", e)
+		}
+	}
+	// 200 traces × 5 hops each.
+	if stitched+parent != 1000 || stitched != len(g.Stitches) || stitched < 400 || stitched > 600 {
+		t.Errorf("stitched %d parent %d stitches %d", stitched, parent, len(g.Stitches))
+	}
+}
+
+func TestEmptyGraph(t *testing.T) {
+	g := graph.Build(nil)
+	if len(g.Nodes) != 0 || len(g.Edges) != 0 || g.Directed().Nodes().Len() != 0 {
+		t.Error("empty input gave a non-empty graph")
+	}
+}
+
+// BenchmarkBuild1M builds the graph of a synthetic 1,000,000-span set and
+// reports spans/s and bytes per span (allocated during the build, and still
+// live afterwards).
+func BenchmarkBuild1M(b *testing.B) {
+	n := 1_000_000
+	if s := os.Getenv("KTRACE_BENCH_SPANS"); s != "" {
+		fmt.Sscan(s, &n)
+	}
+	ts := synth.Generate(synth.Config{Traces: n / 20, SpansPerTrace: 20, Services: 20, Topics: 10, BrokenShare: 0.1, Seed: 7})
+	spans := 0
+	for i := range ts {
+		spans += len(ts[i].Spans)
+	}
+	b.ResetTimer()
+	var ms0, ms1 runtime.MemStats
+	var g *graph.Graph
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		runtime.ReadMemStats(&ms0)
+		g = graph.Build(ts)
+		runtime.ReadMemStats(&ms1)
+	}
+	b.StopTimer()
+	runtime.GC()
+	var ms2 runtime.MemStats
+	runtime.ReadMemStats(&ms2)
+	b.ReportMetric(float64(spans)*float64(b.N)/b.Elapsed().Seconds(), "spans/s")
+	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(spans), "alloc-B/span")
+	b.ReportMetric(float64(int64(ms2.HeapAlloc)-int64(ms0.HeapAlloc))/float64(spans), "retained-B/span")
+	runtime.KeepAlive(g)
+	runtime.KeepAlive(ts)
+}

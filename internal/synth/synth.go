@@ -1,0 +1,147 @@
+// Package synth generates deterministic synthetic trace sets for tests and
+// benchmarks: RPC calls and Kafka hops between a configurable number of
+// services and topics, with a share of hops whose consumer lost its context
+// (the consumer starts a new trace; its partition and offset still match
+// the producer's, so ktrace can stitch it).
+package synth
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// Config shapes a generated set. Zero fields take the defaults in brackets.
+type Config struct {
+	Traces        int     // traces to start [100]
+	SpansPerTrace int     // spans per started trace, counting broken-off parts [10]
+	Services      int     // [8]
+	Topics        int     // [4]
+	Partitions    int     // per topic [3]
+	BrokenShare   float64 // share of Kafka hops that lose context [0]
+	MessagingOnly bool    // only Kafka hops, no RPC calls
+	Seed          uint64
+}
+
+func (c *Config) defaults() {
+	if c.Traces <= 0 {
+		c.Traces = 100
+	}
+	if c.SpansPerTrace < 2 {
+		c.SpansPerTrace = 10
+	}
+	if c.Services <= 1 {
+		c.Services = 8
+	}
+	if c.Topics <= 0 {
+		c.Topics = 4
+	}
+	if c.Partitions <= 0 {
+		c.Partitions = 3
+	}
+}
+
+type gen struct {
+	cfg     Config
+	rng     *rand.Rand
+	res     []*trace.Resource
+	topics  []string
+	offsets []int64
+	next    uint64
+	clock   time.Time
+	out     []trace.Trace
+}
+
+func (g *gen) id() uint64 { g.next++; return g.next }
+
+// Generate returns the traces. The same Config always gives the same set.
+func Generate(cfg Config) []trace.Trace {
+	cfg.defaults()
+	g := &gen{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6b7472616365)),
+		clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	for i := 0; i < cfg.Services; i++ {
+		name := "svc-" + strconv.Itoa(i)
+		g.res = append(g.res, &trace.Resource{Service: name, Attributes: trace.Attributes{
+			{Key: "service.name", Value: name}, {Key: "service.instance.id", Value: name + "-0"}}})
+	}
+	for i := 0; i < cfg.Topics; i++ {
+		g.topics = append(g.topics, "topic-"+strconv.Itoa(i))
+	}
+	g.offsets = make([]int64, cfg.Topics*cfg.Partitions)
+	for i := 0; i < cfg.Traces; i++ {
+		g.trace()
+	}
+	return g.out
+}
+
+func (g *gen) span(t *trace.Trace, svc int, op string, kind trace.Kind, parent trace.SpanID, d time.Duration) *trace.Span {
+	s := trace.Span{TraceID: t.ID, SpanID: trace.SpanID(g.id()), Operation: op, Kind: kind, Start: g.clock,
+		Duration: d, Resource: g.res[svc]}
+	if parent != 0 {
+		s.Refs = []trace.Ref{{Type: trace.RefParent, TraceID: t.ID, SpanID: parent}}
+	}
+	g.clock = g.clock.Add(50 * time.Microsecond)
+	t.Spans = append(t.Spans, s)
+	return &t.Spans[len(t.Spans)-1]
+}
+
+func (g *gen) newTrace(spans int) *trace.Trace {
+	g.out = append(g.out, trace.Trace{ID: trace.TraceID{High: 0x6b74, Low: g.id()}, Spans: make([]trace.Span, 0, spans)})
+	return &g.out[len(g.out)-1]
+}
+
+func (g *gen) trace() {
+	n := g.cfg.SpansPerTrace
+	t := g.newTrace(n)
+	cur := g.rng.IntN(g.cfg.Services)
+	parent := g.span(t, cur, "GET /entry", trace.KindServer, 0, 5*time.Millisecond).SpanID
+	made := 1
+	for made+2 <= n {
+		next := (cur + 1 + g.rng.IntN(g.cfg.Services-1)) % g.cfg.Services
+		if !g.cfg.MessagingOnly && g.rng.IntN(2) == 0 {
+			c := g.span(t, cur, "call svc-"+strconv.Itoa(next), trace.KindClient, parent, 2*time.Millisecond)
+			s := g.span(t, next, "handle", trace.KindServer, c.SpanID, time.Millisecond)
+			parent, cur = s.SpanID, next
+			made += 2
+			continue
+		}
+		ti := g.rng.IntN(g.cfg.Topics)
+		part := g.rng.IntN(g.cfg.Partitions)
+		off := g.offsets[ti*g.cfg.Partitions+part]
+		g.offsets[ti*g.cfg.Partitions+part]++
+		topic := g.topics[ti]
+		p := g.span(t, cur, topic+" publish", trace.KindProducer, parent, time.Millisecond)
+		p.Attributes = trace.Attributes{
+			{Key: "messaging.system", Value: "kafka"}, {Key: "messaging.destination.name", Value: topic},
+			{Key: "messaging.operation", Value: "publish"},
+			{Key: "messaging.kafka.destination.partition", Value: strconv.Itoa(part)},
+			{Key: "messaging.kafka.message.offset", Value: strconv.FormatInt(off, 10)}}
+		consumerParent := p.SpanID
+		if g.rng.Float64() < g.cfg.BrokenShare {
+			t = g.newTrace(n - made)
+			consumerParent = 0
+		}
+		c := g.span(t, next, topic+" receive", trace.KindConsumer, consumerParent, 300*time.Microsecond)
+		c.Attributes = trace.Attributes{
+			{Key: "messaging.system", Value: "kafka"}, {Key: "messaging.source.name", Value: topic},
+			{Key: "messaging.operation", Value: "receive"},
+			{Key: "messaging.kafka.source.partition", Value: strconv.Itoa(part)},
+			{Key: "messaging.kafka.message.offset", Value: strconv.FormatInt(off, 10)},
+			{Key: "messaging.kafka.consumer.group", Value: fmt.Sprintf("group-%d", next)}}
+		parent, cur = c.SpanID, next
+		made += 2
+	}
+	for ; made < n; made++ {
+		parent = g.span(t, cur, "work", trace.KindInternal, parent, 100*time.Microsecond).SpanID
+	}
+}
+
+// SingleTrace returns one trace of n spans: a long chain of Kafka hops and
+// calls, the worst case for per-trace work.
+func SingleTrace(n int, seed uint64) trace.Trace {
+	ts := Generate(Config{Traces: 1, SpansPerTrace: n, Seed: seed})
+	return ts[0]
+}
