@@ -31,9 +31,15 @@ func SystemIO() *IOStreams {
 	return &IOStreams{
 		In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr,
 		OutTTY: isTerminal(os.Stdout), ErrTTY: isTerminal(os.Stderr),
-		NoColor: os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb",
+		NoColor: noColor(os.Getenv),
 		Getenv:  os.Getenv,
 	}
+}
+
+// noColor reports whether the environment turns colour off: NO_COLOR with
+// any non-empty value, or TERM=dumb.
+func noColor(getenv func(string) string) bool {
+	return getenv("NO_COLOR") != "" || getenv("TERM") == "dumb"
 }
 
 // Style is the text style for stdout.

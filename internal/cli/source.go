@@ -188,10 +188,11 @@ func (o *SourceOptions) loadJaeger(ctx context.Context, io *IOStreams, set *trac
 	st, err := c.Find(ctx, q, set, func(s jaeger.Stats) {
 		p.update("fetching from %s: %d traces, %d spans, %d calls", o.Jaeger, s.Traces, s.Spans, s.Calls)
 	})
-	p.done("fetched %d traces (%d spans) from %s in %d calls", st.Traces, st.Spans, o.Jaeger, st.Calls)
 	if err != nil {
+		p.clear()
 		return err
 	}
+	p.done("fetched %d traces (%d spans) from %s in %d calls", st.Traces, st.Spans, o.Jaeger, st.Calls)
 	if st.Truncated > 0 {
 		fmt.Fprintf(io.ErrOut, "ktrace: warning: %d time windows still returned a full page at the narrowest split; results may be truncated (raise --page-size)\n", st.Truncated)
 	}
@@ -220,10 +221,16 @@ func (p *progress) update(format string, args ...any) {
 	fmt.Fprintf(p.io.ErrOut, "\r\033[K"+format, args...)
 }
 
-func (p *progress) done(format string, args ...any) {
+// clear removes the status line, if one was drawn.
+func (p *progress) clear() {
 	if p.used {
 		fmt.Fprint(p.io.ErrOut, "\r\033[K")
+		p.used = false
 	}
+}
+
+func (p *progress) done(format string, args ...any) {
+	p.clear()
 	fmt.Fprintf(p.io.ErrOut, format+"\n", args...)
 }
 

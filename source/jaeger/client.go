@@ -161,6 +161,11 @@ func (c *Client) wrap(err error) error {
 	cause := msg
 	switch st.Code() {
 	case codes.Unavailable:
+		// gRPC wraps the dial error in layers; the last one says it best
+		// ("connection refused", "no such host").
+		if i := strings.LastIndex(msg, ": "); i >= 0 && strings.Contains(msg, "dial") {
+			msg = strings.TrimSuffix(msg[i+2:], `"`)
+		}
 		cause = "unreachable: " + msg
 	case codes.DeadlineExceeded:
 		cause = fmt.Sprintf("no answer within %s (--timeout)", c.cfg.Timeout)

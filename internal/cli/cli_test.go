@@ -1,0 +1,254 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ktrace-dev/ktrace/render"
+)
+
+type result struct {
+	out, err string
+	code     int
+}
+
+func run(t *testing.T, stdin string, env map[string]string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	io := &IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errb, Getenv: func(k string) string { return env[k] }}
+	code := Main(args, io)
+	return result{out.String(), errb.String(), code}
+}
+
+func write(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// oneLineErr checks that stderr is exactly one "ktrace: …" line containing want.
+func oneLineErr(t *testing.T, r result, code int, want string) {
+	t.Helper()
+	if r.code != code {
+		t.Errorf("exit %d, want %d (stderr %q)", r.code, code, r.err)
+	}
+	lines := strings.Split(strings.TrimRight(r.err, "\n"), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "ktrace: ") || !strings.Contains(last, want) {
+		t.Errorf("stderr %q: want a line naming %q", r.err, want)
+	}
+	if r.out != "" {
+		t.Errorf("stdout not empty on error: %q", r.out)
+	}
+}
+
+const cycle = `{"data":[{"traceID":"1","spans":[
+ {"traceID":"1","spanID":"a","processID":"p","references":[{"refType":"CHILD_OF","traceID":"1","spanID":"b"}]},
+ {"traceID":"1","spanID":"b","processID":"p","references":[{"refType":"CHILD_OF","traceID":"1","spanID":"a"}]}],
+ "processes":{"p":{"serviceName":"s"}}}]}`
+
+const dup = `{"data":[{"traceID":"1","spans":[
+ {"traceID":"1","spanID":"a","processID":"p","operationName":"x"},
+ {"traceID":"1","spanID":"a","processID":"p","operationName":"y"}],
+ "processes":{"p":{"serviceName":"s"}}}]}`
+
+func TestBadInputExitCodes(t *testing.T) {
+	valid, _ := os.ReadFile("../../fixtures/rpc-chain.json")
+	cases := []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"truncated", valid[:200], "truncated JSON"},
+		{"unknown shape", []byte(`{"hello":"world"}`), "unrecognised JSON"},
+		{"empty", nil, "empty input"},
+		{"binary", []byte{0x00, 0x01, 0xfe, 0xff, 0x00}, "binary data"},
+		{"cycle", []byte(cycle), "parent references form a cycle"},
+		{"duplicate", []byte(dup), "duplicate span id"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := write(t, "in.json", c.data)
+			r := run(t, "", nil, "graph", "--file", p)
+			oneLineErr(t, r, ExitUsage, c.want)
+			if !strings.Contains(r.err, p) {
+				t.Errorf("error does not name the file: %q", r.err)
+			}
+		})
+	}
+	oneLineErr(t, run(t, "", nil, "graph", "--file", "/nonexistent/x.json"), ExitUsage, "no such file")
+}
+
+func TestUsageErrors(t *testing.T) {
+	oneLineErr(t, run(t, "", nil, "graph", "--no-such-flag"), ExitUsage, "unknown flag: --no-such-flag")
+	oneLineErr(t, run(t, "", nil, "graph"), ExitUsage, "no trace source")
+	oneLineErr(t, run(t, "", nil, "graph", "--fixture", "rpc-chain", "-o", "yaml"), ExitUsage, `-o "yaml"`)
+	oneLineErr(t, run(t, "", nil, "graph", "--fixture", "nope"), ExitUsage, "no such fixture")
+	oneLineErr(t, run(t, "", nil, "graph", "--jaeger", "127.0.0.1:1", "--since", "yesterday"), ExitUsage, "--since")
+	oneLineErr(t, run(t, "", nil, "graph", "--jaeger", "127.0.0.1:1", "--tag", "novalue"), ExitUsage, "--tag")
+	oneLineErr(t, run(t, "", nil, "nosuchcommand"), ExitUsage, "unknown command")
+	oneLineErr(t, run(t, "", nil, "graph", "--jaeger", "127.0.0.1:1", "--jaeger-ca", "x.pem"), ExitUsage, "need --jaeger-tls")
+}
+
+func TestUnreachableJaeger(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	r := run(t, "", nil, "graph", "--jaeger", addr, "--timeout", "5s")
+	oneLineErr(t, r, ExitBackend, "jaeger at "+addr+": unreachable")
+}
+
+// A server that accepts connections and never answers.
+func TestSlowJaeger(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { <-ctx.Done(); c.Close() }()
+		}
+	}()
+	defer ln.Close()
+	start := time.Now()
+	r := run(t, "", nil, "services", "--jaeger", ln.Addr().String(), "--timeout", "300ms")
+	oneLineErr(t, r, ExitBackend, "jaeger at "+ln.Addr().String())
+	if !strings.Contains(r.err, "no answer within 300ms") && !strings.Contains(r.err, "unreachable") {
+		t.Errorf("stderr %q does not say it timed out", r.err)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Error("--timeout was not honoured")
+	}
+}
+
+func TestTokenNeverPrinted(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	secret := "tok-5f2b9c"
+	for _, r := range []result{
+		run(t, "", nil, "graph", "--jaeger", addr, "--jaeger-token", secret),
+		run(t, "", map[string]string{"KTRACE_JAEGER_TOKEN": secret}, "graph", "--jaeger", addr),
+		run(t, "", nil, "graph", "--help", "--jaeger-token", secret),
+	} {
+		if strings.Contains(r.out+r.err, secret) {
+			t.Errorf("token printed: %q %q", r.out, r.err)
+		}
+	}
+}
+
+func TestGraphFormats(t *testing.T) {
+	r := run(t, "", nil, "graph", "--fixture", "broken-hop", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.err)
+	}
+	var g render.GraphJSON
+	if err := json.Unmarshal([]byte(r.out), &g); err != nil || len(g.Edges) != 7 || len(g.Stitches) != 2 {
+		t.Fatalf("json: %v, %d edges", err, len(g.Edges))
+	}
+	for format, marker := range map[string]string{"dot": "digraph ktrace", "mermaid": "flowchart LR", "text": "FROM\tTO\tKIND"} {
+		r := run(t, "", nil, "graph", "--fixture", "broken-hop", "-o", format)
+		if r.code != 0 || !strings.HasPrefix(r.out, marker) {
+			t.Errorf("-o %s: exit %d, output %q", format, r.code, r.out)
+		}
+	}
+	// Files from stdin, and several sources merged.
+	data, _ := os.ReadFile("../../fixtures/db-peer.json")
+	r = run(t, string(data), nil, "graph", "--file", "-", "--fixture", "rpc-chain", "-o", "json")
+	if err := json.Unmarshal([]byte(r.out), &g); r.code != 0 || err != nil || g.Traces != 4 {
+		t.Errorf("stdin + fixture: exit %d, %d traces, %s", r.code, g.Traces, r.err)
+	}
+}
+
+func TestTTYAndNoColor(t *testing.T) {
+	render1 := func(noColor bool) string {
+		var out bytes.Buffer
+		io := &IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &bytes.Buffer{}, OutTTY: true, NoColor: noColor, Getenv: func(string) string { return "" }}
+		if code := Main([]string{"graph", "--fixture", "broken-hop"}, io); code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+		return out.String()
+	}
+	color, plain := render1(false), render1(true)
+	if !strings.Contains(color, "\x1b[") || strings.Contains(plain, "\x1b[") || !strings.Contains(plain, "╭") {
+		t.Errorf("TTY colour handling wrong:\n%s\n%s", color, plain)
+	}
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	if !noColor(env(map[string]string{"NO_COLOR": "1"})) || !noColor(env(map[string]string{"TERM": "dumb"})) ||
+		noColor(env(map[string]string{"NO_COLOR": ""})) {
+		t.Error("NO_COLOR / TERM=dumb not honoured")
+	}
+}
+
+func TestPullWritesSnapshotAndKeepsExisting(t *testing.T) {
+	dir := t.TempDir()
+	snap := filepath.Join(dir, "s.ktrace")
+	r := run(t, "", nil, "pull", "--fixture", "kafka-e2e", snap)
+	if r.code != 0 || !strings.Contains(r.err, "wrote 12 traces") || r.out != "" {
+		t.Fatalf("pull: exit %d, stderr %q, stdout %q", r.code, r.err, r.out)
+	}
+	before, _ := os.ReadFile(snap)
+	r = run(t, "", nil, "pull", "--fixture", "rpc-chain", snap)
+	oneLineErr(t, r, ExitUsage, "file exists (use --force to overwrite)")
+	after, _ := os.ReadFile(snap)
+	if !bytes.Equal(before, after) {
+		t.Error("existing snapshot changed without --force")
+	}
+	a := run(t, "", nil, "graph", "--file", snap, "-o", "json")
+	b := run(t, "", nil, "graph", "--fixture", "kafka-e2e", "-o", "json")
+	if a.code != 0 || a.out != b.out {
+		t.Errorf("snapshot graph differs from the fixture's:\n%s\n%s", a.out, b.out)
+	}
+	if r := run(t, "", nil, "pull", "--force", "--fixture", "rpc-chain", snap); r.code != 0 {
+		t.Errorf("--force: exit %d %s", r.code, r.err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("temporary files left: %d entries", len(entries))
+	}
+}
+
+func TestServicesFromFiles(t *testing.T) {
+	r := run(t, "", nil, "services", "--fixture", "rpc-chain")
+	want := "checkout\t3 operations\t4 spans\nfrontend\t2 operations\t4 spans\npayments\t1 operations\t1 spans\n"
+	if r.code != 0 || r.out != want {
+		t.Errorf("got %q, want %q", r.out, want)
+	}
+}
+
+func TestVersionAndCompletion(t *testing.T) {
+	r := run(t, "", nil, "version")
+	if r.code != 0 || !strings.HasPrefix(r.out, "ktrace ") {
+		t.Errorf("version: %q", r.out)
+	}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		r := run(t, "", nil, "completion", sh)
+		if r.code != 0 || !strings.Contains(r.out, "ktrace") {
+			t.Errorf("completion %s: exit %d", sh, r.code)
+		}
+	}
+}
+
+func TestEmptyInputWarns(t *testing.T) {
+	p := write(t, "e.json", []byte(`{"data":[]}`))
+	r := run(t, "", nil, "graph", "--file", p, "-o", "json")
+	if r.code != 0 || !strings.Contains(r.err, "no traces found") {
+		t.Errorf("exit %d stderr %q", r.code, r.err)
+	}
+}
