@@ -238,6 +238,12 @@ func CreateAtomic(path string, overwrite bool) (*AtomicFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	// CreateTemp makes the file private; a snapshot is an ordinary file.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
 	return &AtomicFile{File: f, target: path}, nil
 }
 
