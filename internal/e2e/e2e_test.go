@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"github.com/ktrace-dev/ktrace/internal/cli"
 	"github.com/ktrace-dev/ktrace/internal/testenv"
 	"github.com/ktrace-dev/ktrace/render"
+	"github.com/ktrace-dev/ktrace/source/jaeger"
+	"github.com/ktrace-dev/ktrace/trace"
 )
 
 var record = flag.Bool("record", false, "re-record fixtures/kafka-e2e.json from the run")
@@ -122,6 +125,28 @@ func TestGraphFromJaeger(t *testing.T) {
 		if n.Kind == "service" && (len(n.Instances) != 1 || n.Instances[0] != strings.TrimPrefix(n.Key, "service:")+"-1") {
 			t.Errorf("%s instances = %v", n.Key, n.Instances)
 		}
+	}
+
+	// GetTrace returns one whole trace: the producer side of a stitched hop.
+	jc, err := jaeger.Dial(jaeger.Config{Addr: j.QueryAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jc.Close()
+	pid, err := trace.ParseTraceID(g.Stitches[0].Producer.TraceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := jc.Trace(context.Background(), pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	services := map[string]bool{}
+	for i := range tr.Spans {
+		services[tr.Spans[i].Service()] = true
+	}
+	if len(tr.Spans) != 4 || !services["web-client"] || !services["orders-api"] || !services["billing"] || services["shipping"] {
+		t.Errorf("GetTrace %s: %d spans from %v; want web-client, orders-api, billing and not shipping", pid, len(tr.Spans), services)
 	}
 
 	// The services command lists what Jaeger knows, through GetServices and GetOperations.

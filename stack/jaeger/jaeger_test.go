@@ -1,0 +1,82 @@
+package jaeger
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigBindsLoopback(t *testing.T) {
+	o := Options{Dir: "/tmp/x"}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := o.Config()
+	for _, want := range []string{`"127.0.0.1:`, "max_traces: 100000", "jaeger_storage_exporter"} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("config lacks %q", want)
+		}
+	}
+	if strings.Contains(cfg, "0.0.0.0") || strings.Contains(cfg, "badger") {
+		t.Error("config binds all interfaces or uses badger by default")
+	}
+	o.Persist = true
+	if cfg := o.Config(); !strings.Contains(cfg, "badger:") || !strings.Contains(cfg, "/tmp/x/badger/keys") {
+		t.Errorf("persist config:\n%s", cfg)
+	}
+}
+
+func TestFindBinary(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "jaeger")
+	os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755)
+	if got, err := FindBinary(exe); err != nil || got != exe {
+		t.Errorf("explicit: %q %v", got, err)
+	}
+	plain := filepath.Join(dir, "plain")
+	os.WriteFile(plain, []byte("x"), 0o644)
+	if _, err := FindBinary(plain); err == nil {
+		t.Error("non-executable accepted")
+	}
+	t.Setenv("KTRACE_JAEGER_BIN", "")
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Setenv("PATH", t.TempDir())
+	if _, err := FindBinary(""); !errors.Is(err, ErrNoBinary) {
+		t.Errorf("no binary anywhere: %v", err)
+	}
+}
+
+// A binary that exits at once is reported with its log, and nothing is left running.
+func TestStartFailureQuotesLog(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "fake-jaeger")
+	os.WriteFile(exe, []byte("#!/bin/sh\necho 'cannot bind: address already in use' >&2\nexit 1\n"), 0o755)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := Start(ctx, Options{Bin: exe, Dir: filepath.Join(dir, "run")})
+	if err == nil || !strings.Contains(err.Error(), "exited during start-up") || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("error %v", err)
+	}
+}
+
+func TestStartRealJaeger(t *testing.T) {
+	bin, err := FindBinary("")
+	if err != nil {
+		t.Fatalf("%v (scripts/install-jaeger builds it)", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p, err := Start(ctx, Options{Bin: bin, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := p.Pid()
+	p.Stop()
+	if err := processAlive(pid); err == nil {
+		t.Errorf("jaeger %d still running after Stop", pid)
+	}
+}

@@ -1,0 +1,5 @@
+package jaeger
+
+import "syscall"
+
+func processAlive(pid int) error { return syscall.Kill(pid, 0) }
