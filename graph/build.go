@@ -44,6 +44,34 @@ type pendingConsumer struct {
 	links     []trace.Ref
 }
 
+// rootProducer is a produce span with no parent and no link.
+type rootProducer struct {
+	ref        SpanRef
+	node       *Node
+	topic      *Node
+	key        string
+	start, dur int64
+	err        bool
+}
+
+type keyedKey struct{ service, key string }
+
+// keyedConsumer is a consumer span that names its record's key.
+type keyedConsumer struct {
+	ref   SpanRef
+	topic string
+	start int64
+}
+
+func hasLink(s *trace.Span) bool {
+	for _, r := range s.Refs {
+		if r.Type == trace.RefLink {
+			return true
+		}
+	}
+	return false
+}
+
 // Builder accumulates traces into a graph. Add traces in any order, then
 // call Graph once. It keeps only what pairing needs, not the traces.
 type Builder struct {
@@ -53,6 +81,8 @@ type Builder struct {
 	byMsgID    map[string]producer
 	bySpan     map[spanKey]producer
 	pending    []pendingConsumer
+	roots      []rootProducer
+	keyed      map[keyedKey][]keyedConsumer
 	idx        map[trace.SpanID]*trace.Span
 	remoteKids map[trace.SpanID]struct{}
 }
@@ -65,6 +95,7 @@ func NewBuilder() *Builder {
 		byRecord:   map[recordKey]producer{},
 		byMsgID:    map[string]producer{},
 		bySpan:     map[spanKey]producer{},
+		keyed:      map[keyedKey][]keyedConsumer{},
 		idx:        map[trace.SpanID]*trace.Span{},
 		remoteKids: map[trace.SpanID]struct{}{},
 	}
@@ -173,7 +204,16 @@ func (b *Builder) addSpan(s *trace.Span) {
 			if s.Error {
 				topic.Errors++
 			}
-			b.edge(svc, topic, EdgeProduce, RelSpan, "").observe(s.Error, int64(s.Duration))
+			if _, hasParent := s.Parent(); hasParent {
+				b.edge(svc, topic, EdgeProduce, RelParent, "").observe(s.Error, int64(s.Duration))
+			} else if hasLink(s) {
+				b.edge(svc, topic, EdgeProduce, RelLink, "").observe(s.Error, int64(s.Duration))
+			} else {
+				// A root produce span: an origin, or a stream processor that
+				// lost the context of its input. Graph decides which.
+				b.roots = append(b.roots, rootProducer{ref: ref, node: svc, topic: topic, key: m.Key,
+					start: s.Start.UnixNano(), dur: int64(s.Duration), err: s.Error})
+			}
 			pr := producer{ref: ref, topic: m.Destination, start: s.Start.UnixNano()}
 			if m.Partition >= 0 && m.Offset >= 0 {
 				b.byRecord[recordKey{m.Destination, m.Partition, m.Offset}] = pr
@@ -190,6 +230,10 @@ func (b *Builder) addSpan(s *trace.Span) {
 			topic.Spans++
 			if s.Error {
 				topic.Errors++
+			}
+			if m.Key != "" {
+				k := keyedKey{svcName, m.Key}
+				b.keyed[k] = append(b.keyed[k], keyedConsumer{ref: ref, topic: m.Destination, start: s.Start.UnixNano()})
 			}
 			if p != nil && sameHop(p, m, true) {
 				b.edge(topic, svc, EdgeConsume, RelParent, m.ConsumerGroup).
@@ -308,7 +352,36 @@ func (b *Builder) Graph() *Graph {
 		}
 	}
 	b.pending = nil
+	b.resolveRoots()
 	g := b.g
 	g.finish()
 	return g
+}
+
+// resolveRoots decides the relation of every root produce span. In a service
+// that also consumes, a root produce span whose record key matches a record
+// the service consumed just before is a pass-through that lost its context
+// (a stateful join writing from its store): it is stitched to the latest such
+// consumer span. Otherwise the span is an origin of data (RelSpan).
+func (b *Builder) resolveRoots() {
+	for i := range b.roots {
+		r := &b.roots[i]
+		rel := RelSpan
+		if r.key != "" {
+			var best *keyedConsumer
+			for j, c := range b.keyed[keyedKey{r.node.Name, r.key}] {
+				if c.start <= r.start && c.topic != r.topic.Name && (best == nil || c.start > best.start) {
+					best = &b.keyed[keyedKey{r.node.Name, r.key}][j]
+				}
+			}
+			if best != nil {
+				rel = RelStitched
+				b.g.Stitches = append(b.g.Stitches, Stitch{Kind: StitchPassThrough, Producer: r.ref, Consumer: best.ref,
+					Topic: best.topic, OutTopic: r.topic.Name, Partition: -1, Offset: -1, Key: r.key})
+			}
+		}
+		b.edge(r.node, r.topic, EdgeProduce, rel, "").observe(r.err, r.dur)
+	}
+	b.roots = nil
+	b.keyed = nil
 }

@@ -77,7 +77,7 @@ type Relation uint8
 
 // Relations.
 const (
-	// RelSpan: from the span alone (a producer's topic, a client's peer, a
+	// RelSpan: from the span alone (an origin producer, a client's peer, a
 	// consumer no producer could be paired with).
 	RelSpan Relation = iota
 	// RelParent: the downstream span is a child of the upstream span.
@@ -115,14 +115,37 @@ type SpanRef struct {
 	Service string
 }
 
-// Stitch is one consumer span that lost its context, paired with the
-// producer span of the same record.
+// StitchKind says what a stitch repairs.
+type StitchKind uint8
+
+const (
+	// StitchHop: a consumer span that lost its context, paired with the
+	// producer span of the same record (by topic, partition and offset, else
+	// by message id).
+	StitchHop StitchKind = iota
+	// StitchPassThrough: a stream processor's root produce span, paired with
+	// the consumer span of the same service that handled the input record
+	// with the same key just before — context lost inside the service.
+	StitchPassThrough
+)
+
+var stitchKindNames = [...]string{"hop", "pass-through"}
+
+func (k StitchKind) String() string { return stitchKindNames[k] }
+
+// Stitch pairs two spans that should have been connected by trace context.
+// Producer is always the span that wrote a record and Consumer a span that
+// read one: for a hop, Producer is upstream of Consumer; for a pass-through,
+// Consumer is the input and Producer the output of one service.
 type Stitch struct {
+	Kind               StitchKind
 	Producer, Consumer SpanRef
-	Topic              string
-	Partition          int32 // -1 when matched by message id
-	Offset             int64 // -1 when matched by message id
-	MessageID          string
+	// Topic is the consumed topic; OutTopic (pass-through) the produced one.
+	Topic, OutTopic string
+	Partition       int32 // -1 when not matched by offset
+	Offset          int64 // -1 when not matched by offset
+	MessageID       string
+	Key             string // pass-through: the record key both share
 }
 
 // Graph is the service graph. Nodes are sorted by kind then name, edges by
@@ -196,7 +219,13 @@ func (g *Graph) finish() {
 		}
 	}
 	sort.Slice(g.Stitches, func(i, j int) bool {
+		if g.Stitches[i].Kind != g.Stitches[j].Kind {
+			return g.Stitches[i].Kind < g.Stitches[j].Kind
+		}
 		a, b := g.Stitches[i].Consumer, g.Stitches[j].Consumer
+		if g.Stitches[i].Kind == StitchPassThrough {
+			a, b = g.Stitches[i].Producer, g.Stitches[j].Producer
+		}
 		if a.TraceID != b.TraceID {
 			if a.TraceID.High != b.TraceID.High {
 				return a.TraceID.High < b.TraceID.High

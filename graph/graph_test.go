@@ -84,8 +84,8 @@ func TestDatabaseAndPeer(t *testing.T) {
 func TestBrokenHopIsStitched(t *testing.T) {
 	g := graph.Build(load(t, "broken-hop"))
 	check(t, g,
-		"service:orders -> topic:notify produce/span x1 err0",
-		"service:orders -> topic:orders produce/span x1 err0",
+		"service:orders -> topic:notify produce/parent x1 err0",
+		"service:orders -> topic:orders produce/parent x1 err0",
 		"topic:notify -> service:mailer consume/stitched [mailer] x1 err0",
 		"topic:orders -> service:analytics consume/link [analytics] x1 err0",
 		"topic:orders -> service:audit consume/parent [audit] x1 err0",
@@ -114,8 +114,8 @@ func TestBrokenHopIsStitched(t *testing.T) {
 func TestRecordedKafkaRun(t *testing.T) {
 	g := graph.Build(load(t, "kafka-e2e"))
 	check(t, g,
-		"service:orders-api -> topic:orders produce/span x6 err0",
-		"service:shipping -> topic:shipments produce/span x6 err0",
+		"service:orders-api -> topic:orders produce/parent x6 err0",
+		"service:shipping -> topic:shipments produce/parent x6 err0",
 		"service:web-client -> service:orders-api call/parent x6 err0",
 		"topic:orders -> service:billing consume/parent [billing] x6 err0",
 		"topic:orders -> service:shipping consume/stitched [shipping] x6 err0",
@@ -148,7 +148,7 @@ func TestSameServiceIsNotAnEdge(t *testing.T) {
 	}}
 	g := graph.Build([]trace.Trace{tr})
 	check(t, g,
-		"service:a -> topic:t produce/span x1 err0",
+		"service:a -> topic:t produce/parent x1 err0",
 		"topic:t -> service:b consume/parent x1 err0",
 	)
 	d, edges := g.Directed(), 0
@@ -231,4 +231,50 @@ func BenchmarkBuild1M(b *testing.B) {
 	b.ReportMetric(float64(int64(ms2.HeapAlloc)-int64(ms0.HeapAlloc))/float64(spans), "retained-B/span")
 	runtime.KeepAlive(g)
 	runtime.KeepAlive(ts)
+}
+
+// A stream processor whose output produce span starts a new trace is
+// stitched to the input it consumed with the same key; a service that
+// consumes nothing with that key is an origin.
+func TestPassThroughStitch(t *testing.T) {
+	in, out, src := trace.TraceID{Low: 1}, trace.TraceID{Low: 2}, trace.TraceID{Low: 3}
+	g := graph.Build([]trace.Trace{
+		{ID: in, Spans: []trace.Span{
+			sp(in, 1, 0, "source", trace.KindProducer, "messaging.destination.name", "a", "messaging.kafka.message.key", "42"),
+			sp(in, 2, 1, "join", trace.KindConsumer, "messaging.destination.name", "a", "messaging.kafka.message.key", "42"),
+		}},
+		{ID: out, Spans: []trace.Span{
+			sp(out, 5, 0, "join", trace.KindProducer, "messaging.destination.name", "b", "messaging.kafka.message.key", "42"),
+		}},
+		{ID: src, Spans: []trace.Span{
+			sp(src, 6, 0, "join", trace.KindProducer, "messaging.destination.name", "b", "messaging.kafka.message.key", "7"),
+		}},
+	})
+	check(t, g,
+		"service:join -> topic:b produce/span x1 err0",
+		"service:join -> topic:b produce/stitched x1 err0",
+		"service:source -> topic:a produce/span x1 err0",
+		"topic:a -> service:join consume/parent x1 err0",
+	)
+	if len(g.Stitches) != 1 {
+		t.Fatalf("stitches %+v", g.Stitches)
+	}
+	s := g.Stitches[0]
+	if s.Kind != graph.StitchPassThrough || s.Producer.SpanID != 5 || s.Consumer.SpanID != 2 || s.Topic != "a" || s.OutTopic != "b" || s.Key != "42" {
+		t.Errorf("stitch %+v", s)
+	}
+}
+
+func TestLinkedProduce(t *testing.T) {
+	a, b := trace.TraceID{Low: 1}, trace.TraceID{Low: 2}
+	p := sp(b, 2, 0, "join", trace.KindProducer, "messaging.destination.name", "out")
+	p.Refs = []trace.Ref{{Type: trace.RefLink, TraceID: a, SpanID: 1}}
+	g := graph.Build([]trace.Trace{
+		{ID: a, Spans: []trace.Span{sp(a, 1, 0, "join", trace.KindConsumer, "messaging.destination.name", "in")}},
+		{ID: b, Spans: []trace.Span{p}},
+	})
+	check(t, g,
+		"service:join -> topic:out produce/link x1 err0",
+		"topic:in -> service:join consume/span x1 err0",
+	)
 }

@@ -113,7 +113,10 @@ type SpanRefJSON struct {
 
 // StitchJSON is one consumer paired with the producer of its record.
 type StitchJSON struct {
+	Kind      string      `json:"kind"`
 	Topic     string      `json:"topic"`
+	OutTopic  string      `json:"out_topic,omitempty"`
+	Key       string      `json:"key,omitempty"`
 	Partition int32       `json:"partition"`
 	Offset    int64       `json:"offset"`
 	MessageID string      `json:"message_id,omitempty"`
@@ -140,7 +143,8 @@ func ToJSON(g *graph.Graph) GraphJSON {
 			Group: e.Group, Count: e.Count, Errors: e.Errors, P50Ms: ms(e.P50), P95Ms: ms(e.P95), P99Ms: ms(e.P99)}
 	}
 	for _, s := range g.Stitches {
-		out.Stitches = append(out.Stitches, StitchJSON{Topic: s.Topic, Partition: s.Partition, Offset: s.Offset,
+		out.Stitches = append(out.Stitches, StitchJSON{Kind: s.Kind.String(), Topic: s.Topic, OutTopic: s.OutTopic, Key: s.Key,
+			Partition: s.Partition, Offset: s.Offset,
 			MessageID: s.MessageID, Producer: ref(s.Producer), Consumer: ref(s.Consumer)})
 	}
 	return out

@@ -93,8 +93,8 @@ func TestGraphFromJaeger(t *testing.T) {
 		t.Errorf("nodes:\n got %v\nwant %v", keys, wantNodes)
 	}
 	want := []edge{
-		{"service:orders-api", "topic:orders", "produce", "span", ""},
-		{"service:shipping", "topic:shipments", "produce", "span", ""},
+		{"service:orders-api", "topic:orders", "produce", "parent", ""},
+		{"service:shipping", "topic:shipments", "produce", "parent", ""},
 		{"service:web-client", "service:orders-api", "call", "parent", ""},
 		{"topic:orders", "service:billing", "consume", "parent", "billing"},
 		{"topic:orders", "service:shipping", "consume", "stitched", "shipping"},
