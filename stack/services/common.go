@@ -1,0 +1,134 @@
+package services
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// Config is what every service needs.
+type Config struct {
+	// Brokers are the Kafka seed brokers.
+	Brokers []string
+	// OTLP is the OTLP gRPC endpoint (host:port); empty disables export.
+	OTLP string
+	// Health is the listen address of /healthz (and the service's own API).
+	Health string
+	// Instance is the service.instance.id; empty means "<service>-<pid>".
+	Instance string
+	// Log receives the service's log lines; nil means stderr.
+	Log io.Writer
+}
+
+func (c *Config) logger(service string) *log.Logger {
+	w := c.Log
+	if w == nil {
+		w = os.Stderr
+	}
+	return log.New(w, service+" ", log.LstdFlags|log.Lmsgprefix)
+}
+
+// W3C is the propagator every service uses for record and HTTP headers.
+var W3C = propagation.TraceContext{}
+
+// provider returns the service's tracer provider and a flush function.
+func (c *Config) provider(ctx context.Context, service string) (*sdktrace.TracerProvider, error) {
+	inst := c.Instance
+	if inst == "" {
+		inst = fmt.Sprintf("%s-%d", service, os.Getpid())
+	}
+	host, _ := os.Hostname()
+	res := resource.NewSchemaless(
+		attribute.String("service.name", service),
+		attribute.String("service.instance.id", inst),
+		attribute.String("host.name", host),
+	)
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	if c.OTLP != "" {
+		exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(c.OTLP), otlptracegrpc.WithInsecure())
+		if err != nil {
+			return nil, fmt.Errorf("otlp exporter for %s: %w", c.OTLP, err)
+		}
+		opts = append(opts, sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(200*time.Millisecond)))
+	}
+	return sdktrace.NewTracerProvider(opts...), nil
+}
+
+func shutdown(tp *sdktrace.TracerProvider) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = tp.Shutdown(ctx)
+}
+
+// Counters are a service's health figures.
+type Counters struct {
+	Processed atomic.Int64
+	Produced  atomic.Int64
+	Skipped   atomic.Int64
+}
+
+// Health is the JSON /healthz returns.
+type Health struct {
+	Service   string `json:"service"`
+	Instance  string `json:"instance,omitempty"`
+	Status    string `json:"status"`
+	Processed int64  `json:"processed"`
+	Produced  int64  `json:"produced"`
+	Skipped   int64  `json:"skipped"`
+}
+
+// serveHTTP serves mux (plus /healthz) on addr until ctx ends. ready is
+// closed once the listener is open.
+func serveHTTP(ctx context.Context, addr, service string, c *Counters, mux *http.ServeMux) error {
+	if mux == nil {
+		mux = http.NewServeMux()
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(Health{Service: service, Status: "ok",
+			Processed: c.Processed.Load(), Produced: c.Produced.Load(), Skipped: c.Skipped.Load()})
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s: listening on %s: %w", service, addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != http.ErrServerClosed {
+		return err
+	}
+	return nil
+}
+
+func kafkaOpts(cfg *Config, service string, extra ...kgo.Opt) []kgo.Opt {
+	return append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.ClientID(service)}, extra...)
+}
+
+// pingKafka fails fast when no broker answers.
+func pingKafka(ctx context.Context, cl *kgo.Client, brokers []string) error {
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := cl.Ping(pctx); err != nil {
+		return fmt.Errorf("cannot reach Kafka at %v: %w", brokers, err)
+	}
+	return nil
+}

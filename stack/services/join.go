@@ -1,0 +1,330 @@
+package services
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	oteltrace "go.opentelemetry.io/otel/trace"
+
+	"github.com/ktrace-dev/ktrace/stack/stargazers"
+)
+
+// JoinName is stargazers-join's service.name, consumer group and
+// transactional id.
+const JoinName = "stargazers-join"
+
+// Propagation modes of the join.
+const (
+	// PropagationLost reproduces ksqlDB: the joined record's produce span
+	// starts a new trace.
+	PropagationLost = "lost"
+	// PropagationLinks stores each input's context with the state; the
+	// output continues the triggering record and links to the buffered one.
+	PropagationLinks = "links"
+	// PropagationParent continues the triggering record only.
+	PropagationParent = "parent"
+)
+
+// JoinOptions configure stargazers-join.
+type JoinOptions struct {
+	Propagation string
+}
+
+// entry is one buffered input in the window store, and one changelog record.
+type entry struct {
+	Side        string `json:"side"` // source topic
+	Login       string `json:"login"`
+	ID          int64  `json:"id"`
+	Type        string `json:"type"`
+	EventMs     int64  `json:"event_ms"`
+	TraceParent string `json:"traceparent,omitempty"`
+}
+
+// windowStore holds inputs by login. Entries older than the newest event
+// time minus the window (and a day of grace) are evicted after commits.
+type windowStore struct {
+	byLogin map[string][]entry
+	maxMs   int64
+}
+
+func newWindowStore() *windowStore { return &windowStore{byLogin: map[string][]entry{}} }
+
+func (s *windowStore) matches(e entry) []entry {
+	var out []entry
+	for _, o := range s.byLogin[e.Login] {
+		d := e.EventMs - o.EventMs
+		if d < 0 {
+			d = -d
+		}
+		if o.Side != e.Side && time.Duration(d)*time.Millisecond <= stargazers.Window {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func (s *windowStore) add(e entry) {
+	s.byLogin[e.Login] = append(s.byLogin[e.Login], e)
+}
+
+// undo removes the last entry added for e.Login.
+func (s *windowStore) undo(e entry) {
+	l := s.byLogin[e.Login]
+	if len(l) > 0 {
+		s.byLogin[e.Login] = l[:len(l)-1]
+	}
+}
+
+func (s *windowStore) evict(newest int64) {
+	if newest > s.maxMs {
+		s.maxMs = newest
+	}
+	cut := s.maxMs - (stargazers.Window + 24*time.Hour).Milliseconds()
+	for login, l := range s.byLogin {
+		kept := l[:0]
+		for _, e := range l {
+			if e.EventMs >= cut {
+				kept = append(kept, e)
+			}
+		}
+		if len(kept) == 0 {
+			delete(s.byLogin, login)
+		} else {
+			s.byLogin[login] = kept
+		}
+	}
+}
+
+// fetchHooks traces consumption with kotel but leaves producing to the
+// join, which writes its own produce spans (kotel cannot add links).
+type fetchHooks struct{ t *kotel.Tracer }
+
+func (h fetchHooks) OnFetchRecordBuffered(r *kgo.Record)           { h.t.OnFetchRecordBuffered(r) }
+func (h fetchHooks) OnFetchRecordUnbuffered(r *kgo.Record, p bool) { h.t.OnFetchRecordUnbuffered(r, p) }
+
+var (
+	_ kgo.HookFetchRecordBuffered   = fetchHooks{}
+	_ kgo.HookFetchRecordUnbuffered = fetchHooks{}
+)
+
+// restore reads the committed changelog into the store.
+func restore(ctx context.Context, cfg *Config, store *windowStore) (int, error) {
+	cl, err := kgo.NewClient(kafkaOpts(cfg, JoinName+"-restore", kgo.ConsumeTopics(stargazers.TopicJoinStore),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	if err := pingKafka(ctx, cl, cfg.Brokers); err != nil {
+		return 0, err
+	}
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	stable, err := kadm.NewClient(cl).ListCommittedOffsets(lctx, stargazers.TopicJoinStore)
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("listing %s offsets: %w", stargazers.TopicJoinStore, err)
+	}
+	// want[p] is the last stable offset of partition p: every committed
+	// record lies below it.
+	want := map[int32]int64{}
+	stable.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil && o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	n := 0
+	for len(want) > 0 {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		got := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			got++
+			var e entry
+			if json.Unmarshal(r.Value, &e) == nil {
+				store.add(e)
+				n++
+			}
+			// A data record just below the stable offset means nothing
+			// committed remains (the last slot is the commit marker).
+			if w, ok := want[r.Partition]; ok && r.Offset+2 >= w {
+				delete(want, r.Partition)
+			}
+		})
+		if got == 0 { // only markers or aborted data remain below the stable offsets
+			break
+		}
+	}
+	store.evict(0)
+	return n, nil
+}
+
+// RunJoin runs stargazers-join until ctx ends: an inner join of the two
+// source topics on data.login within 10 days of event time, writing
+// {id, login, type} to stargazers-results keyed by id. Each poll is one
+// Kafka transaction holding the outputs, the window-store changelog records
+// and the consumer offsets, so a crash loses and duplicates nothing.
+func RunJoin(ctx context.Context, cfg Config, opts JoinOptions) error {
+	logger := cfg.logger(JoinName)
+	switch opts.Propagation {
+	case "":
+		opts.Propagation = PropagationLost
+	case PropagationLost, PropagationLinks, PropagationParent:
+	default:
+		return fmt.Errorf("--propagation %q: want lost, links or parent", opts.Propagation)
+	}
+	tp, err := cfg.provider(ctx, JoinName)
+	if err != nil {
+		return err
+	}
+	defer shutdown(tp)
+	tracer := tp.Tracer(JoinName)
+
+	store := newWindowStore()
+	restored, err := restore(ctx, &cfg, store)
+	if err != nil {
+		return err
+	}
+	kt := kotel.NewTracer(kotel.TracerProvider(tp), kotel.TracerPropagator(W3C), kotel.ConsumerGroup(JoinName), kotel.ClientID(JoinName))
+	sess, err := kgo.NewGroupTransactSession(kafkaOpts(&cfg, JoinName,
+		kgo.TransactionalID(JoinName), kgo.ConsumerGroup(JoinName),
+		kgo.ConsumeTopics(stargazers.TopicKafka, stargazers.TopicJackdaw),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.WithHooks(fetchHooks{kt}))...)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+
+	var c Counters
+	errc := make(chan error, 1)
+	go func() { errc <- serveHTTP(ctx, cfg.Health, JoinName, &c, nil) }()
+	logger.Printf("ready: propagation %s, %d store entries restored", opts.Propagation, restored)
+
+	for ctx.Err() == nil {
+		fs := sess.PollFetches(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		fs.EachError(func(t string, p int32, err error) { logger.Printf("fetch %s/%d: %v", t, p, err) })
+		if fs.NumRecords() == 0 {
+			continue
+		}
+		if err := sess.Begin(); err != nil {
+			return fmt.Errorf("begin transaction: %w", err)
+		}
+		var added []entry
+		var produced, processed, skipped int64
+		var newest int64
+		fs.EachRecord(func(r *kgo.Record) {
+			processed++
+			ev, err := stargazers.Decode(r.Value)
+			if err != nil {
+				skipped++
+				logger.Printf("skipping record %s/%d@%d: %v", r.Topic, r.Partition, r.Offset, err)
+				return
+			}
+			e := entry{Side: r.Topic, Login: ev.Data.Login, ID: ev.Data.ID, Type: ev.Data.Type, EventMs: ev.CreatedAt.UnixMilli()}
+			if sc := oteltrace.SpanContextFromContext(r.Context); sc.IsValid() {
+				carrier := propagation.MapCarrier{}
+				W3C.Inject(r.Context, carrier)
+				e.TraceParent = carrier["traceparent"]
+			}
+			for _, m := range store.matches(e) {
+				produceResult(ctx, sess, tracer, opts.Propagation, r, m, ev, logger.Printf)
+				produced++
+			}
+			val, _ := json.Marshal(e)
+			sess.Produce(ctx, &kgo.Record{Topic: stargazers.TopicJoinStore,
+				Key: []byte(fmt.Sprintf("%s/%d/%d", e.Side, e.ID, e.EventMs)), Value: val}, nil)
+			store.add(e)
+			added = append(added, e)
+			if e.EventMs > newest {
+				newest = e.EventMs
+			}
+		})
+		committed, err := sess.End(ctx, kgo.TryCommit)
+		if err != nil {
+			return fmt.Errorf("end transaction: %w", err)
+		}
+		if !committed {
+			// The records come back after the rewind; forget what they added.
+			for i := len(added) - 1; i >= 0; i-- {
+				store.undo(added[i])
+			}
+			logger.Printf("transaction aborted (rebalance); %d records will be reprocessed", processed)
+			continue
+		}
+		store.evict(newest)
+		c.Processed.Add(processed)
+		c.Produced.Add(produced)
+		c.Skipped.Add(skipped)
+		select {
+		case err := <-errc:
+			return err
+		default:
+		}
+	}
+	return nil
+}
+
+// produceResult writes one joined record with a produce span whose context
+// depends on the propagation mode, and injects that context into the record.
+func produceResult(ctx context.Context, sess *kgo.GroupTransactSession, tracer oteltrace.Tracer, mode string,
+	trigger *kgo.Record, buffered entry, ev stargazers.Event, logf func(string, ...any)) {
+	res := stargazers.Result{ID: ev.Data.ID, Login: ev.Data.Login, Type: ev.Data.Type}
+	key := strconv.FormatInt(res.ID, 10)
+	opts := []oteltrace.SpanStartOption{
+		oteltrace.WithSpanKind(oteltrace.SpanKindProducer),
+		oteltrace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.destination.name", stargazers.TopicResults),
+			attribute.String("messaging.operation", "publish"),
+			attribute.String("messaging.kafka.message.key", key),
+			attribute.String("messaging.kafka.client_id", JoinName),
+		),
+	}
+	parent := context.Background()
+	switch mode {
+	case PropagationParent:
+		parent = trigger.Context
+	case PropagationLinks:
+		parent = trigger.Context
+		if buffered.TraceParent != "" {
+			bctx := W3C.Extract(context.Background(), propagation.MapCarrier{"traceparent": buffered.TraceParent})
+			if sc := oteltrace.SpanContextFromContext(bctx); sc.IsValid() {
+				opts = append(opts, oteltrace.WithLinks(oteltrace.Link{SpanContext: sc}))
+			}
+		}
+	}
+	if parent == nil {
+		parent = context.Background()
+	}
+	sctx, span := tracer.Start(parent, stargazers.TopicResults+" publish", opts...)
+	val, _ := json.Marshal(res)
+	rec := &kgo.Record{Topic: stargazers.TopicResults, Key: []byte(key), Value: val, Timestamp: trigger.Timestamp}
+	W3C.Inject(sctx, kotel.NewRecordCarrier(rec))
+	sess.Produce(ctx, rec, func(r *kgo.Record, err error) {
+		span.SetAttributes(
+			attribute.Int("messaging.kafka.destination.partition", int(r.Partition)),
+			attribute.Int64("messaging.kafka.message.offset", r.Offset),
+		)
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+			logf("produce to %s: %v", stargazers.TopicResults, err)
+		}
+		span.End()
+	})
+}
