@@ -54,6 +54,7 @@ is lost between services.`,
 		NewCmdGraph(io, nil),
 		NewCmdPull(io, nil),
 		NewCmdServices(io, nil),
+		NewCmdStack(io),
 		NewCmdVersion(io),
 	)
 	return root

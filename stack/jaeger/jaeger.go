@@ -172,10 +172,9 @@ exporters:
 `, o.addr(o.HealthPort), o.QueryAddr(), o.addr(o.UIPort), storage, o.OTLPAddr(), o.addr(o.OTLPHTTPPort))
 }
 
-// Start writes the config, starts Jaeger and waits (up to the context's
-// deadline) until its health endpoint answers. On failure it stops the
-// process and returns an error that quotes the end of Jaeger's log.
-func Start(ctx context.Context, o Options) (*Process, error) {
+// Prepare picks free ports for the ports left zero, writes the config into
+// Dir and returns the command line that runs Jaeger with it.
+func (o *Options) Prepare() ([]string, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
@@ -186,11 +185,25 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	if err := os.WriteFile(cfg, []byte(o.Config()), 0o644); err != nil {
 		return nil, err
 	}
+	return []string{o.Bin, "--config", cfg}, nil
+}
+
+// HealthURL answers 200 once Jaeger is up.
+func (o *Options) HealthURL() string { return "http://" + o.addr(o.HealthPort) + "/status" }
+
+// Start writes the config, starts Jaeger and waits (up to the context's
+// deadline) until its health endpoint answers. On failure it stops the
+// process and returns an error that quotes the end of Jaeger's log.
+func Start(ctx context.Context, o Options) (*Process, error) {
+	argv, err := o.Prepare()
+	if err != nil {
+		return nil, err
+	}
 	logf, err := os.Create(filepath.Join(o.Dir, "jaeger.log"))
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(o.Bin, "--config", cfg)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -214,7 +227,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
 func (p *Process) waitHealthy(ctx context.Context) error {
-	url := "http://" + p.addr(p.HealthPort) + "/status"
+	url := p.HealthURL()
 	client := &http.Client{Timeout: time.Second}
 	for {
 		select {

@@ -1,0 +1,309 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ktrace-dev/ktrace/render"
+	"github.com/ktrace-dev/ktrace/stack"
+	"github.com/ktrace-dev/ktrace/stack/services"
+)
+
+// StackOptions are the flags of `ktrace stack up` and `ktrace demo`.
+type StackOptions struct {
+	stack.Options
+	Brokers    string
+	Foreground bool
+}
+
+func (o *StackOptions) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.StateDir, "state-dir", "", "directory for the stack's state and logs (default "+stack.DefaultStateDir()+")")
+	f.IntVar(&o.KafkaPort, "kafka-port", 9092, "port of the embedded Kafka broker (127.0.0.1)")
+	f.StringVar(&o.Brokers, "kafka-brokers", "", "use this existing Kafka cluster (`host:port,...`) instead of the embedded broker")
+	f.StringVar(&o.JaegerBin, "jaeger-bin", "", "Jaeger v2 binary (default: $KTRACE_JAEGER_BIN, the cached build, PATH, else build it)")
+	f.BoolVar(&o.Persist, "persist", false, "keep traces in Badger on disk instead of memory")
+	f.StringVar(&o.JaegerEndpoint, "jaeger-endpoint", "", "use this existing Jaeger (query gRPC `host:port`) instead of starting one")
+	f.StringVar(&o.OTLPEndpoint, "otlp-endpoint", "", "send spans to this existing OTLP gRPC collector (`host:port`)")
+	f.IntVar(&o.JaegerGRPCPort, "jaeger-grpc-port", 16685, "query gRPC port of the Jaeger the stack starts")
+	f.IntVar(&o.JaegerUIPort, "jaeger-ui-port", 16686, "UI port of the Jaeger the stack starts")
+	f.IntVar(&o.OTLPPort, "otlp-port", 4317, "OTLP gRPC port of the Jaeger the stack starts")
+	f.IntVar(&o.APIPort, "api-port", 3100, "port of stargazers-api")
+	f.StringVar(&o.Propagation, "propagation", "lost", "join's trace propagation: lost (like ksqlDB), links (the fix) or parent")
+	f.BoolVar(&o.Live, "live", false, "github-source pages the real GitHub API (needs GITHUB_TOKEN) instead of the bundled fixture")
+	f.DurationVar(&o.Timeout, "wait", 60*time.Second, "how long to wait for each component to become healthy")
+}
+
+func (o *StackOptions) prepare(io *IOStreams) error {
+	if o.Brokers != "" {
+		o.KafkaBrokers = strings.Split(o.Brokers, ",")
+	}
+	if o.Live && io.Getenv("GITHUB_TOKEN") == "" {
+		return usagef("--live needs a GitHub token in GITHUB_TOKEN")
+	}
+	o.Progress = io.ErrOut
+	return nil
+}
+
+// stackErr maps stack errors to exit codes: a port in use or a bad flag is
+// usage (2); a broker or collector that does not answer is a backend (4).
+func stackErr(err error) error {
+	var pe *stack.PortInUseError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe), errors.Is(err, stack.ErrRunning), errors.Is(err, stack.ErrNotRunning):
+		return withCode(ExitUsage, err)
+	case strings.Contains(err.Error(), "cannot reach Kafka"):
+		return withCode(ExitBackend, err)
+	}
+	return err
+}
+
+// NewCmdStack builds `ktrace stack`.
+func NewCmdStack(io *IOStreams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "stack",
+		Short: "Run the instrumented stargazers stack (Kafka, Jaeger v2, four services)",
+		Long: `The stargazers stack: github-source writes STARGAZERS events of two
+repositories to two topics; stargazers-flatten (stateless, context survives)
+and stargazers-join (a 10-day windowed join on login, context lost by
+default, like ksqlDB) feed stargazers-results; stargazers-api serves the
+result. An embedded Kafka-protocol broker and a real Jaeger v2 by default,
+all on 127.0.0.1.`,
+	}
+	cmd.AddCommand(newCmdStackUp(io), newCmdStackDown(io), newCmdStackStatus(io), newCmdStackLogs(io),
+		newCmdStackTraffic(io), newCmdStackRestart(io), newCmdStackServe(io))
+	return cmd
+}
+
+func printEndpoints(io *IOStreams, st *stack.State) {
+	e := st.Endpoints
+	fmt.Fprintf(io.Out, "stargazers stack is up (join propagation: %s)\n", st.Propagation)
+	if e.JaegerUI != "" {
+		fmt.Fprintf(io.Out, "  Jaeger UI          %s\n", e.JaegerUI)
+	}
+	if e.JaegerQuery != "" {
+		fmt.Fprintf(io.Out, "  Jaeger query gRPC  %s   (ktrace graph --jaeger %s)\n", e.JaegerQuery, e.JaegerQuery)
+	}
+	fmt.Fprintf(io.Out, "  stargazers API     %s\n", e.API)
+	fmt.Fprintf(io.Out, "  Kafka              %s\n", e.Kafka)
+	fmt.Fprintf(io.Out, "  OTLP               %s\n", e.OTLP)
+}
+
+func newCmdStackUp(io *IOStreams) *cobra.Command {
+	opts := &StackOptions{}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Start the stack and wait until every component is healthy",
+		Example: `  ktrace stack up
+  ktrace stack up --propagation links --api-port 3200
+  ktrace stack up --kafka-brokers broker1:9092 --jaeger-endpoint jaeger:16685`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := opts.prepare(io); err != nil {
+				return err
+			}
+			st, err := stack.Up(cmd.Context(), opts.Options)
+			if err != nil {
+				return stackErr(err)
+			}
+			printEndpoints(io, st)
+			if !opts.Foreground {
+				fmt.Fprintln(io.Out, "  stop it with: ktrace stack down")
+				return nil
+			}
+			fmt.Fprintln(io.ErrOut, "running in the foreground; Ctrl-C stops the stack")
+			<-cmd.Context().Done()
+			return stackErr(stack.Down(opts.StateDir, io.ErrOut))
+		},
+	}
+	opts.register(cmd)
+	cmd.Flags().BoolVar(&opts.Foreground, "foreground", false, "stay attached; Ctrl-C stops the stack")
+	return cmd
+}
+
+func stateDirFlag(cmd *cobra.Command, dir *string) {
+	cmd.Flags().StringVar(dir, "state-dir", "", "directory of the stack's state (default "+stack.DefaultStateDir()+")")
+}
+
+func newCmdStackDown(io *IOStreams) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Stop every component of the stack",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if err := stack.Down(dir, io.ErrOut); err != nil {
+				if errors.Is(err, stack.ErrNotRunning) {
+					fmt.Fprintln(io.ErrOut, "the stack is not running")
+					return nil
+				}
+				return err
+			}
+			fmt.Fprintln(io.ErrOut, "stack stopped")
+			return nil
+		},
+	}
+	stateDirFlag(cmd, &dir)
+	return cmd
+}
+
+func newCmdStackStatus(io *IOStreams) *cobra.Command {
+	var dir, output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show each component's health (exit 1 when any is not healthy)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if err := checkFormat(output, []string{"text", "json"}); err != nil {
+				return err
+			}
+			_, list, err := stack.Status(dir)
+			if err != nil {
+				return stackErr(err)
+			}
+			if output == "json" {
+				if err := render.JSON(io.Out, list); err != nil {
+					return err
+				}
+			} else {
+				for _, s := range list {
+					fmt.Fprintf(io.Out, "%s\t%s\tpid %d\t%s\n", s.Name, s.Status, s.Pid, s.Health)
+				}
+			}
+			for _, s := range list {
+				if s.Status != "healthy" {
+					return withCode(ExitFindings, errSilent)
+				}
+			}
+			return nil
+		},
+	}
+	stateDirFlag(cmd, &dir)
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func newCmdStackLogs(io *IOStreams) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "logs [component]",
+		Short: "Print the logs of one component, or of all",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			return stackErr(stack.Logs(dir, name, io.Out))
+		},
+	}
+	stateDirFlag(cmd, &dir)
+	return cmd
+}
+
+func newCmdStackTraffic(io *IOStreams) *cobra.Command {
+	var dir string
+	var events int
+	var rate float64
+	cmd := &cobra.Command{
+		Use:   "traffic",
+		Short: "Replay stargazer events from github-source",
+		Example: `  ktrace stack traffic                 # every event that remains, as fast as possible
+  ktrace stack traffic --events 50 --rate 10`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if events < 0 || rate < 0 {
+				return usagef("--events and --rate must not be negative")
+			}
+			what := "every remaining event"
+			if events > 0 {
+				what = fmt.Sprintf("%d events", events)
+			}
+			fmt.Fprintf(io.ErrOut, "replaying %s...\n", what)
+			res, err := stack.Traffic(cmd.Context(), dir, events, rate)
+			if err != nil {
+				return stackErr(err)
+			}
+			fmt.Fprintf(io.Out, "sent %d events, %d remain\n", res.Sent, res.Remaining)
+			return nil
+		},
+	}
+	stateDirFlag(cmd, &dir)
+	cmd.Flags().IntVar(&events, "events", 0, "events to send (0: all that remain)")
+	cmd.Flags().Float64Var(&rate, "rate", 0, "events per second (0: as fast as possible)")
+	return cmd
+}
+
+func newCmdStackRestart(io *IOStreams) *cobra.Command {
+	var dir string
+	var kill bool
+	cmd := &cobra.Command{
+		Use:   "restart COMPONENT",
+		Short: "Stop one component and start it again",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := stack.Restart(cmd.Context(), dir, args[0], kill, 0); err != nil {
+				return stackErr(err)
+			}
+			fmt.Fprintf(io.ErrOut, "%s restarted\n", args[0])
+			return nil
+		},
+	}
+	stateDirFlag(cmd, &dir)
+	cmd.Flags().BoolVar(&kill, "kill", false, "stop it with SIGKILL instead of SIGTERM")
+	return cmd
+}
+
+// newCmdStackServe runs one component in this process; `stack up` starts
+// each component this way.
+func newCmdStackServe(io *IOStreams) *cobra.Command {
+	var cfg services.Config
+	var brokers, propagation string
+	var port int
+	var live bool
+	cmd := &cobra.Command{
+		Use:    "serve COMPONENT",
+		Short:  "Run one component of the stack in the foreground (used by stack up)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			if brokers != "" {
+				cfg.Brokers = strings.Split(brokers, ",")
+			}
+			cfg.Log = io.ErrOut
+			switch args[0] {
+			case stack.Broker:
+				return services.RunBroker(ctx, port, cfg.Health)
+			case stack.Source:
+				return services.RunSource(ctx, cfg, services.SourceOptions{Live: live, Token: io.Getenv("GITHUB_TOKEN")})
+			case stack.Flatten:
+				return services.RunFlatten(ctx, cfg)
+			case stack.Join:
+				return services.RunJoin(ctx, cfg, services.JoinOptions{Propagation: propagation})
+			case stack.API:
+				return services.RunAPI(ctx, cfg)
+			}
+			return usagef("unknown component %q", args[0])
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&brokers, "brokers", "", "Kafka seed brokers")
+	f.StringVar(&cfg.OTLP, "otlp", "", "OTLP gRPC endpoint")
+	f.StringVar(&cfg.Health, "health", "127.0.0.1:0", "health (and API) listen address")
+	f.StringVar(&cfg.Instance, "instance", "", "service.instance.id")
+	f.StringVar(&propagation, "propagation", "lost", "join propagation")
+	f.IntVar(&port, "port", 9092, "broker port")
+	f.BoolVar(&live, "live", false, "page the real GitHub API")
+	return cmd
+}

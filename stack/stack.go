@@ -1,0 +1,615 @@
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ktrace-dev/ktrace/stack/jaeger"
+	"github.com/ktrace-dev/ktrace/stack/services"
+)
+
+// Component names, in start order.
+const (
+	Broker  = "kafka"
+	Jaeger  = "jaeger"
+	Source  = services.SourceName
+	Flatten = services.FlattenName
+	Join    = services.JoinName
+	API     = services.APIName
+)
+
+// Services are the stack's own services.
+var Services = []string{Source, Flatten, Join, API}
+
+// Options configure Up.
+type Options struct {
+	// Exe is the ktrace executable that runs components; default os.Executable().
+	Exe string
+	// StateDir holds state.json and logs; default DefaultStateDir().
+	StateDir string
+	// KafkaPort is the embedded broker's port (default 9092); KafkaBrokers
+	// uses an existing cluster instead.
+	KafkaPort    int
+	KafkaBrokers []string
+	// JaegerBin is the Jaeger v2 binary; found or built when empty.
+	JaegerBin string
+	// Persist keeps traces in Badger under the state directory.
+	Persist bool
+	// JaegerEndpoint (query gRPC host:port) and OTLPEndpoint use an existing
+	// Jaeger or collector instead of starting one.
+	JaegerEndpoint, OTLPEndpoint string
+	// Ports of the Jaeger the stack starts, and of the API.
+	JaegerGRPCPort, JaegerUIPort, OTLPPort, APIPort int
+	// Propagation is the join's mode: lost, links or parent.
+	Propagation string
+	// Live makes github-source page the real GitHub API (GITHUB_TOKEN).
+	Live bool
+	// Progress receives progress lines; nil discards them.
+	Progress io.Writer
+	// Timeout bounds waiting for health; default 60s.
+	Timeout time.Duration
+}
+
+// Component is one process of the stack.
+type Component struct {
+	Name   string   `json:"name"`
+	Argv   []string `json:"argv"`
+	Pid    int      `json:"pid"`
+	Health string   `json:"health"`
+	Log    string   `json:"log"`
+}
+
+// Endpoints are where the stack can be reached.
+type Endpoints struct {
+	Kafka       string `json:"kafka"`
+	JaegerQuery string `json:"jaeger_query,omitempty"`
+	JaegerUI    string `json:"jaeger_ui,omitempty"`
+	OTLP        string `json:"otlp"`
+	API         string `json:"api"`
+	SourceAdmin string `json:"source_admin"`
+}
+
+// State is state.json.
+type State struct {
+	Components  []Component `json:"components"`
+	Endpoints   Endpoints   `json:"endpoints"`
+	Propagation string      `json:"propagation"`
+	dir         string
+}
+
+// Errors Up and the other operations return.
+var (
+	ErrRunning    = errors.New("the stack is already running (ktrace stack down stops it)")
+	ErrNotRunning = errors.New("the stack is not running (ktrace stack up starts it)")
+)
+
+// PortInUseError names a port something else holds.
+type PortInUseError struct {
+	Port int
+	What string
+	Flag string
+}
+
+func (e *PortInUseError) Error() string {
+	return fmt.Sprintf("port %d (%s) is already in use; free it or choose another with %s", e.Port, e.What, e.Flag)
+}
+
+// DefaultStateDir is $XDG_STATE_HOME/ktrace/stack, else ~/.local/state/ktrace/stack.
+func DefaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "ktrace", "stack")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "state", "ktrace", "stack")
+}
+
+func (o *Options) defaults() error {
+	if o.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		o.Exe = exe
+	}
+	if o.StateDir == "" {
+		o.StateDir = DefaultStateDir()
+	}
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	def(&o.KafkaPort, 9092)
+	def(&o.JaegerGRPCPort, 16685)
+	def(&o.JaegerUIPort, 16686)
+	def(&o.OTLPPort, 4317)
+	def(&o.APIPort, 3100)
+	if o.Propagation == "" {
+		o.Propagation = services.PropagationLost
+	}
+	switch o.Propagation {
+	case services.PropagationLost, services.PropagationLinks, services.PropagationParent:
+	default:
+		return fmt.Errorf("--propagation %q: want lost, links or parent", o.Propagation)
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 60 * time.Second
+	}
+	return nil
+}
+
+func portFree(port int) bool {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
+}
+
+func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// Load reads the state of a stack; ErrNotRunning when there is none.
+func Load(dir string) (*State, error) {
+	if dir == "" {
+		dir = DefaultStateDir()
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if os.IsNotExist(err) {
+		return nil, ErrNotRunning
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "state.json"), err)
+	}
+	st.dir = dir
+	return &st, nil
+}
+
+func (st *State) save() error {
+	b, _ := json.MarshalIndent(st, "", "  ")
+	tmp := filepath.Join(st.dir, "state.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(st.dir, "state.json"))
+}
+
+// Component returns the named component, or nil.
+func (st *State) Component(name string) *Component {
+	for i := range st.Components {
+		if st.Components[i].Name == name {
+			return &st.Components[i]
+		}
+	}
+	return nil
+}
+
+// Alive reports whether the component's process runs and is the one we
+// started (a stale PID reused by another program does not count).
+func (c *Component) Alive() bool {
+	if c.Pid <= 0 || syscall.Kill(c.Pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Pid))
+	if err == nil {
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			return false
+		}
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c.Pid))
+	if err != nil {
+		return true // no /proc: trust kill(0)
+	}
+	return string(cmdline) == strings.Join(c.Argv, "\x00")+"\x00"
+}
+
+// Healthy asks the component's health endpoint.
+func (c *Component) Healthy() bool {
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get(c.Health)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// start spawns the component detached, logging to its log file, and reaps
+// it when it exits while this process lives.
+func (c *Component) start() error {
+	logf, err := os.OpenFile(c.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", c.Name, err)
+	}
+	c.Pid = cmd.Process.Pid
+	go cmd.Wait()
+	return nil
+}
+
+// stop sends SIGTERM (SIGKILL when kill is set), waits up to 10s, then kills.
+func (c *Component) stop(kill bool) {
+	if !c.Alive() {
+		return
+	}
+	sig := syscall.SIGTERM
+	if kill {
+		sig = syscall.SIGKILL
+	}
+	_ = syscall.Kill(c.Pid, sig)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Alive() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c.Alive() {
+		_ = syscall.Kill(c.Pid, syscall.SIGKILL)
+		for i := 0; i < 100 && c.Alive(); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func logTail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 600 {
+		b = b[len(b)-600:]
+	}
+	return strings.Join(strings.Fields(string(b)), " ")
+}
+
+// waitHealthy polls the component until healthy, dead, or out of time.
+func (c *Component) waitHealthy(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if c.Healthy() {
+			return nil
+		}
+		if !c.Alive() {
+			return fmt.Errorf("%s exited during start-up: %s", c.Name, logTail(c.Log))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not healthy after %s: %s", c.Name, timeout, logTail(c.Log))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func freePort() (int, error) { return jaeger.FreePort() }
+
+// Up starts the stack and waits until every component is healthy. On any
+// failure it stops what it started and returns an error naming the cause.
+func Up(ctx context.Context, o Options) (st *State, err error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	if old, lerr := Load(o.StateDir); lerr == nil {
+		for i := range old.Components {
+			if old.Components[i].Alive() {
+				return nil, ErrRunning
+			}
+		}
+		fmt.Fprintln(o.Progress, "removing stale state of a stack that is no longer running")
+		os.Remove(filepath.Join(o.StateDir, "state.json"))
+	}
+	if err := os.MkdirAll(filepath.Join(o.StateDir, "logs"), 0o755); err != nil {
+		return nil, err
+	}
+	embedded := len(o.KafkaBrokers) == 0
+	ownJaeger := o.JaegerEndpoint == "" && o.OTLPEndpoint == ""
+	type port struct {
+		n          int
+		what, flag string
+	}
+	ports := []port{{o.APIPort, "stargazers-api", "--api-port"}}
+	if embedded {
+		ports = append(ports, port{o.KafkaPort, "kafka", "--kafka-port"})
+	}
+	if ownJaeger {
+		ports = append(ports, port{o.JaegerGRPCPort, "jaeger query gRPC", "--jaeger-grpc-port"},
+			port{o.JaegerUIPort, "jaeger UI", "--jaeger-ui-port"}, port{o.OTLPPort, "jaeger OTLP", "--otlp-port"})
+	}
+	for _, p := range ports {
+		if !portFree(p.n) {
+			return nil, &PortInUseError{Port: p.n, What: p.what, Flag: p.flag}
+		}
+	}
+	var jbin string
+	if ownJaeger {
+		if jbin, err = jaeger.FindBinary(o.JaegerBin); err != nil {
+			if o.JaegerBin != "" || !errors.Is(err, jaeger.ErrNoBinary) {
+				return nil, err
+			}
+			if jbin, err = jaeger.Build(ctx, o.Progress); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	st = &State{dir: o.StateDir, Propagation: o.Propagation}
+	defer func() {
+		if err != nil {
+			for i := len(st.Components) - 1; i >= 0; i-- {
+				st.Components[i].stop(false)
+			}
+			os.Remove(filepath.Join(o.StateDir, "state.json"))
+		}
+	}()
+	logPath := func(name string) string { return filepath.Join(o.StateDir, "logs", name+".log") }
+	launch := func(c Component) error {
+		c.Log = logPath(c.Name)
+		fmt.Fprintf(o.Progress, "starting %s...\n", c.Name)
+		if err := c.start(); err != nil {
+			return err
+		}
+		st.Components = append(st.Components, c)
+		if err := st.save(); err != nil {
+			return err
+		}
+		return st.Components[len(st.Components)-1].waitHealthy(ctx, o.Timeout)
+	}
+	healthURL := func(port int) string { return "http://" + addr(port) + "/healthz" }
+
+	brokers := o.KafkaBrokers
+	if embedded {
+		hp, err := freePort()
+		if err != nil {
+			return st, err
+		}
+		brokers = []string{addr(o.KafkaPort)}
+		if err := launch(Component{Name: Broker, Health: healthURL(hp),
+			Argv: []string{o.Exe, "stack", "serve", Broker, "--port", strconv.Itoa(o.KafkaPort), "--health", addr(hp)}}); err != nil {
+			return st, err
+		}
+	} else if err := ensureTopics(ctx, brokers); err != nil {
+		return st, err
+	}
+	st.Endpoints.Kafka = strings.Join(brokers, ",")
+
+	otlp := o.OTLPEndpoint
+	st.Endpoints.JaegerQuery = o.JaegerEndpoint
+	if ownJaeger {
+		jo := jaeger.Options{Bin: jbin, Dir: filepath.Join(o.StateDir, "jaeger"), Persist: o.Persist,
+			OTLPGRPCPort: o.OTLPPort, QueryGRPCPort: o.JaegerGRPCPort, UIPort: o.JaegerUIPort}
+		argv, err := jo.Prepare()
+		if err != nil {
+			return st, err
+		}
+		if err := launch(Component{Name: Jaeger, Argv: argv, Health: jo.HealthURL()}); err != nil {
+			return st, err
+		}
+		otlp = jo.OTLPAddr()
+		st.Endpoints.JaegerQuery = jo.QueryAddr()
+		st.Endpoints.JaegerUI = jo.UIURL()
+	} else if otlp == "" {
+		otlp = jaegerOTLPGuess(o.JaegerEndpoint)
+	}
+	st.Endpoints.OTLP = otlp
+
+	for _, name := range Services {
+		hp := o.APIPort
+		if name != API {
+			if hp, err = freePort(); err != nil {
+				return st, err
+			}
+		}
+		argv := []string{o.Exe, "stack", "serve", name, "--brokers", strings.Join(brokers, ","), "--otlp", otlp,
+			"--health", addr(hp), "--instance", name + "-1"}
+		switch name {
+		case Join:
+			argv = append(argv, "--propagation", o.Propagation)
+		case Source:
+			if o.Live {
+				argv = append(argv, "--live")
+			}
+			st.Endpoints.SourceAdmin = "http://" + addr(hp)
+		case API:
+			st.Endpoints.API = "http://" + addr(hp) + "/stargazers"
+		}
+		if err := launch(Component{Name: name, Argv: argv, Health: healthURL(hp)}); err != nil {
+			return st, err
+		}
+	}
+	return st, st.save()
+}
+
+// jaegerOTLPGuess assumes an existing Jaeger takes OTLP on 4317 of the
+// query endpoint's host.
+func jaegerOTLPGuess(query string) string {
+	host, _, err := net.SplitHostPort(query)
+	if err != nil {
+		host = query
+	}
+	return net.JoinHostPort(host, "4317")
+}
+
+// ensureTopics checks an existing cluster answers and creates the stack's
+// topics on it when missing.
+func ensureTopics(ctx context.Context, brokers []string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return fmt.Errorf("--kafka-brokers %s: %w", strings.Join(brokers, ","), err)
+	}
+	defer cl.Close()
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := cl.Ping(pctx); err != nil {
+		return fmt.Errorf("cannot reach Kafka at %s: %v", strings.Join(brokers, ","), err)
+	}
+	res, err := kadm.NewClient(cl).CreateTopics(pctx, services.Partitions, -1, nil, services.StackTopics...)
+	if err != nil {
+		return fmt.Errorf("creating topics on %s: %w", strings.Join(brokers, ","), err)
+	}
+	for _, r := range res.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("creating topic %s: %w", r.Topic, r.Err)
+		}
+	}
+	return nil
+}
+
+// Down stops every component, newest first, and removes the state file.
+func Down(dir string, progress io.Writer) error {
+	st, err := Load(dir)
+	if err != nil {
+		return err
+	}
+	if progress == nil {
+		progress = io.Discard
+	}
+	for i := len(st.Components) - 1; i >= 0; i-- {
+		c := &st.Components[i]
+		if c.Alive() {
+			fmt.Fprintf(progress, "stopping %s (pid %d)...\n", c.Name, c.Pid)
+			c.stop(false)
+		}
+	}
+	return os.Remove(filepath.Join(st.dir, "state.json"))
+}
+
+// ComponentStatus is one line of Status.
+type ComponentStatus struct {
+	Name   string `json:"name"`
+	Pid    int    `json:"pid"`
+	Status string `json:"status"` // healthy, unhealthy, stopped
+	Health string `json:"health"`
+}
+
+// Status reports each component's health.
+func Status(dir string) (*State, []ComponentStatus, error) {
+	st, err := Load(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []ComponentStatus
+	for i := range st.Components {
+		c := &st.Components[i]
+		s := ComponentStatus{Name: c.Name, Pid: c.Pid, Health: c.Health, Status: "stopped"}
+		if c.Alive() {
+			s.Status = "unhealthy"
+			if c.Healthy() {
+				s.Status = "healthy"
+			}
+		}
+		out = append(out, s)
+	}
+	return st, out, nil
+}
+
+// Restart stops one component (with SIGKILL when kill is set) and starts
+// it again with the same command line, waiting until it is healthy.
+func Restart(ctx context.Context, dir, name string, kill bool, timeout time.Duration) error {
+	st, err := Load(dir)
+	if err != nil {
+		return err
+	}
+	c := st.Component(name)
+	if c == nil {
+		return fmt.Errorf("no component %q in the stack (have %s)", name, strings.Join(st.names(), ", "))
+	}
+	c.stop(kill)
+	if err := c.start(); err != nil {
+		return err
+	}
+	if err := st.save(); err != nil {
+		return err
+	}
+	if timeout == 0 {
+		timeout = 60 * time.Second
+	}
+	return c.waitHealthy(ctx, timeout)
+}
+
+func (st *State) names() []string {
+	var out []string
+	for _, c := range st.Components {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+// Traffic asks github-source to replay the next events (0: all that
+// remain) at rate events per second (0: unlimited).
+func Traffic(ctx context.Context, dir string, events int, rate float64) (services.ReplayResult, error) {
+	var res services.ReplayResult
+	st, err := Load(dir)
+	if err != nil {
+		return res, err
+	}
+	u := st.Endpoints.SourceAdmin + "/replay?events=" + strconv.Itoa(events) + "&rate=" + url.QueryEscape(strconv.FormatFloat(rate, 'g', -1, 64))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return res, fmt.Errorf("github-source at %s: %w", st.Endpoints.SourceAdmin, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return res, fmt.Errorf("github-source: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return res, json.Unmarshal(body, &res)
+}
+
+// Logs copies the log of one component (all when name is empty, each line
+// prefixed with its component) to w.
+func Logs(dir, name string, w io.Writer) error {
+	st, err := Load(dir)
+	if err != nil {
+		return err
+	}
+	if name != "" && st.Component(name) == nil {
+		return fmt.Errorf("no component %q in the stack (have %s)", name, strings.Join(st.names(), ", "))
+	}
+	for _, c := range st.Components {
+		if name != "" && c.Name != name {
+			continue
+		}
+		b, err := os.ReadFile(c.Log)
+		if err != nil {
+			return err
+		}
+		if name != "" {
+			w.Write(b)
+			continue
+		}
+		for _, line := range strings.SplitAfter(string(b), "\n") {
+			if line != "" {
+				fmt.Fprintf(w, "%-18s | %s", c.Name, line)
+			}
+		}
+	}
+	return nil
+}
