@@ -55,6 +55,7 @@ is lost between services.`,
 		NewCmdPull(io, nil),
 		NewCmdServices(io, nil),
 		NewCmdStack(io),
+		NewCmdDemo(io),
 		NewCmdVersion(io),
 	)
 	return root

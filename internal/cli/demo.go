@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"reflect"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/render"
+	"github.com/ktrace-dev/ktrace/source/jaeger"
+	"github.com/ktrace-dev/ktrace/stack"
+	"github.com/ktrace-dev/ktrace/stack/stargazers"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// NewCmdDemo builds `ktrace demo`.
+func NewCmdDemo(io *IOStreams) *cobra.Command {
+	opts := &StackOptions{}
+	var keep bool
+	var settle time.Duration
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the stargazers stack, send traffic, and show the graph and where traces break",
+		Long: `Starts the stargazers stack, replays the bundled stargazer events, waits
+until the API holds the join's answer and Jaeger's traces stop changing,
+prints the service graph and where traces break, and stops the stack
+(--keep leaves it running). The first run builds Jaeger v2 (minutes, with
+progress on stderr); later runs start in seconds.`,
+		Example: `  ktrace demo
+  ktrace demo --propagation links
+  ktrace demo --keep`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := opts.prepare(io); err != nil {
+				return err
+			}
+			if opts.JaegerEndpoint == "" && opts.OTLPEndpoint != "" {
+				return usagef("demo reads traces back from Jaeger: give --jaeger-endpoint with --otlp-endpoint")
+			}
+			return demoRun(cmd.Context(), io, opts, keep, settle)
+		},
+	}
+	opts.register(cmd)
+	cmd.Flags().BoolVar(&keep, "keep", false, "leave the stack running afterwards")
+	cmd.Flags().DurationVar(&settle, "settle", 90*time.Second, "how long to wait for the answer and for traces to stop changing")
+	return cmd
+}
+
+func demoRun(ctx context.Context, io *IOStreams, opts *StackOptions, keep bool, settle time.Duration) (err error) {
+	st, err := stack.Up(ctx, opts.Options)
+	if err != nil {
+		return stackErr(err)
+	}
+	if !keep {
+		defer func() {
+			if derr := stack.Down(opts.StateDir, io.ErrOut); err == nil && derr != nil {
+				err = derr
+			}
+		}()
+	}
+	fmt.Fprintln(io.ErrOut, "replaying stargazer events...")
+	res, err := stack.Traffic(ctx, opts.StateDir, 0, 0)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(io.ErrOut, "sent %d events\n", res.Sent)
+
+	deadline := time.Now().Add(settle)
+	var want []stargazers.Result
+	if !opts.Live {
+		f, err := stargazers.Load()
+		if err != nil {
+			return err
+		}
+		want = stargazers.Expected(f.Events)
+	}
+	got, err := waitForAnswer(ctx, st.Endpoints.API, len(want), deadline)
+	if err != nil {
+		return err
+	}
+
+	fmt.Fprintln(io.ErrOut, "waiting for traces to settle in Jaeger...")
+	set, err := waitForStableTraces(ctx, st.Endpoints.JaegerQuery, deadline)
+	if err != nil {
+		return err
+	}
+	g := graph.Build(set.Traces())
+	if err := render.GraphText(io.Out, g, io.Style()); err != nil {
+		return err
+	}
+	fmt.Fprintln(io.Out)
+	fmt.Fprintln(io.Out, "Where traces break:")
+	if err := render.BreakSummary(io.Out, g); err != nil {
+		return err
+	}
+	fmt.Fprintln(io.Out)
+	if want != nil {
+		if !reflect.DeepEqual(got, want) {
+			fmt.Fprintf(io.Out, "stargazers-api holds %d results; the join should give %d\n", len(got), len(want))
+			return withCode(ExitFindings, errSilent)
+		}
+		fmt.Fprintf(io.Out, "stargazers-api holds the %d logins that starred both repositories within 10 days, as expected\n", len(got))
+	}
+	if keep {
+		printEndpoints(io, st)
+	}
+	return nil
+}
+
+// waitForAnswer polls the API until it returns want results (any number
+// when want is 0 and something arrived) or the deadline passes.
+func waitForAnswer(ctx context.Context, api string, want int, deadline time.Time) ([]stargazers.Result, error) {
+	var got []stargazers.Result
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, api, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			got = nil
+			json.NewDecoder(resp.Body).Decode(&got)
+			resp.Body.Close()
+			if (want > 0 && len(got) >= want) || (want == 0 && len(got) > 0) {
+				// Give a late duplicate a moment to show itself.
+				time.Sleep(500 * time.Millisecond)
+				if resp, err := http.Get(api); err == nil {
+					got = nil
+					json.NewDecoder(resp.Body).Decode(&got)
+					resp.Body.Close()
+				}
+				return got, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return got, fmt.Errorf("stargazers-api at %s holds %d results after waiting; expected %d (see ktrace stack logs)", api, len(got), want)
+		}
+		select {
+		case <-ctx.Done():
+			return got, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// waitForStableTraces reads Jaeger until the span count is unchanged for
+// three reads in a row.
+func waitForStableTraces(ctx context.Context, addr string, deadline time.Time) (*trace.Set, error) {
+	c, err := jaeger.Dial(jaeger.Config{Addr: addr, Timeout: 30 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	last, stable := -1, 0
+	for {
+		set := &trace.Set{}
+		now := time.Now()
+		if _, err := c.Find(ctx, jaeger.Query{Start: now.Add(-time.Hour), End: now.Add(time.Minute)}, set, nil); err != nil {
+			return nil, err
+		}
+		if n := set.SpanCount(); n > 0 && n == last {
+			stable++
+		} else {
+			stable, last = 0, n
+		}
+		if stable >= 2 || time.Now().After(deadline) {
+			return set, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
