@@ -200,6 +200,8 @@ func RunJoin(ctx context.Context, cfg Config, opts JoinOptions) error {
 	kt := kotel.NewTracer(kotel.TracerProvider(tp), kotel.TracerPropagator(W3C), kotel.ConsumerGroup(JoinName), kotel.ClientID(JoinName))
 	sess, err := kgo.NewGroupTransactSession(kafkaOpts(&cfg, JoinName,
 		kgo.TransactionalID(JoinName), kgo.ConsumerGroup(JoinName),
+		// A restarted join should not wait out the dead member's session.
+		kgo.SessionTimeout(10*time.Second),
 		kgo.ConsumeTopics(stargazers.TopicKafka, stargazers.TopicJackdaw),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.WithHooks(fetchHooks{kt}))...)

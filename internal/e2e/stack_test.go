@@ -1,0 +1,480 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/source/jaeger"
+	"github.com/ktrace-dev/ktrace/stack"
+	sj "github.com/ktrace-dev/ktrace/stack/jaeger"
+	"github.com/ktrace-dev/ktrace/stack/services"
+	"github.com/ktrace-dev/ktrace/stack/stargazers"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// ktraceBin is a ktrace binary built for the stack tests: the stack runs
+// each component as `ktrace stack serve NAME`.
+var ktraceBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ktrace-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ktraceBin = filepath.Join(dir, "ktrace")
+	build := exec.Command("go", "build", "-o", ktraceBin, "../../cmd/ktrace")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building ktrace:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	p, err := sj.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func stackOptions(t *testing.T, propagation string) stack.Options {
+	return stack.Options{
+		Exe: ktraceBin, StateDir: t.TempDir(), Propagation: propagation, Progress: logWriter{t},
+		KafkaPort: freePort(t), JaegerGRPCPort: freePort(t), JaegerUIPort: freePort(t), OTLPPort: freePort(t), APIPort: freePort(t),
+	}
+}
+
+// upStack starts a stack and stops it at cleanup, checking that no
+// component outlives Down.
+func upStack(t *testing.T, o stack.Options) *stack.State {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := stack.Up(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		final, err := stack.Load(o.StateDir)
+		if err != nil {
+			t.Errorf("state gone before Down: %v", err)
+			return
+		}
+		if err := stack.Down(o.StateDir, nil); err != nil {
+			t.Errorf("down: %v", err)
+		}
+		for _, c := range final.Components {
+			if c.Alive() {
+				t.Errorf("%s (pid %d) still running after down", c.Name, c.Pid)
+				syscall.Kill(c.Pid, syscall.SIGKILL)
+			}
+		}
+	})
+	return st
+}
+
+func apiResults(t *testing.T, url string) []stargazers.Result {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got []stargazers.Result
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func expected(t *testing.T) []stargazers.Result {
+	f, err := stargazers.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stargazers.Expected(f.Events)
+}
+
+// waitAnswer waits until the API holds as many results as expected, then
+// checks they are exactly the expected ones.
+func waitAnswer(t *testing.T, url string) {
+	t.Helper()
+	want := expected(t)
+	deadline := time.Now().Add(60 * time.Second)
+	var got []stargazers.Result
+	for time.Now().Before(deadline) {
+		if got = apiResults(t, url); len(got) >= len(want) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // a duplicate would arrive now
+	got = apiResults(t, url)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("API holds %d results, want the %d expected:\n got %v\nwant %v", len(got), len(want), got, want)
+	}
+}
+
+// stableTraces reads every trace from Jaeger until the span count stops changing.
+func stableTraces(t *testing.T, addr string) []trace.Trace {
+	t.Helper()
+	c, err := jaeger.Dial(jaeger.Config{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	last, stable := -1, 0
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		set := &trace.Set{}
+		now := time.Now()
+		if _, err := c.Find(context.Background(), jaeger.Query{Start: now.Add(-time.Hour), End: now.Add(time.Minute)}, set, nil); err != nil {
+			t.Fatal(err)
+		}
+		if n := set.SpanCount(); n > 0 && n == last {
+			if stable++; stable >= 2 {
+				return set.Traces()
+			}
+		} else {
+			stable, last = 0, n
+		}
+	}
+	t.Fatal("traces did not settle in Jaeger")
+	return nil
+}
+
+func edgeSet(g *graph.Graph) map[string]*graph.Edge {
+	m := map[string]*graph.Edge{}
+	for _, e := range g.Edges {
+		if e.From.Kind == graph.KindUnknownCaller { // our own GET /stargazers calls
+			continue
+		}
+		m[fmt.Sprintf("%s -> %s %s/%s", e.From.Key, e.To.Key, e.Kind, e.Relation)] = e
+	}
+	return m
+}
+
+func servicesOf(t *trace.Trace) map[string]bool {
+	m := map[string]bool{}
+	for i := range t.Spans {
+		m[t.Spans[i].Service()] = true
+	}
+	return m
+}
+
+func checkStackGraph(t *testing.T, traces []trace.Trace, joinRelation string) *graph.Graph {
+	t.Helper()
+	g := graph.Build(traces)
+	got := edgeSet(g)
+	want := map[string]int{
+		"service:github-source -> topic:github-avro-stargazers-kafka produce/span":        216,
+		"service:github-source -> topic:github-avro-stargazers-jackdaw produce/span":      66,
+		"topic:github-avro-stargazers-kafka -> service:stargazers-flatten consume/parent": 216,
+		"service:stargazers-flatten -> topic:stargazers-flat produce/parent":              216,
+		"topic:github-avro-stargazers-kafka -> service:stargazers-join consume/parent":    216,
+		"topic:github-avro-stargazers-jackdaw -> service:stargazers-join consume/parent":  66,
+		"service:stargazers-join -> topic:stargazers-results produce/" + joinRelation:     24,
+		"topic:stargazers-results -> service:stargazers-api consume/parent":               24,
+	}
+	for k, n := range want {
+		e, ok := got[k]
+		if !ok {
+			t.Errorf("missing edge %s", k)
+			continue
+		}
+		if e.Count != n {
+			t.Errorf("%s: count %d, want %d", k, e.Count, n)
+		}
+		if e.From == e.To {
+			t.Errorf("self-loop %s", k)
+		}
+	}
+	if len(got) != len(want) {
+		for k := range got {
+			if _, ok := want[k]; !ok {
+				t.Errorf("unexpected edge %s", k)
+			}
+		}
+	}
+	return g
+}
+
+// With the default join the traces break inside the join: no trace runs
+// from github-source to stargazers-api, and the graph stitches the join's
+// new traces back to its inputs.
+func TestStackLostPropagation(t *testing.T) {
+	o := stackOptions(t, services.PropagationLost)
+	st := upStack(t, o)
+	if _, err := stack.Traffic(context.Background(), o.StateDir, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswer(t, st.Endpoints.API)
+	traces := stableTraces(t, st.Endpoints.JaegerQuery)
+	g := checkStackGraph(t, traces, "stitched")
+
+	apiTraces := 0
+	for i := range traces {
+		s := servicesOf(&traces[i])
+		if s["github-source"] && s["stargazers-api"] {
+			t.Fatalf("trace %s runs from github-source to stargazers-api; the join should have lost the context", traces[i].ID)
+		}
+		if s["stargazers-api"] && s["stargazers-join"] {
+			apiTraces++
+		}
+	}
+	if apiTraces != 24 {
+		t.Errorf("%d traces start at the join's output and reach the API, want 24", apiTraces)
+	}
+	pass := 0
+	for _, s := range g.Stitches {
+		if s.Kind == graph.StitchPassThrough && s.Producer.Service == "stargazers-join" && s.OutTopic == stargazers.TopicResults {
+			pass++
+		}
+	}
+	if pass != 24 {
+		t.Errorf("%d pass-through stitches at the join, want 24", pass)
+	}
+}
+
+// With --propagation links (and an existing Kafka cluster given by
+// --kafka-brokers), one trace runs from github-source to stargazers-api for
+// every result, and each output links to the buffered input.
+func TestStackLinksPropagationOnExistingKafka(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	o := stackOptions(t, services.PropagationLinks)
+	o.KafkaBrokers = cluster.ListenAddrs()
+	st := upStack(t, o)
+	if st.Component(stack.Broker) != nil {
+		t.Fatal("started an embedded broker although --kafka-brokers was given")
+	}
+	if _, err := stack.Traffic(context.Background(), o.StateDir, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswer(t, st.Endpoints.API)
+	traces := stableTraces(t, st.Endpoints.JaegerQuery)
+	checkStackGraph(t, traces, "parent")
+
+	through, linked := 0, 0
+	for i := range traces {
+		tr := &traces[i]
+		s := servicesOf(tr)
+		if s["github-source"] && s["stargazers-join"] && s["stargazers-api"] {
+			through++
+		}
+		for j := range tr.Spans {
+			sp := &tr.Spans[j]
+			if sp.Service() == "stargazers-join" && sp.Kind == trace.KindProducer {
+				for _, r := range sp.Refs {
+					if r.Type == trace.RefLink && r.TraceID != tr.ID {
+						linked++
+					}
+				}
+			}
+		}
+	}
+	if through != 24 || linked != 24 {
+		t.Errorf("%d traces run github-source → stargazers-api and %d outputs link to their buffered input; want 24 and 24", through, linked)
+	}
+}
+
+// Killing the join mid-traffic and restarting it loses and duplicates nothing.
+func TestStackJoinRestart(t *testing.T) {
+	o := stackOptions(t, services.PropagationLost)
+	st := upStack(t, o)
+	done := make(chan error, 1)
+	go func() {
+		_, err := stack.Traffic(context.Background(), o.StateDir, 0, 150)
+		done <- err
+	}()
+	time.Sleep(800 * time.Millisecond)
+	join := st.Component(stack.Join)
+	if err := syscall.Kill(join.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := stack.Restart(ctx, o.StateDir, stack.Join, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	waitAnswer(t, st.Endpoints.API)
+	// The second start restored the window store from the changelog.
+	log, _ := os.ReadFile(join.Log)
+	var readies []string
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.Contains(line, "ready:") {
+			readies = append(readies, line)
+		}
+	}
+	if len(readies) != 2 || strings.Contains(readies[1], " 0 store entries restored") {
+		t.Errorf("join log does not show a restart with restored state:\n%s", strings.Join(readies, "\n"))
+	}
+}
+
+// A malformed event on a source topic is skipped, counted and logged; the
+// services keep going and the answer is still right.
+func TestStackSkipsMalformedEvents(t *testing.T) {
+	o := stackOptions(t, services.PropagationLost)
+	st := upStack(t, o)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Endpoints.Kafka))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: stargazers.TopicKafka, Value: []byte("not avro")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stack.Traffic(context.Background(), o.StateDir, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswer(t, st.Endpoints.API)
+	for _, name := range []string{stack.Flatten, stack.Join} {
+		c := st.Component(name)
+		resp, err := http.Get(c.Health)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h services.Health
+		json.NewDecoder(resp.Body).Decode(&h)
+		resp.Body.Close()
+		if h.Skipped != 1 {
+			t.Errorf("%s skipped %d records, want 1", name, h.Skipped)
+		}
+		log, _ := os.ReadFile(c.Log)
+		if !strings.Contains(string(log), "skipping record "+stargazers.TopicKafka) {
+			t.Errorf("%s did not log the malformed record", name)
+		}
+	}
+}
+
+func TestStackBadInput(t *testing.T) {
+	ctx := context.Background()
+	t.Run("unreachable brokers", func(t *testing.T) {
+		o := stackOptions(t, "")
+		o.KafkaBrokers = []string{fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+		_, err := stack.Up(ctx, o)
+		if err == nil || !strings.Contains(err.Error(), "cannot reach Kafka at "+o.KafkaBrokers[0]) {
+			t.Fatalf("error %v", err)
+		}
+		if _, err := stack.Load(o.StateDir); !errors.Is(err, stack.ErrNotRunning) {
+			t.Errorf("state left behind: %v", err)
+		}
+	})
+	t.Run("port in use", func(t *testing.T) {
+		o := stackOptions(t, "")
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", o.APIPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		_, err = stack.Up(ctx, o)
+		var pe *stack.PortInUseError
+		if !errors.As(err, &pe) || pe.Port != o.APIPort {
+			t.Fatalf("error %v", err)
+		}
+		// Through the CLI: one line, exit code 2.
+		out, err := exec.Command(ktraceBin, "stack", "up", "--state-dir", o.StateDir, "--api-port", fmt.Sprint(o.APIPort),
+			"--kafka-port", fmt.Sprint(o.KafkaPort)).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), fmt.Sprintf("port %d (stargazers-api) is already in use", o.APIPort)) {
+			t.Errorf("ktrace stack up: %v\n%s", err, out)
+		}
+	})
+	t.Run("no jaeger and no go toolchain", func(t *testing.T) {
+		o := stackOptions(t, "")
+		t.Setenv("KTRACE_JAEGER_BIN", "")
+		t.Setenv("XDG_CACHE_HOME", t.TempDir())
+		t.Setenv("PATH", t.TempDir())
+		_, err := stack.Up(ctx, o)
+		if !errors.Is(err, sj.ErrNoToolchain) {
+			t.Fatalf("error %v", err)
+		}
+		if _, err := stack.Load(o.StateDir); !errors.Is(err, stack.ErrNotRunning) {
+			t.Errorf("state left behind: %v", err)
+		}
+	})
+	t.Run("already running and stale state", func(t *testing.T) {
+		o := stackOptions(t, "")
+		st := upStack(t, o)
+		if _, err := stack.Up(ctx, o); !errors.Is(err, stack.ErrRunning) {
+			t.Errorf("second up: %v", err)
+		}
+		// Status through the CLI, then a component dies: status exits 1.
+		out, err := exec.Command(ktraceBin, "stack", "status", "--state-dir", o.StateDir).CombinedOutput()
+		if err != nil || strings.Count(string(out), "\thealthy\t") != 6 {
+			t.Errorf("status: %v\n%s", err, out)
+		}
+		api := st.Component(stack.API)
+		syscall.Kill(api.Pid, syscall.SIGKILL)
+		time.Sleep(300 * time.Millisecond)
+		out, err = exec.Command(ktraceBin, "stack", "status", "--state-dir", o.StateDir).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "stargazers-api\tstopped") {
+			t.Errorf("status with a dead component: %v\n%s", err, out)
+		}
+	})
+}
+
+// ktrace demo runs end to end and says where traces break.
+func TestDemo(t *testing.T) {
+	o := stackOptions(t, "")
+	cmd := exec.Command(ktraceBin, "demo", "--state-dir", o.StateDir, "--kafka-port", fmt.Sprint(o.KafkaPort),
+		"--jaeger-grpc-port", fmt.Sprint(o.JaegerGRPCPort), "--jaeger-ui-port", fmt.Sprint(o.JaegerUIPort),
+		"--otlp-port", fmt.Sprint(o.OTLPPort), "--api-port", fmt.Sprint(o.APIPort))
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("demo: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{
+		"stargazers-join\ttopic:stargazers-results\tproduce\tstitched\t",
+		"context lost inside stargazers-join: github-avro-stargazers-jackdaw, github-avro-stargazers-kafka → stargazers-results (24 records",
+		"stargazers-api holds the 24 logins that starred both repositories within 10 days, as expected",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(stderr.String(), "starting jaeger") || strings.Contains(out, "starting jaeger") {
+		t.Error("progress not on stderr only")
+	}
+	if _, err := stack.Load(o.StateDir); !errors.Is(err, stack.ErrNotRunning) {
+		t.Errorf("demo left the stack running: %v", err)
+	}
+}
