@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/testenv"
 	"github.com/ktrace-dev/ktrace/source/jaeger"
 	"github.com/ktrace-dev/ktrace/stack"
 	sj "github.com/ktrace-dev/ktrace/stack/jaeger"
@@ -264,8 +266,8 @@ func TestStackLostPropagation(t *testing.T) {
 	}
 }
 
-// With --propagation links (and an existing Kafka cluster given by
-// --kafka-brokers), one trace runs from github-source to stargazers-api for
+// With --propagation links (and an existing Kafka cluster and Jaeger given by
+// --kafka-brokers, --jaeger-endpoint and --otlp-endpoint), one trace runs from github-source to stargazers-api for
 // every result, and each output links to the buffered input.
 func TestStackLinksPropagationOnExistingKafka(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
@@ -273,11 +275,16 @@ func TestStackLinksPropagationOnExistingKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
+	external := testenv.Jaeger(t)
 	o := stackOptions(t, services.PropagationLinks)
 	o.KafkaBrokers = cluster.ListenAddrs()
+	o.JaegerEndpoint, o.OTLPEndpoint = external.QueryAddr(), external.OTLPAddr()
 	st := upStack(t, o)
-	if st.Component(stack.Broker) != nil {
-		t.Fatal("started an embedded broker although --kafka-brokers was given")
+	if st.Component(stack.Broker) != nil || st.Component(stack.Jaeger) != nil {
+		t.Fatal("started an embedded broker or Jaeger although existing ones were given")
+	}
+	if st.Endpoints.JaegerQuery != external.QueryAddr() {
+		t.Fatalf("stack reads traces from %s, want the existing Jaeger %s", st.Endpoints.JaegerQuery, external.QueryAddr())
 	}
 	if _, err := stack.Traffic(context.Background(), o.StateDir, 0, 0); err != nil {
 		t.Fatal(err)
@@ -348,8 +355,10 @@ func TestStackJoinRestart(t *testing.T) {
 
 // A malformed event on a source topic is skipped, counted and logged; the
 // services keep going and the answer is still right.
+// (This stack also keeps its traces in Badger, --persist.)
 func TestStackSkipsMalformedEvents(t *testing.T) {
 	o := stackOptions(t, services.PropagationLost)
+	o.Persist = true
 	st := upStack(t, o)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Endpoints.Kafka))
 	if err != nil {
@@ -379,6 +388,20 @@ func TestStackSkipsMalformedEvents(t *testing.T) {
 		if !strings.Contains(string(log), "skipping record "+stargazers.TopicKafka) {
 			t.Errorf("%s did not log the malformed record", name)
 		}
+	}
+	// stack logs shows it too.
+	out, err := exec.Command(ktraceBin, "stack", "logs", stack.Flatten, "--state-dir", o.StateDir).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "skipping record") {
+		t.Errorf("stack logs: %v\n%s", err, out)
+	}
+	// Traces went to Badger on disk.
+	entries, err := os.ReadDir(filepath.Join(o.StateDir, "jaeger", "badger", "keys"))
+	if err != nil || len(entries) == 0 {
+		t.Errorf("no Badger data under the state directory: %v", err)
+	}
+	traces := stableTraces(t, st.Endpoints.JaegerQuery)
+	if len(traces) < 282 {
+		t.Errorf("Badger-backed Jaeger holds %d traces", len(traces))
 	}
 }
 
@@ -427,6 +450,20 @@ func TestStackBadInput(t *testing.T) {
 		if _, err := stack.Load(o.StateDir); !errors.Is(err, stack.ErrNotRunning) {
 			t.Errorf("state left behind: %v", err)
 		}
+	})
+	t.Run("stale state", func(t *testing.T) {
+		o := stackOptions(t, "")
+		// A state file whose processes are long gone (an exited process's pid).
+		dead := exec.Command("true")
+		dead.Run()
+		os.MkdirAll(o.StateDir, 0o755)
+		stale := fmt.Sprintf(`{"components":[{"name":"kafka","argv":["/nonexistent"],"pid":%d,"health":"http://127.0.0.1:1/healthz","log":"/dev/null"}]}`, dead.Process.Pid)
+		os.WriteFile(filepath.Join(o.StateDir, "state.json"), []byte(stale), 0o644)
+		_, list, err := stack.Status(o.StateDir)
+		if err != nil || len(list) != 1 || list[0].Status != "stopped" {
+			t.Errorf("status of stale state: %+v %v", list, err)
+		}
+		upStack(t, o) // replaces the stale state
 	})
 	t.Run("already running and stale state", func(t *testing.T) {
 		o := stackOptions(t, "")
@@ -477,4 +514,69 @@ func TestDemo(t *testing.T) {
 	if _, err := stack.Load(o.StateDir); !errors.Is(err, stack.ErrNotRunning) {
 		t.Errorf("demo left the stack running: %v", err)
 	}
+}
+
+// --foreground stays attached and stops the stack on Ctrl-C.
+func TestStackForeground(t *testing.T) {
+	o := stackOptions(t, "")
+	cmd := exec.Command(ktraceBin, "stack", "up", "--foreground", "--state-dir", o.StateDir, "--kafka-port", fmt.Sprint(o.KafkaPort),
+		"--jaeger-grpc-port", fmt.Sprint(o.JaegerGRPCPort), "--jaeger-ui-port", fmt.Sprint(o.JaegerUIPort),
+		"--otlp-port", fmt.Sprint(o.OTLPPort), "--api-port", fmt.Sprint(o.APIPort))
+	var stdout syncBuffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var st *stack.State
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if !strings.Contains(stdout.String(), "Jaeger UI") {
+			continue // up has not finished
+		}
+		if s, list, err := stack.Status(o.StateDir); err == nil && len(list) == 6 && list[5].Status == "healthy" {
+			st = s
+			break
+		}
+	}
+	if st == nil {
+		cmd.Process.Kill()
+		t.Fatal("stack did not come up in the foreground")
+	}
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("foreground stack exited with %v", err)
+		}
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		t.Fatal("foreground stack did not stop on interrupt")
+	}
+	for _, c := range st.Components {
+		if c.Alive() {
+			t.Errorf("%s still running after Ctrl-C", c.Name)
+			syscall.Kill(c.Pid, syscall.SIGKILL)
+		}
+	}
+	if !strings.Contains(stdout.String(), "Jaeger UI") {
+		t.Errorf("endpoints not printed:\n%s", stdout.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
