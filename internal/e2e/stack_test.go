@@ -451,6 +451,28 @@ func TestStackBadInput(t *testing.T) {
 			t.Errorf("state left behind: %v", err)
 		}
 	})
+	t.Run("a component fails mid-start", func(t *testing.T) {
+		o := stackOptions(t, "")
+		fake := filepath.Join(t.TempDir(), "jaeger")
+		os.WriteFile(fake, []byte("#!/bin/sh\necho 'no such storage backend' >&2\nexit 3\n"), 0o755)
+		o.JaegerBin = fake
+		st, err := stack.Up(ctx, o)
+		if err == nil || !strings.Contains(err.Error(), "jaeger exited during start-up") || !strings.Contains(err.Error(), "no such storage backend") {
+			t.Fatalf("error %v", err)
+		}
+		if st == nil || st.Component(stack.Broker) == nil {
+			t.Fatal("the broker should have been started before jaeger")
+		}
+		for _, c := range st.Components {
+			if c.Alive() {
+				t.Errorf("%s (pid %d) left running after a failed up", c.Name, c.Pid)
+				syscall.Kill(c.Pid, syscall.SIGKILL)
+			}
+		}
+		if _, err := stack.Load(o.StateDir); !errors.Is(err, stack.ErrNotRunning) {
+			t.Errorf("state left behind: %v", err)
+		}
+	})
 	t.Run("stale state", func(t *testing.T) {
 		o := stackOptions(t, "")
 		// A state file whose processes are long gone (an exited process's pid).
