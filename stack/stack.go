@@ -224,7 +224,8 @@ func (c *Component) Alive() bool {
 	if err != nil {
 		return true // no /proc: trust kill(0)
 	}
-	return string(cmdline) == strings.Join(c.Argv, "\x00")+"\x00"
+	// A suffix, not equality: a script's interpreter comes first.
+	return strings.HasSuffix(string(cmdline), strings.Join(c.Argv, "\x00")+"\x00")
 }
 
 // Healthy asks the component's health endpoint.
