@@ -278,3 +278,32 @@ func TestLinkedProduce(t *testing.T) {
 		"topic:in -> service:join consume/span x1 err0",
 	)
 }
+
+func loadFixture(t *testing.T, name string) []trace.Trace {
+	t.Helper()
+	var set trace.Set
+	if _, err := file.ReadFile("../fixtures/"+name+".ktrace", nil, &set, &trace.Resources{}); err != nil {
+		t.Fatal(err)
+	}
+	return set.Traces()
+}
+
+// The recorded stack runs: the join's output is stitched with the default
+// join and continues its input with the linked join.
+func TestRecordedStackRuns(t *testing.T) {
+	for fixture, want := range map[string]graph.Relation{"stargazers-lost": graph.RelStitched, "stargazers-links": graph.RelParent} {
+		g := graph.Build(loadFixture(t, fixture))
+		var join *graph.Edge
+		for _, e := range g.EdgesFrom("service:stargazers-join") {
+			join = e
+		}
+		if join == nil || join.To.Key != "topic:stargazers-results" || join.Relation != want || join.Count != 24 {
+			t.Errorf("%s: join edge %+v, want %s x24", fixture, join, want)
+		}
+		for _, e := range g.EdgesFrom("service:stargazers-flatten") {
+			if e.Relation != graph.RelParent {
+				t.Errorf("%s: flatten edge %s", fixture, e.Relation)
+			}
+		}
+	}
+}

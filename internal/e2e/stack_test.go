@@ -22,6 +22,7 @@ import (
 
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/testenv"
+	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/source/jaeger"
 	"github.com/ktrace-dev/ktrace/stack"
 	sj "github.com/ktrace-dev/ktrace/stack/jaeger"
@@ -173,6 +174,35 @@ func stableTraces(t *testing.T, addr string) []trace.Trace {
 	return nil
 }
 
+// recordFixture writes traces as fixtures/NAME.ktrace when -record is given.
+func recordFixture(t *testing.T, name string, traces []trace.Trace) {
+	t.Helper()
+	if !*record {
+		return
+	}
+	af, err := file.CreateAtomic("../../fixtures/"+name+".ktrace", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer af.Abort()
+	sw, err := file.NewSnapshotWriter(af, "ktrace stack, "+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range traces {
+		if err := sw.Write(&traces[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := af.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("recorded fixtures/%s.ktrace", name)
+}
+
 func edgeSet(g *graph.Graph) map[string]*graph.Edge {
 	m := map[string]*graph.Edge{}
 	for _, e := range g.Edges {
@@ -240,6 +270,7 @@ func TestStackLostPropagation(t *testing.T) {
 	}
 	waitAnswer(t, st.Endpoints.API)
 	traces := stableTraces(t, st.Endpoints.JaegerQuery)
+	recordFixture(t, "stargazers-lost", traces)
 	g := checkStackGraph(t, traces, "stitched")
 
 	apiTraces := 0
@@ -291,6 +322,7 @@ func TestStackLinksPropagationOnExistingKafka(t *testing.T) {
 	}
 	waitAnswer(t, st.Endpoints.API)
 	traces := stableTraces(t, st.Endpoints.JaegerQuery)
+	recordFixture(t, "stargazers-links", traces)
 	checkStackGraph(t, traces, "parent")
 
 	through, linked := 0, 0
