@@ -1,0 +1,214 @@
+package analyze_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ktrace-dev/ktrace/analyze"
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+type spec struct {
+	id, parent trace.SpanID
+	svc        string
+	kind       trace.Kind
+	ms         int
+	attrs      []string
+	links      []trace.Ref
+}
+
+func mk(tid trace.TraceID, specs ...spec) trace.Trace {
+	t := trace.Trace{ID: tid}
+	for _, s := range specs {
+		sp := trace.Span{TraceID: tid, SpanID: s.id, Kind: s.kind, Operation: "op", Start: time.UnixMilli(int64(s.ms)),
+			Resource: &trace.Resource{Service: s.svc}}
+		if s.parent != 0 {
+			sp.Refs = append(sp.Refs, trace.Ref{Type: trace.RefParent, TraceID: tid, SpanID: s.parent})
+		}
+		sp.Refs = append(sp.Refs, s.links...)
+		for i := 0; i < len(s.attrs); i += 2 {
+			sp.Attributes = append(sp.Attributes, trace.Attribute{Key: s.attrs[i], Value: s.attrs[i+1]})
+		}
+		t.Spans = append(t.Spans, sp)
+	}
+	return t
+}
+
+func topic(name string, kv ...string) []string {
+	return append([]string{"messaging.system", "kafka", "messaging.destination.name", name}, kv...)
+}
+
+func run(traces ...trace.Trace) analyze.Report {
+	return analyze.Breaks(traces, graph.Build(traces), analyze.Options{SkewTolerance: time.Millisecond})
+}
+
+func only(t *testing.T, r analyze.Report, rule analyze.Rule, where string, traces int) analyze.Finding {
+	t.Helper()
+	if len(r.Findings) != 1 {
+		t.Fatalf("want one finding, got %+v", r.Findings)
+	}
+	f := r.Findings[0]
+	if f.Rule != rule || !strings.Contains(f.Where, where) || f.Traces != traces || len(f.Examples) == 0 {
+		t.Fatalf("finding %+v, want %s %q in %d traces", f, rule, where, traces)
+	}
+	return f
+}
+
+func none(t *testing.T, r analyze.Report) {
+	t.Helper()
+	if len(r.Findings) != 0 {
+		t.Fatalf("want no findings, got %+v", r.Findings)
+	}
+}
+
+var (
+	t1 = trace.TraceID{Low: 1}
+	t2 = trace.TraceID{Low: 2}
+	t3 = trace.TraceID{Low: 3}
+)
+
+func TestOrphan(t *testing.T) {
+	r := run(mk(t1, spec{id: 1, svc: "a", kind: trace.KindServer}, spec{id: 2, parent: 99, svc: "b", kind: trace.KindServer, ms: 1}))
+	// Span 2's parent is missing: an orphan (and so the trace has one root only).
+	only(t, r, analyze.RuleOrphan, "b: parent span not in the trace", 1)
+}
+
+func TestMultipleRoots(t *testing.T) {
+	r := run(mk(t1, spec{id: 1, svc: "a", kind: trace.KindInternal}, spec{id: 2, svc: "b", kind: trace.KindInternal}))
+	only(t, r, analyze.RuleMultipleRoots, "roots in a, b", 1)
+}
+
+func TestMidGraphRootServer(t *testing.T) {
+	r := run(
+		mk(t1, spec{id: 1, svc: "web", kind: trace.KindClient}, spec{id: 2, parent: 1, svc: "api", kind: trace.KindServer, ms: 1}),
+		mk(t2, spec{id: 3, svc: "api", kind: trace.KindServer}), // api called by web elsewhere, yet a root here
+	)
+	only(t, r, analyze.RuleMidGraphRoot, "api: server span", 1)
+	// A service nobody instrumented calls is an entry point, not a break.
+	none(t, run(mk(t1, spec{id: 1, svc: "api", kind: trace.KindServer})))
+}
+
+func TestMidGraphRootConsumer(t *testing.T) {
+	r := run(
+		mk(t1, spec{id: 1, svc: "p", kind: trace.KindProducer, attrs: topic("orders")}),
+		// No partition/offset to stitch with, no link: a root in mid-graph.
+		mk(t2, spec{id: 2, svc: "c", kind: trace.KindConsumer, ms: 5, attrs: topic("orders")}),
+	)
+	only(t, r, analyze.RuleMidGraphRoot, "orders → c", 1)
+}
+
+func TestLostHop(t *testing.T) {
+	rec := []string{"messaging.destination.partition.id", "0", "messaging.kafka.offset", "7"}
+	r := run(
+		mk(t1, spec{id: 1, svc: "p", kind: trace.KindProducer, attrs: topic("orders", rec...)}),
+		mk(t2, spec{id: 2, svc: "c", kind: trace.KindConsumer, ms: 5, attrs: topic("orders", append(rec, "messaging.consumer.group.name", "g")...)}),
+	)
+	f := only(t, r, analyze.RuleLostHop, "p → orders → c", 1)
+	if f.Group != "g" || f.Examples[0] != t2 || f.From[0] != "p" {
+		t.Errorf("finding %+v", f)
+	}
+}
+
+func TestLostInsideProcessor(t *testing.T) {
+	r := run(
+		mk(t1, spec{id: 1, svc: "src", kind: trace.KindProducer, attrs: topic("in")},
+			spec{id: 2, parent: 1, svc: "join", kind: trace.KindConsumer, ms: 1, attrs: topic("in")}),
+		mk(t2, spec{id: 3, svc: "join", kind: trace.KindProducer, ms: 2, attrs: topic("out")}),
+		mk(t3, spec{id: 4, svc: "join", kind: trace.KindProducer, ms: 3, attrs: topic("out")}),
+	)
+	f := only(t, r, analyze.RuleLostInside, "join: in → out", 2)
+	if f.Occurrences != 2 || f.From[0] != "in" || f.Topic != "out" {
+		t.Errorf("finding %+v", f)
+	}
+}
+
+// A processor whose output continues its input (parent) or links to it is fine.
+func TestContinuousProcessorIsNotABreak(t *testing.T) {
+	none(t, run(
+		mk(t1, spec{id: 1, svc: "src", kind: trace.KindProducer, attrs: topic("in")},
+			spec{id: 2, parent: 1, svc: "join", kind: trace.KindConsumer, ms: 1, attrs: topic("in")},
+			spec{id: 3, parent: 2, svc: "join", kind: trace.KindInternal, ms: 2},
+			spec{id: 4, parent: 3, svc: "join", kind: trace.KindProducer, ms: 3, attrs: topic("out")}),
+	))
+	none(t, run(
+		mk(t1, spec{id: 1, svc: "src", kind: trace.KindProducer, attrs: topic("in")},
+			spec{id: 2, parent: 1, svc: "join", kind: trace.KindConsumer, ms: 1, attrs: topic("in")}),
+		mk(t2, spec{id: 3, svc: "join", kind: trace.KindProducer, ms: 2, attrs: topic("out"),
+			links: []trace.Ref{{Type: trace.RefLink, TraceID: t1, SpanID: 2}}}),
+	))
+	// A processor that also produces on behalf of HTTP requests is not flagged for those.
+	none(t, run(
+		mk(t1, spec{id: 1, svc: "src", kind: trace.KindProducer, attrs: topic("in")},
+			spec{id: 2, parent: 1, svc: "svc", kind: trace.KindConsumer, ms: 1, attrs: topic("in")}),
+		mk(t2, spec{id: 3, svc: "svc", kind: trace.KindServer, ms: 2},
+			spec{id: 4, parent: 3, svc: "svc", kind: trace.KindProducer, ms: 3, attrs: topic("audit")}),
+	))
+}
+
+// A consumer that links to its producer (in another trace or the same) is a
+// healthy hop, not a break.
+func TestLinkedHopsAreNotBreaks(t *testing.T) {
+	none(t, run(
+		mk(t1, spec{id: 1, svc: "p", kind: trace.KindProducer, attrs: topic("orders")}),
+		mk(t2, spec{id: 2, svc: "c", kind: trace.KindConsumer, ms: 5, attrs: topic("orders"),
+			links: []trace.Ref{{Type: trace.RefLink, TraceID: t1, SpanID: 1}}}),
+	))
+	// Same-trace async FOLLOWS_FROM: the consumer is its own root in the trace but links to the producer.
+	none(t, run(
+		mk(t1, spec{id: 1, svc: "p", kind: trace.KindProducer, attrs: topic("orders")},
+			spec{id: 2, parent: 1, svc: "p", kind: trace.KindInternal, ms: 1},
+			spec{id: 3, parent: 2, svc: "c", kind: trace.KindConsumer, ms: 5, attrs: topic("orders"),
+				links: []trace.Ref{{Type: trace.RefLink, TraceID: t1, SpanID: 1}}}),
+	))
+}
+
+// Sampling: a producer whose consumer is absent, or a consumer whose producer
+// is absent and unknown to the graph, is not a break.
+func TestSampledOutIsNotABreak(t *testing.T) {
+	none(t, run(mk(t1, spec{id: 1, svc: "p", kind: trace.KindProducer, attrs: topic("orders", "messaging.kafka.offset", "1", "messaging.destination.partition.id", "0")})))
+	none(t, run(mk(t1, spec{id: 2, svc: "c", kind: trace.KindConsumer, attrs: topic("orders", "messaging.kafka.offset", "1", "messaging.destination.partition.id", "0")})))
+}
+
+func TestClockSkew(t *testing.T) {
+	r := run(mk(t1, spec{id: 1, svc: "a", kind: trace.KindClient, ms: 100}, spec{id: 2, parent: 1, svc: "b", kind: trace.KindServer, ms: 50}))
+	f := only(t, r, analyze.RuleClockSkew, "a → b: starts before its parent", 1)
+	if f.MaxSkew != 50*time.Millisecond {
+		t.Errorf("skew %v", f.MaxSkew)
+	}
+	// Within tolerance: nothing.
+	none(t, run(mk(t1, spec{id: 1, svc: "a", kind: trace.KindClient, ms: 100}, spec{id: 2, parent: 1, svc: "b", kind: trace.KindServer, ms: 100})))
+	// A stitched consumer that starts before its producer.
+	rec := []string{"messaging.destination.partition.id", "0", "messaging.kafka.offset", "7"}
+	r = run(
+		mk(t1, spec{id: 1, svc: "p", kind: trace.KindProducer, ms: 100, attrs: topic("orders", rec...)}),
+		mk(t2, spec{id: 2, svc: "c", kind: trace.KindConsumer, ms: 20, attrs: topic("orders", rec...)}),
+	)
+	var rules []string
+	for _, f := range r.Findings {
+		rules = append(rules, string(f.Rule))
+	}
+	if strings.Join(rules, ",") != "lost-hop,clock-skew" {
+		t.Errorf("findings %v", rules)
+	}
+}
+
+func TestIncompleteTracesAreNotBroken(t *testing.T) {
+	tr := mk(t1, spec{id: 1, svc: "a", kind: trace.KindInternal}, spec{id: 2, svc: "b", kind: trace.KindInternal})
+	r := analyze.Breaks([]trace.Trace{tr}, graph.Build([]trace.Trace{tr}), analyze.Options{Incomplete: map[trace.TraceID]bool{t1: true}})
+	if len(r.Findings) != 0 || len(r.Incomplete) != 1 || r.Traces != 0 {
+		t.Errorf("report %+v", r)
+	}
+}
+
+func TestRecordedStackRuns(t *testing.T) {
+	lost := load(t, "stargazers-lost")
+	r := analyze.Breaks(lost, graph.Build(lost), analyze.Options{SkewTolerance: 10 * time.Millisecond})
+	f := only(t, r, analyze.RuleLostInside, "stargazers-join: github-avro-stargazers-jackdaw, github-avro-stargazers-kafka → stargazers-results", 24)
+	if f.Occurrences != 24 || f.Service != "stargazers-join" {
+		t.Errorf("finding %+v", f)
+	}
+	links := load(t, "stargazers-links")
+	none(t, analyze.Breaks(links, graph.Build(links), analyze.Options{SkewTolerance: 10 * time.Millisecond}))
+}
