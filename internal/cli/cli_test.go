@@ -252,3 +252,34 @@ func TestEmptyInputWarns(t *testing.T) {
 		t.Errorf("exit %d stderr %q", r.code, r.err)
 	}
 }
+
+func TestReportBroken(t *testing.T) {
+	r := run(t, "", nil, "report", "--broken", "--fixture", "stargazers-lost", "-o", "json", "--ui-url", "http://127.0.0.1:16686/")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.err)
+	}
+	var rep render.ReportJSON
+	if err := json.Unmarshal([]byte(r.out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Findings) != 1 {
+		t.Fatalf("findings %+v", rep.Findings)
+	}
+	f := rep.Findings[0]
+	if f.Rule != "lost-inside" || f.Service != "stargazers-join" || f.Topic != "stargazers-results" || f.Traces != 24 ||
+		len(f.Examples) != 5 || !strings.HasPrefix(f.Examples[0].URL, "http://127.0.0.1:16686/trace/") {
+		t.Errorf("finding %+v", f)
+	}
+	// --fail turns findings into exit 1; a clean run stays 0.
+	if r := run(t, "", nil, "report", "--broken", "--fixture", "stargazers-lost", "--fail"); r.code != ExitFindings {
+		t.Errorf("--fail with a break: exit %d", r.code)
+	}
+	if r := run(t, "", nil, "report", "--broken", "--fixture", "stargazers-links", "--fail"); r.code != 0 {
+		t.Errorf("--fail without breaks: exit %d %s", r.code, r.err)
+	}
+	md := run(t, "", nil, "report", "--broken", "--fixture", "kafka-e2e", "-o", "markdown")
+	if md.code != 0 || !strings.Contains(md.out, "| `lost-hop` | orders-api → orders → shipping | 6 | 6 |") {
+		t.Errorf("markdown:\n%s", md.out)
+	}
+	oneLineErr(t, run(t, "", nil, "report", "--fixture", "kafka-e2e"), ExitUsage, "--broken")
+}

@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ktrace-dev/ktrace/analyze"
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/render"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// ReportOptions are `ktrace report`'s inputs.
+type ReportOptions struct {
+	IO     *IOStreams
+	Source SourceOptions
+	Broken bool
+	Output string
+	UIURL  string
+	Fail   bool
+	Skew   time.Duration
+	Settle time.Duration
+}
+
+// NewCmdReport builds `ktrace report`.
+func NewCmdReport(io *IOStreams, runF func(context.Context, *ReportOptions) error) *cobra.Command {
+	opts := &ReportOptions{IO: io}
+	cmd := &cobra.Command{
+		Use:   "report --broken",
+		Short: "Name where traces break, ranked, with example traces",
+		Long: `Finds and ranks the places trace context is lost:
+
+  lost-inside     a service that consumes and produces writes records in new
+                  traces: its output lost its input's context (a stateful join)
+  lost-hop        a consumer started a new trace; paired by topic, partition
+                  and offset (or message id) with the producer it should continue
+  mid-graph-root  a consumer or server span starts a trace although the graph
+                  shows instrumented producers or callers upstream
+  orphan-span     a span whose parent is not in the trace
+  multiple-roots  a trace with several roots
+  clock-skew      a child starting before its parent, or a consumer before its
+                  producer, beyond --skew-tolerance
+
+Traces still arriving (their span count changed between two reads of
+Jaeger, --settle apart) are reported as incomplete, never as broken.`,
+		Example: `  ktrace report --broken --fixture stargazers-lost
+  ktrace report --broken --jaeger 127.0.0.1:16685 --ui-url http://127.0.0.1:16686 -o markdown
+  ktrace report --broken --file traces.json --fail`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !opts.Broken {
+				return usagef("say which report: --broken (the only one so far)")
+			}
+			if err := checkFormat(opts.Output, []string{"text", "json", "markdown"}); err != nil {
+				return err
+			}
+			if opts.Skew < 0 || opts.Settle < 0 {
+				return usagef("--skew-tolerance and --settle must not be negative")
+			}
+			if err := opts.Source.validate(io); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return reportRun(cmd.Context(), opts)
+		},
+	}
+	opts.Source.register(cmd)
+	f := cmd.Flags()
+	f.BoolVar(&opts.Broken, "broken", false, "report where traces break")
+	f.StringVarP(&opts.Output, "output", "o", "text", "output format: text, json or markdown")
+	f.StringVar(&opts.UIURL, "ui-url", "", "Jaeger UI base `URL`; example traces become links")
+	f.BoolVar(&opts.Fail, "fail", false, "exit 1 when any break is found")
+	f.DurationVar(&opts.Skew, "skew-tolerance", 10*time.Millisecond, "clock skew allowed before it is reported")
+	f.DurationVar(&opts.Settle, "settle", 2*time.Second, "Jaeger: read twice this far apart; traces that changed are incomplete (0: read once)")
+	return cmd
+}
+
+func reportRun(ctx context.Context, opts *ReportOptions) error {
+	set, incomplete, err := loadSettled(ctx, opts.IO, &opts.Source, opts.Settle)
+	if err != nil {
+		return err
+	}
+	traces := set.Traces()
+	rep := analyze.Breaks(traces, graph.Build(traces), analyze.Options{SkewTolerance: opts.Skew, Incomplete: incomplete})
+	switch opts.Output {
+	case "json":
+		err = render.JSON(opts.IO.Out, render.ReportToJSON(rep, opts.UIURL))
+	case "markdown":
+		err = render.ReportMarkdown(opts.IO.Out, rep, opts.UIURL)
+	default:
+		err = render.ReportText(opts.IO.Out, rep, opts.UIURL, opts.IO.Style())
+	}
+	if err != nil {
+		return err
+	}
+	if opts.Fail && len(rep.Findings) > 0 {
+		return withCode(ExitFindings, errSilent)
+	}
+	return nil
+}
+
+// loadSettled loads traces; from Jaeger it reads again after settle and
+// marks traces whose span count changed (or that are new) as incomplete,
+// keeping the later read.
+func loadSettled(ctx context.Context, io *IOStreams, src *SourceOptions, settle time.Duration) (*trace.Set, map[trace.TraceID]bool, error) {
+	set, err := src.load(ctx, io)
+	if err != nil || src.Jaeger == "" || settle == 0 {
+		return set, nil, err
+	}
+	before := map[trace.TraceID]int{}
+	for _, t := range set.Traces() {
+		before[t.ID] = len(t.Spans)
+	}
+	fmt.Fprintf(io.ErrOut, "reading again in %s to find traces still arriving...\n", settle)
+	select {
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	case <-time.After(settle):
+	}
+	again, err := src.load(ctx, io)
+	if err != nil {
+		return nil, nil, err
+	}
+	incomplete := map[trace.TraceID]bool{}
+	for _, t := range again.Traces() {
+		if n, ok := before[t.ID]; !ok || n != len(t.Spans) {
+			incomplete[t.ID] = true
+		}
+	}
+	return again, incomplete, nil
+}

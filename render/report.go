@@ -1,0 +1,152 @@
+package render
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/lipgloss/table"
+
+	"github.com/ktrace-dev/ktrace/analyze"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// ReportJSON is the stable JSON shape of `ktrace report --broken -o json`.
+type ReportJSON struct {
+	Version    int           `json:"version"`
+	Traces     int           `json:"traces"`
+	Spans      int           `json:"spans"`
+	Incomplete []string      `json:"incomplete"`
+	Findings   []FindingJSON `json:"findings"`
+}
+
+// FindingJSON is one break point.
+type FindingJSON struct {
+	Rule        string        `json:"rule"`
+	Where       string        `json:"where"`
+	Service     string        `json:"service"`
+	Topic       string        `json:"topic,omitempty"`
+	From        []string      `json:"from,omitempty"`
+	Group       string        `json:"group,omitempty"`
+	Traces      int           `json:"traces"`
+	Occurrences int           `json:"occurrences"`
+	MaxSkewMs   float64       `json:"max_skew_ms,omitempty"`
+	Examples    []ExampleJSON `json:"examples"`
+}
+
+// ExampleJSON is an example trace, with a Jaeger UI link when one was asked for.
+type ExampleJSON struct {
+	TraceID string `json:"trace_id"`
+	URL     string `json:"url,omitempty"`
+}
+
+// TraceURL is the Jaeger UI page of a trace, or "" without a UI URL.
+func TraceURL(ui string, id trace.TraceID) string {
+	if ui == "" {
+		return ""
+	}
+	return strings.TrimRight(ui, "/") + "/trace/" + id.String()
+}
+
+// ReportToJSON converts a report.
+func ReportToJSON(r analyze.Report, ui string) ReportJSON {
+	out := ReportJSON{Version: 1, Traces: r.Traces, Spans: r.Spans, Incomplete: []string{}, Findings: []FindingJSON{}}
+	for _, id := range r.Incomplete {
+		out.Incomplete = append(out.Incomplete, id.String())
+	}
+	for _, f := range r.Findings {
+		fj := FindingJSON{Rule: string(f.Rule), Where: f.Where, Service: f.Service, Topic: f.Topic, From: f.From, Group: f.Group,
+			Traces: f.Traces, Occurrences: f.Occurrences, MaxSkewMs: ms(f.MaxSkew), Examples: []ExampleJSON{}}
+		for _, id := range f.Examples {
+			fj.Examples = append(fj.Examples, ExampleJSON{TraceID: id.String(), URL: TraceURL(ui, id)})
+		}
+		out.Findings = append(out.Findings, fj)
+	}
+	return out
+}
+
+var reportHeader = []string{"RULE", "WHERE", "TRACES", "OCCURRENCES", "EXAMPLE"}
+
+func example(f analyze.Finding, ui string) string {
+	if len(f.Examples) == 0 {
+		return "-"
+	}
+	if u := TraceURL(ui, f.Examples[0]); u != "" {
+		return u
+	}
+	return f.Examples[0].String()
+}
+
+// ReportText writes the findings as a table (boxed on a terminal, else
+// tab-separated with a header), then a summary line.
+func ReportText(w io.Writer, r analyze.Report, ui string, st Style) error {
+	rows := make([][]string, len(r.Findings))
+	for i, f := range r.Findings {
+		rows[i] = []string{string(f.Rule), f.Where, strconv.Itoa(f.Traces), strconv.Itoa(f.Occurrences), example(f, ui)}
+	}
+	summary := fmt.Sprintf("%d break points in %d traces (%d spans)", len(r.Findings), r.Traces, r.Spans)
+	if len(r.Incomplete) > 0 {
+		summary += fmt.Sprintf("; %d traces still arriving were left out as incomplete", len(r.Incomplete))
+	}
+	if !st.TTY {
+		var b strings.Builder
+		b.WriteString(strings.Join(reportHeader, "\t") + "\n")
+		for _, row := range rows {
+			b.WriteString(strings.Join(row, "\t") + "\n")
+		}
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	if len(rows) == 0 {
+		_, err := fmt.Fprintf(w, "no breaks: every hop carries its trace context\n%s\n", summary)
+		return err
+	}
+	rd := st.renderer()
+	head := rd.NewStyle().Bold(true).Padding(0, 1)
+	cell := rd.NewStyle().Padding(0, 1)
+	rule := cell.Foreground(lipgloss.Color("1"))
+	t := table.New().Border(lipgloss.RoundedBorder()).BorderStyle(rd.NewStyle().Faint(true)).
+		Headers(reportHeader...).Rows(rows...).
+		StyleFunc(func(row, col int) lipgloss.Style {
+			switch {
+			case row == table.HeaderRow:
+				return head
+			case col == 0:
+				return rule
+			}
+			return cell
+		})
+	_, err := fmt.Fprintf(w, "%s\n%s\n", t.Render(), summary)
+	return err
+}
+
+// ReportMarkdown writes the findings as a Markdown table, for pull requests.
+func ReportMarkdown(w io.Writer, r analyze.Report, ui string) error {
+	var b strings.Builder
+	b.WriteString("## Where traces break\n\n")
+	if len(r.Findings) == 0 {
+		b.WriteString("No breaks: every hop carries its trace context.\n")
+	} else {
+		b.WriteString("| rule | where | traces | occurrences | examples |\n|---|---|---:|---:|---|\n")
+		for _, f := range r.Findings {
+			var ex []string
+			for _, id := range f.Examples {
+				if u := TraceURL(ui, id); u != "" {
+					ex = append(ex, fmt.Sprintf("[`%s`](%s)", id.String()[:8], u))
+				} else {
+					ex = append(ex, "`"+id.String()+"`")
+				}
+			}
+			fmt.Fprintf(&b, "| `%s` | %s | %d | %d | %s |\n", f.Rule, strings.ReplaceAll(f.Where, "|", "\\|"), f.Traces, f.Occurrences, strings.Join(ex, " "))
+		}
+	}
+	fmt.Fprintf(&b, "\n%d traces, %d spans analysed", r.Traces, r.Spans)
+	if len(r.Incomplete) > 0 {
+		fmt.Fprintf(&b, "; %d incomplete traces left out", len(r.Incomplete))
+	}
+	b.WriteString(".\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
