@@ -1,0 +1,403 @@
+package analyze
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// Verdict is the outcome of a flow check.
+type Verdict string
+
+// Verdicts.
+const (
+	Pass         Verdict = "pass"
+	Fail         Verdict = "fail"
+	Inconclusive Verdict = "inconclusive"
+)
+
+// HopResult is one hop of a flow.
+type HopResult struct {
+	From, To string
+	Kind     string // produce, consume, call
+	Relation Relation
+	Line     int
+	// Seen counts the hop's downstream spans; Continuous those that continue
+	// (with the required relation) from the hop before. A flow's first hop
+	// starts at its entry and is continuous by definition.
+	Seen, Continuous int
+	Continuity       float64
+	P99, MaxLatency  time.Duration
+	Verdict          Verdict
+	Reason           string
+	// Examples are traces where the hop broke.
+	Examples []trace.TraceID
+}
+
+// FlowResult is the outcome for one flow.
+type FlowResult struct {
+	Name string
+	Line int
+	File string
+	Hops []HopResult
+	// Reaching counts traces that reach the flow's end; Covering those whose
+	// every hop back to the entry is continuous (through parents or links).
+	Reaching, Covering int
+	Continuity         float64
+	MinContinuity      float64
+	MinTraces          int
+	Verdict            Verdict
+	Reason             string
+	// Worst is the index of the hop that broke most, or -1.
+	Worst    int
+	Examples []trace.TraceID
+}
+
+type node struct{ topic, service string }
+
+func (n node) name() string {
+	if n.topic != "" {
+		return n.topic
+	}
+	return n.service
+}
+
+type checker struct {
+	byKey map[spanKey]*trace.Span
+}
+
+func newChecker(traces []trace.Trace) *checker {
+	c := &checker{byKey: map[spanKey]*trace.Span{}}
+	for i := range traces {
+		for j := range traces[i].Spans {
+			s := &traces[i].Spans[j]
+			c.byKey[spanKey{s.TraceID, s.SpanID}] = s
+		}
+	}
+	return c
+}
+
+func (c *checker) parent(s *trace.Span) *trace.Span {
+	if pid, ok := s.Parent(); ok {
+		return c.byKey[spanKey{s.TraceID, pid}]
+	}
+	return nil
+}
+
+// evidence returns the downstream spans of a hop from a to b.
+func (c *checker) evidence(a, b node) (kind string, spans []*trace.Span) {
+	for _, s := range c.byKey {
+		m, isMsg := s.Messaging()
+		p := c.parent(s)
+		switch {
+		case a.service != "" && b.topic != "": // produce
+			kind = "produce"
+			if isMsg && m.IsProducer() && s.Service() == a.service && m.Destination == b.topic && !sameRecord(p, s, m, true) {
+				spans = append(spans, s)
+			}
+		case a.topic != "" && b.service != "": // consume
+			kind = "consume"
+			if isMsg && m.IsConsumer() && s.Service() == b.service && m.Destination == a.topic && !sameRecord(p, s, m, false) {
+				spans = append(spans, s)
+			}
+		default: // call
+			kind = "call"
+			if s.Service() == b.service && p != nil && p.Service() == a.service {
+				spans = append(spans, s)
+			}
+		}
+	}
+	sort.Slice(spans, func(i, j int) bool {
+		if spans[i].TraceID != spans[j].TraceID {
+			return less(spans[i].TraceID, spans[j].TraceID)
+		}
+		return spans[i].SpanID < spans[j].SpanID
+	})
+	return kind, spans
+}
+
+// sameRecord reports whether p is the same service's span for the same
+// record (a process span under its receive span, a nested publish).
+func sameRecord(p, s *trace.Span, m trace.Messaging, producer bool) bool {
+	if p == nil || p.Service() != s.Service() {
+		return false
+	}
+	pm, ok := p.Messaging()
+	if !ok || pm.Destination != m.Destination {
+		return false
+	}
+	if producer {
+		return pm.IsProducer()
+	}
+	return pm.IsConsumer()
+}
+
+// up finds, for a downstream span of a hop, the upstream span it continues
+// (one of prev) and whether it got there through a parent or a link.
+func (c *checker) up(kind string, s *trace.Span, prev map[*trace.Span]bool, rel Relation) (*trace.Span, bool) {
+	allowParent := rel != RelLink
+	allowLink := rel != RelParent
+	linked := func(x *trace.Span) *trace.Span {
+		for _, r := range x.Refs {
+			if r.Type == trace.RefLink {
+				if t := c.byKey[spanKey{r.TraceID, r.SpanID}]; t != nil && prev[t] {
+					return t
+				}
+			}
+		}
+		return nil
+	}
+	if kind == "consume" {
+		if p := c.parent(s); allowParent && p != nil && prev[p] {
+			return p, true
+		}
+		if allowLink {
+			if t := linked(s); t != nil {
+				return t, true
+			}
+		}
+		return nil, false
+	}
+	// produce and call: an ancestor, or a link from the span or an ancestor.
+	for cur, steps := s, 0; cur != nil && steps < 100000; steps++ {
+		if cur != s && allowParent && prev[cur] {
+			return cur, true
+		}
+		if allowLink {
+			if t := linked(cur); t != nil {
+				return t, true
+			}
+		}
+		cur = c.parent(cur)
+	}
+	return nil, false
+}
+
+func durationP99(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[(99*len(ds)+99)/100-1]
+}
+
+// Check evaluates every flow of spec against traces.
+func Check(traces []trace.Trace, spec *Spec) []FlowResult {
+	c := newChecker(traces)
+	var out []FlowResult
+	for _, f := range spec.Flows {
+		out = append(out, c.flow(f, spec.File))
+	}
+	return out
+}
+
+func (c *checker) flow(f Flow, file string) FlowResult {
+	res := FlowResult{Name: f.Name, Line: f.Line, File: file, MinContinuity: f.MinContinuity, MinTraces: f.MinTraces, Worst: -1}
+	nodes := []node{{service: f.Entry}}
+	for _, st := range f.Path {
+		nodes = append(nodes, node{topic: st.Topic, service: st.Service})
+	}
+	evidence := make([][]*trace.Span, len(nodes))
+	sets := make([]map[*trace.Span]bool, len(nodes))
+	upOf := make([]map[*trace.Span]*trace.Span, len(nodes))
+	for i := 1; i < len(nodes); i++ {
+		st := f.Path[i-1]
+		kind, spans := c.evidence(nodes[i-1], nodes[i])
+		evidence[i] = spans
+		sets[i] = map[*trace.Span]bool{}
+		for _, s := range spans {
+			sets[i][s] = true
+		}
+		h := HopResult{From: nodes[i-1].name(), To: nodes[i].name(), Kind: kind, Relation: st.Relation, Line: st.Line,
+			Seen: len(spans), MaxLatency: st.MaxLatency}
+		res.Hops = append(res.Hops, h)
+	}
+	for i := 1; i < len(nodes); i++ {
+		h := &res.Hops[i-1]
+		upOf[i] = map[*trace.Span]*trace.Span{}
+		var lat []time.Duration
+		for _, s := range evidence[i] {
+			if i == 1 {
+				h.Continuous++
+				continue
+			}
+			u, ok := c.up(h.Kind, s, sets[i-1], h.Relation)
+			if !ok {
+				if len(h.Examples) < MaxExamples {
+					h.Examples = appendTrace(h.Examples, s.TraceID)
+				}
+				continue
+			}
+			upOf[i][s] = u
+			h.Continuous++
+			lat = append(lat, s.Start.Sub(u.Start))
+		}
+		if h.Seen > 0 {
+			h.Continuity = float64(h.Continuous) / float64(h.Seen)
+		}
+		h.P99 = durationP99(lat)
+		switch {
+		case h.Seen == 0:
+			h.Verdict, h.Reason = Inconclusive, "never seen"
+		case h.Continuity < f.MinContinuity:
+			h.Verdict, h.Reason = Fail, fmt.Sprintf("continuity %.2f < %.2f (%d of %d continue the trace)", h.Continuity, f.MinContinuity, h.Continuous, h.Seen)
+		case h.MaxLatency > 0 && h.P99 > h.MaxLatency:
+			h.Verdict, h.Reason = Fail, fmt.Sprintf("p99 latency %s > max_latency %s", h.P99.Round(time.Microsecond), h.MaxLatency)
+		default:
+			h.Verdict = Pass
+		}
+	}
+
+	// Whole-flow continuity: traces reaching the end whose chain reaches the entry.
+	last := len(nodes) - 1
+	reaching := map[trace.TraceID]bool{}
+	for _, s := range evidence[last] {
+		covered := true
+		cur := s
+		for i := last; i >= 2; i-- {
+			u, ok := upOf[i][cur]
+			if !ok {
+				covered = false
+				break
+			}
+			cur = u
+		}
+		reaching[s.TraceID] = reaching[s.TraceID] || covered
+	}
+	for id, covered := range reaching {
+		res.Reaching++
+		if covered {
+			res.Covering++
+		} else if len(res.Examples) < MaxExamples {
+			res.Examples = appendTrace(res.Examples, id)
+		}
+	}
+	sort.Slice(res.Examples, func(i, j int) bool { return less(res.Examples[i], res.Examples[j]) })
+	if res.Reaching > 0 {
+		res.Continuity = float64(res.Covering) / float64(res.Reaching)
+	}
+	worst := 2.0
+	for i, h := range res.Hops {
+		if h.Verdict == Fail && h.Continuity < worst {
+			worst, res.Worst = h.Continuity, i
+		}
+	}
+	for i, h := range res.Hops {
+		if res.Worst < 0 && h.Verdict == Fail {
+			res.Worst = i
+		}
+	}
+	switch {
+	case res.Worst >= 0 || (res.Reaching >= f.MinTraces && res.Continuity < f.MinContinuity):
+		res.Verdict = Fail
+		if res.Worst >= 0 {
+			h := res.Hops[res.Worst]
+			res.Reason = fmt.Sprintf("hop %s → %s: %s", h.From, h.To, h.Reason)
+		} else {
+			res.Reason = fmt.Sprintf("continuity %.2f < %.2f", res.Continuity, f.MinContinuity)
+		}
+	case anyUnseen(res.Hops):
+		res.Verdict, res.Reason = Inconclusive, "some hops were never seen"
+	case res.Reaching < f.MinTraces:
+		res.Verdict, res.Reason = Inconclusive, fmt.Sprintf("%d traces reach the end of the flow; min_traces is %d", res.Reaching, f.MinTraces)
+	default:
+		res.Verdict = Pass
+	}
+	return res
+}
+
+func anyUnseen(hops []HopResult) bool {
+	for _, h := range hops {
+		if h.Seen == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func appendTrace(list []trace.TraceID, id trace.TraceID) []trace.TraceID {
+	for _, x := range list {
+		if x == id {
+			return list
+		}
+	}
+	return append(list, id)
+}
+
+// CheckAll is the spec-less check: every messaging hop of the graph — each
+// consumer group on a topic, and each output of a service that consumes —
+// must continue its trace context (parent or link) in at least
+// minContinuity of its records.
+func CheckAll(g *graph.Graph, minContinuity float64, minTraces int) FlowResult {
+	res := FlowResult{Name: "all messaging hops", MinContinuity: minContinuity, MinTraces: minTraces, Worst: -1, Continuity: 1}
+	consumes := map[string]bool{}
+	for _, e := range g.Edges {
+		if e.Kind == graph.EdgeConsume {
+			consumes[e.To.Name] = true
+		}
+	}
+	type key struct{ from, to, group string }
+	hops := map[key]*HopResult{}
+	var order []key
+	for _, e := range g.Edges {
+		if e.Kind != graph.EdgeConsume && !(e.Kind == graph.EdgeProduce && consumes[e.From.Name]) {
+			continue
+		}
+		if e.Kind == graph.EdgeConsume && e.Relation == graph.RelSpan {
+			continue // nothing to compare with: the producer is not in the data
+		}
+		k := key{e.From.Name, e.To.Name, e.Group}
+		h := hops[k]
+		if h == nil {
+			h = &HopResult{From: e.From.Name, To: e.To.Name, Kind: e.Kind.String(), Relation: RelEither}
+			hops[k] = h
+			order = append(order, k)
+		}
+		h.Seen += e.Count
+		if e.Relation == graph.RelParent || e.Relation == graph.RelLink {
+			h.Continuous += e.Count
+		}
+	}
+	for _, k := range order {
+		h := hops[k]
+		h.Continuity = float64(h.Continuous) / float64(h.Seen)
+		h.Verdict = Pass
+		if h.Continuity < minContinuity {
+			h.Verdict, h.Reason = Fail, fmt.Sprintf("continuity %.2f < %.2f (%d of %d continue the trace)", h.Continuity, minContinuity, h.Continuous, h.Seen)
+		}
+		res.Hops = append(res.Hops, *h)
+		res.Reaching += h.Seen
+		res.Covering += h.Continuous
+	}
+	if res.Reaching > 0 {
+		res.Continuity = float64(res.Covering) / float64(res.Reaching)
+	}
+	for _, s := range g.Stitches {
+		if len(res.Examples) < MaxExamples {
+			id := s.Consumer.TraceID
+			if s.Kind == graph.StitchPassThrough {
+				id = s.Producer.TraceID
+			}
+			res.Examples = appendTrace(res.Examples, id)
+		}
+	}
+	worst := 2.0
+	for i, h := range res.Hops {
+		if h.Verdict == Fail && h.Continuity < worst {
+			worst, res.Worst = h.Continuity, i
+		}
+	}
+	switch {
+	case res.Worst >= 0:
+		h := res.Hops[res.Worst]
+		res.Verdict, res.Reason = Fail, fmt.Sprintf("hop %s → %s: %s", h.From, h.To, h.Reason)
+	case len(res.Hops) == 0 || res.Reaching < minTraces:
+		res.Verdict, res.Reason = Inconclusive, fmt.Sprintf("%d messaging records seen; need %d", res.Reaching, minTraces)
+	default:
+		res.Verdict = Pass
+	}
+	return res
+}
