@@ -46,11 +46,14 @@ type FlowResult struct {
 	// Reaching counts traces that reach the flow's end; Covering those whose
 	// every hop back to the entry is continuous (through parents or links).
 	Reaching, Covering int
-	Continuity         float64
-	MinContinuity      float64
-	MinTraces          int
-	Verdict            Verdict
-	Reason             string
+	// Unit is what Reaching counts: "traces" (flows) or "records" (the
+	// spec-less check).
+	Unit          string
+	Continuity    float64
+	MinContinuity float64
+	MinTraces     int
+	Verdict       Verdict
+	Reason        string
 	// Worst is the index of the hop that broke most, or -1.
 	Worst    int
 	Examples []trace.TraceID
@@ -195,7 +198,7 @@ func Check(traces []trace.Trace, spec *Spec) []FlowResult {
 }
 
 func (c *checker) flow(f Flow, file string) FlowResult {
-	res := FlowResult{Name: f.Name, Line: f.Line, File: file, MinContinuity: f.MinContinuity, MinTraces: f.MinTraces, Worst: -1}
+	res := FlowResult{Name: f.Name, Line: f.Line, File: file, MinContinuity: f.MinContinuity, MinTraces: f.MinTraces, Worst: -1, Unit: "traces"}
 	nodes := []node{{service: f.Entry}}
 	for _, st := range f.Path {
 		nodes = append(nodes, node{topic: st.Topic, service: st.Service})
@@ -332,7 +335,7 @@ func appendTrace(list []trace.TraceID, id trace.TraceID) []trace.TraceID {
 // must continue its trace context (parent or link) in at least
 // minContinuity of its records.
 func CheckAll(g *graph.Graph, minContinuity float64, minTraces int) FlowResult {
-	res := FlowResult{Name: "all messaging hops", MinContinuity: minContinuity, MinTraces: minTraces, Worst: -1, Continuity: 1}
+	res := FlowResult{Name: "all messaging hops", MinContinuity: minContinuity, MinTraces: minTraces, Worst: -1, Continuity: 1, Unit: "records"}
 	consumes := map[string]bool{}
 	for _, e := range g.Edges {
 		if e.Kind == graph.EdgeConsume {

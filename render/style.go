@@ -27,6 +27,12 @@ func (s Style) renderer() *lipgloss.Renderer {
 	return r
 }
 
+var (
+	colorOK   = lipgloss.Color("2")
+	colorBad  = lipgloss.Color("1")
+	colorWarn = lipgloss.Color("3")
+)
+
 // human formats a duration for people: three significant figures.
 func human(d time.Duration) string {
 	switch {

@@ -1,0 +1,158 @@
+package cli
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ktrace-dev/ktrace/render"
+)
+
+const spec = "../../examples/stargazers-check.yaml"
+
+// The stargazers flow breaks inside the join with the default join and
+// passes with the linked join; the flatten flow passes in both.
+func TestCheckRecordedStackRuns(t *testing.T) {
+	for fixture, want := range map[string]int{"stargazers-lost": ExitFindings, "stargazers-links": ExitOK} {
+		r := run(t, "", nil, "check", "--spec", spec, "--fixture", fixture, "-o", "json")
+		if r.code != want {
+			t.Fatalf("%s: exit %d, want %d: %s", fixture, r.code, want, r.err)
+		}
+		var doc render.CheckJSON
+		if err := json.Unmarshal([]byte(r.out), &doc); err != nil {
+			t.Fatal(err)
+		}
+		flows := map[string]render.FlowJSON{}
+		for _, f := range doc.Flows {
+			flows[f.Name] = f
+		}
+		if flows["flatten"].Verdict != "pass" || flows["flatten"].Reaching != 216 {
+			t.Errorf("%s: flatten flow %+v", fixture, flows["flatten"])
+		}
+		sg := flows["stargazer"]
+		if want == ExitOK && (sg.Verdict != "pass" || sg.Covering != 24) {
+			t.Errorf("links: stargazer flow %+v", sg)
+		}
+		if want == ExitFindings {
+			hop := sg.Hops[2]
+			if sg.Verdict != "fail" || sg.Continuity != 0 || hop.From != "stargazers-join" || hop.To != "stargazers-results" ||
+				hop.Verdict != "fail" || hop.Seen != 24 || len(hop.Examples) == 0 || !strings.Contains(sg.Reason, "0.00 < 0.99") {
+				t.Errorf("lost: stargazer flow %+v", sg)
+			}
+		}
+	}
+}
+
+func TestCheckReports(t *testing.T) {
+	dir := t.TempDir()
+	junit, sarif, summary := filepath.Join(dir, "c.xml"), filepath.Join(dir, "c.sarif"), filepath.Join(dir, "summary.md")
+	env := map[string]string{"GITHUB_STEP_SUMMARY": summary}
+	r := run(t, "", env, "check", "--spec", spec, "--fixture", "stargazers-lost", "--junit", junit, "--sarif", sarif, "--github")
+	if r.code != ExitFindings {
+		t.Fatalf("exit %d: %s", r.code, r.err)
+	}
+	if !strings.Contains(r.out, "::error file="+spec+",line=11,title=ktrace check::flow stargazer, hop stargazers-join → stargazers-results: continuity 0.00 < 0.99") {
+		t.Errorf("annotation missing:\n%s", r.out)
+	}
+	var js struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Errors   int `xml:"errors,attr"`
+		Suites   []struct {
+			Name  string `xml:"name,attr"`
+			Cases []struct {
+				Name    string    `xml:"name,attr"`
+				Failure *struct{} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	b, _ := os.ReadFile(junit)
+	if err := xml.Unmarshal(b, &js); err != nil {
+		t.Fatal(err)
+	}
+	if js.Tests != 7 || js.Failures != 1 || js.Errors != 0 || js.Suites[0].Name != "stargazer" || js.Suites[0].Cases[2].Failure == nil ||
+		js.Suites[0].Cases[2].Name != "stargazers-join → stargazers-results" {
+		t.Errorf("junit %+v", js)
+	}
+	var sf struct {
+		Version string
+		Runs    []struct {
+			Results []struct {
+				RuleID    string
+				Locations []struct {
+					PhysicalLocation struct {
+						ArtifactLocation struct{ URI string }
+						Region           struct{ StartLine int }
+					}
+				}
+			}
+		}
+	}
+	b, _ = os.ReadFile(sarif)
+	if err := json.Unmarshal(b, &sf); err != nil {
+		t.Fatal(err)
+	}
+	if sf.Version != "2.1.0" || len(sf.Runs[0].Results) != 1 || sf.Runs[0].Results[0].RuleID != "broken-hop" ||
+		sf.Runs[0].Results[0].Locations[0].PhysicalLocation.Region.StartLine != 11 {
+		t.Errorf("sarif %s", b)
+	}
+	md, _ := os.ReadFile(summary)
+	if !strings.Contains(string(md), "```mermaid") || !strings.Contains(string(md), "linkStyle 2 stroke:#d33") || !strings.Contains(string(md), "FAIL") {
+		t.Errorf("step summary:\n%s", md)
+	}
+}
+
+func TestCheckSpecless(t *testing.T) {
+	r := run(t, "", nil, "check", "--fixture", "kafka-e2e")
+	if r.code != ExitFindings || !strings.Contains(r.out, "orders → shipping") {
+		t.Errorf("exit %d:\n%s", r.code, r.out)
+	}
+	if r := run(t, "", nil, "check", "--fixture", "stargazers-links"); r.code != ExitOK {
+		t.Errorf("links: exit %d\n%s", r.code, r.out)
+	}
+	if r := run(t, "", nil, "check", "--fixture", "rpc-chain"); r.code != ExitInconclusive {
+		t.Errorf("no messaging at all: exit %d, want inconclusive\n%s", r.code, r.out)
+	}
+}
+
+func TestCheckInconclusive(t *testing.T) {
+	p := write(t, "s.yaml", []byte("version: 1\nflows:\n  - name: f\n    entry: github-source\n    path:\n      - topic: stargazers-flat\n    min_traces: 100000\n"))
+	r := run(t, "", nil, "check", "--spec", p, "--fixture", "stargazers-lost")
+	if r.code != ExitInconclusive {
+		t.Errorf("exit %d:\n%s", r.code, r.out)
+	}
+}
+
+func TestCheckSpecErrors(t *testing.T) {
+	cases := []struct {
+		name, spec, want string
+	}{
+		{"unknown service", "version: 1\nflows:\n  - name: f\n    entry: github-sorce\n    path:\n      - topic: stargazers-flat\n",
+			`s.yaml:4: service "github-sorce" is not in the traces (did you mean "github-source"?)`},
+		{"unknown topic", "version: 1\nflows:\n  - name: f\n    entry: github-source\n    path:\n      - topic: stargazers-flt\n",
+			`s.yaml:6: topic "stargazers-flt" is not in the traces (did you mean "stargazers-flat"?)`},
+		{"bad yaml", "version: 1\nflows:\n  - name: f\n   entry: x\n", "s.yaml:2: invalid YAML: did not find expected"},
+		{"negative threshold", "version: 1\nflows:\n  - name: f\n    entry: github-source\n    path:\n      - topic: stargazers-flat\n    min_continuity: -0.5\n",
+			"s.yaml:7: min_continuity -0.5: want a number from 0 to 1"},
+		{"unknown field", "version: 1\nflows:\n  - name: f\n    entry: github-source\n    path:\n      - topic: stargazers-flat\n        relaton: parent\n",
+			`s.yaml:7: unknown field "relaton" in path step (want topic, service, relation, max_latency)`},
+		{"bad relation", "version: 1\nflows:\n  - name: f\n    entry: github-source\n    path:\n      - topic: stargazers-flat\n        relation: child\n",
+			`s.yaml:7: relation "child": want parent, link or either`},
+		{"two topics", "version: 1\nflows:\n  - name: f\n    entry: github-source\n    path:\n      - topic: a\n      - topic: b\n",
+			`s.yaml:7: topic "b" follows another topic`},
+		{"no flows", "version: 1\n", "s.yaml:1: no flows"},
+		{"empty", "", "empty spec"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "s.yaml")
+			os.WriteFile(p, []byte(c.spec), 0o644)
+			r := run(t, "", nil, "check", "--spec", p, "--fixture", "stargazers-lost")
+			oneLineErr(t, r, ExitUsage, strings.Replace(c.want, "s.yaml", p, 1))
+		})
+	}
+}
