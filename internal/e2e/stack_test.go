@@ -286,6 +286,13 @@ func TestStackLostPropagation(t *testing.T) {
 	if apiTraces != 24 {
 		t.Errorf("%d traces start at the join's output and reach the API, want 24", apiTraces)
 	}
+	// The break is reported inside the join, and the CI gate fails on it.
+	out, err := exec.Command(ktraceBin, "report", "--broken", "--jaeger", st.Endpoints.JaegerQuery, "--settle", "500ms").Output()
+	if err != nil || !strings.Contains(string(out), "lost-inside\tstargazers-join: github-avro-stargazers-jackdaw, github-avro-stargazers-kafka → stargazers-results\t24\t24") {
+		t.Errorf("report --broken: %v\n%s", err, out)
+	}
+	checkExit(t, st.Endpoints.JaegerQuery, 1)
+
 	pass := 0
 	for _, s := range g.Stitches {
 		if s.Kind == graph.StitchPassThrough && s.Producer.Service == "stargazers-join" && s.OutTopic == stargazers.TopicResults {
@@ -346,6 +353,7 @@ func TestStackLinksPropagationOnExistingKafka(t *testing.T) {
 	if through != 24 || linked != 24 {
 		t.Errorf("%d traces run github-source → stargazers-api and %d outputs link to their buffered input; want 24 and 24", through, linked)
 	}
+	checkExit(t, st.Endpoints.JaegerQuery, 0)
 }
 
 // Killing the join mid-traffic and restarting it loses and duplicates nothing.
@@ -633,4 +641,25 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// checkExit runs ktrace check with the example spec against a live Jaeger.
+func checkExit(t *testing.T, jaegerAddr string, want int) {
+	t.Helper()
+	cmd := exec.Command(ktraceBin, "check", "--spec", "../../examples/stargazers-check.yaml", "--jaeger", jaegerAddr,
+		"--poll", "300ms", "--stable-polls", "2", "--wait", "60s")
+	out, err := cmd.Output()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if code != want {
+		t.Errorf("ktrace check exited %d, want %d:\n%s", code, want, out)
+	}
+	if !strings.Contains(string(out), "flow flatten: PASS") {
+		t.Errorf("the flatten flow should pass:\n%s", out)
+	}
 }
