@@ -150,3 +150,30 @@ func ReportMarkdown(w io.Writer, r analyze.Report, ui string) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// ReportSentences writes one sentence per finding, for people reading a
+// demo or a log.
+func ReportSentences(w io.Writer, r analyze.Report) error {
+	if len(r.Findings) == 0 {
+		_, err := fmt.Fprintln(w, "no breaks: every hop carries its trace context")
+		return err
+	}
+	for _, f := range r.Findings {
+		var s string
+		switch f.Rule {
+		case analyze.RuleLostInside:
+			s = fmt.Sprintf("context lost inside %s: %s → %s (%d records start new traces)", f.Service, strings.Join(f.From, ", "), f.Topic, f.Occurrences)
+		case analyze.RuleLostHop:
+			s = fmt.Sprintf("context lost between %s (group %s, %d records)", f.Where, f.Group, f.Occurrences)
+		default:
+			s = fmt.Sprintf("%s: %s (%d traces)", f.Rule, f.Where, f.Traces)
+		}
+		if len(f.Examples) > 0 {
+			s += ", e.g. trace " + f.Examples[0].String()
+		}
+		if _, err := fmt.Fprintln(w, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/render"
 	"github.com/ktrace-dev/ktrace/source/jaeger"
@@ -89,13 +90,15 @@ func demoRun(ctx context.Context, io *IOStreams, opts *StackOptions, keep bool, 
 	if err != nil {
 		return err
 	}
-	g := graph.Build(set.Traces())
+	traces := set.Traces()
+	g := graph.Build(traces)
 	if err := render.GraphText(io.Out, g, io.Style()); err != nil {
 		return err
 	}
 	fmt.Fprintln(io.Out)
 	fmt.Fprintln(io.Out, "Where traces break:")
-	if err := render.BreakSummary(io.Out, g); err != nil {
+	rep := analyze.Breaks(traces, g, analyze.Options{SkewTolerance: 10 * time.Millisecond})
+	if err := render.ReportSentences(io.Out, rep); err != nil {
 		return err
 	}
 	fmt.Fprintln(io.Out)
