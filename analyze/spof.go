@@ -159,10 +159,12 @@ func SPOF(g *graph.Graph, entries []string) (SPOFReport, error) {
 		sort.Strings(lost)
 		return keys, lost
 	}
-	add := func(kind string, node int, reason string) {
-		cut, lost := blast(node, none)
+	// add records a finding at node whose failure is that of failing.
+	addAs := func(kind string, node, failing int, reason string) {
+		cut, lost := blast(failing, none)
 		rep.Findings = append(rep.Findings, SPOFFinding{Kind: kind, Node: nodes[node].Key, Reason: reason, Blast: cut, Entries: lost})
 	}
+	add := func(kind string, node int, reason string) { addAs(kind, node, node, reason) }
 
 	// Articulation points and bridges of the undirected graph.
 	undirected := make([][]int, len(nodes))
@@ -245,7 +247,8 @@ func SPOF(g *graph.Graph, entries []string) (SPOFReport, error) {
 					for k := range groups[n.Key] {
 						grp = k
 					}
-					add(SPOFSingleConsumer, i, fmt.Sprintf("read by one consumer group (%s) with one instance (%s)", grp, c.Instances[0]))
+					// Its consumer failing is what cuts the topic's records off.
+					addAs(SPOFSingleConsumer, i, idx[svc], fmt.Sprintf("read by one consumer group (%s) with one instance (%s)", grp, c.Instances[0]))
 				}
 			}
 			if len(n.Partitions) == 1 {

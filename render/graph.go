@@ -174,11 +174,18 @@ func dotLabel(n *graph.Node) string {
 
 // DOT writes the graph in Graphviz DOT. Stitched edges are red and dashed,
 // link edges dotted.
-func DOT(w io.Writer, g *graph.Graph) error {
+func DOT(w io.Writer, g *graph.Graph) error { return DOTHighlight(w, g, nil) }
+
+// DOTHighlight is DOT with the nodes whose keys are in hl drawn in red.
+func DOTHighlight(w io.Writer, g *graph.Graph, hl map[string]bool) error {
 	var b strings.Builder
 	b.WriteString("digraph ktrace {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n")
 	for _, n := range g.Nodes {
-		fmt.Fprintf(&b, "  %s [label=%s, %s];\n", strconv.Quote(n.Key), strconv.Quote(dotLabel(n)), dotShapes[n.Kind])
+		extra := ""
+		if hl[n.Key] {
+			extra = `, color="red", penwidth=2.5, fontcolor="red"`
+		}
+		fmt.Fprintf(&b, "  %s [label=%s, %s%s];\n", strconv.Quote(n.Key), strconv.Quote(dotLabel(n)), dotShapes[n.Kind], extra)
 	}
 	for _, e := range g.Edges {
 		label := fmt.Sprintf("%s ×%d", e.Relation, e.Count)
@@ -206,7 +213,10 @@ func mermaidText(s string) string {
 // Mermaid writes the graph as a Mermaid flowchart. Topics are hexagons,
 // databases cylinders, virtual nodes rounded; stitched edges are red and
 // dashed, link edges dashed.
-func Mermaid(w io.Writer, g *graph.Graph) error {
+func Mermaid(w io.Writer, g *graph.Graph) error { return MermaidHighlight(w, g, nil) }
+
+// MermaidHighlight is Mermaid with the nodes whose keys are in hl in red.
+func MermaidHighlight(w io.Writer, g *graph.Graph, hl map[string]bool) error {
 	var b strings.Builder
 	b.WriteString("flowchart LR\n")
 	ids := map[*graph.Node]string{}
@@ -242,6 +252,16 @@ func Mermaid(w io.Writer, g *graph.Graph) error {
 	}
 	for _, i := range stitched {
 		fmt.Fprintf(&b, "  linkStyle %d stroke:#d33,color:#d33\n", i)
+	}
+	var marked []string
+	for _, n := range g.Nodes {
+		if hl[n.Key] {
+			marked = append(marked, ids[n])
+		}
+	}
+	if len(marked) > 0 {
+		b.WriteString("  classDef spof stroke:#d33,stroke-width:3px,color:#d33\n")
+		fmt.Fprintf(&b, "  class %s spof\n", strings.Join(marked, ","))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

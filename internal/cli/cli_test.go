@@ -283,3 +283,45 @@ func TestReportBroken(t *testing.T) {
 	}
 	oneLineErr(t, run(t, "", nil, "report", "--fixture", "kafka-e2e"), ExitUsage, "--broken")
 }
+
+func TestSPOFCommand(t *testing.T) {
+	r := run(t, "", nil, "spof", "--fixture", "stargazers-lost", "-o", "json", "--entry", "github-avro-stargazers-jackdaw")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.err)
+	}
+	var doc render.SPOFJSON
+	if err := json.Unmarshal([]byte(r.out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range doc.Findings {
+		if f.Kind == "dominator" && f.Node == "service:stargazers-join" && strings.Contains(f.Reason, "github-avro-stargazers-jackdaw → stargazers-api") {
+			found = true
+			if len(f.Blast) != 3 || f.Entries[0] != "topic:github-avro-stargazers-jackdaw" {
+				t.Errorf("blast radius %+v", f)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no join dominator in %+v", doc.Findings)
+	}
+	if r := run(t, "", nil, "spof", "--fixture", "stargazers-lost", "--fail-on", "dominator,bridge"); r.code != ExitFindings {
+		t.Errorf("--fail-on with findings: exit %d", r.code)
+	}
+	if r := run(t, "", nil, "spof", "--fixture", "stargazers-lost", "--fail-on", "single-partition"); r.code != 0 {
+		t.Errorf("--fail-on without such findings: exit %d", r.code)
+	}
+	oneLineErr(t, run(t, "", nil, "spof", "--fixture", "stargazers-lost", "--fail-on", "bogus"), ExitUsage, "--fail-on")
+	oneLineErr(t, run(t, "", nil, "spof", "--fixture", "stargazers-lost", "--entry", "nowhere"), ExitUsage, `--entry "nowhere"`)
+	for format, marker := range map[string]string{"mermaid": "class ", "dot": `color="red"`} {
+		if r := run(t, "", nil, "spof", "--fixture", "rpc-chain", "-o", format); r.code != 0 || !strings.Contains(r.out, marker) {
+			t.Errorf("-o %s: %s", format, r.out)
+		}
+	}
+	p := write(t, "one.json", []byte(`{"data":[{"traceID":"1","spans":[{"traceID":"1","spanID":"2","processID":"p"}],"processes":{"p":{"serviceName":"solo"}}}]}`))
+	var out bytes.Buffer
+	io := &IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &bytes.Buffer{}, OutTTY: true, NoColor: true, Getenv: func(string) string { return "" }}
+	if code := Main([]string{"spof", "--file", p}, io); code != 0 || !strings.Contains(out.String(), "nothing to analyse: the graph has 1 node(s)") {
+		t.Errorf("single node: exit %d %q", code, out.String())
+	}
+}
