@@ -61,6 +61,10 @@ type Options struct {
 	Propagation string
 	// Live makes github-source page the real GitHub API (GITHUB_TOKEN).
 	Live bool
+	// Replicas runs several instances of a consumer service in one consumer
+	// group, each its own process and service.instance.id (stargazers-flatten
+	// and stargazers-join only).
+	Replicas map[string]int
 	// Progress receives progress lines; nil discards them.
 	Progress io.Writer
 	// Timeout bounds waiting for health; default 60s.
@@ -148,6 +152,14 @@ func (o *Options) defaults() error {
 	case services.PropagationLost, services.PropagationLinks, services.PropagationParent:
 	default:
 		return fmt.Errorf("--propagation %q: want lost, links or parent", o.Propagation)
+	}
+	for name, n := range o.Replicas {
+		if name != Flatten && name != Join {
+			return fmt.Errorf("--replicas %s=%d: only %s and %s run as several instances", name, n, Flatten, Join)
+		}
+		if n < 1 || n > 8 {
+			return fmt.Errorf("--replicas %s=%d: want 1 to 8", name, n)
+		}
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
@@ -421,30 +433,46 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 	st.Endpoints.OTLP = otlp
 
 	for _, name := range Services {
-		hp := o.APIPort
-		if name != API {
-			if hp, err = freePort(); err != nil {
+		for r := 1; r <= max(1, o.Replicas[name]); r++ {
+			c, err := serviceComponent(&o, st, name, r, brokers, otlp)
+			if err != nil {
+				return st, err
+			}
+			if err := launch(c); err != nil {
 				return st, err
 			}
 		}
-		argv := []string{o.Exe, "stack", "serve", name, "--brokers", strings.Join(brokers, ","), "--otlp", otlp,
-			"--health", addr(hp), "--instance", name + "-1"}
-		switch name {
-		case Join:
-			argv = append(argv, "--propagation", o.Propagation)
-		case Source:
-			if o.Live {
-				argv = append(argv, "--live")
-			}
-			st.Endpoints.SourceAdmin = "http://" + addr(hp)
-		case API:
-			st.Endpoints.API = "http://" + addr(hp) + "/stargazers"
-		}
-		if err := launch(Component{Name: name, Argv: argv, Health: healthURL(hp)}); err != nil {
-			return st, err
-		}
 	}
 	return st, st.save()
+}
+
+// serviceComponent describes replica r of a service.
+func serviceComponent(o *Options, st *State, name string, r int, brokers []string, otlp string) (Component, error) {
+	hp := o.APIPort
+	if name != API {
+		var err error
+		if hp, err = freePort(); err != nil {
+			return Component{}, err
+		}
+	}
+	component := name
+	if r > 1 {
+		component = fmt.Sprintf("%s-%d", name, r)
+	}
+	argv := []string{o.Exe, "stack", "serve", name, "--brokers", strings.Join(brokers, ","), "--otlp", otlp,
+		"--health", addr(hp), "--instance", fmt.Sprintf("%s-%d", name, r)}
+	switch name {
+	case Join:
+		argv = append(argv, "--propagation", o.Propagation)
+	case Source:
+		if o.Live {
+			argv = append(argv, "--live")
+		}
+		st.Endpoints.SourceAdmin = "http://" + addr(hp)
+	case API:
+		st.Endpoints.API = "http://" + addr(hp) + "/stargazers"
+	}
+	return Component{Name: component, Argv: argv, Health: "http://" + addr(hp) + "/healthz"}, nil
 }
 
 // jaegerOTLPGuess assumes an existing Jaeger takes OTLP on 4317 of the

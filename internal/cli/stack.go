@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 type StackOptions struct {
 	stack.Options
 	Brokers    string
+	Replicas   []string
 	Foreground bool
 }
 
@@ -39,11 +41,23 @@ func (o *StackOptions) register(cmd *cobra.Command) {
 	f.StringVar(&o.Propagation, "propagation", "lost", "join's trace propagation: lost (like ksqlDB), links (the fix) or parent")
 	f.BoolVar(&o.Live, "live", false, "github-source pages the real GitHub API (needs GITHUB_TOKEN) instead of the bundled fixture")
 	f.DurationVar(&o.Timeout, "wait", 60*time.Second, "how long to wait for each component to become healthy")
+	f.StringArrayVar(&o.Replicas, "replicas", nil, "run `service=N` instances of stargazers-flatten or stargazers-join in one consumer group (repeatable)")
 }
 
 func (o *StackOptions) prepare(io *IOStreams) error {
 	if o.Brokers != "" {
 		o.KafkaBrokers = strings.Split(o.Brokers, ",")
+	}
+	for _, r := range o.Replicas {
+		name, n, ok := strings.Cut(r, "=")
+		count, err := strconv.Atoi(n)
+		if !ok || err != nil {
+			return usagef("--replicas %q: want service=N, such as stargazers-join=2", r)
+		}
+		if o.Options.Replicas == nil {
+			o.Options.Replicas = map[string]int{}
+		}
+		o.Options.Replicas[name] = count
 	}
 	if o.Live && io.Getenv("GITHUB_TOKEN") == "" {
 		return usagef("--live needs a GitHub token in GITHUB_TOKEN")
@@ -59,7 +73,8 @@ func stackErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &pe), errors.Is(err, stack.ErrRunning), errors.Is(err, stack.ErrNotRunning):
+	case errors.As(err, &pe), errors.Is(err, stack.ErrRunning), errors.Is(err, stack.ErrNotRunning),
+		strings.HasPrefix(err.Error(), "--"):
 		return withCode(ExitUsage, err)
 	case strings.Contains(err.Error(), "cannot reach Kafka"):
 		return withCode(ExitBackend, err)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/testenv"
+	"github.com/ktrace-dev/ktrace/render"
 	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/source/jaeger"
 	"github.com/ktrace-dev/ktrace/stack"
@@ -661,5 +662,51 @@ func checkExit(t *testing.T, jaegerAddr string, want int) {
 	}
 	if !strings.Contains(string(out), "flow flatten: PASS") {
 		t.Errorf("the flatten flow should pass:\n%s", out)
+	}
+}
+
+// With two replicas of the join in one consumer group, the answer is still
+// exact and ktrace spof no longer flags the join as a single instance.
+func TestStackReplicasAndSPOF(t *testing.T) {
+	o := stackOptions(t, services.PropagationLost)
+	o.Replicas = map[string]int{stack.Join: 2}
+	st := upStack(t, o)
+	if st.Component(stack.Join+"-2") == nil {
+		t.Fatal("no second join replica")
+	}
+	if _, err := stack.Traffic(context.Background(), o.StateDir, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswer(t, st.Endpoints.API)
+	stableTraces(t, st.Endpoints.JaegerQuery)
+	out, err := exec.Command(ktraceBin, "spof", "--jaeger", st.Endpoints.JaegerQuery, "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("spof: %v", err)
+	}
+	var doc render.SPOFJSON
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
+	}
+	single := map[string]bool{}
+	for _, f := range doc.Findings {
+		if f.Kind == "single-instance" {
+			single[f.Node] = true
+		}
+	}
+	if single["service:stargazers-join"] || !single["service:stargazers-flatten"] || !single["service:github-source"] {
+		t.Errorf("single-instance findings %v: want flatten and source flagged, the replicated join not", single)
+	}
+	// Both replicas did work: each consumed some of the records.
+	for _, name := range []string{stack.Join, stack.Join + "-2"} {
+		resp, err := http.Get(st.Component(name).Health)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h services.Health
+		json.NewDecoder(resp.Body).Decode(&h)
+		resp.Body.Close()
+		if h.Processed == 0 {
+			t.Errorf("%s processed nothing", name)
+		}
 	}
 }

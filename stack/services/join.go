@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -198,8 +199,19 @@ func RunJoin(ctx context.Context, cfg Config, opts JoinOptions) error {
 		return err
 	}
 	kt := kotel.NewTracer(kotel.TracerProvider(tp), kotel.TracerPropagator(W3C), kotel.ConsumerGroup(JoinName), kotel.ClientID(JoinName))
+	txnID := JoinName
+	if cfg.Instance != "" {
+		// One transactional id per replica, stable across its restarts so a
+		// restarted replica fences its predecessor.
+		txnID = cfg.Instance
+	}
+	var reassigned atomic.Bool
 	sess, err := kgo.NewGroupTransactSession(kafkaOpts(&cfg, JoinName,
-		kgo.TransactionalID(JoinName), kgo.ConsumerGroup(JoinName),
+		kgo.TransactionalID(txnID), kgo.ConsumerGroup(JoinName),
+		// Range assignment gives one replica the same partition of both
+		// topics: records of one login (keyed by user id) meet there.
+		kgo.Balancers(kgo.RangeBalancer()),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { reassigned.Store(true) }),
 		// A restarted join should not wait out the dead member's session.
 		kgo.SessionTimeout(10*time.Second),
 		kgo.ConsumeTopics(stargazers.TopicKafka, stargazers.TopicJackdaw),
@@ -221,6 +233,17 @@ func RunJoin(ctx context.Context, cfg Config, opts JoinOptions) error {
 			break
 		}
 		fs.EachError(func(t string, p int32, err error) { logger.Printf("fetch %s/%d: %v", t, p, err) })
+		if reassigned.Swap(false) && restored >= 0 {
+			// Partitions moved between replicas: what another replica
+			// buffered for them is in the committed changelog.
+			fresh := newWindowStore()
+			n, err := restore(ctx, &cfg, fresh)
+			if err != nil {
+				return err
+			}
+			store = fresh
+			logger.Printf("partitions assigned: %d store entries restored", n)
+		}
 		if fs.NumRecords() == 0 {
 			continue
 		}
