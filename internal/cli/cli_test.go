@@ -325,3 +325,26 @@ func TestSPOFCommand(t *testing.T) {
 		t.Errorf("single node: exit %d %q", code, out.String())
 	}
 }
+
+func TestDiffCommand(t *testing.T) {
+	r := run(t, "", nil, "diff", "fixture:stargazers-lost", "fixture:stargazers-links", "-o", "json", "--latency-threshold", "1000")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.err)
+	}
+	var doc DiffJSON
+	if err := json.Unmarshal([]byte(r.out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Changes) == 0 || doc.Changes[0].Kind != "relation-changed" || doc.Changes[0].Before != "stitched" || doc.Changes[0].After != "parent" {
+		t.Errorf("changes %+v", doc.Changes)
+	}
+	same := run(t, "", nil, "diff", "fixture:stargazers-lost", "../../fixtures/stargazers-lost.ktrace", "--fail-on-change")
+	if same.code != 0 || same.out != "no changes\n" {
+		t.Errorf("identical inputs: exit %d %q", same.code, same.out)
+	}
+	if r := run(t, "", nil, "diff", "fixture:stargazers-links", "fixture:stargazers-lost", "--fail-on-change", "-o", "markdown"); r.code != ExitFindings ||
+		!strings.Contains(r.out, "⚠️ `relation-changed` (context now lost) | service:stargazers-join -> topic:stargazers-results (produce) | parent → stitched |") {
+		t.Errorf("markdown: exit %d\n%s", r.code, r.out)
+	}
+	oneLineErr(t, run(t, "", nil, "diff", "only-one"), ExitUsage, "accepts 2 arg(s)")
+}
