@@ -36,6 +36,7 @@ type pendingConsumer struct {
 	node      *Node
 	topic     *Node
 	group     string
+	client    string
 	partition int32
 	offset    int64
 	msgID     string
@@ -50,6 +51,7 @@ type rootProducer struct {
 	node       *Node
 	topic      *Node
 	key        string
+	client     string
 	start, dur int64
 	err        bool
 }
@@ -132,6 +134,14 @@ func (b *Builder) edge(from, to *Node, kind EdgeKind, rel Relation, group string
 	return e
 }
 
+// observeClient is observe that also records a Kafka client id.
+func (e *Edge) observeClient(err bool, latency int64, client string) {
+	e.observe(err, latency)
+	if client != "" {
+		addTo(&e.clientIDs, client)
+	}
+}
+
 func (e *Edge) observe(err bool, latency int64) {
 	e.Count++
 	if err {
@@ -205,13 +215,13 @@ func (b *Builder) addSpan(s *trace.Span) {
 				topic.Errors++
 			}
 			if _, hasParent := s.Parent(); hasParent {
-				b.edge(svc, topic, EdgeProduce, RelParent, "").observe(s.Error, int64(s.Duration))
+				b.edge(svc, topic, EdgeProduce, RelParent, "").observeClient(s.Error, int64(s.Duration), m.ClientID)
 			} else if hasLink(s) {
-				b.edge(svc, topic, EdgeProduce, RelLink, "").observe(s.Error, int64(s.Duration))
+				b.edge(svc, topic, EdgeProduce, RelLink, "").observeClient(s.Error, int64(s.Duration), m.ClientID)
 			} else {
 				// A root produce span: an origin, or a stream processor that
 				// lost the context of its input. Graph decides which.
-				b.roots = append(b.roots, rootProducer{ref: ref, node: svc, topic: topic, key: m.Key,
+				b.roots = append(b.roots, rootProducer{ref: ref, node: svc, topic: topic, key: m.Key, client: m.ClientID,
 					start: s.Start.UnixNano(), dur: int64(s.Duration), err: s.Error})
 			}
 			pr := producer{ref: ref, topic: m.Destination, start: s.Start.UnixNano()}
@@ -237,10 +247,10 @@ func (b *Builder) addSpan(s *trace.Span) {
 			}
 			if p != nil && sameHop(p, m, true) {
 				b.edge(topic, svc, EdgeConsume, RelParent, m.ConsumerGroup).
-					observe(s.Error, s.Start.UnixNano()-p.Start.UnixNano())
+					observeClient(s.Error, s.Start.UnixNano()-p.Start.UnixNano(), m.ClientID)
 				return
 			}
-			pc := pendingConsumer{ref: ref, node: svc, topic: topic, group: m.ConsumerGroup,
+			pc := pendingConsumer{ref: ref, node: svc, topic: topic, group: m.ConsumerGroup, client: m.ClientID,
 				partition: m.Partition, offset: m.Offset, msgID: m.MessageID,
 				start: s.Start.UnixNano(), err: s.Error}
 			for _, r := range s.Refs {
@@ -343,6 +353,9 @@ func (b *Builder) Graph() *Graph {
 			lat = pc.start - prod.start
 		}
 		e := b.edge(pc.topic, pc.node, EdgeConsume, rel, pc.group)
+		if pc.client != "" {
+			addTo(&e.clientIDs, pc.client)
+		}
 		e.Count++
 		if pc.err {
 			e.Errors++
@@ -380,7 +393,7 @@ func (b *Builder) resolveRoots() {
 					Topic: best.topic, OutTopic: r.topic.Name, Partition: -1, Offset: -1, Key: r.key})
 			}
 		}
-		b.edge(r.node, r.topic, EdgeProduce, rel, "").observe(r.err, r.dur)
+		b.edge(r.node, r.topic, EdgeProduce, rel, "").observeClient(r.err, r.dur, r.client)
 	}
 	b.roots = nil
 	b.keyed = nil

@@ -104,8 +104,12 @@ type Edge struct {
 	Count, Errors int
 	// P50, P95 and P99 are latency percentiles (nearest rank).
 	P50, P95, P99 time.Duration
+	// ClientIDs are the Kafka client ids seen on a produce or consume
+	// edge, sorted.
+	ClientIDs []string
 
-	lat []int64
+	lat       []int64
+	clientIDs map[string]struct{}
 }
 
 // SpanRef names one span.
@@ -214,6 +218,8 @@ func (g *Graph) finish() {
 	for _, e := range g.Edges {
 		e.P50, e.P95, e.P99 = percentiles(e.lat)
 		e.lat = nil
+		e.ClientIDs = sortedKeys(e.clientIDs)
+		e.clientIDs = nil
 		if !g.dg.HasEdgeFromTo(e.From.id, e.To.id) {
 			g.dg.SetEdge(simple.Edge{F: e.From, T: e.To})
 		}

@@ -102,6 +102,8 @@ type EdgeJSON struct {
 	P50Ms    float64 `json:"p50_ms"`
 	P95Ms    float64 `json:"p95_ms"`
 	P99Ms    float64 `json:"p99_ms"`
+	// ClientIDs are the Kafka client ids seen (produce and consume edges).
+	ClientIDs []string `json:"client_ids,omitempty"`
 }
 
 // SpanRefJSON names one span.
@@ -140,7 +142,7 @@ func ToJSON(g *graph.Graph) GraphJSON {
 	}
 	for i, e := range g.Edges {
 		out.Edges[i] = EdgeJSON{From: e.From.Key, To: e.To.Key, Kind: e.Kind.String(), Relation: e.Relation.String(),
-			Group: e.Group, Count: e.Count, Errors: e.Errors, P50Ms: ms(e.P50), P95Ms: ms(e.P95), P99Ms: ms(e.P99)}
+			Group: e.Group, Count: e.Count, Errors: e.Errors, P50Ms: ms(e.P50), P95Ms: ms(e.P95), P99Ms: ms(e.P99), ClientIDs: e.ClientIDs}
 	}
 	for _, s := range g.Stitches {
 		out.Stitches = append(out.Stitches, StitchJSON{Kind: s.Kind.String(), Topic: s.Topic, OutTopic: s.OutTopic, Key: s.Key,

@@ -348,3 +348,19 @@ func TestDiffCommand(t *testing.T) {
 	}
 	oneLineErr(t, run(t, "", nil, "diff", "only-one"), ExitUsage, "accepts 2 arg(s)")
 }
+
+func TestDocsCommand(t *testing.T) {
+	dir := t.TempDir()
+	owners := write(t, "owners.yaml", []byte("default: {owner: platform, lifecycle: production}\n"))
+	r := run(t, "", nil, "docs", "--fixture", "stargazers-lost", "--out", dir, "--owners", owners)
+	if r.code != 0 || !strings.Contains(r.out, "asyncapi/stargazers-join.yaml\n") || !strings.Contains(r.err, "wrote 16 files") {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
+	}
+	cat, _ := os.ReadFile(filepath.Join(dir, "catalog-info.yaml"))
+	if !strings.Contains(string(cat), "owner: platform") || strings.Contains(string(cat), "owner-placeholder") {
+		t.Errorf("owners not applied:\n%s", cat)
+	}
+	oneLineErr(t, run(t, "", nil, "docs", "--fixture", "stargazers-lost"), ExitUsage, "--out DIR is required")
+	bad := write(t, "bad.yaml", []byte("defaults: {}\n"))
+	oneLineErr(t, run(t, "", nil, "docs", "--fixture", "stargazers-lost", "--out", dir, "--owners", bad), ExitUsage, "--owners")
+}

@@ -1,0 +1,408 @@
+package docs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-graphviz"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ktrace-dev/ktrace/analyze"
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/render"
+)
+
+// Owner is what the mapping file says of a service.
+type Owner struct {
+	Owner     string `yaml:"owner"`
+	Lifecycle string `yaml:"lifecycle"`
+}
+
+// Owners maps services to owners; Default applies to the rest.
+type Owners struct {
+	Default  Owner            `yaml:"default"`
+	Services map[string]Owner `yaml:"services"`
+}
+
+// LoadOwners reads a mapping file:
+//
+//	default: {owner: platform-team, lifecycle: production}
+//	services:
+//	  stargazers-join: {owner: data-team}
+func LoadOwners(path string) (*Owners, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var o Owners
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&o); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	return &o, nil
+}
+
+func (o *Owners) of(service string) (owner, lifecycle string, set bool) {
+	var d Owner
+	if o != nil {
+		d = o.Default
+		if s, ok := o.Services[service]; ok {
+			if s.Owner != "" {
+				d.Owner = s.Owner
+			}
+			if s.Lifecycle != "" {
+				d.Lifecycle = s.Lifecycle
+			}
+		}
+	}
+	set = d.Owner != ""
+	if d.Owner == "" {
+		d.Owner = "unknown"
+	}
+	if d.Lifecycle == "" {
+		d.Lifecycle = "unknown"
+	}
+	return d.Owner, d.Lifecycle, set
+}
+
+// Input is what the documentation is made of.
+type Input struct {
+	Graph  *graph.Graph
+	Breaks analyze.Report
+	SPOF   analyze.SPOFReport
+	Owners *Owners
+	// Generated, when not zero, is stamped into the pages.
+	Generated time.Time
+}
+
+// Generate writes the documentation tree into dir, keeping hand-written
+// blocks of the Markdown pages already there. It returns the paths written,
+// relative to dir, sorted.
+func Generate(ctx context.Context, dir string, in Input) ([]string, error) {
+	files := map[string][]byte{}
+	g := in.Graph
+	files["index.md"] = index(in)
+	for _, n := range g.Nodes {
+		switch n.Kind {
+		case graph.KindService:
+			files["services/"+fileName(n.Name)+".md"] = servicePage(in, n)
+			files["asyncapi/"+fileName(n.Name)+".yaml"] = asyncAPI(in, n)
+		case graph.KindTopic:
+			files["topics/"+fileName(n.Name)+".md"] = topicPage(in, n)
+		}
+	}
+	var dot bytes.Buffer
+	if err := render.DOT(&dot, g); err != nil {
+		return nil, err
+	}
+	files["graph.dot"] = dot.Bytes()
+	svg, err := renderSVG(ctx, dot.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	files["graph.svg"] = svg
+	files["catalog-info.yaml"] = catalog(in)
+
+	var paths []string
+	for p, content := range files {
+		full := filepath.Join(dir, p)
+		if strings.HasSuffix(p, ".md") {
+			if old, err := os.ReadFile(full); err == nil {
+				content = keepBlocks(old, content)
+			}
+		}
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return nil, err
+		}
+		if err := writeIfChanged(full, content); err != nil {
+			return nil, err
+		}
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	return paths, nil
+}
+
+func writeIfChanged(path string, content []byte) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, content) {
+		return nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, content, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+var keepRE = regexp.MustCompile(`(?s)<!-- ktrace:keep ([A-Za-z0-9_.-]+) -->\n(.*?)<!-- ktrace:end ([A-Za-z0-9_.-]+) -->`)
+
+// keepBlocks copies the content of every keep block of old into the block
+// of the same name in fresh.
+func keepBlocks(old, fresh []byte) []byte {
+	kept := map[string][]byte{}
+	for _, m := range keepRE.FindAllSubmatch(old, -1) {
+		if string(m[1]) == string(m[3]) {
+			kept[string(m[1])] = m[2]
+		}
+	}
+	return keepRE.ReplaceAllFunc(fresh, func(block []byte) []byte {
+		m := keepRE.FindSubmatch(block)
+		body, ok := kept[string(m[1])]
+		if !ok {
+			return block
+		}
+		return []byte(fmt.Sprintf("<!-- ktrace:keep %s -->\n%s<!-- ktrace:end %s -->", m[1], body, m[1]))
+	})
+}
+
+func keep(name, placeholder string) string {
+	return fmt.Sprintf("<!-- ktrace:keep %s -->\n%s\n<!-- ktrace:end %s -->\n", name, placeholder, name)
+}
+
+var unsafe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+func fileName(s string) string { return strings.Trim(unsafe.ReplaceAllString(s, "_"), "_") }
+
+func renderSVG(ctx context.Context, dot []byte) ([]byte, error) {
+	gv, err := graphviz.New(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("graphviz: %w", err)
+	}
+	defer gv.Close()
+	gr, err := graphviz.ParseBytes(dot)
+	if err != nil {
+		return nil, fmt.Errorf("graphviz: parsing graph.dot: %w", err)
+	}
+	defer gr.Close()
+	var b bytes.Buffer
+	if err := gv.Render(ctx, gr, graphviz.SVG, &b); err != nil {
+		return nil, fmt.Errorf("graphviz: rendering graph.svg: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+func header(in Input) string {
+	s := fmt.Sprintf("<!-- generated by ktrace from %d traces (%d spans); edit only inside ktrace:keep blocks -->\n", in.Graph.Traces, in.Graph.Spans)
+	if !in.Generated.IsZero() {
+		s += fmt.Sprintf("<!-- generated at %s -->\n", in.Generated.UTC().Format(time.RFC3339))
+	}
+	return s
+}
+
+func link(n *graph.Node, fromSub bool) string {
+	prefix := ""
+	if fromSub {
+		prefix = "../"
+	}
+	switch n.Kind {
+	case graph.KindService:
+		return fmt.Sprintf("[%s](%sservices/%s.md)", n.Name, prefix, fileName(n.Name))
+	case graph.KindTopic:
+		return fmt.Sprintf("[%s](%stopics/%s.md)", n.Name, prefix, fileName(n.Name))
+	case graph.KindUnknownCaller:
+		return "(unknown caller)"
+	}
+	return "`" + n.Key + "`"
+}
+
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f ms", float64(d.Microseconds())/1000)
+}
+
+func errRate(e *graph.Edge) string {
+	if e.Count == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(e.Errors)/float64(e.Count))
+}
+
+func index(in Input) []byte {
+	g := in.Graph
+	var b strings.Builder
+	b.WriteString(header(in))
+	b.WriteString("# System documentation\n\n")
+	b.WriteString(keep("overview", "_What this system does, who runs it. Text between these markers survives `ktrace docs`._"))
+	fmt.Fprintf(&b, "\nRebuilt from %d traces (%d spans): %d services, %d topics.\n\n", g.Traces, g.Spans, count(g, graph.KindService), count(g, graph.KindTopic))
+	b.WriteString("## Service graph\n\nTopics are hexagons; broken hops (stitched: trace context lost) are dashed and red.\n\n```mermaid\n")
+	render.Mermaid(&b, g)
+	b.WriteString("```\n\nAlso as [graph.dot](graph.dot) and [graph.svg](graph.svg).\n\n## Services\n\n| service | instances | operations | produces | consumes |\n|---|---:|---:|---|---|\n")
+	for _, n := range g.Nodes {
+		if n.Kind != graph.KindService {
+			continue
+		}
+		var prod, cons []string
+		for _, e := range g.Edges {
+			if e.From == n && e.Kind == graph.EdgeProduce {
+				prod = appendUniq(prod, link(e.To, false))
+			}
+			if e.To == n && e.Kind == graph.EdgeConsume {
+				cons = appendUniq(cons, link(e.From, false))
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s |\n", link(n, false), len(n.Instances), len(n.Operations), strings.Join(prod, ", "), strings.Join(cons, ", "))
+	}
+	b.WriteString("\n## Topics\n\n| topic | producers | consumer groups | partitions seen |\n|---|---|---|---|\n")
+	for _, n := range g.Nodes {
+		if n.Kind != graph.KindTopic {
+			continue
+		}
+		var prod, groups []string
+		for _, e := range g.Edges {
+			if e.To == n && e.Kind == graph.EdgeProduce {
+				prod = appendUniq(prod, link(e.From, false))
+			}
+			if e.From == n && e.Kind == graph.EdgeConsume {
+				groups = appendUniq(groups, fmt.Sprintf("`%s` (%s)", e.Group, link(e.To, false)))
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", link(n, false), strings.Join(prod, ", "), strings.Join(groups, ", "), partitions(n))
+	}
+	b.WriteString("\n## Where traces break\n\n")
+	render.ReportSentences(&b, in.Breaks)
+	b.WriteString("\n## Single points of failure\n\n")
+	if len(in.SPOF.Findings) == 0 {
+		b.WriteString("None found.\n")
+	} else {
+		b.WriteString("| kind | node | reason | blast radius |\n|---|---|---|---:|\n")
+		for _, f := range in.SPOF.Findings {
+			fmt.Fprintf(&b, "| `%s` | `%s` | %s | %d |\n", f.Kind, f.Node, f.Reason, len(f.Blast))
+		}
+	}
+	return []byte(b.String())
+}
+
+func count(g *graph.Graph, k graph.NodeKind) int {
+	n := 0
+	for _, x := range g.Nodes {
+		if x.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+func partitions(n *graph.Node) string {
+	if len(n.Partitions) == 0 {
+		return "-"
+	}
+	var p []string
+	for _, x := range n.Partitions {
+		p = append(p, fmt.Sprint(x))
+	}
+	return strings.Join(p, ", ")
+}
+
+func appendUniq(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+func edgeRow(b *strings.Builder, e *graph.Edge, other *graph.Node) {
+	group := e.Group
+	if group == "" {
+		group = "-"
+	}
+	fmt.Fprintf(b, "| %s | %s | %s | %s | %d | %s | %s | %s | %s |\n", link(other, true), e.Kind, e.Relation, group, e.Count, errRate(e), ms(e.P50), ms(e.P95), ms(e.P99))
+}
+
+func servicePage(in Input, n *graph.Node) []byte {
+	g := in.Graph
+	var b strings.Builder
+	b.WriteString(header(in))
+	fmt.Fprintf(&b, "# %s\n\n", n.Name)
+	b.WriteString(keep("description", "_What "+n.Name+" does. Text between these markers survives `ktrace docs`._"))
+	fmt.Fprintf(&b, "\n[AsyncAPI](../asyncapi/%s.yaml) · [index](../index.md)\n\n", fileName(n.Name))
+	fmt.Fprintf(&b, "## Instances\n\n%d seen", len(n.Instances))
+	if len(n.Instances) > 0 {
+		fmt.Fprintf(&b, ": `%s`", strings.Join(n.Instances, "`, `"))
+	}
+	fmt.Fprintf(&b, ". %d spans, %d errors.\n\n## Operations\n\n", n.Spans, n.Errors)
+	for _, op := range n.Operations {
+		fmt.Fprintf(&b, "- `%s`\n", op)
+	}
+	head := "| %s | kind | relation | group | count | error rate | p50 | p95 | p99 |\n|---|---|---|---|---:|---:|---:|---:|---:|\n"
+	b.WriteString("\n## Upstream\n\n")
+	fmt.Fprintf(&b, head, "from")
+	for _, e := range g.Edges {
+		if e.To == n {
+			edgeRow(&b, e, e.From)
+		}
+	}
+	b.WriteString("\n## Downstream\n\n")
+	fmt.Fprintf(&b, head, "to")
+	for _, e := range g.Edges {
+		if e.From == n {
+			edgeRow(&b, e, e.To)
+		}
+	}
+	b.WriteString("\nLatency: calls, the client span's duration; produce, the produce span's duration; consume, producer start → consumer start.\n\n## Breaks\n\n")
+	any := false
+	for _, f := range in.Breaks.Findings {
+		if f.Service == n.Name || contains(f.From, n.Name) {
+			fmt.Fprintf(&b, "- `%s`: %s (%d traces)\n", f.Rule, f.Where, f.Traces)
+			any = true
+		}
+	}
+	if !any {
+		b.WriteString("None found.\n")
+	}
+	b.WriteString("\n## Single points of failure\n\n")
+	any = false
+	for _, f := range in.SPOF.Findings {
+		if f.Node == n.Key || strings.HasPrefix(f.Node, n.Key+" ") || strings.HasSuffix(f.Node, " "+n.Key) {
+			fmt.Fprintf(&b, "- `%s` `%s`: %s; blast radius %d\n", f.Kind, f.Node, f.Reason, len(f.Blast))
+			any = true
+		}
+	}
+	if !any {
+		b.WriteString("None found.\n")
+	}
+	return []byte(b.String())
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func topicPage(in Input, n *graph.Node) []byte {
+	g := in.Graph
+	var b strings.Builder
+	b.WriteString(header(in))
+	fmt.Fprintf(&b, "# Topic %s\n\n", n.Name)
+	b.WriteString(keep("description", "_What records on "+n.Name+" mean. Text between these markers survives `ktrace docs`._"))
+	fmt.Fprintf(&b, "\nPartitions seen: %s. %d produce and consume spans, %d errors. [index](../index.md)\n\n## Producers\n\n", partitions(n), n.Spans, n.Errors)
+	b.WriteString("| service | relation | records | error rate | p50 | p95 | p99 |\n|---|---|---:|---:|---:|---:|---:|\n")
+	for _, e := range g.Edges {
+		if e.To == n && e.Kind == graph.EdgeProduce {
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s |\n", link(e.From, true), e.Relation, e.Count, errRate(e), ms(e.P50), ms(e.P95), ms(e.P99))
+		}
+	}
+	b.WriteString("\n## Consumer groups\n\nLag is the time from the producer span's start to the consumer span's start.\n\n")
+	b.WriteString("| group | service | relation | records | error rate | lag p50 | lag p95 | lag p99 |\n|---|---|---|---:|---:|---:|---:|---:|\n")
+	for _, e := range g.Edges {
+		if e.From == n && e.Kind == graph.EdgeConsume {
+			fmt.Fprintf(&b, "| `%s` | %s | %s | %d | %s | %s | %s | %s |\n", e.Group, link(e.To, true), e.Relation, e.Count, errRate(e), ms(e.P50), ms(e.P95), ms(e.P99))
+		}
+	}
+	return []byte(b.String())
+}

@@ -1,0 +1,153 @@
+package docs_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ktrace-dev/ktrace/analyze"
+	"github.com/ktrace-dev/ktrace/docs"
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func input(t *testing.T) docs.Input {
+	t.Helper()
+	var set trace.Set
+	if _, err := file.ReadFile("../fixtures/stargazers-lost.ktrace", nil, &set, &trace.Resources{}); err != nil {
+		t.Fatal(err)
+	}
+	traces := set.Traces()
+	g := graph.Build(traces)
+	sp, err := analyze.SPOF(g, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners := &docs.Owners{Services: map[string]docs.Owner{"stargazers-join": {Owner: "data-team", Lifecycle: "production"}}}
+	return docs.Input{Graph: g, Breaks: analyze.Breaks(traces, g, analyze.Options{SkewTolerance: 10 * time.Millisecond}), SPOF: sp, Owners: owners}
+}
+
+// The whole tree from the stack's recorded traces, against golden files
+// (graph.svg is checked for shape only: the renderer's layout is its own).
+func TestGolden(t *testing.T) {
+	dir := t.TempDir()
+	paths, err := docs.Generate(context.Background(), dir, input(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"asyncapi/github-source.yaml", "asyncapi/stargazers-api.yaml", "asyncapi/stargazers-flatten.yaml", "asyncapi/stargazers-join.yaml",
+		"catalog-info.yaml", "graph.dot", "graph.svg", "index.md",
+		"services/github-source.md", "services/stargazers-api.md", "services/stargazers-flatten.md", "services/stargazers-join.md",
+		"topics/github-avro-stargazers-jackdaw.md", "topics/github-avro-stargazers-kafka.md", "topics/stargazers-flat.md", "topics/stargazers-results.md"}
+	if strings.Join(paths, ",") != strings.Join(want, ",") {
+		t.Fatalf("paths %v", paths)
+	}
+	for _, p := range paths {
+		got, _ := os.ReadFile(filepath.Join(dir, p))
+		if p == "graph.svg" {
+			g := input(t).Graph
+			if !bytes.Contains(got, []byte("<svg")) || bytes.Count(got, []byte(`class="node"`)) != len(g.Nodes) ||
+				bytes.Count(got, []byte(`class="edge"`)) != len(g.Edges) {
+				t.Errorf("graph.svg does not draw the graph's %d nodes and %d edges", len(g.Nodes), len(g.Edges))
+			}
+			continue
+		}
+		golden := filepath.Join("testdata", "TestGolden", p+".golden")
+		if *update {
+			os.MkdirAll(filepath.Dir(golden), 0o755)
+			os.WriteFile(golden, got, 0o644)
+		}
+		w, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatalf("%v (go test ./docs -update)", err)
+		}
+		if !bytes.Equal(got, w) {
+			t.Errorf("%s differs from %s", p, golden)
+		}
+	}
+	idx, _ := os.ReadFile(filepath.Join(dir, "index.md"))
+	for _, s := range []string{"```mermaid", "{{\"stargazers-results\"}}", "-.->|\"stitched ×24\"|", "context lost inside stargazers-join"} {
+		if !bytes.Contains(idx, []byte(s)) {
+			t.Errorf("index.md lacks %q", s)
+		}
+	}
+}
+
+// Hand-written text between keep markers survives; the rest is regenerated,
+// and output is deterministic.
+func TestKeepBlocksAndDeterminism(t *testing.T) {
+	dir := t.TempDir()
+	in := input(t)
+	if _, err := docs.Generate(context.Background(), dir, in); err != nil {
+		t.Fatal(err)
+	}
+	page := filepath.Join(dir, "services", "stargazers-join.md")
+	b, _ := os.ReadFile(page)
+	edited := strings.Replace(string(b), "_What stargazers-join does. Text between these markers survives `ktrace docs`._",
+		"Joins stars of both repositories.\nOwned by the data team.", 1)
+	edited = strings.Replace(edited, "## Operations", "## Operations (edited outside a block)", 1)
+	os.WriteFile(page, []byte(edited), 0o644)
+	if _, err := docs.Generate(context.Background(), dir, in); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(page)
+	if !strings.Contains(string(b), "Joins stars of both repositories.\nOwned by the data team.\n<!-- ktrace:end description -->") {
+		t.Errorf("kept block lost:\n%s", b)
+	}
+	if strings.Contains(string(b), "(edited outside a block)") {
+		t.Error("text outside keep blocks survived")
+	}
+	other := t.TempDir()
+	docs.Generate(context.Background(), other, in)
+	a, _ := os.ReadFile(filepath.Join(dir, "catalog-info.yaml"))
+	c, _ := os.ReadFile(filepath.Join(other, "catalog-info.yaml"))
+	if !bytes.Equal(a, c) {
+		t.Error("two runs differ")
+	}
+}
+
+// The official AsyncAPI parser accepts every generated document, and
+// Graphviz's dot accepts graph.dot.
+func TestGeneratedFilesValidate(t *testing.T) {
+	dir := t.TempDir()
+	paths, err := docs.Generate(context.Background(), dir, input(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodePath := os.Getenv("KTRACE_NODE_PATH")
+	if nodePath == "" {
+		home, _ := os.UserHomeDir()
+		nodePath = filepath.Join(home, ".cache", "ktrace", "asyncapi-parser-3.6.3", "node_modules")
+	}
+	if _, err := os.Stat(filepath.Join(nodePath, "@asyncapi", "parser")); err != nil {
+		t.Fatalf("@asyncapi/parser not installed in %s: run scripts/install-docs-tools", nodePath)
+	}
+	var specs []string
+	for _, p := range paths {
+		if strings.HasPrefix(p, "asyncapi/") {
+			specs = append(specs, filepath.Join(dir, p))
+		}
+	}
+	cmd := exec.Command("node", append([]string{"../scripts/validate-asyncapi.js"}, specs...)...)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+nodePath)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("AsyncAPI parser: %v\n%s", err, out)
+	} else if strings.Count(string(out), ": valid") != len(specs) {
+		t.Fatalf("parser output:\n%s", out)
+	}
+	if _, err := exec.LookPath("dot"); err != nil {
+		t.Fatal("Graphviz dot not installed: run scripts/install-docs-tools")
+	}
+	if out, err := exec.Command("dot", "-Tsvg", "-o", os.DevNull, filepath.Join(dir, "graph.dot")).CombinedOutput(); err != nil {
+		t.Fatalf("dot: %v\n%s", err, out)
+	}
+}

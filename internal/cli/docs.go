@@ -1,0 +1,95 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ktrace-dev/ktrace/analyze"
+	"github.com/ktrace-dev/ktrace/docs"
+	"github.com/ktrace-dev/ktrace/graph"
+)
+
+// DocsOptions are `ktrace docs`' inputs.
+type DocsOptions struct {
+	IO        *IOStreams
+	Source    SourceOptions
+	Out       string
+	Owners    string
+	Timestamp bool
+}
+
+// NewCmdDocs builds `ktrace docs`.
+func NewCmdDocs(io *IOStreams, runF func(context.Context, *DocsOptions) error) *cobra.Command {
+	opts := &DocsOptions{IO: io}
+	cmd := &cobra.Command{
+		Use:   "docs --out DIR",
+		Short: "Write the system's documentation from its traces",
+		Long: `Writes, into --out:
+
+  index.md                 overview, Mermaid service graph, services and topics
+  services/<name>.md       operations, upstream/downstream with latency and
+                           error rates, topics, instances, breaks, SPOFs
+  topics/<name>.md         producers, consumer groups, partitions, lag
+  graph.dot, graph.svg     the graph (SVG rendered in-process, no binary needed)
+  asyncapi/<service>.yaml  AsyncAPI 3.0 per service (payloads are placeholders)
+  catalog-info.yaml        Backstage Components and APIs
+
+Output is deterministic (no timestamps unless --timestamp), so the folder can
+live in git. Text between <!-- ktrace:keep NAME --> and <!-- ktrace:end NAME -->
+in the Markdown pages survives regeneration.`,
+		Example: `  ktrace docs --fixture stargazers-lost --out docs/system
+  ktrace docs --jaeger 127.0.0.1:16685 --out docs/system --owners owners.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.Out == "" {
+				return usagef("--out DIR is required")
+			}
+			if err := opts.Source.validate(io); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return docsRun(cmd.Context(), opts)
+		},
+	}
+	opts.Source.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&opts.Out, "out", "", "directory to write the documentation into")
+	f.StringVar(&opts.Owners, "owners", "", "YAML `file` mapping services to owner and lifecycle for catalog-info.yaml")
+	f.BoolVar(&opts.Timestamp, "timestamp", false, "stamp the generation time into the pages")
+	return cmd
+}
+
+func docsRun(ctx context.Context, opts *DocsOptions) error {
+	var owners *docs.Owners
+	if opts.Owners != "" {
+		var err error
+		if owners, err = docs.LoadOwners(opts.Owners); err != nil {
+			return usagef("--owners: %v", err)
+		}
+	}
+	set, err := opts.Source.load(ctx, opts.IO)
+	if err != nil {
+		return err
+	}
+	traces := set.Traces()
+	g := graph.Build(traces)
+	sp, _ := analyze.SPOF(g, nil)
+	in := docs.Input{Graph: g, Breaks: analyze.Breaks(traces, g, analyze.Options{SkewTolerance: 10 * time.Millisecond}), SPOF: sp, Owners: owners}
+	if opts.Timestamp {
+		in.Generated = time.Now()
+	}
+	paths, err := docs.Generate(ctx, opts.Out, in)
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		fmt.Fprintln(opts.IO.Out, p)
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "wrote %d files to %s\n", len(paths), opts.Out)
+	return nil
+}
