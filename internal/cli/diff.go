@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +18,8 @@ import (
 type DiffOptions struct {
 	IO           *IOStreams
 	A, B         string
+	Jaeger       string
+	Timeout      time.Duration
 	Output       string
 	FailOnChange bool
 	Threshold    float64
@@ -46,12 +49,14 @@ func NewCmdDiff(io *IOStreams, runF func(context.Context, *DiffOptions) error) *
 		Use:   "diff A B",
 		Short: "Show how the topology changed between two trace sets",
 		Long: `Compares the graphs of two trace sets (files or snapshots; "-" is stdin for
-one of them; "fixture:NAME" a bundled one): nodes and edges added or removed,
+one of them; "fixture:NAME" a bundled one), or, with --jaeger, two time
+windows START..END (RFC 3339) of one Jaeger: nodes and edges added or removed,
 edges whose relation changed (parent → stitched means a hop broke),
 continuity changes and p95 latency regressions beyond --latency-threshold.`,
 		Example: `  ktrace diff yesterday.ktrace today.ktrace
   ktrace diff fixture:stargazers-lost fixture:stargazers-links -o markdown
-  ktrace diff before.json after.json --fail-on-change`,
+  ktrace diff before.json after.json --fail-on-change
+  ktrace diff --jaeger 127.0.0.1:16685 2026-11-24T09:00:00Z..2026-11-24T10:00:00Z 2026-11-25T09:00:00Z..2026-11-25T10:00:00Z`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.A, opts.B = args[0], args[1]
@@ -74,12 +79,24 @@ continuity changes and p95 latency regressions beyond --latency-threshold.`,
 	f.StringVarP(&opts.Output, "output", "o", "text", "output format: text, json or markdown")
 	f.BoolVar(&opts.FailOnChange, "fail-on-change", false, "exit 1 when anything changed")
 	f.Float64Var(&opts.Threshold, "latency-threshold", 0.2, "relative p95 increase reported as a regression (0.2 = 20%)")
+	f.StringVar(&opts.Jaeger, "jaeger", "", "compare two time windows of this Jaeger (query gRPC `host:port`); A and B are START..END")
+	f.DurationVar(&opts.Timeout, "timeout", 30*time.Second, "Jaeger: deadline for each call")
 	return cmd
 }
 
 func (o *DiffOptions) graphOf(ctx context.Context, arg string) (*graph.Graph, error) {
 	src := SourceOptions{}
-	if name, ok := strings.CutPrefix(arg, "fixture:"); ok {
+	if o.Jaeger != "" {
+		since, until, ok := strings.Cut(arg, "..")
+		if !ok {
+			return nil, usagef("%q: with --jaeger, A and B are time windows START..END (RFC 3339)", arg)
+		}
+		src = SourceOptions{Jaeger: o.Jaeger, Since: since, Until: until, Lookback: time.Hour, PageSize: 500, Parallel: 4,
+			Timeout: o.Timeout, MaxRecvMiB: 64}
+		if err := src.validate(o.IO); err != nil {
+			return nil, err
+		}
+	} else if name, ok := strings.CutPrefix(arg, "fixture:"); ok {
 		src.Fixtures = []string{name}
 	} else {
 		src.Files = []string{arg}

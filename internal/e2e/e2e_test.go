@@ -160,6 +160,18 @@ func TestGraphFromJaeger(t *testing.T) {
 		t.Errorf("check: exit %d %s\n%s", code, errs, out)
 	}
 
+	// The same window of Jaeger twice: no topology change.
+	now := time.Now().UTC()
+	window := now.Add(-10*time.Minute).Format(time.RFC3339) + ".." + now.Add(time.Minute).Format(time.RFC3339)
+	if out, errs, code := ktrace("diff", "--jaeger", j.QueryAddr(), window, window, "--fail-on-change"); code != 0 || out != "no changes\n" {
+		t.Errorf("diff of one window with itself: exit %d %s\n%s", code, errs, out)
+	}
+	// An empty earlier window against the run: every node and edge is new.
+	before := now.Add(-time.Hour).Format(time.RFC3339) + ".." + now.Add(-50*time.Minute).Format(time.RFC3339)
+	if out, _, code := ktrace("diff", "--jaeger", j.QueryAddr(), before, window); code != 0 || !strings.Contains(out, "edge-added\ttopic:orders -> service:shipping (consume, shipping)\tstitched") {
+		t.Errorf("diff of an empty window with the run: exit %d\n%s", code, out)
+	}
+
 	// The services command lists what Jaeger knows, through GetServices and GetOperations.
 	out, errs, code = ktrace("services", "--jaeger", j.QueryAddr())
 	if code != 0 {
