@@ -125,17 +125,7 @@ func (c *checker) evidence(a, b node) (kind string, spans []*trace.Span) {
 // sameRecord reports whether p is the same service's span for the same
 // record (a process span under its receive span, a nested publish).
 func sameRecord(p, s *trace.Span, m trace.Messaging, producer bool) bool {
-	if p == nil || p.Service() != s.Service() {
-		return false
-	}
-	pm, ok := p.Messaging()
-	if !ok || pm.Destination != m.Destination {
-		return false
-	}
-	if producer {
-		return pm.IsProducer()
-	}
-	return pm.IsConsumer()
+	return p != nil && p.Service() == s.Service() && trace.SameHop(p, m, producer)
 }
 
 // up finds, for a downstream span of a hop, the upstream span it continues

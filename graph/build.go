@@ -207,7 +207,7 @@ func (b *Builder) addSpan(s *trace.Span) {
 		}
 		switch {
 		case m.IsProducer():
-			if p != nil && p.Service() == svcName && sameHop(p, m, true) {
+			if p != nil && p.Service() == svcName && trace.SameHop(p, m, true) {
 				return // nested publish span of the same record
 			}
 			topic.Spans++
@@ -234,7 +234,7 @@ func (b *Builder) addSpan(s *trace.Span) {
 			b.bySpan[spanKey{s.TraceID, s.SpanID}] = pr
 			return
 		case m.IsConsumer():
-			if p != nil && p.Service() == svcName && sameHop(p, m, false) {
+			if p != nil && p.Service() == svcName && trace.SameHop(p, m, false) {
 				return // process span under the receive span of the same record
 			}
 			topic.Spans++
@@ -245,7 +245,7 @@ func (b *Builder) addSpan(s *trace.Span) {
 				k := keyedKey{svcName, m.Key}
 				b.keyed[k] = append(b.keyed[k], keyedConsumer{ref: ref, topic: m.Destination, start: s.Start.UnixNano()})
 			}
-			if p != nil && sameHop(p, m, true) {
+			if p != nil && trace.SameHop(p, m, true) {
 				b.edge(topic, svc, EdgeConsume, RelParent, m.ConsumerGroup).
 					observeClient(s.Error, s.Start.UnixNano()-p.Start.UnixNano(), m.ClientID)
 				return
@@ -301,19 +301,6 @@ func (b *Builder) addSpan(s *trace.Span) {
 			b.edge(svc, target, EdgePeer, RelSpan, "").observe(s.Error, int64(s.Duration))
 		}
 	}
-}
-
-// sameHop reports whether p is a messaging span on the same topic as m, a
-// producer when producer is set, else a consumer.
-func sameHop(p *trace.Span, m trace.Messaging, producer bool) bool {
-	pm, ok := p.Messaging()
-	if !ok || pm.Destination != m.Destination {
-		return false
-	}
-	if producer {
-		return pm.IsProducer()
-	}
-	return pm.IsConsumer()
 }
 
 // Graph resolves the consumers whose producer was not their parent — through

@@ -182,3 +182,21 @@ func (s *Span) Peer() Peer {
 		ServerAddress: a.first(attrServerAddr),
 	}
 }
+
+// SameHop reports whether p is a messaging span on the same topic as m: a
+// producer when producer is set, else a consumer. It finds the nested spans
+// one record gets inside a service (a process span under its receive span,
+// a publish span under another).
+func SameHop(p *Span, m Messaging, producer bool) bool {
+	if p == nil {
+		return false
+	}
+	pm, ok := p.Messaging()
+	if !ok || pm.Destination != m.Destination {
+		return false
+	}
+	if producer {
+		return pm.IsProducer()
+	}
+	return pm.IsConsumer()
+}

@@ -67,43 +67,29 @@ func RunAPI(ctx context.Context, cfg Config) error {
 	go func() { errc <- serveHTTP(ctx, cfg.Health, APIName, &c, mux) }()
 	logger.Printf("ready: serving http://%s/stargazers", cfg.Health)
 
-	for ctx.Err() == nil {
-		fs := cl.PollFetches(ctx)
-		fs.EachError(func(t string, p int32, err error) {
-			if ctx.Err() == nil {
-				logger.Printf("fetch %s/%d: %v", t, p, err)
-			}
-		})
-		fs.EachRecord(func(r *kgo.Record) {
-			c.Processed.Add(1)
-			rctx := W3C.Extract(context.Background(), kotel.NewRecordCarrier(r))
-			_, span := tracer.Start(rctx, stargazers.TopicResults+" process", oteltrace.WithSpanKind(oteltrace.SpanKindConsumer),
-				oteltrace.WithAttributes(
-					attribute.String("messaging.system", "kafka"),
-					attribute.String("messaging.destination.name", r.Topic),
-					attribute.String("messaging.operation.type", "process"),
-					attribute.String("messaging.consumer.group.name", APIName),
-					attribute.String("messaging.destination.partition.id", strconv.Itoa(int(r.Partition))),
-					attribute.Int64("messaging.kafka.offset", r.Offset),
-					attribute.String("messaging.kafka.message.key", string(r.Key)),
-				))
-			var res stargazers.Result
-			if err := json.Unmarshal(r.Value, &res); err != nil || res.Login == "" {
-				c.Skipped.Add(1)
-				logger.Printf("skipping record %s/%d@%d: not a result", r.Topic, r.Partition, r.Offset)
-				span.End()
-				return
-			}
-			mu.Lock()
-			results = append(results, res)
-			mu.Unlock()
+	return consume(ctx, cl, logger, errc, func(r *kgo.Record) {
+		c.Processed.Add(1)
+		rctx := W3C.Extract(context.Background(), kotel.NewRecordCarrier(r))
+		_, span := tracer.Start(rctx, stargazers.TopicResults+" process", oteltrace.WithSpanKind(oteltrace.SpanKindConsumer),
+			oteltrace.WithAttributes(
+				attribute.String("messaging.system", "kafka"),
+				attribute.String("messaging.destination.name", r.Topic),
+				attribute.String("messaging.operation.type", "process"),
+				attribute.String("messaging.consumer.group.name", APIName),
+				attribute.String("messaging.destination.partition.id", strconv.Itoa(int(r.Partition))),
+				attribute.Int64("messaging.kafka.offset", r.Offset),
+				attribute.String("messaging.kafka.message.key", string(r.Key)),
+			))
+		var res stargazers.Result
+		if err := json.Unmarshal(r.Value, &res); err != nil || res.Login == "" {
+			c.Skipped.Add(1)
+			logger.Printf("skipping record %s/%d@%d: not a result", r.Topic, r.Partition, r.Offset)
 			span.End()
-		})
-		select {
-		case err := <-errc:
-			return err
-		default:
+			return
 		}
-	}
-	return nil
+		mu.Lock()
+		results = append(results, res)
+		mu.Unlock()
+		span.End()
+	})
 }

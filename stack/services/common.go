@@ -132,3 +132,24 @@ func pingKafka(ctx context.Context, cl *kgo.Client, brokers []string) error {
 	}
 	return nil
 }
+
+// consume polls cl until ctx ends, logging fetch errors and handing every
+// record to each. It returns early with the error of the service's HTTP
+// server, if that stops.
+func consume(ctx context.Context, cl *kgo.Client, logger *log.Logger, httpErr <-chan error, each func(*kgo.Record)) error {
+	for ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		fs.EachError(func(t string, p int32, err error) {
+			if ctx.Err() == nil {
+				logger.Printf("fetch %s/%d: %v", t, p, err)
+			}
+		})
+		fs.EachRecord(each)
+		select {
+		case err := <-httpErr:
+			return err
+		default:
+		}
+	}
+	return nil
+}

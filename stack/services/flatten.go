@@ -47,34 +47,20 @@ func RunFlatten(ctx context.Context, cfg Config) error {
 	errc := make(chan error, 1)
 	go func() { errc <- serveHTTP(ctx, cfg.Health, FlattenName, &c, nil) }()
 	logger.Printf("ready")
-	for ctx.Err() == nil {
-		fs := cl.PollFetches(ctx)
-		fs.EachError(func(t string, p int32, err error) {
-			if ctx.Err() == nil {
-				logger.Printf("fetch %s/%d: %v", t, p, err)
-			}
-		})
-		fs.EachRecord(func(r *kgo.Record) {
-			c.Processed.Add(1)
-			ev, err := stargazers.Decode(r.Value)
-			if err != nil {
-				c.Skipped.Add(1)
-				logger.Printf("skipping record %s/%d@%d: %v", r.Topic, r.Partition, r.Offset, err)
-				return
-			}
-			val, _ := json.Marshal(Flat{User: ev.Data, EventType: ev.Type, StarredAt: ev.CreatedAt})
-			out := &kgo.Record{Topic: stargazers.TopicFlat, Key: r.Key, Value: val, Timestamp: r.Timestamp, Context: r.Context}
-			if err := cl.ProduceSync(r.Context, out).FirstErr(); err != nil {
-				logger.Printf("produce to %s: %v", stargazers.TopicFlat, err)
-				return
-			}
-			c.Produced.Add(1)
-		})
-		select {
-		case err := <-errc:
-			return err
-		default:
+	return consume(ctx, cl, logger, errc, func(r *kgo.Record) {
+		c.Processed.Add(1)
+		ev, err := stargazers.Decode(r.Value)
+		if err != nil {
+			c.Skipped.Add(1)
+			logger.Printf("skipping record %s/%d@%d: %v", r.Topic, r.Partition, r.Offset, err)
+			return
 		}
-	}
-	return nil
+		val, _ := json.Marshal(Flat{User: ev.Data, EventType: ev.Type, StarredAt: ev.CreatedAt})
+		out := &kgo.Record{Topic: stargazers.TopicFlat, Key: r.Key, Value: val, Timestamp: r.Timestamp, Context: r.Context}
+		if err := cl.ProduceSync(r.Context, out).FirstErr(); err != nil {
+			logger.Printf("produce to %s: %v", stargazers.TopicFlat, err)
+			return
+		}
+		c.Produced.Add(1)
+	})
 }
