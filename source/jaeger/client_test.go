@@ -286,3 +286,17 @@ func TestFindRejectsEmptyWindow(t *testing.T) {
 		t.Error("empty window accepted")
 	}
 }
+
+func TestFindDiscard(t *testing.T) {
+	s := &store{spans: spans(300, 10*time.Millisecond, true)}
+	c, _ := Dial(Config{Addr: serve(t, s)})
+	defer c.Close()
+	var set trace.Set
+	st, err := c.Find(context.Background(), Query{Services: []string{"a"}, Start: t0, End: t0.Add(time.Minute), PageSize: 100, Discard: true}, &set, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.Len() != 0 || st.Traces != 300 || st.Spans != 600 || st.Calls < 3 {
+		t.Errorf("discard: kept %d, stats %+v", set.Len(), st)
+	}
+}
