@@ -262,3 +262,26 @@ func (c *Client) drain(stream spanStream, res *trace.Resources, got map[trace.Tr
 }
 
 var _ spanStream = (api_v2.QueryService_FindTracesClient)(nil)
+
+// Dependency is one link of Jaeger's own dependency computation.
+type Dependency struct {
+	Parent, Child string
+	CallCount     uint64
+}
+
+// Dependencies calls Jaeger's GetDependencies: parent → child service pairs
+// counted from parent spans only (no topics, no span links; same-service
+// pairs included).
+func (c *Client) Dependencies(ctx context.Context, start, end time.Time) ([]Dependency, error) {
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	r, err := c.api.GetDependencies(ctx, &api_v2.GetDependenciesRequest{StartTime: start, EndTime: end})
+	if err != nil {
+		return nil, c.wrap(err)
+	}
+	out := make([]Dependency, len(r.Dependencies))
+	for i, d := range r.Dependencies {
+		out[i] = Dependency{Parent: d.Parent, Child: d.Child, CallCount: d.CallCount}
+	}
+	return out, nil
+}

@@ -300,3 +300,16 @@ func TestFindDiscard(t *testing.T) {
 		t.Errorf("discard: kept %d, stats %+v", set.Len(), st)
 	}
 }
+
+func (s *store) GetDependencies(context.Context, *api_v2.GetDependenciesRequest) (*api_v2.GetDependenciesResponse, error) {
+	return &api_v2.GetDependenciesResponse{Dependencies: []model.DependencyLink{{Parent: "a", Child: "b", CallCount: 3}}}, nil
+}
+
+func TestDependencies(t *testing.T) {
+	c, _ := Dial(Config{Addr: serve(t, &store{})})
+	defer c.Close()
+	deps, err := c.Dependencies(context.Background(), t0, t0.Add(time.Hour))
+	if err != nil || len(deps) != 1 || deps[0] != (Dependency{Parent: "a", Child: "b", CallCount: 3}) {
+		t.Errorf("%+v %v", deps, err)
+	}
+}

@@ -1,0 +1,195 @@
+// Command benchrun measures ktrace side by side with what users would
+// otherwise run, on the same machine in the same run, and prints one table
+// of figures and ratios. See BENCHMARKS.md.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ktrace-dev/ktrace/analyze"
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/synth"
+	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/source/jaeger"
+	sj "github.com/ktrace-dev/ktrace/stack/jaeger"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+type row struct{ what, figure, note string }
+
+var rows []row
+
+func record(what, figure, note string) {
+	rows = append(rows, row{what, figure, note})
+	fmt.Fprintf(os.Stderr, "%s: %s %s\n", what, figure, note)
+}
+
+func rate(n int, d time.Duration) string {
+	return fmt.Sprintf("%.0f spans/s", float64(n)/d.Seconds())
+}
+
+func main() {
+	spans := flag.Int("spans", 1_000_000, "spans in the ordinary set")
+	perTrace := flag.Int("spans-per-trace", 20, "spans per trace in the ordinary set")
+	single := flag.Int("single", 1_000_000, "spans in the single large trace")
+	withJaeger := flag.Bool("jaeger", true, "also measure against a real Jaeger v2 (memory and Badger)")
+	badger := flag.Bool("badger", true, "also measure Jaeger with the Badger store")
+	flag.Parse()
+	ctx := context.Background()
+	work, err := os.MkdirTemp("", "ktrace-bench-")
+	check(err)
+	defer os.RemoveAll(work)
+
+	fmt.Fprintf(os.Stderr, "generating %d spans (%d per trace, 10%% broken hops)...\n", *spans, *perTrace)
+	ts := synth.Generate(synth.Config{Traces: *spans / *perTrace, SpansPerTrace: *perTrace, Services: 20, Topics: 10, BrokenShare: 0.1, Seed: 7})
+	n := 0
+	for i := range ts {
+		n += len(ts[i].Spans)
+	}
+
+	// 1. In process: graph + break analysis.
+	runtime.GC()
+	start := time.Now()
+	g := graph.Build(ts)
+	rep := analyze.Breaks(ts, g, analyze.Options{})
+	d := time.Since(start)
+	record("graph + break analysis, in process", rate(n, d), fmt.Sprintf("%d spans in %s; %d edges, %d findings", n, d.Round(time.Millisecond), len(g.Edges), len(rep.Findings)))
+
+	// 2. The CLI on a snapshot: wall time and peak resident memory per span.
+	snap := filepath.Join(work, "set.ktrace")
+	writeSnapshot(snap, ts)
+	bin := filepath.Join(work, "ktrace")
+	build := exec.Command("go", "build", "-o", bin, "github.com/ktrace-dev/ktrace/cmd/ktrace")
+	build.Stderr = os.Stderr
+	check(build.Run())
+	cmd := exec.Command(bin, "graph", "--file", snap, "-o", "json")
+	start = time.Now()
+	check(cmd.Run())
+	d = time.Since(start)
+	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
+	record("ktrace graph --file snapshot (CLI)", rate(n, d), fmt.Sprintf("%s wall", d.Round(time.Millisecond)))
+	record("peak resident bytes per span", fmt.Sprintf("%.0f B/span", float64(rss)/float64(n)), fmt.Sprintf("%d MiB peak for %d spans (decode + model + graph)", rss>>20, n))
+
+	// 3. One huge trace against a small one scaled up.
+	big := synth.SingleTrace(*single, 3)
+	small := synth.SingleTrace(1000, 3)
+	start = time.Now()
+	graph.Build([]trace.Trace{big})
+	dBig := time.Since(start)
+	reps := *single / 1000
+	start = time.Now()
+	for i := 0; i < reps; i++ {
+		graph.Build([]trace.Trace{small})
+	}
+	dSmall := time.Since(start)
+	record(fmt.Sprintf("one %d-span trace", *single), dBig.Round(time.Millisecond).String(),
+		fmt.Sprintf("vs %s for a 1000-span trace ×%d: ratio %.2f (1.0 = linear)", dSmall.Round(time.Millisecond), reps, dBig.Seconds()/dSmall.Seconds()))
+
+	if *withJaeger {
+		jaegerRuns(ctx, work, ts, n, len(g.Edges), *badger)
+	}
+
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "MEASURE\tFIGURE\tNOTE\n")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.what, r.figure, r.note)
+	}
+	tw.Flush()
+	fmt.Printf("\nmachine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+}
+
+func writeSnapshot(path string, ts []trace.Trace) {
+	af, err := file.CreateAtomic(path, true)
+	check(err)
+	sw, err := file.NewSnapshotWriter(af, "bench")
+	check(err)
+	for i := range ts {
+		check(sw.Write(&ts[i]))
+	}
+	check(sw.Close())
+	check(af.Commit())
+}
+
+func jaegerRuns(ctx context.Context, work string, ts []trace.Trace, n, ktraceEdges int, badger bool) {
+	bin, err := sj.FindBinary("")
+	check(err)
+	stores := []bool{false}
+	if badger {
+		stores = append(stores, true)
+	}
+	for _, persist := range stores {
+		name := "memory"
+		if persist {
+			name = "badger"
+		}
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		p, err := sj.Start(sctx, sj.Options{Bin: bin, Dir: filepath.Join(work, "jaeger-"+name), Persist: persist, MaxTraces: len(ts) + 1000})
+		cancel()
+		check(err)
+		fmt.Fprintf(os.Stderr, "loading %d spans into Jaeger (%s)...\n", n, name)
+		t0 := time.Now()
+		check(load(ctx, p.OTLPAddr(), ts, os.Stderr))
+		c, err := jaeger.Dial(jaeger.Config{Addr: p.QueryAddr(), Timeout: 5 * time.Minute, MaxRecvBytes: 512 << 20})
+		check(err)
+		first, last := ts[0].Spans[0].Start, ts[len(ts)-1].Spans[0].Start
+		q := jaeger.Query{Start: first.Add(-time.Hour), End: last.Add(time.Hour), PageSize: 1000, Concurrency: 4}
+		// Wait until Jaeger holds every span.
+		for {
+			qd := q
+			qd.Discard = true
+			st, err := c.Find(ctx, qd, &trace.Set{}, nil)
+			check(err)
+			if st.Spans >= n || time.Since(t0) > 10*time.Minute {
+				break
+			}
+			time.Sleep(2 * time.Second)
+		}
+		record("load into Jaeger ("+name+") over OTLP", rate(n, time.Since(t0)), "until every span is queryable")
+
+		qd := q
+		qd.Discard = true
+		start := time.Now()
+		st, err := c.Find(ctx, qd, &trace.Set{}, nil)
+		check(err)
+		drain := time.Since(start)
+		start = time.Now()
+		set := &trace.Set{}
+		_, err = c.Find(ctx, q, set, nil)
+		check(err)
+		gj := graph.Build(set.Traces())
+		full := time.Since(start)
+		record("bare drain of the FindTraces windows ("+name+")", drain.Round(time.Millisecond).String(), fmt.Sprintf("%d spans read (services overlap) in %d calls", st.Spans, st.Calls))
+		record("ktrace graph --jaeger ("+name+")", full.Round(time.Millisecond).String(), fmt.Sprintf("ratio to the drain %.2f (target ≤ 1.25); %d edges", full.Seconds()/drain.Seconds(), len(gj.Edges)))
+
+		start = time.Now()
+		deps, err := c.Dependencies(ctx, q.Start, q.End)
+		check(err)
+		dd := time.Since(start)
+		self := 0
+		for _, l := range deps {
+			if l.Parent == l.Child {
+				self++
+			}
+		}
+		record("Jaeger GetDependencies ("+name+")", dd.Round(time.Millisecond).String(),
+			fmt.Sprintf("ktrace/Jaeger time ratio %.2f; Jaeger finds %d links (%d self-loops, no topics, no span links), ktrace %d edges", full.Seconds()/dd.Seconds(), len(deps), self, ktraceEdges))
+		c.Close()
+		p.Stop()
+	}
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchrun:", err)
+		os.Exit(1)
+	}
+}
