@@ -64,6 +64,12 @@ func main() {
 	d := time.Since(start)
 	record("graph + break analysis, in process", rate(n, d), fmt.Sprintf("%d spans in %s; %d edges, %d findings", n, d.Round(time.Millisecond), len(g.Edges), len(rep.Findings)))
 
+	// 1b. The collector-contrib spanmetrics connector on the identical spans.
+	dm, err := spanmetrics(context.Background(), ts)
+	check(err)
+	record("spanmetrics connector (collector-contrib v0.165.1), in process", rate(n, dm),
+		fmt.Sprintf("ktrace graph + breaks is %.1f× its throughput (target ≥ 5)", dm.Seconds()/d.Seconds()))
+
 	// 2. The CLI on a snapshot: wall time and peak resident memory per span.
 	snap := filepath.Join(work, "set.ktrace")
 	writeSnapshot(snap, ts)

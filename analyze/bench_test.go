@@ -1,0 +1,21 @@
+package analyze_test
+
+import (
+	"testing"
+
+	"github.com/ktrace-dev/ktrace/analyze"
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/synth"
+)
+
+// BenchmarkGraphAndBreaks is the in-process work `ktrace report --broken`
+// does on 200,000 spans: build the graph, then find the breaks.
+func BenchmarkGraphAndBreaks(b *testing.B) {
+	ts := synth.Generate(synth.Config{Traces: 10000, SpansPerTrace: 20, Services: 20, Topics: 10, BrokenShare: 0.1, Seed: 7})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		g := graph.Build(ts)
+		analyze.Breaks(ts, g, analyze.Options{})
+	}
+	b.ReportMetric(float64(200000*b.N)/b.Elapsed().Seconds(), "spans/s")
+}
