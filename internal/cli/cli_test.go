@@ -364,3 +364,33 @@ func TestDocsCommand(t *testing.T) {
 	bad := write(t, "bad.yaml", []byte("defaults: {}\n"))
 	oneLineErr(t, run(t, "", nil, "docs", "--fixture", "stargazers-lost", "--out", dir, "--owners", bad), ExitUsage, "--owners")
 }
+
+// A single file streams into the graph; the same trace twice in one file is
+// merged by falling back to loading it whole. Both give the graph of the set.
+func TestGraphStreamsAndMergesRepeats(t *testing.T) {
+	data, _ := os.ReadFile("../../fixtures/rpc-chain.json")
+	var doc struct{ Data []json.RawMessage }
+	json.Unmarshal(data, &doc)
+	// The first trace, split in two halves listed separately.
+	var first struct {
+		TraceID   string            `json:"traceID"`
+		Spans     []json.RawMessage `json:"spans"`
+		Processes json.RawMessage   `json:"processes"`
+	}
+	json.Unmarshal(doc.Data[0], &first)
+	half := func(spans []json.RawMessage) json.RawMessage {
+		b, _ := json.Marshal(map[string]any{"traceID": first.TraceID, "spans": spans, "processes": first.Processes})
+		return b
+	}
+	split, _ := json.Marshal(map[string]any{"data": []json.RawMessage{half(first.Spans[:3]), doc.Data[1], half(first.Spans[3:])}})
+	p := write(t, "split.json", split)
+	a := run(t, "", nil, "graph", "--file", p, "-o", "json")
+	b := run(t, "", nil, "graph", "--fixture", "rpc-chain", "-o", "json")
+	c := run(t, "", nil, "graph", "--file", "../../fixtures/rpc-chain.json", "--fixture", "db-peer", "-o", "json")
+	if a.code != 0 || a.out != b.out {
+		t.Errorf("split trace: exit %d %s\n%s\nwant\n%s", a.code, a.err, a.out, b.out)
+	}
+	if c.code != 0 || !strings.Contains(c.out, `"traces": 4`) {
+		t.Errorf("two inputs: %s", c.out)
+	}
+}

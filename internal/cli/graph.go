@@ -52,11 +52,17 @@ context, paired with the producer of the same record.`,
 }
 
 func graphRun(ctx context.Context, opts *GraphOptions) error {
-	set, err := opts.Source.load(ctx, opts.IO)
+	g, ok, err := opts.Source.streamGraph(opts.IO)
 	if err != nil {
 		return err
 	}
-	g := graph.Build(set.Traces())
+	if !ok {
+		set, err := opts.Source.load(ctx, opts.IO)
+		if err != nil {
+			return err
+		}
+		g = graph.Build(set.Traces())
+	}
 	return writeGraph(opts.IO, g, opts.Output)
 }
 

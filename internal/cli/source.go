@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ktrace-dev/ktrace/fixtures"
+	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/source/jaeger"
 	"github.com/ktrace-dev/ktrace/trace"
@@ -249,4 +250,48 @@ func (o *SourceOptions) describe() string {
 		parts = append(parts, "fixture "+f)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// streamGraph builds the graph straight from a single file or fixture,
+// trace by trace, without holding the traces: memory stays proportional to
+// the graph, not the input. ok is false when the input is not a single
+// re-readable file, or names a trace twice (the same trace in several
+// pieces must be merged first); the caller then loads it whole.
+func (o *SourceOptions) streamGraph(io *IOStreams) (g *graph.Graph, ok bool, err error) {
+	if o.Jaeger != "" || len(o.Files)+len(o.Fixtures) != 1 || (len(o.Files) == 1 && o.Files[0] == "-") {
+		return nil, false, nil
+	}
+	b := graph.NewBuilder()
+	seen := map[trace.TraceID]struct{}{}
+	repeated := false
+	add := func(t trace.Trace) error {
+		if _, dup := seen[t.ID]; dup {
+			repeated = true
+			return fmt.Errorf("trace %s appears twice", t.ID)
+		}
+		seen[t.ID] = struct{}{}
+		b.Add(&t)
+		return nil
+	}
+	var res trace.Resources
+	if len(o.Fixtures) == 1 {
+		r, oerr := fixtures.Open(o.Fixtures[0])
+		if oerr != nil {
+			return nil, false, usagef("--fixture %s: %v", o.Fixtures[0], oerr)
+		}
+		_, err = file.ReadEach(r, "fixture "+o.Fixtures[0], add, &res)
+		r.Close()
+	} else {
+		_, err = file.ReadFileEach(o.Files[0], io.In, add, &res)
+	}
+	if repeated {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if len(seen) == 0 {
+		fmt.Fprintln(io.ErrOut, "ktrace: warning: no traces found")
+	}
+	return b.Graph(), true, nil
 }

@@ -43,7 +43,7 @@ type jaegerProcess struct {
 	Tags        []jaegerTag `json:"tags"`
 }
 
-func readJaegerData(dec *json.Decoder, name string, set *trace.Set, res *trace.Resources) error {
+func readJaegerData(dec *json.Decoder, name string, add func(trace.Trace) error, res *trace.Resources) error {
 	tok, err := dec.Token()
 	if err != nil {
 		return err
@@ -66,7 +66,7 @@ func readJaegerData(dec *json.Decoder, name string, set *trace.Set, res *trace.R
 		if err := trace.Validate(&t); err != nil {
 			return bad(name, "%v", err)
 		}
-		if err := set.Add(t); err != nil {
+		if err := add(t); err != nil {
 			return bad(name, "%v", err)
 		}
 	}

@@ -183,13 +183,13 @@ func (c *otlpCollector) add(name string, rss []otlpResourceSpans, res *trace.Res
 	return nil
 }
 
-func (c *otlpCollector) flush(set *trace.Set) error {
+func (c *otlpCollector) flush(add func(trace.Trace) error) error {
 	for _, id := range c.order {
 		t := trace.Trace{ID: id, Spans: c.traces[id]}
 		if err := trace.Validate(&t); err != nil {
 			return err
 		}
-		if err := set.Add(t); err != nil {
+		if err := add(t); err != nil {
 			return err
 		}
 	}

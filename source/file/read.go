@@ -41,21 +41,35 @@ func bad(name, format string, args ...any) error {
 
 // ReadFile opens path ("-" is stdin) and reads it with Read.
 func ReadFile(path string, stdin io.Reader, set *trace.Set, res *trace.Resources) (Format, error) {
+	return ReadFileEach(path, stdin, set.Add, res)
+}
+
+// ReadFileEach opens path ("-" is stdin) and reads it with ReadEach.
+func ReadFileEach(path string, stdin io.Reader, add func(trace.Trace) error, res *trace.Resources) (Format, error) {
 	if path == "-" {
-		return Read(stdin, "stdin", set, res)
+		return ReadEach(stdin, "stdin", add, res)
 	}
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
 	defer f.Close()
-	return Read(f, path, set, res)
+	return ReadEach(f, path, add, res)
 }
 
 // Read decodes every trace in r into set, sharing resources through res.
 // name is used in error messages. It returns the format it found. On error
 // set may hold part of the input; callers should discard it.
 func Read(r io.Reader, name string, set *trace.Set, res *trace.Resources) (Format, error) {
+	return ReadEach(r, name, set.Add, res)
+}
+
+// ReadEach decodes r and hands each validated trace to add as soon as it is
+// complete: Jaeger JSON and snapshots stream trace by trace; OTLP JSON,
+// which may spread a trace over many lines, hands them over at the end. A
+// trace ID may be handed over more than once (the same trace twice in the
+// input); add decides what that means. An error from add stops the read.
+func ReadEach(r io.Reader, name string, add func(trace.Trace) error, res *trace.Resources) (Format, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, _ := br.Peek(4096)
 	if len(bytes.TrimSpace(head)) == 0 {
@@ -67,7 +81,7 @@ func Read(r io.Reader, name string, set *trace.Set, res *trace.Resources) (Forma
 			return "", bad(name, "corrupt gzip data: %v", err)
 		}
 		defer zr.Close()
-		return FormatSnapshot, readSnapshot(bufio.NewReaderSize(zr, 64<<10), name, set, res)
+		return FormatSnapshot, readSnapshot(bufio.NewReaderSize(zr, 64<<10), name, add, res)
 	}
 	trimmed := bytes.TrimLeft(head, " \t\r\n")
 	if trimmed[0] != '{' {
@@ -77,11 +91,11 @@ func Read(r io.Reader, name string, set *trace.Set, res *trace.Resources) (Forma
 		return "", bad(name, "not JSON: want Jaeger JSON, OTLP JSON or a ktrace snapshot")
 	}
 	if bytes.HasPrefix(trimmed, []byte(`{"format":"`+string(FormatSnapshot)+`"`)) {
-		return FormatSnapshot, readSnapshot(br, name, set, res)
+		return FormatSnapshot, readSnapshot(br, name, add, res)
 	}
 	dec := json.NewDecoder(br)
 	dec.UseNumber()
-	f, err := readJSON(dec, name, set, res)
+	f, err := readJSON(dec, name, add, res)
 	if err != nil {
 		return f, jsonErr(name, dec, err)
 	}
@@ -122,7 +136,7 @@ func jsonErr(name string, dec *json.Decoder, err error) error {
 }
 
 // readJSON reads top-level objects until EOF. The first decides the format.
-func readJSON(dec *json.Decoder, name string, set *trace.Set, res *trace.Resources) (Format, error) {
+func readJSON(dec *json.Decoder, name string, add func(trace.Trace) error, res *trace.Resources) (Format, error) {
 	var format Format
 	var otlp otlpCollector
 	objects := 0
@@ -148,7 +162,7 @@ func readJSON(dec *json.Decoder, name string, set *trace.Set, res *trace.Resourc
 			switch {
 			case key == "data" && format != FormatOTLP:
 				found = FormatJaeger
-				if err := readJaegerData(dec, name, set, res); err != nil {
+				if err := readJaegerData(dec, name, add, res); err != nil {
 					return FormatJaeger, err
 				}
 			case key == "resourceSpans" && format != FormatJaeger:
@@ -176,7 +190,7 @@ func readJSON(dec *json.Decoder, name string, set *trace.Set, res *trace.Resourc
 		format = found
 	}
 	if format == FormatOTLP {
-		if err := otlp.flush(set); err != nil {
+		if err := otlp.flush(add); err != nil {
 			return format, bad(name, "%v", err)
 		}
 	}

@@ -133,7 +133,7 @@ func attrsOf(p [][2]string) trace.Attributes {
 	return a
 }
 
-func readSnapshot(br *bufio.Reader, name string, set *trace.Set, res *trace.Resources) error {
+func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, res *trace.Resources) error {
 	dec := json.NewDecoder(br)
 	var h snapHeader
 	if err := dec.Decode(&h); err != nil {
@@ -166,7 +166,7 @@ func readSnapshot(br *bufio.Reader, name string, set *trace.Set, res *trace.Reso
 			if err := trace.Validate(&t); err != nil {
 				return bad(name, "%v", err)
 			}
-			if err := set.Add(t); err != nil {
+			if err := add(t); err != nil {
 				return bad(name, "%v", err)
 			}
 		default:
