@@ -115,6 +115,19 @@ func (e *PortInUseError) Error() string {
 	return fmt.Sprintf("port %d (%s) is already in use; free it or choose another with %s", e.Port, e.What, e.Flag)
 }
 
+// KafkaUnreachableError is returned when no broker of an existing cluster
+// (--kafka-brokers) answers.
+type KafkaUnreachableError struct {
+	Brokers string
+	Err     error
+}
+
+func (e *KafkaUnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach Kafka at %s: %v", e.Brokers, e.Err)
+}
+
+func (e *KafkaUnreachableError) Unwrap() error { return e.Err }
+
 // DefaultStateDir is $XDG_STATE_HOME/ktrace/stack, else ~/.local/state/ktrace/stack.
 func DefaultStateDir() string {
 	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
@@ -496,7 +509,7 @@ func ensureTopics(ctx context.Context, brokers []string) error {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := cl.Ping(pctx); err != nil {
-		return fmt.Errorf("cannot reach Kafka at %s: %v", strings.Join(brokers, ","), err)
+		return &KafkaUnreachableError{Brokers: strings.Join(brokers, ","), Err: err}
 	}
 	res, err := kadm.NewClient(cl).CreateTopics(pctx, services.Partitions, -1, nil, services.StackTopics...)
 	if err != nil {

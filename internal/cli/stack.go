@@ -66,17 +66,12 @@ func (o *StackOptions) prepare(io *IOStreams) error {
 	return nil
 }
 
-// stackErr maps stack errors to exit codes: a port in use or a bad flag is
-// usage (2); a broker or collector that does not answer is a backend (4).
+// stackErr maps stack errors to exit codes: a Kafka cluster that does not
+// answer is a backend (4); everything else — a port in use, a bad flag, a
+// stack already running — keeps the default, usage (2).
 func stackErr(err error) error {
-	var pe *stack.PortInUseError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &pe), errors.Is(err, stack.ErrRunning), errors.Is(err, stack.ErrNotRunning),
-		strings.HasPrefix(err.Error(), "--"):
-		return withCode(ExitUsage, err)
-	case strings.Contains(err.Error(), "cannot reach Kafka"):
+	var ke *stack.KafkaUnreachableError
+	if errors.As(err, &ke) {
 		return withCode(ExitBackend, err)
 	}
 	return err
