@@ -141,22 +141,8 @@ func (o *SourceOptions) jaegerConfig() jaeger.Config {
 // and warnings on stderr.
 func (o *SourceOptions) load(ctx context.Context, io *IOStreams) (*trace.Set, error) {
 	set := &trace.Set{}
-	var res trace.Resources
-	for _, name := range o.Fixtures {
-		r, err := fixtures.Open(name)
-		if err != nil {
-			return nil, usagef("--fixture %s: %v", name, err)
-		}
-		_, err = file.Read(r, "fixture "+name, set, &res)
-		r.Close()
-		if err != nil {
-			return nil, err
-		}
-	}
-	for _, path := range o.Files {
-		if _, err := file.ReadFile(path, io.In, set, &res); err != nil {
-			return nil, err
-		}
+	if err := o.readInputs(io, set.Add); err != nil {
+		return nil, err
 	}
 	if o.Jaeger != "" {
 		if err := o.loadJaeger(ctx, io, set); err != nil {
@@ -235,6 +221,29 @@ func (p *progress) done(format string, args ...any) {
 	fmt.Fprintf(p.io.ErrOut, format+"\n", args...)
 }
 
+// readInputs hands every trace of the --fixture and --file inputs, in that
+// order, to add.
+func (o *SourceOptions) readInputs(io *IOStreams, add func(trace.Trace) error) error {
+	var res trace.Resources
+	for _, name := range o.Fixtures {
+		r, err := fixtures.Open(name)
+		if err != nil {
+			return usagef("--fixture %s: %v", name, err)
+		}
+		_, err = file.ReadEach(r, "fixture "+name, add, &res)
+		r.Close()
+		if err != nil {
+			return err
+		}
+	}
+	for _, path := range o.Files {
+		if _, err := file.ReadFileEach(path, io.In, add, &res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // describe says where the traces came from, for a snapshot's header. It
 // never includes the token.
 func (o *SourceOptions) describe() string {
@@ -273,17 +282,7 @@ func (o *SourceOptions) streamGraph(io *IOStreams) (g *graph.Graph, ok bool, err
 		b.Add(&t)
 		return nil
 	}
-	var res trace.Resources
-	if len(o.Fixtures) == 1 {
-		r, oerr := fixtures.Open(o.Fixtures[0])
-		if oerr != nil {
-			return nil, false, usagef("--fixture %s: %v", o.Fixtures[0], oerr)
-		}
-		_, err = file.ReadEach(r, "fixture "+o.Fixtures[0], add, &res)
-		r.Close()
-	} else {
-		_, err = file.ReadFileEach(o.Files[0], io.In, add, &res)
-	}
+	err = o.readInputs(io, add)
 	if repeated {
 		return nil, false, nil
 	}
