@@ -171,40 +171,18 @@ func checkJaegerNames(ctx context.Context, src *SourceOptions, spec *analyze.Spe
 // pollJaeger reads until the span count is unchanged for StablePolls reads,
 // then evaluates; past Wait every flow is inconclusive.
 func pollJaeger(ctx context.Context, opts *CheckOptions, evaluate func(*trace.Set) []analyze.FlowResult) ([]analyze.FlowResult, error) {
-	deadline := time.Now().Add(opts.Wait)
-	quiet := &IOStreams{In: opts.IO.In, Out: opts.IO.Out, ErrOut: io.Discard, Getenv: opts.IO.Getenv}
-	last, stable, reads := -1, 0, 0
-	for {
-		set, err := opts.Source.load(ctx, quiet)
-		if err != nil {
-			return nil, err
-		}
-		reads++
-		n := set.SpanCount()
-		if n > 0 && n == last {
-			stable++
-		} else {
-			stable = 0
-		}
-		last = n
-		fmt.Fprintf(opts.IO.ErrOut, "read %d: %d traces, %d spans (stable for %d of %d reads)\n", reads, set.Len(), n, stable, opts.StablePolls)
-		if stable >= opts.StablePolls {
-			return evaluate(set), nil
-		}
-		if time.Now().Add(opts.Poll).After(deadline) {
-			flows := evaluate(set)
-			for i := range flows { // not settled: no verdict, broken or not
-				flows[i].Verdict = analyze.Inconclusive
-				flows[i].Reason = fmt.Sprintf("traces were still changing after --wait %s", opts.Wait)
-			}
-			return flows, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(opts.Poll):
+	set, settled, err := opts.Source.loadStable(ctx, opts.IO, opts.StablePolls, opts.Poll, time.Now().Add(opts.Wait))
+	if err != nil {
+		return nil, err
+	}
+	flows := evaluate(set)
+	if !settled {
+		for i := range flows { // not settled: no verdict, broken or not
+			flows[i].Verdict = analyze.Inconclusive
+			flows[i].Reason = fmt.Sprintf("traces were still changing after --wait %s", opts.Wait)
 		}
 	}
+	return flows, nil
 }
 
 func writeReport(path string, write func(io.Writer) error) error {

@@ -13,10 +13,8 @@ import (
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/render"
-	"github.com/ktrace-dev/ktrace/source/jaeger"
 	"github.com/ktrace-dev/ktrace/stack"
 	"github.com/ktrace-dev/ktrace/stack/stargazers"
-	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // NewCmdDemo builds `ktrace demo`.
@@ -86,7 +84,8 @@ func demoRun(ctx context.Context, io *IOStreams, opts *StackOptions, keep bool, 
 	}
 
 	fmt.Fprintln(io.ErrOut, "waiting for traces to settle in Jaeger...")
-	set, err := waitForStableTraces(ctx, st.Endpoints.JaegerQuery, deadline)
+	src := jaegerSource(st.Endpoints.JaegerQuery, "", "")
+	set, _, err := src.loadStable(ctx, io, 2, time.Second, deadline)
 	if err != nil {
 		return err
 	}
@@ -143,37 +142,6 @@ func waitForAnswer(ctx context.Context, api string, want int, deadline time.Time
 		case <-ctx.Done():
 			return got, ctx.Err()
 		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-// waitForStableTraces reads Jaeger until the span count is unchanged for
-// three reads in a row.
-func waitForStableTraces(ctx context.Context, addr string, deadline time.Time) (*trace.Set, error) {
-	c, err := jaeger.Dial(jaeger.Config{Addr: addr, Timeout: 30 * time.Second})
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	last, stable := -1, 0
-	for {
-		set := &trace.Set{}
-		now := time.Now()
-		if _, err := c.Find(ctx, jaeger.Query{Start: now.Add(-time.Hour), End: now.Add(time.Minute)}, set, nil); err != nil {
-			return nil, err
-		}
-		if n := set.SpanCount(); n > 0 && n == last {
-			stable++
-		} else {
-			stable, last = 0, n
-		}
-		if stable >= 2 || time.Now().After(deadline) {
-			return set, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
 		}
 	}
 }

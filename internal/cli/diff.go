@@ -91,8 +91,8 @@ func (o *DiffOptions) graphOf(ctx context.Context, arg string) (*graph.Graph, er
 		if !ok {
 			return nil, usagef("%q: with --jaeger, A and B are time windows START..END (RFC 3339)", arg)
 		}
-		src = SourceOptions{Jaeger: o.Jaeger, Since: since, Until: until, Lookback: time.Hour, PageSize: 500, Parallel: 4,
-			Timeout: o.Timeout, MaxRecvMiB: 64}
+		src = jaegerSource(o.Jaeger, since, until)
+		src.Timeout = o.Timeout
 		if err := src.validate(o.IO); err != nil {
 			return nil, err
 		}

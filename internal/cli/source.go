@@ -294,3 +294,46 @@ func (o *SourceOptions) streamGraph(io *IOStreams) (g *graph.Graph, ok bool, err
 	}
 	return b.Graph(), true, nil
 }
+
+// loadStable reads the source again and again, poll apart, until the span
+// count is unchanged (and not zero) for stablePolls reads in a row, or the
+// deadline passes; settled says which. Each read is reported on stderr.
+func (o *SourceOptions) loadStable(ctx context.Context, io *IOStreams, stablePolls int, poll time.Duration, deadline time.Time) (set *trace.Set, settled bool, err error) {
+	quiet := &IOStreams{In: io.In, Out: io.Out, ErrOut: ioDiscard{}, Getenv: io.Getenv}
+	last, stable := -1, 0
+	for reads := 1; ; reads++ {
+		if set, err = o.load(ctx, quiet); err != nil {
+			return nil, false, err
+		}
+		n := set.SpanCount()
+		if n > 0 && n == last {
+			stable++
+		} else {
+			stable = 0
+		}
+		last = n
+		fmt.Fprintf(io.ErrOut, "read %d: %d traces, %d spans (stable for %d of %d reads)\n", reads, set.Len(), n, stable, stablePolls)
+		if stable >= stablePolls {
+			return set, true, nil
+		}
+		if time.Now().Add(poll).After(deadline) {
+			return set, false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
+
+type ioDiscard struct{}
+
+func (ioDiscard) Write(p []byte) (int, error) { return len(p), nil }
+
+// jaegerSource reads a whole Jaeger window with the default settings of
+// the source flags.
+func jaegerSource(addr, since, until string) SourceOptions {
+	return SourceOptions{Jaeger: addr, Since: since, Until: until, Lookback: time.Hour, PageSize: 500, Parallel: 4,
+		Timeout: 30 * time.Second, MaxRecvMiB: 64}
+}
