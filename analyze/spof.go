@@ -5,7 +5,6 @@ import (
 	"sort"
 	"strings"
 
-	gg "gonum.org/v1/gonum/graph"
 	"gonum.org/v1/gonum/graph/flow"
 	"gonum.org/v1/gonum/graph/simple"
 
@@ -359,5 +358,3 @@ func ArticulationPoints(adj [][]int) (cuts []int, bridges [][2]int) {
 	})
 	return cuts, bridges
 }
-
-var _ gg.Node = simple.Node(0)

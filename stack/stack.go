@@ -334,8 +334,6 @@ func (c *Component) waitHealthy(ctx context.Context, timeout time.Duration) erro
 	}
 }
 
-func freePort() (int, error) { return jaeger.FreePort() }
-
 // Up starts the stack and waits until every component is healthy. On any
 // failure it stops what it started and returns an error naming the cause.
 func Up(ctx context.Context, o Options) (st *State, err error) {
@@ -411,7 +409,7 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 
 	brokers := o.KafkaBrokers
 	if embedded {
-		hp, err := freePort()
+		hp, err := jaeger.FreePort()
 		if err != nil {
 			return st, err
 		}
@@ -464,7 +462,7 @@ func serviceComponent(o *Options, st *State, name string, r int, brokers []strin
 	hp := o.APIPort
 	if name != API {
 		var err error
-		if hp, err = freePort(); err != nil {
+		if hp, err = jaeger.FreePort(); err != nil {
 			return Component{}, err
 		}
 	}

@@ -80,9 +80,10 @@ type Client struct {
 	api  api_v2.QueryServiceClient
 }
 
+// bearer sends the token on every call. It does not insist on TLS: a
+// token over plaintext to a loopback or sidecar proxy is the user's call.
 type bearer struct {
-	token  string
-	secure bool
+	token string
 }
 
 func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
@@ -128,7 +129,7 @@ func Dial(cfg Config) (*Client, error) {
 		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
 	if cfg.Token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: cfg.Token, secure: cfg.TLS}))
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: cfg.Token}))
 	}
 	conn, err := grpc.NewClient(cfg.Addr, opts...)
 	if err != nil {
