@@ -11,8 +11,10 @@ type edgeKey struct {
 	group    string
 }
 
+// recordKey names a record: its topic (by node id, which is cheaper to
+// hash than the name), partition and offset.
 type recordKey struct {
-	topic     string
+	topic     int32
 	partition int32
 	offset    int64
 }
@@ -23,11 +25,44 @@ type spanKey struct {
 }
 
 // producer is what the builder remembers of a producer span for pairing.
+// It holds no pointers (nodes by id), so the collector never scans the
+// list, which grows with the input.
 type producer struct {
-	ref   SpanRef
-	topic string
+	tid   trace.TraceID
+	sid   trace.SpanID
 	start int64
+	// partition and offset are -1 when the span does not carry them.
+	offset     int64
+	partition  int32
+	svc, topic int32
 }
+
+// producerMsgID is the message ID of the producer at index j, for the few
+// systems that set one.
+type producerMsgID struct {
+	j  int
+	id string
+}
+
+// chunked is an append-only list grown in fixed chunks: appending never
+// copies what is already there.
+type chunked[T any] struct {
+	chunks [][]T
+	n      int
+}
+
+const chunkLen = 4096
+
+func (c *chunked[T]) add(v T) {
+	if c.n%chunkLen == 0 {
+		c.chunks = append(c.chunks, make([]T, 0, chunkLen))
+	}
+	last := &c.chunks[len(c.chunks)-1]
+	*last = append(*last, v)
+	c.n++
+}
+
+func (c *chunked[T]) at(j int) *T { return &c.chunks[j/chunkLen][j%chunkLen] }
 
 // pendingConsumer is a consumer span whose producer could not be found in
 // its own trace; it is resolved (link, stitch or unmatched) by Graph.
@@ -77,29 +112,29 @@ func hasLink(s *trace.Span) bool {
 // Builder accumulates traces into a graph. Add traces in any order, then
 // call Graph once. It keeps only what pairing needs, not the traces.
 type Builder struct {
-	g          *Graph
-	edges      map[edgeKey]*Edge
-	byRecord   map[recordKey]producer
-	byMsgID    map[string]producer
-	bySpan     map[spanKey]producer
+	g     *Graph
+	edges map[edgeKey]*Edge
+	// producers are kept in a list, not indexed: only consumers whose
+	// producer is not their parent (pending) need them, usually few, so
+	// Graph indexes those and runs the producers past the index once.
+	producers  chunked[producer]
+	msgIDs     []producerMsgID
 	pending    []pendingConsumer
 	roots      []rootProducer
 	keyed      map[keyedKey][]keyedConsumer
-	idx        map[trace.SpanID]*trace.Span
-	remoteKids map[trace.SpanID]struct{}
+	nodes      [len(nodeKindNames)]map[string]*Node
+	services   map[*trace.Resource]*Node
+	idx        trace.Index
+	remoteKids []bool
 }
 
 // NewBuilder returns an empty builder.
 func NewBuilder() *Builder {
 	return &Builder{
-		g:          &Graph{byKey: map[string]*Node{}},
-		edges:      map[edgeKey]*Edge{},
-		byRecord:   map[recordKey]producer{},
-		byMsgID:    map[string]producer{},
-		bySpan:     map[spanKey]producer{},
-		keyed:      map[keyedKey][]keyedConsumer{},
-		idx:        map[trace.SpanID]*trace.Span{},
-		remoteKids: map[trace.SpanID]struct{}{},
+		g:        &Graph{byKey: map[string]*Node{}},
+		edges:    map[edgeKey]*Edge{},
+		keyed:    map[keyedKey][]keyedConsumer{},
+		services: map[*trace.Resource]*Node{},
 	}
 }
 
@@ -113,12 +148,30 @@ func Build(traces []trace.Trace) *Graph {
 }
 
 func (b *Builder) node(kind NodeKind, name string) *Node {
-	key := nodeKindNames[kind] + ":" + name
-	n, ok := b.g.byKey[key]
+	n, ok := b.nodes[kind][name]
 	if !ok {
-		n = &Node{Key: key, Kind: kind, Name: name}
+		if b.nodes[kind] == nil {
+			b.nodes[kind] = map[string]*Node{}
+		}
+		key := nodeKindNames[kind] + ":" + name
+		n = &Node{Key: key, Kind: kind, Name: name, seq: int32(len(b.g.Nodes))}
+		b.nodes[kind][name] = n
 		b.g.byKey[key] = n
 		b.g.Nodes = append(b.g.Nodes, n)
+	}
+	return n
+}
+
+// service returns the service node of a span's resource, noting the
+// resource's instance the first time the resource is seen.
+func (b *Builder) service(s *trace.Span) *Node {
+	n, ok := b.services[s.Resource]
+	if !ok {
+		n = b.node(KindService, s.Service())
+		if inst := s.Resource.Instance(); inst != "" {
+			addTo(&n.instances, inst)
+		}
+		b.services[s.Resource] = n
 	}
 	return n
 }
@@ -161,60 +214,55 @@ func addTo[K comparable](m *map[K]struct{}, k K) {
 func (b *Builder) Add(t *trace.Trace) {
 	b.g.Traces++
 	b.g.Spans += len(t.Spans)
-	clear(b.idx)
+	b.idx.Reset(t.Spans)
+	if cap(b.remoteKids) < len(t.Spans) {
+		b.remoteKids = make([]bool, len(t.Spans))
+	}
+	b.remoteKids = b.remoteKids[:len(t.Spans)]
 	clear(b.remoteKids)
 	for i := range t.Spans {
-		b.idx[t.Spans[i].SpanID] = &t.Spans[i]
-	}
-	for i := range t.Spans {
-		s := &t.Spans[i]
-		if pid, ok := s.Parent(); ok {
-			if p := b.idx[pid]; p != nil && p.Service() != s.Service() {
-				b.remoteKids[pid] = struct{}{}
-			}
+		if p := b.idx.Parent(i); p >= 0 && t.Spans[p].Resource != t.Spans[i].Resource && t.Spans[p].Service() != t.Spans[i].Service() {
+			b.remoteKids[p] = true
 		}
 	}
 	for i := range t.Spans {
-		b.addSpan(&t.Spans[i])
+		b.addSpan(t.Spans, i)
 	}
 }
 
-func (b *Builder) parentOf(s *trace.Span) *trace.Span {
-	if pid, ok := s.Parent(); ok {
-		return b.idx[pid]
-	}
-	return nil
-}
-
-func (b *Builder) addSpan(s *trace.Span) {
+func (b *Builder) addSpan(spans []trace.Span, i int) {
+	s := &spans[i]
 	svcName := s.Service()
-	svc := b.node(KindService, svcName)
+	svc := b.service(s)
 	svc.Spans++
 	if s.Error {
 		svc.Errors++
 	}
-	if inst := s.Resource.Instance(); inst != "" {
-		addTo(&svc.instances, inst)
+	if _, ok := svc.operations[s.Operation]; !ok {
+		addTo(&svc.operations, s.Operation)
 	}
-	addTo(&svc.operations, s.Operation)
-	p := b.parentOf(s)
+	pi := b.idx.Parent(i)
+	var p *trace.Span
+	if pi >= 0 {
+		p = &spans[pi]
+	}
 	ref := SpanRef{TraceID: s.TraceID, SpanID: s.SpanID, Service: svcName}
 
-	if m, ok := s.Messaging(); ok && m.Destination != "" {
+	if m, ok := b.idx.Messaging(i); ok && m.Destination != "" {
 		topic := b.node(KindTopic, m.Destination)
 		if m.Partition >= 0 {
 			addTo(&topic.partitions, m.Partition)
 		}
 		switch {
 		case m.IsProducer():
-			if p != nil && p.Service() == svcName && trace.SameHop(p, m, true) {
+			if p != nil && p.Service() == svcName && b.idx.SameHop(pi, m, true) {
 				return // nested publish span of the same record
 			}
 			topic.Spans++
 			if s.Error {
 				topic.Errors++
 			}
-			if _, hasParent := s.Parent(); hasParent {
+			if pi != trace.NoParent {
 				b.edge(svc, topic, EdgeProduce, RelParent, "").observeClient(s.Error, int64(s.Duration), m.ClientID)
 			} else if hasLink(s) {
 				b.edge(svc, topic, EdgeProduce, RelLink, "").observeClient(s.Error, int64(s.Duration), m.ClientID)
@@ -224,17 +272,17 @@ func (b *Builder) addSpan(s *trace.Span) {
 				b.roots = append(b.roots, rootProducer{ref: ref, node: svc, topic: topic, key: m.Key, client: m.ClientID,
 					start: s.Start.UnixNano(), dur: int64(s.Duration), err: s.Error})
 			}
-			pr := producer{ref: ref, topic: m.Destination, start: s.Start.UnixNano()}
+			pr := producer{tid: s.TraceID, sid: s.SpanID, start: s.Start.UnixNano(), partition: -1, offset: -1, svc: svc.seq, topic: topic.seq}
 			if m.Partition >= 0 && m.Offset >= 0 {
-				b.byRecord[recordKey{m.Destination, m.Partition, m.Offset}] = pr
+				pr.partition, pr.offset = m.Partition, m.Offset
 			}
 			if m.MessageID != "" {
-				b.byMsgID[m.MessageID] = pr
+				b.msgIDs = append(b.msgIDs, producerMsgID{b.producers.n, m.MessageID})
 			}
-			b.bySpan[spanKey{s.TraceID, s.SpanID}] = pr
+			b.producers.add(pr)
 			return
 		case m.IsConsumer():
-			if p != nil && p.Service() == svcName && trace.SameHop(p, m, false) {
+			if p != nil && p.Service() == svcName && b.idx.SameHop(pi, m, false) {
 				return // process span under the receive span of the same record
 			}
 			topic.Spans++
@@ -245,7 +293,7 @@ func (b *Builder) addSpan(s *trace.Span) {
 				k := keyedKey{svcName, m.Key}
 				b.keyed[k] = append(b.keyed[k], keyedConsumer{ref: ref, topic: m.Destination, start: s.Start.UnixNano()})
 			}
-			if p != nil && trace.SameHop(p, m, true) {
+			if b.idx.SameHop(pi, m, true) {
 				b.edge(topic, svc, EdgeConsume, RelParent, m.ConsumerGroup).
 					observeClient(s.Error, s.Start.UnixNano()-p.Start.UnixNano(), m.ClientID)
 				return
@@ -271,12 +319,12 @@ func (b *Builder) addSpan(s *trace.Span) {
 			}
 			b.edge(b.node(KindService, p.Service()), svc, EdgeCall, RelParent, "").observe(s.Error, lat)
 		}
-	} else if _, hasParent := s.Parent(); !hasParent && s.Kind == trace.KindServer {
+	} else if pi == trace.NoParent && s.Kind == trace.KindServer {
 		b.edge(b.node(KindUnknownCaller, svcName), svc, EdgeCall, RelSpan, "").observe(s.Error, int64(s.Duration))
 	}
 
 	if s.Kind == trace.KindClient || s.Kind == trace.KindProducer {
-		if _, answered := b.remoteKids[s.SpanID]; answered {
+		if b.remoteKids[i] {
 			return
 		}
 		peer := s.Peer()
@@ -307,31 +355,29 @@ func (b *Builder) addSpan(s *trace.Span) {
 // span links, else by stitching — and returns the finished graph. Call it
 // once; the builder is spent afterwards.
 func (b *Builder) Graph() *Graph {
+	m := b.matchPending()
 	for i := range b.pending {
 		pc := &b.pending[i]
 		rel, prod, found := RelSpan, producer{}, false
-		for _, l := range pc.links {
-			if pr, ok := b.bySpan[spanKey{l.TraceID, l.SpanID}]; ok && pr.topic == pc.topic.Name {
-				rel, prod, found = RelLink, pr, true
-				break
-			}
-		}
-		if !found {
+		if mt := m[i]; mt.link >= 0 {
+			rel, prod, found = RelLink, *b.producers.at(mt.link), true
+		} else {
 			st := Stitch{Consumer: pc.ref, Topic: pc.topic.Name, Partition: -1, Offset: -1}
 			if pc.partition >= 0 && pc.offset >= 0 {
-				prod, found = b.byRecord[recordKey{pc.topic.Name, pc.partition, pc.offset}]
 				st.Partition, st.Offset = pc.partition, pc.offset
+				if mt.record >= 0 {
+					prod, found = *b.producers.at(mt.record), true
+				}
 			}
 			if !found && pc.msgID != "" {
-				prod, found = b.byMsgID[pc.msgID]
-				if found && prod.topic != pc.topic.Name {
-					found = false
+				if mt.msgID >= 0 && b.producers.at(mt.msgID).topic == pc.topic.seq {
+					prod, found = *b.producers.at(mt.msgID), true
 				}
 				st.Partition, st.Offset, st.MessageID = -1, -1, pc.msgID
 			}
 			if found {
 				rel = RelStitched
-				st.Producer = prod.ref
+				st.Producer = b.ref(&prod)
 				b.g.Stitches = append(b.g.Stitches, st)
 			}
 		}
@@ -351,11 +397,75 @@ func (b *Builder) Graph() *Graph {
 			e.lat = append(e.lat, lat)
 		}
 	}
-	b.pending = nil
+	b.pending, b.producers, b.msgIDs = nil, chunked[producer]{}, nil
 	b.resolveRoots()
 	g := b.g
 	g.finish()
 	return g
+}
+
+// match is what a pending consumer found among the producers, as indexes
+// into Builder.producers (-1: nothing): the producer one of its links points
+// to (on the same topic), the producer of its record (topic, partition,
+// offset), and the latest producer of its message ID (any topic).
+type match struct{ link, linkPos, record, msgID int }
+
+// matchPending is a hash join of the pending consumers (indexed: usually
+// the smaller side) with the producers (scanned once). Where several
+// producers match, the last one added wins.
+func (b *Builder) matchPending() []match {
+	if len(b.pending) == 0 {
+		return nil
+	}
+	out := make([]match, len(b.pending))
+	type linkFrom struct{ consumer, pos int }
+	byLink := map[spanKey][]linkFrom{}
+	byRecord := map[recordKey][]int{}
+	byMsgID := map[string][]int{}
+	for i := range b.pending {
+		pc := &b.pending[i]
+		out[i] = match{-1, -1, -1, -1}
+		for pos, l := range pc.links {
+			k := spanKey{l.TraceID, l.SpanID}
+			byLink[k] = append(byLink[k], linkFrom{i, pos})
+		}
+		if pc.partition >= 0 && pc.offset >= 0 {
+			k := recordKey{pc.topic.seq, pc.partition, pc.offset}
+			byRecord[k] = append(byRecord[k], i)
+		}
+		if pc.msgID != "" {
+			byMsgID[pc.msgID] = append(byMsgID[pc.msgID], i)
+		}
+	}
+	for j := 0; j < b.producers.n; j++ {
+		pr := b.producers.at(j)
+		if len(byLink) > 0 {
+			for _, l := range byLink[spanKey{pr.tid, pr.sid}] {
+				// The first link (in the span's order) to a producer of the topic wins.
+				if o := &out[l.consumer]; pr.topic == b.pending[l.consumer].topic.seq && (o.link < 0 || l.pos < o.linkPos) {
+					o.link, o.linkPos = j, l.pos
+				}
+			}
+		}
+		if pr.partition >= 0 {
+			for _, i := range byRecord[recordKey{pr.topic, pr.partition, pr.offset}] {
+				out[i].record = j
+			}
+		}
+	}
+	if len(byMsgID) > 0 {
+		for _, pm := range b.msgIDs {
+			for _, i := range byMsgID[pm.id] {
+				out[i].msgID = pm.j
+			}
+		}
+	}
+	return out
+}
+
+// ref is the span reference of a remembered producer.
+func (b *Builder) ref(p *producer) SpanRef {
+	return SpanRef{TraceID: p.tid, SpanID: p.sid, Service: b.g.Nodes[p.svc].Name}
 }
 
 // resolveRoots decides the relation of every root produce span. In a service

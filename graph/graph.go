@@ -47,6 +47,7 @@ type Node struct {
 	// Partitions are the partitions seen, sorted. Topics only.
 	Partitions []int32
 
+	seq        int32 // index in Graph.Nodes while building
 	instances  map[string]struct{}
 	operations map[string]struct{}
 	partitions map[int32]struct{}

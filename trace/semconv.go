@@ -58,76 +58,143 @@ type Messaging struct {
 	ClientID      string
 }
 
-// Attribute names by semconv generation. The first present name wins, so
-// newer names come first.
-var (
-	attrDestination = []string{
+// Attribute names by semconv generation, per field of the views. The first
+// present (non-empty) name wins, so newer names come first.
+var fieldNames = [nFields][]string{
+	fSystem: {"messaging.system"},
+	fDestination: {
 		"messaging.destination.name", // 1.17+ producers, 1.24+ both sides
 		"messaging.source.name",      // 1.17–1.23 consumers (kotel)
 		"messaging.destination",      // ≤1.16
 		"messaging.kafka.topic",
-	}
-	attrOperation = []string{
+	},
+	fOperation: {
 		"messaging.operation.type", // 1.27+
 		"messaging.operation",      // ≤1.26
 		"messaging.operation.name", // 1.27+, system-specific (send, poll)
-	}
-	attrPartition = []string{
+	},
+	fPartition: {
 		"messaging.destination.partition.id", // 1.26+
 		"messaging.kafka.destination.partition",
 		"messaging.kafka.source.partition",
 		"messaging.kafka.partition",
-	}
-	attrOffset = []string{
+	},
+	fOffset: {
 		"messaging.kafka.offset",         // 1.24+
 		"messaging.kafka.message.offset", // 1.17–1.23 (kotel)
-	}
-	attrKey = []string{
+	},
+	fKey: {
 		"messaging.kafka.message.key",
 		"messaging.kafka.message_key",
-	}
-	attrMessageID = []string{
+	},
+	fMessageID: {
 		"messaging.message.id",
 		"messaging.message_id",
-	}
-	attrGroup = []string{
+	},
+	fGroup: {
 		"messaging.consumer.group.name", // 1.27+
 		"messaging.kafka.consumer.group",
 		"messaging.kafka.consumer_group",
-	}
-	attrClientID = []string{
+	},
+	fClientID: {
 		"messaging.client.id", // 1.24+
 		"messaging.client_id",
 		"messaging.kafka.client_id",
-	}
-	attrPeerService = []string{"peer.service"}
-	attrDBSystem    = []string{"db.system.name", "db.system"}
-	attrDBName      = []string{"db.namespace", "db.name"}
-	attrServerAddr  = []string{"server.address", "net.peer.name"}
+	},
+	fPeerService: {"peer.service"},
+	fDBSystem:    {"db.system.name", "db.system"},
+	fDBName:      {"db.namespace", "db.name"},
+	fServerAddr:  {"server.address", "net.peer.name"},
+}
+
+// field is one value of the messaging or peer view.
+type field uint8
+
+const (
+	fSystem field = iota
+	fDestination
+	fOperation
+	fPartition
+	fOffset
+	fKey
+	fMessageID
+	fGroup
+	fClientID
+	fPeerService
+	fDBSystem
+	fDBName
+	fServerAddr
+	nFields
 )
 
-func (a Attributes) first(keys []string) string {
-	for _, k := range keys {
-		if v, ok := a.Get(k); ok && v != "" {
-			return v
+// known is one attribute name a view reads: its field and its rank among
+// that field's names (0 wins).
+type known struct {
+	name  string
+	field field
+	rank  uint8
+}
+
+// knownByLen indexes fieldNames by name length, so a scan compares a key
+// with the one or two names of its length instead of hashing it.
+var knownByLen = func() [][]known {
+	var t [][]known
+	for f, names := range fieldNames {
+		for r, n := range names {
+			for len(t) <= len(n) {
+				t = append(t, nil)
+			}
+			t[len(n)] = append(t[len(n)], known{n, field(f), uint8(r)})
 		}
 	}
-	return ""
+	return t
+}()
+
+// fields holds the winning value of each view field.
+type fields [nFields]string
+
+// scan reads every attribute once and keeps, per field, the value of the
+// highest-ranked name present with a non-empty value.
+func (a Attributes) scan(v *fields) {
+	var rank [nFields]uint8
+	for i := range rank {
+		rank[i] = 255
+	}
+	for i := range a {
+		k := a[i].Key
+		if len(k) >= len(knownByLen) || a[i].Value == "" {
+			continue
+		}
+		for _, c := range knownByLen[len(k)] {
+			if c.name == k {
+				if c.rank < rank[c.field] {
+					rank[c.field] = c.rank
+					v[c.field] = a[i].Value
+				}
+				break
+			}
+		}
+	}
 }
 
 // Messaging returns the span's messaging view. ok is false when the span is
 // not a messaging span: it names no messaging system or destination, or it
 // is neither a producer nor a consumer and names no operation.
 func (s *Span) Messaging() (m Messaging, ok bool) {
-	a := s.Attributes
-	m.System, _ = a.Get("messaging.system")
-	m.Destination = a.first(attrDestination)
+	var v fields
+	s.Attributes.scan(&v)
+	return messagingOf(s.Kind, &v)
+}
+
+func messagingOf(kind Kind, v *fields) (m Messaging, ok bool) {
+	m.System = v[fSystem]
+	m.Destination = v[fDestination]
 	if m.System == "" && m.Destination == "" {
 		return Messaging{}, false
 	}
-	m.Operation = parseOp(a.first(attrOperation))
+	m.Operation = parseOp(v[fOperation])
 	if m.Operation == OpUnknown {
-		switch s.Kind {
+		switch kind {
 		case KindProducer:
 			m.Operation = OpPublish
 		case KindConsumer:
@@ -137,21 +204,21 @@ func (s *Span) Messaging() (m Messaging, ok bool) {
 		}
 	}
 	m.Partition = -1
-	if v := a.first(attrPartition); v != "" {
+	if v := v[fPartition]; v != "" {
 		if p, err := strconv.ParseInt(v, 10, 32); err == nil {
 			m.Partition = int32(p)
 		}
 	}
 	m.Offset = -1
-	if v := a.first(attrOffset); v != "" {
+	if v := v[fOffset]; v != "" {
 		if o, err := strconv.ParseInt(v, 10, 64); err == nil {
 			m.Offset = o
 		}
 	}
-	m.Key = a.first(attrKey)
-	m.MessageID = a.first(attrMessageID)
-	m.ConsumerGroup = a.first(attrGroup)
-	m.ClientID = a.first(attrClientID)
+	m.Key = v[fKey]
+	m.MessageID = v[fMessageID]
+	m.ConsumerGroup = v[fGroup]
+	m.ClientID = v[fClientID]
 	return m, true
 }
 
@@ -174,13 +241,13 @@ func (p Peer) IsZero() bool { return p == Peer{} }
 
 // Peer returns the span's peer view.
 func (s *Span) Peer() Peer {
-	a := s.Attributes
-	return Peer{
-		Service:       a.first(attrPeerService),
-		DBSystem:      a.first(attrDBSystem),
-		DBName:        a.first(attrDBName),
-		ServerAddress: a.first(attrServerAddr),
-	}
+	var v fields
+	s.Attributes.scan(&v)
+	return peerOf(&v)
+}
+
+func peerOf(v *fields) Peer {
+	return Peer{Service: v[fPeerService], DBSystem: v[fDBSystem], DBName: v[fDBName], ServerAddress: v[fServerAddr]}
 }
 
 // SameHop reports whether p is a messaging span on the same topic as m: a

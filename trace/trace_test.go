@@ -2,6 +2,8 @@ package trace
 
 import (
 	"errors"
+	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -195,5 +197,53 @@ func TestResourcesShare(t *testing.T) {
 	c := r.Get("s", attrs("k", "w"))
 	if a != b || a == c {
 		t.Error("interning broken")
+	}
+}
+
+// firstOf is the plain reading of fieldNames: per field, the first name in
+// priority order whose attribute is present and non-empty.
+func firstOf(a Attributes) fields {
+	var v fields
+	for f, names := range fieldNames {
+		for _, n := range names {
+			if val, ok := a.Get(n); ok && val != "" {
+				v[f] = val
+				break
+			}
+		}
+	}
+	return v
+}
+
+// TestScanMatchesPriorityOrder checks the one-pass scan against the plain
+// reading on random attribute lists drawn from every known name, some
+// unknown ones, and empty values.
+func TestScanMatchesPriorityOrder(t *testing.T) {
+	var names []string
+	for _, list := range fieldNames {
+		names = append(names, list...)
+	}
+	names = append(names, "messaging", "messaging.kafka", "db.systemx", "http.method", "")
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 5000; i++ {
+		var a Attributes
+		seen := map[string]bool{}
+		for j := rng.IntN(12); j > 0; j-- {
+			k := names[rng.IntN(len(names))]
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			val := ""
+			if rng.IntN(4) > 0 {
+				val = strconv.Itoa(rng.IntN(100))
+			}
+			a = append(a, Attribute{k, val})
+		}
+		var got fields
+		a.scan(&got)
+		if want := firstOf(a); got != want {
+			t.Fatalf("attributes %v: scan %q, want %q", a, got, want)
+		}
 	}
 }

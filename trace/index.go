@@ -1,0 +1,121 @@
+package trace
+
+// Index reads the spans of one trace once: where each span's parent is, and
+// each span's messaging view. Graph building and break analysis ask these
+// questions of every span, several times; an Index answers them from arrays.
+// Reset it for each trace: its memory is reused, so walking a million traces
+// allocates almost nothing, and a million-span trace costs what a thousand
+// small ones do. The zero value is ready to use; it is not safe for
+// concurrent use.
+type Index struct {
+	spans  []Span
+	slots  []int32 // open addressing by span ID: index+1, 0 is empty
+	shift  uint
+	parent []int32
+	msg    []Messaging
+	isMsg  []bool
+}
+
+// Parent values other than a span index.
+const (
+	// NoParent: the span has no parent reference in its own trace (a root).
+	NoParent = -1
+	// MissingParent: the span names a parent that is not in the trace.
+	MissingParent = -2
+)
+
+// Reset indexes spans, which the Index uses until the next Reset.
+func (x *Index) Reset(spans []Span) {
+	x.spans = spans
+	n := len(spans)
+	size, shift := 8, uint(61)
+	for size < 2*n {
+		size <<= 1
+		shift--
+	}
+	if cap(x.slots) < size {
+		x.slots = make([]int32, size)
+	} else {
+		x.slots = x.slots[:size]
+		clear(x.slots)
+	}
+	x.shift = shift
+	mask := uint64(size - 1)
+	for i := range spans {
+		id := spans[i].SpanID
+		for h := x.hash(id); ; h = (h + 1) & mask {
+			j := x.slots[h]
+			if j == 0 || spans[j-1].SpanID == id {
+				x.slots[h] = int32(i + 1) // a repeated ID: the last span wins
+				break
+			}
+		}
+	}
+	x.parent = grow(x.parent, n)
+	x.msg = grow(x.msg, n)
+	x.isMsg = grow(x.isMsg, n)
+	var v fields
+	for i := range spans {
+		s := &spans[i]
+		p := int32(NoParent)
+		if pid, ok := s.Parent(); ok {
+			p = int32(x.Find(pid))
+			if p < 0 {
+				p = MissingParent
+			}
+		}
+		x.parent[i] = p
+		v = fields{}
+		s.Attributes.scan(&v)
+		x.msg[i], x.isMsg[i] = messagingOf(s.Kind, &v)
+	}
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+func (x *Index) hash(id SpanID) uint64 {
+	return (uint64(id) * 0x9E3779B97F4A7C15) >> x.shift
+}
+
+// Find returns the index of the span with this ID, or -1.
+func (x *Index) Find(id SpanID) int {
+	if len(x.slots) == 0 {
+		return -1
+	}
+	mask := uint64(len(x.slots) - 1)
+	for h := x.hash(id); ; h = (h + 1) & mask {
+		j := x.slots[h]
+		if j == 0 {
+			return -1
+		}
+		if x.spans[j-1].SpanID == id {
+			return int(j - 1)
+		}
+	}
+}
+
+// Parent returns the index of span i's parent, NoParent or MissingParent.
+func (x *Index) Parent(i int) int { return int(x.parent[i]) }
+
+// Messaging returns span i's messaging view, as Span.Messaging would.
+func (x *Index) Messaging(i int) (Messaging, bool) { return x.msg[i], x.isMsg[i] }
+
+// SameHop is the package's SameHop for span j of the trace.
+func (x *Index) SameHop(j int, m Messaging, producer bool) bool {
+	if j < 0 {
+		return false
+	}
+	pm, ok := x.msg[j], x.isMsg[j]
+	if !ok || pm.Destination != m.Destination {
+		return false
+	}
+	if producer {
+		return pm.IsProducer()
+	}
+	return pm.IsConsumer()
+}
