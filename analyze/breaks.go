@@ -2,8 +2,10 @@ package analyze
 
 import (
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ktrace-dev/ktrace/graph"
@@ -50,8 +52,6 @@ type Finding struct {
 	Examples []trace.TraceID
 	// MaxSkew is the largest skew seen (clock-skew only).
 	MaxSkew time.Duration
-
-	traces map[trace.TraceID]struct{}
 }
 
 // Report is the result of Breaks.
@@ -70,6 +70,9 @@ type Options struct {
 	SkewTolerance time.Duration
 	// Incomplete traces are left out and listed in the report.
 	Incomplete map[trace.TraceID]bool
+	// Workers is how many goroutines share the traces; zero means one per
+	// CPU (fewer for small sets).
+	Workers int
 }
 
 type spanKey struct {
@@ -77,139 +80,159 @@ type spanKey struct {
 	sid trace.SpanID
 }
 
+// findingKey identifies a finding by what its Where is made of, so the
+// text is formatted once per finding, not once per occurrence.
 type findingKey struct {
-	rule  Rule
-	where string
+	rule       Rule
+	a, b, c, d string
 }
 
+// finding is a Finding while it is being counted.
+type finding struct {
+	Finding
+	last  trace.TraceID // the trace counted last: traces arrive one at a time
+	first bool          // no trace counted yet
+}
+
+// collector counts findings for a run of traces, one trace at a time.
 type collector struct {
-	m map[findingKey]*Finding
+	m     map[findingKey]*finding
+	order []findingKey
 }
 
-func (c *collector) add(f Finding, tid trace.TraceID) *Finding {
-	k := findingKey{f.Rule, f.Where}
-	have, ok := c.m[k]
-	if !ok {
-		f.traces = map[trace.TraceID]struct{}{}
-		have = &f
-		c.m[k] = have
+// get returns the finding for k, creating an empty one (new is true) that
+// the caller fills in.
+func (c *collector) get(k findingKey) (f *finding, new bool) {
+	if f, ok := c.m[k]; ok {
+		return f, false
 	}
-	have.Occurrences++
-	have.traces[tid] = struct{}{}
-	return have
+	f = &finding{first: true}
+	f.Rule = k.rule
+	c.m[k] = f
+	c.order = append(c.order, k)
+	return f, true
+}
+
+// count adds one occurrence in trace tid.
+func (f *finding) count(tid trace.TraceID) {
+	f.Occurrences++
+	if f.first || f.last != tid {
+		f.first, f.last = false, tid
+		f.Traces++
+		f.Examples = addExample(f.Examples, tid)
+	}
+}
+
+// addExample keeps the MaxExamples smallest trace IDs, sorted.
+func addExample(ex []trace.TraceID, id trace.TraceID) []trace.TraceID {
+	i := sort.Search(len(ex), func(i int) bool { return !less(ex[i], id) })
+	if i < len(ex) && ex[i] == id {
+		return ex
+	}
+	if i >= MaxExamples {
+		return ex
+	}
+	if len(ex) < MaxExamples {
+		ex = append(ex, trace.TraceID{})
+	}
+	copy(ex[i+1:], ex[i:])
+	ex[i] = id
+	return ex
+}
+
+// merge folds o (which counted later traces) into c.
+func (c *collector) merge(o *collector) {
+	for _, k := range o.order {
+		of := o.m[k]
+		f, isNew := c.get(k)
+		if isNew {
+			*f = *of
+			continue
+		}
+		f.Occurrences += of.Occurrences
+		f.Traces += of.Traces
+		for _, id := range of.Examples {
+			f.Examples = addExample(f.Examples, id)
+		}
+		for _, s := range of.From {
+			f.From = appendUnique(f.From, s)
+		}
+		if of.MaxSkew > f.MaxSkew {
+			f.MaxSkew = of.MaxSkew
+		}
+	}
+}
+
+// context is what the whole set says, read before the traces one by one.
+type context struct {
+	o Options
+	// What the graph knows: who is called or produced to by instrumented
+	// upstreams, which services consume, which consumers were stitched.
+	calledByOthers map[string]bool
+	producedTopics map[string]bool
+	consumes       map[string][]string
+	stitched       map[spanKey]graph.Stitch
+	// consumerSpans are the link targets that are consumer spans;
+	// producerStart the start times of stitched hops' producers.
+	consumerSpans map[spanKey]string
+	producerStart map[spanKey]time.Time
 }
 
 // Breaks analyses traces (with g, the graph built from the same traces)
-// and returns the break points, ranked by affected traces.
+// and returns the break points, ranked by affected traces. Traces must be
+// distinct by ID, as a trace.Set gives them. The work is shared among the
+// CPUs.
 func Breaks(traces []trace.Trace, g *graph.Graph, o Options) Report {
-	rep := Report{}
-	c := &collector{m: map[findingKey]*Finding{}}
-
-	// What the graph knows: who is called or produced to by instrumented
-	// upstreams, which services consume, which consumers were stitched.
-	calledByOthers := map[string]bool{}
-	producedTopics := map[string]bool{}
-	consumes := map[string][]string{}
+	x := &context{o: o, calledByOthers: map[string]bool{}, producedTopics: map[string]bool{},
+		consumes: map[string][]string{}, stitched: map[spanKey]graph.Stitch{},
+		consumerSpans: map[spanKey]string{}, producerStart: map[spanKey]time.Time{}}
 	for _, e := range g.Edges {
 		switch {
 		case e.Kind == graph.EdgeCall && e.Relation == graph.RelParent:
-			calledByOthers[e.To.Name] = true
+			x.calledByOthers[e.To.Name] = true
 		case e.Kind == graph.EdgeProduce:
-			producedTopics[e.To.Name] = true
+			x.producedTopics[e.To.Name] = true
 		case e.Kind == graph.EdgeConsume:
-			consumes[e.To.Name] = appendUnique(consumes[e.To.Name], e.From.Name)
+			x.consumes[e.To.Name] = appendUnique(x.consumes[e.To.Name], e.From.Name)
 		}
 	}
-	stitched := map[spanKey]graph.Stitch{}
 	for _, s := range g.Stitches {
 		if s.Kind == graph.StitchHop {
-			stitched[spanKey{s.Consumer.TraceID, s.Consumer.SpanID}] = s
+			x.stitched[spanKey{s.Consumer.TraceID, s.Consumer.SpanID}] = s
+			x.producerStart[spanKey{s.Producer.TraceID, s.Producer.SpanID}] = time.Time{}
 		}
 	}
+	x.index(traces)
 
-	// Global indexes: consumer spans (link targets) and producer start times.
-	consumerSpans := map[spanKey]string{}
-	producerStart := map[spanKey]time.Time{}
-	for i := range traces {
-		t := &traces[i]
-		if o.Incomplete[t.ID] {
-			continue
-		}
-		for j := range t.Spans {
-			s := &t.Spans[j]
-			if m, ok := s.Messaging(); ok {
-				if m.IsConsumer() {
-					consumerSpans[spanKey{s.TraceID, s.SpanID}] = s.Service()
-				} else if m.IsProducer() {
-					producerStart[spanKey{s.TraceID, s.SpanID}] = s.Start
-				}
-			}
-		}
+	workers := o.Workers
+	if workers <= 0 {
+		workers = min(runtime.GOMAXPROCS(0), len(traces)/2000+1)
 	}
-
-	idx := map[trace.SpanID]*trace.Span{}
-	for i := range traces {
-		t := &traces[i]
-		if o.Incomplete[t.ID] {
-			rep.Incomplete = append(rep.Incomplete, t.ID)
-			continue
-		}
-		rep.Traces++
-		rep.Spans += len(t.Spans)
-		clear(idx)
-		for j := range t.Spans {
-			idx[t.Spans[j].SpanID] = &t.Spans[j]
-		}
-		var rootSvcs []string
-		for j := range t.Spans {
-			s := &t.Spans[j]
-			svc := s.Service()
-			pid, hasParent := s.Parent()
-			parent := idx[pid]
-			m, isMsg := s.Messaging()
-			switch {
-			case !hasParent:
-				rootSvcs = appendUnique(rootSvcs, svc)
-				checkRoot(c, s, m, isMsg, calledByOthers, producedTopics, stitched)
-			case parent == nil:
-				c.add(Finding{Rule: RuleOrphan, Service: svc, Where: svc + ": parent span not in the trace"}, t.ID)
-			case parent.Service() != svc && s.Start.Before(parent.Start.Add(-o.SkewTolerance)):
-				skew(c, parent.Service(), svc, parent.Start.Sub(s.Start), t.ID, "starts before its parent")
-			}
-			if isMsg && m.IsConsumer() {
-				if st, ok := stitched[spanKey{s.TraceID, s.SpanID}]; ok {
-					f := c.add(Finding{Rule: RuleLostHop, Service: svc, Topic: st.Topic, Group: m.ConsumerGroup,
-						Where: fmt.Sprintf("%s → %s → %s", st.Producer.Service, st.Topic, svc)}, t.ID)
-					f.From = appendUnique(f.From, st.Producer.Service)
-					if ps, ok := producerStart[spanKey{st.Producer.TraceID, st.Producer.SpanID}]; ok && s.Start.Before(ps.Add(-o.SkewTolerance)) {
-						skew(c, st.Producer.Service, svc, ps.Sub(s.Start), t.ID, "consumes before it was produced")
-					}
-				}
-			}
-			if isMsg && m.IsProducer() && len(consumes[svc]) > 0 && !continuesInput(s, idx, consumerSpans) {
-				f := c.add(Finding{Rule: RuleLostInside, Service: svc, Topic: m.Destination,
-					Where: fmt.Sprintf("%s: %s → %s", svc, strings.Join(consumes[svc], ", "), m.Destination)}, t.ID)
-				f.From = consumes[svc]
-			}
-		}
-		if len(rootSvcs) > 1 || countRoots(t) > 1 {
-			sort.Strings(rootSvcs)
-			c.add(Finding{Rule: RuleMultipleRoots, Service: rootSvcs[0], Where: "roots in " + strings.Join(rootSvcs, ", ")}, t.ID)
-		}
+	workers = max(1, min(workers, len(traces)))
+	parts := make([]part, workers)
+	var wg sync.WaitGroup
+	for w := range parts {
+		lo, hi := len(traces)*w/workers, len(traces)*(w+1)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			parts[w] = x.run(traces[lo:hi])
+		}()
 	}
+	wg.Wait()
 
-	for _, f := range c.m {
-		f.Traces = len(f.traces)
-		for id := range f.traces {
-			f.Examples = append(f.Examples, id)
-		}
-		sort.Slice(f.Examples, func(i, j int) bool { return less(f.Examples[i], f.Examples[j]) })
-		if len(f.Examples) > MaxExamples {
-			f.Examples = f.Examples[:MaxExamples]
-		}
+	rep := Report{}
+	all := &collector{m: map[findingKey]*finding{}}
+	for _, p := range parts {
+		rep.Traces += p.traces
+		rep.Spans += p.spans
+		rep.Incomplete = append(rep.Incomplete, p.incomplete...)
+		all.merge(p.c)
+	}
+	for _, k := range all.order {
+		f := all.m[k]
 		sort.Strings(f.From)
-		f.traces = nil
-		rep.Findings = append(rep.Findings, *f)
+		rep.Findings = append(rep.Findings, f.Finding)
 	}
 	sort.Slice(rep.Findings, func(i, j int) bool {
 		a, b := rep.Findings[i], rep.Findings[j]
@@ -225,21 +248,147 @@ func Breaks(traces []trace.Trace, g *graph.Graph, o Options) Report {
 	return rep
 }
 
+// index fills consumerSpans and producerStart. Only link targets and the
+// producers of stitched hops are looked for, so a set without links or
+// broken hops costs one cheap pass.
+func (x *context) index(traces []trace.Trace) {
+	for i := range traces {
+		if x.o.Incomplete[traces[i].ID] {
+			continue
+		}
+		for j := range traces[i].Spans {
+			for _, r := range traces[i].Spans[j].Refs {
+				if r.Type == trace.RefLink {
+					x.consumerSpans[spanKey{r.TraceID, r.SpanID}] = ""
+				}
+			}
+		}
+	}
+	if len(x.consumerSpans) == 0 && len(x.producerStart) == 0 {
+		return
+	}
+	for i := range traces {
+		if x.o.Incomplete[traces[i].ID] {
+			continue
+		}
+		for j := range traces[i].Spans {
+			s := &traces[i].Spans[j]
+			k := spanKey{s.TraceID, s.SpanID}
+			_, linked := x.consumerSpans[k]
+			_, stitched := x.producerStart[k]
+			if !linked && !stitched {
+				continue
+			}
+			m, ok := s.Messaging()
+			if linked && ok && m.IsConsumer() {
+				x.consumerSpans[k] = s.Service()
+			}
+			if stitched && ok && m.IsProducer() {
+				x.producerStart[k] = s.Start
+			}
+		}
+	}
+	for k, svc := range x.consumerSpans {
+		if svc == "" {
+			delete(x.consumerSpans, k) // not a consumer span
+		}
+	}
+	for k, t := range x.producerStart {
+		if t.IsZero() {
+			delete(x.producerStart, k)
+		}
+	}
+}
+
+// part is one worker's share of the result.
+type part struct {
+	c             *collector
+	traces, spans int
+	incomplete    []trace.TraceID
+}
+
+// run analyses a run of traces.
+func (x *context) run(traces []trace.Trace) part {
+	p := part{c: &collector{m: map[findingKey]*finding{}}}
+	c := p.c
+	var idx trace.Index
+	var rootSvcs []string
+	for i := range traces {
+		t := &traces[i]
+		if x.o.Incomplete[t.ID] {
+			p.incomplete = append(p.incomplete, t.ID)
+			continue
+		}
+		p.traces++
+		p.spans += len(t.Spans)
+		idx.Reset(t.Spans)
+		rootSvcs = rootSvcs[:0]
+		roots := 0
+		for j := range t.Spans {
+			s := &t.Spans[j]
+			svc := s.Service()
+			pi := idx.Parent(j)
+			m, isMsg := idx.Messaging(j)
+			switch {
+			case pi == trace.NoParent:
+				roots++
+				rootSvcs = appendUnique(rootSvcs, svc)
+				x.checkRoot(c, s, m, isMsg)
+			case pi == trace.MissingParent:
+				f, isNew := c.get(findingKey{rule: RuleOrphan, a: svc})
+				if isNew {
+					f.Service, f.Where = svc, svc+": parent span not in the trace"
+				}
+				f.count(t.ID)
+			default:
+				if parent := &t.Spans[pi]; parent.Resource != s.Resource && parent.Service() != svc && s.Start.Before(parent.Start.Add(-x.o.SkewTolerance)) {
+					skew(c, parent.Service(), svc, parent.Start.Sub(s.Start), t.ID, "starts before its parent")
+				}
+			}
+			if !isMsg {
+				continue
+			}
+			if m.IsConsumer() && len(x.stitched) > 0 {
+				if st, ok := x.stitched[spanKey{s.TraceID, s.SpanID}]; ok {
+					f, isNew := c.get(findingKey{rule: RuleLostHop, a: st.Producer.Service, b: st.Topic, c: svc})
+					if isNew {
+						f.Service, f.Topic, f.Group = svc, st.Topic, m.ConsumerGroup
+						f.Where = fmt.Sprintf("%s → %s → %s", st.Producer.Service, st.Topic, svc)
+						f.From = []string{st.Producer.Service}
+					}
+					f.count(t.ID)
+					if ps, ok := x.producerStart[spanKey{st.Producer.TraceID, st.Producer.SpanID}]; ok && s.Start.Before(ps.Add(-x.o.SkewTolerance)) {
+						skew(c, st.Producer.Service, svc, ps.Sub(s.Start), t.ID, "consumes before it was produced")
+					}
+				}
+			}
+			if m.IsProducer() && len(x.consumes[svc]) > 0 && !x.continuesInput(t.Spans, &idx, j) {
+				f, isNew := c.get(findingKey{rule: RuleLostInside, a: svc, b: m.Destination})
+				if isNew {
+					f.Service, f.Topic, f.From = svc, m.Destination, x.consumes[svc]
+					f.Where = fmt.Sprintf("%s: %s → %s", svc, strings.Join(x.consumes[svc], ", "), m.Destination)
+				}
+				f.count(t.ID)
+			}
+		}
+		if len(rootSvcs) > 1 || roots > 1 {
+			sort.Strings(rootSvcs)
+			where := "roots in " + strings.Join(rootSvcs, ", ")
+			f, isNew := c.get(findingKey{rule: RuleMultipleRoots, a: where})
+			if isNew {
+				f.Service, f.Where = rootSvcs[0], where
+			}
+			f.count(t.ID)
+		}
+	}
+	return p
+}
+
 func less(a, b trace.TraceID) bool {
 	if a.High != b.High {
 		return a.High < b.High
 	}
 	return a.Low < b.Low
-}
-
-func countRoots(t *trace.Trace) int {
-	n := 0
-	for i := range t.Spans {
-		if _, ok := t.Spans[i].Parent(); !ok {
-			n++
-		}
-	}
-	return n
 }
 
 func appendUnique(list []string, s string) []string {
@@ -252,8 +401,11 @@ func appendUnique(list []string, s string) []string {
 }
 
 func skew(c *collector, from, to string, d time.Duration, tid trace.TraceID, what string) {
-	f := c.add(Finding{Rule: RuleClockSkew, Service: to, Where: fmt.Sprintf("%s → %s: %s", from, to, what)}, tid)
-	f.From = appendUnique(f.From, from)
+	f, isNew := c.get(findingKey{rule: RuleClockSkew, a: from, b: to, c: what})
+	if isNew {
+		f.Service, f.Where, f.From = to, fmt.Sprintf("%s → %s: %s", from, to, what), []string{from}
+	}
+	f.count(tid)
 	if d > f.MaxSkew {
 		f.MaxSkew = d
 	}
@@ -263,14 +415,18 @@ func skew(c *collector, from, to string, d time.Duration, tid trace.TraceID, wha
 // that its service (or topic) has instrumented upstreams. A consumer root
 // that links to a producer is a healthy link-based hop; one paired by
 // stitching is reported as a lost hop instead.
-func checkRoot(c *collector, s *trace.Span, m trace.Messaging, isMsg bool, calledByOthers, producedTopics map[string]bool, stitched map[spanKey]graph.Stitch) {
+func (x *context) checkRoot(c *collector, s *trace.Span, m trace.Messaging, isMsg bool) {
 	svc := s.Service()
 	switch {
-	case s.Kind == trace.KindServer && calledByOthers[svc]:
-		c.add(Finding{Rule: RuleMidGraphRoot, Service: svc,
-			Where: fmt.Sprintf("%s: server span %q starts a trace, though instrumented services call %s", svc, s.Operation, svc)}, s.TraceID)
-	case isMsg && m.IsConsumer() && producedTopics[m.Destination]:
-		if _, ok := stitched[spanKey{s.TraceID, s.SpanID}]; ok {
+	case s.Kind == trace.KindServer && x.calledByOthers[svc]:
+		f, isNew := c.get(findingKey{rule: RuleMidGraphRoot, a: svc, b: s.Operation, c: "server"})
+		if isNew {
+			f.Service = svc
+			f.Where = fmt.Sprintf("%s: server span %q starts a trace, though instrumented services call %s", svc, s.Operation, svc)
+		}
+		f.count(s.TraceID)
+	case isMsg && m.IsConsumer() && x.producedTopics[m.Destination]:
+		if _, ok := x.stitched[spanKey{s.TraceID, s.SpanID}]; ok {
 			return
 		}
 		for _, r := range s.Refs {
@@ -278,8 +434,12 @@ func checkRoot(c *collector, s *trace.Span, m trace.Messaging, isMsg bool, calle
 				return
 			}
 		}
-		c.add(Finding{Rule: RuleMidGraphRoot, Service: svc, Topic: m.Destination,
-			Where: fmt.Sprintf("%s → %s: consumer span starts a trace, though instrumented producers write %s", m.Destination, svc, m.Destination)}, s.TraceID)
+		f, isNew := c.get(findingKey{rule: RuleMidGraphRoot, a: svc, b: m.Destination, c: "consumer"})
+		if isNew {
+			f.Service, f.Topic = svc, m.Destination
+			f.Where = fmt.Sprintf("%s → %s: consumer span starts a trace, though instrumented producers write %s", m.Destination, svc, m.Destination)
+		}
+		f.count(s.TraceID)
 	}
 }
 
@@ -287,27 +447,27 @@ func checkRoot(c *collector, s *trace.Span, m trace.Messaging, isMsg bool, calle
 // carries on from something: a consumer or server span among its ancestors
 // in the trace, or a link (on it or an ancestor of its service) to a
 // consumer span.
-func continuesInput(s *trace.Span, idx map[trace.SpanID]*trace.Span, consumerSpans map[spanKey]string) bool {
+func (x *context) continuesInput(spans []trace.Span, idx *trace.Index, i int) bool {
+	s := &spans[i]
 	svc := s.Service()
-	for cur, steps := s, 0; cur != nil && steps < len(idx)+1; steps++ {
-		if cur != s && (cur.Kind == trace.KindConsumer || cur.Kind == trace.KindServer) {
+	for cur, steps := i, 0; steps < len(spans)+1; steps++ {
+		c := &spans[cur]
+		if cur != i && (c.Kind == trace.KindConsumer || c.Kind == trace.KindServer) {
 			return true
 		}
-		if cur.Service() == svc {
-			for _, r := range cur.Refs {
+		if len(x.consumerSpans) > 0 && c.Service() == svc {
+			for _, r := range c.Refs {
 				if r.Type == trace.RefLink {
-					if _, ok := consumerSpans[spanKey{r.TraceID, r.SpanID}]; ok {
+					if _, ok := x.consumerSpans[spanKey{r.TraceID, r.SpanID}]; ok {
 						return true
 					}
 				}
 			}
 		}
-		pid, ok := cur.Parent()
-		if !ok {
+		switch cur = idx.Parent(cur); cur {
+		case trace.NoParent:
 			return false
-		}
-		cur = idx[pid]
-		if cur == nil {
+		case trace.MissingParent:
 			return true // the chain leaves the data (an orphan): not this rule's to judge
 		}
 	}

@@ -1,12 +1,14 @@
 package analyze_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/synth"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -211,4 +213,48 @@ func TestRecordedStackRuns(t *testing.T) {
 	}
 	links := load(t, "stargazers-links")
 	none(t, analyze.Breaks(links, graph.Build(links), analyze.Options{SkewTolerance: 10 * time.Millisecond}))
+}
+
+// TestBreaksWorkersAgree: the traces are shared among workers and their
+// counts merged; any number of workers must give the one-worker report.
+// The set has lost hops, orphans (dropped spans), skew (shifted spans) and
+// multiple roots, so every merge path is taken.
+func TestBreaksWorkersAgree(t *testing.T) {
+	ts := synth.Generate(synth.Config{Traces: 6000, SpansPerTrace: 12, Services: 8, Topics: 4, BrokenShare: 0.2, Seed: 3})
+	for i := range ts {
+		switch i % 7 {
+		case 1: // drop a span from the middle: its children become orphans
+			if n := len(ts[i].Spans); n > 3 {
+				ts[i].Spans = append(ts[i].Spans[:n/2:n/2], ts[i].Spans[n/2+1:]...)
+			}
+		case 2: // a called service that starts long before its caller
+			for j := range ts[i].Spans {
+				if s := &ts[i].Spans[j]; s.Kind == trace.KindServer && len(s.Refs) > 0 {
+					s.Start = s.Start.Add(-time.Duration(i%5+1) * time.Second)
+					break
+				}
+			}
+		case 3: // a span that lost its parent reference: a second root
+			if n := len(ts[i].Spans); n > 3 {
+				ts[i].Spans[n/2].Refs = nil
+			}
+		}
+	}
+	g := graph.Build(ts)
+	one := analyze.Breaks(ts, g, analyze.Options{Workers: 1})
+	rules := map[analyze.Rule]bool{}
+	for _, f := range one.Findings {
+		rules[f.Rule] = true
+	}
+	for _, r := range []analyze.Rule{analyze.RuleLostHop, analyze.RuleOrphan, analyze.RuleClockSkew, analyze.RuleMultipleRoots} {
+		if !rules[r] {
+			t.Fatalf("the set has no %s finding; rules found: %v", r, rules)
+		}
+	}
+	for _, w := range []int{2, 3, 7} {
+		got := analyze.Breaks(ts, g, analyze.Options{Workers: w})
+		if !reflect.DeepEqual(got, one) {
+			t.Fatalf("%d workers:\n%+v\none worker:\n%+v", w, got.Findings, one.Findings)
+		}
+	}
 }
