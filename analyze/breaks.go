@@ -172,10 +172,8 @@ type context struct {
 	producedTopics map[string]bool
 	consumes       map[string][]string
 	stitched       map[spanKey]graph.Stitch
-	// consumerSpans are the link targets that are consumer spans;
-	// producerStart the start times of stitched hops' producers.
+	// consumerSpans are the link targets that are consumer spans.
 	consumerSpans map[spanKey]string
-	producerStart map[spanKey]time.Time
 }
 
 // Breaks analyses traces (with g, the graph built from the same traces)
@@ -185,7 +183,7 @@ type context struct {
 func Breaks(traces []trace.Trace, g *graph.Graph, o Options) Report {
 	x := &context{o: o, calledByOthers: map[string]bool{}, producedTopics: map[string]bool{},
 		consumes: map[string][]string{}, stitched: map[spanKey]graph.Stitch{},
-		consumerSpans: map[spanKey]string{}, producerStart: map[spanKey]time.Time{}}
+		consumerSpans: map[spanKey]string{}}
 	for _, e := range g.Edges {
 		switch {
 		case e.Kind == graph.EdgeCall && e.Relation == graph.RelParent:
@@ -199,7 +197,6 @@ func Breaks(traces []trace.Trace, g *graph.Graph, o Options) Report {
 	for _, s := range g.Stitches {
 		if s.Kind == graph.StitchHop {
 			x.stitched[spanKey{s.Consumer.TraceID, s.Consumer.SpanID}] = s
-			x.producerStart[spanKey{s.Producer.TraceID, s.Producer.SpanID}] = time.Time{}
 		}
 	}
 	x.index(traces)
@@ -248,9 +245,8 @@ func Breaks(traces []trace.Trace, g *graph.Graph, o Options) Report {
 	return rep
 }
 
-// index fills consumerSpans and producerStart. Only link targets and the
-// producers of stitched hops are looked for, so a set without links or
-// broken hops costs one cheap pass.
+// index fills consumerSpans. Only link targets are looked for, so a set
+// without links costs one cheap pass.
 func (x *context) index(traces []trace.Trace) {
 	for i := range traces {
 		if x.o.Incomplete[traces[i].ID] {
@@ -264,7 +260,7 @@ func (x *context) index(traces []trace.Trace) {
 			}
 		}
 	}
-	if len(x.consumerSpans) == 0 && len(x.producerStart) == 0 {
+	if len(x.consumerSpans) == 0 {
 		return
 	}
 	for i := range traces {
@@ -274,28 +270,17 @@ func (x *context) index(traces []trace.Trace) {
 		for j := range traces[i].Spans {
 			s := &traces[i].Spans[j]
 			k := spanKey{s.TraceID, s.SpanID}
-			_, linked := x.consumerSpans[k]
-			_, stitched := x.producerStart[k]
-			if !linked && !stitched {
+			if _, linked := x.consumerSpans[k]; !linked {
 				continue
 			}
-			m, ok := s.Messaging()
-			if linked && ok && m.IsConsumer() {
+			if m, ok := s.Messaging(); ok && m.IsConsumer() {
 				x.consumerSpans[k] = s.Service()
-			}
-			if stitched && ok && m.IsProducer() {
-				x.producerStart[k] = s.Start
 			}
 		}
 	}
 	for k, svc := range x.consumerSpans {
 		if svc == "" {
 			delete(x.consumerSpans, k) // not a consumer span
-		}
-	}
-	for k, t := range x.producerStart {
-		if t.IsZero() {
-			delete(x.producerStart, k)
 		}
 	}
 }
@@ -357,8 +342,8 @@ func (x *context) run(traces []trace.Trace) part {
 						f.From = []string{st.Producer.Service}
 					}
 					f.count(t.ID)
-					if ps, ok := x.producerStart[spanKey{st.Producer.TraceID, st.Producer.SpanID}]; ok && s.Start.Before(ps.Add(-x.o.SkewTolerance)) {
-						skew(c, st.Producer.Service, svc, ps.Sub(s.Start), t.ID, "consumes before it was produced")
+					if st.Lag < -x.o.SkewTolerance {
+						skew(c, st.Producer.Service, svc, -st.Lag, t.ID, "consumes before it was produced")
 					}
 				}
 			}

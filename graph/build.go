@@ -1,6 +1,10 @@
 package graph
 
 import (
+	"runtime"
+	"sync"
+	"time"
+
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -138,13 +142,92 @@ func NewBuilder() *Builder {
 	}
 }
 
-// Build returns the graph of traces.
+// Build returns the graph of traces. Large sets are shared among the CPUs:
+// each builds from a run of traces and the builders are merged in order,
+// which gives the graph one builder would.
 func Build(traces []trace.Trace) *Graph {
-	b := NewBuilder()
-	for i := range traces {
-		b.Add(&traces[i])
+	return BuildWorkers(traces, 0)
+}
+
+// BuildWorkers is Build with a number of goroutines; zero means one per
+// CPU (fewer for small sets).
+func BuildWorkers(traces []trace.Trace, workers int) *Graph {
+	if workers <= 0 {
+		workers = min(runtime.GOMAXPROCS(0), len(traces)/2000+1)
 	}
-	return b.Graph()
+	workers = max(1, min(workers, len(traces)))
+	bs := make([]*Builder, workers)
+	var wg sync.WaitGroup
+	for w := range bs {
+		lo, hi := len(traces)*w/workers, len(traces)*(w+1)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := NewBuilder()
+			for i := lo; i < hi; i++ {
+				b.Add(&traces[i])
+			}
+			bs[w] = b
+		}()
+	}
+	wg.Wait()
+	for _, o := range bs[1:] {
+		bs[0].Merge(o)
+	}
+	return bs[0].Graph()
+}
+
+// Merge folds o, which was fed the traces that come after b's, into b, as
+// if b had been fed them itself. o is spent afterwards.
+func (b *Builder) Merge(o *Builder) {
+	b.g.Traces += o.g.Traces
+	b.g.Spans += o.g.Spans
+	to := make([]*Node, len(o.g.Nodes))
+	for _, n := range o.g.Nodes {
+		t := b.node(n.Kind, n.Name)
+		t.Spans += n.Spans
+		t.Errors += n.Errors
+		for k := range n.instances {
+			addTo(&t.instances, k)
+		}
+		for k := range n.operations {
+			addTo(&t.operations, k)
+		}
+		for k := range n.partitions {
+			addTo(&t.partitions, k)
+		}
+		to[n.seq] = t
+	}
+	for _, e := range o.g.Edges {
+		t := b.edge(to[e.From.seq], to[e.To.seq], e.Kind, e.Relation, e.Group)
+		t.Count += e.Count
+		t.Errors += e.Errors
+		t.lat = append(t.lat, e.lat...)
+		for k := range e.clientIDs {
+			addTo(&t.clientIDs, k)
+		}
+	}
+	base := b.producers.n
+	for j := 0; j < o.producers.n; j++ {
+		p := *o.producers.at(j)
+		p.svc, p.topic = to[p.svc].seq, to[p.topic].seq
+		b.producers.add(p)
+	}
+	for _, m := range o.msgIDs {
+		b.msgIDs = append(b.msgIDs, producerMsgID{base + m.j, m.id})
+	}
+	for _, pc := range o.pending {
+		pc.node, pc.topic = to[pc.node.seq], to[pc.topic.seq]
+		b.pending = append(b.pending, pc)
+	}
+	for _, r := range o.roots {
+		r.node, r.topic = to[r.node.seq], to[r.topic.seq]
+		b.roots = append(b.roots, r)
+	}
+	for k, list := range o.keyed {
+		b.keyed[k] = append(b.keyed[k], list...)
+	}
+	*o = Builder{}
 }
 
 func (b *Builder) node(kind NodeKind, name string) *Node {
@@ -378,6 +461,7 @@ func (b *Builder) Graph() *Graph {
 			if found {
 				rel = RelStitched
 				st.Producer = b.ref(&prod)
+				st.Lag = time.Duration(pc.start - prod.start)
 				b.g.Stitches = append(b.g.Stitches, st)
 			}
 		}

@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -151,6 +152,9 @@ type Stitch struct {
 	Offset          int64 // -1 when not matched by offset
 	MessageID       string
 	Key             string // pass-through: the record key both share
+	// Lag is how long after the producer span started the consumer span
+	// started (hop stitches; negative when their clocks disagree).
+	Lag time.Duration
 }
 
 // Graph is the service graph. Nodes are sorted by kind then name, edges by
@@ -261,7 +265,7 @@ func percentiles(lat []int64) (p50, p95, p99 time.Duration) {
 	if len(lat) == 0 {
 		return 0, 0, 0
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	slices.Sort(lat)
 	rank := func(p int) time.Duration {
 		i := (p*len(lat)+99)/100 - 1
 		if i < 0 {

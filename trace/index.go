@@ -65,9 +65,12 @@ func (x *Index) Reset(spans []Span) {
 			}
 		}
 		x.parent[i] = p
-		v = fields{}
-		s.Attributes.scan(&v)
-		x.msg[i], x.isMsg[i] = messagingOf(s.Kind, &v)
+		x.isMsg[i] = false
+		if len(s.Attributes) > 0 {
+			v = fields{}
+			s.Attributes.scan(&v)
+			x.isMsg[i] = messagingOf(&x.msg[i], s.Kind, &v)
+		}
 	}
 }
 
@@ -103,15 +106,23 @@ func (x *Index) Find(id SpanID) int {
 func (x *Index) Parent(i int) int { return int(x.parent[i]) }
 
 // Messaging returns span i's messaging view, as Span.Messaging would.
-func (x *Index) Messaging(i int) (Messaging, bool) { return x.msg[i], x.isMsg[i] }
+func (x *Index) Messaging(i int) (Messaging, bool) {
+	if !x.isMsg[i] {
+		return Messaging{}, false
+	}
+	return x.msg[i], true
+}
 
 // SameHop is the package's SameHop for span j of the trace.
 func (x *Index) SameHop(j int, m Messaging, producer bool) bool {
 	if j < 0 {
 		return false
 	}
-	pm, ok := x.msg[j], x.isMsg[j]
-	if !ok || pm.Destination != m.Destination {
+	if !x.isMsg[j] {
+		return false
+	}
+	pm := &x.msg[j]
+	if pm.Destination != m.Destination {
 		return false
 	}
 	if producer {

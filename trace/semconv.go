@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"math"
 	"strconv"
 	"strings"
 )
@@ -183,43 +184,61 @@ func (a Attributes) scan(v *fields) {
 func (s *Span) Messaging() (m Messaging, ok bool) {
 	var v fields
 	s.Attributes.scan(&v)
-	return messagingOf(s.Kind, &v)
-}
-
-func messagingOf(kind Kind, v *fields) (m Messaging, ok bool) {
-	m.System = v[fSystem]
-	m.Destination = v[fDestination]
-	if m.System == "" && m.Destination == "" {
+	if !messagingOf(&m, s.Kind, &v) {
 		return Messaging{}, false
 	}
-	m.Operation = parseOp(v[fOperation])
-	if m.Operation == OpUnknown {
+	return m, true
+}
+
+// messagingOf fills m from the scanned fields and reports whether the span
+// is a messaging span; when it is not, m is left partly written.
+func messagingOf(m *Messaging, kind Kind, v *fields) bool {
+	if v[fSystem] == "" && v[fDestination] == "" {
+		return false
+	}
+	op := parseOp(v[fOperation])
+	if op == OpUnknown {
 		switch kind {
 		case KindProducer:
-			m.Operation = OpPublish
+			op = OpPublish
 		case KindConsumer:
-			m.Operation = OpReceive
+			op = OpReceive
 		default:
-			return Messaging{}, false
+			return false
 		}
 	}
-	m.Partition = -1
-	if v := v[fPartition]; v != "" {
-		if p, err := strconv.ParseInt(v, 10, 32); err == nil {
-			m.Partition = int32(p)
-		}
+	*m = Messaging{System: v[fSystem], Destination: v[fDestination], Operation: op,
+		Partition: int32(parseCount(v[fPartition], math.MaxInt32)), Offset: parseCount(v[fOffset], math.MaxInt64),
+		Key: v[fKey], MessageID: v[fMessageID], ConsumerGroup: v[fGroup], ClientID: v[fClientID]}
+	return true
+}
+
+// parseCount reads a partition or offset: a decimal number from 0 to max,
+// else -1. Plain digits, the usual form, are read without strconv.
+func parseCount(s string, max int64) int64 {
+	if s == "" {
+		return -1
 	}
-	m.Offset = -1
-	if v := v[fOffset]; v != "" {
-		if o, err := strconv.ParseInt(v, 10, 64); err == nil {
-			m.Offset = o
+	if len(s) <= 18 {
+		var n int64
+		for i := 0; i < len(s); i++ {
+			c := s[i] - '0'
+			if c > 9 {
+				goto slow
+			}
+			n = n*10 + int64(c)
 		}
+		if n > max {
+			return -1
+		}
+		return n
 	}
-	m.Key = v[fKey]
-	m.MessageID = v[fMessageID]
-	m.ConsumerGroup = v[fGroup]
-	m.ClientID = v[fClientID]
-	return m, true
+slow:
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > max {
+		return -1
+	}
+	return n
 }
 
 // IsProducer reports whether the view is of a span that writes a message.

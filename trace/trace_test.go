@@ -247,3 +247,19 @@ func TestScanMatchesPriorityOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestParseCount(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		max  int64
+		want int64
+	}{
+		{"", 100, -1}, {"0", 100, 0}, {"17", 100, 17}, {"007", 100, 7}, {"+5", 100, 5}, {"-3", 100, -1},
+		{"1x", 100, -1}, {"101", 100, -1}, {"2147483647", 2147483647, 2147483647}, {"2147483648", 2147483647, -1},
+		{"9223372036854775807", 9223372036854775807, 9223372036854775807}, {"99999999999999999999", 9223372036854775807, -1},
+	} {
+		if got := parseCount(c.in, c.max); got != c.want {
+			t.Errorf("parseCount(%q, %d) = %d, want %d", c.in, c.max, got, c.want)
+		}
+	}
+}
