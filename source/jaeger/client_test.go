@@ -169,6 +169,37 @@ func TestFindSplitsFullWindows(t *testing.T) {
 	}
 }
 
+// TestFindSplitsWhereTheTracesAre: 2000 traces in a 2-second stretch of a
+// 2-hour window. Bisection would spend a dozen full calls halving empty
+// hours; cutting at the returned traces' start times goes straight there.
+func TestFindSplitsWhereTheTracesAre(t *testing.T) {
+	s := &store{spans: spans(2000, time.Millisecond, false)}
+	c, err := Dial(Config{Addr: serve(t, s)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var set trace.Set
+	st, err := c.Find(context.Background(), Query{Start: t0.Add(-time.Hour), End: t0.Add(time.Hour), PageSize: 500}, &set, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.Len() != 2000 || st.Truncated != 0 {
+		t.Fatalf("got %d traces (stats %+v), want all 2000", set.Len(), st)
+	}
+	// Bisection takes 31 calls here (it halves empty hours first); cutting
+	// at the quartiles takes 21 (this store returns the oldest traces
+	// first, so each full call peels off three quarters of a page).
+	if st.Calls > 24 {
+		t.Errorf("%d calls for 2000 traces at 500 a call", st.Calls)
+	}
+	// The bare drain walks the same windows.
+	dst, err := c.Find(context.Background(), Query{Start: t0.Add(-time.Hour), End: t0.Add(time.Hour), PageSize: 500, Discard: true}, &trace.Set{}, nil)
+	if err != nil || dst.Calls != st.Calls || dst.Traces != 2000 {
+		t.Errorf("drain: %+v, %v; want %d calls and 2000 traces", dst, err, st.Calls)
+	}
+}
+
 func TestFindWarnsWhenWindowCannotSplit(t *testing.T) {
 	s := &store{spans: spans(300, 0, false)} // every trace starts at the same instant
 	c, _ := Dial(Config{Addr: serve(t, s)})
