@@ -19,3 +19,14 @@ func BenchmarkGraphAndBreaks(b *testing.B) {
 	}
 	b.ReportMetric(float64(200000*b.N)/b.Elapsed().Seconds(), "spans/s")
 }
+
+// BenchmarkRun is the same work in one pass: analyze.Run builds the graph
+// and finds the breaks reading each span once.
+func BenchmarkRun(b *testing.B) {
+	ts := synth.Generate(synth.Config{Traces: 10000, SpansPerTrace: 20, Services: 20, Topics: 10, BrokenShare: 0.1, Seed: 7})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		analyze.Run(ts, analyze.Options{})
+	}
+	b.ReportMetric(float64(200000*b.N)/b.Elapsed().Seconds(), "spans/s")
+}

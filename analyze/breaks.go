@@ -181,24 +181,7 @@ type context struct {
 // distinct by ID, as a trace.Set gives them. The work is shared among the
 // CPUs.
 func Breaks(traces []trace.Trace, g *graph.Graph, o Options) Report {
-	x := &context{o: o, calledByOthers: map[string]bool{}, producedTopics: map[string]bool{},
-		consumes: map[string][]string{}, stitched: map[spanKey]graph.Stitch{},
-		consumerSpans: map[spanKey]string{}}
-	for _, e := range g.Edges {
-		switch {
-		case e.Kind == graph.EdgeCall && e.Relation == graph.RelParent:
-			x.calledByOthers[e.To.Name] = true
-		case e.Kind == graph.EdgeProduce:
-			x.producedTopics[e.To.Name] = true
-		case e.Kind == graph.EdgeConsume:
-			x.consumes[e.To.Name] = appendUnique(x.consumes[e.To.Name], e.From.Name)
-		}
-	}
-	for _, s := range g.Stitches {
-		if s.Kind == graph.StitchHop {
-			x.stitched[spanKey{s.Consumer.TraceID, s.Consumer.SpanID}] = s
-		}
-	}
+	x := newContext(g, o)
 	x.index(traces)
 
 	workers := o.Workers
@@ -226,22 +209,7 @@ func Breaks(traces []trace.Trace, g *graph.Graph, o Options) Report {
 		rep.Incomplete = append(rep.Incomplete, p.incomplete...)
 		all.merge(p.c)
 	}
-	for _, k := range all.order {
-		f := all.m[k]
-		sort.Strings(f.From)
-		rep.Findings = append(rep.Findings, f.Finding)
-	}
-	sort.Slice(rep.Findings, func(i, j int) bool {
-		a, b := rep.Findings[i], rep.Findings[j]
-		switch {
-		case a.Traces != b.Traces:
-			return a.Traces > b.Traces
-		case a.Rule != b.Rule:
-			return ruleOrder[a.Rule] < ruleOrder[b.Rule]
-		}
-		return a.Where < b.Where
-	})
-	sort.Slice(rep.Incomplete, func(i, j int) bool { return less(rep.Incomplete[i], rep.Incomplete[j]) })
+	finishReport(&rep, all)
 	return rep
 }
 
@@ -320,11 +288,7 @@ func (x *context) run(traces []trace.Trace) part {
 				rootSvcs = appendUnique(rootSvcs, svc)
 				x.checkRoot(c, s, m, isMsg)
 			case pi == trace.MissingParent:
-				f, isNew := c.get(findingKey{rule: RuleOrphan, a: svc})
-				if isNew {
-					f.Service, f.Where = svc, svc+": parent span not in the trace"
-				}
-				f.count(t.ID)
+				orphan(c, svc, t.ID)
 			default:
 				if parent := &t.Spans[pi]; parent.Resource != s.Resource && parent.Service() != svc && s.Start.Before(parent.Start.Add(-x.o.SkewTolerance)) {
 					skew(c, parent.Service(), svc, parent.Start.Sub(s.Start), t.ID, "starts before its parent")
@@ -357,13 +321,7 @@ func (x *context) run(traces []trace.Trace) part {
 			}
 		}
 		if len(rootSvcs) > 1 || roots > 1 {
-			sort.Strings(rootSvcs)
-			where := "roots in " + strings.Join(rootSvcs, ", ")
-			f, isNew := c.get(findingKey{rule: RuleMultipleRoots, a: where})
-			if isNew {
-				f.Service, f.Where = rootSvcs[0], where
-			}
-			f.count(t.ID)
+			multipleRoots(c, rootSvcs, t.ID)
 		}
 	}
 	return p

@@ -1,6 +1,7 @@
 package analyze_test
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/synth"
+	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -220,26 +222,7 @@ func TestRecordedStackRuns(t *testing.T) {
 // The set has lost hops, orphans (dropped spans), skew (shifted spans) and
 // multiple roots, so every merge path is taken.
 func TestBreaksWorkersAgree(t *testing.T) {
-	ts := synth.Generate(synth.Config{Traces: 6000, SpansPerTrace: 12, Services: 8, Topics: 4, BrokenShare: 0.2, Seed: 3})
-	for i := range ts {
-		switch i % 7 {
-		case 1: // drop a span from the middle: its children become orphans
-			if n := len(ts[i].Spans); n > 3 {
-				ts[i].Spans = append(ts[i].Spans[:n/2:n/2], ts[i].Spans[n/2+1:]...)
-			}
-		case 2: // a called service that starts long before its caller
-			for j := range ts[i].Spans {
-				if s := &ts[i].Spans[j]; s.Kind == trace.KindServer && len(s.Refs) > 0 {
-					s.Start = s.Start.Add(-time.Duration(i%5+1) * time.Second)
-					break
-				}
-			}
-		case 3: // a span that lost its parent reference: a second root
-			if n := len(ts[i].Spans); n > 3 {
-				ts[i].Spans[n/2].Refs = nil
-			}
-		}
-	}
+	ts := brokenSet()
 	g := graph.Build(ts)
 	one := analyze.Breaks(ts, g, analyze.Options{Workers: 1})
 	rules := map[analyze.Rule]bool{}
@@ -255,6 +238,91 @@ func TestBreaksWorkersAgree(t *testing.T) {
 		got := analyze.Breaks(ts, g, analyze.Options{Workers: w})
 		if !reflect.DeepEqual(got, one) {
 			t.Fatalf("%d workers:\n%+v\none worker:\n%+v", w, got.Findings, one.Findings)
+		}
+	}
+}
+
+// brokenSet is a synthetic set with every kind of break: lost hops,
+// orphans (dropped spans), skew (shifted spans), multiple roots and
+// processors that lose their input, some with links that explain it (to a
+// consumer span) and some with links that do not (to a producer span).
+func brokenSet() []trace.Trace {
+	ts := synth.Generate(synth.Config{Traces: 6000, SpansPerTrace: 12, Services: 8, Topics: 4, BrokenShare: 0.2, Seed: 3})
+	find := func(tr *trace.Trace, k trace.Kind) *trace.Span {
+		for j := range tr.Spans {
+			if s := &tr.Spans[j]; s.Kind == k && len(s.Refs) > 0 {
+				return s
+			}
+		}
+		return nil
+	}
+	for i := range ts {
+		switch i % 7 {
+		case 1: // drop a span from the middle: its children become orphans
+			if n := len(ts[i].Spans); n > 3 {
+				ts[i].Spans = append(ts[i].Spans[:n/2:n/2], ts[i].Spans[n/2+1:]...)
+			}
+		case 2: // a called service that starts long before its caller
+			if s := find(&ts[i], trace.KindServer); s != nil {
+				s.Start = s.Start.Add(-time.Duration(i%5+1) * time.Second)
+			}
+		case 3: // a span that lost its parent reference: a second root
+			if n := len(ts[i].Spans); n > 3 {
+				ts[i].Spans[n/2].Refs = nil
+			}
+		case 4, 5: // a produce span that lost its parent but links to the
+			// previous trace's consumer span (4: continues its input) or
+			// producer span (5: does not)
+			p := find(&ts[i], trace.KindProducer)
+			target := find(&ts[i-1], trace.KindConsumer)
+			if i%7 == 5 {
+				target = find(&ts[i-1], trace.KindProducer)
+			}
+			if p != nil && target != nil {
+				p.Refs = []trace.Ref{{Type: trace.RefLink, TraceID: target.TraceID, SpanID: target.SpanID}}
+			}
+		}
+	}
+	return ts
+}
+
+// TestRunMatchesBreaks: the one-pass analyzer gives the graph and the
+// report that graph.Build and Breaks give, on the broken set (with any
+// number of workers) and on every fixture, with incomplete traces left out.
+func TestRunMatchesBreaks(t *testing.T) {
+	sets := map[string][]trace.Trace{"synthetic": brokenSet()}
+	for _, name := range []string{"kafka-e2e", "broken-hop", "rpc-chain", "db-peer"} {
+		var set trace.Set
+		if _, err := file.ReadFile("../fixtures/"+name+".json", nil, &set, &trace.Resources{}); err != nil {
+			t.Fatal(err)
+		}
+		sets[name] = set.Traces()
+	}
+	for _, name := range []string{"stargazers-lost", "stargazers-links"} {
+		var set trace.Set
+		if _, err := file.ReadFile("../fixtures/"+name+".ktrace", nil, &set, &trace.Resources{}); err != nil {
+			t.Fatal(err)
+		}
+		sets[name] = set.Traces()
+	}
+	for name, ts := range sets {
+		o := analyze.Options{SkewTolerance: time.Millisecond, Incomplete: map[trace.TraceID]bool{ts[len(ts)/2].ID: true}}
+		want := analyze.Breaks(ts, graph.Build(ts), o)
+		if len(want.Findings) == 0 && (name == "synthetic" || name == "stargazers-lost" || name == "broken-hop") {
+			t.Fatalf("%s: no findings to compare", name)
+		}
+		if name == "synthetic" && !strings.Contains(fmt.Sprint(want.Findings), string(analyze.RuleLostInside)) {
+			t.Fatalf("the synthetic set has no lost-inside finding")
+		}
+		for _, w := range []int{1, 2, 5} {
+			o.Workers = w
+			g, got := analyze.Run(ts, o)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s, %d workers: report differs\n got %+v\nwant %+v", name, w, got.Findings, want.Findings)
+			}
+			if gw := graph.Build(ts); len(g.Edges) != len(gw.Edges) || len(g.Stitches) != len(gw.Stitches) || g.Spans != gw.Spans {
+				t.Errorf("%s, %d workers: graph differs", name, w)
+			}
 		}
 	}
 }

@@ -129,6 +129,7 @@ type Builder struct {
 	nodes      [len(nodeKindNames)]map[string]*Node
 	services   map[*trace.Resource]*Node
 	idx        trace.Index
+	cur        *trace.Index // the index of the trace being added
 	remoteKids []bool
 }
 
@@ -295,16 +296,23 @@ func addTo[K comparable](m *map[K]struct{}, k K) {
 
 // Add folds one trace into the graph. The builder does not keep t.
 func (b *Builder) Add(t *trace.Trace) {
+	b.idx.Reset(t.Spans)
+	b.AddIndexed(t, &b.idx)
+}
+
+// AddIndexed is Add for a caller that has already indexed t (idx.Reset(t.Spans)),
+// to read each trace once for several purposes.
+func (b *Builder) AddIndexed(t *trace.Trace, idx *trace.Index) {
 	b.g.Traces++
 	b.g.Spans += len(t.Spans)
-	b.idx.Reset(t.Spans)
+	b.cur = idx
 	if cap(b.remoteKids) < len(t.Spans) {
 		b.remoteKids = make([]bool, len(t.Spans))
 	}
 	b.remoteKids = b.remoteKids[:len(t.Spans)]
 	clear(b.remoteKids)
 	for i := range t.Spans {
-		if p := b.idx.Parent(i); p >= 0 && t.Spans[p].Resource != t.Spans[i].Resource && t.Spans[p].Service() != t.Spans[i].Service() {
+		if p := b.cur.Parent(i); p >= 0 && t.Spans[p].Resource != t.Spans[i].Resource && t.Spans[p].Service() != t.Spans[i].Service() {
 			b.remoteKids[p] = true
 		}
 	}
@@ -324,21 +332,21 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 	if _, ok := svc.operations[s.Operation]; !ok {
 		addTo(&svc.operations, s.Operation)
 	}
-	pi := b.idx.Parent(i)
+	pi := b.cur.Parent(i)
 	var p *trace.Span
 	if pi >= 0 {
 		p = &spans[pi]
 	}
 	ref := SpanRef{TraceID: s.TraceID, SpanID: s.SpanID, Service: svcName}
 
-	if m, ok := b.idx.Messaging(i); ok && m.Destination != "" {
+	if m, ok := b.cur.Messaging(i); ok && m.Destination != "" {
 		topic := b.node(KindTopic, m.Destination)
 		if m.Partition >= 0 {
 			addTo(&topic.partitions, m.Partition)
 		}
 		switch {
 		case m.IsProducer():
-			if p != nil && p.Service() == svcName && b.idx.SameHop(pi, m, true) {
+			if p != nil && p.Service() == svcName && b.cur.SameHop(pi, m, true) {
 				return // nested publish span of the same record
 			}
 			topic.Spans++
@@ -365,7 +373,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 			b.producers.add(pr)
 			return
 		case m.IsConsumer():
-			if p != nil && p.Service() == svcName && b.idx.SameHop(pi, m, false) {
+			if p != nil && p.Service() == svcName && b.cur.SameHop(pi, m, false) {
 				return // process span under the receive span of the same record
 			}
 			topic.Spans++
@@ -376,7 +384,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 				k := keyedKey{svcName, m.Key}
 				b.keyed[k] = append(b.keyed[k], keyedConsumer{ref: ref, topic: m.Destination, start: s.Start.UnixNano()})
 			}
-			if b.idx.SameHop(pi, m, true) {
+			if b.cur.SameHop(pi, m, true) {
 				b.edge(topic, svc, EdgeConsume, RelParent, m.ConsumerGroup).
 					observeClient(s.Error, s.Start.UnixNano()-p.Start.UnixNano(), m.ClientID)
 				return
@@ -445,7 +453,7 @@ func (b *Builder) Graph() *Graph {
 		if mt := m[i]; mt.link >= 0 {
 			rel, prod, found = RelLink, *b.producers.at(mt.link), true
 		} else {
-			st := Stitch{Consumer: pc.ref, Topic: pc.topic.Name, Partition: -1, Offset: -1}
+			st := Stitch{Consumer: pc.ref, Topic: pc.topic.Name, Partition: -1, Offset: -1, Group: pc.group}
 			if pc.partition >= 0 && pc.offset >= 0 {
 				st.Partition, st.Offset = pc.partition, pc.offset
 				if mt.record >= 0 {

@@ -152,6 +152,7 @@ type Stitch struct {
 	Offset          int64 // -1 when not matched by offset
 	MessageID       string
 	Key             string // pass-through: the record key both share
+	Group           string // hop: the consumer's group
 	// Lag is how long after the producer span started the consumer span
 	// started (hop stitches; negative when their clocks disagree).
 	Lag time.Duration

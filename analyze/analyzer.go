@@ -1,0 +1,398 @@
+package analyze
+
+import (
+	"fmt"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// Analyzer builds the service graph and finds the breaks in one pass,
+// reading each span once and keeping no traces: feed it traces one at a
+// time (from a stream, say) and call Finish. It gives what graph.Build
+// followed by Breaks gives.
+//
+// Breaks needs the finished graph (who is called by others, which topics
+// have producers, which consumers were stitched), which one pass cannot
+// have. So the Analyzer counts what needs nothing global at once (orphans,
+// skew, multiple roots), counts the rest as candidates keyed the way their
+// findings are (a server root per service and operation, a processor's
+// unexplained produce span per service and topic), keeps the few that must
+// be judged one by one (consumer roots, produce spans whose only claim to
+// continue their input is a link), and judges them all in Finish. Lost hops
+// come from the graph's stitches.
+type Analyzer struct {
+	o   Options
+	b   *graph.Builder
+	idx trace.Index
+
+	found       *collector // orphans, skew, multiple roots
+	serverRoots *collector // server root spans, kept if others call the service
+	inside      *collector // unexplained produce spans, kept if the service consumes
+	consRoots   []consumerRoot
+	linked      []linkedProducer
+	// consumers are the consumer spans, for judging linked produce spans.
+	consumers []spanKey
+
+	traces, spans int
+	incomplete    []trace.TraceID
+
+	rootSvcs []string
+	links    []spanKey
+	pending  []linkedProducer
+}
+
+// consumerRoot is a consumer span that starts a trace with no link: a
+// mid-graph root if its topic has instrumented producers and the span was
+// not stitched to one.
+type consumerRoot struct {
+	span        spanKey
+	svc, topic  string
+	server      bool // a server span too: judged as one first
+	serverOpKey findingKey
+}
+
+// linkedProducer is a produce span in a service that may consume, with no
+// consumer or server span above it, whose same-service chain carries links:
+// it continues its input if one of them points at a consumer span.
+type linkedProducer struct {
+	tid     trace.TraceID
+	key     findingKey
+	links   []spanKey
+	counted bool // its trace was already counted for key, unlinked
+}
+
+// NewAnalyzer returns an empty analyzer.
+func NewAnalyzer(o Options) *Analyzer {
+	return &Analyzer{o: o, b: graph.NewBuilder(), found: newCollector(), serverRoots: newCollector(), inside: newCollector()}
+}
+
+func newCollector() *collector { return &collector{m: map[findingKey]*finding{}} }
+
+// Add folds one trace in. The analyzer does not keep t. Traces must be
+// distinct by ID.
+func (a *Analyzer) Add(t *trace.Trace) {
+	a.idx.Reset(t.Spans)
+	a.b.AddIndexed(t, &a.idx)
+	if a.o.Incomplete[t.ID] {
+		a.incomplete = append(a.incomplete, t.ID)
+		return
+	}
+	a.traces++
+	a.spans += len(t.Spans)
+	a.rootSvcs = a.rootSvcs[:0]
+	a.pending = a.pending[:0]
+	roots := 0
+	for j := range t.Spans {
+		s := &t.Spans[j]
+		svc := s.Service()
+		pi := a.idx.Parent(j)
+		m, isMsg := a.idx.Messaging(j)
+		switch {
+		case pi == trace.NoParent:
+			roots++
+			a.rootSvcs = appendUnique(a.rootSvcs, svc)
+			a.root(s, svc, m, isMsg)
+		case pi == trace.MissingParent:
+			orphan(a.found, svc, t.ID)
+		default:
+			if parent := &t.Spans[pi]; parent.Resource != s.Resource && parent.Service() != svc && s.Start.Before(parent.Start.Add(-a.o.SkewTolerance)) {
+				skew(a.found, parent.Service(), svc, parent.Start.Sub(s.Start), t.ID, "starts before its parent")
+			}
+		}
+		if !isMsg {
+			continue
+		}
+		if m.IsConsumer() {
+			a.consumers = append(a.consumers, spanKey{s.TraceID, s.SpanID})
+		}
+		if m.IsProducer() {
+			a.producer(t.Spans, j, svc, m.Destination)
+		}
+	}
+	for _, lp := range a.pending {
+		if f, ok := a.inside.m[lp.key]; ok && !f.first && f.last == t.ID {
+			lp.counted = true
+		}
+		a.linked = append(a.linked, lp)
+	}
+	if len(a.rootSvcs) > 1 || roots > 1 {
+		multipleRoots(a.found, a.rootSvcs, t.ID)
+	}
+}
+
+// root counts a root span as a candidate mid-graph root.
+func (a *Analyzer) root(s *trace.Span, svc string, m trace.Messaging, isMsg bool) {
+	opKey := findingKey{rule: RuleMidGraphRoot, a: svc, b: s.Operation, c: "server"}
+	if s.Kind == trace.KindServer {
+		f, isNew := a.serverRoots.get(opKey)
+		if isNew {
+			f.Service = svc
+			f.Where = fmt.Sprintf("%s: server span %q starts a trace, though instrumented services call %s", svc, s.Operation, svc)
+		}
+		f.count(s.TraceID)
+	}
+	if isMsg && m.IsConsumer() && !hasLink(s) {
+		a.consRoots = append(a.consRoots, consumerRoot{span: spanKey{s.TraceID, s.SpanID}, svc: svc, topic: m.Destination,
+			server: s.Kind == trace.KindServer, serverOpKey: opKey})
+	}
+}
+
+func hasLink(s *trace.Span) bool {
+	for _, r := range s.Refs {
+		if r.Type == trace.RefLink {
+			return true
+		}
+	}
+	return false
+}
+
+// producer counts produce span j as a candidate lost-inside when nothing
+// above it in the trace is a consumer or server span.
+func (a *Analyzer) producer(spans []trace.Span, j int, svc, topic string) {
+	a.links = a.links[:0]
+	cur := j
+	for steps := 0; steps <= len(spans); steps++ {
+		c := &spans[cur]
+		if cur != j && (c.Kind == trace.KindConsumer || c.Kind == trace.KindServer) {
+			return
+		}
+		if c.Service() == svc {
+			for _, r := range c.Refs {
+				if r.Type == trace.RefLink {
+					a.links = append(a.links, spanKey{r.TraceID, r.SpanID})
+				}
+			}
+		}
+		p := a.idx.Parent(cur)
+		if p == trace.NoParent {
+			break
+		}
+		if p == trace.MissingParent {
+			return // the chain leaves the data (an orphan): not this rule's to judge
+		}
+		cur = p
+	}
+	k := findingKey{rule: RuleLostInside, a: svc, b: topic}
+	if len(a.links) == 0 {
+		f, _ := a.inside.get(k)
+		f.count(spans[j].TraceID)
+		return
+	}
+	a.pending = append(a.pending, linkedProducer{tid: spans[j].TraceID, key: k, links: append([]spanKey(nil), a.links...)})
+}
+
+func orphan(c *collector, svc string, tid trace.TraceID) {
+	f, isNew := c.get(findingKey{rule: RuleOrphan, a: svc})
+	if isNew {
+		f.Service, f.Where = svc, svc+": parent span not in the trace"
+	}
+	f.count(tid)
+}
+
+func multipleRoots(c *collector, rootSvcs []string, tid trace.TraceID) {
+	sort.Strings(rootSvcs)
+	where := "roots in " + strings.Join(rootSvcs, ", ")
+	f, isNew := c.get(findingKey{rule: RuleMultipleRoots, a: where})
+	if isNew {
+		f.Service, f.Where = rootSvcs[0], where
+	}
+	f.count(tid)
+}
+
+// Merge folds o, which was fed the traces that come after a's, into a.
+// o is spent afterwards.
+func (a *Analyzer) Merge(o *Analyzer) {
+	a.b.Merge(o.b)
+	a.found.merge(o.found)
+	a.serverRoots.merge(o.serverRoots)
+	a.inside.merge(o.inside)
+	a.consRoots = append(a.consRoots, o.consRoots...)
+	a.linked = append(a.linked, o.linked...)
+	a.consumers = append(a.consumers, o.consumers...)
+	a.traces += o.traces
+	a.spans += o.spans
+	a.incomplete = append(a.incomplete, o.incomplete...)
+	*o = Analyzer{}
+}
+
+// Finish returns the graph and the report. The analyzer is spent afterwards.
+func (a *Analyzer) Finish() (*graph.Graph, Report) {
+	g := a.b.Graph()
+	x := newContext(g, a.o)
+	out := a.found
+
+	for _, st := range g.Stitches {
+		if st.Kind != graph.StitchHop || a.o.Incomplete[st.Consumer.TraceID] {
+			continue
+		}
+		svc := st.Consumer.Service
+		f, isNew := out.get(findingKey{rule: RuleLostHop, a: st.Producer.Service, b: st.Topic, c: svc})
+		if isNew {
+			f.Service, f.Topic, f.Group = svc, st.Topic, st.Group
+			f.Where = fmt.Sprintf("%s → %s → %s", st.Producer.Service, st.Topic, svc)
+			f.From = []string{st.Producer.Service}
+		}
+		f.count(st.Consumer.TraceID)
+		if st.Lag < -a.o.SkewTolerance {
+			skew(out, st.Producer.Service, svc, -st.Lag, st.Consumer.TraceID, "consumes before it was produced")
+		}
+	}
+
+	keep := newCollector()
+	for _, k := range a.serverRoots.order {
+		if x.calledByOthers[k.a] {
+			keep.m[k], keep.order = a.serverRoots.m[k], append(keep.order, k)
+		}
+	}
+	for _, r := range a.consRoots {
+		if r.server && x.calledByOthers[r.svc] {
+			continue // reported as a server root
+		}
+		if _, ok := x.stitched[r.span]; ok || !x.producedTopics[r.topic] {
+			continue
+		}
+		f, isNew := keep.get(findingKey{rule: RuleMidGraphRoot, a: r.svc, b: r.topic, c: "consumer"})
+		if isNew {
+			f.Service, f.Topic = r.svc, r.topic
+			f.Where = fmt.Sprintf("%s → %s: consumer span starts a trace, though instrumented producers write %s", r.topic, r.svc, r.topic)
+		}
+		f.count(r.span.tid)
+	}
+	out.merge(keep)
+
+	inside := newCollector()
+	for _, k := range a.inside.order {
+		if len(x.consumes[k.a]) > 0 {
+			inside.m[k], inside.order = a.inside.m[k], append(inside.order, k)
+		}
+	}
+	a.judgeLinked(x, inside)
+	for _, k := range inside.order {
+		f := inside.m[k]
+		f.Service, f.Topic, f.From = k.a, k.b, x.consumes[k.a]
+		f.Where = fmt.Sprintf("%s: %s → %s", k.a, strings.Join(x.consumes[k.a], ", "), k.b)
+	}
+	out.merge(inside)
+
+	rep := Report{Traces: a.traces, Spans: a.spans, Incomplete: a.incomplete}
+	finishReport(&rep, out)
+	return g, rep
+}
+
+// judgeLinked counts the linked produce spans none of whose links points at
+// a consumer span, in services that consume.
+func (a *Analyzer) judgeLinked(x *context, inside *collector) {
+	want := map[spanKey]bool{}
+	for _, lp := range a.linked {
+		if len(x.consumes[lp.key.a]) > 0 {
+			for _, k := range lp.links {
+				want[k] = false
+			}
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	for _, k := range a.consumers {
+		if _, ok := want[k]; ok {
+			want[k] = true
+		}
+	}
+	for _, lp := range a.linked {
+		if len(x.consumes[lp.key.a]) == 0 {
+			continue
+		}
+		continues := false
+		for _, k := range lp.links {
+			if want[k] {
+				continues = true
+				break
+			}
+		}
+		if continues {
+			continue
+		}
+		f, _ := inside.get(lp.key)
+		if lp.counted {
+			f.Occurrences++
+		} else {
+			f.count(lp.tid)
+		}
+	}
+}
+
+// newContext reads what the finished graph knows.
+func newContext(g *graph.Graph, o Options) *context {
+	x := &context{o: o, calledByOthers: map[string]bool{}, producedTopics: map[string]bool{},
+		consumes: map[string][]string{}, stitched: map[spanKey]graph.Stitch{}, consumerSpans: map[spanKey]string{}}
+	for _, e := range g.Edges {
+		switch {
+		case e.Kind == graph.EdgeCall && e.Relation == graph.RelParent:
+			x.calledByOthers[e.To.Name] = true
+		case e.Kind == graph.EdgeProduce:
+			x.producedTopics[e.To.Name] = true
+		case e.Kind == graph.EdgeConsume:
+			x.consumes[e.To.Name] = appendUnique(x.consumes[e.To.Name], e.From.Name)
+		}
+	}
+	for _, s := range g.Stitches {
+		if s.Kind == graph.StitchHop {
+			x.stitched[spanKey{s.Consumer.TraceID, s.Consumer.SpanID}] = s
+		}
+	}
+	return x
+}
+
+// finishReport sorts the findings and incomplete traces into rep.
+func finishReport(rep *Report, c *collector) {
+	for _, k := range c.order {
+		f := c.m[k]
+		sort.Strings(f.From)
+		rep.Findings = append(rep.Findings, f.Finding)
+	}
+	sort.Slice(rep.Findings, func(i, j int) bool {
+		a, b := rep.Findings[i], rep.Findings[j]
+		switch {
+		case a.Traces != b.Traces:
+			return a.Traces > b.Traces
+		case a.Rule != b.Rule:
+			return ruleOrder[a.Rule] < ruleOrder[b.Rule]
+		}
+		return a.Where < b.Where
+	})
+	sort.Slice(rep.Incomplete, func(i, j int) bool { return less(rep.Incomplete[i], rep.Incomplete[j]) })
+}
+
+// Run builds the graph of traces and finds their breaks in one pass, the
+// traces shared among the CPUs (Options.Workers).
+func Run(traces []trace.Trace, o Options) (*graph.Graph, Report) {
+	workers := o.Workers
+	if workers <= 0 {
+		workers = min(runtime.GOMAXPROCS(0), len(traces)/2000+1)
+	}
+	workers = max(1, min(workers, len(traces)))
+	as := make([]*Analyzer, workers)
+	var wg sync.WaitGroup
+	for w := range as {
+		lo, hi := len(traces)*w/workers, len(traces)*(w+1)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a := NewAnalyzer(o)
+			for i := lo; i < hi; i++ {
+				a.Add(&traces[i])
+			}
+			as[w] = a
+		}()
+	}
+	wg.Wait()
+	for _, o := range as[1:] {
+		as[0].Merge(o)
+	}
+	return as[0].Finish()
+}
