@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ktrace-dev/ktrace/analyze"
-	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/render"
 	"github.com/ktrace-dev/ktrace/stack"
 	"github.com/ktrace-dev/ktrace/stack/stargazers"
@@ -89,14 +88,12 @@ func demoRun(ctx context.Context, io *IOStreams, opts *StackOptions, keep bool, 
 	if err != nil {
 		return err
 	}
-	traces := set.Traces()
-	g := graph.Build(traces)
+	g, rep := analyze.Run(set.Traces(), analyze.Options{SkewTolerance: 10 * time.Millisecond})
 	if err := render.GraphText(io.Out, g, io.Style()); err != nil {
 		return err
 	}
 	fmt.Fprintln(io.Out)
 	fmt.Fprintln(io.Out, "Where traces break:")
-	rep := analyze.Breaks(traces, g, analyze.Options{SkewTolerance: 10 * time.Millisecond})
 	if err := render.ReportSentences(io.Out, rep); err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/docs"
-	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // DocsOptions are `ktrace docs`' inputs.
@@ -72,14 +72,15 @@ func docsRun(ctx context.Context, opts *DocsOptions) error {
 			return usagef("--owners: %v", err)
 		}
 	}
-	set, err := opts.Source.load(ctx, opts.IO)
+	g, rep, err := opts.Source.analyzeSource(ctx, opts.IO, analyze.Options{SkewTolerance: 10 * time.Millisecond}, func() (*trace.Set, map[trace.TraceID]bool, error) {
+		set, err := opts.Source.load(ctx, opts.IO)
+		return set, nil, err
+	})
 	if err != nil {
 		return err
 	}
-	traces := set.Traces()
-	g := graph.Build(traces)
 	sp, _ := analyze.SPOF(g, nil)
-	in := docs.Input{Graph: g, Breaks: analyze.Breaks(traces, g, analyze.Options{SkewTolerance: 10 * time.Millisecond}), SPOF: sp, Owners: owners}
+	in := docs.Input{Graph: g, Breaks: rep, SPOF: sp, Owners: owners}
 	if opts.Timestamp {
 		in.Generated = time.Now()
 	}

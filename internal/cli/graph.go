@@ -52,16 +52,9 @@ context, paired with the producer of the same record.`,
 }
 
 func graphRun(ctx context.Context, opts *GraphOptions) error {
-	g, ok, err := opts.Source.streamGraph(opts.IO)
+	g, err := opts.Source.buildGraph(ctx, opts.IO)
 	if err != nil {
 		return err
-	}
-	if !ok {
-		set, err := opts.Source.load(ctx, opts.IO)
-		if err != nil {
-			return err
-		}
-		g = graph.Build(set.Traces())
 	}
 	return writeGraph(opts.IO, g, opts.Output)
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ktrace-dev/ktrace/analyze"
-	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/render"
 	"github.com/ktrace-dev/ktrace/trace"
 )
@@ -81,12 +80,12 @@ Jaeger, --settle apart) are reported as incomplete, never as broken.`,
 }
 
 func reportRun(ctx context.Context, opts *ReportOptions) error {
-	set, incomplete, err := loadSettled(ctx, opts.IO, &opts.Source, opts.Settle)
+	_, rep, err := opts.Source.analyzeSource(ctx, opts.IO, analyze.Options{SkewTolerance: opts.Skew}, func() (*trace.Set, map[trace.TraceID]bool, error) {
+		return loadSettled(ctx, opts.IO, &opts.Source, opts.Settle)
+	})
 	if err != nil {
 		return err
 	}
-	traces := set.Traces()
-	rep := analyze.Breaks(traces, graph.Build(traces), analyze.Options{SkewTolerance: opts.Skew, Incomplete: incomplete})
 	switch opts.Output {
 	case "json":
 		err = render.JSON(opts.IO.Out, render.ReportToJSON(rep, opts.UIURL))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/fixtures"
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/source/file"
@@ -261,38 +262,72 @@ func (o *SourceOptions) describe() string {
 	return strings.Join(parts, "; ")
 }
 
-// streamGraph builds the graph straight from a single file or fixture,
-// trace by trace, without holding the traces: memory stays proportional to
-// the graph, not the input. ok is false when the input is not a single
-// re-readable file, or names a trace twice (the same trace in several
-// pieces must be merged first); the caller then loads it whole.
-func (o *SourceOptions) streamGraph(io *IOStreams) (g *graph.Graph, ok bool, err error) {
+// streamTraces hands each trace of a single file or fixture to add as it is
+// read, keeping none, so a command's memory does not grow with the input.
+// ok is false, with nothing read that matters, when the source is not one
+// file or fixture, or when a trace ID repeats in it (its parts must be
+// merged first): the caller then loads the set.
+func (o *SourceOptions) streamTraces(io *IOStreams, add func(*trace.Trace)) (ok bool, err error) {
 	if o.Jaeger != "" || len(o.Files)+len(o.Fixtures) != 1 || (len(o.Files) == 1 && o.Files[0] == "-") {
-		return nil, false, nil
+		return false, nil
 	}
-	b := graph.NewBuilder()
 	seen := map[trace.TraceID]struct{}{}
 	repeated := false
-	add := func(t trace.Trace) error {
+	err = o.readInputs(io, func(t trace.Trace) error {
 		if _, dup := seen[t.ID]; dup {
 			repeated = true
 			return fmt.Errorf("trace %s appears twice", t.ID)
 		}
 		seen[t.ID] = struct{}{}
-		b.Add(&t)
+		add(&t)
 		return nil
-	}
-	err = o.readInputs(io, add)
+	})
 	if repeated {
-		return nil, false, nil
+		return false, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
 	if len(seen) == 0 {
 		fmt.Fprintln(io.ErrOut, "ktrace: warning: no traces found")
 	}
-	return b.Graph(), true, nil
+	return true, nil
+}
+
+// buildGraph builds the graph of the source, streaming when it can.
+func (o *SourceOptions) buildGraph(ctx context.Context, io *IOStreams) (*graph.Graph, error) {
+	b := graph.NewBuilder()
+	ok, err := o.streamTraces(io, b.Add)
+	if err != nil || ok {
+		return b.Graph(), err
+	}
+	set, err := o.load(ctx, io)
+	if err != nil {
+		return nil, err
+	}
+	return graph.Build(set.Traces()), nil
+}
+
+// analyzeSource builds the graph and finds the breaks, streaming when it
+// can. Incomplete traces (from a settled Jaeger read) only arise when
+// loading, so a stream has none.
+func (o *SourceOptions) analyzeSource(ctx context.Context, io *IOStreams, opts analyze.Options, load func() (*trace.Set, map[trace.TraceID]bool, error)) (*graph.Graph, analyze.Report, error) {
+	a := analyze.NewAnalyzer(opts)
+	ok, err := o.streamTraces(io, a.Add)
+	if err != nil {
+		return nil, analyze.Report{}, err
+	}
+	if ok {
+		g, rep := a.Finish()
+		return g, rep, nil
+	}
+	set, incomplete, err := load()
+	if err != nil {
+		return nil, analyze.Report{}, err
+	}
+	opts.Incomplete = incomplete
+	g, rep := analyze.Run(set.Traces(), opts)
+	return g, rep, nil
 }
 
 // loadStable reads the source again and again, poll apart, until the span

@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ktrace-dev/ktrace/analyze"
-	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/render"
 )
 
@@ -74,11 +73,10 @@ by an unknown caller, or --entry.`,
 }
 
 func spofRun(ctx context.Context, opts *SPOFOptions) error {
-	set, err := opts.Source.load(ctx, opts.IO)
+	g, err := opts.Source.buildGraph(ctx, opts.IO)
 	if err != nil {
 		return err
 	}
-	g := graph.Build(set.Traces())
 	rep, err := analyze.SPOF(g, opts.Entries)
 	if err != nil {
 		return usagef("%v", err)

@@ -56,19 +56,24 @@ func main() {
 		n += len(ts[i].Spans)
 	}
 
-	// 1. In process: graph + break analysis.
+	// 1. In process: graph + break analysis, in one pass on every CPU (what
+	// the CLI runs) and on one.
 	runtime.GC()
 	start := time.Now()
-	g := graph.Build(ts)
-	rep := analyze.Breaks(ts, g, analyze.Options{})
+	g, rep := analyze.Run(ts, analyze.Options{})
 	d := time.Since(start)
-	record("graph + break analysis, in process", rate(n, d), fmt.Sprintf("%d spans in %s; %d edges, %d findings", n, d.Round(time.Millisecond), len(g.Edges), len(rep.Findings)))
+	record("graph + break analysis, in process", rate(n, d), fmt.Sprintf("%d spans in %s on %d CPUs; %d edges, %d findings", n, d.Round(time.Millisecond), runtime.GOMAXPROCS(0), len(g.Edges), len(rep.Findings)))
+	runtime.GC()
+	start = time.Now()
+	analyze.Run(ts, analyze.Options{Workers: 1})
+	d1 := time.Since(start)
+	record("graph + break analysis, one CPU", rate(n, d1), fmt.Sprintf("%d spans in %s", n, d1.Round(time.Millisecond)))
 
 	// 1b. The collector-contrib spanmetrics connector on the identical spans.
 	dm, err := spanmetrics(context.Background(), ts)
 	check(err)
 	record("spanmetrics connector (collector-contrib v0.165.1), in process", rate(n, dm),
-		fmt.Sprintf("ktrace graph + breaks is %.1f× its throughput (target ≥ 5)", dm.Seconds()/d.Seconds()))
+		fmt.Sprintf("ktrace graph + breaks is %.2f× its throughput (target ≥ 5); on one CPU %.2f×", dm.Seconds()/d.Seconds(), dm.Seconds()/d1.Seconds()))
 
 	// 2. The CLI on a snapshot: wall time and peak resident memory per span.
 	snap := filepath.Join(work, "set.ktrace")
@@ -83,18 +88,27 @@ func main() {
 	d = time.Since(start)
 	record("ktrace graph --file snapshot (CLI)", rate(n, d), fmt.Sprintf("%s wall", d.Round(time.Millisecond)))
 	record("peak resident bytes per span", fmt.Sprintf("%.0f B/span", float64(rss)/float64(n)), fmt.Sprintf("%d MiB peak for %d spans (ktrace graph --file streams a single snapshot into the graph)", rss>>20, n))
+	cmd = exec.Command(bin, "report", "--broken", "--file", snap, "-o", "json")
+	start = time.Now()
+	rss = peakRSS(cmd)
+	d = time.Since(start)
+	record("ktrace report --broken --file snapshot (CLI)", rate(n, d), fmt.Sprintf("%s wall; peak %.0f B/span (%d MiB)", d.Round(time.Millisecond), float64(rss)/float64(n), rss>>20))
 
 	// 3. One huge trace against a small one scaled up.
 	big := synth.SingleTrace(*single, 3)
 	small := synth.SingleTrace(1000, 3)
+	runtime.GC()
 	start = time.Now()
-	graph.Build([]trace.Trace{big})
+	analyze.Run([]trace.Trace{big}, analyze.Options{})
 	dBig := time.Since(start)
 	reps := *single / 1000
-	start = time.Now()
-	for i := 0; i < reps; i++ {
-		graph.Build([]trace.Trace{small})
+	smalls := make([]trace.Trace, reps) // distinct IDs: one trace each
+	for i := range smalls {
+		smalls[i] = trace.Trace{ID: trace.TraceID{High: 1, Low: uint64(i)}, Spans: small.Spans}
 	}
+	runtime.GC()
+	start = time.Now()
+	analyze.Run(smalls, analyze.Options{Workers: 1})
 	dSmall := time.Since(start)
 	record(fmt.Sprintf("one %d-span trace", *single), dBig.Round(time.Millisecond).String(),
 		fmt.Sprintf("vs %s for a 1000-span trace ×%d: ratio %.2f (1.0 = linear)", dSmall.Round(time.Millisecond), reps, dBig.Seconds()/dSmall.Seconds()))
