@@ -11,6 +11,7 @@ type Index struct {
 	spans  []Span
 	slots  []int32 // open addressing by span ID: index+1, 0 is empty
 	shift  uint
+	built  bool // slots holds spans
 	parent []int32
 	msg    []Messaging
 	isMsg  []bool
@@ -25,11 +26,59 @@ const (
 )
 
 // Reset indexes spans, which the Index uses until the next Reset.
+//
+// A parent is looked for first next to its child (spans are often stored
+// in call order, or with a child just before its parent); only when some
+// parent is not there is the hash table built, so ordered traces of any
+// size are indexed without one and cost per span what small ones do.
 func (x *Index) Reset(spans []Span) {
-	x.spans = spans
+	x.spans, x.built = spans, false
 	n := len(spans)
+	x.parent = grow(x.parent, n)
+	x.msg = grow(x.msg, n)
+	x.isMsg = grow(x.isMsg, n)
+	far := false
+	var v fields
+	for i := range spans {
+		s := &spans[i]
+		p := int32(NoParent)
+		if pid, ok := s.Parent(); ok {
+			switch {
+			case i > 0 && spans[i-1].SpanID == pid:
+				p = int32(i - 1)
+			case i+1 < n && spans[i+1].SpanID == pid:
+				p = int32(i + 1)
+			default:
+				p, far = MissingParent, true // for now: looked up below
+			}
+		}
+		x.parent[i] = p
+		x.isMsg[i] = false
+		if len(s.Attributes) > 0 {
+			v = fields{}
+			s.Attributes.scan(&v)
+			x.isMsg[i] = messagingOf(&x.msg[i], s.Kind, &v)
+		}
+	}
+	if !far {
+		return
+	}
+	for i := range spans {
+		if x.parent[i] == MissingParent {
+			pid, _ := spans[i].Parent()
+			if j := x.Find(pid); j >= 0 {
+				x.parent[i] = int32(j)
+			}
+		}
+	}
+}
+
+// build fills the hash table.
+func (x *Index) build() {
+	x.built = true
+	spans := x.spans
 	size, shift := 8, uint(61)
-	for size < 2*n {
+	for size < 2*len(spans) {
 		size <<= 1
 		shift--
 	}
@@ -51,27 +100,6 @@ func (x *Index) Reset(spans []Span) {
 			}
 		}
 	}
-	x.parent = grow(x.parent, n)
-	x.msg = grow(x.msg, n)
-	x.isMsg = grow(x.isMsg, n)
-	var v fields
-	for i := range spans {
-		s := &spans[i]
-		p := int32(NoParent)
-		if pid, ok := s.Parent(); ok {
-			p = int32(x.Find(pid))
-			if p < 0 {
-				p = MissingParent
-			}
-		}
-		x.parent[i] = p
-		x.isMsg[i] = false
-		if len(s.Attributes) > 0 {
-			v = fields{}
-			s.Attributes.scan(&v)
-			x.isMsg[i] = messagingOf(&x.msg[i], s.Kind, &v)
-		}
-	}
 }
 
 func grow[T any](s []T, n int) []T {
@@ -87,8 +115,8 @@ func (x *Index) hash(id SpanID) uint64 {
 
 // Find returns the index of the span with this ID, or -1.
 func (x *Index) Find(id SpanID) int {
-	if len(x.slots) == 0 {
-		return -1
+	if !x.built {
+		x.build()
 	}
 	mask := uint64(len(x.slots) - 1)
 	for h := x.hash(id); ; h = (h + 1) & mask {

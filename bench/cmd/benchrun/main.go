@@ -79,7 +79,10 @@ func main() {
 	snap := filepath.Join(work, "set.ktrace")
 	writeSnapshot(snap, ts)
 	bin := filepath.Join(work, "ktrace")
-	build := exec.Command("go", "build", "-o", bin, "github.com/ktrace-dev/ktrace/cmd/ktrace")
+	// Built in ktrace's own module (bench/run starts in bench/), with its
+	// own go.sum, as users build it.
+	build := exec.Command("go", "build", "-o", bin, "./cmd/ktrace")
+	build.Dir = ".."
 	build.Stderr = os.Stderr
 	check(build.Run())
 	cmd := exec.Command(bin, "graph", "--file", snap, "-o", "json")

@@ -1,0 +1,65 @@
+package trace_test
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/ktrace-dev/ktrace/internal/synth"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// BenchmarkIndexReset indexes 200,000 spans in 20-span traces.
+func BenchmarkIndexReset(b *testing.B) {
+	ts := synth.Generate(synth.Config{Traces: 10000, SpansPerTrace: 20, Services: 20, Topics: 10, BrokenShare: 0.1, Seed: 7})
+	var x trace.Index
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := range ts {
+			x.Reset(ts[j].Spans)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(200000*b.N), "ns/span")
+}
+
+// TestIndexParents checks Index against a plain map on ordered, reversed
+// and shuffled traces, with some parents missing.
+func TestIndexParents(t *testing.T) {
+	ts := synth.Generate(synth.Config{Traces: 300, SpansPerTrace: 30, Services: 5, Topics: 3, BrokenShare: 0.2, Seed: 9})
+	ts = append(ts, synth.SingleTrace(5000, 4))
+	rng := rand.New(rand.NewPCG(3, 4))
+	var x trace.Index
+	for i, tr := range ts {
+		spans := tr.Spans
+		switch i % 4 {
+		case 1:
+			slices.Reverse(spans)
+		case 2:
+			rng.Shuffle(len(spans), func(a, b int) { spans[a], spans[b] = spans[b], spans[a] })
+		case 3:
+			if len(spans) > 2 {
+				spans = append(spans[:1:1], spans[2:]...) // drop a span: its children lose their parent
+			}
+		}
+		at := map[trace.SpanID]int{}
+		for j := range spans {
+			at[spans[j].SpanID] = j
+		}
+		x.Reset(spans)
+		for j := range spans {
+			want := trace.NoParent
+			if pid, ok := spans[j].Parent(); ok {
+				want = trace.MissingParent
+				if k, ok := at[pid]; ok {
+					want = k
+				}
+			}
+			if got := x.Parent(j); got != want {
+				t.Fatalf("trace %d span %d: parent %d, want %d", i, j, got, want)
+			}
+			if got := x.Find(spans[j].SpanID); got != j {
+				t.Fatalf("trace %d: Find(span %d) = %d", i, j, got)
+			}
+		}
+	}
+}
