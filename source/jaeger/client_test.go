@@ -27,6 +27,10 @@ type store struct {
 	spans []model.Span
 	token string
 	delay time.Duration
+	// empty says what an empty service name does: "" matches no service
+	// (a backend that takes it as a name), "any" every service (Jaeger's
+	// memory and Badger stores), "refuse" is an error.
+	empty string
 
 	mu    sync.Mutex
 	calls int
@@ -88,11 +92,14 @@ func (s *store) FindTraces(r *api_v2.FindTracesRequest, srv api_v2.QueryService_
 	if q.StartTimeMin.IsZero() || q.StartTimeMax.IsZero() || q.SearchDepth <= 0 {
 		return status.Error(codes.InvalidArgument, "window and depth required")
 	}
+	if q.ServiceName == "" && s.empty == "refuse" {
+		return status.Error(codes.InvalidArgument, "service name required")
+	}
 	// Traces with a span of the service starting in the window.
 	match := map[model.TraceID]bool{}
 	var order []model.TraceID
 	for _, sp := range s.spans {
-		if sp.Process.ServiceName == q.ServiceName && !sp.StartTime.Before(q.StartTimeMin) && sp.StartTime.Before(q.StartTimeMax) && !match[sp.TraceID] {
+		if (sp.Process.ServiceName == q.ServiceName || q.ServiceName == "" && s.empty == "any") && !sp.StartTime.Before(q.StartTimeMin) && sp.StartTime.Before(q.StartTimeMax) && !match[sp.TraceID] {
 			match[sp.TraceID] = true
 			order = append(order, sp.TraceID)
 		}
@@ -211,6 +218,37 @@ func TestFindWarnsWhenWindowCannotSplit(t *testing.T) {
 	}
 	if st.Truncated == 0 || set.Len() != 100 {
 		t.Errorf("stats %+v, %d traces: want a truncation warning and the 100 Jaeger gave", st, set.Len())
+	}
+}
+
+// TestFindAsksForEveryServiceAtOnce: where the backend takes an empty
+// service name as "any", each trace comes back once, in one call; where it
+// refuses it or finds nothing, Find asks service by service.
+func TestFindAsksForEveryServiceAtOnce(t *testing.T) {
+	for _, c := range []struct {
+		empty      string
+		calls      int
+		perService bool
+	}{{"any", 1, false}, {"refuse", 3, true}, {"", 3, true}} {
+		s := &store{spans: spans(50, time.Millisecond, true), empty: c.empty}
+		cl, _ := Dial(Config{Addr: serve(t, s)})
+		var set trace.Set
+		st, err := cl.Find(context.Background(), Query{Start: t0, End: t0.Add(time.Minute)}, &set, nil)
+		cl.Close()
+		if err != nil {
+			t.Fatalf("empty=%q: %v", c.empty, err)
+		}
+		if set.Len() != 50 || set.SpanCount() != 100 || st.PerService != c.perService || s.calls != c.calls {
+			t.Errorf("empty=%q: %d traces, %d spans, stats %+v, %d calls; want 50, 100, per service %v, %d calls",
+				c.empty, set.Len(), set.SpanCount(), st, s.calls, c.perService, c.calls)
+		}
+	}
+	// With an operation, a service is needed: no empty-name call.
+	s := &store{spans: spans(5, time.Millisecond, true), empty: "any"}
+	cl, _ := Dial(Config{Addr: serve(t, s)})
+	defer cl.Close()
+	if st, err := cl.Find(context.Background(), Query{Start: t0, End: t0.Add(time.Minute), Operation: "op-a"}, &trace.Set{}, nil); err != nil || !st.PerService {
+		t.Errorf("with an operation: stats %+v, %v; want per service", st, err)
 	}
 }
 

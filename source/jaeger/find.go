@@ -2,6 +2,7 @@ package jaeger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -9,13 +10,20 @@ import (
 	"time"
 
 	"github.com/jaegertracing/jaeger-idl/proto-gen/api_v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // Query selects traces. Start and End are required.
 type Query struct {
-	// Services to search; empty means every service Services returns.
+	// Services to search; empty means every service. Every service is
+	// asked for at once (an empty service name, which Jaeger's memory and
+	// Badger stores take as "any") when no Operation or Tags are set, so
+	// each trace comes back once; a backend that refuses that, or answers
+	// it with nothing, is asked service by service (Services returns them),
+	// and a trace then comes back once per service it touches.
 	Services []string
 	// Operation, Tags: optional FindTraces filters.
 	Operation string
@@ -47,6 +55,8 @@ type Stats struct {
 	Truncated int
 	// LimitReached is set when Limit stopped the search early.
 	LimitReached bool
+	// PerService is set when every service was asked for in turn.
+	PerService bool
 }
 
 type window struct {
@@ -72,6 +82,17 @@ func (c *Client) Find(ctx context.Context, q Query, set *trace.Set, progress fun
 	}
 	services := q.Services
 	if len(services) == 0 {
+		if q.Operation == "" && len(q.Tags) == 0 {
+			st, err := c.find(ctx, q, []string{""}, set, progress)
+			if err == nil && st.Traces > 0 {
+				return st, nil
+			}
+			if err != nil && (st.Calls > 0 || !refused(err)) {
+				return st, err // a failure, not a refusal of the empty name
+			}
+			// Refused, or nothing: ask service by service (nothing may be
+			// the truth, or a backend that took "" as a name).
+		}
 		var err error
 		if services, err = c.Services(ctx); err != nil {
 			return Stats{}, err
@@ -79,7 +100,29 @@ func (c *Client) Find(ctx context.Context, q Query, set *trace.Set, progress fun
 		if len(services) == 0 {
 			return Stats{}, nil // Jaeger holds no traces at all
 		}
+		st, err := c.find(ctx, q, services, set, progress)
+		st.PerService = true
+		return st, err
 	}
+	return c.find(ctx, q, services, set, progress)
+}
+
+// refused reports whether err is a backend's refusal of a query without a
+// service name (as opposed to a failure to reach it).
+func refused(err error) bool {
+	var be *BackendError
+	if !errors.As(err, &be) {
+		return false
+	}
+	switch status.Code(be.Err) {
+	case codes.InvalidArgument, codes.Internal, codes.Unimplemented, codes.FailedPrecondition:
+		return true
+	}
+	return false
+}
+
+// find searches the windows of each service (the empty name: every service).
+func (c *Client) find(ctx context.Context, q Query, services []string, set *trace.Set, progress func(Stats)) (Stats, error) {
 
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
