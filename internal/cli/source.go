@@ -180,7 +180,11 @@ func (o *SourceOptions) loadJaeger(ctx context.Context, io *IOStreams, set *trac
 		p.clear()
 		return err
 	}
-	p.done("fetched %d traces (%d spans) from %s in %d calls", st.Traces, st.Spans, o.Jaeger, st.Calls)
+	how := "all services at once"
+	if st.PerService {
+		how = "service by service"
+	}
+	p.done("fetched %d traces (%d spans) from %s in %d calls, %s", st.Traces, st.Spans, o.Jaeger, st.Calls, how)
 	if st.Truncated > 0 {
 		fmt.Fprintf(io.ErrOut, "ktrace: warning: %d time windows still returned a full page at the narrowest split; results may be truncated (raise --page-size)\n", st.Truncated)
 	}

@@ -127,6 +127,10 @@ func TestGraphFromJaeger(t *testing.T) {
 		}
 	}
 
+	// Jaeger's memory store takes an empty service name as "any": ktrace
+	// reads every trace once, and gets the graph it gets service by service.
+	sameGraphEitherWay(t, j.QueryAddr(), g)
+
 	// GetTrace returns one whole trace: the producer side of a stitched hop.
 	jc, err := jaeger.Dial(jaeger.Config{Addr: j.QueryAddr()})
 	if err != nil {
@@ -316,4 +320,44 @@ func TestReportMarksArrivingTracesIncomplete(t *testing.T) {
 		t.Errorf("report %+v", rep)
 	}
 	tp.Shutdown(context.Background())
+}
+
+// sameGraphEitherWay checks that ktrace asked every service at once and
+// that asking service by service (--service for each) gives the same graph.
+func sameGraphEitherWay(t *testing.T, addr string, g render.GraphJSON) {
+	t.Helper()
+	_, errs, code := ktrace("graph", "-o", "json", "--jaeger", addr, "--lookback", "10m")
+	if code != 0 || !strings.Contains(errs, "all services at once") {
+		t.Errorf("ktrace graph exited %d and did not ask for all services at once:\n%s", code, errs)
+	}
+	args := []string{"graph", "-o", "json", "--jaeger", addr, "--lookback", "10m"}
+	for _, n := range g.Nodes {
+		if n.Kind == "service" {
+			args = append(args, "--service", strings.TrimPrefix(n.Key, "service:"))
+		}
+	}
+	out, errs, code := ktrace(args...)
+	if code != 0 || !strings.Contains(errs, "service by service") {
+		t.Fatalf("ktrace graph --service ... exited %d:\n%s", code, errs)
+	}
+	var per render.GraphJSON
+	if err := json.Unmarshal([]byte(out), &per); err != nil {
+		t.Fatal(err)
+	}
+	if per.Spans != g.Spans || per.Traces != g.Traces || !reflect.DeepEqual(edgesOf(per), edgesOf(g)) {
+		t.Errorf("service by service: %d traces, %d spans, edges %+v\nall at once: %d traces, %d spans, edges %+v",
+			per.Traces, per.Spans, edgesOf(per), g.Traces, g.Spans, edgesOf(g))
+	}
+}
+
+// TestGraphFromJaegerBadger: the same topology through Jaeger's Badger
+// store, which also takes an empty service name as "any".
+func TestGraphFromJaegerBadger(t *testing.T) {
+	j := testenv.JaegerBadger(t)
+	runTopology(t, j.OTLPAddr(), orders)
+	g := waitForGraph(t, "--jaeger", j.QueryAddr(), "--lookback", "10m")
+	if len(g.Edges) != 5 || len(g.Stitches) != orders {
+		t.Errorf("Badger: %d edges, %d stitches; want 5 and %d", len(g.Edges), len(g.Stitches), orders)
+	}
+	sameGraphEitherWay(t, j.QueryAddr(), g)
 }

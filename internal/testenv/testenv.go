@@ -13,13 +13,24 @@ import (
 // stops it at cleanup. A missing binary fails the test: tests never skip.
 func Jaeger(t testing.TB) *jaeger.Process {
 	t.Helper()
+	return start(t, false)
+}
+
+// JaegerBadger is Jaeger keeping its traces in Badger.
+func JaegerBadger(t testing.TB) *jaeger.Process {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, persist bool) *jaeger.Process {
+	t.Helper()
 	bin, err := jaeger.FindBinary("")
 	if err != nil {
 		t.Fatalf("%v: the README's test command (scripts/test) installs it", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	p, err := jaeger.Start(ctx, jaeger.Options{Bin: bin, Dir: t.TempDir()})
+	p, err := jaeger.Start(ctx, jaeger.Options{Bin: bin, Dir: t.TempDir(), Persist: persist})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ type Stats struct {
 	Truncated int
 	// LimitReached is set when Limit stopped the search early.
 	LimitReached bool
-	// PerService is set when every service was asked for in turn.
+	// PerService is set when services were asked for one at a time.
 	PerService bool
 }
 
@@ -100,11 +100,10 @@ func (c *Client) Find(ctx context.Context, q Query, set *trace.Set, progress fun
 		if len(services) == 0 {
 			return Stats{}, nil // Jaeger holds no traces at all
 		}
-		st, err := c.find(ctx, q, services, set, progress)
-		st.PerService = true
-		return st, err
 	}
-	return c.find(ctx, q, services, set, progress)
+	st, err := c.find(ctx, q, services, set, progress)
+	st.PerService = true
+	return st, err
 }
 
 // refused reports whether err is a backend's refusal of a query without a
