@@ -23,7 +23,13 @@ type Config struct {
 	Partitions    int     // per topic [3]
 	BrokenShare   float64 // share of Kafka hops that lose context [0]
 	MessagingOnly bool    // only Kafka hops, no RPC calls
-	Seed          uint64
+	// FanOut is how many calls or hops each step makes from one span; the
+	// trace goes on from the last of them [1: a chain].
+	FanOut int
+	// Shuffle puts each trace's spans in random order, as stores return
+	// them, instead of the order they started in.
+	Shuffle bool
+	Seed    uint64
 }
 
 func (c *Config) defaults() {
@@ -41,6 +47,9 @@ func (c *Config) defaults() {
 	}
 	if c.Partitions <= 0 {
 		c.Partitions = 3
+	}
+	if c.FanOut <= 0 {
+		c.FanOut = 1
 	}
 }
 
@@ -74,10 +83,17 @@ func Generate(cfg Config) []trace.Trace {
 	for i := 0; i < cfg.Traces; i++ {
 		g.trace()
 	}
+	if cfg.Shuffle {
+		for i := range g.out {
+			sp := g.out[i].Spans
+			g.rng.Shuffle(len(sp), func(a, b int) { sp[a], sp[b] = sp[b], sp[a] })
+		}
+	}
 	return g.out
 }
 
-func (g *gen) span(t *trace.Trace, svc int, op string, kind trace.Kind, parent trace.SpanID, d time.Duration) *trace.Span {
+func (g *gen) span(ti int, svc int, op string, kind trace.Kind, parent trace.SpanID, d time.Duration) *trace.Span {
+	t := &g.out[ti]
 	s := trace.Span{TraceID: t.ID, SpanID: trace.SpanID(g.id()), Operation: op, Kind: kind, Start: g.clock,
 		Duration: d, Resource: g.res[svc]}
 	if parent != 0 {
@@ -88,55 +104,64 @@ func (g *gen) span(t *trace.Trace, svc int, op string, kind trace.Kind, parent t
 	return &t.Spans[len(t.Spans)-1]
 }
 
-func (g *gen) newTrace(spans int) *trace.Trace {
+func (g *gen) newTrace(spans int) int {
 	g.out = append(g.out, trace.Trace{ID: trace.TraceID{High: 0x6b74, Low: g.id()}, Spans: make([]trace.Span, 0, spans)})
-	return &g.out[len(g.out)-1]
+	return len(g.out) - 1
 }
 
 func (g *gen) trace() {
 	n := g.cfg.SpansPerTrace
-	t := g.newTrace(n)
+	ti := g.newTrace(n)
 	cur := g.rng.IntN(g.cfg.Services)
-	parent := g.span(t, cur, "GET /entry", trace.KindServer, 0, 5*time.Millisecond).SpanID
+	parent := g.span(ti, cur, "GET /entry", trace.KindServer, 0, 5*time.Millisecond).SpanID
 	made := 1
 	for made+2 <= n {
-		next := (cur + 1 + g.rng.IntN(g.cfg.Services-1)) % g.cfg.Services
-		if !g.cfg.MessagingOnly && g.rng.IntN(2) == 0 {
-			c := g.span(t, cur, "call svc-"+strconv.Itoa(next), trace.KindClient, parent, 2*time.Millisecond)
-			s := g.span(t, next, "handle", trace.KindServer, c.SpanID, time.Millisecond)
-			parent, cur = s.SpanID, next
+		nti, nparent, ncur := ti, parent, cur
+		for k := 0; k < g.cfg.FanOut && made+2 <= n; k++ {
+			nti, nparent, ncur = g.step(ti, parent, cur, n-made)
 			made += 2
-			continue
 		}
-		ti := g.rng.IntN(g.cfg.Topics)
-		part := g.rng.IntN(g.cfg.Partitions)
-		off := g.offsets[ti*g.cfg.Partitions+part]
-		g.offsets[ti*g.cfg.Partitions+part]++
-		topic := g.topics[ti]
-		p := g.span(t, cur, topic+" publish", trace.KindProducer, parent, time.Millisecond)
-		p.Attributes = trace.Attributes{
-			{Key: "messaging.system", Value: "kafka"}, {Key: "messaging.destination.name", Value: topic},
-			{Key: "messaging.operation", Value: "publish"},
-			{Key: "messaging.kafka.destination.partition", Value: strconv.Itoa(part)},
-			{Key: "messaging.kafka.message.offset", Value: strconv.FormatInt(off, 10)}}
-		consumerParent := p.SpanID
-		if g.rng.Float64() < g.cfg.BrokenShare {
-			t = g.newTrace(n - made)
-			consumerParent = 0
-		}
-		c := g.span(t, next, topic+" receive", trace.KindConsumer, consumerParent, 300*time.Microsecond)
-		c.Attributes = trace.Attributes{
-			{Key: "messaging.system", Value: "kafka"}, {Key: "messaging.source.name", Value: topic},
-			{Key: "messaging.operation", Value: "receive"},
-			{Key: "messaging.kafka.source.partition", Value: strconv.Itoa(part)},
-			{Key: "messaging.kafka.message.offset", Value: strconv.FormatInt(off, 10)},
-			{Key: "messaging.kafka.consumer.group", Value: fmt.Sprintf("group-%d", next)}}
-		parent, cur = c.SpanID, next
-		made += 2
+		ti, parent, cur = nti, nparent, ncur
 	}
 	for ; made < n; made++ {
-		parent = g.span(t, cur, "work", trace.KindInternal, parent, 100*time.Microsecond).SpanID
+		parent = g.span(ti, cur, "work", trace.KindInternal, parent, 100*time.Microsecond).SpanID
 	}
+}
+
+// step adds a call or a Kafka hop from span parent of service cur in trace
+// ti, and returns where the trace goes on: the trace (another one when the
+// hop lost its context), the span and the service.
+func (g *gen) step(ti int, parent trace.SpanID, cur, left int) (int, trace.SpanID, int) {
+	next := (cur + 1 + g.rng.IntN(g.cfg.Services-1)) % g.cfg.Services
+	if !g.cfg.MessagingOnly && g.rng.IntN(2) == 0 {
+		c := g.span(ti, cur, "call svc-"+strconv.Itoa(next), trace.KindClient, parent, 2*time.Millisecond)
+		s := g.span(ti, next, "handle", trace.KindServer, c.SpanID, time.Millisecond)
+		return ti, s.SpanID, next
+	}
+	tn := g.rng.IntN(g.cfg.Topics)
+	part := g.rng.IntN(g.cfg.Partitions)
+	off := g.offsets[tn*g.cfg.Partitions+part]
+	g.offsets[tn*g.cfg.Partitions+part]++
+	topic := g.topics[tn]
+	p := g.span(ti, cur, topic+" publish", trace.KindProducer, parent, time.Millisecond)
+	p.Attributes = trace.Attributes{
+		{Key: "messaging.system", Value: "kafka"}, {Key: "messaging.destination.name", Value: topic},
+		{Key: "messaging.operation", Value: "publish"},
+		{Key: "messaging.kafka.destination.partition", Value: strconv.Itoa(part)},
+		{Key: "messaging.kafka.message.offset", Value: strconv.FormatInt(off, 10)}}
+	consumerParent := p.SpanID
+	if g.rng.Float64() < g.cfg.BrokenShare {
+		ti = g.newTrace(left)
+		consumerParent = 0
+	}
+	c := g.span(ti, next, topic+" receive", trace.KindConsumer, consumerParent, 300*time.Microsecond)
+	c.Attributes = trace.Attributes{
+		{Key: "messaging.system", Value: "kafka"}, {Key: "messaging.source.name", Value: topic},
+		{Key: "messaging.operation", Value: "receive"},
+		{Key: "messaging.kafka.source.partition", Value: strconv.Itoa(part)},
+		{Key: "messaging.kafka.message.offset", Value: strconv.FormatInt(off, 10)},
+		{Key: "messaging.kafka.consumer.group", Value: fmt.Sprintf("group-%d", next)}}
+	return ti, c.SpanID, next
 }
 
 // SingleTrace returns one trace of n spans: a long chain of Kafka hops and
