@@ -43,14 +43,16 @@ func main() {
 	single := flag.Int("single", 1_000_000, "spans in the single large trace")
 	withJaeger := flag.Bool("jaeger", true, "also measure against a real Jaeger v2 (memory and Badger)")
 	badger := flag.Bool("badger", true, "also measure Jaeger with the Badger store")
+	fanOut := flag.Int("fanout", 1, "calls or hops each step makes from one span (1: chains)")
 	flag.Parse()
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "ktrace-bench-")
 	check(err)
 	defer os.RemoveAll(work)
 
-	fmt.Fprintf(os.Stderr, "generating %d spans (%d per trace, 10%% broken hops)...\n", *spans, *perTrace)
-	ts := synth.Generate(synth.Config{Traces: *spans / *perTrace, SpansPerTrace: *perTrace, Services: 20, Topics: 10, BrokenShare: 0.1, Seed: 7})
+	fmt.Fprintf(os.Stderr, "generating %d spans (%d per trace, fan-out %d, 10%% broken hops)...\n", *spans, *perTrace, *fanOut)
+	cfg := synth.Config{Traces: *spans / *perTrace, SpansPerTrace: *perTrace, Services: 20, Topics: 10, BrokenShare: 0.1, FanOut: *fanOut, Seed: 7}
+	ts := synth.Generate(cfg)
 	n := 0
 	for i := range ts {
 		n += len(ts[i].Spans)
@@ -68,12 +70,22 @@ func main() {
 	analyze.Run(ts, analyze.Options{Workers: 1})
 	d1 := time.Since(start)
 	record("graph + break analysis, one CPU", rate(n, d1), fmt.Sprintf("%d spans in %s", n, d1.Round(time.Millisecond)))
+	// Stores return a trace's spans in no useful order: the same set with
+	// each trace shuffled.
+	cfg.Shuffle = true
+	shuffled := synth.Generate(cfg)
+	runtime.GC()
+	start = time.Now()
+	analyze.Run(shuffled, analyze.Options{})
+	ds := time.Since(start)
+	record("graph + break analysis, spans shuffled", rate(n, ds), fmt.Sprintf("%d spans in %s on %d CPUs", n, ds.Round(time.Millisecond), runtime.GOMAXPROCS(0)))
+	shuffled = nil
 
 	// 1b. The collector-contrib spanmetrics connector on the identical spans.
 	dm, err := spanmetrics(context.Background(), ts)
 	check(err)
 	record("spanmetrics connector (collector-contrib v0.165.1), in process", rate(n, dm),
-		fmt.Sprintf("ktrace graph + breaks is %.2f× its throughput (target ≥ 5); on one CPU %.2f×", dm.Seconds()/d.Seconds(), dm.Seconds()/d1.Seconds()))
+		fmt.Sprintf("ktrace graph + breaks is %.2f× its throughput (target ≥ 5); on one CPU %.2f×; shuffled %.2f×", dm.Seconds()/d.Seconds(), dm.Seconds()/d1.Seconds(), dm.Seconds()/ds.Seconds()))
 
 	// 2. The CLI on a snapshot: wall time and peak resident memory per span.
 	snap := filepath.Join(work, "set.ktrace")
@@ -196,14 +208,16 @@ func jaegerRuns(ctx context.Context, work string, ts []trace.Trace, n, ktraceEdg
 		deps, err := c.Dependencies(ctx, q.Start, q.End)
 		check(err)
 		dd := time.Since(start)
-		self := 0
+		self, calls := 0, uint64(0)
 		for _, l := range deps {
 			if l.Parent == l.Child {
 				self++
 			}
+			calls += l.CallCount
 		}
 		record("Jaeger GetDependencies ("+name+")", dd.Round(time.Millisecond).String(),
-			fmt.Sprintf("ktrace/Jaeger time ratio %.2f; Jaeger finds %d links (%d self-loops, no topics, no span links), ktrace %d edges", full.Seconds()/dd.Seconds(), len(deps), self, ktraceEdges))
+			fmt.Sprintf("ktrace/Jaeger time ratio %.2f; Jaeger finds %d links (%d self-loops, no topics, no span links) from %d parent→child pairs; ktrace %d edges from %d spans",
+				full.Seconds()/dd.Seconds(), len(deps), self, calls, ktraceEdges, n))
 		c.Close()
 		p.Stop()
 	}
