@@ -9,7 +9,6 @@ import (
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/docs"
-	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // DocsOptions are `ktrace docs`' inputs.
@@ -72,10 +71,7 @@ func docsRun(ctx context.Context, opts *DocsOptions) error {
 			return usagef("--owners: %v", err)
 		}
 	}
-	g, rep, err := opts.Source.analyzeSource(ctx, opts.IO, analyze.Options{SkewTolerance: 10 * time.Millisecond}, func() (*trace.Set, map[trace.TraceID]bool, error) {
-		set, err := opts.Source.load(ctx, opts.IO)
-		return set, nil, err
-	})
+	g, rep, err := opts.Source.analyzeSource(ctx, opts.IO, analyze.Options{SkewTolerance: 10 * time.Millisecond}, 0)
 	if err != nil {
 		return err
 	}

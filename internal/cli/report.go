@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -80,9 +79,7 @@ Jaeger, --settle apart) are reported as incomplete, never as broken.`,
 }
 
 func reportRun(ctx context.Context, opts *ReportOptions) error {
-	_, rep, err := opts.Source.analyzeSource(ctx, opts.IO, analyze.Options{SkewTolerance: opts.Skew}, func() (*trace.Set, map[trace.TraceID]bool, error) {
-		return loadSettled(ctx, opts.IO, &opts.Source, opts.Settle)
-	})
+	_, rep, err := opts.Source.analyzeSource(ctx, opts.IO, analyze.Options{SkewTolerance: opts.Skew}, opts.Settle)
 	if err != nil {
 		return err
 	}
@@ -115,11 +112,8 @@ func loadSettled(ctx context.Context, io *IOStreams, src *SourceOptions, settle 
 	for _, t := range set.Traces() {
 		before[t.ID] = len(t.Spans)
 	}
-	fmt.Fprintf(io.ErrOut, "reading again in %s to find traces still arriving...\n", settle)
-	select {
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
-	case <-time.After(settle):
+	if err := wait(ctx, io, settle); err != nil {
+		return nil, nil, err
 	}
 	again, err := src.load(ctx, io)
 	if err != nil {

@@ -157,6 +157,22 @@ func (o *SourceOptions) load(ctx context.Context, io *IOStreams) (*trace.Set, er
 }
 
 func (o *SourceOptions) loadJaeger(ctx context.Context, io *IOStreams, set *trace.Set) error {
+	return o.searchJaeger(ctx, io, func(c *jaeger.Client, q jaeger.Query, progress func(jaeger.Stats)) (jaeger.Stats, error) {
+		return c.Find(ctx, q, set, progress)
+	})
+}
+
+// eachJaeger hands each trace Jaeger has for the flags to each as it
+// arrives, keeping none.
+func (o *SourceOptions) eachJaeger(ctx context.Context, io *IOStreams, each func(*trace.Trace)) error {
+	return o.searchJaeger(ctx, io, func(c *jaeger.Client, q jaeger.Query, progress func(jaeger.Stats)) (jaeger.Stats, error) {
+		return c.FindEach(ctx, q, func(t *trace.Trace) error { each(t); return nil }, progress)
+	})
+}
+
+// searchJaeger runs a search for the flags, with progress and warnings on
+// stderr.
+func (o *SourceOptions) searchJaeger(ctx context.Context, io *IOStreams, search func(*jaeger.Client, jaeger.Query, func(jaeger.Stats)) (jaeger.Stats, error)) error {
 	c, err := jaeger.Dial(o.jaegerConfig())
 	if err != nil {
 		return err
@@ -173,7 +189,7 @@ func (o *SourceOptions) loadJaeger(ctx context.Context, io *IOStreams, set *trac
 		}
 	}
 	p := newProgress(io)
-	st, err := c.Find(ctx, q, set, func(s jaeger.Stats) {
+	st, err := search(c, q, func(s jaeger.Stats) {
 		p.update("fetching from %s: %d traces, %d spans, %d calls", o.Jaeger, s.Traces, s.Spans, s.Calls)
 	})
 	if err != nil {
@@ -266,13 +282,24 @@ func (o *SourceOptions) describe() string {
 	return strings.Join(parts, "; ")
 }
 
-// streamTraces hands each trace of a single file or fixture to add as it is
-// read, keeping none, so a command's memory does not grow with the input.
-// ok is false, with nothing read that matters, when the source is not one
-// file or fixture, or when a trace ID repeats in it (its parts must be
-// merged first): the caller then loads the set.
-func (o *SourceOptions) streamTraces(io *IOStreams, add func(*trace.Trace)) (ok bool, err error) {
-	if o.Jaeger != "" || len(o.Files)+len(o.Fixtures) != 1 || (len(o.Files) == 1 && o.Files[0] == "-") {
+// streamTraces hands each trace of Jaeger, or of a single file or fixture,
+// to add as it is read, keeping none, so a command's memory does not grow
+// with the input. ok is false, with nothing read that matters, when the
+// source is several files or Jaeger and files, or when a trace ID repeats
+// in a file (its parts must be merged first): the caller then loads the set.
+func (o *SourceOptions) streamTraces(ctx context.Context, io *IOStreams, add func(*trace.Trace)) (ok bool, err error) {
+	if o.Jaeger != "" {
+		if len(o.Files)+len(o.Fixtures) > 0 {
+			return false, nil
+		}
+		n := 0
+		err := o.eachJaeger(ctx, io, func(t *trace.Trace) { n++; add(t) })
+		if err == nil && n == 0 {
+			fmt.Fprintln(io.ErrOut, "ktrace: warning: no traces found")
+		}
+		return err == nil, err
+	}
+	if len(o.Files)+len(o.Fixtures) != 1 || (len(o.Files) == 1 && o.Files[0] == "-") {
 		return false, nil
 	}
 	seen := map[trace.TraceID]struct{}{}
@@ -301,7 +328,7 @@ func (o *SourceOptions) streamTraces(io *IOStreams, add func(*trace.Trace)) (ok 
 // buildGraph builds the graph of the source, streaming when it can.
 func (o *SourceOptions) buildGraph(ctx context.Context, io *IOStreams) (*graph.Graph, error) {
 	b := graph.NewBuilder()
-	ok, err := o.streamTraces(io, b.Add)
+	ok, err := o.streamTraces(ctx, io, b.Add)
 	if err != nil || ok {
 		return b.Graph(), err
 	}
@@ -313,11 +340,29 @@ func (o *SourceOptions) buildGraph(ctx context.Context, io *IOStreams) (*graph.G
 }
 
 // analyzeSource builds the graph and finds the breaks, streaming when it
-// can. Incomplete traces (from a settled Jaeger read) only arise when
-// loading, so a stream has none.
-func (o *SourceOptions) analyzeSource(ctx context.Context, io *IOStreams, opts analyze.Options, load func() (*trace.Set, map[trace.TraceID]bool, error)) (*graph.Graph, analyze.Report, error) {
+// can. From Jaeger with settle > 0 it reads twice, settle apart, keeping
+// only each trace's span count from the first read; traces that changed
+// (or are new) are incomplete: analysed for the graph, left out of the
+// breaks.
+func (o *SourceOptions) analyzeSource(ctx context.Context, io *IOStreams, opts analyze.Options, settle time.Duration) (*graph.Graph, analyze.Report, error) {
+	var before map[trace.TraceID]int
+	if o.Jaeger != "" && len(o.Files)+len(o.Fixtures) == 0 && settle > 0 {
+		before = map[trace.TraceID]int{}
+		if err := o.eachJaeger(ctx, io, func(t *trace.Trace) { before[t.ID] = len(t.Spans) }); err != nil {
+			return nil, analyze.Report{}, err
+		}
+		if err := wait(ctx, io, settle); err != nil {
+			return nil, analyze.Report{}, err
+		}
+		opts.Incomplete = map[trace.TraceID]bool{}
+	}
 	a := analyze.NewAnalyzer(opts)
-	ok, err := o.streamTraces(io, a.Add)
+	ok, err := o.streamTraces(ctx, io, func(t *trace.Trace) {
+		if n, seen := before[t.ID]; before != nil && (!seen || n != len(t.Spans)) {
+			opts.Incomplete[t.ID] = true
+		}
+		a.Add(t)
+	})
 	if err != nil {
 		return nil, analyze.Report{}, err
 	}
@@ -325,13 +370,24 @@ func (o *SourceOptions) analyzeSource(ctx context.Context, io *IOStreams, opts a
 		g, rep := a.Finish()
 		return g, rep, nil
 	}
-	set, incomplete, err := load()
+	set, incomplete, err := loadSettled(ctx, io, o, settle)
 	if err != nil {
 		return nil, analyze.Report{}, err
 	}
 	opts.Incomplete = incomplete
 	g, rep := analyze.Run(set.Traces(), opts)
 	return g, rep, nil
+}
+
+// wait sleeps for settle, saying so on stderr, unless ctx ends first.
+func wait(ctx context.Context, io *IOStreams, settle time.Duration) error {
+	fmt.Fprintf(io.ErrOut, "reading again in %s to find traces still arriving...\n", settle)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(settle):
+		return nil
+	}
 }
 
 // loadStable reads the source again and again, poll apart, until the span

@@ -382,3 +382,35 @@ func TestDependencies(t *testing.T) {
 		t.Errorf("%+v %v", deps, err)
 	}
 }
+
+// TestFindEachHandsOnEachTraceOnce: service by service, every trace comes
+// back twice (it touches both services); FindEach hands it on once, whole.
+func TestFindEachHandsOnEachTraceOnce(t *testing.T) {
+	s := &store{spans: spans(40, time.Millisecond, true)}
+	c, _ := Dial(Config{Addr: serve(t, s)})
+	defer c.Close()
+	got := map[trace.TraceID]int{}
+	st, err := c.FindEach(context.Background(), Query{Start: t0, End: t0.Add(time.Minute)}, func(tr *trace.Trace) error {
+		got[tr.ID]++
+		if len(tr.Spans) != 2 {
+			t.Errorf("trace %s: %d spans, want 2", tr.ID, len(tr.Spans))
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 40 || st.Traces != 40 || st.Spans != 80 || !st.PerService {
+		t.Fatalf("%d traces handed on, stats %+v", len(got), st)
+	}
+	for id, n := range got {
+		if n != 1 {
+			t.Errorf("trace %s handed on %d times", id, n)
+		}
+	}
+	// An error from the callback stops the search and is returned.
+	boom := errors.New("boom")
+	if _, err := c.FindEach(context.Background(), Query{Start: t0, End: t0.Add(time.Minute)}, func(*trace.Trace) error { return boom }, nil); !errors.Is(err, boom) {
+		t.Errorf("callback error: got %v", err)
+	}
+}

@@ -64,10 +64,53 @@ type window struct {
 	start, end time.Time
 }
 
+// sink receives the traces a search reads; calls are serialised.
+type sink interface {
+	add(t trace.Trace) error
+	len() (traces, spans int)
+}
+
+// setSink merges every copy of a trace into a set.
+type setSink struct{ set *trace.Set }
+
+func (s setSink) add(t trace.Trace) error  { return s.set.Add(t) }
+func (s setSink) len() (traces, spans int) { return s.set.Len(), s.set.SpanCount() }
+
+// eachSink hands each trace on once and keeps only its ID.
+type eachSink struct {
+	seen          map[trace.TraceID]struct{}
+	traces, spans int
+	each          func(*trace.Trace) error
+}
+
+func (s *eachSink) add(t trace.Trace) error {
+	if _, ok := s.seen[t.ID]; ok {
+		return nil // read again from another window or service: the same trace
+	}
+	s.seen[t.ID] = struct{}{}
+	s.traces++
+	s.spans += len(t.Spans)
+	return s.each(&t)
+}
+func (s *eachSink) len() (traces, spans int) { return s.traces, s.spans }
+
 // Find fetches every trace that matches q into set, calling progress (if
 // not nil) after each call with the running totals; progress calls are
 // serialised. It returns the final totals.
 func (c *Client) Find(ctx context.Context, q Query, set *trace.Set, progress func(Stats)) (Stats, error) {
+	return c.search(ctx, q, setSink{set}, progress)
+}
+
+// FindEach is Find that hands each trace to each as it arrives instead of
+// keeping it: memory stays flat however many traces match. A trace is
+// handed on the first time it is read (a trace read again, from another
+// window or service, is dropped, where Find would merge the copies). Calls
+// to each are serialised; an error from it stops the search.
+func (c *Client) FindEach(ctx context.Context, q Query, each func(*trace.Trace) error, progress func(Stats)) (Stats, error) {
+	return c.search(ctx, q, &eachSink{seen: map[trace.TraceID]struct{}{}, each: each}, progress)
+}
+
+func (c *Client) search(ctx context.Context, q Query, set sink, progress func(Stats)) (Stats, error) {
 	if q.Start.IsZero() || q.End.IsZero() || !q.End.After(q.Start) {
 		return Stats{}, fmt.Errorf("invalid time window %s .. %s", q.Start.Format(time.RFC3339), q.End.Format(time.RFC3339))
 	}
@@ -121,7 +164,7 @@ func refused(err error) bool {
 }
 
 // find searches the windows of each service (the empty name: every service).
-func (c *Client) find(ctx context.Context, q Query, services []string, set *trace.Set, progress func(Stats)) (Stats, error) {
+func (c *Client) find(ctx context.Context, q Query, services []string, set sink, progress func(Stats)) (Stats, error) {
 
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
@@ -180,14 +223,14 @@ func (c *Client) find(ctx context.Context, q Query, services []string, set *trac
 			return
 		}
 		for id, spans := range got {
-			if q.Limit > 0 && set.Len() >= q.Limit {
+			if n, _ := set.len(); q.Limit > 0 && n >= q.Limit {
 				st.LimitReached = true
 				break
 			}
 			t := trace.Trace{ID: id, Spans: spans}
 			err := trace.Validate(&t)
 			if err == nil {
-				err = set.Add(t)
+				err = set.add(t)
 			}
 			if err != nil {
 				mu.Unlock()
@@ -195,7 +238,7 @@ func (c *Client) find(ctx context.Context, q Query, services []string, set *trac
 				return
 			}
 		}
-		st.Traces, st.Spans = set.Len(), set.SpanCount()
+		st.Traces, st.Spans = set.len()
 		if progress != nil {
 			progress(st)
 		}
