@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -31,6 +32,9 @@ type store struct {
 	// (a backend that takes it as a name), "any" every service (Jaeger's
 	// memory and Badger stores), "refuse" is an error.
 	empty string
+	// newest returns the newest traces first, as Jaeger's memory store
+	// does; otherwise the oldest come first.
+	newest bool
 
 	mu    sync.Mutex
 	calls int
@@ -103,6 +107,9 @@ func (s *store) FindTraces(r *api_v2.FindTracesRequest, srv api_v2.QueryService_
 			match[sp.TraceID] = true
 			order = append(order, sp.TraceID)
 		}
+	}
+	if s.newest {
+		slices.Reverse(order)
 	}
 	if len(order) > int(q.SearchDepth) {
 		order = order[:q.SearchDepth]
@@ -179,31 +186,42 @@ func TestFindSplitsFullWindows(t *testing.T) {
 // TestFindSplitsWhereTheTracesAre: 2000 traces in a 2-second stretch of a
 // 2-hour window. Bisection would spend a dozen full calls halving empty
 // hours; cutting at the returned traces' start times goes straight there.
-func TestFindSplitsWhereTheTracesAre(t *testing.T) {
-	s := &store{spans: spans(2000, time.Millisecond, false)}
-	c, err := Dial(Config{Addr: serve(t, s)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var set trace.Set
-	st, err := c.Find(context.Background(), Query{Start: t0.Add(-time.Hour), End: t0.Add(time.Hour), PageSize: 500}, &set, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if set.Len() != 2000 || st.Truncated != 0 {
-		t.Fatalf("got %d traces (stats %+v), want all 2000", set.Len(), st)
-	}
-	// Bisection takes 31 calls here (it halves empty hours first); cutting
-	// at the quartiles takes 21 (this store returns the oldest traces
-	// first, so each full call peels off three quarters of a page).
-	if st.Calls > 24 {
-		t.Errorf("%d calls for 2000 traces at 500 a call", st.Calls)
-	}
-	// The bare drain walks the same windows.
-	dst, err := c.Find(context.Background(), Query{Start: t0.Add(-time.Hour), End: t0.Add(time.Hour), PageSize: 500, Discard: true}, &trace.Set{}, nil)
-	if err != nil || dst.Calls != st.Calls || dst.Traces != 2000 {
-		t.Errorf("drain: %+v, %v; want %d calls and 2000 traces", dst, err, st.Calls)
+// TestFindSplitsFullWindowsFew: 20000 traces at 1000 a call, in a window
+// that fits them and in a two-hour one, from a store that returns the
+// newest or the oldest traces of a full window first. Halving takes 61–63
+// calls on each; cutting at the quartiles of the returned start times took
+// 101–121, and adding half-page parts beside them 64–75.
+func TestFindSplitsFullWindowsFew(t *testing.T) {
+	for _, wide := range []bool{false, true} {
+		for _, newest := range []bool{false, true} {
+			s := &store{spans: spans(20000, time.Millisecond, false), newest: newest}
+			c, err := Dial(Config{Addr: serve(t, s)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := Query{Start: t0, End: t0.Add(21 * time.Second), PageSize: 1000}
+			if wide {
+				q.Start, q.End = t0.Add(-time.Hour), t0.Add(time.Hour)
+			}
+			var set trace.Set
+			st, err := c.Find(context.Background(), q, &set, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if set.Len() != 20000 || st.Truncated != 0 {
+				t.Fatalf("wide %v, newest first %v: got %d traces (stats %+v), want all 20000", wide, newest, set.Len(), st)
+			}
+			if st.Calls > 64 {
+				t.Errorf("wide %v, newest first %v: %d calls", wide, newest, st.Calls)
+			}
+			// The bare drain walks the same windows.
+			q.Discard = true
+			dst, err := c.Find(context.Background(), q, &trace.Set{}, nil)
+			if err != nil || dst.Calls != st.Calls || dst.Traces != 20000 {
+				t.Errorf("drain: %+v, %v; want %d calls and 20000 traces", dst, err, st.Calls)
+			}
+			c.Close()
+		}
 	}
 }
 

@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"runtime"
 	"encoding/binary"
+	"runtime"
 	"time"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/connector/spanmetricsconnector"
