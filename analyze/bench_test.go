@@ -23,12 +23,16 @@ func BenchmarkGraphAndBreaks(b *testing.B) {
 // BenchmarkRun is the same work in one pass: analyze.Run builds the graph
 // and finds the breaks reading each span once.
 func BenchmarkRun(b *testing.B) {
-	for _, shuffle := range []bool{false, true} {
-		b.Run(map[bool]string{false: "ordered", true: "shuffled"}[shuffle], func(b *testing.B) {
+	for _, c := range []struct {
+		name             string
+		shuffle, workers int
+	}{{"ordered", 0, 1}, {"shuffled", 1, 1}, {"ordered-all-cpus", 0, 0}} {
+		shuffle, workers := c.shuffle == 1, c.workers
+		b.Run(c.name, func(b *testing.B) {
 			ts := synth.Generate(synth.Config{Traces: 10000, SpansPerTrace: 20, Services: 20, Topics: 10, BrokenShare: 0.1, Shuffle: shuffle, Seed: 7})
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				analyze.Run(ts, analyze.Options{Workers: 1})
+				analyze.Run(ts, analyze.Options{Workers: workers})
 			}
 			b.ReportMetric(float64(200000*b.N)/b.Elapsed().Seconds(), "spans/s")
 		})
