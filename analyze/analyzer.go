@@ -1,8 +1,10 @@
 package analyze
 
 import (
+	"cmp"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -355,15 +357,14 @@ func finishReport(rep *Report, c *collector) {
 		sort.Strings(f.From)
 		rep.Findings = append(rep.Findings, f.Finding)
 	}
-	sort.Slice(rep.Findings, func(i, j int) bool {
-		a, b := rep.Findings[i], rep.Findings[j]
+	slices.SortFunc(rep.Findings, func(a, b Finding) int {
 		switch {
 		case a.Traces != b.Traces:
-			return a.Traces > b.Traces
+			return cmp.Compare(b.Traces, a.Traces)
 		case a.Rule != b.Rule:
-			return ruleOrder[a.Rule] < ruleOrder[b.Rule]
+			return cmp.Compare(ruleOrder[a.Rule], ruleOrder[b.Rule])
 		}
-		return a.Where < b.Where
+		return strings.Compare(a.Where, b.Where)
 	})
 	sort.Slice(rep.Incomplete, func(i, j int) bool { return less(rep.Incomplete[i], rep.Incomplete[j]) })
 }
