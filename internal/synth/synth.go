@@ -22,7 +22,10 @@ type Config struct {
 	Topics        int     // [4]
 	Partitions    int     // per topic [3]
 	BrokenShare   float64 // share of Kafka hops that lose context [0]
-	MessagingOnly bool    // only Kafka hops, no RPC calls
+	// LinkShare is the share of those whose consumer links to its producer
+	// (span-link propagation: a new trace, but connected) [0].
+	LinkShare     float64
+	MessagingOnly bool // only Kafka hops, no RPC calls
 	// FanOut is how many calls or hops each step makes from one span; the
 	// trace goes on from the last of them [1: a chain].
 	FanOut int
@@ -150,11 +153,18 @@ func (g *gen) step(ti int, parent trace.SpanID, cur, left int) (int, trace.SpanI
 		{Key: "messaging.kafka.destination.partition", Value: strconv.Itoa(part)},
 		{Key: "messaging.kafka.message.offset", Value: strconv.FormatInt(off, 10)}}
 	consumerParent := p.SpanID
+	var link *trace.Ref
 	if g.rng.Float64() < g.cfg.BrokenShare {
+		if g.cfg.LinkShare > 0 && g.rng.Float64() < g.cfg.LinkShare {
+			link = &trace.Ref{Type: trace.RefLink, TraceID: p.TraceID, SpanID: p.SpanID}
+		}
 		ti = g.newTrace(left)
 		consumerParent = 0
 	}
 	c := g.span(ti, next, topic+" receive", trace.KindConsumer, consumerParent, 300*time.Microsecond)
+	if link != nil {
+		c.Refs = append(c.Refs, *link)
+	}
 	c.Attributes = trace.Attributes{
 		{Key: "messaging.system", Value: "kafka"}, {Key: "messaging.source.name", Value: topic},
 		{Key: "messaging.operation", Value: "receive"},

@@ -63,3 +63,40 @@ func TestGenerate(t *testing.T) {
 		t.Error("shuffling moved nothing")
 	}
 }
+
+// TestLinkShare: consumers that lost their parent link to their producer
+// when asked to, and the link points at a producer span.
+func TestLinkShare(t *testing.T) {
+	ts := Generate(Config{Traces: 300, SpansPerTrace: 20, BrokenShare: 0.5, LinkShare: 0.5, MessagingOnly: true, Seed: 2})
+	producers := map[trace.SpanID]bool{}
+	for _, tr := range ts {
+		for _, s := range tr.Spans {
+			if s.Kind == trace.KindProducer {
+				producers[s.SpanID] = true
+			}
+		}
+	}
+	linked, roots := 0, 0
+	for _, tr := range ts {
+		for _, s := range tr.Spans {
+			if s.Kind != trace.KindConsumer {
+				continue
+			}
+			if _, ok := s.Parent(); ok {
+				continue
+			}
+			roots++
+			for _, r := range s.Refs {
+				if r.Type == trace.RefLink {
+					linked++
+					if !producers[r.SpanID] || r.TraceID == tr.ID {
+						t.Fatalf("link %+v does not point at a producer in another trace", r)
+					}
+				}
+			}
+		}
+	}
+	if roots == 0 || linked == 0 || linked == roots {
+		t.Errorf("%d consumer roots, %d linked: want some linked and some not", roots, linked)
+	}
+}

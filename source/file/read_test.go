@@ -6,6 +6,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -191,6 +193,12 @@ func TestBadInput(t *testing.T) {
 		{"gzip not snapshot", gz(`{"format":"other"}`), "not a ktrace snapshot"},
 		{"snapshot from the future", gz(`{"format":"ktrace-snapshot","version":99}`), "version 99"},
 		{"corrupt gzip", []byte{0x1f, 0x8b, 1, 2, 3}, "gzip"},
+		{"snapshot bad record", gz(snapHead + "\n" + `{"t":{"id":}}`), "snapshot record 2: invalid JSON"},
+		{"snapshot empty record", gz(snapHead + "\n\n" + `{}`), "snapshot record 3: neither a resource nor a trace"},
+		{"snapshot wrong type", gz(snapHead + "\n" + `{"t":{"id":5}}`), "snapshot record 2: unexpected JSON"},
+		{"snapshot truncated record", gz(snapHead + "\n" + `{"t":{"id":"1","spans":[`), "snapshot record 2: truncated JSON"},
+		{"snapshot undeclared resource", gz(snapHead + "\n" + `{"t":{"id":"1","spans":[{"i":"2","s":1,"p":7}]}}`), "undeclared resource 7"},
+		{"snapshot cut short", truncatedSnapshot(), "truncated snapshot"},
 		{"duplicate span", []byte(`{"data":[{"traceID":"1","spans":[{"traceID":"1","spanID":"2","processID":"p","operationName":"a"},{"traceID":"1","spanID":"2","processID":"p","operationName":"b"}],"processes":{"p":{"serviceName":"s"}}}]}`), "duplicate span id"},
 	}
 	for _, c := range cases {
@@ -217,4 +225,56 @@ func gz(s string) []byte {
 	zw.Write([]byte(s + "\n"))
 	zw.Close()
 	return b.Bytes()
+}
+
+const snapHead = `{"format":"ktrace-snapshot","version":1}`
+
+// truncatedSnapshot is a real snapshot's gzip stream cut in the middle.
+func truncatedSnapshot() []byte {
+	var b bytes.Buffer
+	sw, _ := NewSnapshotWriter(&b, "test")
+	res := &trace.Resource{Service: "s"}
+	for i := 1; i <= 200; i++ {
+		id := trace.TraceID{Low: uint64(i)}
+		sw.Write(&trace.Trace{ID: id, Spans: []trace.Span{{TraceID: id, SpanID: 1, Operation: strings.Repeat("op", i), Resource: res}}})
+	}
+	sw.Close()
+	return b.Bytes()[:b.Len()/2]
+}
+
+// TestSnapshotBlankLines: blank lines between records are skipped.
+func TestSnapshotBlankLines(t *testing.T) {
+	in := gz(snapHead + "\n\n" + `{"r":{"id":0,"service":"s"}}` + "\n\n" + `{"t":{"id":"1","spans":[{"i":"2","s":1,"p":0}]}}` + "\n")
+	var set trace.Set
+	if _, err := Read(bytes.NewReader(in), "in", &set, &trace.Resources{}); err != nil || set.Len() != 1 {
+		t.Fatalf("%v, %d traces", err, set.Len())
+	}
+}
+
+// TestSnapshotOrder: records are unmarshalled on several goroutines but
+// handed on in the order written, resources declared midway included.
+func TestSnapshotOrder(t *testing.T) {
+	var b bytes.Buffer
+	sw, _ := NewSnapshotWriter(&b, "test")
+	var want []trace.TraceID
+	for i := 1; i <= 5000; i++ {
+		res := &trace.Resource{Service: "svc-" + strconv.Itoa(i/100)} // a new resource every 100 traces
+		id := trace.TraceID{Low: uint64(i)}
+		want = append(want, id)
+		if err := sw.Write(&trace.Trace{ID: id, Spans: []trace.Span{{TraceID: id, SpanID: trace.SpanID(i), Operation: "op", Resource: res}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sw.Close()
+	var got []trace.TraceID
+	_, err := ReadEach(bytes.NewReader(b.Bytes()), "in", func(tr trace.Trace) error {
+		if svc := tr.Spans[0].Service(); svc != "svc-"+strconv.Itoa(int(tr.ID.Low)/100) {
+			t.Fatalf("trace %d: service %q", tr.ID.Low, svc)
+		}
+		got = append(got, tr.ID)
+		return nil
+	}, &trace.Resources{})
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("%v; %d traces back, in order: %v", err, len(got), slices.Equal(got, want))
+	}
 }

@@ -2,6 +2,7 @@ package file
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/ktrace-dev/ktrace/trace"
@@ -133,11 +135,20 @@ func attrsOf(p [][2]string) trace.Attributes {
 	return a
 }
 
+// readSnapshot reads a snapshot's records in order, unmarshalling them on
+// every CPU: this goroutine's reader splits the stream into lines, workers
+// unmarshal them, and the records are applied (resources declared, traces
+// converted, checked and handed to add) in the order they were written.
+// JSON decoding is most of a snapshot read, so this is what makes reading
+// scale with CPUs.
 func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, res *trace.Resources) error {
-	dec := json.NewDecoder(br)
+	line, err := readRecord(br)
+	if err != nil && (err != io.EOF || len(line) == 0) {
+		return readErr(name, err)
+	}
 	var h snapHeader
-	if err := dec.Decode(&h); err != nil {
-		return jsonErr(name, dec, err)
+	if err := json.Unmarshal(line, &h); err != nil {
+		return lineErr(name, 1, err)
 	}
 	if h.Format != string(FormatSnapshot) {
 		return bad(name, "gzip data that is not a ktrace snapshot")
@@ -145,23 +156,77 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 	if h.Version < 1 || h.Version > SnapshotVersion {
 		return bad(name, "snapshot version %d is not supported (this ktrace reads up to %d)", h.Version, SnapshotVersion)
 	}
+
+	type record struct {
+		n     int
+		line  []byte
+		l     snapLine
+		blank bool
+		err   error // reading (set before done) or unmarshalling
+		done  chan struct{}
+	}
+	workers := runtime.GOMAXPROCS(0)
+	jobs := make(chan *record, 4*workers)  // to the workers
+	order := make(chan *record, 4*workers) // to the applier, in file order
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(order)
+		defer close(jobs)
+		for n := 2; ; n++ {
+			line, err := readRecord(br)
+			if err == io.EOF && len(bytes.TrimSpace(line)) == 0 {
+				return
+			}
+			r := &record{n: n, line: line, done: make(chan struct{})}
+			if err != nil && err != io.EOF {
+				r.err = readErr(name, err)
+				close(r.done)
+				select {
+				case order <- r:
+				case <-stop:
+				}
+				return
+			}
+			select {
+			case order <- r:
+			case <-stop:
+				return
+			}
+			select {
+			case jobs <- r:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	for w := 0; w < workers; w++ {
+		go func() {
+			for r := range jobs {
+				if r.blank = len(bytes.TrimSpace(r.line)) == 0; !r.blank {
+					if err := json.Unmarshal(r.line, &r.l); err != nil {
+						r.err = lineErr(name, r.n, err)
+					}
+				}
+				r.line = nil
+				close(r.done)
+			}
+		}()
+	}
+
 	resources := map[int]*trace.Resource{}
-	for n := 2; ; n++ {
-		var l snapLine
-		err := dec.Decode(&l)
-		if err == io.EOF {
-			return nil
+	for r := range order {
+		<-r.done
+		if r.err != nil {
+			return r.err
 		}
-		if err != nil {
-			return jsonErr(name, dec, err)
-		}
-		switch {
+		switch l := &r.l; {
 		case l.R != nil:
 			resources[l.R.ID] = res.Get(l.R.Service, attrsOf(l.R.Attrs))
 		case l.T != nil:
 			t, err := snapConvert(l.T, resources)
 			if err != nil {
-				return bad(name, "snapshot record %d: %v", n, err)
+				return bad(name, "snapshot record %d: %v", r.n, err)
 			}
 			if err := trace.Validate(&t); err != nil {
 				return bad(name, "%v", err)
@@ -169,10 +234,41 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 			if err := add(t); err != nil {
 				return bad(name, "%v", err)
 			}
+		case r.blank:
 		default:
-			return bad(name, "snapshot record %d: neither a resource nor a trace", n)
+			return bad(name, "snapshot record %d: neither a resource nor a trace", r.n)
 		}
 	}
+	return nil
+}
+
+// readRecord reads one line (one record) without its newline.
+func readRecord(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadBytes('\n')
+	return bytes.TrimSuffix(line, []byte("\n")), err
+}
+
+// readErr describes a failure to read the (decompressed) stream.
+func readErr(name string, err error) error {
+	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+		return bad(name, "truncated snapshot")
+	}
+	return bad(name, "%v", err)
+}
+
+// lineErr describes a record that is not the JSON it should be.
+func lineErr(name string, n int, err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &te):
+		return bad(name, "snapshot record %d: unexpected JSON at byte %d: field %q is %s, want %s", n, te.Offset, te.Field, te.Value, te.Type)
+	case errors.As(err, &se) && se.Error() == "unexpected end of JSON input":
+		return bad(name, "snapshot record %d: truncated JSON", n)
+	case errors.As(err, &se):
+		return bad(name, "snapshot record %d: invalid JSON at byte %d: %v", n, se.Offset, se)
+	}
+	return bad(name, "snapshot record %d: %v", n, err)
 }
 
 func snapConvert(st *snapTrace, resources map[int]*trace.Resource) (trace.Trace, error) {
@@ -181,6 +277,16 @@ func snapConvert(st *snapTrace, resources map[int]*trace.Resource) (trace.Trace,
 		return trace.Trace{}, err
 	}
 	t := trace.Trace{ID: tid, Spans: make([]trace.Span, len(st.Spans))}
+	// The trace's attributes and refs share one block each: two
+	// allocations a trace instead of two a span, and the spans' data sits
+	// together for whoever reads it next.
+	na, nr := 0, 0
+	for i := range st.Spans {
+		na += len(st.Spans[i].A)
+		nr += len(st.Spans[i].R)
+	}
+	attrs := make(trace.Attributes, 0, na)
+	refs := make([]trace.Ref, 0, nr)
 	for i := range st.Spans {
 		ss := &st.Spans[i]
 		s := &t.Spans[i]
@@ -196,7 +302,14 @@ func snapConvert(st *snapTrace, resources map[int]*trace.Resource) (trace.Trace,
 		s.Operation, s.Kind, s.Error, s.StatusMessage = ss.O, trace.Kind(ss.K), ss.E, ss.M
 		s.Start = time.Unix(0, ss.S).UTC()
 		s.Duration = time.Duration(ss.D)
-		s.Attributes = attrsOf(ss.A)
+		if len(ss.A) > 0 {
+			from := len(attrs)
+			for _, kv := range ss.A {
+				attrs = append(attrs, trace.Attribute{Key: kv[0], Value: kv[1]})
+			}
+			s.Attributes = attrs[from:len(attrs):len(attrs)]
+		}
+		from := len(refs)
 		for _, r := range ss.R {
 			ref := trace.Ref{Type: trace.RefParent}
 			if r[0] == "link" {
@@ -208,7 +321,10 @@ func snapConvert(st *snapTrace, resources map[int]*trace.Resource) (trace.Trace,
 			if ref.SpanID, err = trace.ParseSpanID(r[2]); err != nil {
 				return t, err
 			}
-			s.Refs = append(s.Refs, ref)
+			refs = append(refs, ref)
+		}
+		if len(refs) > from {
+			s.Refs = refs[from:len(refs):len(refs)]
 		}
 	}
 	return t, nil

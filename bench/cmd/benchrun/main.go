@@ -47,6 +47,7 @@ func main() {
 	withJaeger := flag.Bool("jaeger", true, "also measure against a real Jaeger v2 (memory and Badger)")
 	badger := flag.Bool("badger", true, "also measure Jaeger with the Badger store")
 	fanOut := flag.Int("fanout", 1, "calls or hops each step makes from one span (1: chains)")
+	linkShare := flag.Float64("link-share", 0.3, "share of broken hops whose consumer links to its producer")
 	flag.Parse()
 	ctx := context.Background()
 	stopOnSignal()
@@ -54,8 +55,8 @@ func main() {
 	check(err)
 	defer os.RemoveAll(work)
 
-	fmt.Fprintf(os.Stderr, "generating %d spans (%d per trace, fan-out %d, 10%% broken hops)...\n", *spans, *perTrace, *fanOut)
-	cfg := synth.Config{Traces: *spans / *perTrace, SpansPerTrace: *perTrace, Services: 20, Topics: 10, BrokenShare: 0.1, FanOut: *fanOut, Seed: 7}
+	fmt.Fprintf(os.Stderr, "generating %d spans (%d per trace, fan-out %d, 10%% broken hops, %.0f%% of those linked)...\n", *spans, *perTrace, *fanOut, *linkShare*100)
+	cfg := synth.Config{Traces: *spans / *perTrace, SpansPerTrace: *perTrace, Services: 20, Topics: 10, BrokenShare: 0.1, LinkShare: *linkShare, FanOut: *fanOut, Seed: 7}
 	ts := synth.Generate(cfg)
 	n := 0
 	for i := range ts {
@@ -134,6 +135,29 @@ func main() {
 	}
 	tw.Flush()
 	fmt.Printf("\nmachine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+}
+
+// compareEdges says what Jaeger's dependencies and ktrace's graph each
+// find: Jaeger counts service pairs from parent spans only; ktrace also has
+// topics, and hops found through span links or by stitching, which a
+// parent-only count cannot see.
+func compareEdges(deps []jaeger.Dependency, g *graph.Graph) string {
+	self := 0
+	for _, d := range deps {
+		if d.Parent == d.Child {
+			self++
+		}
+	}
+	kinds := map[graph.EdgeKind]int{}
+	hops := map[graph.Relation]int{}
+	for _, e := range g.Edges {
+		kinds[e.Kind]++
+		if e.Kind == graph.EdgeConsume {
+			hops[e.Relation] += e.Count
+		}
+	}
+	return fmt.Sprintf("Jaeger: %d service pairs, %d of them self-loops, no topics; ktrace: %d call, %d produce, %d consume edges; Kafka hops by parent %d, by span link %d, by stitching %d (the last two unseen by Jaeger)",
+		len(deps), self, kinds[graph.EdgeCall], kinds[graph.EdgeProduce], kinds[graph.EdgeConsume], hops[graph.RelParent], hops[graph.RelLink], hops[graph.RelStitched])
 }
 
 // bestInner, when a measured function sets it, is the time to use instead
@@ -249,6 +273,7 @@ func jaegerRuns(ctx context.Context, work string, ts []trace.Trace, n, ktraceEdg
 			}
 			calls += l.CallCount
 		}
+		record("edges: Jaeger vs ktrace ("+name+")", "", compareEdges(deps, gj))
 		record("Jaeger GetDependencies ("+name+")", dd.Round(time.Millisecond).String(),
 			fmt.Sprintf("ktrace/Jaeger time ratio %.2f; Jaeger finds %d links (%d self-loops, no topics, no span links) from %d parent→child pairs; ktrace %d edges from %d spans",
 				full.Seconds()/dd.Seconds(), len(deps), self, calls, ktraceEdges, n))
