@@ -2,6 +2,7 @@ package trace
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"testing"
@@ -261,5 +262,31 @@ func TestParseCount(t *testing.T) {
 		if got := parseCount(c.in, c.max); got != c.want {
 			t.Errorf("parseCount(%q, %d) = %d, want %d", c.in, c.max, got, c.want)
 		}
+	}
+}
+
+// TestPack: packing keeps every span's attributes and refs, and appending
+// to one span's afterwards does not touch its neighbour's.
+func TestPack(t *testing.T) {
+	tr := Trace{Spans: []Span{
+		{SpanID: 1, Attributes: Attributes{{"a", "1"}, {"b", "2"}}, Refs: []Ref{{SpanID: 9}}},
+		{SpanID: 2},
+		{SpanID: 3, Attributes: Attributes{{"c", "3"}}, Refs: []Ref{{SpanID: 1}, {Type: RefLink, SpanID: 7}}},
+	}}
+	want := []Span{tr.Spans[0], tr.Spans[1], tr.Spans[2]}
+	want[0].Attributes = append(Attributes(nil), want[0].Attributes...)
+	want[2].Refs = append([]Ref(nil), want[2].Refs...)
+	tr.Pack()
+	for i := range want {
+		if fmt.Sprint(tr.Spans[i]) != fmt.Sprint(want[i]) {
+			t.Errorf("span %d: %+v, want %+v", i, tr.Spans[i], want[i])
+		}
+	}
+	if &tr.Spans[0].Attributes[0] == nil || cap(tr.Spans[0].Attributes) != 2 {
+		t.Fatalf("span 0's attributes: cap %d, want 2 (a full slice expression)", cap(tr.Spans[0].Attributes))
+	}
+	tr.Spans[0].Attributes = append(tr.Spans[0].Attributes, Attribute{"x", "y"})
+	if tr.Spans[2].Attributes[0].Key != "c" {
+		t.Error("appending to span 0's attributes overwrote span 2's")
 	}
 }

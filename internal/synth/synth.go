@@ -86,11 +86,12 @@ func Generate(cfg Config) []trace.Trace {
 	for i := 0; i < cfg.Traces; i++ {
 		g.trace()
 	}
-	if cfg.Shuffle {
-		for i := range g.out {
+	for i := range g.out {
+		if cfg.Shuffle {
 			sp := g.out[i].Spans
 			g.rng.Shuffle(len(sp), func(a, b int) { sp[a], sp[b] = sp[b], sp[a] })
 		}
+		g.out[i].Pack() // laid out as ktrace's readers lay out what they decode
 	}
 	return g.out
 }

@@ -231,6 +231,7 @@ func (c *Client) find(ctx context.Context, q Query, services []string, set sink,
 				break
 			}
 			t := trace.Trace{ID: id, Spans: spans}
+			t.Pack()
 			err := trace.Validate(&t)
 			if err == nil {
 				err = set.add(t)
