@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // PullOptions are `ktrace pull`'s inputs.
@@ -57,10 +58,6 @@ func pullRun(ctx context.Context, opts *PullOptions) error {
 		}
 		defer af.Abort()
 	}
-	set, err := opts.Source.load(ctx, opts.IO)
-	if err != nil {
-		return err
-	}
 	out := opts.IO.Out
 	if af != nil {
 		out = af
@@ -69,13 +66,36 @@ func pullRun(ctx context.Context, opts *PullOptions) error {
 	if err != nil {
 		return err
 	}
-	traces := set.Traces()
-	p := newProgress(opts.IO)
-	for i := range traces {
-		if err := sw.Write(&traces[i]); err != nil {
-			return fmt.Errorf("writing snapshot: %w", err)
+	// Jaeger (or one file) streams into the snapshot, keeping no traces;
+	// several inputs are merged into one set first.
+	var werr error
+	traces, spans := 0, 0
+	write := func(t *trace.Trace) {
+		if werr == nil {
+			werr = sw.Write(t)
+			traces++
+			spans += len(t.Spans)
 		}
-		p.update("writing snapshot: %d/%d traces", i+1, len(traces))
+	}
+	ok, err := opts.Source.streamTraces(ctx, opts.IO, write)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		set, err := opts.Source.load(ctx, opts.IO)
+		if err != nil {
+			return err
+		}
+		all := set.Traces()
+		p := newProgress(opts.IO)
+		for i := range all {
+			write(&all[i])
+			p.update("writing snapshot: %d/%d traces", i+1, len(all))
+		}
+		p.clear()
+	}
+	if werr != nil {
+		return fmt.Errorf("writing snapshot: %w", werr)
 	}
 	if err := sw.Close(); err != nil {
 		return fmt.Errorf("writing snapshot: %w", err)
@@ -85,6 +105,6 @@ func pullRun(ctx context.Context, opts *PullOptions) error {
 			return fmt.Errorf("writing %s: %w", opts.Path, err)
 		}
 	}
-	p.done("wrote %d traces (%d spans) to %s", len(traces), set.SpanCount(), opts.Path)
+	fmt.Fprintf(opts.IO.ErrOut, "wrote %d traces (%d spans) to %s\n", traces, spans, opts.Path)
 	return nil
 }
