@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/chunk"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -38,7 +39,7 @@ type Analyzer struct {
 	consRoots   []consumerRoot
 	linked      []linkedProducer
 	// consumers are the consumer spans, for judging linked produce spans.
-	consumers []spanKey
+	consumers chunk.List[spanKey]
 
 	traces, spans int
 	incomplete    []trace.TraceID
@@ -52,10 +53,9 @@ type Analyzer struct {
 // mid-graph root if its topic has instrumented producers and the span was
 // not stitched to one.
 type consumerRoot struct {
-	span        spanKey
-	svc, topic  string
-	server      bool // a server span too: judged as one first
-	serverOpKey findingKey
+	span       spanKey
+	svc, topic string
+	server     bool // a server span too: judged as one first
 }
 
 // linkedProducer is a produce span in a service that may consume, with no
@@ -110,7 +110,7 @@ func (a *Analyzer) Add(t *trace.Trace) {
 			continue
 		}
 		if m.IsConsumer() {
-			a.consumers = append(a.consumers, spanKey{s.TraceID, s.SpanID})
+			a.consumers.Add(spanKey{s.TraceID, s.SpanID})
 		}
 		if m.IsProducer() {
 			a.producer(t.Spans, j, svc, m.Destination)
@@ -129,9 +129,8 @@ func (a *Analyzer) Add(t *trace.Trace) {
 
 // root counts a root span as a candidate mid-graph root.
 func (a *Analyzer) root(s *trace.Span, svc string, m trace.Messaging, isMsg bool) {
-	opKey := findingKey{rule: RuleMidGraphRoot, a: svc, b: s.Operation, c: "server"}
 	if s.Kind == trace.KindServer {
-		f, isNew := a.serverRoots.get(opKey)
+		f, isNew := a.serverRoots.get(findingKey{rule: RuleMidGraphRoot, a: svc, b: s.Operation, c: "server"})
 		if isNew {
 			f.Service = svc
 			f.Where = fmt.Sprintf("%s: server span %q starts a trace, though instrumented services call %s", svc, s.Operation, svc)
@@ -140,7 +139,7 @@ func (a *Analyzer) root(s *trace.Span, svc string, m trace.Messaging, isMsg bool
 	}
 	if isMsg && m.IsConsumer() && !hasLink(s) {
 		a.consRoots = append(a.consRoots, consumerRoot{span: spanKey{s.TraceID, s.SpanID}, svc: svc, topic: m.Destination,
-			server: s.Kind == trace.KindServer, serverOpKey: opKey})
+			server: s.Kind == trace.KindServer})
 	}
 }
 
@@ -215,7 +214,7 @@ func (a *Analyzer) Merge(o *Analyzer) {
 	a.inside.merge(o.inside)
 	a.consRoots = append(a.consRoots, o.consRoots...)
 	a.linked = append(a.linked, o.linked...)
-	a.consumers = append(a.consumers, o.consumers...)
+	a.consumers.AddAll(&o.consumers)
 	a.traces += o.traces
 	a.spans += o.spans
 	a.incomplete = append(a.incomplete, o.incomplete...)
@@ -300,9 +299,11 @@ func (a *Analyzer) judgeLinked(x *context, inside *collector) {
 	if len(want) == 0 {
 		return
 	}
-	for _, k := range a.consumers {
-		if _, ok := want[k]; ok {
-			want[k] = true
+	for j := 0; j < a.consumers.Len(); j++ {
+		if k := *a.consumers.At(j); !want[k] {
+			if _, ok := want[k]; ok {
+				want[k] = true
+			}
 		}
 	}
 	for _, lp := range a.linked {

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ktrace-dev/ktrace/internal/chunk"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -47,26 +48,6 @@ type producerMsgID struct {
 	j  int
 	id string
 }
-
-// chunked is an append-only list grown in fixed chunks: appending never
-// copies what is already there.
-type chunked[T any] struct {
-	chunks [][]T
-	n      int
-}
-
-const chunkLen = 4096
-
-func (c *chunked[T]) add(v T) {
-	if c.n%chunkLen == 0 {
-		c.chunks = append(c.chunks, make([]T, 0, chunkLen))
-	}
-	last := &c.chunks[len(c.chunks)-1]
-	*last = append(*last, v)
-	c.n++
-}
-
-func (c *chunked[T]) at(j int) *T { return &c.chunks[j/chunkLen][j%chunkLen] }
 
 // pendingConsumer is a consumer span whose producer could not be found in
 // its own trace; it is resolved (link, stitch or unmatched) by Graph.
@@ -121,7 +102,7 @@ type Builder struct {
 	// producers are kept in a list, not indexed: only consumers whose
 	// producer is not their parent (pending) need them, usually few, so
 	// Graph indexes those and runs the producers past the index once.
-	producers  chunked[producer]
+	producers  chunk.List[producer]
 	msgIDs     []producerMsgID
 	pending    []pendingConsumer
 	roots      []rootProducer
@@ -208,11 +189,11 @@ func (b *Builder) Merge(o *Builder) {
 			addTo(&t.clientIDs, k)
 		}
 	}
-	base := b.producers.n
-	for j := 0; j < o.producers.n; j++ {
-		p := *o.producers.at(j)
+	base := b.producers.Len()
+	for j := 0; j < o.producers.Len(); j++ {
+		p := *o.producers.At(j)
 		p.svc, p.topic = to[p.svc].seq, to[p.topic].seq
-		b.producers.add(p)
+		b.producers.Add(p)
 	}
 	for _, m := range o.msgIDs {
 		b.msgIDs = append(b.msgIDs, producerMsgID{base + m.j, m.id})
@@ -368,9 +349,9 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 				pr.partition, pr.offset = m.Partition, m.Offset
 			}
 			if m.MessageID != "" {
-				b.msgIDs = append(b.msgIDs, producerMsgID{b.producers.n, m.MessageID})
+				b.msgIDs = append(b.msgIDs, producerMsgID{b.producers.Len(), m.MessageID})
 			}
-			b.producers.add(pr)
+			b.producers.Add(pr)
 			return
 		case m.IsConsumer():
 			if p != nil && p.Service() == svcName && b.cur.SameHop(pi, m, false) {
@@ -451,18 +432,18 @@ func (b *Builder) Graph() *Graph {
 		pc := &b.pending[i]
 		rel, prod, found := RelSpan, producer{}, false
 		if mt := m[i]; mt.link >= 0 {
-			rel, prod, found = RelLink, *b.producers.at(mt.link), true
+			rel, prod, found = RelLink, *b.producers.At(mt.link), true
 		} else {
 			st := Stitch{Consumer: pc.ref, Topic: pc.topic.Name, Partition: -1, Offset: -1, Group: pc.group}
 			if pc.partition >= 0 && pc.offset >= 0 {
 				st.Partition, st.Offset = pc.partition, pc.offset
 				if mt.record >= 0 {
-					prod, found = *b.producers.at(mt.record), true
+					prod, found = *b.producers.At(mt.record), true
 				}
 			}
 			if !found && pc.msgID != "" {
-				if mt.msgID >= 0 && b.producers.at(mt.msgID).topic == pc.topic.seq {
-					prod, found = *b.producers.at(mt.msgID), true
+				if mt.msgID >= 0 && b.producers.At(mt.msgID).topic == pc.topic.seq {
+					prod, found = *b.producers.At(mt.msgID), true
 				}
 				st.Partition, st.Offset, st.MessageID = -1, -1, pc.msgID
 			}
@@ -489,7 +470,7 @@ func (b *Builder) Graph() *Graph {
 			e.lat = append(e.lat, lat)
 		}
 	}
-	b.pending, b.producers, b.msgIDs = nil, chunked[producer]{}, nil
+	b.pending, b.producers, b.msgIDs = nil, chunk.List[producer]{}, nil
 	b.resolveRoots()
 	g := b.g
 	g.finish()
@@ -529,8 +510,8 @@ func (b *Builder) matchPending() []match {
 			byMsgID[pc.msgID] = append(byMsgID[pc.msgID], i)
 		}
 	}
-	for j := 0; j < b.producers.n; j++ {
-		pr := b.producers.at(j)
+	for j := 0; j < b.producers.Len(); j++ {
+		pr := b.producers.At(j)
 		if len(byLink) > 0 {
 			for _, l := range byLink[spanKey{pr.tid, pr.sid}] {
 				// The first link (in the span's order) to a producer of the topic wins.

@@ -1,0 +1,27 @@
+package chunk
+
+import "testing"
+
+func TestList(t *testing.T) {
+	var a, b List[int]
+	for i := 0; i < 3*Len+5; i++ {
+		a.Add(i)
+	}
+	for i := 0; i < Len+1; i++ {
+		b.Add(-i)
+	}
+	p := a.At(Len + 3)
+	a.AddAll(&b)
+	if a.Len() != 4*Len+6 || *p != Len+3 || a.At(Len+3) != p {
+		t.Fatalf("len %d, value %d: growing moved or changed a value", a.Len(), *p)
+	}
+	for j := 0; j < a.Len(); j++ {
+		want := j
+		if j >= 3*Len+5 {
+			want = -(j - (3*Len + 5))
+		}
+		if *a.At(j) != want {
+			t.Fatalf("At(%d) = %d, want %d", j, *a.At(j), want)
+		}
+	}
+}
