@@ -326,3 +326,14 @@ func TestRunMatchesBreaks(t *testing.T) {
 		}
 	}
 }
+
+// TestRunEmpty: no traces give an empty graph and report, on any number of
+// workers.
+func TestRunEmpty(t *testing.T) {
+	for _, w := range []int{0, 1, 4} {
+		g, rep := analyze.Run(nil, analyze.Options{Workers: w})
+		if g == nil || len(g.Nodes) != 0 || rep.Traces != 0 || len(rep.Findings) != 0 {
+			t.Errorf("%d workers: graph %+v, report %+v", w, g, rep)
+		}
+	}
+}
