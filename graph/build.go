@@ -104,7 +104,7 @@ type Builder struct {
 	// Graph indexes those and runs the producers past the index once.
 	producers  chunk.List[producer]
 	msgIDs     []producerMsgID
-	pending    []pendingConsumer
+	pending    chunk.List[pendingConsumer]
 	roots      []rootProducer
 	keyed      map[keyedKey][]keyedConsumer
 	nodes      [len(nodeKindNames)]map[string]*Node
@@ -198,9 +198,10 @@ func (b *Builder) Merge(o *Builder) {
 	for _, m := range o.msgIDs {
 		b.msgIDs = append(b.msgIDs, producerMsgID{base + m.j, m.id})
 	}
-	for _, pc := range o.pending {
+	for j := 0; j < o.pending.Len(); j++ {
+		pc := *o.pending.At(j)
 		pc.node, pc.topic = to[pc.node.seq], to[pc.topic.seq]
-		b.pending = append(b.pending, pc)
+		b.pending.Add(pc)
 	}
 	for _, r := range o.roots {
 		r.node, r.topic = to[r.node.seq], to[r.topic.seq]
@@ -378,7 +379,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 					pc.links = append(pc.links, r)
 				}
 			}
-			b.pending = append(b.pending, pc)
+			b.pending.Add(pc)
 			return
 		}
 	}
@@ -428,8 +429,9 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 // once; the builder is spent afterwards.
 func (b *Builder) Graph() *Graph {
 	m := b.matchPending()
-	for i := range b.pending {
-		pc := &b.pending[i]
+	b.g.Stitches = make([]Stitch, 0, b.pending.Len()) // at most one per pending consumer
+	for i := 0; i < b.pending.Len(); i++ {
+		pc := b.pending.At(i)
 		rel, prod, found := RelSpan, producer{}, false
 		if mt := m[i]; mt.link >= 0 {
 			rel, prod, found = RelLink, *b.producers.At(mt.link), true
@@ -470,7 +472,7 @@ func (b *Builder) Graph() *Graph {
 			e.lat = append(e.lat, lat)
 		}
 	}
-	b.pending, b.producers, b.msgIDs = nil, chunk.List[producer]{}, nil
+	b.pending, b.producers, b.msgIDs = chunk.List[pendingConsumer]{}, chunk.List[producer]{}, nil
 	b.resolveRoots()
 	g := b.g
 	g.finish()
@@ -487,16 +489,16 @@ type match struct{ link, linkPos, record, msgID int }
 // the smaller side) with the producers (scanned once). Where several
 // producers match, the last one added wins.
 func (b *Builder) matchPending() []match {
-	if len(b.pending) == 0 {
+	if b.pending.Len() == 0 {
 		return nil
 	}
-	out := make([]match, len(b.pending))
+	out := make([]match, b.pending.Len())
 	type linkFrom struct{ consumer, pos int }
 	byLink := map[spanKey][]linkFrom{}
 	byRecord := map[recordKey][]int{}
 	byMsgID := map[string][]int{}
-	for i := range b.pending {
-		pc := &b.pending[i]
+	for i := 0; i < b.pending.Len(); i++ {
+		pc := b.pending.At(i)
 		out[i] = match{-1, -1, -1, -1}
 		for pos, l := range pc.links {
 			k := spanKey{l.TraceID, l.SpanID}
@@ -515,7 +517,7 @@ func (b *Builder) matchPending() []match {
 		if len(byLink) > 0 {
 			for _, l := range byLink[spanKey{pr.tid, pr.sid}] {
 				// The first link (in the span's order) to a producer of the topic wins.
-				if o := &out[l.consumer]; pr.topic == b.pending[l.consumer].topic.seq && (o.link < 0 || l.pos < o.linkPos) {
+				if o := &out[l.consumer]; pr.topic == b.pending.At(l.consumer).topic.seq && (o.link < 0 || l.pos < o.linkPos) {
 					o.link, o.linkPos = j, l.pos
 				}
 			}
