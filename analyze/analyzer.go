@@ -3,14 +3,13 @@ package analyze
 import (
 	"cmp"
 	"fmt"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/chunk"
+	"github.com/ktrace-dev/ktrace/internal/split"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -373,26 +372,13 @@ func finishReport(rep *Report, c *collector) {
 // Run builds the graph of traces and finds their breaks in one pass, the
 // traces shared among the CPUs (Options.Workers).
 func Run(traces []trace.Trace, o Options) (*graph.Graph, Report) {
-	workers := o.Workers
-	if workers <= 0 {
-		workers = min(runtime.GOMAXPROCS(0), len(traces)/2000+1)
-	}
-	workers = max(1, min(workers, len(traces)))
-	as := make([]*Analyzer, workers)
-	var wg sync.WaitGroup
-	for w := range as {
-		lo, hi := len(traces)*w/workers, len(traces)*(w+1)/workers
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a := NewAnalyzer(o)
-			for i := lo; i < hi; i++ {
-				a.Add(&traces[i])
-			}
-			as[w] = a
-		}()
-	}
-	wg.Wait()
+	as := split.Runs(len(traces), o.Workers, func(lo, hi int) *Analyzer {
+		a := NewAnalyzer(o)
+		for i := lo; i < hi; i++ {
+			a.Add(&traces[i])
+		}
+		return a
+	})
 	for _, o := range as[1:] {
 		as[0].Merge(o)
 	}

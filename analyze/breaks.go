@@ -2,13 +2,12 @@ package analyze
 
 import (
 	"fmt"
-	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/split"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -184,22 +183,7 @@ func Breaks(traces []trace.Trace, g *graph.Graph, o Options) Report {
 	x := newContext(g, o)
 	x.index(traces)
 
-	workers := o.Workers
-	if workers <= 0 {
-		workers = min(runtime.GOMAXPROCS(0), len(traces)/2000+1)
-	}
-	workers = max(1, min(workers, len(traces)))
-	parts := make([]part, workers)
-	var wg sync.WaitGroup
-	for w := range parts {
-		lo, hi := len(traces)*w/workers, len(traces)*(w+1)/workers
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			parts[w] = x.run(traces[lo:hi])
-		}()
-	}
-	wg.Wait()
+	parts := split.Runs(len(traces), o.Workers, func(lo, hi int) part { return x.run(traces[lo:hi]) })
 
 	rep := Report{}
 	all := &collector{m: map[findingKey]*finding{}}

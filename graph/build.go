@@ -1,11 +1,10 @@
 package graph
 
 import (
-	"runtime"
-	"sync"
 	"time"
 
 	"github.com/ktrace-dev/ktrace/internal/chunk"
+	"github.com/ktrace-dev/ktrace/internal/split"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -134,25 +133,13 @@ func Build(traces []trace.Trace) *Graph {
 // BuildWorkers is Build with a number of goroutines; zero means one per
 // CPU (fewer for small sets).
 func BuildWorkers(traces []trace.Trace, workers int) *Graph {
-	if workers <= 0 {
-		workers = min(runtime.GOMAXPROCS(0), len(traces)/2000+1)
-	}
-	workers = max(1, min(workers, len(traces)))
-	bs := make([]*Builder, workers)
-	var wg sync.WaitGroup
-	for w := range bs {
-		lo, hi := len(traces)*w/workers, len(traces)*(w+1)/workers
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			b := NewBuilder()
-			for i := lo; i < hi; i++ {
-				b.Add(&traces[i])
-			}
-			bs[w] = b
-		}()
-	}
-	wg.Wait()
+	bs := split.Runs(len(traces), workers, func(lo, hi int) *Builder {
+		b := NewBuilder()
+		for i := lo; i < hi; i++ {
+			b.Add(&traces[i])
+		}
+		return b
+	})
 	for _, o := range bs[1:] {
 		bs[0].Merge(o)
 	}

@@ -1,0 +1,35 @@
+// Package split shares work on a slice among goroutines in contiguous runs,
+// so that results merged in run order are what one goroutine would give.
+package split
+
+import (
+	"runtime"
+	"sync"
+)
+
+// MinPerRun is how many items a run gets at least when the number of runs
+// is left to Runs: fewer, and starting goroutines costs more than it saves.
+const MinPerRun = 2000
+
+// Runs cuts n items into contiguous runs, calls f on each run (lo ≤ i < hi)
+// in its own goroutine, and returns the results in run order. workers is
+// the number of runs; zero or less means one per CPU, fewer for small n.
+// There is always at least one run, empty when n is 0.
+func Runs[R any](n, workers int, f func(lo, hi int) R) []R {
+	if workers <= 0 {
+		workers = min(runtime.GOMAXPROCS(0), n/MinPerRun+1)
+	}
+	workers = max(1, min(workers, n))
+	out := make([]R, workers)
+	var wg sync.WaitGroup
+	for w := range out {
+		lo, hi := n*w/workers, n*(w+1)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[w] = f(lo, hi)
+		}()
+	}
+	wg.Wait()
+	return out
+}
