@@ -11,7 +11,7 @@ import (
 // BenchmarkGraphAndBreaks is the in-process work `ktrace report --broken`
 // does on 200,000 spans: build the graph, then find the breaks.
 func BenchmarkGraphAndBreaks(b *testing.B) {
-	ts := synth.Generate(synth.Config{Traces: 10000, SpansPerTrace: 20, Services: 20, Topics: 10, BrokenShare: 0.1, Seed: 7})
+	ts := synth.Generate(synth.Standard(200000))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		g := graph.Build(ts)
@@ -29,7 +29,9 @@ func BenchmarkRun(b *testing.B) {
 	}{{"ordered", 0, 1}, {"shuffled", 1, 1}, {"ordered-all-cpus", 0, 0}} {
 		shuffle, workers := c.shuffle == 1, c.workers
 		b.Run(c.name, func(b *testing.B) {
-			ts := synth.Generate(synth.Config{Traces: 10000, SpansPerTrace: 20, Services: 20, Topics: 10, BrokenShare: 0.1, Shuffle: shuffle, Seed: 7})
+			cfg := synth.Standard(200000)
+			cfg.Shuffle = shuffle
+			ts := synth.Generate(cfg)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				analyze.Run(ts, analyze.Options{Workers: workers})

@@ -208,7 +208,7 @@ func BenchmarkBuild1M(b *testing.B) {
 	if s := os.Getenv("KTRACE_BENCH_SPANS"); s != "" {
 		fmt.Sscan(s, &n)
 	}
-	ts := synth.Generate(synth.Config{Traces: n / 20, SpansPerTrace: 20, Services: 20, Topics: 10, BrokenShare: 0.1, Seed: 7})
+	ts := synth.Generate(synth.Standard(n))
 	spans := 0
 	for i := range ts {
 		spans += len(ts[i].Spans)

@@ -11,7 +11,7 @@ import (
 
 // BenchmarkIndexReset indexes 200,000 spans in 20-span traces.
 func BenchmarkIndexReset(b *testing.B) {
-	ts := synth.Generate(synth.Config{Traces: 10000, SpansPerTrace: 20, Services: 20, Topics: 10, BrokenShare: 0.1, Seed: 7})
+	ts := synth.Generate(synth.Standard(200000))
 	var x trace.Index
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -175,6 +175,13 @@ func (g *gen) step(ti int, parent trace.SpanID, cur, left int) (int, trace.SpanI
 	return ti, c.SpanID, next
 }
 
+// Standard is the set the benchmarks share, of about spans spans: 20
+// services, 10 topics, 20 spans per trace, 10% of Kafka hops broken.
+// Callers may change fields before generating.
+func Standard(spans int) Config {
+	return Config{Traces: spans / 20, SpansPerTrace: 20, Services: 20, Topics: 10, BrokenShare: 0.1, Seed: 7}
+}
+
 // SingleTrace returns one trace of n spans: a long chain of Kafka hops and
 // calls, the worst case for per-trace work.
 func SingleTrace(n int, seed uint64) trace.Trace {

@@ -12,7 +12,7 @@ import (
 // BenchmarkReadSnapshot decodes a 200,000-span snapshot, handing each
 // trace on as ktrace graph --file does.
 func BenchmarkReadSnapshot(b *testing.B) {
-	ts := synth.Generate(synth.Config{Traces: 10000, SpansPerTrace: 20, Services: 20, Topics: 10, BrokenShare: 0.1, Seed: 7})
+	ts := synth.Generate(synth.Standard(200000))
 	var buf bytes.Buffer
 	sw, err := file.NewSnapshotWriter(&buf, "bench")
 	if err != nil {

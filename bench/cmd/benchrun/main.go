@@ -56,7 +56,8 @@ func main() {
 	defer os.RemoveAll(work)
 
 	fmt.Fprintf(os.Stderr, "generating %d spans (%d per trace, fan-out %d, 10%% broken hops, %.0f%% of those linked)...\n", *spans, *perTrace, *fanOut, *linkShare*100)
-	cfg := synth.Config{Traces: *spans / *perTrace, SpansPerTrace: *perTrace, Services: 20, Topics: 10, BrokenShare: 0.1, LinkShare: *linkShare, FanOut: *fanOut, Seed: 7}
+	cfg := synth.Standard(*spans)
+	cfg.Traces, cfg.SpansPerTrace, cfg.LinkShare, cfg.FanOut = *spans / *perTrace, *perTrace, *linkShare, *fanOut
 	ts := synth.Generate(cfg)
 	n := 0
 	for i := range ts {
