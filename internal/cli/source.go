@@ -258,10 +258,30 @@ func (o *SourceOptions) readInputs(io *IOStreams, add func(trace.Trace) error) e
 		}
 	}
 	for _, path := range o.Files {
-		if _, err := file.ReadFileEach(path, io.In, add, &res); err != nil {
+		if err := readFile(io, path, add, &res); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// readFile reads one file with progress on stderr: a running count on a
+// terminal, and a closing line when the read took long enough to wonder.
+func readFile(io *IOStreams, path string, add func(trace.Trace) error, res *trace.Resources) error {
+	p := newProgress(io)
+	start := time.Now()
+	traces, spans := 0, 0
+	_, err := file.ReadFileEach(path, io.In, func(t trace.Trace) error {
+		traces++
+		spans += len(t.Spans)
+		p.update("reading %s: %d traces, %d spans", path, traces, spans)
+		return add(t)
+	}, res)
+	if err != nil || time.Since(start) < 2*time.Second {
+		p.clear()
+		return err
+	}
+	p.done("read %d traces (%d spans) from %s in %s", traces, spans, path, time.Since(start).Round(100*time.Millisecond))
 	return nil
 }
 
