@@ -136,19 +136,10 @@ func (a *Analyzer) root(s *trace.Span, svc string, m trace.Messaging, isMsg bool
 		}
 		f.count(s.TraceID)
 	}
-	if isMsg && m.IsConsumer() && !hasLink(s) {
+	if isMsg && m.IsConsumer() && !s.HasLink() {
 		a.consRoots = append(a.consRoots, consumerRoot{span: spanKey{s.TraceID, s.SpanID}, svc: svc, topic: m.Destination,
 			server: s.Kind == trace.KindServer})
 	}
-}
-
-func hasLink(s *trace.Span) bool {
-	for _, r := range s.Refs {
-		if r.Type == trace.RefLink {
-			return true
-		}
-	}
-	return false
 }
 
 // producer counts produce span j as a candidate lost-inside when nothing

@@ -356,10 +356,8 @@ func (x *context) checkRoot(c *collector, s *trace.Span, m trace.Messaging, isMs
 		if _, ok := x.stitched[spanKey{s.TraceID, s.SpanID}]; ok {
 			return
 		}
-		for _, r := range s.Refs {
-			if r.Type == trace.RefLink {
-				return
-			}
+		if s.HasLink() {
+			return
 		}
 		f, isNew := c.get(findingKey{rule: RuleMidGraphRoot, a: svc, b: m.Destination, c: "consumer"})
 		if isNew {

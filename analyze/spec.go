@@ -29,14 +29,6 @@ type Step struct {
 	Line           int
 }
 
-// Name is the step's topic or service.
-func (s Step) Name() string {
-	if s.Topic != "" {
-		return s.Topic
-	}
-	return s.Service
-}
-
 // Flow is one flow of a spec: an entry service and the path records take.
 type Flow struct {
 	Name          string

@@ -84,15 +84,6 @@ type keyedConsumer struct {
 	start int64
 }
 
-func hasLink(s *trace.Span) bool {
-	for _, r := range s.Refs {
-		if r.Type == trace.RefLink {
-			return true
-		}
-	}
-	return false
-}
-
 // Builder accumulates traces into a graph. Add traces in any order, then
 // call Graph once. It keeps only what pairing needs, not the traces.
 type Builder struct {
@@ -324,7 +315,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 			}
 			if pi != trace.NoParent {
 				b.edge(svc, topic, EdgeProduce, RelParent, "").observeClient(s.Error, int64(s.Duration), m.ClientID)
-			} else if hasLink(s) {
+			} else if s.HasLink() {
 				b.edge(svc, topic, EdgeProduce, RelLink, "").observeClient(s.Error, int64(s.Duration), m.ClientID)
 			} else {
 				// A root produce span: an origin, or a stream processor that

@@ -143,18 +143,5 @@ func (x *Index) Messaging(i int) (Messaging, bool) {
 
 // SameHop is the package's SameHop for span j of the trace.
 func (x *Index) SameHop(j int, m Messaging, producer bool) bool {
-	if j < 0 {
-		return false
-	}
-	if !x.isMsg[j] {
-		return false
-	}
-	pm := &x.msg[j]
-	if pm.Destination != m.Destination {
-		return false
-	}
-	if producer {
-		return pm.IsProducer()
-	}
-	return pm.IsConsumer()
+	return j >= 0 && x.isMsg[j] && sameHop(&x.msg[j], m, producer)
 }

@@ -278,7 +278,11 @@ func SameHop(p *Span, m Messaging, producer bool) bool {
 		return false
 	}
 	pm, ok := p.Messaging()
-	if !ok || pm.Destination != m.Destination {
+	return ok && sameHop(&pm, m, producer)
+}
+
+func sameHop(pm *Messaging, m Messaging, producer bool) bool {
+	if pm.Destination != m.Destination {
 		return false
 	}
 	if producer {

@@ -141,6 +141,16 @@ func (s *Span) Parent() (SpanID, bool) {
 	return 0, false
 }
 
+// HasLink reports whether the span has a span link.
+func (s *Span) HasLink() bool {
+	for _, r := range s.Refs {
+		if r.Type == RefLink {
+			return true
+		}
+	}
+	return false
+}
+
 // Trace is the spans that share one trace ID, in no particular order.
 type Trace struct {
 	ID    TraceID
