@@ -44,8 +44,16 @@ func topic(name string, kv ...string) []string {
 	return append([]string{"messaging.system", "kafka", "messaging.destination.name", name}, kv...)
 }
 
+// run finds the breaks the way the commands do (analyze.Run, one pass) and
+// panics if the two-pass reference, Breaks, disagrees: every rule test
+// holds both.
 func run(traces ...trace.Trace) analyze.Report {
-	return analyze.Breaks(traces, graph.Build(traces), analyze.Options{SkewTolerance: time.Millisecond})
+	o := analyze.Options{SkewTolerance: time.Millisecond}
+	_, got := analyze.Run(traces, o)
+	if want := analyze.Breaks(traces, graph.Build(traces), o); !reflect.DeepEqual(got, want) {
+		panic(fmt.Sprintf("analyze.Run and Breaks disagree:\n run %+v\n ref %+v", got.Findings, want.Findings))
+	}
+	return got
 }
 
 func only(t *testing.T, r analyze.Report, rule analyze.Rule, where string, traces int) analyze.Finding {
