@@ -277,16 +277,6 @@ func snapConvert(st *snapTrace, resources map[int]*trace.Resource) (trace.Trace,
 		return trace.Trace{}, err
 	}
 	t := trace.Trace{ID: tid, Spans: make([]trace.Span, len(st.Spans))}
-	// The trace's attributes and refs share one block each: two
-	// allocations a trace instead of two a span, and the spans' data sits
-	// together for whoever reads it next.
-	na, nr := 0, 0
-	for i := range st.Spans {
-		na += len(st.Spans[i].A)
-		nr += len(st.Spans[i].R)
-	}
-	attrs := make(trace.Attributes, 0, na)
-	refs := make([]trace.Ref, 0, nr)
 	for i := range st.Spans {
 		ss := &st.Spans[i]
 		s := &t.Spans[i]
@@ -302,14 +292,7 @@ func snapConvert(st *snapTrace, resources map[int]*trace.Resource) (trace.Trace,
 		s.Operation, s.Kind, s.Error, s.StatusMessage = ss.O, trace.Kind(ss.K), ss.E, ss.M
 		s.Start = time.Unix(0, ss.S).UTC()
 		s.Duration = time.Duration(ss.D)
-		if len(ss.A) > 0 {
-			from := len(attrs)
-			for _, kv := range ss.A {
-				attrs = append(attrs, trace.Attribute{Key: kv[0], Value: kv[1]})
-			}
-			s.Attributes = attrs[from:len(attrs):len(attrs)]
-		}
-		from := len(refs)
+		s.Attributes = attrsOf(ss.A)
 		for _, r := range ss.R {
 			ref := trace.Ref{Type: trace.RefParent}
 			if r[0] == "link" {
@@ -321,10 +304,7 @@ func snapConvert(st *snapTrace, resources map[int]*trace.Resource) (trace.Trace,
 			if ref.SpanID, err = trace.ParseSpanID(r[2]); err != nil {
 				return t, err
 			}
-			refs = append(refs, ref)
-		}
-		if len(refs) > from {
-			s.Refs = refs[from:len(refs):len(refs)]
+			s.Refs = append(s.Refs, ref)
 		}
 	}
 	return t, nil
