@@ -340,13 +340,25 @@ func sameGraphEitherWay(t *testing.T, addr string, g render.GraphJSON) {
 	if code != 0 || !strings.Contains(errs, "service by service") {
 		t.Fatalf("ktrace graph --service ... exited %d:\n%s", code, errs)
 	}
+	sameGraph(t, "--service for each", out, g)
+	// --by-service lists the services itself.
+	out, errs, code = ktrace("graph", "-o", "json", "--jaeger", addr, "--lookback", "10m", "--by-service")
+	if code != 0 || !strings.Contains(errs, "service by service") {
+		t.Fatalf("ktrace graph --by-service exited %d:\n%s", code, errs)
+	}
+	sameGraph(t, "--by-service", out, g)
+}
+
+// sameGraph holds the graph JSON out equal in traces, spans and edges to g.
+func sameGraph(t *testing.T, how, out string, g render.GraphJSON) {
+	t.Helper()
 	var per render.GraphJSON
 	if err := json.Unmarshal([]byte(out), &per); err != nil {
 		t.Fatal(err)
 	}
 	if per.Spans != g.Spans || per.Traces != g.Traces || !reflect.DeepEqual(edgesOf(per), edgesOf(g)) {
-		t.Errorf("service by service: %d traces, %d spans, edges %+v\nall at once: %d traces, %d spans, edges %+v",
-			per.Traces, per.Spans, edgesOf(per), g.Traces, g.Spans, edgesOf(g))
+		t.Errorf("service by service (%s): %d traces, %d spans, edges %+v\nall at once: %d traces, %d spans, edges %+v",
+			how, per.Traces, per.Spans, edgesOf(per), g.Traces, g.Spans, edgesOf(g))
 	}
 }
 

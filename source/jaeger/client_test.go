@@ -261,6 +261,16 @@ func TestFindAsksForEveryServiceAtOnce(t *testing.T) {
 				c.empty, set.Len(), set.SpanCount(), st, s.calls, c.perService, c.calls)
 		}
 	}
+	// ByService asks each service (two here) even where the backend takes "any".
+	s0 := &store{spans: spans(50, time.Millisecond, true), empty: "any"}
+	cl0, _ := Dial(Config{Addr: serve(t, s0)})
+	var set0 trace.Set
+	st0, err := cl0.Find(context.Background(), Query{Start: t0, End: t0.Add(time.Minute), ByService: true}, &set0, nil)
+	cl0.Close()
+	if err != nil || set0.Len() != 50 || set0.SpanCount() != 100 || !st0.PerService || s0.calls != 2 {
+		t.Errorf("by service: %d traces, %d spans, stats %+v, %d calls, %v; want 50, 100, per service, 2 calls (one per service, none for \"any\")",
+			set0.Len(), set0.SpanCount(), st0, s0.calls, err)
+	}
 	// With an operation, a service is needed: no empty-name call.
 	s := &store{spans: spans(5, time.Millisecond, true), empty: "any"}
 	cl, _ := Dial(Config{Addr: serve(t, s)})

@@ -24,6 +24,13 @@ type Query struct {
 	// it with nothing, is asked service by service (Services returns them),
 	// and a trace then comes back once per service it touches.
 	Services []string
+	// ByService asks service by service even when every service is
+	// searched. On a Badger store an all-services call scans every span
+	// the store holds, whatever the window, while a call for one service
+	// reads that service's index for the window only: for a window much
+	// shorter than the store's history, asking each service is far
+	// cheaper, though a trace comes back once per service it touches.
+	ByService bool
 	// Operation, Tags: optional FindTraces filters.
 	Operation string
 	Tags      map[string]string
@@ -124,7 +131,7 @@ func (c *Client) search(ctx context.Context, q Query, set sink, progress func(St
 	}
 	services := q.Services
 	if len(services) == 0 {
-		if q.Operation == "" && len(q.Tags) == 0 {
+		if !q.ByService && q.Operation == "" && len(q.Tags) == 0 {
 			st, err := c.find(ctx, q, []string{""}, set, progress)
 			if err == nil && st.Traces > 0 {
 				return st, nil
