@@ -78,17 +78,21 @@ func newCollector() *collector { return &collector{m: map[findingKey]*finding{}}
 // distinct by ID.
 func (a *Analyzer) Add(t *trace.Trace) {
 	a.idx.Reset(t.Spans)
-	a.b.AddIndexed(t, &a.idx)
 	if a.o.Incomplete[t.ID] {
+		a.b.AddIndexed(t, &a.idx)
 		a.incomplete = append(a.incomplete, t.ID)
 		return
 	}
+	// The graph is built in the same walk over the spans, so a large
+	// trace is read from memory once more, not twice.
+	a.b.Begin(t, &a.idx)
 	a.traces++
 	a.spans += len(t.Spans)
 	a.rootSvcs = a.rootSvcs[:0]
 	a.pending = a.pending[:0]
 	roots := 0
 	for j := range t.Spans {
+		a.b.AddSpan(j)
 		s := &t.Spans[j]
 		svc := s.Service()
 		pi := a.idx.Parent(j)

@@ -92,16 +92,16 @@ type Builder struct {
 	// producers are kept in a list, not indexed: only consumers whose
 	// producer is not their parent (pending) need them, usually few, so
 	// Graph indexes those and runs the producers past the index once.
-	producers  chunk.List[producer]
-	msgIDs     []producerMsgID
-	pending    chunk.List[pendingConsumer]
-	roots      []rootProducer
-	keyed      map[keyedKey][]keyedConsumer
-	nodes      [len(nodeKindNames)]map[string]*Node
-	services   map[*trace.Resource]*Node
-	idx        trace.Index
-	cur        *trace.Index // the index of the trace being added
-	remoteKids []bool
+	producers chunk.List[producer]
+	msgIDs    []producerMsgID
+	pending   chunk.List[pendingConsumer]
+	roots     []rootProducer
+	keyed     map[keyedKey][]keyedConsumer
+	nodes     [len(nodeKindNames)]map[string]*Node
+	services  map[*trace.Resource]*Node
+	idx       trace.Index
+	cur       *trace.Index // the index of the trace being added
+	spans     []trace.Span // its spans
 }
 
 // NewBuilder returns an empty builder.
@@ -263,23 +263,24 @@ func (b *Builder) Add(t *trace.Trace) {
 // AddIndexed is Add for a caller that has already indexed t (idx.Reset(t.Spans)),
 // to read each trace once for several purposes.
 func (b *Builder) AddIndexed(t *trace.Trace, idx *trace.Index) {
-	b.g.Traces++
-	b.g.Spans += len(t.Spans)
-	b.cur = idx
-	if cap(b.remoteKids) < len(t.Spans) {
-		b.remoteKids = make([]bool, len(t.Spans))
-	}
-	b.remoteKids = b.remoteKids[:len(t.Spans)]
-	clear(b.remoteKids)
-	for i := range t.Spans {
-		if p := b.cur.Parent(i); p >= 0 && t.Spans[p].Resource != t.Spans[i].Resource && t.Spans[p].Service() != t.Spans[i].Service() {
-			b.remoteKids[p] = true
-		}
-	}
+	b.Begin(t, idx)
 	for i := range t.Spans {
 		b.addSpan(t.Spans, i)
 	}
 }
+
+// Begin starts adding t, already indexed in idx, span by span: call
+// AddSpan once for each of its spans before the next Begin or Graph. A
+// caller with its own work per span does it in the same loop, so a large
+// trace is walked once.
+func (b *Builder) Begin(t *trace.Trace, idx *trace.Index) {
+	b.g.Traces++
+	b.g.Spans += len(t.Spans)
+	b.cur, b.spans = idx, t.Spans
+}
+
+// AddSpan adds span i of the trace begun last.
+func (b *Builder) AddSpan(i int) { b.addSpan(b.spans, i) }
 
 func (b *Builder) addSpan(spans []trace.Span, i int) {
 	s := &spans[i]
@@ -375,7 +376,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 	}
 
 	if s.Kind == trace.KindClient || s.Kind == trace.KindProducer {
-		if b.remoteKids[i] {
+		if b.cur.HasRemoteChild(i) {
 			return
 		}
 		peer := s.Peer()
@@ -451,6 +452,7 @@ func (b *Builder) Graph() *Graph {
 		}
 	}
 	b.pending, b.producers, b.msgIDs = chunk.List[pendingConsumer]{}, chunk.List[producer]{}, nil
+	b.cur, b.spans = nil, nil
 	b.resolveRoots()
 	g := b.g
 	g.finish()

@@ -15,6 +15,7 @@ type Index struct {
 	parent []int32
 	msg    []Messaging
 	isMsg  []bool
+	remote []bool // the span has a child in another service
 }
 
 // Parent values other than a span index.
@@ -37,6 +38,8 @@ func (x *Index) Reset(spans []Span) {
 	x.parent = grow(x.parent, n)
 	x.msg = grow(x.msg, n)
 	x.isMsg = grow(x.isMsg, n)
+	x.remote = grow(x.remote, n)
+	clear(x.remote)
 	far := false
 	var v fields
 	for i := range spans {
@@ -53,6 +56,9 @@ func (x *Index) Reset(spans []Span) {
 			}
 		}
 		x.parent[i] = p
+		if p >= 0 {
+			x.child(int(p), s)
+		}
 		x.isMsg[i] = false
 		if len(s.Attributes) > 0 {
 			v = fields{}
@@ -68,8 +74,16 @@ func (x *Index) Reset(spans []Span) {
 			pid, _ := spans[i].Parent()
 			if j := x.Find(pid); j >= 0 {
 				x.parent[i] = int32(j)
+				x.child(j, &spans[i])
 			}
 		}
+	}
+}
+
+// child notes that s is a child of span p.
+func (x *Index) child(p int, s *Span) {
+	if ps := &x.spans[p]; ps.Resource != s.Resource && ps.Service() != s.Service() {
+		x.remote[p] = true
 	}
 }
 
@@ -132,6 +146,10 @@ func (x *Index) Find(id SpanID) int {
 
 // Parent returns the index of span i's parent, NoParent or MissingParent.
 func (x *Index) Parent(i int) int { return int(x.parent[i]) }
+
+// HasRemoteChild reports whether span i is the parent of a span of
+// another service.
+func (x *Index) HasRemoteChild(i int) bool { return x.remote[i] }
 
 // Messaging returns span i's messaging view, as Span.Messaging would.
 func (x *Index) Messaging(i int) (Messaging, bool) {

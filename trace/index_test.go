@@ -22,8 +22,9 @@ func BenchmarkIndexReset(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(200000*b.N), "ns/span")
 }
 
-// TestIndexParents checks Index against a plain map on ordered, reversed
-// and shuffled traces, with some parents missing.
+// TestIndexParents checks Index's parents and remote children against a
+// plain map on ordered, reversed and shuffled traces, with some parents
+// missing.
 func TestIndexParents(t *testing.T) {
 	ts := synth.Generate(synth.Config{Traces: 300, SpansPerTrace: 30, Services: 5, Topics: 3, BrokenShare: 0.2, Seed: 9})
 	ts = append(ts, synth.SingleTrace(5000, 4))
@@ -46,7 +47,18 @@ func TestIndexParents(t *testing.T) {
 			at[spans[j].SpanID] = j
 		}
 		x.Reset(spans)
+		remote := make([]bool, len(spans))
 		for j := range spans {
+			if pid, ok := spans[j].Parent(); ok {
+				if k, ok := at[pid]; ok && spans[k].Service() != spans[j].Service() {
+					remote[k] = true
+				}
+			}
+		}
+		for j := range spans {
+			if got := x.HasRemoteChild(j); got != remote[j] {
+				t.Fatalf("trace %d span %d: HasRemoteChild %v, want %v", i, j, got, remote[j])
+			}
 			want := trace.NoParent
 			if pid, ok := spans[j].Parent(); ok {
 				want = trace.MissingParent
