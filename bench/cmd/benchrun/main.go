@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -46,6 +47,7 @@ func main() {
 	single := flag.Int("single", 1_000_000, "spans in the single large trace")
 	withJaeger := flag.Bool("jaeger", true, "also measure against a real Jaeger v2 (memory and Badger)")
 	badger := flag.Bool("badger", true, "also measure Jaeger with the Badger store")
+	memory := flag.Bool("memory", true, "also measure Jaeger with the memory store")
 	fanOut := flag.Int("fanout", 1, "calls or hops each step makes from one span (1: chains)")
 	linkShare := flag.Float64("link-share", 0.3, "share of broken hops whose consumer links to its producer")
 	flag.Parse()
@@ -90,6 +92,14 @@ func main() {
 	record("spanmetrics connector (collector-contrib v0.165.1), in process", rate(n, dm),
 		fmt.Sprintf("ktrace graph + breaks is %.2f× its throughput (target ≥ 5); on one CPU %.2f×; shuffled %.2f×", dm.Seconds()/d.Seconds(), dm.Seconds()/d1.Seconds(), dm.Seconds()/ds.Seconds()))
 
+	// 1c. The floor: a pass that only reads what the analysis reads of each
+	// span (its refs, attribute names and values, operation and resource),
+	// with no work on it, on every CPU. No analysis of these spans, laid out
+	// as they are, can run faster.
+	df := best(func() { floor(ts) })
+	record("floor: reading each span's fields once, no analysis", rate(n, df),
+		fmt.Sprintf("%s on %d CPUs; 5× the connector needs %s", df.Round(time.Millisecond), runtime.GOMAXPROCS(0), rate(n, dm/5)))
+
 	// 2. The CLI on a snapshot: wall time and peak resident memory per span.
 	snap := filepath.Join(work, "set.ktrace")
 	writeSnapshot(snap, ts)
@@ -123,10 +133,18 @@ func main() {
 	}
 	dSmall := best(func() { analyze.Run(smalls, analyze.Options{Workers: 1}) })
 	record(fmt.Sprintf("one %d-span trace", *single), dBig.Round(time.Millisecond).String(),
-		fmt.Sprintf("vs %s for a 1000-span trace ×%d: ratio %.2f (1.0 = linear)", dSmall.Round(time.Millisecond), reps, dBig.Seconds()/dSmall.Seconds()))
+		fmt.Sprintf("vs %s for a 1000-span trace ×%d: ratio %.2f (1.0 = the same cost per span)", dSmall.Round(time.Millisecond), reps, dBig.Seconds()/dSmall.Seconds()))
+	// Linear time: the cost per span of one trace as it grows tenfold.
+	var per []string
+	for size := 1000; size <= *single; size *= 10 {
+		one := synth.SingleTrace(size, 3)
+		d := best(func() { analyze.Run([]trace.Trace{one}, analyze.Options{}) })
+		per = append(per, fmt.Sprintf("%d spans %.0f ns", size, float64(d.Nanoseconds())/float64(size)))
+	}
+	record("cost per span of one trace as it grows", "", strings.Join(per, ", ")+" (flat = linear)")
 
 	if *withJaeger {
-		jaegerRuns(ctx, work, ts, n, len(g.Edges), *badger, bin)
+		jaegerRuns(ctx, work, ts, n, len(g.Edges), *memory, *badger, bin)
 	}
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -197,10 +215,13 @@ func writeSnapshot(path string, ts []trace.Trace) {
 	check(af.Commit())
 }
 
-func jaegerRuns(ctx context.Context, work string, ts []trace.Trace, n, ktraceEdges int, badger bool, cli string) {
+func jaegerRuns(ctx context.Context, work string, ts []trace.Trace, n, ktraceEdges int, memory, badger bool, cli string) {
 	bin, err := sj.FindBinary("")
 	check(err)
-	stores := []bool{false}
+	var stores []bool
+	if memory {
+		stores = append(stores, false)
+	}
 	if badger {
 		stores = append(stores, true)
 	}
@@ -263,10 +284,12 @@ func jaegerRuns(ctx context.Context, work string, ts []trace.Trace, n, ktraceEdg
 				fmt.Sprintf("peak %.0f B/span (%d MiB): traces stream into the graph", float64(rss)/float64(n), rss>>20))
 		}
 
-		start = time.Now()
-		deps, err := c.Dependencies(ctx, q.Start, q.End)
-		check(err)
-		dd := time.Since(start)
+		var deps []jaeger.Dependency
+		dd := best(func() {
+			var err error
+			deps, err = c.Dependencies(ctx, q.Start, q.End)
+			check(err)
+		})
 		self, calls := 0, uint64(0)
 		for _, l := range deps {
 			if l.Parent == l.Child {
@@ -306,6 +329,7 @@ func jaegerRuns(ctx context.Context, work string, ts []trace.Trace, n, ktraceEdg
 			record("ktrace graph on the traces Badger's GetDependencies reads", dk.Round(time.Millisecond).String(),
 				fmt.Sprintf("%d traces, %d spans in one FindTraces call: %.2f× GetDependencies' time (target < 1); %d edges, %d cross-service calls",
 					g100.Traces, spans100, dk.Seconds()/dd.Seconds(), len(g100.Edges), calls100))
+			recentRuns(ctx, c, ts)
 		}
 		c.Close()
 		p.Stop()
@@ -381,4 +405,42 @@ func peakRSS(cmd *exec.Cmd) int64 {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+var floorSink atomic.Int64
+
+// floor reads, on every CPU, each span's refs, attribute names and values,
+// operation and resource, and does nothing with them.
+func floor(ts []trace.Trace) {
+	var wg sync.WaitGroup
+	w := runtime.GOMAXPROCS(0)
+	for k := 0; k < w; k++ {
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			n := 0
+			for i := lo; i < hi; i++ {
+				for j := range ts[i].Spans {
+					s := &ts[i].Spans[j]
+					for _, r := range s.Refs {
+						n += int(r.SpanID)
+					}
+					for _, a := range s.Attributes {
+						n += len(a.Key) + len(a.Value)
+						if a.Value != "" {
+							n += int(a.Value[0])
+						}
+					}
+					if s.Operation != "" {
+						n += int(s.Operation[0])
+					}
+					if s.Resource != nil {
+						n += len(s.Resource.Service)
+					}
+				}
+			}
+			floorSink.Add(int64(n))
+		}(len(ts)*k/w, len(ts)*(k+1)/w)
+	}
+	wg.Wait()
 }

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/source/jaeger"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// recentWindow returns the window that holds the newest traces of ts, as
+// many as fit in limit: every trace with a span starting in [start, end] is
+// one of them. Badger's GetDependencies reads at most 100 traces, so over
+// such a window it reads all the data, and ktrace and Jaeger answer from the
+// same traces.
+func recentWindow(ts []trace.Trace, limit int) (start, end time.Time, traces int) {
+	type at struct {
+		start time.Time
+		trace int
+	}
+	var all []at
+	for i := range ts {
+		for j := range ts[i].Spans {
+			all = append(all, at{ts[i].Spans[j].Start, i})
+		}
+	}
+	slices.SortFunc(all, func(a, b at) int { return b.start.Compare(a.start) })
+	end = all[0].start.Add(time.Second)
+	start = all[len(all)-1].start
+	in := map[int]bool{}
+	for _, a := range all {
+		if !in[a.trace] && len(in) == limit {
+			// a starts a trace too many: the window begins after it
+			// (Badger keeps microseconds).
+			start = a.start.Truncate(time.Microsecond).Add(time.Microsecond)
+			break
+		}
+		in[a.trace] = true
+	}
+	clear(in)
+	for _, a := range all {
+		if !a.start.Truncate(time.Microsecond).Before(start) {
+			in[a.trace] = true
+		}
+	}
+	return start, end, len(in)
+}
+
+// recentRuns compares Badger's GetDependencies with ktrace's graph over the
+// window of the newest traces (at most 100, which GetDependencies reads in
+// full), on a store that holds the whole set: what a user asking for the
+// last minutes' graph of a store with a long history sees.
+func recentRuns(ctx context.Context, c *jaeger.Client, ts []trace.Trace) {
+	start, end, want := recentWindow(ts, 100)
+	var deps []jaeger.Dependency
+	dd := best(func() {
+		var err error
+		deps, err = c.Dependencies(ctx, start, end)
+		check(err)
+	})
+	jaegerPairs := uint64(0)
+	for _, d := range deps {
+		jaegerPairs += d.CallCount
+	}
+	graphOf := func(q jaeger.Query) (time.Duration, *graph.Graph, jaeger.Stats, int) {
+		var g *graph.Graph
+		var st jaeger.Stats
+		pairs := 0
+		d := best(func() {
+			b := graph.NewBuilder()
+			var idx trace.Index
+			pairs = 0
+			var err error
+			st, err = c.FindEach(ctx, q, func(t *trace.Trace) error {
+				b.Add(t)
+				pairs += parentPairs(t, &idx)
+				return nil
+			}, nil)
+			check(err)
+			g = b.Graph()
+		})
+		return d, g, st, pairs
+	}
+	q := jaeger.Query{Start: start, End: end, PageSize: 1000, Concurrency: 4}
+	dAll, gAll, stAll, _ := graphOf(q)
+	q.ByService = true
+	dPer, gPer, stPer, pairs := graphOf(q)
+	same := "the same traces"
+	if gPer.Traces != want || gAll.Traces != want || uint64(pairs) != jaegerPairs {
+		same = fmt.Sprintf("NOT the same traces: ktrace %d/%d traces (window holds %d), %d cross-service pairs against Jaeger's %d",
+			gAll.Traces, gPer.Traces, want, pairs, jaegerPairs)
+	}
+	record("Jaeger GetDependencies (badger), newest traces", dd.Round(time.Millisecond).String(),
+		fmt.Sprintf("window of the newest %d traces (%s) in a store of %d traces: GetDependencies reads them all; %d pairs counted", want,
+			end.Sub(start).Round(time.Millisecond), len(ts), jaegerPairs))
+	record("ktrace graph --jaeger (badger), newest traces, all services at once", dAll.Round(time.Millisecond).String(),
+		fmt.Sprintf("%.2f× GetDependencies' time: %d calls, each a scan of the whole store, like GetDependencies' own", dAll.Seconds()/dd.Seconds(), stAll.Calls))
+	record("ktrace graph --jaeger --by-service (badger), newest traces", dPer.Round(time.Millisecond).String(),
+		fmt.Sprintf("%.2f× GetDependencies' time (target < 1): %d calls reading the window's index; %d traces, %d spans read, %s; %d edges (Jaeger: %d service pairs)",
+			dPer.Seconds()/dd.Seconds(), stPer.Calls, gPer.Traces, stPer.Spans, same, len(gPer.Edges), len(deps)))
+}
+
+// parentPairs counts t's spans whose parent, in the trace, is of another
+// service: what Jaeger's GetDependencies counts.
+func parentPairs(t *trace.Trace, idx *trace.Index) int {
+	idx.Reset(t.Spans)
+	n := 0
+	for i := range t.Spans {
+		if p := idx.Parent(i); p >= 0 && t.Spans[p].Service() != t.Spans[i].Service() {
+			n++
+		}
+	}
+	return n
+}
