@@ -100,6 +100,17 @@ func reportRun(ctx context.Context, opts *ReportOptions) error {
 	return nil
 }
 
+// spanCounts are traces' span counts from a first read, to tell at a
+// second which traces were still arriving.
+type spanCounts map[trace.TraceID]int
+
+// changed reports whether t is new since the first read, or has another
+// span count: it was still arriving.
+func (c spanCounts) changed(t *trace.Trace) bool {
+	n, ok := c[t.ID]
+	return !ok || n != len(t.Spans)
+}
+
 // loadSettled loads traces; from Jaeger it reads again after settle and
 // marks traces whose span count changed (or that are new) as incomplete,
 // keeping the later read.
@@ -108,7 +119,7 @@ func loadSettled(ctx context.Context, io *IOStreams, src *SourceOptions, settle 
 	if err != nil || src.Jaeger == "" || settle == 0 {
 		return set, nil, err
 	}
-	before := map[trace.TraceID]int{}
+	before := spanCounts{}
 	for _, t := range set.Traces() {
 		before[t.ID] = len(t.Spans)
 	}
@@ -120,9 +131,10 @@ func loadSettled(ctx context.Context, io *IOStreams, src *SourceOptions, settle 
 		return nil, nil, err
 	}
 	incomplete := map[trace.TraceID]bool{}
-	for _, t := range again.Traces() {
-		if n, ok := before[t.ID]; !ok || n != len(t.Spans) {
-			incomplete[t.ID] = true
+	ts := again.Traces()
+	for i := range ts {
+		if before.changed(&ts[i]) {
+			incomplete[ts[i].ID] = true
 		}
 	}
 	return again, incomplete, nil

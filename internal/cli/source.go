@@ -367,9 +367,9 @@ func (o *SourceOptions) buildGraph(ctx context.Context, io *IOStreams) (*graph.G
 // (or are new) are incomplete: analysed for the graph, left out of the
 // breaks.
 func (o *SourceOptions) analyzeSource(ctx context.Context, io *IOStreams, opts analyze.Options, settle time.Duration) (*graph.Graph, analyze.Report, error) {
-	var before map[trace.TraceID]int
+	var before spanCounts
 	if o.Jaeger != "" && len(o.Files)+len(o.Fixtures) == 0 && settle > 0 {
-		before = map[trace.TraceID]int{}
+		before = spanCounts{}
 		if err := o.eachJaeger(ctx, io, func(t *trace.Trace) { before[t.ID] = len(t.Spans) }); err != nil {
 			return nil, analyze.Report{}, err
 		}
@@ -380,7 +380,7 @@ func (o *SourceOptions) analyzeSource(ctx context.Context, io *IOStreams, opts a
 	}
 	a := analyze.NewAnalyzer(opts)
 	ok, err := o.streamTraces(ctx, io, func(t *trace.Trace) {
-		if n, seen := before[t.ID]; before != nil && (!seen || n != len(t.Spans)) {
+		if before != nil && before.changed(t) {
 			opts.Incomplete[t.ID] = true
 		}
 		a.Add(t)
