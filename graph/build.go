@@ -15,6 +15,13 @@ type edgeKey struct {
 	group    string
 }
 
+const edgeCacheBits = 12
+
+type edgeSlot struct {
+	k edgeKey
+	e *Edge
+}
+
 // recordKey names a record: its topic (by node id, which is cheaper to
 // hash than the name), partition and offset.
 type recordKey struct {
@@ -100,6 +107,11 @@ type Builder struct {
 	nodes     [len(nodeKindNames)]map[string]*Node
 	services  map[*trace.Resource]*Node
 	idx       trace.Index
+	// edgeCache finds the edge of most spans before the map is asked (a
+	// set has hundreds or thousands of edges, and a span adds to one):
+	// an index from the nodes' sequence numbers and one comparison
+	// instead of hashing the key with its group string.
+	edgeCache [1 << edgeCacheBits]edgeSlot
 	cur       *trace.Index // the index of the trace being added
 	spans     []trace.Span // its spans
 }
@@ -154,7 +166,7 @@ func (b *Builder) Merge(o *Builder) {
 			addTo(&t.operations, k)
 		}
 		for k := range n.partitions {
-			addTo(&t.partitions, k)
+			t.notePartition(k)
 		}
 		to[n.seq] = t
 	}
@@ -222,13 +234,31 @@ func (b *Builder) service(s *trace.Span) *Node {
 
 func (b *Builder) edge(from, to *Node, kind EdgeKind, rel Relation, group string) *Edge {
 	k := edgeKey{from, to, kind, rel, group}
+	h := (uint64(from.seq)*0x9E3779B97F4A7C15 ^ uint64(to.seq)*0xC2B2AE3D27D4EB4F ^ uint64(kind)<<3 ^ uint64(rel)) >> (64 - edgeCacheBits)
+	slot := &b.edgeCache[h]
+	if slot.e != nil && slot.k == k {
+		return slot.e
+	}
 	e, ok := b.edges[k]
 	if !ok {
 		e = &Edge{From: from, To: to, Kind: kind, Relation: rel, Group: group}
 		b.edges[k] = e
 		b.g.Edges = append(b.g.Edges, e)
 	}
+	slot.k, slot.e = k, e
 	return e
+}
+
+// notePartition records partition p of a topic node; partitions below 64,
+// the usual ones, are looked up in a bit set first.
+func (n *Node) notePartition(p int32) {
+	if p < 64 {
+		if n.partBits&(1<<p) != 0 {
+			return
+		}
+		n.partBits |= 1 << p
+	}
+	addTo(&n.partitions, p)
 }
 
 // observeClient is observe that also records a Kafka client id.
@@ -303,7 +333,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 	if m, ok := b.cur.Messaging(i); ok && m.Destination != "" {
 		topic := b.node(KindTopic, m.Destination)
 		if m.Partition >= 0 {
-			addTo(&topic.partitions, m.Partition)
+			topic.notePartition(m.Partition)
 		}
 		switch {
 		case m.IsProducer():
@@ -369,7 +399,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 			if p.Kind == trace.KindClient {
 				lat = int64(p.Duration)
 			}
-			b.edge(b.node(KindService, p.Service()), svc, EdgeCall, RelParent, "").observe(s.Error, lat)
+			b.edge(b.service(p), svc, EdgeCall, RelParent, "").observe(s.Error, lat)
 		}
 	} else if pi == trace.NoParent && s.Kind == trace.KindServer {
 		b.edge(b.node(KindUnknownCaller, svcName), svc, EdgeCall, RelSpan, "").observe(s.Error, int64(s.Duration))

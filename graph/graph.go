@@ -52,6 +52,7 @@ type Node struct {
 	instances  map[string]struct{}
 	operations map[string]struct{}
 	partitions map[int32]struct{}
+	partBits   uint64 // partitions below 64 in partitions
 }
 
 // ID implements graph.Node.
