@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -383,6 +384,24 @@ func TestBuildWorkersAgree(t *testing.T) {
 	for _, w := range []int{2, 3, 8} {
 		if got := summary(graph.BuildWorkers(ts, w)); got != want {
 			t.Fatalf("%d workers differ from one:\n%s\nwant:\n%s", w, got, want)
+		}
+	}
+}
+
+// TestTopicPartitions: partitions below 64 (kept in a bit set first) and
+// above, seen repeatedly and across merged builders, come out once each,
+// sorted.
+func TestTopicPartitions(t *testing.T) {
+	var ts []trace.Trace
+	for i, p := range []string{"3", "70", "3", "0", "63", "70", "64", "0", "1000"} {
+		id := trace.TraceID{Low: uint64(i + 1)}
+		ts = append(ts, trace.Trace{ID: id, Spans: []trace.Span{sp(id, 1, 0, "writer", trace.KindProducer,
+			"messaging.system", "kafka", "messaging.destination.name", "t", "messaging.kafka.destination.partition", p)}})
+	}
+	for _, w := range []int{1, 2, 4} {
+		got := graph.BuildWorkers(ts, w).Node("topic:t").Partitions
+		if want := []int32{0, 3, 63, 64, 70, 1000}; !slices.Equal(got, want) {
+			t.Errorf("%d workers: partitions %v, want %v", w, got, want)
 		}
 	}
 }
