@@ -152,6 +152,17 @@ func main() {
 		per = append(per, fmt.Sprintf("%d spans %.0f ns", size, float64(d.Nanoseconds())/float64(size)))
 	}
 	record("cost per span of one trace as it grows", "", strings.Join(per, ", ")+" (flat = linear)")
+	// Memory: what the analysis allocates per span, in process, and the
+	// CLI's peak on a snapshot of the one trace (a trace is analysed whole,
+	// so its spans are all held at once; a set of small traces streams).
+	abig, asmall := allocated(func() { analyze.Run([]trace.Trace{big}, analyze.Options{}) }),
+		allocated(func() { analyze.Run(smalls, analyze.Options{Workers: 1}) })
+	bigSnap := filepath.Join(work, "single.ktrace")
+	writeSnapshot(bigSnap, []trace.Trace{big})
+	rssBig := peakRSS(exec.Command(bin, "report", "--broken", "--file", bigSnap, "-o", "json"))
+	record(fmt.Sprintf("memory of one %d-span trace", *single), fmt.Sprintf("%.0f B/span", float64(rssBig)/float64(len(big.Spans))),
+		fmt.Sprintf("peak resident, ktrace report --broken --file (%d MiB); the analysis allocates %.0f B/span against %.0f B/span for the 1000-span trace ×%d",
+			rssBig>>20, float64(abig)/float64(len(big.Spans)), float64(asmall)/float64(reps*len(small.Spans)), reps))
 
 	if *withJaeger {
 		jaegerRuns(ctx, work, ts, n, len(g.Edges), *memory, *badger, bin)
@@ -187,6 +198,16 @@ func compareEdges(deps []jaeger.Dependency, g *graph.Graph) string {
 	}
 	return fmt.Sprintf("Jaeger: %d service pairs, %d of them self-loops, no topics; ktrace: %d call, %d produce, %d consume edges; Kafka hops by parent %d, by span link %d, by stitching %d (the last two unseen by Jaeger)",
 		len(deps), self, kinds[graph.EdgeCall], kinds[graph.EdgeProduce], kinds[graph.EdgeConsume], hops[graph.RelParent], hops[graph.RelLink], hops[graph.RelStitched])
+}
+
+// allocated returns the bytes f allocates.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }
 
 // best1 is one run of f after a collection.
