@@ -87,7 +87,7 @@ func ReadEach(r io.Reader, name string, add func(trace.Trace) error, res *trace.
 			return "", bad(name, "corrupt gzip data: %v", err)
 		}
 		defer zr.Close()
-		return FormatSnapshot, readSnapshot(bufio.NewReaderSize(zr, 64<<10), name, add, res)
+		return FormatSnapshot, readSnapshot(bufio.NewReaderSize(zr, 64<<10), name, hand, res) // packs as it converts
 	}
 	trimmed := bytes.TrimLeft(head, " \t\r\n")
 	if trimmed[0] != '{' {
@@ -97,7 +97,7 @@ func ReadEach(r io.Reader, name string, add func(trace.Trace) error, res *trace.
 		return "", bad(name, "not JSON: want Jaeger JSON, OTLP JSON or a ktrace snapshot")
 	}
 	if bytes.HasPrefix(trimmed, []byte(`{"format":"`+string(FormatSnapshot)+`"`)) {
-		return FormatSnapshot, readSnapshot(br, name, add, res)
+		return FormatSnapshot, readSnapshot(br, name, hand, res)
 	}
 	dec := json.NewDecoder(br)
 	dec.UseNumber()

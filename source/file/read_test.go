@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/ktrace-dev/ktrace/trace"
 )
@@ -276,5 +277,33 @@ func TestSnapshotOrder(t *testing.T) {
 	}, &trace.Resources{})
 	if err != nil || !slices.Equal(got, want) {
 		t.Fatalf("%v; %d traces back, in order: %v", err, len(got), slices.Equal(got, want))
+	}
+}
+
+// TestReadPacks: whatever the format, a trace's attributes and refs come
+// laid out in one block each (trace.Trace.Pack's layout), the snapshot
+// reader building it as it converts, the others through Pack.
+func TestReadPacks(t *testing.T) {
+	for _, path := range []string{"../../fixtures/kafka-e2e.json", "../../fixtures/db-peer.json", "../../fixtures/stargazers-links.ktrace"} {
+		set, f := read(t, path)
+		for _, tr := range set.Traces() {
+			var lastA *trace.Attribute
+			var lastR *trace.Ref
+			for i := range tr.Spans {
+				s := &tr.Spans[i]
+				if n := len(s.Attributes); n > 0 {
+					if lastA != nil && uintptr(unsafe.Pointer(&s.Attributes[0])) != uintptr(unsafe.Pointer(lastA))+unsafe.Sizeof(*lastA) {
+						t.Fatalf("%s (%s): trace %s span %d: attributes not next to the previous span's", path, f, tr.ID, i)
+					}
+					lastA = &s.Attributes[n-1]
+				}
+				if n := len(s.Refs); n > 0 {
+					if lastR != nil && uintptr(unsafe.Pointer(&s.Refs[0])) != uintptr(unsafe.Pointer(lastR))+unsafe.Sizeof(*lastR) {
+						t.Fatalf("%s (%s): trace %s span %d: refs not next to the previous span's", path, f, tr.ID, i)
+					}
+					lastR = &s.Refs[n-1]
+				}
+			}
+		}
 	}
 }

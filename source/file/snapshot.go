@@ -228,6 +228,8 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 			if err != nil {
 				return bad(name, "snapshot record %d: %v", r.n, err)
 			}
+			r.l = snapLine{} // the decoded record is not needed while t is analysed
+
 			if err := trace.Validate(&t); err != nil {
 				return bad(name, "%v", err)
 			}
@@ -271,11 +273,20 @@ func lineErr(name string, n int, err error) error {
 	return bad(name, "snapshot record %d: %v", n, err)
 }
 
+// snapConvert converts a decoded trace record, laying its spans' attributes
+// and refs out in one block each, as trace.Trace.Pack would.
 func snapConvert(st *snapTrace, resources map[int]*trace.Resource) (trace.Trace, error) {
 	tid, err := trace.ParseTraceID(st.ID)
 	if err != nil {
 		return trace.Trace{}, err
 	}
+	na, nr := 0, 0
+	for i := range st.Spans {
+		na += len(st.Spans[i].A)
+		nr += len(st.Spans[i].R)
+	}
+	attrs := make(trace.Attributes, 0, na)
+	refs := make([]trace.Ref, 0, nr)
 	t := trace.Trace{ID: tid, Spans: make([]trace.Span, len(st.Spans))}
 	for i := range st.Spans {
 		ss := &st.Spans[i]
@@ -292,19 +303,29 @@ func snapConvert(st *snapTrace, resources map[int]*trace.Resource) (trace.Trace,
 		s.Operation, s.Kind, s.Error, s.StatusMessage = ss.O, trace.Kind(ss.K), ss.E, ss.M
 		s.Start = time.Unix(0, ss.S).UTC()
 		s.Duration = time.Duration(ss.D)
-		s.Attributes = attrsOf(ss.A)
-		for _, r := range ss.R {
-			ref := trace.Ref{Type: trace.RefParent}
-			if r[0] == "link" {
-				ref.Type = trace.RefLink
+		if len(ss.A) > 0 {
+			from := len(attrs)
+			for _, kv := range ss.A {
+				attrs = append(attrs, trace.Attribute{Key: kv[0], Value: kv[1]})
 			}
-			if ref.TraceID, err = trace.ParseTraceID(r[1]); err != nil {
-				return t, err
+			s.Attributes = attrs[from:len(attrs):len(attrs)]
+		}
+		if len(ss.R) > 0 {
+			from := len(refs)
+			for _, r := range ss.R {
+				ref := trace.Ref{Type: trace.RefParent}
+				if r[0] == "link" {
+					ref.Type = trace.RefLink
+				}
+				if ref.TraceID, err = trace.ParseTraceID(r[1]); err != nil {
+					return t, err
+				}
+				if ref.SpanID, err = trace.ParseSpanID(r[2]); err != nil {
+					return t, err
+				}
+				refs = append(refs, ref)
 			}
-			if ref.SpanID, err = trace.ParseSpanID(r[2]); err != nil {
-				return t, err
-			}
-			s.Refs = append(s.Refs, ref)
+			s.Refs = refs[from:len(refs):len(refs)]
 		}
 	}
 	return t, nil
