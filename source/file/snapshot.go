@@ -202,9 +202,12 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 	}()
 	for w := 0; w < workers; w++ {
 		go func() {
+			strs := map[string]string{}
 			for r := range jobs {
 				if r.blank = len(bytes.TrimSpace(r.line)) == 0; !r.blank {
-					if err := json.Unmarshal(r.line, &r.l); err != nil {
+					if st, ok := fastTrace(r.line, strs); ok {
+						r.l.T = st
+					} else if err := json.Unmarshal(r.line, &r.l); err != nil {
 						r.err = lineErr(name, r.n, err)
 					}
 				}
