@@ -16,35 +16,20 @@ import "unicode/utf8"
 // each.
 func fastTrace(line []byte, strs map[string]string) (st *snapTrace, ok bool) {
 	s := scanner{b: line, strs: strs}
-	if !s.lit('{') || !s.key("t") || !s.lit('{') {
+	if !s.lit('{') || !s.key("t") {
 		return nil, false
 	}
 	st = &snapTrace{}
-	for first := true; ; first = false {
-		if s.lit('}') {
-			break
-		}
-		if !first && !s.lit(',') {
-			return nil, false
-		}
-		k, ok := s.rawString()
-		if !ok || !s.lit(':') {
-			return nil, false
-		}
+	ok = s.object(func(k []byte) (ok bool) {
 		switch string(k) {
 		case "id":
-			if st.ID, ok = s.str(false); !ok {
-				return nil, false
-			}
+			st.ID, ok = s.str(false)
 		case "spans":
-			if st.Spans, ok = s.spans(); !ok {
-				return nil, false
-			}
-		default:
-			return nil, false
+			st.Spans, ok = s.spans()
 		}
-	}
-	if !s.lit('}') {
+		return ok
+	})
+	if !ok || !s.lit('}') {
 		return nil, false
 	}
 	s.ws()
@@ -194,19 +179,28 @@ func (s *scanner) strings(out []string, shared bool) bool {
 	return s.lit(']')
 }
 
-// list consumes an array, calling elem for each element.
-func (s *scanner) list(elem func() bool) bool {
-	if !s.lit('[') {
+// list consumes an array, calling elem to consume each element.
+func (s *scanner) list(elem func() bool) bool { return s.seq('[', ']', elem) }
+
+// object consumes an object, calling field with each key to consume its
+// value; field refuses a key it does not know.
+func (s *scanner) object(field func(k []byte) bool) bool {
+	return s.seq('{', '}', func() bool {
+		k, ok := s.rawString()
+		return ok && s.lit(':') && field(k)
+	})
+}
+
+// seq consumes open, items separated by commas, and close.
+func (s *scanner) seq(open, close byte, item func() bool) bool {
+	if !s.lit(open) {
 		return false
 	}
 	for first := true; ; first = false {
-		if s.lit(']') {
+		if s.lit(close) {
 			return true
 		}
-		if !first && !s.lit(',') {
-			return false
-		}
-		if !elem() {
+		if (!first && !s.lit(',')) || !item() {
 			return false
 		}
 	}
@@ -222,18 +216,8 @@ func (s *scanner) spans() ([]snapSpan, bool) {
 }
 
 func (s *scanner) span(sp *snapSpan) bool {
-	if !s.lit('{') {
-		return false
-	}
-	for first := true; ; first = false {
-		if s.lit('}') {
-			return true
-		}
-		if !first && !s.lit(',') {
-			return false
-		}
-		k, ok := s.rawString()
-		if !ok || len(k) != 1 || !s.lit(':') {
+	return s.object(func(k []byte) (ok bool) {
+		if len(k) != 1 {
 			return false
 		}
 		var n int64
@@ -268,11 +252,7 @@ func (s *scanner) span(sp *snapSpan) bool {
 				sp.A = append(sp.A, [2]string{})
 				return s.strings(sp.A[len(sp.A)-1][:], true)
 			})
-		default:
-			return false
 		}
-		if !ok {
-			return false
-		}
-	}
+		return ok
+	})
 }
