@@ -1,31 +1,51 @@
 package file
 
-import "unicode/utf8"
+import (
+	"time"
+	"unicode/utf8"
 
-// fastTrace decodes a snapshot's trace record ({"t":{...}}) without
-// reflection: decoding is most of the time `ktrace graph --file` takes, and
-// encoding/json spends it finding fields and checking the line twice. It
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// fastTrace decodes and converts a snapshot's trace record ({"t":{...}})
+// without reflection: decoding is most of the time `ktrace graph --file`
+// takes, and encoding/json spends it finding fields, checking the line
+// twice and allocating strings for IDs that are parsed and dropped. It
 // takes the form SnapshotWriter writes — the exact field names, strings
-// without escapes, integers — and reports ok=false for anything else
-// (resource records, escapes, null, unknown fields, bad JSON), which the
-// caller then gives to encoding/json, whose answer and errors stand. On
-// every line it accepts, it gives what encoding/json would.
+// without escapes, integers, valid IDs — and reports ok=false for anything
+// else (resource records, escapes, null, unknown fields, bad JSON or IDs),
+// which the caller then gives to encoding/json and convertTrace, whose
+// answer and errors stand. On every line it accepts, it gives what they
+// would, laid out the same way (a trace's attributes and refs in one block
+// each).
 //
-// Strings of up to 64 bytes are shared through strs (attribute names and
-// the usual values repeat from span to span), so a trace holds one copy of
-// each.
-func fastTrace(line []byte, strs map[string]string) (st *snapTrace, ok bool) {
+// Strings of up to 64 bytes are shared through strs (operation names,
+// attribute names and the usual values repeat from span to span), so a
+// trace holds one copy of each.
+func fastTrace(line []byte, strs map[string]string) (*decodedTrace, bool) {
 	s := scanner{b: line, strs: strs}
 	if !s.lit('{') || !s.key("t") {
 		return nil, false
 	}
-	st = &snapTrace{}
-	ok = s.object(func(k []byte) (ok bool) {
+	var (
+		id     []byte
+		spans  []trace.Span
+		res    []int
+		attrs  trace.Attributes
+		refs   []trace.Ref
+		ranges []int32 // per span: its attributes' and refs' bounds in attrs and refs
+	)
+	ok := s.object(func(k []byte) (ok bool) {
 		switch string(k) {
 		case "id":
-			st.ID, ok = s.str(false)
+			id, ok = s.rawString()
 		case "spans":
-			st.Spans, ok = s.spans()
+			spans, res, attrs, refs, ranges = []trace.Span{}, []int{}, attrs[:0], refs[:0], ranges[:0]
+			ok = s.list(func() bool {
+				spans, res, ranges = append(spans, trace.Span{}), append(res, 0), append(ranges, 0, 0, 0, 0)
+				n := len(spans) - 1
+				return s.span(&spans[n], &res[n], &attrs, &refs, ranges[4*n:])
+			})
 		}
 		return ok
 	})
@@ -33,7 +53,50 @@ func fastTrace(line []byte, strs map[string]string) (st *snapTrace, ok bool) {
 		return nil, false
 	}
 	s.ws()
-	return st, s.i == len(s.b)
+	if s.i != len(s.b) || spans == nil {
+		return nil, false
+	}
+	hi, lo, ok := hexID(id, 32)
+	if !ok {
+		return nil, false
+	}
+	tid := trace.TraceID{High: hi, Low: lo}
+	for i := range spans {
+		sp := &spans[i]
+		sp.TraceID = tid
+		r := ranges[4*i:]
+		if r[1] > r[0] {
+			sp.Attributes = attrs[r[0]:r[1]:r[1]]
+		}
+		if r[3] > r[2] {
+			sp.Refs = refs[r[2]:r[3]:r[3]]
+		}
+	}
+	return &decodedTrace{t: trace.Trace{ID: tid, Spans: spans}, res: res}, true
+}
+
+// hexID reads 1 to max hex digits (either case) as ParseTraceID and
+// ParseSpanID do; ok is false for anything they refuse, zero included.
+func hexID(b []byte, max int) (hi, lo uint64, ok bool) {
+	if len(b) == 0 || len(b) > max {
+		return 0, 0, false
+	}
+	for _, c := range b {
+		var d byte
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case c >= 'a' && c <= 'f':
+			d = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, 0, false
+		}
+		hi = hi<<4 | lo>>60
+		lo = lo<<4 | uint64(d)
+	}
+	return hi, lo, hi != 0 || lo != 0
 }
 
 type scanner struct {
@@ -179,6 +242,21 @@ func (s *scanner) strings(out []string, shared bool) bool {
 	return s.lit(']')
 }
 
+// rawStrings consumes an array of exactly len(out) strings without
+// copying them.
+func (s *scanner) rawStrings(out [][]byte) bool {
+	j := 0
+	return s.list(func() bool {
+		if j == len(out) {
+			return false
+		}
+		var ok bool
+		out[j], ok = s.rawString()
+		j++
+		return ok
+	}) && j == len(out)
+}
+
 // list consumes an array, calling elem to consume each element.
 func (s *scanner) list(elem func() bool) bool { return s.seq('[', ']', elem) }
 
@@ -206,53 +284,73 @@ func (s *scanner) seq(open, close byte, item func() bool) bool {
 	}
 }
 
-func (s *scanner) spans() ([]snapSpan, bool) {
-	out := []snapSpan{}
-	ok := s.list(func() bool {
-		out = append(out, snapSpan{})
-		return s.span(&out[len(out)-1])
-	})
-	return out, ok
-}
-
-func (s *scanner) span(sp *snapSpan) bool {
-	return s.object(func(k []byte) (ok bool) {
+// span consumes a span object into sp, its resource id into res, and its
+// attributes and refs onto attrs and refs, noting their bounds in r.
+func (s *scanner) span(sp *trace.Span, res *int, attrs *trace.Attributes, refs *[]trace.Ref, r []int32) bool {
+	var start int64
+	seenID := false
+	ok := s.object(func(k []byte) (ok bool) {
 		if len(k) != 1 {
 			return false
 		}
 		var n int64
 		switch k[0] {
 		case 'i':
-			sp.I, ok = s.str(false)
+			var raw []byte
+			var id uint64
+			if raw, ok = s.rawString(); ok {
+				_, id, ok = hexID(raw, 16)
+				sp.SpanID, seenID = trace.SpanID(id), ok
+			}
 		case 'o':
-			sp.O, ok = s.str(true)
+			sp.Operation, ok = s.str(true)
 		case 'm':
-			sp.M, ok = s.str(true)
+			sp.StatusMessage, ok = s.str(true)
 		case 'k':
 			n, ok = s.int(0, 255)
-			sp.K = uint8(n)
+			sp.Kind = trace.Kind(n)
 		case 's':
-			sp.S, ok = s.int(-1<<63, 1<<63-1)
+			start, ok = s.int(-1<<63, 1<<63-1)
 		case 'd':
-			sp.D, ok = s.int(-1<<63, 1<<63-1)
+			n, ok = s.int(-1<<63, 1<<63-1)
+			sp.Duration = time.Duration(n)
 		case 'p':
 			n, ok = s.int(-1<<63, 1<<63-1)
-			sp.P = int(n)
+			*res = int(n)
 		case 'e':
-			sp.E, ok = s.bool()
+			sp.Error, ok = s.bool()
 		case 'r':
-			sp.R = [][3]string{}
+			r[2] = int32(len(*refs))
 			ok = s.list(func() bool {
-				sp.R = append(sp.R, [3]string{})
-				return s.strings(sp.R[len(sp.R)-1][:], false) // parsed into IDs, then dropped
+				var f [3][]byte
+				if !s.rawStrings(f[:]) {
+					return false
+				}
+				ref := trace.Ref{Type: trace.RefParent}
+				if string(f[0]) == "link" {
+					ref.Type = trace.RefLink
+				}
+				hi, lo, ok1 := hexID(f[1], 32)
+				_, sid, ok2 := hexID(f[2], 16)
+				ref.TraceID, ref.SpanID = trace.TraceID{High: hi, Low: lo}, trace.SpanID(sid)
+				*refs = append(*refs, ref)
+				return ok1 && ok2
 			})
+			r[3] = int32(len(*refs))
 		case 'a':
-			sp.A = [][2]string{}
+			r[0] = int32(len(*attrs))
 			ok = s.list(func() bool {
-				sp.A = append(sp.A, [2]string{})
-				return s.strings(sp.A[len(sp.A)-1][:], true)
+				var kv [2]string
+				if !s.strings(kv[:], true) {
+					return false
+				}
+				*attrs = append(*attrs, trace.Attribute{Key: kv[0], Value: kv[1]})
+				return true
 			})
+			r[1] = int32(len(*attrs))
 		}
 		return ok
 	})
+	sp.Start = time.Unix(0, start).UTC()
+	return ok && seenID
 }

@@ -13,21 +13,26 @@ import (
 	"github.com/ktrace-dev/ktrace/internal/synth"
 )
 
-// agree holds fastTrace to encoding/json on line: whatever fastTrace
-// accepts, encoding/json decodes to the same record, as a trace record.
+// agree holds fastTrace to encoding/json and convertTrace on line:
+// whatever fastTrace accepts, they decode and convert to the same trace,
+// laid out the same way.
 func agree(t *testing.T, line []byte) bool {
 	t.Helper()
 	got, ok := fastTrace(line, map[string]string{})
-	var want snapLine
-	err := json.Unmarshal(line, &want)
+	var l snapLine
+	err := json.Unmarshal(line, &l)
 	if !ok {
 		return false
 	}
-	if err != nil {
-		t.Fatalf("fastTrace took %q, which encoding/json refuses: %v", line, err)
+	if err != nil || l.T == nil {
+		t.Fatalf("fastTrace took %q, which encoding/json refuses or reads as no trace: %v", line, err)
 	}
-	if want.R != nil || !reflect.DeepEqual(got, want.T) {
-		t.Fatalf("fastTrace and encoding/json differ on %q:\n%+v\n%+v", line, got, want.T)
+	want, err := convertTrace(l.T)
+	if err != nil {
+		t.Fatalf("fastTrace took %q, which convertTrace refuses: %v", line, err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("fastTrace and encoding/json differ on %q:\n%+v\n%+v", line, got, want)
 	}
 	return true
 }
@@ -110,7 +115,18 @@ var fastTraceCases = []struct {
 	{`{"t":{"spans":[],"id":"a"}}`, true},
 	{`{"t":{"id":"a","spans":[{"i":"1","r":[],"a":[],"e":false,"s":-9223372036854775808,"d":9223372036854775807}]}}`, true},
 	{`{"t":{"id":"a","spans":[{"i":"1","i":"2"}]}}`, true},
-	{`{"t":{"id":"a","spans":[{"o":"é ☃"}]}}`, true},
+	{`{"t":{"id":"a","spans":[{"i":"1","o":"é ☃"}]}}`, true},
+	{`{"t":{"id":"00000000000000000000000000000A","spans":[{"i":"Ff","r":[["link","b","C"],["x","1","2"]],"a":[["k","v"],["k","w"]]},{"i":"2","a":[],"r":[]}]}}`, true},
+	{`{"t":{"id":"a","spans":[{"o":"x"}]}}`, false},
+	{`{"t":{"spans":[]}}`, false},
+	{`{"t":{"id":"","spans":[]}}`, false},
+	{`{"t":{"id":"0","spans":[]}}`, false},
+	{`{"t":{"id":"g","spans":[]}}`, false},
+	{`{"t":{"id":"100000000000000000000000000000000","spans":[]}}`, false},
+	{`{"t":{"id":"a","spans":[{"i":"0"}]}}`, false},
+	{`{"t":{"id":"a","spans":[{"i":"10000000000000000"}]}}`, false},
+	{`{"t":{"id":"a","spans":[{"i":"1","r":[["parent","a","0"]]}]}}`, false},
+	{`{"t":{"id":"a","spans":[{"i":"1","r":[["parent","-1","1"]]}]}}`, false},
 	{`{"r":{"id":1,"service":"s"}}`, false},
 	{`{"t":{"id":"a\u0062","spans":[]}}`, false},
 	{`{"t":{"id":"a","spans":null}}`, false},

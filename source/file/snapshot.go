@@ -160,9 +160,11 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 	type record struct {
 		n     int
 		line  []byte
-		l     snapLine
+		res   *snapResource
+		t     *decodedTrace
 		blank bool
-		err   error // reading (set before done) or unmarshalling
+		err   error // reading (set before done), or unmarshalling
+		bad   error // converting the trace: reported with the record's number
 		done  chan struct{}
 	}
 	workers := runtime.GOMAXPROCS(0)
@@ -205,10 +207,15 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 			strs := map[string]string{}
 			for r := range jobs {
 				if r.blank = len(bytes.TrimSpace(r.line)) == 0; !r.blank {
-					if st, ok := fastTrace(r.line, strs); ok {
-						r.l.T = st
-					} else if err := json.Unmarshal(r.line, &r.l); err != nil {
+					var l snapLine
+					if t, ok := fastTrace(r.line, strs); ok {
+						r.t = t
+					} else if err := json.Unmarshal(r.line, &l); err != nil {
 						r.err = lineErr(name, r.n, err)
+					} else if l.T != nil {
+						r.t, r.bad = convertTrace(l.T)
+					} else {
+						r.res = l.R
 					}
 				}
 				r.line = nil
@@ -223,16 +230,17 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 		if r.err != nil {
 			return r.err
 		}
-		switch l := &r.l; {
-		case l.R != nil:
-			resources[l.R.ID] = res.Get(l.R.Service, attrsOf(l.R.Attrs))
-		case l.T != nil:
-			t, err := snapConvert(l.T, resources)
+		switch {
+		case r.bad != nil:
+			return bad(name, "snapshot record %d: %v", r.n, r.bad)
+		case r.res != nil:
+			resources[r.res.ID] = res.Get(r.res.Service, attrsOf(r.res.Attrs))
+		case r.t != nil:
+			t, err := r.t.resolve(resources)
 			if err != nil {
 				return bad(name, "snapshot record %d: %v", r.n, err)
 			}
-			r.l = snapLine{} // the decoded record is not needed while t is analysed
-
+			r.t = nil // the trace is add's now
 			if err := trace.Validate(&t); err != nil {
 				return bad(name, "%v", err)
 			}
@@ -276,12 +284,32 @@ func lineErr(name string, n int, err error) error {
 	return bad(name, "snapshot record %d: %v", n, err)
 }
 
-// snapConvert converts a decoded trace record, laying its spans' attributes
-// and refs out in one block each, as trace.Trace.Pack would.
-func snapConvert(st *snapTrace, resources map[int]*trace.Resource) (trace.Trace, error) {
+// decodedTrace is a trace record decoded and converted by a worker, its
+// spans' resources still named by id: resources are declared in file
+// order, so the applier resolves them.
+type decodedTrace struct {
+	t   trace.Trace
+	res []int // span i's resource id
+}
+
+// resolve gives the spans their resources.
+func (d *decodedTrace) resolve(resources map[int]*trace.Resource) (trace.Trace, error) {
+	for i := range d.t.Spans {
+		r, ok := resources[d.res[i]]
+		if !ok {
+			return trace.Trace{}, fmt.Errorf("span %s names undeclared resource %d", d.t.Spans[i].SpanID, d.res[i])
+		}
+		d.t.Spans[i].Resource = r
+	}
+	return d.t, nil
+}
+
+// convertTrace converts a record encoding/json decoded, laying its spans'
+// attributes and refs out in one block each, as trace.Trace.Pack would.
+func convertTrace(st *snapTrace) (*decodedTrace, error) {
 	tid, err := trace.ParseTraceID(st.ID)
 	if err != nil {
-		return trace.Trace{}, err
+		return nil, err
 	}
 	na, nr := 0, 0
 	for i := range st.Spans {
@@ -290,19 +318,15 @@ func snapConvert(st *snapTrace, resources map[int]*trace.Resource) (trace.Trace,
 	}
 	attrs := make(trace.Attributes, 0, na)
 	refs := make([]trace.Ref, 0, nr)
-	t := trace.Trace{ID: tid, Spans: make([]trace.Span, len(st.Spans))}
+	d := &decodedTrace{t: trace.Trace{ID: tid, Spans: make([]trace.Span, len(st.Spans))}, res: make([]int, len(st.Spans))}
 	for i := range st.Spans {
 		ss := &st.Spans[i]
-		s := &t.Spans[i]
+		s := &d.t.Spans[i]
 		s.TraceID = tid
 		if s.SpanID, err = trace.ParseSpanID(ss.I); err != nil {
-			return t, err
+			return nil, err
 		}
-		r, ok := resources[ss.P]
-		if !ok {
-			return t, fmt.Errorf("span %s names undeclared resource %d", ss.I, ss.P)
-		}
-		s.Resource = r
+		d.res[i] = ss.P
 		s.Operation, s.Kind, s.Error, s.StatusMessage = ss.O, trace.Kind(ss.K), ss.E, ss.M
 		s.Start = time.Unix(0, ss.S).UTC()
 		s.Duration = time.Duration(ss.D)
@@ -321,17 +345,17 @@ func snapConvert(st *snapTrace, resources map[int]*trace.Resource) (trace.Trace,
 					ref.Type = trace.RefLink
 				}
 				if ref.TraceID, err = trace.ParseTraceID(r[1]); err != nil {
-					return t, err
+					return nil, err
 				}
 				if ref.SpanID, err = trace.ParseSpanID(r[2]); err != nil {
-					return t, err
+					return nil, err
 				}
 				refs = append(refs, ref)
 			}
 			s.Refs = refs[from:len(refs):len(refs)]
 		}
 	}
-	return t, nil
+	return d, nil
 }
 
 // ErrExists is returned by CreateAtomic when the target exists and
