@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,7 @@ func main() {
 	withJaeger := flag.Bool("jaeger", true, "also measure against a real Jaeger v2 (memory and Badger)")
 	badger := flag.Bool("badger", true, "also measure Jaeger with the Badger store")
 	memory := flag.Bool("memory", true, "also measure Jaeger with the memory store")
+	flag.IntVar(&pageSize, "page-size", 1000, "FindTraces depth per call for the Jaeger drains and graphs")
 	fanOut := flag.Int("fanout", 1, "calls or hops each step makes from one span (1: chains)")
 	linkShare := flag.Float64("link-share", 0.3, "share of broken hops whose consumer links to its producer")
 	flag.Parse()
@@ -295,7 +297,7 @@ func jaegerRuns(ctx context.Context, work string, ts []trace.Trace, n, ktraceEdg
 		c, err := jaeger.Dial(jaeger.Config{Addr: p.QueryAddr(), Timeout: 5 * time.Minute, MaxRecvBytes: 512 << 20})
 		check(err)
 		first, last := ts[0].Spans[0].Start, ts[len(ts)-1].Spans[0].Start
-		q := jaeger.Query{Start: first.Add(-time.Hour), End: last.Add(time.Hour), PageSize: 1000, Concurrency: 4}
+		q := jaeger.Query{Start: first.Add(-time.Hour), End: last.Add(time.Hour), PageSize: pageSize, Concurrency: 4}
 		// Wait until Jaeger holds every span.
 		for {
 			qd := q
@@ -327,11 +329,11 @@ func jaegerRuns(ctx context.Context, work string, ts []trace.Trace, n, ktraceEdg
 		if st.PerService {
 			how = "service by service"
 		}
-		record("bare drain of the FindTraces windows ("+name+")", drain.Round(time.Millisecond).String(), fmt.Sprintf("%d spans read in %d calls, %s", st.Spans, st.Calls, how))
+		record("bare drain of the FindTraces windows ("+name+")", drain.Round(time.Millisecond).String(), fmt.Sprintf("%d spans read in %d calls of depth %d, %s", st.Spans, st.Calls, pageSize, how))
 		record("ktrace graph --jaeger ("+name+"), in process", full.Round(time.Millisecond).String(), fmt.Sprintf("ratio to the drain %.2f (target ≤ 1.25); %d edges", full.Seconds()/drain.Seconds(), len(gj.Edges)))
 		if cli != "" {
 			cmd := exec.Command(cli, "graph", "-o", "json", "--jaeger", p.QueryAddr(), "--since", q.Start.Format(time.RFC3339),
-				"--until", q.End.Format(time.RFC3339), "--page-size", "1000", "--jaeger-max-recv", "512", "--timeout", "5m")
+				"--until", q.End.Format(time.RFC3339), "--page-size", strconv.Itoa(pageSize), "--jaeger-max-recv", "512", "--timeout", "5m")
 			start = time.Now()
 			rss := peakRSS(cmd)
 			record("ktrace graph --jaeger ("+name+"), CLI", time.Since(start).Round(time.Millisecond).String(),
@@ -389,6 +391,9 @@ func jaegerRuns(ctx context.Context, work string, ts []trace.Trace, n, ktraceEdg
 		p.Stop()
 	}
 }
+
+// pageSize is the FindTraces depth per call of the Jaeger runs.
+var pageSize int
 
 var (
 	runMu   sync.Mutex
