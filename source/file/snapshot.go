@@ -135,12 +135,13 @@ func attrsOf(p [][2]string) trace.Attributes {
 	return a
 }
 
-// readSnapshot reads a snapshot's records in order, unmarshalling them on
-// every CPU: this goroutine's reader splits the stream into lines, workers
-// unmarshal them, and the records are applied (resources declared, traces
-// converted, checked and handed to add) in the order they were written.
-// JSON decoding is most of a snapshot read, so this is what makes reading
-// scale with CPUs.
+// readSnapshot reads a snapshot's records in order, decoding them on every
+// CPU: a reader splits the stream into lines, workers decode them and
+// convert trace records (fastTrace, else encoding/json and convertTrace),
+// and this goroutine applies the records in the order they were written:
+// resources declared, traces' resources resolved, traces checked and
+// handed to add (packed, as ReadEach promises). Decoding is most of a
+// snapshot read, so this is what makes reading scale with CPUs.
 func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, res *trace.Resources) error {
 	line, err := readRecord(br)
 	if err != nil && (err != io.EOF || len(line) == 0) {
