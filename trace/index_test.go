@@ -22,9 +22,9 @@ func BenchmarkIndexReset(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(200000*b.N), "ns/span")
 }
 
-// TestIndexParents checks Index's parents and remote children against a
-// plain map on ordered, reversed and shuffled traces, with some parents
-// missing.
+// TestIndexParents checks Index's parents, remote children and messaging
+// views against a plain map and the spans' own views on ordered, reversed
+// and shuffled traces, with some parents missing.
 func TestIndexParents(t *testing.T) {
 	ts := synth.Generate(synth.Config{Traces: 300, SpansPerTrace: 30, Services: 5, Topics: 3, BrokenShare: 0.2, Seed: 9})
 	ts = append(ts, synth.SingleTrace(5000, 4))
@@ -56,6 +56,10 @@ func TestIndexParents(t *testing.T) {
 			}
 		}
 		for j := range spans {
+			gm, gok := x.Messaging(j)
+			if wm, wok := spans[j].Messaging(); gm != wm || gok != wok {
+				t.Fatalf("trace %d span %d: messaging view %+v %v, want %+v %v", i, j, gm, gok, wm, wok)
+			}
 			if got := x.HasRemoteChild(j); got != remote[j] {
 				t.Fatalf("trace %d span %d: HasRemoteChild %v, want %v", i, j, got, remote[j])
 			}
