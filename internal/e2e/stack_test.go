@@ -186,16 +186,7 @@ func recordFixture(t *testing.T, name string, traces []trace.Trace) {
 		t.Fatal(err)
 	}
 	defer af.Abort()
-	sw, err := file.NewSnapshotWriter(af, "ktrace stack, "+name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range traces {
-		if err := sw.Write(&traces[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := sw.Close(); err != nil {
+	if err := file.WriteSnapshot(af, "ktrace stack, "+name, traces); err != nil {
 		t.Fatal(err)
 	}
 	if err := af.Commit(); err != nil {

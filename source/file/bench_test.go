@@ -14,16 +14,7 @@ import (
 func BenchmarkReadSnapshot(b *testing.B) {
 	ts := synth.Generate(synth.Standard(200000))
 	var buf bytes.Buffer
-	sw, err := file.NewSnapshotWriter(&buf, "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := range ts {
-		if err := sw.Write(&ts[i]); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := sw.Close(); err != nil {
+	if err := file.WriteSnapshot(&buf, "bench", ts); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()

@@ -66,16 +66,7 @@ func TestFastTraceTakesWhatTheWriterWrites(t *testing.T) {
 	ts[0].Spans[0].StatusMessage = "timeout: ünïcode and \"quotes\"" // escaped: encoding/json's
 	ts[1].Spans[0].Error = true
 	var buf bytes.Buffer
-	sw, err := NewSnapshotWriter(&buf, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range ts {
-		if err := sw.Write(&ts[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := sw.Close(); err != nil {
+	if err := WriteSnapshot(&buf, "test", ts); err != nil {
 		t.Fatal(err)
 	}
 	inputs := [][]byte{buf.Bytes()}

@@ -113,17 +113,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw, err := NewSnapshotWriter(af, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	traces := orig.Traces()
-	for i := range traces {
-		if err := sw.Write(&traces[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := sw.Close(); err != nil {
+	if err := WriteSnapshot(af, "test", orig.Traces()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {

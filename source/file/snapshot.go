@@ -124,6 +124,21 @@ func (sw *SnapshotWriter) Write(t *trace.Trace) error {
 // Close flushes the compressed stream. It does not close the underlying writer.
 func (sw *SnapshotWriter) Close() error { return sw.zw.Close() }
 
+// WriteSnapshot writes traces to w as a whole snapshot: header, traces,
+// flush. It does not close w.
+func WriteSnapshot(w io.Writer, source string, traces []trace.Trace) error {
+	sw, err := NewSnapshotWriter(w, source)
+	if err != nil {
+		return err
+	}
+	for i := range traces {
+		if err := sw.Write(&traces[i]); err != nil {
+			return err
+		}
+	}
+	return sw.Close()
+}
+
 func attrsOf(p [][2]string) trace.Attributes {
 	if len(p) == 0 {
 		return nil

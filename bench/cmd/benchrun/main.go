@@ -262,12 +262,7 @@ func best(f func()) time.Duration {
 func writeSnapshot(path string, ts []trace.Trace) {
 	af, err := file.CreateAtomic(path, true)
 	check(err)
-	sw, err := file.NewSnapshotWriter(af, "bench")
-	check(err)
-	for i := range ts {
-		check(sw.Write(&ts[i]))
-	}
-	check(sw.Close())
+	check(file.WriteSnapshot(af, "bench", ts))
 	check(af.Commit())
 }
 
