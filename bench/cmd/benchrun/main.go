@@ -358,19 +358,8 @@ func jaegerRuns(ctx context.Context, work string, ts []trace.Trace, n, ktraceEdg
 			// the same data: one call of depth 100 over the same window (the
 			// narrowest split is the whole window, so it is not split).
 			one := jaeger.Query{Start: q.Start, End: q.End, PageSize: 100, MinWindow: q.End.Sub(q.Start), Concurrency: 1}
-			var dk time.Duration
-			var g100 *graph.Graph
-			spans100 := 0
-			for i := 0; i < 3; i++ {
-				start = time.Now()
-				b := graph.NewBuilder()
-				st, err := c.FindEach(ctx, one, func(t *trace.Trace) error { b.Add(t); return nil }, nil)
-				check(err)
-				g100 = b.Graph()
-				if d := time.Since(start); i == 0 || d < dk {
-					dk, spans100 = d, st.Spans
-				}
-			}
+			dk, g100, st100, _ := jaegerGraph(ctx, c, one)
+			spans100 := st100.Spans
 			calls100 := 0
 			for _, e := range g100.Edges {
 				if e.Kind == graph.EdgeCall && e.Relation == graph.RelParent {

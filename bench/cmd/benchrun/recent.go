@@ -65,29 +65,10 @@ func recentRuns(ctx context.Context, c *jaeger.Client, ts []trace.Trace) {
 	for _, d := range deps {
 		jaegerPairs += d.CallCount
 	}
-	graphOf := func(q jaeger.Query) (time.Duration, *graph.Graph, jaeger.Stats, int) {
-		var g *graph.Graph
-		var st jaeger.Stats
-		pairs := 0
-		d := best(func() {
-			b := graph.NewBuilder()
-			var idx trace.Index
-			pairs = 0
-			var err error
-			st, err = c.FindEach(ctx, q, func(t *trace.Trace) error {
-				b.Add(t)
-				pairs += parentPairs(t, &idx)
-				return nil
-			}, nil)
-			check(err)
-			g = b.Graph()
-		})
-		return d, g, st, pairs
-	}
 	q := jaeger.Query{Start: start, End: end, PageSize: 1000, Concurrency: 4}
-	dAll, gAll, stAll, _ := graphOf(q)
+	dAll, gAll, stAll, _ := jaegerGraph(ctx, c, q)
 	q.ByService = true
-	dPer, gPer, stPer, pairs := graphOf(q)
+	dPer, gPer, stPer, pairs := jaegerGraph(ctx, c, q)
 	same := "the same traces"
 	if gPer.Traces != want || gAll.Traces != want || uint64(pairs) != jaegerPairs {
 		same = fmt.Sprintf("NOT the same traces: ktrace %d/%d traces (window holds %d), %d cross-service pairs against Jaeger's %d",
@@ -101,6 +82,29 @@ func recentRuns(ctx context.Context, c *jaeger.Client, ts []trace.Trace) {
 	record("ktrace graph --jaeger --by-service (badger), newest traces", dPer.Round(time.Millisecond).String(),
 		fmt.Sprintf("%.2f× GetDependencies' time (target < 1): %d calls reading the window's index; %d traces, %d spans read, %s; %d edges (Jaeger: %d service pairs)",
 			dPer.Seconds()/dd.Seconds(), stPer.Calls, gPer.Traces, stPer.Spans, same, len(gPer.Edges), len(deps)))
+}
+
+// jaegerGraph is ktrace's graph of what q finds in Jaeger, best of three:
+// its time, the graph, the search's stats and the cross-service parent
+// pairs in the traces read (what GetDependencies counts).
+func jaegerGraph(ctx context.Context, c *jaeger.Client, q jaeger.Query) (time.Duration, *graph.Graph, jaeger.Stats, int) {
+	var g *graph.Graph
+	var st jaeger.Stats
+	pairs := 0
+	d := best(func() {
+		b := graph.NewBuilder()
+		var idx trace.Index
+		pairs = 0
+		var err error
+		st, err = c.FindEach(ctx, q, func(t *trace.Trace) error {
+			b.Add(t)
+			pairs += parentPairs(t, &idx)
+			return nil
+		}, nil)
+		check(err)
+		g = b.Graph()
+	})
+	return d, g, st, pairs
 }
 
 // parentPairs counts t's spans whose parent, in the trace, is of another
