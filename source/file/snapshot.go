@@ -179,8 +179,7 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 		res   *snapResource
 		t     *decodedTrace
 		blank bool
-		err   error // reading (set before done), or unmarshalling
-		bad   error // converting the trace: reported with the record's number
+		err   error // reading (set before done), unmarshalling or converting
 		done  chan struct{}
 	}
 	workers := runtime.GOMAXPROCS(0)
@@ -229,7 +228,9 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 					} else if err := json.Unmarshal(r.line, &l); err != nil {
 						r.err = lineErr(name, r.n, err)
 					} else if l.T != nil {
-						r.t, r.bad = convertTrace(l.T)
+						if r.t, err = convertTrace(l.T); err != nil {
+							r.err = bad(name, "snapshot record %d: %v", r.n, err)
+						}
 					} else {
 						r.res = l.R
 					}
@@ -247,8 +248,6 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 			return r.err
 		}
 		switch {
-		case r.bad != nil:
-			return bad(name, "snapshot record %d: %v", r.n, r.bad)
 		case r.res != nil:
 			resources[r.res.ID] = res.Get(r.res.Service, attrsOf(r.res.Attrs))
 		case r.t != nil:
