@@ -188,6 +188,7 @@ func TestBadInput(t *testing.T) {
 		{"snapshot empty record", gz(snapHead + "\n\n" + `{}`), "snapshot record 3: neither a resource nor a trace"},
 		{"snapshot wrong type", gz(snapHead + "\n" + `{"t":{"id":5}}`), "snapshot record 2: unexpected JSON"},
 		{"snapshot truncated record", gz(snapHead + "\n" + `{"t":{"id":"1","spans":[`), "snapshot record 2: truncated JSON"},
+		{"snapshot bad span id", gz(snapHead + "\n" + `{"r":{"id":0,"service":"s"}}` + "\n" + `{"t":{"id":"1","spans":[{"i":"zz","s":1,"p":0}]}}`), "snapshot record 3: invalid span id \"zz\""},
 		{"snapshot undeclared resource", gz(snapHead + "\n" + `{"t":{"id":"1","spans":[{"i":"2","s":1,"p":7}]}}`), "undeclared resource 7"},
 		{"snapshot cut short", truncatedSnapshot(), "truncated snapshot"},
 		{"duplicate span", []byte(`{"data":[{"traceID":"1","spans":[{"traceID":"1","spanID":"2","processID":"p","operationName":"a"},{"traceID":"1","spanID":"2","processID":"p","operationName":"b"}],"processes":{"p":{"serviceName":"s"}}}]}`), "duplicate span id"},
