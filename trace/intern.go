@@ -31,3 +31,53 @@ func (r *Resources) Get(service string, attrs Attributes) *Resource {
 	r.m[k] = res
 	return res
 }
+
+// Strings shares equal short strings among the spans a reader decodes:
+// operation names, attribute names and the usual attribute values repeat
+// from span to span, so a set holds one copy of each, and code that meets a
+// name again can know it by its address (graph.Builder does). Strings
+// longer than MaxShared bytes are not shared, and once MaxStrings distinct
+// strings are held new ones are no longer kept (offsets and IDs never
+// repeat; the table must not grow with the input). The zero value is ready
+// to use; it is not safe for concurrent use.
+type Strings struct {
+	m map[string]string
+}
+
+// Limits of Strings.
+const (
+	MaxShared  = 64
+	MaxStrings = 1 << 14
+)
+
+// Bytes returns b as a string, shared when it may be.
+func (s *Strings) Bytes(b []byte) string {
+	if len(b) > MaxShared {
+		return string(b)
+	}
+	if v, ok := s.m[string(b)]; ok {
+		return v
+	}
+	return s.keep(string(b))
+}
+
+// Get returns the shared copy of v, or v.
+func (s *Strings) Get(v string) string {
+	if len(v) > MaxShared {
+		return v
+	}
+	if w, ok := s.m[v]; ok {
+		return w
+	}
+	return s.keep(v)
+}
+
+func (s *Strings) keep(v string) string {
+	if s.m == nil {
+		s.m = make(map[string]string)
+	}
+	if len(s.m) < MaxStrings {
+		s.m[v] = v
+	}
+	return v
+}

@@ -86,12 +86,23 @@ func Generate(cfg Config) []trace.Trace {
 	for i := 0; i < cfg.Traces; i++ {
 		g.trace()
 	}
+	var strs trace.Strings
 	for i := range g.out {
 		if cfg.Shuffle {
 			sp := g.out[i].Spans
 			g.rng.Shuffle(len(sp), func(a, b int) { sp[a], sp[b] = sp[b], sp[a] })
 		}
-		g.out[i].Pack() // laid out as ktrace's readers lay out what they decode
+		// Laid out as ktrace's readers lay out what they decode: a trace's
+		// attributes and refs in one block each, short strings shared.
+		g.out[i].Pack()
+		for j := range g.out[i].Spans {
+			s := &g.out[i].Spans[j]
+			s.Operation = strs.Get(s.Operation)
+			for k := range s.Attributes {
+				a := &s.Attributes[k]
+				a.Key, a.Value = strs.Get(a.Key), strs.Get(a.Value)
+			}
+		}
 	}
 	return g.out
 }

@@ -19,10 +19,9 @@ import (
 // would, laid out the same way (a trace's attributes and refs in one block
 // each).
 //
-// Strings of up to 64 bytes are shared through strs (operation names,
-// attribute names and the usual values repeat from span to span), so a
-// trace holds one copy of each.
-func fastTrace(line []byte, strs map[string]string) (*decodedTrace, bool) {
+// Short strings (operation names, attribute names and values) are shared
+// through strs, so a trace holds one copy of each.
+func fastTrace(line []byte, strs *trace.Strings) (*decodedTrace, bool) {
 	s := scanner{b: line, strs: strs}
 	if !s.lit('{') || !s.key("t") {
 		return nil, false
@@ -102,7 +101,7 @@ func hexID(b []byte, max int) (hi, lo uint64, ok bool) {
 type scanner struct {
 	b    []byte
 	i    int
-	strs map[string]string
+	strs *trace.Strings
 }
 
 func (s *scanner) ws() {
@@ -162,17 +161,10 @@ func (s *scanner) str(shared bool) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	if !shared || len(raw) > 64 {
+	if !shared {
 		return string(raw), true
 	}
-	if v, ok := s.strs[string(raw)]; ok {
-		return v, true
-	}
-	v := string(raw)
-	if len(s.strs) < 1<<14 {
-		s.strs[v] = v
-	}
-	return v, true
+	return s.strs.Bytes(raw), true
 }
 
 // int consumes an integer in [min, max] written as JSON writes one.

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ktrace-dev/ktrace/internal/synth"
+	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // agree holds fastTrace to encoding/json and convertTrace on line:
@@ -18,7 +19,7 @@ import (
 // laid out the same way.
 func agree(t *testing.T, line []byte) bool {
 	t.Helper()
-	got, ok := fastTrace(line, map[string]string{})
+	got, ok := fastTrace(line, &trace.Strings{})
 	var l snapLine
 	err := json.Unmarshal(line, &l)
 	if !ok {

@@ -219,11 +219,11 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 	}()
 	for w := 0; w < workers; w++ {
 		go func() {
-			strs := map[string]string{}
+			var strs trace.Strings
 			for r := range jobs {
 				if r.blank = len(bytes.TrimSpace(r.line)) == 0; !r.blank {
 					var l snapLine
-					if t, ok := fastTrace(r.line, strs); ok {
+					if t, ok := fastTrace(r.line, &strs); ok {
 						r.t = t
 					} else if err := json.Unmarshal(r.line, &l); err != nil {
 						r.err = lineErr(name, r.n, err)

@@ -1,0 +1,42 @@
+package trace
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+func TestStringsShares(t *testing.T) {
+	var s Strings
+	a := s.Bytes([]byte("orders publish"))
+	b := s.Get(strings.Clone("orders publish"))
+	if a != b || unsafe.StringData(a) != unsafe.StringData(b) {
+		t.Fatalf("equal short strings not shared: %q at %p, %q at %p", a, unsafe.StringData(a), b, unsafe.StringData(b))
+	}
+	long := strings.Repeat("x", MaxShared+1)
+	l1, l2 := s.Get(long), s.Bytes([]byte(long))
+	if l1 != long || l2 != long || unsafe.StringData(l2) == unsafe.StringData(l1) {
+		t.Fatalf("a string over %d bytes was shared or changed", MaxShared)
+	}
+	if len(s.m) != 1 {
+		t.Fatalf("table holds %d strings, want 1 (long ones are not kept)", len(s.m))
+	}
+}
+
+func TestStringsBounded(t *testing.T) {
+	var s Strings
+	for i := 0; i < MaxStrings+100; i++ {
+		v := strconv.Itoa(i)
+		if got := s.Bytes([]byte(v)); got != v {
+			t.Fatalf("Bytes(%q) = %q", v, got)
+		}
+	}
+	if len(s.m) != MaxStrings {
+		t.Fatalf("table holds %d strings, want the cap %d", len(s.m), MaxStrings)
+	}
+	first := s.Get(strings.Clone("0"))
+	if unsafe.StringData(first) != unsafe.StringData(s.Get(strings.Clone("0"))) {
+		t.Fatal("a string kept before the cap is no longer shared")
+	}
+}
