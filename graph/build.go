@@ -114,6 +114,11 @@ type Builder struct {
 	edgeCache [1 << edgeCacheBits]edgeSlot
 	cur       *trace.Index // the index of the trace being added
 	spans     []trace.Span // its spans
+	// Services, topics and operations found without hashing names
+	// (namecache.go).
+	resCache  resCache
+	names     names
+	topicByID []*Node // by name id
 }
 
 // NewBuilder returns an empty builder.
@@ -221,6 +226,10 @@ func (b *Builder) node(kind NodeKind, name string) *Node {
 // service returns the service node of a span's resource, noting the
 // resource's instance the first time the resource is seen.
 func (b *Builder) service(s *trace.Span) *Node {
+	c := b.resCache.slot(s.Resource)
+	if c.node != nil && c.r == s.Resource {
+		return c.node
+	}
 	n, ok := b.services[s.Resource]
 	if !ok {
 		n = b.node(KindService, s.Service())
@@ -229,6 +238,22 @@ func (b *Builder) service(s *trace.Span) *Node {
 		}
 		b.services[s.Resource] = n
 	}
+	*c = resSlot{s.Resource, n}
+	return n
+}
+
+// topic returns the node of topic name.
+func (b *Builder) topic(name string) *Node {
+	id := b.names.id(name)
+	if int(id) < len(b.topicByID) {
+		if n := b.topicByID[id]; n != nil {
+			return n
+		}
+	} else {
+		b.topicByID = append(b.topicByID, make([]*Node, int(id)+1-len(b.topicByID))...)
+	}
+	n := b.node(KindTopic, name)
+	b.topicByID[id] = n
 	return n
 }
 
@@ -320,7 +345,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 	if s.Error {
 		svc.Errors++
 	}
-	if _, ok := svc.operations[s.Operation]; !ok {
+	if svc.opSeen.add(b.names.id(s.Operation)) {
 		addTo(&svc.operations, s.Operation)
 	}
 	pi := b.cur.Parent(i)
@@ -331,7 +356,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 	ref := SpanRef{TraceID: s.TraceID, SpanID: s.SpanID, Service: svcName}
 
 	if m, ok := b.cur.Messaging(i); ok && m.Destination != "" {
-		topic := b.node(KindTopic, m.Destination)
+		topic := b.topic(m.Destination)
 		if m.Partition >= 0 {
 			topic.notePartition(m.Partition)
 		}
@@ -503,20 +528,31 @@ func (b *Builder) matchPending() []match {
 		return nil
 	}
 	out := make([]match, b.pending.Len())
-	type linkFrom struct{ consumer, pos int }
-	byLink := map[spanKey][]linkFrom{}
-	byRecord := map[recordKey][]int{}
+	type linkFrom struct{ consumer, pos int32 }
+	nLinks, nRecords := 0, 0
+	for i := 0; i < b.pending.Len(); i++ {
+		pc := b.pending.At(i)
+		nLinks += len(pc.links)
+		if pc.partition >= 0 && pc.offset >= 0 {
+			nRecords++
+		}
+	}
+	byLink, byRecord := newJoinIndex[spanKey](nLinks), newJoinIndex[recordKey](nRecords)
+	links := make([]linkFrom, 0, nLinks)
+	records := make([]int32, 0, nRecords)
 	byMsgID := map[string][]int{}
 	for i := 0; i < b.pending.Len(); i++ {
 		pc := b.pending.At(i)
 		out[i] = match{-1, -1, -1, -1}
 		for pos, l := range pc.links {
 			k := spanKey{l.TraceID, l.SpanID}
-			byLink[k] = append(byLink[k], linkFrom{i, pos})
+			byLink.add(hashSpan(k), k)
+			links = append(links, linkFrom{int32(i), int32(pos)})
 		}
 		if pc.partition >= 0 && pc.offset >= 0 {
 			k := recordKey{pc.topic.seq, pc.partition, pc.offset}
-			byRecord[k] = append(byRecord[k], i)
+			byRecord.add(hashRecord(k), k)
+			records = append(records, int32(i))
 		}
 		if pc.msgID != "" {
 			byMsgID[pc.msgID] = append(byMsgID[pc.msgID], i)
@@ -524,17 +560,20 @@ func (b *Builder) matchPending() []match {
 	}
 	for j := 0; j < b.producers.Len(); j++ {
 		pr := b.producers.At(j)
-		if len(byLink) > 0 {
-			for _, l := range byLink[spanKey{pr.tid, pr.sid}] {
+		if nLinks > 0 {
+			k := spanKey{pr.tid, pr.sid}
+			for e := byLink.last(hashSpan(k), k); e > 0; e = byLink.next[e-1] {
 				// The first link (in the span's order) to a producer of the topic wins.
-				if o := &out[l.consumer]; pr.topic == b.pending.At(l.consumer).topic.seq && (o.link < 0 || l.pos < o.linkPos) {
-					o.link, o.linkPos = j, l.pos
+				l := links[e-1]
+				if o := &out[l.consumer]; pr.topic == b.pending.At(int(l.consumer)).topic.seq && (o.link < 0 || int(l.pos) < o.linkPos) {
+					o.link, o.linkPos = j, int(l.pos)
 				}
 			}
 		}
-		if pr.partition >= 0 {
-			for _, i := range byRecord[recordKey{pr.topic, pr.partition, pr.offset}] {
-				out[i].record = j
+		if pr.partition >= 0 && nRecords > 0 {
+			k := recordKey{pr.topic, pr.partition, pr.offset}
+			for e := byRecord.last(hashRecord(k), k); e > 0; e = byRecord.next[e-1] {
+				out[records[e-1]].record = j
 			}
 		}
 	}

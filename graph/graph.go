@@ -53,6 +53,7 @@ type Node struct {
 	operations map[string]struct{}
 	partitions map[int32]struct{}
 	partBits   uint64 // partitions below 64 in partitions
+	opSeen     bitSet // the builder's name ids of operations
 }
 
 // ID implements graph.Node.

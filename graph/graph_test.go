@@ -405,3 +405,30 @@ func TestTopicPartitions(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedNamesAgree: the builder knows names it has seen by their
+// address when the reader shares them (trace.Strings), and by their bytes
+// otherwise; both give the same graph, also past the number of addresses it
+// remembers.
+func TestSharedNamesAgree(t *testing.T) {
+	ts := synth.Generate(synth.Config{Traces: 3000, SpansPerTrace: 12, Services: 8, Topics: 5, BrokenShare: 0.2, Seed: 9})
+	want := summary(graph.BuildWorkers(ts, 1))
+	// Every span with its own copy of every string, as a reader that does
+	// not share them gives.
+	for i := range ts {
+		for j := range ts[i].Spans {
+			s := &ts[i].Spans[j]
+			s.Operation = strings.Clone(s.Operation)
+			attrs := make(trace.Attributes, len(s.Attributes))
+			for k, a := range s.Attributes {
+				attrs[k] = trace.Attribute{Key: strings.Clone(a.Key), Value: strings.Clone(a.Value)}
+			}
+			s.Attributes = attrs
+		}
+	}
+	for _, w := range []int{1, 2} {
+		if got := summary(graph.BuildWorkers(ts, w)); got != want {
+			t.Fatalf("%d workers, unshared strings: the graph differs:\n%s\nwant:\n%s", w, got, want)
+		}
+	}
+}
