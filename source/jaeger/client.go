@@ -235,7 +235,7 @@ func (c *Client) Trace(ctx context.Context, id trace.TraceID) (trace.Trace, erro
 	}
 	var res trace.Resources
 	got := map[trace.TraceID][]trace.Span{}
-	if err := c.drain(stream, &res, got); err != nil {
+	if err := c.drain(stream, &res, &trace.Strings{}, got); err != nil {
 		return trace.Trace{}, err
 	}
 	return trace.Trace{ID: id, Spans: got[id]}, nil
@@ -246,7 +246,7 @@ type spanStream interface {
 }
 
 // drain reads a span stream into got, grouping by trace ID.
-func (c *Client) drain(stream spanStream, res *trace.Resources, got map[trace.TraceID][]trace.Span) error {
+func (c *Client) drain(stream spanStream, res *trace.Resources, strs *trace.Strings, got map[trace.TraceID][]trace.Span) error {
 	for {
 		chunk, err := stream.Recv()
 		if err == io.EOF {
@@ -256,7 +256,7 @@ func (c *Client) drain(stream spanStream, res *trace.Resources, got map[trace.Tr
 			return c.wrap(err)
 		}
 		for i := range chunk.Spans {
-			s := convert(&chunk.Spans[i], res)
+			s := convert(&chunk.Spans[i], res, strs)
 			got[s.TraceID] = append(got[s.TraceID], s)
 		}
 	}

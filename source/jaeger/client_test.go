@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	model "github.com/jaegertracing/jaeger-idl/model/v1"
 	"github.com/jaegertracing/jaeger-idl/proto-gen/api_v2"
@@ -440,5 +441,34 @@ func TestFindEachHandsOnEachTraceOnce(t *testing.T) {
 	boom := errors.New("boom")
 	if _, err := c.FindEach(context.Background(), Query{Start: t0, End: t0.Add(time.Minute)}, func(*trace.Trace) error { return boom }, nil); !errors.Is(err, boom) {
 		t.Errorf("callback error: got %v", err)
+	}
+}
+
+// TestFindSharesNames: spans read over many calls share their names (one
+// string table per call in flight, kept from call to call), as the file
+// readers share them; gRPC decodes a new copy for every span.
+func TestFindSharesNames(t *testing.T) {
+	s := &store{spans: spans(200, time.Millisecond, true)}
+	c, _ := Dial(Config{Addr: serve(t, s)})
+	defer c.Close()
+	var set trace.Set
+	q := Query{Start: t0, End: t0.Add(time.Minute), PageSize: 20, Concurrency: 2}
+	st, err := c.Find(context.Background(), q, &set, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Calls < 10 || set.SpanCount() != 400 {
+		t.Fatalf("%d calls, %d spans: want many calls and all 400 spans", st.Calls, set.SpanCount())
+	}
+	addrs := map[*byte]bool{}
+	for _, tr := range set.Traces() {
+		for _, sp := range tr.Spans {
+			if sp.Operation == "op-a" {
+				addrs[unsafe.StringData(sp.Operation)] = true
+			}
+		}
+	}
+	if len(addrs) > q.Concurrency {
+		t.Errorf("200 spans named op-a hold %d copies of the name, want at most %d (one per call in flight)", len(addrs), q.Concurrency)
 	}
 }

@@ -28,12 +28,13 @@ func kvString(kv *model.KeyValue) string {
 }
 
 // convert maps one api_v2 span onto the model. Jaeger encodes the span
-// kind, error flag and OTel status as tags; they become span fields.
-func convert(ms *model.Span, res *trace.Resources) trace.Span {
+// kind, error flag and OTel status as tags; they become span fields. Short
+// strings are shared through strs, as the file readers share them.
+func convert(ms *model.Span, res *trace.Resources, strs *trace.Strings) trace.Span {
 	s := trace.Span{
 		TraceID:   fromModelID(ms.TraceID),
 		SpanID:    trace.SpanID(ms.SpanID),
-		Operation: ms.OperationName,
+		Operation: strs.Get(ms.OperationName),
 		Start:     ms.StartTime.UTC(),
 		Duration:  ms.Duration,
 	}
@@ -55,7 +56,7 @@ func convert(ms *model.Span, res *trace.Resources) trace.Span {
 			s.StatusMessage = v
 			continue
 		}
-		s.Attributes = append(s.Attributes, trace.Attribute{Key: kv.Key, Value: v})
+		s.Attributes = append(s.Attributes, trace.Attribute{Key: strs.Get(kv.Key), Value: strs.Get(v)})
 	}
 	for _, r := range ms.References {
 		ref := trace.Ref{Type: trace.RefParent, TraceID: fromModelID(r.TraceID), SpanID: trace.SpanID(r.SpanID)}

@@ -181,7 +181,13 @@ func (c *Client) find(ctx context.Context, q Query, services []string, set sink,
 		first error
 		wg    sync.WaitGroup
 		sem   = make(chan struct{}, q.Concurrency)
+		// A string table per call in flight, kept from call to call, so
+		// that the spans of every window share one copy of each name.
+		strs = make(chan *trace.Strings, q.Concurrency)
 	)
+	for range q.Concurrency {
+		strs <- &trace.Strings{}
+	}
 	fail := func(err error) {
 		mu.Lock()
 		if first == nil && !st.LimitReached { // after the limit, cancelled calls are expected
@@ -198,7 +204,9 @@ func (c *Client) find(ctx context.Context, q Query, services []string, set sink,
 		case <-ctx.Done():
 			return
 		}
-		got, nspans, err := c.findWindow(ctx, q, w)
+		tbl := <-strs
+		got, nspans, err := c.findWindow(ctx, q, w, tbl)
+		strs <- tbl
 		<-sem
 		if err != nil {
 			fail(err)
@@ -276,7 +284,7 @@ func (c *Client) find(ctx context.Context, q Query, services []string, set sink,
 }
 
 // findWindow makes one FindTraces call and groups the spans by trace.
-func (c *Client) findWindow(ctx context.Context, q Query, w window) (map[trace.TraceID][]trace.Span, int, error) {
+func (c *Client) findWindow(ctx context.Context, q Query, w window, strs *trace.Strings) (map[trace.TraceID][]trace.Span, int, error) {
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
 	stream, err := c.api.FindTraces(ctx, &api_v2.FindTracesRequest{Query: &api_v2.TraceQueryParameters{
@@ -308,7 +316,7 @@ func (c *Client) findWindow(ctx context.Context, q Query, w window) (map[trace.T
 		}
 	}
 	var res trace.Resources
-	if err := c.drain(stream, &res, got); err != nil {
+	if err := c.drain(stream, &res, strs, got); err != nil {
 		return nil, 0, err
 	}
 	return got, 0, nil
