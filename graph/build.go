@@ -99,7 +99,7 @@ type Builder struct {
 	// producers are kept in a list, not indexed: only consumers whose
 	// producer is not their parent (pending) need them, usually few, so
 	// Graph indexes those and runs the producers past the index once.
-	producers chunk.List[producer]
+	producers producers
 	msgIDs    []producerMsgID
 	pending   chunk.List[pendingConsumer]
 	roots     []rootProducer
@@ -160,6 +160,7 @@ func (b *Builder) Merge(o *Builder) {
 	b.g.Traces += o.g.Traces
 	b.g.Spans += o.g.Spans
 	to := make([]*Node, len(o.g.Nodes))
+	toSeq := make([]int32, len(o.g.Nodes))
 	for _, n := range o.g.Nodes {
 		t := b.node(n.Kind, n.Name)
 		t.Spans += n.Spans
@@ -173,7 +174,7 @@ func (b *Builder) Merge(o *Builder) {
 		for k := range n.partitions {
 			t.notePartition(k)
 		}
-		to[n.seq] = t
+		to[n.seq], toSeq[n.seq] = t, t.seq
 	}
 	for _, e := range o.g.Edges {
 		t := b.edge(to[e.From.seq], to[e.To.seq], e.Kind, e.Relation, e.Group)
@@ -185,11 +186,7 @@ func (b *Builder) Merge(o *Builder) {
 		}
 	}
 	base := b.producers.Len()
-	for j := 0; j < o.producers.Len(); j++ {
-		p := *o.producers.At(j)
-		p.svc, p.topic = to[p.svc].seq, to[p.topic].seq
-		b.producers.Add(p)
-	}
+	b.producers.merge(&o.producers, toSeq)
 	for _, m := range o.msgIDs {
 		b.msgIDs = append(b.msgIDs, producerMsgID{base + m.j, m.id})
 	}
@@ -386,7 +383,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 			if m.MessageID != "" {
 				b.msgIDs = append(b.msgIDs, producerMsgID{b.producers.Len(), m.MessageID})
 			}
-			b.producers.Add(pr)
+			b.producers.add(pr)
 			return
 		case m.IsConsumer():
 			if p != nil && p.Service() == svcName && b.cur.SameHop(pi, m, false) {
@@ -468,18 +465,20 @@ func (b *Builder) Graph() *Graph {
 		pc := b.pending.At(i)
 		rel, prod, found := RelSpan, producer{}, false
 		if mt := m[i]; mt.link >= 0 {
-			rel, prod, found = RelLink, *b.producers.At(mt.link), true
+			rel, prod, found = RelLink, b.producers.at(mt.link), true
 		} else {
 			st := Stitch{Consumer: pc.ref, Topic: pc.topic.Name, Partition: -1, Offset: -1, Group: pc.group}
 			if pc.partition >= 0 && pc.offset >= 0 {
 				st.Partition, st.Offset = pc.partition, pc.offset
 				if mt.record >= 0 {
-					prod, found = *b.producers.At(mt.record), true
+					prod, found = b.producers.at(mt.record), true
 				}
 			}
 			if !found && pc.msgID != "" {
-				if mt.msgID >= 0 && b.producers.At(mt.msgID).topic == pc.topic.seq {
-					prod, found = *b.producers.At(mt.msgID), true
+				if mt.msgID >= 0 {
+					if p := b.producers.at(mt.msgID); p.topic == pc.topic.seq {
+						prod, found = p, true
+					}
 				}
 				st.Partition, st.Offset, st.MessageID = -1, -1, pc.msgID
 			}
@@ -506,7 +505,7 @@ func (b *Builder) Graph() *Graph {
 			e.lat = append(e.lat, lat)
 		}
 	}
-	b.pending, b.producers, b.msgIDs = chunk.List[pendingConsumer]{}, chunk.List[producer]{}, nil
+	b.pending, b.producers, b.msgIDs = chunk.List[pendingConsumer]{}, producers{}, nil
 	b.cur, b.spans = nil, nil
 	b.resolveRoots()
 	g := b.g
@@ -521,13 +520,12 @@ func (b *Builder) Graph() *Graph {
 type match struct{ link, linkPos, record, msgID int }
 
 // matchPending is a hash join of the pending consumers (indexed: usually
-// the smaller side) with the producers (scanned once). Where several
-// producers match, the last one added wins.
+// the smaller side) with the producers (scanned once, shared among the
+// CPUs). Where several producers match, the last one added wins.
 func (b *Builder) matchPending() []match {
 	if b.pending.Len() == 0 {
 		return nil
 	}
-	out := make([]match, b.pending.Len())
 	type linkFrom struct{ consumer, pos int32 }
 	nLinks, nRecords := 0, 0
 	for i := 0; i < b.pending.Len(); i++ {
@@ -543,7 +541,6 @@ func (b *Builder) matchPending() []match {
 	byMsgID := map[string][]int{}
 	for i := 0; i < b.pending.Len(); i++ {
 		pc := b.pending.At(i)
-		out[i] = match{-1, -1, -1, -1}
 		for pos, l := range pc.links {
 			k := spanKey{l.TraceID, l.SpanID}
 			byLink.add(hashSpan(k), k)
@@ -558,14 +555,28 @@ func (b *Builder) matchPending() []match {
 			byMsgID[pc.msgID] = append(byMsgID[pc.msgID], i)
 		}
 	}
-	for j := 0; j < b.producers.Len(); j++ {
-		pr := b.producers.At(j)
+	fresh := func() []match {
+		out := make([]match, b.pending.Len())
+		for i := range out {
+			out[i] = match{-1, -1, -1, -1}
+		}
+		return out
+	}
+	// Each goroutine matches a run of producers; their answers are then
+	// combined as one pass in order would have found them.
+	parts := scan(&b.producers, func(out *[]match, j int, pr *producer) {
 		if nLinks > 0 {
 			k := spanKey{pr.tid, pr.sid}
 			for e := byLink.last(hashSpan(k), k); e > 0; e = byLink.next[e-1] {
-				// The first link (in the span's order) to a producer of the topic wins.
 				l := links[e-1]
-				if o := &out[l.consumer]; pr.topic == b.pending.At(int(l.consumer)).topic.seq && (o.link < 0 || int(l.pos) < o.linkPos) {
+				if pr.topic != b.pending.At(int(l.consumer)).topic.seq {
+					continue
+				}
+				if *out == nil {
+					*out = fresh()
+				}
+				// The first link (in the span's order) to a producer of the topic wins.
+				if o := &(*out)[l.consumer]; o.link < 0 || int(l.pos) < o.linkPos {
 					o.link, o.linkPos = j, int(l.pos)
 				}
 			}
@@ -573,7 +584,22 @@ func (b *Builder) matchPending() []match {
 		if pr.partition >= 0 && nRecords > 0 {
 			k := recordKey{pr.topic, pr.partition, pr.offset}
 			for e := byRecord.last(hashRecord(k), k); e > 0; e = byRecord.next[e-1] {
-				out[records[e-1]].record = j
+				if *out == nil {
+					*out = fresh()
+				}
+				(*out)[records[e-1]].record = j
+			}
+		}
+	})
+	out := fresh()
+	for _, p := range parts {
+		for i := range p {
+			o, q := &out[i], &p[i]
+			if q.link >= 0 && (o.link < 0 || q.linkPos < o.linkPos) {
+				o.link, o.linkPos = q.link, q.linkPos // an earlier run's wins a tie
+			}
+			if q.record >= 0 {
+				o.record = q.record // a later run's wins
 			}
 		}
 	}

@@ -371,7 +371,12 @@ func TestBuildWorkersAgree(t *testing.T) {
 			break
 		}
 	}
+	// The reference: one builder, and one goroutine for the join at the
+	// end as well (it shares the producers among GOMAXPROCS goroutines).
+	procs := runtime.GOMAXPROCS(1)
 	one := graph.BuildWorkers(ts, 1)
+	runtime.GOMAXPROCS(max(4, procs))
+	defer runtime.GOMAXPROCS(procs)
 	want := summary(one)
 	for _, r := range []graph.Relation{graph.RelParent, graph.RelLink, graph.RelStitched} {
 		if !strings.Contains(want, " consume "+r.String()+" ") {
@@ -381,7 +386,7 @@ func TestBuildWorkersAgree(t *testing.T) {
 	if !strings.Contains(want, "Kind:pass-through") {
 		t.Fatalf("no pass-through stitch in the test graph")
 	}
-	for _, w := range []int{2, 3, 8} {
+	for _, w := range []int{1, 2, 3, 8} {
 		if got := summary(graph.BuildWorkers(ts, w)); got != want {
 			t.Fatalf("%d workers differ from one:\n%s\nwant:\n%s", w, got, want)
 		}
@@ -429,6 +434,57 @@ func TestSharedNamesAgree(t *testing.T) {
 	for _, w := range []int{1, 2} {
 		if got := summary(graph.BuildWorkers(ts, w)); got != want {
 			t.Fatalf("%d workers, unshared strings: the graph differs:\n%s\nwant:\n%s", w, got, want)
+		}
+	}
+}
+
+// TestJoinAcrossRuns: the producers are matched with the pending consumers
+// by several goroutines, each over a run of them; the answer is still the
+// one a single pass gives. A record written many times is stitched to its
+// last producer, and a consumer's first link wins over a later one even
+// when the later link's producer comes first.
+func TestJoinAcrossRuns(t *testing.T) {
+	procs := runtime.GOMAXPROCS(4)
+	defer runtime.GOMAXPROCS(procs)
+	rec := []string{"messaging.system", "kafka", "messaging.destination.name", "t",
+		"messaging.kafka.destination.partition", "0", "messaging.kafka.offset", "7"}
+	var ts []trace.Trace
+	const n = 9000 // several runs of producers
+	for i := 1; i <= n; i++ {
+		id := trace.TraceID{Low: uint64(i)}
+		ts = append(ts, trace.Trace{ID: id, Spans: []trace.Span{sp(id, trace.SpanID(i), 0, fmt.Sprintf("w%d", i%3), trace.KindProducer, rec...)}})
+	}
+	cid := trace.TraceID{Low: n + 1}
+	stitched := sp(cid, n+1, 0, "reader", trace.KindConsumer, rec...)
+	lid := trace.TraceID{Low: n + 2}
+	linked := sp(lid, n+2, 0, "linker", trace.KindConsumer, "messaging.system", "kafka", "messaging.destination.name", "t")
+	linked.Refs = []trace.Ref{
+		{Type: trace.RefLink, TraceID: trace.TraceID{Low: n - 1}, SpanID: n - 1}, // first link: a late producer
+		{Type: trace.RefLink, TraceID: trace.TraceID{Low: 2}, SpanID: 2},         // second link: an early one
+	}
+	ts = append(ts, trace.Trace{ID: cid, Spans: []trace.Span{stitched}}, trace.Trace{ID: lid, Spans: []trace.Span{linked}})
+	for _, w := range []int{1, 3} {
+		g := graph.BuildWorkers(ts, w)
+		var hop *graph.Stitch
+		for i := range g.Stitches {
+			if g.Stitches[i].Consumer.SpanID == n+1 {
+				hop = &g.Stitches[i]
+			}
+		}
+		if hop == nil || hop.Producer.SpanID != n {
+			t.Fatalf("%d builders: record stitched to %+v, want the last producer (span %d)", w, hop, n)
+		}
+		var link *graph.Edge
+		for _, e := range g.EdgesFrom("topic:t") {
+			if e.To.Key == "service:linker" {
+				link = e
+			}
+		}
+		// The first link's producer starts later than the second's: the
+		// lag tells which one was taken.
+		wantLag := time.Duration(n+2-(n-1)) * time.Microsecond
+		if link == nil || link.Relation != graph.RelLink || link.P50 != wantLag {
+			t.Fatalf("%d builders: linker edge %+v, want a link edge with lag %s (the first link's producer)", w, link, wantLag)
 		}
 	}
 }

@@ -11,6 +11,11 @@ type joinIndex[K comparable] struct {
 	slots []joinSlot[K]
 	next  []int32 // entry → the entry added before it under the same key, +1; 0: none
 	shift uint
+	// filter has a bit set for every key's hash (eight bits a slot): most
+	// probes find no key, and most of those are turned away by one bit
+	// in a small array instead of a slot in a large one.
+	filter []uint64
+	fmask  uint64
 }
 
 type joinSlot[K comparable] struct {
@@ -25,12 +30,20 @@ func newJoinIndex[K comparable](n int) *joinIndex[K] {
 		size <<= 1
 		shift--
 	}
-	return &joinIndex[K]{slots: make([]joinSlot[K], size), next: make([]int32, 0, n), shift: shift}
+	return &joinIndex[K]{slots: make([]joinSlot[K], size), next: make([]int32, 0, n), shift: shift,
+		filter: make([]uint64, size/8), fmask: uint64(size*8 - 1)}
+}
+
+func (x *joinIndex[K]) bit(h uint64) (word uint64, mask uint64) {
+	f := (h ^ h>>29) & x.fmask
+	return f >> 6, 1 << (f & 63)
 }
 
 // add adds the next entry under k, whose hash is h.
 func (x *joinIndex[K]) add(h uint64, k K) {
 	e := int32(len(x.next)) + 1
+	w, b := x.bit(h)
+	x.filter[w] |= b
 	mask := uint64(len(x.slots) - 1)
 	for i := h >> x.shift; ; i = (i + 1) & mask {
 		s := &x.slots[i]
@@ -50,6 +63,9 @@ func (x *joinIndex[K]) add(h uint64, k K) {
 // last returns the last entry added under k (hash h) +1, or 0; the one
 // added before entry e is next[e]-1 while next[e] > 0.
 func (x *joinIndex[K]) last(h uint64, k K) int32 {
+	if w, b := x.bit(h); x.filter[w]&b == 0 {
+		return 0
+	}
 	mask := uint64(len(x.slots) - 1)
 	for i := h >> x.shift; ; i = (i + 1) & mask {
 		s := &x.slots[i]
