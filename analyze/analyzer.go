@@ -96,12 +96,12 @@ func (a *Analyzer) Add(t *trace.Trace) {
 		s := &t.Spans[j]
 		svc := s.Service()
 		pi := a.idx.Parent(j)
-		m, isMsg := a.idx.Messaging(j)
+		m := a.idx.View(j)
 		switch {
 		case pi == trace.NoParent:
 			roots++
 			a.rootSvcs = appendUnique(a.rootSvcs, svc)
-			a.root(s, svc, m, isMsg)
+			a.root(s, svc, m)
 		case pi == trace.MissingParent:
 			orphan(a.found, svc, t.ID)
 		default:
@@ -109,7 +109,7 @@ func (a *Analyzer) Add(t *trace.Trace) {
 				skew(a.found, parent.Service(), svc, parent.Start.Sub(s.Start), t.ID, "starts before its parent")
 			}
 		}
-		if !isMsg {
+		if m == nil {
 			continue
 		}
 		if m.IsConsumer() {
@@ -131,7 +131,7 @@ func (a *Analyzer) Add(t *trace.Trace) {
 }
 
 // root counts a root span as a candidate mid-graph root.
-func (a *Analyzer) root(s *trace.Span, svc string, m trace.Messaging, isMsg bool) {
+func (a *Analyzer) root(s *trace.Span, svc string, m *trace.Messaging) {
 	if s.Kind == trace.KindServer {
 		f, isNew := a.serverRoots.get(findingKey{rule: RuleMidGraphRoot, a: svc, b: s.Operation, c: "server"})
 		if isNew {
@@ -140,7 +140,7 @@ func (a *Analyzer) root(s *trace.Span, svc string, m trace.Messaging, isMsg bool
 		}
 		f.count(s.TraceID)
 	}
-	if isMsg && m.IsConsumer() && !s.HasLink() {
+	if m != nil && m.IsConsumer() && !s.HasLink() {
 		a.consRoots = append(a.consRoots, consumerRoot{span: spanKey{s.TraceID, s.SpanID}, svc: svc, topic: m.Destination,
 			server: s.Kind == trace.KindServer})
 	}

@@ -352,7 +352,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 	}
 	ref := SpanRef{TraceID: s.TraceID, SpanID: s.SpanID, Service: svcName}
 
-	if m, ok := b.cur.Messaging(i); ok && m.Destination != "" {
+	if m := b.cur.View(i); m != nil && m.Destination != "" {
 		topic := b.topic(m.Destination)
 		if m.Partition >= 0 {
 			topic.notePartition(m.Partition)

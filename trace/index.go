@@ -159,7 +159,16 @@ func (x *Index) Messaging(i int) (Messaging, bool) {
 	return x.msg[i], true
 }
 
+// View returns span i's messaging view in place, or nil when the span is
+// not a messaging span: Messaging without the copy. Do not change it.
+func (x *Index) View(i int) *Messaging {
+	if !x.isMsg[i] {
+		return nil
+	}
+	return &x.msg[i]
+}
+
 // SameHop is the package's SameHop for span j of the trace.
-func (x *Index) SameHop(j int, m Messaging, producer bool) bool {
+func (x *Index) SameHop(j int, m *Messaging, producer bool) bool {
 	return j >= 0 && x.isMsg[j] && sameHop(&x.msg[j], m, producer)
 }

@@ -30,6 +30,16 @@ func (o MessagingOp) String() string {
 }
 
 func parseOp(s string) MessagingOp {
+	switch s { // the usual spelling, without lowering its case
+	case "publish":
+		return OpPublish
+	case "receive":
+		return OpReceive
+	case "process":
+		return OpProcess
+	case "":
+		return OpUnknown
+	}
 	switch strings.ToLower(s) {
 	case "publish", "send":
 		return OpPublish
@@ -278,10 +288,10 @@ func SameHop(p *Span, m Messaging, producer bool) bool {
 		return false
 	}
 	pm, ok := p.Messaging()
-	return ok && sameHop(&pm, m, producer)
+	return ok && sameHop(&pm, &m, producer)
 }
 
-func sameHop(pm *Messaging, m Messaging, producer bool) bool {
+func sameHop(pm, m *Messaging, producer bool) bool {
 	if pm.Destination != m.Destination {
 		return false
 	}
