@@ -326,7 +326,7 @@ func (a *Analyzer) judgeLinked(x *context, inside *collector) {
 // newContext reads what the finished graph knows.
 func newContext(g *graph.Graph, o Options) *context {
 	x := &context{o: o, calledByOthers: map[string]bool{}, producedTopics: map[string]bool{},
-		consumes: map[string][]string{}, stitched: map[spanKey]graph.Stitch{}, consumerSpans: map[spanKey]string{}}
+		consumes: map[string][]string{}, stitched: make(map[spanKey]*graph.Stitch, len(g.Stitches)), consumerSpans: map[spanKey]string{}}
 	for _, e := range g.Edges {
 		switch {
 		case e.Kind == graph.EdgeCall && e.Relation == graph.RelParent:
@@ -337,8 +337,8 @@ func newContext(g *graph.Graph, o Options) *context {
 			x.consumes[e.To.Name] = appendUnique(x.consumes[e.To.Name], e.From.Name)
 		}
 	}
-	for _, s := range g.Stitches {
-		if s.Kind == graph.StitchHop {
+	for i := range g.Stitches {
+		if s := &g.Stitches[i]; s.Kind == graph.StitchHop {
 			x.stitched[spanKey{s.Consumer.TraceID, s.Consumer.SpanID}] = s
 		}
 	}

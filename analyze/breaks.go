@@ -170,7 +170,7 @@ type context struct {
 	calledByOthers map[string]bool
 	producedTopics map[string]bool
 	consumes       map[string][]string
-	stitched       map[spanKey]graph.Stitch
+	stitched       map[spanKey]*graph.Stitch // into the graph's Stitches
 	// consumerSpans are the link targets that are consumer spans.
 	consumerSpans map[spanKey]string
 }

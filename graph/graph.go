@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"math/bits"
 	"slices"
 	"sort"
 	"time"
@@ -263,18 +264,82 @@ func sortedKeys[K int32 | string](m map[K]struct{}) []K {
 }
 
 // percentiles returns nearest-rank p50, p95 and p99 of nanosecond samples.
-// Negative samples (clock skew) count as they are.
+// Negative samples (clock skew) count as they are. The ranks are found
+// without sorting the samples (ranks); lat is left as it was.
 func percentiles(lat []int64) (p50, p95, p99 time.Duration) {
 	if len(lat) == 0 {
 		return 0, 0, 0
 	}
-	slices.Sort(lat)
-	rank := func(p int) time.Duration {
-		i := (p*len(lat)+99)/100 - 1
-		if i < 0 {
-			i = 0
-		}
-		return time.Duration(lat[i])
+	rank := func(p int) int {
+		return max(0, (p*len(lat)+99)/100-1)
 	}
-	return rank(50), rank(95), rank(99)
+	var v [3]int64
+	ranks(lat, []int{rank(50), rank(95), rank(99)}, v[:])
+	return time.Duration(v[0]), time.Duration(v[1]), time.Duration(v[2])
+}
+
+// rankBits sets the buckets ranks counts into: 2^rankBits.
+const rankBits = 11
+
+// ranks sets out[i] to the value a sorted copy of a holds at rs[i] (rs
+// ascending) without sorting a: it counts the values into buckets by their
+// high bits, then looks only at the buckets the ranks fall in, the same
+// way, with the next bits. Each level reads the values in order with no
+// unpredictable branch (a quickselect's comparisons with its pivot are a
+// coin toss each), and the levels are few: the buckets' width shrinks by
+// 2^rankBits each time. It does not change a.
+func ranks(a []int64, rs []int, out []int64) {
+	if len(a) <= 64 {
+		b := slices.Clone(a)
+		slices.Sort(b)
+		for i, r := range rs {
+			out[i] = b[r]
+		}
+		return
+	}
+	lo, hi := a[0], a[0]
+	for _, v := range a {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	if lo == hi {
+		for i := range rs {
+			out[i] = lo
+		}
+		return
+	}
+	// Differences from lo, unsigned: any int64 range fits.
+	shift := max(0, bits.Len64(uint64(hi)-uint64(lo))-rankBits)
+	var count [1 << rankBits]int
+	for _, v := range a {
+		count[(uint64(v)-uint64(lo))>>shift]++
+	}
+	// The bucket of each rank, and the rank within it.
+	bucket, below := make([]int, len(rs)), make([]int, len(rs))
+	b, seen := 0, 0
+	for i, r := range rs {
+		for seen+count[b] <= r {
+			seen += count[b]
+			b++
+		}
+		bucket[i], below[i] = b, seen
+	}
+	for i := 0; i < len(rs); {
+		j := i + 1
+		for j < len(rs) && bucket[j] == bucket[i] {
+			j++
+		}
+		in := make([]int64, 0, count[bucket[i]])
+		want := uint64(bucket[i])
+		for _, v := range a {
+			if (uint64(v)-uint64(lo))>>shift == want {
+				in = append(in, v)
+			}
+		}
+		sub := make([]int, j-i)
+		for k := range sub {
+			sub[k] = rs[i+k] - below[i]
+		}
+		ranks(in, sub, out[i:j])
+		i = j
+	}
 }

@@ -59,6 +59,7 @@ func (c *Config) defaults() {
 type gen struct {
 	cfg     Config
 	rng     *rand.Rand
+	jitter  *rand.Rand // durations and gaps vary, from their own stream so the shape stays as it was
 	res     []*trace.Resource
 	topics  []string
 	offsets []int64
@@ -72,7 +73,7 @@ func (g *gen) id() uint64 { g.next++; return g.next }
 // Generate returns the traces. The same Config always gives the same set.
 func Generate(cfg Config) []trace.Trace {
 	cfg.defaults()
-	g := &gen{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6b7472616365)),
+	g := &gen{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6b7472616365)), jitter: rand.New(rand.NewPCG(cfg.Seed, 0x6a6974746572)),
 		clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	for i := 0; i < cfg.Services; i++ {
 		name := "svc-" + strconv.Itoa(i)
@@ -109,12 +110,15 @@ func Generate(cfg Config) []trace.Trace {
 
 func (g *gen) span(ti int, svc int, op string, kind trace.Kind, parent trace.SpanID, d time.Duration) *trace.Span {
 	t := &g.out[ti]
+	// Durations spread over [d/2, 3d/2) and spans start 25–75µs apart, so
+	// that latencies vary as real ones do.
+	d = d/2 + time.Duration(g.jitter.Int64N(int64(d)))
 	s := trace.Span{TraceID: t.ID, SpanID: trace.SpanID(g.id()), Operation: op, Kind: kind, Start: g.clock,
 		Duration: d, Resource: g.res[svc]}
 	if parent != 0 {
 		s.Refs = []trace.Ref{{Type: trace.RefParent, TraceID: t.ID, SpanID: parent}}
 	}
-	g.clock = g.clock.Add(50 * time.Microsecond)
+	g.clock = g.clock.Add(25*time.Microsecond + time.Duration(g.jitter.Int64N(int64(50*time.Microsecond))))
 	t.Spans = append(t.Spans, s)
 	return &t.Spans[len(t.Spans)-1]
 }

@@ -1,0 +1,56 @@
+package graph
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestPercentilesRanks holds the percentiles found by ranks to those of a
+// sorted copy, on many shapes: sorted, reversed, all equal, few distinct
+// values, organ pipes, the int64 extremes, a long tail, and random with
+// negatives; and the samples are left as they were.
+func TestPercentilesRanks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	shapes := map[string]func(i, n int) int64{
+		"random":    func(i, n int) int64 { return rng.Int64N(1_000_000) - 1000 },
+		"sorted":    func(i, n int) int64 { return int64(i) },
+		"reversed":  func(i, n int) int64 { return int64(n - i) },
+		"equal":     func(i, n int) int64 { return 42 },
+		"few":       func(i, n int) int64 { return int64(rng.IntN(3)) },
+		"organpipe": func(i, n int) int64 { return int64(min(i, n-i)) },
+		"extremes":  func(i, n int) int64 { return []int64{math.MinInt64, math.MaxInt64, 0, -1, 1}[i%5] },
+		"longtail":  func(i, n int) int64 { return int64(rng.ExpFloat64() * 1e5) },
+	}
+	for name, f := range shapes {
+		for _, n := range []int{1, 2, 3, 17, 100, 101, 1000, 65537} {
+			lat := make([]int64, n)
+			for i := range lat {
+				lat[i] = f(i, n)
+			}
+			sorted := slices.Sorted(slices.Values(lat))
+			rank := func(p int) time.Duration { return time.Duration(sorted[max(0, (p*n+99)/100-1)]) }
+			p50, p95, p99 := percentiles(lat)
+			if p50 != rank(50) || p95 != rank(95) || p99 != rank(99) {
+				t.Errorf("%s, %d samples: %v %v %v, want %v %v %v", name, n, p50, p95, p99, rank(50), rank(95), rank(99))
+			}
+			if got := slices.Sorted(slices.Values(lat)); !slices.Equal(got, sorted) {
+				t.Errorf("%s, %d samples: the samples changed", name, n)
+			}
+		}
+	}
+}
+
+// BenchmarkPercentiles: a million varied samples.
+func BenchmarkPercentiles(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	src := make([]int64, 1_000_000)
+	for i := range src {
+		src[i] = rng.Int64N(10_000_000)
+	}
+	for b.Loop() {
+		percentiles(src)
+	}
+}
