@@ -2,13 +2,16 @@ package graph
 
 import (
 	"math/bits"
+	"runtime"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	gg "gonum.org/v1/gonum/graph"
 	"gonum.org/v1/gonum/graph/simple"
 
+	"github.com/ktrace-dev/ktrace/internal/split"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -224,8 +227,26 @@ func (g *Graph) finish() {
 		}
 		return a.Group < b.Group
 	})
+	// The edges' percentiles on every CPU: goroutines take edges in turn
+	// (their sample counts differ widely, so fixed shares would not be
+	// even).
+	samples := 0
 	for _, e := range g.Edges {
-		e.P50, e.P95, e.P99 = percentiles(e.lat)
+		samples += len(e.lat)
+	}
+	workers := 1
+	if samples >= 100_000 {
+		workers = min(runtime.GOMAXPROCS(0), len(g.Edges))
+	}
+	var next atomic.Int64
+	split.Runs(workers, workers, func(_, _ int) struct{} {
+		for i := int(next.Add(1)) - 1; i < len(g.Edges); i = int(next.Add(1)) - 1 {
+			e := g.Edges[i]
+			e.P50, e.P95, e.P99 = percentiles(e.lat)
+		}
+		return struct{}{}
+	})
+	for _, e := range g.Edges {
 		e.lat = nil
 		e.ClientIDs = sortedKeys(e.clientIDs)
 		e.clientIDs = nil

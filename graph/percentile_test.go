@@ -1,8 +1,10 @@
 package graph
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -52,5 +54,40 @@ func BenchmarkPercentiles(b *testing.B) {
 	}
 	for b.Loop() {
 		percentiles(src)
+	}
+}
+
+// TestFinishPercentilesOnEveryCPU: the edges' percentiles, worked out by
+// several goroutines taking edges in turn, are each edge's own.
+func TestFinishPercentilesOnEveryCPU(t *testing.T) {
+	procs := runtime.GOMAXPROCS(4)
+	defer runtime.GOMAXPROCS(procs)
+	rng := rand.New(rand.NewPCG(7, 8))
+	g := &Graph{byKey: map[string]*Node{}}
+	want := map[*Edge][3]time.Duration{}
+	total := 0
+	for i := 0; i < 40; i++ {
+		from := &Node{Key: fmt.Sprintf("service:a%02d", i), Kind: KindService, Name: fmt.Sprintf("a%02d", i)}
+		to := &Node{Key: fmt.Sprintf("service:b%02d", i), Kind: KindService, Name: fmt.Sprintf("b%02d", i)}
+		g.Nodes = append(g.Nodes, from, to)
+		e := &Edge{From: from, To: to}
+		n := 1 + rng.IntN(10_000)*(i%3) // some edges small, some large
+		for range n {
+			e.lat = append(e.lat, rng.Int64N(1e9))
+		}
+		total += n
+		s := slices.Sorted(slices.Values(e.lat))
+		r := func(p int) time.Duration { return time.Duration(s[max(0, (p*n+99)/100-1)]) }
+		want[e] = [3]time.Duration{r(50), r(95), r(99)}
+		g.Edges = append(g.Edges, e)
+	}
+	if total < 100_000 {
+		t.Fatalf("only %d samples: too few for the percentiles to be shared among goroutines", total)
+	}
+	g.finish()
+	for e, w := range want {
+		if got := [3]time.Duration{e.P50, e.P95, e.P99}; got != w {
+			t.Errorf("edge %s → %s: percentiles %v, want %v", e.From.Key, e.To.Key, got, w)
+		}
 	}
 }
