@@ -37,8 +37,11 @@ type Analyzer struct {
 	inside      *collector // unexplained produce spans, kept if the service consumes
 	consRoots   []consumerRoot
 	linked      []linkedProducer
-	// consumers are the consumer spans, for judging linked produce spans.
+	// consumers are the consumer spans, for judging linked produce spans;
+	// merged holds merged analyzers' lists as they are (order does not
+	// matter: they are looked through as a set).
 	consumers chunk.List[spanKey]
+	merged    []chunk.List[spanKey]
 
 	traces, spans int
 	incomplete    []trace.TraceID
@@ -208,7 +211,7 @@ func (a *Analyzer) Merge(o *Analyzer) {
 	a.inside.merge(o.inside)
 	a.consRoots = append(a.consRoots, o.consRoots...)
 	a.linked = append(a.linked, o.linked...)
-	a.consumers.AddAll(&o.consumers)
+	a.merged = append(append(a.merged, o.consumers), o.merged...)
 	a.traces += o.traces
 	a.spans += o.spans
 	a.incomplete = append(a.incomplete, o.incomplete...)
@@ -293,10 +296,12 @@ func (a *Analyzer) judgeLinked(x *context, inside *collector) {
 	if len(want) == 0 {
 		return
 	}
-	for j := 0; j < a.consumers.Len(); j++ {
-		if k := *a.consumers.At(j); !want[k] {
-			if _, ok := want[k]; ok {
-				want[k] = true
+	for _, l := range append([]chunk.List[spanKey]{a.consumers}, a.merged...) {
+		for j := 0; j < l.Len(); j++ {
+			if k := *l.At(j); !want[k] {
+				if _, ok := want[k]; ok {
+					want[k] = true
+				}
 			}
 		}
 	}

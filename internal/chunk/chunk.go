@@ -28,12 +28,3 @@ func (l *List[T]) Len() int { return l.n }
 
 // At returns the j-th value, for reading or changing in place.
 func (l *List[T]) At(j int) *T { return &l.chunks[j/Len][j%Len] }
-
-// AddAll appends every value of o, in order.
-func (l *List[T]) AddAll(o *List[T]) {
-	for _, c := range o.chunks {
-		for i := range c {
-			l.Add(c[i])
-		}
-	}
-}

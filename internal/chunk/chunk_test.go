@@ -11,7 +11,9 @@ func TestList(t *testing.T) {
 		b.Add(-i)
 	}
 	p := a.At(Len + 3)
-	a.AddAll(&b)
+	for j := 0; j < b.Len(); j++ {
+		a.Add(*b.At(j))
+	}
 	if a.Len() != 4*Len+6 || *p != Len+3 || a.At(Len+3) != p {
 		t.Fatalf("len %d, value %d: growing moved or changed a value", a.Len(), *p)
 	}
