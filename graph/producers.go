@@ -72,11 +72,12 @@ func (ps *producers) merge(o *producers, to []int32) {
 func scan[R any](ps *producers, f func(r *R, j int, p *producer)) []R {
 	return split.Runs(ps.n, 0, func(lo, hi int) R {
 		var res R
+		var p producer // one for the run: f's argument escapes
 		for ri := range ps.runs {
 			run := &ps.runs[ri]
 			from, to := max(lo, run.first), min(hi, run.first+run.list.Len())
 			for j := from; j < to; j++ {
-				p := *run.list.At(j - run.first)
+				p = *run.list.At(j - run.first)
 				if run.to != nil {
 					p.svc, p.topic = run.to[p.svc], run.to[p.topic]
 				}
