@@ -180,7 +180,7 @@ func (b *Builder) Merge(o *Builder) {
 		t := b.edge(to[e.From.seq], to[e.To.seq], e.Kind, e.Relation, e.Group)
 		t.Count += e.Count
 		t.Errors += e.Errors
-		t.lat = append(t.lat, e.lat...)
+		t.merged = append(append(t.merged, e.lat), e.merged...) // not copied
 		for k := range e.clientIDs {
 			addTo(&t.clientIDs, k)
 		}

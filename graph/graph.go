@@ -117,6 +117,7 @@ type Edge struct {
 	ClientIDs []string
 
 	lat       []int64
+	merged    [][]int64 // merged builders' samples of the edge
 	clientIDs map[string]struct{}
 }
 
@@ -233,6 +234,9 @@ func (g *Graph) finish() {
 	samples := 0
 	for _, e := range g.Edges {
 		samples += len(e.lat)
+		for _, m := range e.merged {
+			samples += len(m)
+		}
 	}
 	workers := 1
 	if samples >= 100_000 {
@@ -242,12 +246,12 @@ func (g *Graph) finish() {
 	split.Runs(workers, workers, func(_, _ int) struct{} {
 		for i := int(next.Add(1)) - 1; i < len(g.Edges); i = int(next.Add(1)) - 1 {
 			e := g.Edges[i]
-			e.P50, e.P95, e.P99 = percentiles(e.lat)
+			e.P50, e.P95, e.P99 = percentiles(append(e.merged, e.lat)...)
 		}
 		return struct{}{}
 	})
 	for _, e := range g.Edges {
-		e.lat = nil
+		e.lat, e.merged = nil, nil
 		e.ClientIDs = sortedKeys(e.clientIDs)
 		e.clientIDs = nil
 		if !g.dg.HasEdgeFromTo(e.From.id, e.To.id) {
@@ -284,18 +288,23 @@ func sortedKeys[K int32 | string](m map[K]struct{}) []K {
 	return out
 }
 
-// percentiles returns nearest-rank p50, p95 and p99 of nanosecond samples.
-// Negative samples (clock skew) count as they are. The ranks are found
-// without sorting the samples (ranks); lat is left as it was.
-func percentiles(lat []int64) (p50, p95, p99 time.Duration) {
-	if len(lat) == 0 {
+// percentiles returns nearest-rank p50, p95 and p99 of nanosecond
+// samples, given in any number of slices. Negative samples (clock skew)
+// count as they are. The ranks are found without sorting the samples
+// (ranks), which are left as they were.
+func percentiles(lat ...[]int64) (p50, p95, p99 time.Duration) {
+	n := 0
+	for _, l := range lat {
+		n += len(l)
+	}
+	if n == 0 {
 		return 0, 0, 0
 	}
 	rank := func(p int) int {
-		return max(0, (p*len(lat)+99)/100-1)
+		return max(0, (p*n+99)/100-1)
 	}
 	var v [3]int64
-	ranks(lat, []int{rank(50), rank(95), rank(99)}, v[:])
+	ranks(lat, n, []int{rank(50), rank(95), rank(99)}, v[:])
 	return time.Duration(v[0]), time.Duration(v[1]), time.Duration(v[2])
 }
 
@@ -309,18 +318,29 @@ const rankBits = 11
 // unpredictable branch (a quickselect's comparisons with its pivot are a
 // coin toss each), and the levels are few: the buckets' width shrinks by
 // 2^rankBits each time. It does not change a.
-func ranks(a []int64, rs []int, out []int64) {
-	if len(a) <= 64 {
-		b := slices.Clone(a)
+func ranks(segs [][]int64, n int, rs []int, out []int64) {
+	if n <= 64 {
+		b := make([]int64, 0, n)
+		for _, a := range segs {
+			b = append(b, a...)
+		}
 		slices.Sort(b)
 		for i, r := range rs {
 			out[i] = b[r]
 		}
 		return
 	}
-	lo, hi := a[0], a[0]
-	for _, v := range a {
-		lo, hi = min(lo, v), max(hi, v)
+	var lo, hi int64
+	for _, a := range segs {
+		if len(a) > 0 {
+			lo, hi = a[0], a[0]
+			break
+		}
+	}
+	for _, a := range segs {
+		for _, v := range a {
+			lo, hi = min(lo, v), max(hi, v)
+		}
 	}
 	if lo == hi {
 		for i := range rs {
@@ -331,8 +351,10 @@ func ranks(a []int64, rs []int, out []int64) {
 	// Differences from lo, unsigned: any int64 range fits.
 	shift := max(0, bits.Len64(uint64(hi)-uint64(lo))-rankBits)
 	var count [1 << rankBits]int
-	for _, v := range a {
-		count[(uint64(v)-uint64(lo))>>shift]++
+	for _, a := range segs {
+		for _, v := range a {
+			count[(uint64(v)-uint64(lo))>>shift]++
+		}
 	}
 	// The bucket of each rank, and the rank within it.
 	bucket, below := make([]int, len(rs)), make([]int, len(rs))
@@ -351,16 +373,18 @@ func ranks(a []int64, rs []int, out []int64) {
 		}
 		in := make([]int64, 0, count[bucket[i]])
 		want := uint64(bucket[i])
-		for _, v := range a {
-			if (uint64(v)-uint64(lo))>>shift == want {
-				in = append(in, v)
+		for _, a := range segs {
+			for _, v := range a {
+				if (uint64(v)-uint64(lo))>>shift == want {
+					in = append(in, v)
+				}
 			}
 		}
 		sub := make([]int, j-i)
 		for k := range sub {
 			sub[k] = rs[i+k] - below[i]
 		}
-		ranks(in, sub, out[i:j])
+		ranks([][]int64{in}, len(in), sub, out[i:j])
 		i = j
 	}
 }

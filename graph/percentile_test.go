@@ -41,6 +41,17 @@ func TestPercentilesRanks(t *testing.T) {
 			if got := slices.Sorted(slices.Values(lat)); !slices.Equal(got, sorted) {
 				t.Errorf("%s, %d samples: the samples changed", name, n)
 			}
+			// The same samples in several slices, as merged builders leave
+			// them (some empty).
+			var segs [][]int64
+			for rest := lat; len(rest) > 0; {
+				k := rng.IntN(len(rest) + 1)
+				segs = append(segs, rest[:k])
+				rest = rest[k:]
+			}
+			if q50, q95, q99 := percentiles(segs...); q50 != p50 || q95 != p95 || q99 != p99 {
+				t.Errorf("%s, %d samples in %d slices: %v %v %v, want %v %v %v", name, n, len(segs), q50, q95, q99, p50, p95, p99)
+			}
 		}
 	}
 }
@@ -79,6 +90,10 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 		s := slices.Sorted(slices.Values(e.lat))
 		r := func(p int) time.Duration { return time.Duration(s[max(0, (p*n+99)/100-1)]) }
 		want[e] = [3]time.Duration{r(50), r(95), r(99)}
+		if i%2 == 0 { // as a merge leaves it: samples in several slices
+			e.merged = [][]int64{e.lat[:n/3], e.lat[n/3 : n/2]}
+			e.lat = e.lat[n/2:]
+		}
 		g.Edges = append(g.Edges, e)
 	}
 	if total < 100_000 {
