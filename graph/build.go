@@ -8,11 +8,13 @@ import (
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
+// edgeKey names an edge by numbers only, so that finding one compares 16
+// bytes: its nodes by sequence number and its group by name id (-1: none).
 type edgeKey struct {
-	from, to *Node
+	from, to int32
+	group    int32
 	kind     EdgeKind
 	rel      Relation
-	group    string
 }
 
 const edgeCacheBits = 12
@@ -180,7 +182,7 @@ func (b *Builder) Merge(o *Builder) {
 		t := b.edge(to[e.From.seq], to[e.To.seq], e.Kind, e.Relation, e.Group)
 		t.Count += e.Count
 		t.Errors += e.Errors
-		t.merged = append(append(t.merged, e.lat), e.merged...) // not copied
+		t.lat = append(t.lat, e.lat...) // the chunks, not the samples
 		for k := range e.clientIDs {
 			addTo(&t.clientIDs, k)
 		}
@@ -255,8 +257,12 @@ func (b *Builder) topic(name string) *Node {
 }
 
 func (b *Builder) edge(from, to *Node, kind EdgeKind, rel Relation, group string) *Edge {
-	k := edgeKey{from, to, kind, rel, group}
-	h := (uint64(from.seq)*0x9E3779B97F4A7C15 ^ uint64(to.seq)*0xC2B2AE3D27D4EB4F ^ uint64(kind)<<3 ^ uint64(rel)) >> (64 - edgeCacheBits)
+	gid := int32(-1)
+	if group != "" {
+		gid = b.names.id(group)
+	}
+	k := edgeKey{from.seq, to.seq, gid, kind, rel}
+	h := ((uint64(uint32(from.seq))<<32 | uint64(uint32(to.seq))) ^ (uint64(uint32(gid))<<16|uint64(kind)<<8|uint64(rel))*0xC2B2AE3D27D4EB4F) * 0x9E3779B97F4A7C15 >> (64 - edgeCacheBits)
 	slot := &b.edgeCache[h]
 	if slot.e != nil && slot.k == k {
 		return slot.e
@@ -296,7 +302,27 @@ func (e *Edge) observe(err bool, latency int64) {
 	if err {
 		e.Errors++
 	}
-	e.lat = append(e.lat, latency)
+	e.addLatency(latency)
+}
+
+// latChunk is the most samples a latency chunk holds; an edge's first
+// chunks are smaller, so that the many edges with few samples stay small.
+const latChunk = 4096
+
+// addLatency appends a sample. Samples go in chunks, which are never
+// copied as they grow (nor at merge) and which percentiles reads as they
+// are.
+func (e *Edge) addLatency(v int64) {
+	n := len(e.lat)
+	if n == 0 || len(e.lat[n-1]) == cap(e.lat[n-1]) {
+		size := 8
+		if n > 0 {
+			size = min(2*cap(e.lat[n-1]), latChunk)
+		}
+		e.lat = append(e.lat, make([]int64, 0, size))
+		n++
+	}
+	e.lat[n-1] = append(e.lat[n-1], v)
 }
 
 func addTo[K comparable](m *map[K]struct{}, k K) {
@@ -502,7 +528,7 @@ func (b *Builder) Graph() *Graph {
 			e.Errors++
 		}
 		if found {
-			e.lat = append(e.lat, lat)
+			e.addLatency(lat)
 		}
 	}
 	b.pending, b.producers, b.msgIDs = chunk.List[pendingConsumer]{}, producers{}, nil

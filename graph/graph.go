@@ -116,8 +116,7 @@ type Edge struct {
 	// edge, sorted.
 	ClientIDs []string
 
-	lat       []int64
-	merged    [][]int64 // merged builders' samples of the edge
+	lat       [][]int64 // latency samples, in chunks (addLatency)
 	clientIDs map[string]struct{}
 }
 
@@ -233,9 +232,8 @@ func (g *Graph) finish() {
 	// even).
 	samples := 0
 	for _, e := range g.Edges {
-		samples += len(e.lat)
-		for _, m := range e.merged {
-			samples += len(m)
+		for _, c := range e.lat {
+			samples += len(c)
 		}
 	}
 	workers := 1
@@ -246,12 +244,12 @@ func (g *Graph) finish() {
 	split.Runs(workers, workers, func(_, _ int) struct{} {
 		for i := int(next.Add(1)) - 1; i < len(g.Edges); i = int(next.Add(1)) - 1 {
 			e := g.Edges[i]
-			e.P50, e.P95, e.P99 = percentiles(append(e.merged, e.lat)...)
+			e.P50, e.P95, e.P99 = percentiles(e.lat...)
 		}
 		return struct{}{}
 	})
 	for _, e := range g.Edges {
-		e.lat, e.merged = nil, nil
+		e.lat = nil
 		e.ClientIDs = sortedKeys(e.clientIDs)
 		e.clientIDs = nil
 		if !g.dg.HasEdgeFromTo(e.From.id, e.To.id) {

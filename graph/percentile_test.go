@@ -83,17 +83,26 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 		g.Nodes = append(g.Nodes, from, to)
 		e := &Edge{From: from, To: to}
 		n := 1 + rng.IntN(10_000)*(i%3) // some edges small, some large
+		var all []int64
 		for range n {
-			e.lat = append(e.lat, rng.Int64N(1e9))
+			v := rng.Int64N(1e9)
+			all = append(all, v)
+			e.addLatency(v)
+		}
+		if i%2 == 0 { // a merge appends another builder's chunks
+			o := &Edge{}
+			for range n / 2 {
+				v := rng.Int64N(1e9)
+				all = append(all, v)
+				o.addLatency(v)
+			}
+			e.lat = append(e.lat, o.lat...)
+			n += n / 2
 		}
 		total += n
-		s := slices.Sorted(slices.Values(e.lat))
+		s := slices.Sorted(slices.Values(all))
 		r := func(p int) time.Duration { return time.Duration(s[max(0, (p*n+99)/100-1)]) }
 		want[e] = [3]time.Duration{r(50), r(95), r(99)}
-		if i%2 == 0 { // as a merge leaves it: samples in several slices
-			e.merged = [][]int64{e.lat[:n/3], e.lat[n/3 : n/2]}
-			e.lat = e.lat[n/2:]
-		}
 		g.Edges = append(g.Edges, e)
 	}
 	if total < 100_000 {

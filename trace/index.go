@@ -16,6 +16,7 @@ type Index struct {
 	msg    []Messaging
 	isMsg  []bool
 	remote []bool // the span has a child in another service
+	keys   keyCache
 }
 
 // Parent values other than a span index.
@@ -62,7 +63,7 @@ func (x *Index) Reset(spans []Span) {
 		x.isMsg[i] = false
 		if len(s.Attributes) > 0 {
 			v = fields{}
-			s.Attributes.scan(&v)
+			s.Attributes.scanWith(&x.keys, &v)
 			x.isMsg[i] = messagingOf(&x.msg[i], s.Kind, &v)
 		}
 	}

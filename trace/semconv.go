@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // MessagingOp is the normalised messaging operation.
@@ -167,23 +168,62 @@ type fields [nFields]string
 // scan reads every attribute once and keeps, per field, the value of the
 // highest-ranked name present with a non-empty value.
 func (a Attributes) scan(v *fields) {
+	a.scanWith(nil, v)
+}
+
+// lookupKnown finds the view field a key names.
+func lookupKnown(k string) (known, bool) {
+	if len(k) < len(knownByLen) {
+		for _, c := range knownByLen[len(k)] {
+			if c.name == k {
+				return c, true
+			}
+		}
+	}
+	return known{}, false
+}
+
+// keyCache remembers what keys name by the key string's address: readers
+// share attribute names (Strings), so a key is compared with the known
+// names once, not on every span. A cached address holds its string alive,
+// so it cannot come back as another string.
+type keyCache [256]keySlot
+
+type keySlot struct {
+	p  *byte
+	n  int
+	c  known
+	ok bool
+}
+
+// scanWith is scan with a key cache (nil: none).
+func (a Attributes) scanWith(kc *keyCache, v *fields) {
 	var rank [nFields]uint8
 	for i := range rank {
 		rank[i] = 255
 	}
 	for i := range a {
-		k := a[i].Key
-		if len(k) >= len(knownByLen) || a[i].Value == "" {
+		if a[i].Value == "" {
 			continue
 		}
-		for _, c := range knownByLen[len(k)] {
-			if c.name == k {
-				if c.rank < rank[c.field] {
-					rank[c.field] = c.rank
-					v[c.field] = a[i].Value
-				}
-				break
+		k := a[i].Key
+		var c known
+		var ok bool
+		if kc == nil {
+			c, ok = lookupKnown(k)
+		} else {
+			p := unsafe.StringData(k)
+			sl := &kc[(uint64(uintptr(unsafe.Pointer(p)))*0x9E3779B97F4A7C15)>>56]
+			if sl.p == p && sl.n == len(k) && p != nil {
+				c, ok = sl.c, sl.ok
+			} else {
+				c, ok = lookupKnown(k)
+				*sl = keySlot{p, len(k), c, ok}
 			}
+		}
+		if ok && c.rank < rank[c.field] {
+			rank[c.field] = c.rank
+			v[c.field] = a[i].Value
 		}
 	}
 }
