@@ -182,7 +182,7 @@ func (b *Builder) Merge(o *Builder) {
 		t := b.edge(to[e.From.seq], to[e.To.seq], e.Kind, e.Relation, e.Group)
 		t.Count += e.Count
 		t.Errors += e.Errors
-		t.lat = append(t.lat, e.lat...) // the chunks, not the samples
+		t.full = append(t.full, e.samples()...) // the chunks, not the samples
 		for k := range e.clientIDs {
 			addTo(&t.clientIDs, k)
 		}
@@ -311,19 +311,21 @@ const latChunk = 4096
 
 // addLatency appends a sample. Samples go in chunks, which are never
 // copied as they grow (nor at merge) and which percentiles reads as they
-// are.
+// are: the one being filled is in the edge itself, one load away.
 func (e *Edge) addLatency(v int64) {
-	n := len(e.lat)
-	if n == 0 || len(e.lat[n-1]) == cap(e.lat[n-1]) {
+	if len(e.lat) == cap(e.lat) {
 		size := 8
-		if n > 0 {
-			size = min(2*cap(e.lat[n-1]), latChunk)
+		if cap(e.lat) > 0 {
+			e.full = append(e.full, e.lat)
+			size = min(2*cap(e.lat), latChunk)
 		}
-		e.lat = append(e.lat, make([]int64, 0, size))
-		n++
+		e.lat = make([]int64, 0, size)
 	}
-	e.lat[n-1] = append(e.lat[n-1], v)
+	e.lat = append(e.lat, v)
 }
+
+// samples returns the edge's latency chunks.
+func (e *Edge) samples() [][]int64 { return append(e.full, e.lat) }
 
 func addTo[K comparable](m *map[K]struct{}, k K) {
 	if *m == nil {

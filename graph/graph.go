@@ -116,7 +116,8 @@ type Edge struct {
 	// edge, sorted.
 	ClientIDs []string
 
-	lat       [][]int64 // latency samples, in chunks (addLatency)
+	lat       []int64   // latency samples: the chunk being filled (addLatency)
+	full      [][]int64 // and the others
 	clientIDs map[string]struct{}
 }
 
@@ -232,7 +233,7 @@ func (g *Graph) finish() {
 	// even).
 	samples := 0
 	for _, e := range g.Edges {
-		for _, c := range e.lat {
+		for _, c := range e.samples() {
 			samples += len(c)
 		}
 	}
@@ -244,12 +245,12 @@ func (g *Graph) finish() {
 	split.Runs(workers, workers, func(_, _ int) struct{} {
 		for i := int(next.Add(1)) - 1; i < len(g.Edges); i = int(next.Add(1)) - 1 {
 			e := g.Edges[i]
-			e.P50, e.P95, e.P99 = percentiles(e.lat...)
+			e.P50, e.P95, e.P99 = percentiles(e.samples()...)
 		}
 		return struct{}{}
 	})
 	for _, e := range g.Edges {
-		e.lat = nil
+		e.lat, e.full = nil, nil
 		e.ClientIDs = sortedKeys(e.clientIDs)
 		e.clientIDs = nil
 		if !g.dg.HasEdgeFromTo(e.From.id, e.To.id) {

@@ -96,7 +96,7 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 				all = append(all, v)
 				o.addLatency(v)
 			}
-			e.lat = append(e.lat, o.lat...)
+			e.full = append(e.full, o.samples()...)
 			n += n / 2
 		}
 		total += n
