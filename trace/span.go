@@ -31,6 +31,11 @@ func (k Kind) String() string {
 // ParseKind reads a kind from Jaeger's span.kind tag or OTLP's enum name
 // ("SPAN_KIND_SERVER"). Unknown names give KindUnspecified.
 func ParseKind(s string) Kind {
+	for i, n := range kindNames { // the usual spelling, without changing case
+		if n == s {
+			return Kind(i)
+		}
+	}
 	s = strings.ToLower(strings.TrimPrefix(strings.ToUpper(s), "SPAN_KIND_"))
 	for i, n := range kindNames {
 		if n == s {

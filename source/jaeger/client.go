@@ -233,9 +233,8 @@ func (c *Client) Trace(ctx context.Context, id trace.TraceID) (trace.Trace, erro
 	if err != nil {
 		return trace.Trace{}, c.wrap(err)
 	}
-	var res trace.Resources
 	got := map[trace.TraceID][]trace.Span{}
-	if err := c.drain(stream, &res, &trace.Strings{}, got); err != nil {
+	if err := c.drain(stream, &decoder{}, got); err != nil {
 		return trace.Trace{}, err
 	}
 	return trace.Trace{ID: id, Spans: got[id]}, nil
@@ -246,7 +245,7 @@ type spanStream interface {
 }
 
 // drain reads a span stream into got, grouping by trace ID.
-func (c *Client) drain(stream spanStream, res *trace.Resources, strs *trace.Strings, got map[trace.TraceID][]trace.Span) error {
+func (c *Client) drain(stream spanStream, d *decoder, got map[trace.TraceID][]trace.Span) error {
 	for {
 		chunk, err := stream.Recv()
 		if err == io.EOF {
@@ -256,7 +255,7 @@ func (c *Client) drain(stream spanStream, res *trace.Resources, strs *trace.Stri
 			return c.wrap(err)
 		}
 		for i := range chunk.Spans {
-			s := convert(&chunk.Spans[i], res, strs)
+			s := d.convert(&chunk.Spans[i])
 			got[s.TraceID] = append(got[s.TraceID], s)
 		}
 	}

@@ -181,12 +181,13 @@ func (c *Client) find(ctx context.Context, q Query, services []string, set sink,
 		first error
 		wg    sync.WaitGroup
 		sem   = make(chan struct{}, q.Concurrency)
-		// A string table per call in flight, kept from call to call, so
-		// that the spans of every window share one copy of each name.
-		strs = make(chan *trace.Strings, q.Concurrency)
+		// A decoder per call in flight, kept from call to call, so that
+		// the spans of every window share one copy of each name and of
+		// each resource.
+		decoders = make(chan *decoder, q.Concurrency)
 	)
 	for range q.Concurrency {
-		strs <- &trace.Strings{}
+		decoders <- &decoder{}
 	}
 	fail := func(err error) {
 		mu.Lock()
@@ -204,9 +205,9 @@ func (c *Client) find(ctx context.Context, q Query, services []string, set sink,
 		case <-ctx.Done():
 			return
 		}
-		tbl := <-strs
-		got, nspans, at, err := c.findWindow(ctx, q, w, tbl)
-		strs <- tbl
+		d := <-decoders
+		got, nspans, at, err := c.findWindow(ctx, q, w, d)
+		decoders <- d
 		<-sem
 		if err != nil {
 			fail(err)
@@ -284,7 +285,7 @@ func (c *Client) find(ctx context.Context, q Query, services []string, set sink,
 // also returns where in the window the traces it got are: the earliest and
 // the latest of their start times (a trace's earliest span starting in the
 // window), for splitting a full window.
-func (c *Client) findWindow(ctx context.Context, q Query, w window, strs *trace.Strings) (map[trace.TraceID][]trace.Span, int, [2]time.Time, error) {
+func (c *Client) findWindow(ctx context.Context, q Query, w window, d *decoder) (map[trace.TraceID][]trace.Span, int, [2]time.Time, error) {
 	var at [2]time.Time
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
@@ -327,8 +328,7 @@ func (c *Client) findWindow(ctx context.Context, q Query, w window, strs *trace.
 			n += len(chunk.Spans)
 		}
 	} else {
-		var res trace.Resources
-		if err := c.drain(stream, &res, strs, got); err != nil {
+		if err := c.drain(stream, d, got); err != nil {
 			return nil, 0, at, err
 		}
 		for id, spans := range got {
