@@ -28,6 +28,8 @@ func fastTrace(line []byte, strs *trace.Strings) (*decodedTrace, bool) {
 	}
 	var (
 		id     []byte
+		total  int64
+		more   bool
 		spans  []trace.Span
 		res    []int
 		attrs  trace.Attributes
@@ -38,6 +40,10 @@ func fastTrace(line []byte, strs *trace.Strings) (*decodedTrace, bool) {
 		switch string(k) {
 		case "id":
 			id, ok = s.rawString()
+		case "n":
+			total, ok = s.int(0, 1<<31-1)
+		case "more":
+			more, ok = s.bool()
 		case "spans":
 			spans, res, attrs, refs, ranges = []trace.Span{}, []int{}, attrs[:0], refs[:0], ranges[:0]
 			ok = s.list(func() bool {
@@ -71,7 +77,7 @@ func fastTrace(line []byte, strs *trace.Strings) (*decodedTrace, bool) {
 			sp.Refs = refs[r[2]:r[3]:r[3]]
 		}
 	}
-	return &decodedTrace{t: trace.Trace{ID: tid, Spans: spans}, res: res}, true
+	return &decodedTrace{t: trace.Trace{ID: tid, Spans: spans}, res: res, total: int(total), more: more}, true
 }
 
 // hexID reads 1 to max hex digits (either case) as ParseTraceID and

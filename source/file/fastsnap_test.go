@@ -61,6 +61,8 @@ func snapshotLines(t *testing.T, data []byte) [][]byte {
 // and those of the bundled snapshots, take the fast path, and decode as
 // encoding/json decodes them.
 func TestFastTraceTakesWhatTheWriterWrites(t *testing.T) {
+	defer func(n int) { RecordSpans = n }(RecordSpans)
+	RecordSpans = 15 // some traces take several records
 	cfg := synth.Standard(6000)
 	cfg.LinkShare = 0.5
 	ts := synth.Generate(cfg)
@@ -109,6 +111,13 @@ var fastTraceCases = []struct {
 	{`{"t":{"id":"a","spans":[{"i":"1","i":"2"}]}}`, true},
 	{`{"t":{"id":"a","spans":[{"i":"1","o":"é ☃"}]}}`, true},
 	{`{"t":{"id":"00000000000000000000000000000A","spans":[{"i":"Ff","r":[["link","b","C"],["x","1","2"]],"a":[["k","v"],["k","w"]]},{"i":"2","a":[],"r":[]}]}}`, true},
+	{`{"t":{"id":"a","n":3,"more":true,"spans":[{"i":"1"}]}}`, true},
+	{`{"t":{"more":false,"id":"a","n":0,"spans":[]}}`, true},
+	{`{"t":{"id":"a","n":2147483647,"spans":[]}}`, true},
+	{`{"t":{"id":"a","n":2147483648,"spans":[]}}`, false},
+	{`{"t":{"id":"a","n":-1,"spans":[]}}`, false},
+	{`{"t":{"id":"a","n":1.5,"spans":[]}}`, false},
+	{`{"t":{"id":"a","more":"yes","spans":[]}}`, false},
 	{`{"t":{"id":"a","spans":[{"o":"x"}]}}`, false},
 	{`{"t":{"spans":[]}}`, false},
 	{`{"t":{"id":"","spans":[]}}`, false},

@@ -69,7 +69,8 @@ func Read(r io.Reader, name string, set *trace.Set, res *trace.Resources) (Forma
 // which may spread a trace over many lines, hands them over at the end. A
 // trace ID may be handed over more than once (the same trace twice in the
 // input); add decides what that means. An error from add stops the read.
-// Each trace is packed (trace.Trace.Pack) before it is handed over.
+// Each trace is packed (trace.Trace.Pack) before it is handed over; a
+// snapshot trace written in several records is packed record by record.
 func ReadEach(r io.Reader, name string, add func(trace.Trace) error, res *trace.Resources) (Format, error) {
 	hand := add
 	add = func(t trace.Trace) error {

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/ktrace-dev/ktrace/internal/synth"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -191,6 +192,19 @@ func TestBadInput(t *testing.T) {
 		{"snapshot bad span id", gz(snapHead + "\n" + `{"r":{"id":0,"service":"s"}}` + "\n" + `{"t":{"id":"1","spans":[{"i":"zz","s":1,"p":0}]}}`), "snapshot record 3: invalid span id \"zz\""},
 		{"snapshot undeclared resource", gz(snapHead + "\n" + `{"t":{"id":"1","spans":[{"i":"2","s":1,"p":7}]}}`), "undeclared resource 7"},
 		{"snapshot cut short", truncatedSnapshot(), "truncated snapshot"},
+		{"trace records interleaved", gz(snapHead2 + "\n" + `{"r":{"id":0,"service":"s"}}` + "\n" +
+			`{"t":{"id":"1","n":2,"more":true,"spans":[{"i":"2","s":1,"p":0}]}}` + "\n" + `{"t":{"id":"3","spans":[{"i":"4","s":1,"p":0}]}}`),
+			"snapshot record 4: trace 00000000000000000000000000000003 starts before trace 00000000000000000000000000000001 has all its records"},
+		{"trace records end early", gz(snapHead2 + "\n" + `{"r":{"id":0,"service":"s"}}` + "\n" +
+			`{"t":{"id":"1","n":3,"more":true,"spans":[{"i":"2","s":1,"p":0}]}}`), "truncated snapshot: trace 00000000000000000000000000000001 has 1 of its 3 spans"},
+		{"trace records short of their count", gz(snapHead2 + "\n" + `{"r":{"id":0,"service":"s"}}` + "\n" +
+			`{"t":{"id":"1","n":3,"more":true,"spans":[{"i":"2","s":1,"p":0}]}}` + "\n" + `{"t":{"id":"1","n":3,"spans":[{"i":"3","s":1,"p":0}]}}`),
+			"snapshot record 4: trace 00000000000000000000000000000001: its records disagree on its span count (3 declared, 2 after this record)"},
+		{"trace records over their count", gz(snapHead2 + "\n" + `{"r":{"id":0,"service":"s"}}` + "\n" +
+			`{"t":{"id":"1","n":1,"more":true,"spans":[{"i":"2","s":1,"p":0},{"i":"3","s":1,"p":0}]}}`),
+			"snapshot record 3: trace 00000000000000000000000000000001 continues in more records but says it has 1 spans in all"},
+		{"one record, wrong count", gz(snapHead2 + "\n" + `{"r":{"id":0,"service":"s"}}` + "\n" +
+			`{"t":{"id":"1","n":2,"spans":[{"i":"2","s":1,"p":0}]}}`), "snapshot record 3: trace 00000000000000000000000000000001 has 1 spans, its record says 2"},
 		{"duplicate span", []byte(`{"data":[{"traceID":"1","spans":[{"traceID":"1","spanID":"2","processID":"p","operationName":"a"},{"traceID":"1","spanID":"2","processID":"p","operationName":"b"}],"processes":{"p":{"serviceName":"s"}}}]}`), "duplicate span id"},
 	}
 	for _, c := range cases {
@@ -220,6 +234,56 @@ func gz(s string) []byte {
 }
 
 const snapHead = `{"format":"ktrace-snapshot","version":1}`
+
+const snapHead2 = `{"format":"ktrace-snapshot","version":2}`
+
+// TestSnapshotLargeTraces: traces of more spans than a record holds are
+// written in several records and read back whole, equal to what was
+// written, with resources declared between their records, from the fast
+// path and from encoding/json alike (escaped strings take the latter).
+func TestSnapshotLargeTraces(t *testing.T) {
+	defer func(n int) { RecordSpans = n }(RecordSpans)
+	RecordSpans = 7
+	cfg := synth.Config{Traces: 40, SpansPerTrace: 30, Services: 6, Topics: 3, BrokenShare: 0.2, Seed: 11}
+	ts := synth.Generate(cfg)
+	big := synth.SingleTrace(100, 5)
+	big.Spans[50].Resource = &trace.Resource{Service: "late", Attributes: trace.Attributes{{Key: "host.name", Value: "h"}}} // declared mid-trace
+	big.Spans[60].StatusMessage = "needs \"escapes\""                                                                       // this record goes to encoding/json
+	ts = append(ts, big, trace.Trace{ID: trace.TraceID{Low: 99}, Spans: ts[0].Spans[:RecordSpans:RecordSpans]})
+	var buf bytes.Buffer
+	if err := WriteSnapshot(&buf, "test", ts); err != nil {
+		t.Fatal(err)
+	}
+	parts := 0
+	for _, line := range snapshotLines(t, buf.Bytes()) {
+		if bytes.Contains(line, []byte(`"more":true`)) {
+			parts++
+		}
+	}
+	if parts < len(ts) {
+		t.Fatalf("%d records marked more: the large traces were not split", parts)
+	}
+	var got []trace.Trace
+	if _, err := ReadEach(bytes.NewReader(buf.Bytes()), "s.ktrace", func(tr trace.Trace) error { got = append(got, tr); return nil }, &trace.Resources{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(ts) {
+		t.Fatalf("%d traces back, want %d", len(got), len(ts))
+	}
+	for i := range ts {
+		if got[i].ID != ts[i].ID || len(got[i].Spans) != len(ts[i].Spans) {
+			t.Fatalf("trace %d: %s with %d spans, want %s with %d", i, got[i].ID, len(got[i].Spans), ts[i].ID, len(ts[i].Spans))
+		}
+		for j := range ts[i].Spans {
+			x, y := &ts[i].Spans[j], &got[i].Spans[j]
+			if x.SpanID != y.SpanID || x.Operation != y.Operation || !x.Start.Equal(y.Start) || x.StatusMessage != y.StatusMessage ||
+				x.Service() != y.Service() || x.Resource.Instance() != y.Resource.Instance() ||
+				!slices.Equal(x.Refs, y.Refs) || !slices.Equal(x.Attributes, y.Attributes) {
+				t.Fatalf("trace %d span %d differs:\n%+v\n%+v", i, j, *x, *y)
+			}
+		}
+	}
+}
 
 // truncatedSnapshot is a real snapshot's gzip stream cut in the middle.
 func truncatedSnapshot() []byte {

@@ -17,14 +17,25 @@ import (
 )
 
 // SnapshotVersion is the snapshot format version this build writes and the
-// newest it reads.
-const SnapshotVersion = 1
+// newest it reads. Version 2 lets a trace take several records.
+const SnapshotVersion = 2
+
+// RecordSpans is the most spans a trace record holds: a larger trace is
+// written as consecutive records of up to RecordSpans spans, so that no
+// record line grows with the trace (a reader holds one line per record
+// while it decodes it, on top of the trace). A variable for tests.
+var RecordSpans = 10000
 
 // A snapshot is gzip-compressed JSON Lines, so it streams both ways:
 //
-//	{"format":"ktrace-snapshot","version":1,"source":"…"}   header, first line
+//	{"format":"ktrace-snapshot","version":2,"source":"…"}   header, first line
 //	{"r":{"id":0,"service":"…","attrs":[["k","v"],…]}}       a resource, before its first use
 //	{"t":{"id":"…","spans":[…]}}                             a trace
+//	{"t":{"id":"…","n":25000,"more":true,"spans":[…]}}       part of a trace of n spans
+//
+// A trace of more than RecordSpans spans is written as consecutive records
+// with its ID, "n" its span count, "more" on all but the last; resource
+// records may come between them, records of other traces may not.
 //
 // Spans are {"i":spanID,"o":operation,"k":kind,"s":startUnixNano,
 // "d":durationNanos,"e":error,"m":statusMessage,"r":[[type,traceID,spanID]],
@@ -56,6 +67,8 @@ type snapSpan struct {
 
 type snapTrace struct {
 	ID    string     `json:"id"`
+	N     int        `json:"n,omitempty"`
+	More  bool       `json:"more,omitempty"`
 	Spans []snapSpan `json:"spans"`
 }
 
@@ -94,11 +107,28 @@ func pairs(a trace.Attributes) [][2]string {
 	return p
 }
 
-// Write appends one trace.
+// Write appends one trace, in several records if it has more than
+// RecordSpans spans.
 func (sw *SnapshotWriter) Write(t *trace.Trace) error {
-	st := snapTrace{ID: t.ID.String(), Spans: make([]snapSpan, len(t.Spans))}
-	for i := range t.Spans {
-		s := &t.Spans[i]
+	if len(t.Spans) <= RecordSpans {
+		return sw.write(t, 0, len(t.Spans))
+	}
+	for from := 0; from < len(t.Spans); from += RecordSpans {
+		if err := sw.write(t, from, min(from+RecordSpans, len(t.Spans))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// write writes spans [from, to) of t as one record.
+func (sw *SnapshotWriter) write(t *trace.Trace, from, to int) error {
+	st := snapTrace{ID: t.ID.String(), Spans: make([]snapSpan, to-from)}
+	if to-from < len(t.Spans) {
+		st.N, st.More = len(t.Spans), to < len(t.Spans)
+	}
+	for i := range st.Spans {
+		s := &t.Spans[from+i]
 		id, ok := sw.ids[s.Resource]
 		if !ok {
 			id = len(sw.ids)
@@ -169,7 +199,7 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 	if h.Format != string(FormatSnapshot) {
 		return bad(name, "gzip data that is not a ktrace snapshot")
 	}
-	if h.Version < 1 || h.Version > SnapshotVersion {
+	if h.Version < 1 || h.Version > SnapshotVersion { // version 1 never splits a trace: read the same way
 		return bad(name, "snapshot version %d is not supported (this ktrace reads up to %d)", h.Version, SnapshotVersion)
 	}
 
@@ -242,6 +272,7 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 	}
 
 	resources := map[int]*trace.Resource{}
+	var part partTrace // a trace whose records are still coming
 	for r := range order {
 		<-r.done
 		if r.err != nil {
@@ -251,15 +282,23 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 		case r.res != nil:
 			resources[r.res.ID] = res.Get(r.res.Service, attrsOf(r.res.Attrs))
 		case r.t != nil:
-			t, err := r.t.resolve(resources)
+			d := r.t
+			r.t = nil
+			t, err := d.resolve(resources)
 			if err != nil {
 				return bad(name, "snapshot record %d: %v", r.n, err)
 			}
-			r.t = nil // the trace is add's now
+			done, err := part.add(&t, d.total, d.more)
+			if err != nil {
+				return bad(name, "snapshot record %d: %v", r.n, err)
+			}
+			if !done {
+				continue
+			}
 			if err := trace.Validate(&t); err != nil {
 				return bad(name, "%v", err)
 			}
-			if err := add(t); err != nil {
+			if err := add(t); err != nil { // the trace is add's now
 				return bad(name, "%v", err)
 			}
 		case r.blank:
@@ -267,7 +306,51 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 			return bad(name, "snapshot record %d: neither a resource nor a trace", r.n)
 		}
 	}
+	if part.open {
+		return bad(name, "truncated snapshot: trace %s has %d of its %d spans", part.t.ID, len(part.t.Spans), part.total)
+	}
 	return nil
+}
+
+// partTrace puts together a trace written in several records.
+type partTrace struct {
+	t     trace.Trace
+	total int
+	open  bool
+}
+
+// add takes the next trace record, of a trace of total spans (0: not
+// said) with more records to come when more is set. When the record
+// completes a trace it sets *t to the whole trace and returns true.
+func (p *partTrace) add(t *trace.Trace, total int, more bool) (bool, error) {
+	if !p.open {
+		if !more {
+			if total != 0 && total != len(t.Spans) {
+				return false, fmt.Errorf("trace %s has %d spans, its record says %d", t.ID, len(t.Spans), total)
+			}
+			return true, nil // a trace in one record: the usual case
+		}
+		if total < len(t.Spans) {
+			return false, fmt.Errorf("trace %s continues in more records but says it has %d spans in all", t.ID, total)
+		}
+		// The spans are laid out once, at the size the record declares
+		// (up to a million: a record is not trusted with more memory).
+		p.t = trace.Trace{ID: t.ID, Spans: append(make([]trace.Span, 0, min(total, 1<<20)), t.Spans...)}
+		p.total, p.open = total, true
+		return false, nil
+	}
+	if t.ID != p.t.ID {
+		return false, fmt.Errorf("trace %s starts before trace %s has all its records", t.ID, p.t.ID)
+	}
+	if total != p.total || len(p.t.Spans)+len(t.Spans) > total || !more && len(p.t.Spans)+len(t.Spans) != total {
+		return false, fmt.Errorf("trace %s: its records disagree on its span count (%d declared, %d after this record)", t.ID, p.total, len(p.t.Spans)+len(t.Spans))
+	}
+	p.t.Spans = append(p.t.Spans, t.Spans...)
+	if more {
+		return false, nil
+	}
+	*t, *p = p.t, partTrace{}
+	return true, nil
 }
 
 // readRecord reads one line (one record) without its newline.
@@ -303,8 +386,10 @@ func lineErr(name string, n int, err error) error {
 // spans' resources still named by id: resources are declared in file
 // order, so the applier resolves them.
 type decodedTrace struct {
-	t   trace.Trace
-	res []int // span i's resource id
+	t     trace.Trace
+	res   []int // span i's resource id
+	total int   // the trace's span count, when it takes several records
+	more  bool  // more records of the trace follow
 }
 
 // resolve gives the spans their resources.
@@ -333,7 +418,10 @@ func convertTrace(st *snapTrace) (*decodedTrace, error) {
 	}
 	attrs := make(trace.Attributes, 0, na)
 	refs := make([]trace.Ref, 0, nr)
-	d := &decodedTrace{t: trace.Trace{ID: tid, Spans: make([]trace.Span, len(st.Spans))}, res: make([]int, len(st.Spans))}
+	d := &decodedTrace{t: trace.Trace{ID: tid, Spans: make([]trace.Span, len(st.Spans))}, res: make([]int, len(st.Spans)), total: st.N, more: st.More}
+	if st.N < 0 {
+		return nil, fmt.Errorf("span count %d", st.N)
+	}
 	for i := range st.Spans {
 		ss := &st.Spans[i]
 		s := &d.t.Spans[i]
