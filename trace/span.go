@@ -31,18 +31,21 @@ func (k Kind) String() string {
 // ParseKind reads a kind from Jaeger's span.kind tag or OTLP's enum name
 // ("SPAN_KIND_SERVER"). Unknown names give KindUnspecified.
 func ParseKind(s string) Kind {
-	for i, n := range kindNames { // the usual spelling, without changing case
-		if n == s {
-			return Kind(i)
-		}
+	if k, ok := kindNamed(s); ok { // the usual spelling, without changing case
+		return k
 	}
-	s = strings.ToLower(strings.TrimPrefix(strings.ToUpper(s), "SPAN_KIND_"))
+	k, _ := kindNamed(strings.ToLower(strings.TrimPrefix(strings.ToUpper(s), "SPAN_KIND_")))
+	return k
+}
+
+// kindNamed finds the kind whose String is s.
+func kindNamed(s string) (Kind, bool) {
 	for i, n := range kindNames {
 		if n == s {
-			return Kind(i)
+			return Kind(i), true
 		}
 	}
-	return KindUnspecified
+	return KindUnspecified, false
 }
 
 // RefType says how a span refers to another.
