@@ -110,15 +110,12 @@ func pairs(a trace.Attributes) [][2]string {
 // Write appends one trace, in several records if it has more than
 // RecordSpans spans.
 func (sw *SnapshotWriter) Write(t *trace.Trace) error {
-	if len(t.Spans) <= RecordSpans {
-		return sw.write(t, 0, len(t.Spans))
-	}
-	for from := 0; from < len(t.Spans); from += RecordSpans {
-		if err := sw.write(t, from, min(from+RecordSpans, len(t.Spans))); err != nil {
+	for from := 0; ; from += RecordSpans { // at least one record, even for no spans
+		to := min(from+RecordSpans, len(t.Spans))
+		if err := sw.write(t, from, to); err != nil || to == len(t.Spans) {
 			return err
 		}
 	}
-	return nil
 }
 
 // write writes spans [from, to) of t as one record.
