@@ -298,10 +298,9 @@ func (a *Analyzer) judgeLinked(x *context, inside *collector) {
 	}
 	for _, l := range append([]chunk.List[spanKey]{a.consumers}, a.merged...) {
 		for j := 0; j < l.Len(); j++ {
-			if k := *l.At(j); !want[k] {
-				if _, ok := want[k]; ok {
-					want[k] = true
-				}
+			k := *l.At(j)
+			if _, ok := want[k]; ok {
+				want[k] = true
 			}
 		}
 	}
