@@ -110,9 +110,9 @@ type Builder struct {
 	services  map[*trace.Resource]*Node
 	idx       trace.Index
 	// edgeCache finds the edge of most spans before the map is asked (a
-	// set has hundreds or thousands of edges, and a span adds to one):
-	// an index from the nodes' sequence numbers and one comparison
-	// instead of hashing the key with its group string.
+	// set has hundreds or thousands of edges, and a span adds to one): an
+	// index from the key's numbers and one 16-byte comparison instead of
+	// hashing the key.
 	edgeCache [1 << edgeCacheBits]edgeSlot
 	cur       *trace.Index // the index of the trace being added
 	spans     []trace.Span // its spans

@@ -5,13 +5,13 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	gg "gonum.org/v1/gonum/graph"
 	"gonum.org/v1/gonum/graph/simple"
 
-	"github.com/ktrace-dev/ktrace/internal/split"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -228,27 +228,28 @@ func (g *Graph) finish() {
 		}
 		return a.Group < b.Group
 	})
-	// The edges' percentiles on every CPU: goroutines take edges in turn
-	// (their sample counts differ widely, so fixed shares would not be
-	// even).
+	// The edges' percentiles on every CPU when there are many samples (an
+	// edge has at most Count): goroutines take edges in turn, as their
+	// sample counts differ widely and fixed shares would not be even.
 	samples := 0
 	for _, e := range g.Edges {
-		for _, c := range e.samples() {
-			samples += len(c)
-		}
+		samples += e.Count
 	}
 	workers := 1
 	if samples >= 100_000 {
 		workers = min(runtime.GOMAXPROCS(0), len(g.Edges))
 	}
 	var next atomic.Int64
-	split.Runs(workers, workers, func(_, _ int) struct{} {
-		for i := int(next.Add(1)) - 1; i < len(g.Edges); i = int(next.Add(1)) - 1 {
-			e := g.Edges[i]
-			e.P50, e.P95, e.P99 = percentiles(e.samples()...)
-		}
-		return struct{}{}
-	})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(g.Edges); i = int(next.Add(1)) - 1 {
+				e := g.Edges[i]
+				e.P50, e.P95, e.P99 = percentiles(e.samples()...)
+			}
+		})
+	}
+	wg.Wait()
 	for _, e := range g.Edges {
 		e.lat, e.full = nil, nil
 		e.ClientIDs = sortedKeys(e.clientIDs)
