@@ -492,14 +492,14 @@ func (b *Builder) Graph() *Graph {
 	for i := 0; i < b.pending.Len(); i++ {
 		pc := b.pending.At(i)
 		rel, prod, found := RelSpan, producer{}, false
-		if mt := m[i]; mt.link >= 0 {
-			rel, prod, found = RelLink, b.producers.at(mt.link), true
+		if mt := &m[i]; mt.link >= 0 {
+			rel, prod, found = RelLink, mt.linked, true
 		} else {
 			st := Stitch{Consumer: pc.ref, Topic: pc.topic.Name, Partition: -1, Offset: -1, Group: pc.group}
 			if pc.partition >= 0 && pc.offset >= 0 {
 				st.Partition, st.Offset = pc.partition, pc.offset
 				if mt.record >= 0 {
-					prod, found = b.producers.at(mt.record), true
+					prod, found = mt.recorded, true
 				}
 			}
 			if !found && pc.msgID != "" {
@@ -544,8 +544,14 @@ func (b *Builder) Graph() *Graph {
 // match is what a pending consumer found among the producers, as indexes
 // into Builder.producers (-1: nothing): the producer one of its links points
 // to (on the same topic), the producer of its record (topic, partition,
-// offset), and the latest producer of its message ID (any topic).
-type match struct{ link, linkPos, record, msgID int }
+// offset), and the latest producer of its message ID (any topic). The first
+// two are copied as the scan meets them (linked, recorded), so that
+// resolving the consumers does not look through the producers again at
+// random.
+type match struct {
+	link, linkPos, record, msgID int
+	linked, recorded             producer
+}
 
 // matchPending is a hash join of the pending consumers (indexed: usually
 // the smaller side) with the producers (scanned once, shared among the
@@ -586,7 +592,7 @@ func (b *Builder) matchPending() []match {
 	fresh := func() []match {
 		out := make([]match, b.pending.Len())
 		for i := range out {
-			out[i] = match{-1, -1, -1, -1}
+			out[i] = match{link: -1, linkPos: -1, record: -1, msgID: -1}
 		}
 		return out
 	}
@@ -605,7 +611,7 @@ func (b *Builder) matchPending() []match {
 				}
 				// The first link (in the span's order) to a producer of the topic wins.
 				if o := &(*out)[l.consumer]; o.link < 0 || int(l.pos) < o.linkPos {
-					o.link, o.linkPos = j, int(l.pos)
+					o.link, o.linkPos, o.linked = j, int(l.pos), *pr
 				}
 			}
 		}
@@ -615,7 +621,8 @@ func (b *Builder) matchPending() []match {
 				if *out == nil {
 					*out = fresh()
 				}
-				(*out)[records[e-1]].record = j
+				o := &(*out)[records[e-1]]
+				o.record, o.recorded = j, *pr
 			}
 		}
 	})
@@ -624,10 +631,10 @@ func (b *Builder) matchPending() []match {
 		for i := range p {
 			o, q := &out[i], &p[i]
 			if q.link >= 0 && (o.link < 0 || q.linkPos < o.linkPos) {
-				o.link, o.linkPos = q.link, q.linkPos // an earlier run's wins a tie
+				o.link, o.linkPos, o.linked = q.link, q.linkPos, q.linked // an earlier run's wins a tie
 			}
 			if q.record >= 0 {
-				o.record = q.record // a later run's wins
+				o.record, o.recorded = q.record, q.recorded // a later run's wins
 			}
 		}
 	}
