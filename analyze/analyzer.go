@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/chunk"
@@ -224,16 +225,27 @@ func (a *Analyzer) Finish() (*graph.Graph, Report) {
 	x := newContext(g, a.o)
 	out := a.found
 
-	for _, st := range g.Stitches {
+	// A hop's stitches share their names' strings (the graph's node names
+	// and the consumer's resource), so its finding is found by the
+	// strings' addresses before their bytes are hashed.
+	hops := map[hopKey]*finding{}
+	for i := range g.Stitches {
+		st := &g.Stitches[i]
 		if st.Kind != graph.StitchHop || a.o.Incomplete[st.Consumer.TraceID] {
 			continue
 		}
 		svc := st.Consumer.Service
-		f, isNew := out.get(findingKey{rule: RuleLostHop, a: st.Producer.Service, b: st.Topic, c: svc})
-		if isNew {
-			f.Service, f.Topic, f.Group = svc, st.Topic, st.Group
-			f.Where = fmt.Sprintf("%s → %s → %s", st.Producer.Service, st.Topic, svc)
-			f.From = []string{st.Producer.Service}
+		hk := hopKey{addrOf(st.Producer.Service), addrOf(st.Topic), addrOf(svc)}
+		f := hops[hk]
+		if f == nil {
+			var isNew bool
+			f, isNew = out.get(findingKey{rule: RuleLostHop, a: st.Producer.Service, b: st.Topic, c: svc})
+			if isNew {
+				f.Service, f.Topic, f.Group = svc, st.Topic, st.Group
+				f.Where = fmt.Sprintf("%s → %s → %s", st.Producer.Service, st.Topic, svc)
+				f.From = []string{st.Producer.Service}
+			}
+			hops[hk] = f
 		}
 		f.count(st.Consumer.TraceID)
 		if st.Lag < -a.o.SkewTolerance {
@@ -383,3 +395,16 @@ func Run(traces []trace.Trace, o Options) (*graph.Graph, Report) {
 	}
 	return as[0].Finish()
 }
+
+// strAddr is a string's address and length: strings with equal strAddrs
+// are equal (the converse need not hold).
+type strAddr struct {
+	p *byte
+	n int
+}
+
+func addrOf(s string) strAddr { return strAddr{unsafe.StringData(s), len(s)} }
+
+// hopKey is a lost hop by its names' addresses: producer service, topic,
+// consumer service.
+type hopKey struct{ from, topic, to strAddr }
