@@ -221,7 +221,15 @@ func (a *Analyzer) Merge(o *Analyzer) {
 
 // Finish returns the graph and the report. The analyzer is spent afterwards.
 func (a *Analyzer) Finish() (*graph.Graph, Report) {
-	g := a.b.Graph()
+	var rep Report
+	// The report is judged while the graph's latency percentiles are
+	// computed, which it does not read.
+	g := a.b.GraphWith(func(g *graph.Graph) { rep = a.judge(g) })
+	return g, rep
+}
+
+// judge finds the breaks in the finished graph g.
+func (a *Analyzer) judge(g *graph.Graph) Report {
 	x := newContext(g, a.o)
 	out := a.found
 
@@ -291,7 +299,7 @@ func (a *Analyzer) Finish() (*graph.Graph, Report) {
 
 	rep := Report{Traces: a.traces, Spans: a.spans, Incomplete: a.incomplete}
 	finishReport(&rep, out)
-	return g, rep
+	return rep
 }
 
 // judgeLinked counts the linked produce spans none of whose links points at

@@ -197,7 +197,11 @@ func (g *Graph) EdgesFrom(key string) []*Edge {
 	return out
 }
 
-func (g *Graph) finish() {
+// finish sorts the graph and computes the edges' latency percentiles. With
+// f, f(g) runs on this goroutine while the percentiles are computed on the
+// other CPUs (so f must not read an edge's P50, P95 or P99), then this
+// goroutine helps with what is left of them.
+func (g *Graph) finish(f func(*Graph)) {
 	sort.Slice(g.Nodes, func(i, j int) bool {
 		a, b := g.Nodes[i], g.Nodes[j]
 		if a.Kind != b.Kind {
@@ -228,30 +232,7 @@ func (g *Graph) finish() {
 		}
 		return a.Group < b.Group
 	})
-	// The edges' percentiles on every CPU when there are many samples (an
-	// edge has at most Count): goroutines take edges in turn, as their
-	// sample counts differ widely and fixed shares would not be even.
-	samples := 0
 	for _, e := range g.Edges {
-		samples += e.Count
-	}
-	workers := 1
-	if samples >= 100_000 {
-		workers = min(runtime.GOMAXPROCS(0), len(g.Edges))
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < len(g.Edges); i = int(next.Add(1)) - 1 {
-				e := g.Edges[i]
-				e.P50, e.P95, e.P99 = percentiles(e.samples()...)
-			}
-		})
-	}
-	wg.Wait()
-	for _, e := range g.Edges {
-		e.lat, e.full = nil, nil
 		e.ClientIDs = sortedKeys(e.clientIDs)
 		e.clientIDs = nil
 		if !g.dg.HasEdgeFromTo(e.From.id, e.To.id) {
@@ -274,6 +255,36 @@ func (g *Graph) finish() {
 		}
 		return a.SpanID < b.SpanID
 	})
+	// The edges' percentiles on every CPU when there are many samples (an
+	// edge has at most Count): goroutines take edges in turn, as their
+	// sample counts differ widely and fixed shares would not be even.
+	samples := 0
+	for _, e := range g.Edges {
+		samples += e.Count
+	}
+	workers := 1
+	if samples >= 100_000 {
+		workers = min(runtime.GOMAXPROCS(0), len(g.Edges))
+	}
+	var next atomic.Int64
+	work := func() {
+		for i := int(next.Add(1)) - 1; i < len(g.Edges); i = int(next.Add(1)) - 1 {
+			e := g.Edges[i]
+			e.P50, e.P95, e.P99 = percentiles(e.samples()...)
+		}
+	}
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Go(work)
+	}
+	if f != nil {
+		f(g)
+	}
+	work()
+	wg.Wait()
+	for _, e := range g.Edges {
+		e.lat, e.full = nil, nil
+	}
 }
 
 func sortedKeys[K int32 | string](m map[K]struct{}) []K {

@@ -109,7 +109,18 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 	if total < 100_000 {
 		t.Fatalf("only %d samples: too few for the percentiles to be shared among goroutines", total)
 	}
-	g.finish()
+	// A caller's work runs meanwhile, reading the edges but their
+	// percentiles (go test -race checks that they do not collide).
+	called, counted := 0, 0
+	g.finish(func(h *Graph) {
+		called++
+		for _, e := range h.Edges {
+			counted += e.Count
+		}
+	})
+	if called != 1 || counted != total {
+		t.Fatalf("the caller's work ran %d times and counted %d samples, want once and %d", called, counted, total)
+	}
 	for e, w := range want {
 		if got := [3]time.Duration{e.P50, e.P95, e.P99}; got != w {
 			t.Errorf("edge %s → %s: percentiles %v, want %v", e.From.Key, e.To.Key, got, w)
