@@ -58,7 +58,8 @@ type Analyzer struct {
 type consumerRoot struct {
 	span       spanKey
 	svc, topic string
-	server     bool // a server span too: judged as one first
+	server     bool  // a server span too: judged as one first
+	pending    int32 // its number among the builder's pending consumers (-1: none)
 }
 
 // linkedProducer is a produce span in a service that may consume, with no
@@ -96,7 +97,7 @@ func (a *Analyzer) Add(t *trace.Trace) {
 	a.pending = a.pending[:0]
 	roots := 0
 	for j := range t.Spans {
-		a.b.AddSpan(j)
+		pending := a.b.AddSpan(j)
 		s := &t.Spans[j]
 		svc := s.Service()
 		pi := a.idx.Parent(j)
@@ -105,7 +106,7 @@ func (a *Analyzer) Add(t *trace.Trace) {
 		case pi == trace.NoParent:
 			roots++
 			a.rootSvcs = appendUnique(a.rootSvcs, svc)
-			a.root(s, svc, m)
+			a.root(s, svc, m, pending)
 		case pi == trace.MissingParent:
 			orphan(a.found, svc, t.ID)
 		default:
@@ -134,8 +135,9 @@ func (a *Analyzer) Add(t *trace.Trace) {
 	}
 }
 
-// root counts a root span as a candidate mid-graph root.
-func (a *Analyzer) root(s *trace.Span, svc string, m *trace.Messaging) {
+// root counts a root span as a candidate mid-graph root; pending is what
+// the builder's AddSpan returned for it.
+func (a *Analyzer) root(s *trace.Span, svc string, m *trace.Messaging, pending int) {
 	if s.Kind == trace.KindServer {
 		f, isNew := a.serverRoots.get(findingKey{rule: RuleMidGraphRoot, a: svc, b: s.Operation, c: "server"})
 		if isNew {
@@ -146,7 +148,7 @@ func (a *Analyzer) root(s *trace.Span, svc string, m *trace.Messaging) {
 	}
 	if m != nil && m.IsConsumer() && !s.HasLink() {
 		a.consRoots = append(a.consRoots, consumerRoot{span: spanKey{s.TraceID, s.SpanID}, svc: svc, topic: m.Destination,
-			server: s.Kind == trace.KindServer})
+			server: s.Kind == trace.KindServer, pending: int32(pending)})
 	}
 }
 
@@ -206,11 +208,18 @@ func multipleRoots(c *collector, rootSvcs []string, tid trace.TraceID) {
 // Merge folds o, which was fed the traces that come after a's, into a.
 // o is spent afterwards.
 func (a *Analyzer) Merge(o *Analyzer) {
+	// The builder numbers o's pending consumers after a's.
+	base := int32(a.b.Pending())
 	a.b.Merge(o.b)
 	a.found.merge(o.found)
 	a.serverRoots.merge(o.serverRoots)
 	a.inside.merge(o.inside)
-	a.consRoots = append(a.consRoots, o.consRoots...)
+	for _, r := range o.consRoots {
+		if r.pending >= 0 {
+			r.pending += base
+		}
+		a.consRoots = append(a.consRoots, r)
+	}
 	a.linked = append(a.linked, o.linked...)
 	a.merged = append(append(a.merged, o.consumers), o.merged...)
 	a.traces += o.traces
@@ -271,7 +280,7 @@ func (a *Analyzer) judge(g *graph.Graph) Report {
 		if r.server && x.calledByOthers[r.svc] {
 			continue // reported as a server root
 		}
-		if _, ok := x.stitched[r.span]; ok || !x.producedTopics[r.topic] {
+		if a.b.Stitched(int(r.pending)) || !x.producedTopics[r.topic] {
 			continue
 		}
 		f, isNew := keep.get(findingKey{rule: RuleMidGraphRoot, a: r.svc, b: r.topic, c: "consumer"})
@@ -350,7 +359,7 @@ func (a *Analyzer) judgeLinked(x *context, inside *collector) {
 // newContext reads what the finished graph knows.
 func newContext(g *graph.Graph, o Options) *context {
 	x := &context{o: o, calledByOthers: map[string]bool{}, producedTopics: map[string]bool{},
-		consumes: map[string][]string{}, stitched: make(map[spanKey]*graph.Stitch, len(g.Stitches)), consumerSpans: map[spanKey]string{}}
+		consumes: map[string][]string{}, consumerSpans: map[spanKey]string{}}
 	for _, e := range g.Edges {
 		switch {
 		case e.Kind == graph.EdgeCall && e.Relation == graph.RelParent:
@@ -361,12 +370,18 @@ func newContext(g *graph.Graph, o Options) *context {
 			x.consumes[e.To.Name] = appendUnique(x.consumes[e.To.Name], e.From.Name)
 		}
 	}
+	return x
+}
+
+// indexStitches fills stitched, for judges that have the consumer spans
+// and not their numbers among the builder's pending consumers.
+func (x *context) indexStitches(g *graph.Graph) {
+	x.stitched = make(map[spanKey]*graph.Stitch, len(g.Stitches))
 	for i := range g.Stitches {
 		if s := &g.Stitches[i]; s.Kind == graph.StitchHop {
 			x.stitched[spanKey{s.Consumer.TraceID, s.Consumer.SpanID}] = s
 		}
 	}
-	return x
 }
 
 // finishReport sorts the findings and incomplete traces into rep.

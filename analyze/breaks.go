@@ -170,7 +170,7 @@ type context struct {
 	calledByOthers map[string]bool
 	producedTopics map[string]bool
 	consumes       map[string][]string
-	stitched       map[spanKey]*graph.Stitch // into the graph's Stitches
+	stitched       map[spanKey]*graph.Stitch // into the graph's Stitches (Breaks; the Analyzer asks its builder)
 	// consumerSpans are the link targets that are consumer spans.
 	consumerSpans map[spanKey]string
 }
@@ -181,6 +181,7 @@ type context struct {
 // CPUs.
 func Breaks(traces []trace.Trace, g *graph.Graph, o Options) Report {
 	x := newContext(g, o)
+	x.indexStitches(g)
 	x.index(traces)
 
 	parts := split.Runs(len(traces), o.Workers, func(lo, hi int) part { return x.run(traces[lo:hi]) })

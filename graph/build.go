@@ -121,6 +121,8 @@ type Builder struct {
 	resCache  resCache
 	names     names
 	topicByID []*Node // by name id
+	// hopStitched has bit k set when Graph stitched pending consumer k.
+	hopStitched []uint64
 }
 
 // NewBuilder returns an empty builder.
@@ -359,8 +361,27 @@ func (b *Builder) Begin(t *trace.Trace, idx *trace.Index) {
 	b.cur, b.spans = idx, t.Spans
 }
 
-// AddSpan adds span i of the trace begun last.
-func (b *Builder) AddSpan(i int) { b.addSpan(b.spans, i) }
+// AddSpan adds span i of the trace begun last. When the span is a consumer
+// whose producer is not its parent, it returns the span's number among such
+// consumers, counted from 0 across the builder's traces (and those of
+// builders merged into it, after its own), for Stitched; else -1.
+func (b *Builder) AddSpan(i int) int {
+	n := b.pending.Len()
+	b.addSpan(b.spans, i)
+	if b.pending.Len() > n {
+		return n
+	}
+	return -1
+}
+
+// Pending returns the number of pending consumers so far (see AddSpan).
+func (b *Builder) Pending() int { return b.pending.Len() }
+
+// Stitched reports, once Graph has returned, whether pending consumer k (as
+// AddSpan numbered it) was stitched to its producer as a hop.
+func (b *Builder) Stitched(k int) bool {
+	return k >= 0 && k < 64*len(b.hopStitched) && b.hopStitched[k/64]&(1<<(k%64)) != 0
+}
 
 func (b *Builder) addSpan(spans []trace.Span, i int) {
 	s := &spans[i]
@@ -496,6 +517,7 @@ func (b *Builder) Graph() *Graph { return b.GraphWith(nil) }
 func (b *Builder) GraphWith(f func(*Graph)) *Graph {
 	m := b.matchPending()
 	b.g.Stitches = make([]Stitch, 0, b.pending.Len()) // at most one per pending consumer
+	b.hopStitched = make([]uint64, (b.pending.Len()+63)/64)
 	for i := 0; i < b.pending.Len(); i++ {
 		pc := b.pending.At(i)
 		rel, prod, found := RelSpan, producer{}, false
@@ -522,6 +544,7 @@ func (b *Builder) GraphWith(f func(*Graph)) *Graph {
 				st.Producer = b.ref(&prod)
 				st.Lag = time.Duration(pc.start - prod.start)
 				b.g.Stitches = append(b.g.Stitches, st)
+				b.hopStitched[i/64] |= 1 << (i % 64)
 			}
 		}
 		var lat int64

@@ -488,3 +488,65 @@ func TestJoinAcrossRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestStitchedByNumber: AddSpan numbers the consumers whose producer is not
+// their parent, across a merge, and Stitched tells which of them the graph
+// stitched as hops, as its Stitches do.
+func TestStitchedByNumber(t *testing.T) {
+	cfg := synth.Standard(20000)
+	cfg.LinkShare = 0.3
+	ts := synth.Generate(cfg)
+	type key struct {
+		tid trace.TraceID
+		sid trace.SpanID
+	}
+	// feed adds ts to b span by span and returns its pending consumers by number.
+	feed := func(b *graph.Builder, ts []trace.Trace) []key {
+		var out []key
+		var idx trace.Index
+		for i := range ts {
+			idx.Reset(ts[i].Spans)
+			b.Begin(&ts[i], &idx)
+			for j := range ts[i].Spans {
+				if k := b.AddSpan(j); k >= 0 {
+					if k != len(out) {
+						t.Fatalf("pending consumer numbered %d, want %d", k, len(out))
+					}
+					out = append(out, key{ts[i].ID, ts[i].Spans[j].SpanID})
+				}
+			}
+		}
+		if b.Pending() != len(out) {
+			t.Fatalf("Pending says %d, AddSpan numbered %d", b.Pending(), len(out))
+		}
+		return out
+	}
+	a, b := graph.NewBuilder(), graph.NewBuilder()
+	numbered := append(feed(a, ts[:len(ts)/2]), feed(b, ts[len(ts)/2:])...) // b's after a's
+	a.Merge(b)
+	if a.Pending() != len(numbered) {
+		t.Fatalf("%d pending consumers after the merge, want %d", a.Pending(), len(numbered))
+	}
+	g := a.Graph()
+	hops := map[key]bool{}
+	for _, st := range g.Stitches {
+		if st.Kind == graph.StitchHop {
+			hops[key{st.Consumer.TraceID, st.Consumer.SpanID}] = true
+		}
+	}
+	stitched := 0
+	for k, c := range numbered {
+		if a.Stitched(k) != hops[c] {
+			t.Fatalf("pending consumer %d: Stitched %v, but the graph's stitches say %v", k, a.Stitched(k), hops[c])
+		}
+		if hops[c] {
+			stitched++
+		}
+	}
+	if stitched == 0 || stitched == len(numbered) || len(hops) != stitched {
+		t.Fatalf("%d of %d pending consumers stitched (%d hop stitches): the set does not tell", stitched, len(numbered), len(hops))
+	}
+	if a.Stitched(-1) || a.Stitched(len(numbered)) {
+		t.Fatal("a number out of range is reported stitched")
+	}
+}
