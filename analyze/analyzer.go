@@ -245,7 +245,7 @@ func (a *Analyzer) judge(g *graph.Graph) Report {
 	// A hop's stitches share their names' strings (the graph's node names
 	// and the consumer's resource), so its finding is found by the
 	// strings' addresses before their bytes are hashed.
-	hops := map[hopKey]*finding{}
+	hops := make(map[hopKey]*finding, min(len(g.Stitches)/4, 4096))
 	for i := range g.Stitches {
 		st := &g.Stitches[i]
 		if st.Kind != graph.StitchHop || a.o.Incomplete[st.Consumer.TraceID] {
@@ -259,7 +259,7 @@ func (a *Analyzer) judge(g *graph.Graph) Report {
 			f, isNew = out.get(findingKey{rule: RuleLostHop, a: st.Producer.Service, b: st.Topic, c: svc})
 			if isNew {
 				f.Service, f.Topic, f.Group = svc, st.Topic, st.Group
-				f.Where = fmt.Sprintf("%s → %s → %s", st.Producer.Service, st.Topic, svc)
+				f.Where = st.Producer.Service + " → " + st.Topic + " → " + svc
 				f.From = []string{st.Producer.Service}
 			}
 			hops[hk] = f
@@ -386,12 +386,14 @@ func (x *context) indexStitches(g *graph.Graph) {
 
 // finishReport sorts the findings and incomplete traces into rep.
 func finishReport(rep *Report, c *collector) {
+	// Sorted as pointers, then copied: a Finding is large to move.
+	fs := make([]*finding, 0, len(c.order))
 	for _, k := range c.order {
 		f := c.m[k]
 		sort.Strings(f.From)
-		rep.Findings = append(rep.Findings, f.Finding)
+		fs = append(fs, f)
 	}
-	slices.SortFunc(rep.Findings, func(a, b Finding) int {
+	slices.SortFunc(fs, func(a, b *finding) int {
 		switch {
 		case a.Traces != b.Traces:
 			return cmp.Compare(b.Traces, a.Traces)
@@ -400,6 +402,12 @@ func finishReport(rep *Report, c *collector) {
 		}
 		return strings.Compare(a.Where, b.Where)
 	})
+	if len(fs) > 0 {
+		rep.Findings = make([]Finding, len(fs))
+		for i, f := range fs {
+			rep.Findings[i] = f.Finding
+		}
+	}
 	sort.Slice(rep.Incomplete, func(i, j int) bool { return less(rep.Incomplete[i], rep.Incomplete[j]) })
 }
 

@@ -124,6 +124,9 @@ func (f *finding) count(tid trace.TraceID) {
 
 // addExample keeps the MaxExamples smallest trace IDs, sorted.
 func addExample(ex []trace.TraceID, id trace.TraceID) []trace.TraceID {
+	if len(ex) == MaxExamples && less(ex[MaxExamples-1], id) {
+		return ex // the usual case once full: a later trace, larger than all kept
+	}
 	i := sort.Search(len(ex), func(i int) bool { return !less(ex[i], id) })
 	if i < len(ex) && ex[i] == id {
 		return ex
