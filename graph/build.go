@@ -408,7 +408,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 		}
 		switch {
 		case m.IsProducer():
-			if p != nil && p.Service() == svcName && b.cur.SameHop(pi, m, true) {
+			if p != nil && !b.cur.CrossParent(i) && b.cur.SameHop(pi, m, true) {
 				return // nested publish span of the same record
 			}
 			topic.Spans++
@@ -435,7 +435,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 			b.producers.add(pr)
 			return
 		case m.IsConsumer():
-			if p != nil && p.Service() == svcName && b.cur.SameHop(pi, m, false) {
+			if p != nil && !b.cur.CrossParent(i) && b.cur.SameHop(pi, m, false) {
 				return // process span under the receive span of the same record
 			}
 			topic.Spans++
@@ -465,7 +465,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 	}
 
 	if p != nil {
-		if p.Service() != svcName {
+		if b.cur.CrossParent(i) {
 			lat := int64(s.Duration)
 			if p.Kind == trace.KindClient {
 				lat = int64(p.Duration)

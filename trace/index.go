@@ -16,6 +16,7 @@ type Index struct {
 	msg    []Messaging
 	isMsg  []bool
 	remote []bool // the span has a child in another service
+	cross  []bool // the span's parent is in another service
 	keys   keyCache
 }
 
@@ -41,6 +42,7 @@ func (x *Index) Reset(spans []Span) {
 	x.isMsg = grow(x.isMsg, n)
 	x.remote = grow(x.remote, n)
 	clear(x.remote)
+	x.cross = grow(x.cross, n)
 	far := false
 	var v fields
 	for i := range spans {
@@ -57,9 +59,7 @@ func (x *Index) Reset(spans []Span) {
 			}
 		}
 		x.parent[i] = p
-		if p >= 0 {
-			x.child(int(p), s)
-		}
+		x.cross[i] = p >= 0 && x.child(int(p), s)
 		x.isMsg[i] = false
 		if len(s.Attributes) > 0 {
 			v = fields{}
@@ -75,17 +75,20 @@ func (x *Index) Reset(spans []Span) {
 			pid, _ := spans[i].Parent()
 			if j := x.Find(pid); j >= 0 {
 				x.parent[i] = int32(j)
-				x.child(j, &spans[i])
+				x.cross[i] = x.child(j, &spans[i])
 			}
 		}
 	}
 }
 
-// child notes that s is a child of span p.
-func (x *Index) child(p int, s *Span) {
+// child notes that s is a child of span p, and reports whether they are in
+// different services.
+func (x *Index) child(p int, s *Span) bool {
 	if ps := &x.spans[p]; ps.Resource != s.Resource && ps.Service() != s.Service() {
 		x.remote[p] = true
+		return true
 	}
+	return false
 }
 
 // build fills the hash table.
@@ -151,6 +154,10 @@ func (x *Index) Parent(i int) int { return int(x.parent[i]) }
 // HasRemoteChild reports whether span i is the parent of a span of
 // another service.
 func (x *Index) HasRemoteChild(i int) bool { return x.remote[i] }
+
+// CrossParent reports whether span i has a parent in the trace, of another
+// service: a call or a hop between services.
+func (x *Index) CrossParent(i int) bool { return x.cross[i] }
 
 // Messaging returns span i's messaging view, as Span.Messaging would.
 func (x *Index) Messaging(i int) (Messaging, bool) {

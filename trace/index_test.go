@@ -23,9 +23,10 @@ func BenchmarkIndexReset(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(200000*b.N), "ns/span")
 }
 
-// TestIndexParents checks Index's parents, remote children and messaging
-// views against a plain map and the spans' own views on ordered, reversed
-// and shuffled traces, with some parents missing.
+// TestIndexParents checks Index's parents (and whether they are in another
+// service), remote children and messaging views against a plain map and the
+// spans' own views on ordered, reversed and shuffled traces, with some
+// parents missing.
 func TestIndexParents(t *testing.T) {
 	ts := synth.Generate(synth.Config{Traces: 300, SpansPerTrace: 30, Services: 5, Topics: 3, BrokenShare: 0.2, Seed: 9})
 	ts = append(ts, synth.SingleTrace(5000, 4))
@@ -85,6 +86,9 @@ func TestIndexParents(t *testing.T) {
 			}
 			if got := x.Parent(j); got != want {
 				t.Fatalf("trace %d span %d: parent %d, want %d", i, j, got, want)
+			}
+			if got, want := x.CrossParent(j), want >= 0 && spans[want].Service() != spans[j].Service(); got != want {
+				t.Fatalf("trace %d span %d: CrossParent %v, want %v", i, j, got, want)
 			}
 			if got := x.Find(spans[j].SpanID); got != j {
 				t.Fatalf("trace %d: Find(span %d) = %d", i, j, got)
