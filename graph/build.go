@@ -521,13 +521,13 @@ func (b *Builder) GraphWith(f func(*Graph)) *Graph {
 	for i := 0; i < b.pending.Len(); i++ {
 		pc := b.pending.At(i)
 		rel, prod, found := RelSpan, producer{}, false
-		if mt := &m[i]; mt.link >= 0 {
+		if mt := &m[i]; mt.linkPos >= 0 {
 			rel, prod, found = RelLink, mt.linked, true
 		} else {
 			st := Stitch{Consumer: pc.ref, Topic: pc.topic.Name, Partition: -1, Offset: -1, Group: pc.group}
 			if pc.partition >= 0 && pc.offset >= 0 {
 				st.Partition, st.Offset = pc.partition, pc.offset
-				if mt.record >= 0 {
+				if mt.record {
 					prod, found = mt.recorded, true
 				}
 			}
@@ -571,16 +571,26 @@ func (b *Builder) GraphWith(f func(*Graph)) *Graph {
 	return g
 }
 
-// match is what a pending consumer found among the producers, as indexes
-// into Builder.producers (-1: nothing): the producer one of its links points
-// to (on the same topic), the producer of its record (topic, partition,
-// offset), and the latest producer of its message ID (any topic). The first
-// two are copied as the scan meets them (linked, recorded), so that
-// resolving the consumers does not look through the producers again at
-// random.
+// match is what a pending consumer found among the producers: the producer
+// its first link to a producer of its topic points to (linkPos is the
+// link's position among the span's links, -1: none), the producer of its
+// record (topic, partition, offset), and the latest producer of its message
+// ID (any topic), as an index into Builder.producers (-1: none). The first
+// two are copied as the scan meets them, so that resolving the consumers
+// does not look through the producers again at random.
 type match struct {
-	link, linkPos, record, msgID int
-	linked, recorded             producer
+	linkPos          int32
+	record           bool
+	msgID            int
+	linked, recorded producer
+}
+
+// hit is a producer the scan found for pending consumer number consumer:
+// through the consumer's link at position pos, or (pos -1) as the producer
+// of its record.
+type hit struct {
+	consumer, pos int32
+	p             producer
 }
 
 // matchPending is a hash join of the pending consumers (indexed: usually
@@ -619,52 +629,37 @@ func (b *Builder) matchPending() []match {
 			byMsgID[pc.msgID] = append(byMsgID[pc.msgID], i)
 		}
 	}
-	fresh := func() []match {
-		out := make([]match, b.pending.Len())
-		for i := range out {
-			out[i] = match{link: -1, linkPos: -1, record: -1, msgID: -1}
-		}
-		return out
-	}
-	// Each goroutine matches a run of producers; their answers are then
-	// combined as one pass in order would have found them.
-	parts := scan(&b.producers, func(out *[]match, j int, pr *producer) {
+	// Each goroutine matches a run of producers and lists what it found in
+	// their order; the lists are then applied in run order, as one pass
+	// over the producers would have found them.
+	parts := scan(&b.producers, func(hits *[]hit, j int, pr *producer) {
 		if nLinks > 0 {
 			k := spanKey{pr.tid, pr.sid}
 			for e := byLink.last(hashSpan(k), k); e > 0; e = byLink.next[e-1] {
-				l := links[e-1]
-				if pr.topic != b.pending.At(int(l.consumer)).topic.seq {
-					continue
-				}
-				if *out == nil {
-					*out = fresh()
-				}
-				// The first link (in the span's order) to a producer of the topic wins.
-				if o := &(*out)[l.consumer]; o.link < 0 || int(l.pos) < o.linkPos {
-					o.link, o.linkPos, o.linked = j, int(l.pos), *pr
+				if l := links[e-1]; pr.topic == b.pending.At(int(l.consumer)).topic.seq {
+					*hits = append(*hits, hit{l.consumer, l.pos, *pr})
 				}
 			}
 		}
 		if pr.partition >= 0 && nRecords > 0 {
 			k := recordKey{pr.topic, pr.partition, pr.offset}
 			for e := byRecord.last(hashRecord(k), k); e > 0; e = byRecord.next[e-1] {
-				if *out == nil {
-					*out = fresh()
-				}
-				o := &(*out)[records[e-1]]
-				o.record, o.recorded = j, *pr
+				*hits = append(*hits, hit{records[e-1], -1, *pr})
 			}
 		}
 	})
-	out := fresh()
+	out := make([]match, b.pending.Len())
+	for i := range out {
+		out[i].linkPos, out[i].msgID = -1, -1
+	}
 	for _, p := range parts {
-		for i := range p {
-			o, q := &out[i], &p[i]
-			if q.link >= 0 && (o.link < 0 || q.linkPos < o.linkPos) {
-				o.link, o.linkPos, o.linked = q.link, q.linkPos, q.linked // an earlier run's wins a tie
-			}
-			if q.record >= 0 {
-				o.record, o.recorded = q.record, q.recorded // a later run's wins
+		for _, h := range p {
+			o := &out[h.consumer]
+			switch {
+			case h.pos < 0:
+				o.record, o.recorded = true, h.p // the last producer of the record wins
+			case o.linkPos < 0 || h.pos < o.linkPos:
+				o.linkPos, o.linked = h.pos, h.p // the first link, in the span's order, wins; then the first producer
 			}
 		}
 	}

@@ -462,6 +462,11 @@ func TestJoinAcrossRuns(t *testing.T) {
 		{Type: trace.RefLink, TraceID: trace.TraceID{Low: n - 1}, SpanID: n - 1}, // first link: a late producer
 		{Type: trace.RefLink, TraceID: trace.TraceID{Low: 2}, SpanID: 2},         // second link: an early one
 	}
+	// The first link's producer is in its trace twice, the copy starting
+	// later: the first of equal producers wins.
+	again := ts[n-2].Spans[0]
+	again.Start = again.Start.Add(time.Millisecond)
+	ts[n-2].Spans = append(ts[n-2].Spans, again)
 	ts = append(ts, trace.Trace{ID: cid, Spans: []trace.Span{stitched}}, trace.Trace{ID: lid, Spans: []trace.Span{linked}})
 	for _, w := range []int{1, 3} {
 		g := graph.BuildWorkers(ts, w)
