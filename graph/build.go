@@ -326,8 +326,9 @@ func (e *Edge) addLatency(v int64) {
 	e.lat = append(e.lat, v)
 }
 
-// samples returns the edge's latency chunks.
-func (e *Edge) samples() [][]int64 { return append(e.full, e.lat) }
+// samples returns the edge's latency chunks, in a new list (an append to
+// e.full could write into its spare room).
+func (e *Edge) samples() [][]int64 { return append(e.full[:len(e.full):len(e.full)], e.lat) }
 
 func addTo[K comparable](m *map[K]struct{}, k K) {
 	if *m == nil {
@@ -473,7 +474,10 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 			b.edge(b.service(p), svc, EdgeCall, RelParent, "").observe(s.Error, lat)
 		}
 	} else if pi == trace.NoParent && s.Kind == trace.KindServer {
-		b.edge(b.node(KindUnknownCaller, svcName), svc, EdgeCall, RelSpan, "").observe(s.Error, int64(s.Duration))
+		if svc.caller == nil {
+			svc.caller = b.node(KindUnknownCaller, svcName)
+		}
+		b.edge(svc.caller, svc, EdgeCall, RelSpan, "").observe(s.Error, int64(s.Duration))
 	}
 
 	if s.Kind == trace.KindClient || s.Kind == trace.KindProducer {

@@ -58,6 +58,7 @@ type Node struct {
 	partitions map[int32]struct{}
 	partBits   uint64 // partitions below 64 in partitions
 	opSeen     bitSet // the builder's name ids of operations
+	caller     *Node  // a service's unknown:NAME node, once the builder made it
 }
 
 // ID implements graph.Node.
@@ -215,7 +216,7 @@ func (g *Graph) finish(f func(*Graph)) {
 		n.Instances = sortedKeys(n.instances)
 		n.Operations = sortedKeys(n.operations)
 		n.Partitions = sortedKeys(n.partitions)
-		n.instances, n.operations, n.partitions = nil, nil, nil
+		n.instances, n.operations, n.partitions, n.caller = nil, nil, nil, nil
 		g.dg.AddNode(n)
 	}
 	sort.Slice(g.Edges, func(i, j int) bool {
