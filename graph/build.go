@@ -378,8 +378,9 @@ func (b *Builder) AddSpan(i int) int {
 // Pending returns the number of pending consumers so far (see AddSpan).
 func (b *Builder) Pending() int { return b.pending.Len() }
 
-// Stitched reports, once Graph has returned, whether pending consumer k (as
-// AddSpan numbered it) was stitched to its producer as a hop.
+// Stitched reports whether pending consumer k (as AddSpan numbered it) was
+// stitched to its producer as a hop. Ask it once the consumers are resolved:
+// after Graph returns, or from GraphWith's f.
 func (b *Builder) Stitched(k int) bool {
 	return k >= 0 && k < 64*len(b.hopStitched) && b.hopStitched[k/64]&(1<<(k%64)) != 0
 }
@@ -515,9 +516,9 @@ func (b *Builder) Graph() *Graph { return b.GraphWith(nil) }
 
 // GraphWith is Graph that also calls f with the graph while the edges'
 // latency percentiles are still being computed on the other CPUs, so that
-// a caller's own finishing work takes no time of its own: f may read
-// anything of the graph but an edge's P50, P95 and P99, and must not change
-// it. GraphWith returns once both are done.
+// a caller's own finishing work overlaps with them: f may read anything of
+// the graph but an edge's P50, P95 and P99, and must not change it.
+// GraphWith returns once both are done.
 func (b *Builder) GraphWith(f func(*Graph)) *Graph {
 	m := b.matchPending()
 	b.g.Stitches = make([]Stitch, 0, b.pending.Len()) // at most one per pending consumer
@@ -636,7 +637,7 @@ func (b *Builder) matchPending() []match {
 	// Each goroutine matches a run of producers and lists what it found in
 	// their order; the lists are then applied in run order, as one pass
 	// over the producers would have found them.
-	parts := scan(&b.producers, func(hits *[]hit, j int, pr *producer) {
+	parts := scan(&b.producers, func(hits *[]hit, _ int, pr *producer) {
 		if nLinks > 0 {
 			k := spanKey{pr.tid, pr.sid}
 			for e := byLink.last(hashSpan(k), k); e > 0; e = byLink.next[e-1] {
