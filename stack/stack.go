@@ -78,6 +78,9 @@ type Component struct {
 	Pid    int      `json:"pid"`
 	Health string   `json:"health"`
 	Log    string   `json:"log"`
+	// done is closed when the process this program started exits; nil
+	// for a component another program started (read from state.json).
+	done chan struct{}
 }
 
 // Endpoints are where the stack can be reached.
@@ -279,13 +282,35 @@ func (c *Component) start() error {
 		return fmt.Errorf("starting %s: %w", c.Name, err)
 	}
 	c.Pid = cmd.Process.Pid
-	go cmd.Wait()
+	done := make(chan struct{})
+	c.done = done
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
 	return nil
+}
+
+// running is Alive, told for certain for a process this program started:
+// whether it has not exited yet. Alive cannot tell a process that is still
+// being executed (its command line reads empty for a moment, which is
+// longer on a loaded machine) from another program's, and starting and
+// stopping must not take one for the other.
+func (c *Component) running() bool {
+	if c.done == nil {
+		return c.Alive()
+	}
+	select {
+	case <-c.done:
+		return false
+	default:
+		return true
+	}
 }
 
 // stop sends SIGTERM (SIGKILL when kill is set), waits up to 10s, then kills.
 func (c *Component) stop(kill bool) {
-	if !c.Alive() {
+	if !c.running() {
 		return
 	}
 	sig := syscall.SIGTERM
@@ -294,12 +319,12 @@ func (c *Component) stop(kill bool) {
 	}
 	_ = syscall.Kill(c.Pid, sig)
 	deadline := time.Now().Add(10 * time.Second)
-	for c.Alive() && time.Now().Before(deadline) {
+	for c.running() && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if c.Alive() {
+	if c.running() {
 		_ = syscall.Kill(c.Pid, syscall.SIGKILL)
-		for i := 0; i < 100 && c.Alive(); i++ {
+		for i := 0; i < 100 && c.running(); i++ {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
@@ -320,7 +345,7 @@ func (c *Component) waitHealthy(ctx context.Context, timeout time.Duration) erro
 		if c.Healthy() {
 			return nil
 		}
-		if !c.Alive() {
+		if !c.running() {
 			return fmt.Errorf("%s exited during start-up: %s", c.Name, logTail(c.Log))
 		}
 		if time.Now().After(deadline) {
