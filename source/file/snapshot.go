@@ -3,7 +3,6 @@ package file
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/ktrace-dev/ktrace/trace"
 )
