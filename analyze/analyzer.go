@@ -412,11 +412,13 @@ func finishReport(rep *Report, c *collector) {
 }
 
 // Run builds the graph of traces and finds their breaks in one pass, the
-// traces shared among the CPUs (Options.Workers).
+// traces shared among the CPUs (Options.Workers) in runs, a CPU done early
+// taking half of what is left of another's; the analyzers are merged in
+// the traces' order.
 func Run(traces []trace.Trace, o Options) (*graph.Graph, Report) {
-	as := split.Runs(len(traces), o.Workers, func(lo, hi int) *Analyzer {
+	as := split.Balanced(len(traces), o.Workers, 0, func(lo int, take func(int) bool) *Analyzer {
 		a := NewAnalyzer(o)
-		for i := lo; i < hi; i++ {
+		for i := lo; take(i); i++ {
 			a.Add(&traces[i])
 		}
 		return a

@@ -136,8 +136,9 @@ func NewBuilder() *Builder {
 }
 
 // Build returns the graph of traces. Large sets are shared among the CPUs:
-// each builds from a run of traces and the builders are merged in order,
-// which gives the graph one builder would.
+// each builds from a run of traces (a CPU done early takes half of what is
+// left of another's) and the builders are merged in order, which gives the
+// graph one builder would.
 func Build(traces []trace.Trace) *Graph {
 	return BuildWorkers(traces, 0)
 }
@@ -145,9 +146,9 @@ func Build(traces []trace.Trace) *Graph {
 // BuildWorkers is Build with a number of goroutines; zero means one per
 // CPU (fewer for small sets).
 func BuildWorkers(traces []trace.Trace, workers int) *Graph {
-	bs := split.Runs(len(traces), workers, func(lo, hi int) *Builder {
+	bs := split.Balanced(len(traces), workers, 0, func(lo int, take func(int) bool) *Builder {
 		b := NewBuilder()
-		for i := lo; i < hi; i++ {
+		for i := lo; take(i); i++ {
 			b.Add(&traces[i])
 		}
 		return b

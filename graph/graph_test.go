@@ -555,3 +555,19 @@ func TestStitchedByNumber(t *testing.T) {
 		t.Fatal("a number out of range is reported stitched")
 	}
 }
+
+// TestBuildWorkersUneven: a large trace first makes its builder's run slow,
+// so the others take parts of it (split.Balanced); the graph is still the
+// one a single builder gives.
+func TestBuildWorkersUneven(t *testing.T) {
+	ts := append([]trace.Trace{synth.SingleTrace(30000, 5)}, synth.Generate(synth.Config{Traces: 6000, SpansPerTrace: 10, Services: 6, Topics: 3, BrokenShare: 0.2, Seed: 8})...)
+	procs := runtime.GOMAXPROCS(1)
+	want := summary(graph.BuildWorkers(ts, 1))
+	runtime.GOMAXPROCS(max(4, procs))
+	defer runtime.GOMAXPROCS(procs)
+	for _, w := range []int{2, 4} {
+		if got := summary(graph.BuildWorkers(ts, w)); got != want {
+			t.Fatalf("%d workers differ from one", w)
+		}
+	}
+}
