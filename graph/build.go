@@ -121,8 +121,8 @@ type Builder struct {
 	resCache  resCache
 	names     names
 	topicByID []*Node // by name id
-	// hopStitched has bit k set when Graph stitched pending consumer k.
-	hopStitched []uint64
+	// hopStitched holds the pending consumers Graph stitched, by number.
+	hopStitched bitSet
 }
 
 // NewBuilder returns an empty builder.
@@ -383,7 +383,7 @@ func (b *Builder) Pending() int { return b.pending.Len() }
 // stitched to its producer as a hop. Ask it once the consumers are resolved:
 // after Graph returns, or from GraphWith's f.
 func (b *Builder) Stitched(k int) bool {
-	return k >= 0 && k < 64*len(b.hopStitched) && b.hopStitched[k/64]&(1<<(k%64)) != 0
+	return b.hopStitched.has(k)
 }
 
 func (b *Builder) addSpan(spans []trace.Span, i int) {
@@ -523,7 +523,7 @@ func (b *Builder) Graph() *Graph { return b.GraphWith(nil) }
 func (b *Builder) GraphWith(f func(*Graph)) *Graph {
 	m := b.matchPending()
 	b.g.Stitches = make([]Stitch, 0, b.pending.Len()) // at most one per pending consumer
-	b.hopStitched = make([]uint64, (b.pending.Len()+63)/64)
+	b.hopStitched = make(bitSet, 0, (b.pending.Len()+63)/64)
 	for i := 0; i < b.pending.Len(); i++ {
 		pc := b.pending.At(i)
 		rel, prod, found := RelSpan, producer{}, false
@@ -550,7 +550,7 @@ func (b *Builder) GraphWith(f func(*Graph)) *Graph {
 				st.Producer = b.ref(&prod)
 				st.Lag = time.Duration(pc.start - prod.start)
 				b.g.Stitches = append(b.g.Stitches, st)
-				b.hopStitched[i/64] |= 1 << (i % 64)
+				b.hopStitched.add(int32(i))
 			}
 		}
 		var lat int64

@@ -95,6 +95,11 @@ func (t *names) insert(sl addrSlot) {
 // bitSet is a set of small non-negative numbers.
 type bitSet []uint64
 
+// has reports whether i is in the set.
+func (s bitSet) has(i int) bool {
+	return i >= 0 && i>>6 < len(s) && s[i>>6]&(1<<(i&63)) != 0
+}
+
 // add adds i and reports whether it was new.
 func (s *bitSet) add(i int32) bool {
 	w := int(i >> 6)
