@@ -638,7 +638,7 @@ func (b *Builder) matchPending() []match {
 	// Each goroutine matches a run of producers and lists what it found in
 	// their order; the lists are then applied in run order, as one pass
 	// over the producers would have found them.
-	parts := scan(&b.producers, func(hits *[]hit, _ int, pr *producer) {
+	parts := scan(&b.producers, func(hits *[]hit, pr *producer) {
 		if nLinks > 0 {
 			k := spanKey{pr.tid, pr.sid}
 			for e := byLink.last(hashSpan(k), k); e > 0; e = byLink.next[e-1] {

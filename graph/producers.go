@@ -66,10 +66,10 @@ func (ps *producers) merge(o *producers, to []int32) {
 	*o = producers{}
 }
 
-// scan calls f on every producer (numbered j, in the builder's numbering),
-// the producers shared among the CPUs in contiguous runs of numbers; it
-// returns each goroutine's result in order.
-func scan[R any](ps *producers, f func(r *R, j int, p *producer)) []R {
+// scan calls f on every producer (in the builder's node numbering), the
+// producers shared among the CPUs in contiguous runs, in order; it returns
+// each goroutine's result in order.
+func scan[R any](ps *producers, f func(r *R, p *producer)) []R {
 	return split.Runs(ps.n, 0, func(lo, hi int) R {
 		var res R
 		var p producer // one for the run: f's argument escapes
@@ -81,7 +81,7 @@ func scan[R any](ps *producers, f func(r *R, j int, p *producer)) []R {
 				if run.to != nil {
 					p.svc, p.topic = run.to[p.svc], run.to[p.topic]
 				}
-				f(&res, j, &p)
+				f(&res, &p)
 			}
 		}
 		return res
