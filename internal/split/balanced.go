@@ -1,7 +1,6 @@
 package split
 
 import (
-	"runtime"
 	"sort"
 	"sync"
 )
@@ -18,10 +17,7 @@ import (
 // stops at the first false. The results come back in item order, so that
 // merging them in order gives what one pass would.
 func Balanced[R any](n, workers, minSteal int, f func(lo int, take func(i int) bool) R) []R {
-	if workers <= 0 {
-		workers = min(runtime.GOMAXPROCS(0), n/MinPerRun+1)
-	}
-	workers = max(1, min(workers, n))
+	workers = runsFor(n, workers)
 	if minSteal <= 0 {
 		minSteal = n / (16 * workers)
 	}

@@ -16,10 +16,7 @@ const MinPerRun = 2000
 // the number of runs; zero or less means one per CPU, fewer for small n.
 // There is always at least one run, empty when n is 0.
 func Runs[R any](n, workers int, f func(lo, hi int) R) []R {
-	if workers <= 0 {
-		workers = min(runtime.GOMAXPROCS(0), n/MinPerRun+1)
-	}
-	workers = max(1, min(workers, n))
+	workers = runsFor(n, workers)
 	out := make([]R, workers)
 	var wg sync.WaitGroup
 	for w := range out {
@@ -32,4 +29,13 @@ func Runs[R any](n, workers int, f func(lo, hi int) R) []R {
 	}
 	wg.Wait()
 	return out
+}
+
+// runsFor is how many runs n items are cut into for workers goroutines
+// (zero or less: one per CPU, fewer for small n); at least one.
+func runsFor(n, workers int) int {
+	if workers <= 0 {
+		workers = min(runtime.GOMAXPROCS(0), n/MinPerRun+1)
+	}
+	return max(1, min(workers, n))
 }
