@@ -234,7 +234,7 @@ func (c *Client) Trace(ctx context.Context, id trace.TraceID) (trace.Trace, erro
 		return trace.Trace{}, c.wrap(err)
 	}
 	got := map[trace.TraceID][]trace.Span{}
-	if err := c.drain(stream, &decoder{}, got); err != nil {
+	if err := c.drain(stream, &decoder{}, got, nil); err != nil {
 		return trace.Trace{}, err
 	}
 	return trace.Trace{ID: id, Spans: got[id]}, nil
@@ -244,8 +244,9 @@ type spanStream interface {
 	Recv() (*api_v2.SpansResponseChunk, error)
 }
 
-// drain reads a span stream into got, grouping by trace ID.
-func (c *Client) drain(stream spanStream, d *decoder, got map[trace.TraceID][]trace.Span) error {
+// drain reads a span stream into got, grouping by trace ID, and tells
+// note (when not nil) each span's trace and start as it goes.
+func (c *Client) drain(stream spanStream, d *decoder, got map[trace.TraceID][]trace.Span, note func(trace.TraceID, time.Time)) error {
 	for {
 		chunk, err := stream.Recv()
 		if err == io.EOF {
@@ -257,6 +258,9 @@ func (c *Client) drain(stream spanStream, d *decoder, got map[trace.TraceID][]tr
 		for i := range chunk.Spans {
 			s := d.convert(&chunk.Spans[i])
 			got[s.TraceID] = append(got[s.TraceID], s)
+			if note != nil {
+				note(s.TraceID, s.Start)
+			}
 		}
 	}
 }

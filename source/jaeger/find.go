@@ -328,13 +328,8 @@ func (c *Client) findWindow(ctx context.Context, q Query, w window, d *decoder) 
 			n += len(chunk.Spans)
 		}
 	} else {
-		if err := c.drain(stream, d, got); err != nil {
+		if err := c.drain(stream, d, got, note); err != nil {
 			return nil, 0, at, err
-		}
-		for id, spans := range got {
-			for i := range spans {
-				note(id, spans[i].Start)
-			}
 		}
 	}
 	first := true
