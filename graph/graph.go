@@ -44,6 +44,12 @@ type Node struct {
 	// Spans and Errors count the spans the node emitted (services) or that
 	// wrote to or read from it (topics).
 	Spans, Errors int
+	// What the builder reads or writes for most spans sits next to the
+	// counts, in the same cache line.
+	seq      int32  // index in Graph.Nodes while building
+	partBits uint64 // partitions below 64 in partitions
+	opSeen   bitSet // the builder's name ids of operations
+	caller   *Node  // a service's unknown:NAME node, once the builder made it
 	// Instances are the service.instance.id (else host.name) values seen,
 	// sorted. Services only.
 	Instances []string
@@ -52,13 +58,9 @@ type Node struct {
 	// Partitions are the partitions seen, sorted. Topics only.
 	Partitions []int32
 
-	seq        int32 // index in Graph.Nodes while building
 	instances  map[string]struct{}
 	operations map[string]struct{}
 	partitions map[int32]struct{}
-	partBits   uint64 // partitions below 64 in partitions
-	opSeen     bitSet // the builder's name ids of operations
-	caller     *Node  // a service's unknown:NAME node, once the builder made it
 }
 
 // ID implements graph.Node.
@@ -111,14 +113,16 @@ type Edge struct {
 	Group string
 	// Count and Errors count the spans (consume: records) behind the edge.
 	Count, Errors int
+	// The chunk of latency samples being filled (addLatency), next to the
+	// counts that every observation also writes.
+	lat []int64
 	// P50, P95 and P99 are latency percentiles (nearest rank).
 	P50, P95, P99 time.Duration
 	// ClientIDs are the Kafka client ids seen on a produce or consume
 	// edge, sorted.
 	ClientIDs []string
 
-	lat       []int64   // latency samples: the chunk being filled (addLatency)
-	full      [][]int64 // and the others
+	full      [][]int64 // the filled chunks of latency samples
 	clientIDs map[string]struct{}
 }
 
