@@ -273,9 +273,10 @@ func (g *Graph) finish(f func(*Graph)) {
 	}
 	var next atomic.Int64
 	work := func() {
+		var r ranker
 		for i := int(next.Add(1)) - 1; i < len(g.Edges); i = int(next.Add(1)) - 1 {
 			e := g.Edges[i]
-			e.P50, e.P95, e.P99 = percentiles(e.samples()...)
+			e.P50, e.P95, e.P99 = r.percentiles(e.samples()...)
 		}
 	}
 	var wg sync.WaitGroup
@@ -309,6 +310,19 @@ func sortedKeys[K int32 | string](m map[K]struct{}) []K {
 // count as they are. The ranks are found without sorting the samples
 // (ranks), which are left as they were.
 func percentiles(lat ...[]int64) (p50, p95, p99 time.Duration) {
+	var r ranker
+	return r.percentiles(lat...)
+}
+
+// ranker finds ranks, keeping its counters from one call to the next (an
+// edge's percentiles after another's need no new ones).
+type ranker struct {
+	count []int
+	slot  []uint8
+}
+
+// percentiles is the package's percentiles.
+func (rk *ranker) percentiles(lat ...[]int64) (p50, p95, p99 time.Duration) {
 	n := 0
 	for _, l := range lat {
 		n += len(l)
@@ -320,21 +334,24 @@ func percentiles(lat ...[]int64) (p50, p95, p99 time.Duration) {
 		return max(0, (p*n+99)/100-1)
 	}
 	var v [3]int64
-	ranks(lat, n, []int{rank(50), rank(95), rank(99)}, v[:])
+	rk.ranks(lat, n, []int{rank(50), rank(95), rank(99)}, v[:])
 	return time.Duration(v[0]), time.Duration(v[1]), time.Duration(v[2])
 }
 
-// rankBits sets the buckets ranks counts into: 2^rankBits.
+// rankBits sets the most buckets ranks counts into: 2^rankBits. Fewer
+// values get fewer buckets (about one value each), so that an edge with a
+// few hundred samples does not clear and scan 2^rankBits counters.
 const rankBits = 11
 
 // ranks sets out[i] to the value a sorted copy of a holds at rs[i] (rs
-// ascending) without sorting a: it counts the values into buckets by their
-// high bits, then looks only at the buckets the ranks fall in, the same
-// way, with the next bits. Each level reads the values in order with no
+// ascending, at most 255 ranks) without sorting a: it counts the values
+// into buckets by their high bits, then gathers, in one more pass, the
+// values of the buckets the ranks fall in and looks at those the same way,
+// with the next bits. Each level reads the values in order with no
 // unpredictable branch (a quickselect's comparisons with its pivot are a
 // coin toss each), and the levels are few: the buckets' width shrinks by
 // 2^rankBits each time. It does not change a.
-func ranks(segs [][]int64, n int, rs []int, out []int64) {
+func (rk *ranker) ranks(segs [][]int64, n int, rs []int, out []int64) {
 	if n <= 64 {
 		b := make([]int64, 0, n)
 		for _, a := range segs {
@@ -365,42 +382,53 @@ func ranks(segs [][]int64, n int, rs []int, out []int64) {
 		return
 	}
 	// Differences from lo, unsigned: any int64 range fits.
-	shift := max(0, bits.Len64(uint64(hi)-uint64(lo))-rankBits)
-	var count [1 << rankBits]int
+	nb := min(rankBits, bits.Len(uint(n)))
+	shift := max(0, bits.Len64(uint64(hi)-uint64(lo))-nb)
+	if len(rk.count) < 1<<nb {
+		rk.count, rk.slot = make([]int, 1<<rankBits), make([]uint8, 1<<rankBits)
+	}
+	// A level is done with them before the next begins.
+	count, slot := rk.count[:1<<nb], rk.slot[:1<<nb]
+	clear(count)
+	clear(slot)
 	for _, a := range segs {
 		for _, v := range a {
 			count[(uint64(v)-uint64(lo))>>shift]++
 		}
 	}
-	// The bucket of each rank, and the rank within it.
-	bucket, below := make([]int, len(rs)), make([]int, len(rs))
+	// The bucket each rank falls in, and the ranks below that bucket; ranks
+	// in one bucket form a group, which gathers the bucket's values.
+	type group struct {
+		i, j  int // the group's ranks: rs[i:j]
+		below int
+		in    []int64
+	}
+	var groups []group
+	// slot: a bucket's group number + 1; 0: none.
 	b, seen := 0, 0
 	for i, r := range rs {
 		for seen+count[b] <= r {
 			seen += count[b]
 			b++
 		}
-		bucket[i], below[i] = b, seen
-	}
-	for i := 0; i < len(rs); {
-		j := i + 1
-		for j < len(rs) && bucket[j] == bucket[i] {
-			j++
+		if slot[b] == 0 {
+			groups = append(groups, group{i: i, below: seen, in: make([]int64, 0, count[b])})
+			slot[b] = uint8(len(groups))
 		}
-		in := make([]int64, 0, count[bucket[i]])
-		want := uint64(bucket[i])
-		for _, a := range segs {
-			for _, v := range a {
-				if (uint64(v)-uint64(lo))>>shift == want {
-					in = append(in, v)
-				}
+		groups[len(groups)-1].j = i + 1
+	}
+	for _, a := range segs {
+		for _, v := range a {
+			if g := slot[(uint64(v)-uint64(lo))>>shift]; g != 0 {
+				groups[g-1].in = append(groups[g-1].in, v)
 			}
 		}
-		sub := make([]int, j-i)
+	}
+	for _, g := range groups {
+		sub := make([]int, g.j-g.i)
 		for k := range sub {
-			sub[k] = rs[i+k] - below[i]
+			sub[k] = rs[g.i+k] - g.below
 		}
-		ranks([][]int64{in}, len(in), sub, out[i:j])
-		i = j
+		rk.ranks([][]int64{g.in}, len(g.in), sub, out[g.i:g.j])
 	}
 }
