@@ -113,16 +113,16 @@ type Edge struct {
 	Group string
 	// Count and Errors count the spans (consume: records) behind the edge.
 	Count, Errors int
-	// The chunk of latency samples being filled (addLatency), next to the
-	// counts that every observation also writes.
-	lat []int64
+	// nlat counts the edge's latency samples, which the builder logs in the
+	// order they come (Builder.addLatency), not in the edge.
+	nlat int
+	seq  int32 // index in Graph.Edges while building
 	// P50, P95 and P99 are latency percentiles (nearest rank).
 	P50, P95, P99 time.Duration
 	// ClientIDs are the Kafka client ids seen on a produce or consume
 	// edge, sorted.
 	ClientIDs []string
 
-	full      [][]int64 // the filled chunks of latency samples
 	clientIDs map[string]struct{}
 }
 
@@ -205,8 +205,9 @@ func (g *Graph) EdgesFrom(key string) []*Edge {
 // finish sorts the graph and computes the edges' latency percentiles. With
 // f, f(g) runs on this goroutine while the percentiles are computed on the
 // other CPUs (so f must not read an edge's P50, P95 or P99), then this
-// goroutine helps with what is left of them.
-func (g *Graph) finish(f func(*Graph)) {
+// goroutine helps with what is left of them. logs hold the edges' latency
+// samples (Builder.samples).
+func (g *Graph) finish(f func(*Graph), logs []sampleLog) {
 	sort.Slice(g.Nodes, func(i, j int) bool {
 		a, b := g.Nodes[i], g.Nodes[j]
 		if a.Kind != b.Kind {
@@ -260,36 +261,88 @@ func (g *Graph) finish(f func(*Graph)) {
 		}
 		return a.SpanID < b.SpanID
 	})
-	// The edges' percentiles on every CPU when there are many samples (an
-	// edge has at most Count): goroutines take edges in turn, as their
-	// sample counts differ widely and fixed shares would not be even.
+	// The edges' latency samples are gathered from the builders' logs into
+	// one array, each edge's in a stretch of its own, then their
+	// percentiles are computed, on every CPU when there are many samples:
+	// goroutines take edges in turn, as their sample counts differ widely
+	// and fixed shares would not be even. One goroutine gathers while this
+	// one runs f; the others wait for it.
 	samples := 0
-	for _, e := range g.Edges {
-		samples += e.Count
+	for i, e := range g.Edges {
+		e.seq = int32(i) // its place in the finished graph, for gather
+		samples += e.nlat
 	}
-	workers := 1
-	if samples >= 100_000 {
-		workers = min(runtime.GOMAXPROCS(0), len(g.Edges))
-	}
+	lat := make([][]int64, len(g.Edges))
+	gather := func() { gatherSamples(g.Edges, logs, samples, lat) }
 	var next atomic.Int64
 	work := func() {
 		var r ranker
 		for i := int(next.Add(1)) - 1; i < len(g.Edges); i = int(next.Add(1)) - 1 {
 			e := g.Edges[i]
-			e.P50, e.P95, e.P99 = r.percentiles(e.samples()...)
+			e.P50, e.P95, e.P99 = r.percentiles(lat[i])
 		}
 	}
+	workers := 1
+	if samples >= 100_000 {
+		workers = min(runtime.GOMAXPROCS(0), len(g.Edges))
+	}
+	if workers == 1 {
+		gather()
+		if f != nil {
+			f(g)
+		}
+		work()
+		return
+	}
+	gathered := make(chan struct{})
 	var wg sync.WaitGroup
-	for range workers - 1 {
-		wg.Go(work)
+	wg.Go(func() {
+		gather()
+		close(gathered)
+		work()
+	})
+	for range workers - 2 {
+		wg.Go(func() {
+			<-gathered
+			work()
+		})
 	}
 	if f != nil {
 		f(g)
 	}
+	<-gathered
 	work()
 	wg.Wait()
-	for _, e := range g.Edges {
-		e.lat, e.full = nil, nil
+}
+
+// gatherSamples sets lat[i] to the latency samples of edges[i], read from
+// the builders' logs into one array of n, the edges' stretches in their
+// order. The edges' seq must be their index.
+func gatherSamples(edges []*Edge, logs []sampleLog, n int, lat [][]int64) {
+	all := make([]int64, n)
+	pos := make([]int, len(edges)) // where an edge's next sample goes
+	off := 0
+	for i, e := range edges {
+		pos[i] = off
+		off += e.nlat
+	}
+	for _, lg := range logs {
+		at := make([]int32, len(lg.edges)) // the log's edge numbers to indexes
+		for j, e := range lg.edges {
+			at[j] = e.seq
+		}
+		for _, c := range lg.list.Chunks() {
+			for _, s := range c {
+				i := at[s.edge]
+				all[pos[i]] = s.lat
+				pos[i]++
+			}
+		}
+	}
+	off = 0
+	for i, e := range edges {
+		lat[i] = all[off:pos[i]:pos[i]]
+		off += e.nlat
 	}
 }
 

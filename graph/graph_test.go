@@ -391,6 +391,20 @@ func TestBuildWorkersAgree(t *testing.T) {
 			t.Fatalf("%d workers differ from one:\n%s\nwant:\n%s", w, got, want)
 		}
 	}
+	// A merged builder merged again: the middle third takes the last,
+	// then the first takes it (what it holds of others is renumbered twice).
+	var bs [3]*graph.Builder
+	for k := range bs {
+		bs[k] = graph.NewBuilder()
+		for i := k * len(ts) / 3; i < (k+1)*len(ts)/3; i++ {
+			bs[k].Add(&ts[i])
+		}
+	}
+	bs[1].Merge(bs[2])
+	bs[0].Merge(bs[1])
+	if got := summary(bs[0].Graph()); got != want {
+		t.Fatalf("merges of merged builders differ from one builder:\n%s\nwant:\n%s", got, want)
+	}
 }
 
 // TestTopicPartitions: partitions below 64 (kept in a bit set first) and

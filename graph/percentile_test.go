@@ -76,28 +76,31 @@ func BenchmarkPercentiles(b *testing.B) {
 
 // BenchmarkPercentilesManyEdges: the shape a graph's finish meets, many
 // edges with a few hundred samples each (1200 edges, 600,000 samples in
-// all, as in the 1M-span synthetic set), each edge's samples in the chunks
-// Edge.addLatency leaves.
+// all, as in the 1M-span synthetic set), each edge's samples in one
+// stretch of an array, as gatherSamples leaves them.
 func BenchmarkPercentilesManyEdges(b *testing.B) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	edges := make([][][]int64, 1200)
-	for i := range edges {
-		var e Edge
+	var all []int64
+	ends := make([]int, 1200)
+	for i := range ends {
 		for range 1 + rng.IntN(999) {
-			e.addLatency(1000 + int64(rng.ExpFloat64()*2e6))
+			all = append(all, 1000+int64(rng.ExpFloat64()*2e6))
 		}
-		edges[i] = e.samples()
+		ends[i] = len(all)
 	}
 	var r ranker // as Graph's finish keeps one per goroutine
 	for b.Loop() {
-		for _, segs := range edges {
-			r.percentiles(segs...)
+		from := 0
+		for _, end := range ends {
+			r.percentiles(all[from:end])
+			from = end
 		}
 	}
 }
 
-// TestFinishPercentilesOnEveryCPU: the edges' percentiles, worked out by
-// several goroutines taking edges in turn, are each edge's own.
+// TestFinishPercentilesOnEveryCPU: the edges' percentiles, gathered from
+// two builders' logs and worked out by several goroutines taking edges in
+// turn, are each edge's own.
 func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 	procs := runtime.GOMAXPROCS(4)
 	defer runtime.GOMAXPROCS(procs)
@@ -105,35 +108,53 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 	g := &Graph{byKey: map[string]*Node{}}
 	want := map[*Edge][3]time.Duration{}
 	total := 0
-	for i := 0; i < 40; i++ {
+	// Two builders' logs, as a merge leaves them: each numbers the edges
+	// its own way, and the samples of all edges come mixed.
+	const nEdges = 40
+	var logs [2]sampleLog
+	renumber := rng.Perm(nEdges) // the second log's numbers
+	for k := range logs {
+		logs[k].edges = make([]*Edge, nEdges)
+	}
+	type taken struct {
+		log, edge int
+		v         int64
+	}
+	var mixed []taken
+	for i := 0; i < nEdges; i++ {
 		from := &Node{Key: fmt.Sprintf("service:a%02d", i), Kind: KindService, Name: fmt.Sprintf("a%02d", i)}
 		to := &Node{Key: fmt.Sprintf("service:b%02d", i), Kind: KindService, Name: fmt.Sprintf("b%02d", i)}
 		g.Nodes = append(g.Nodes, from, to)
 		e := &Edge{From: from, To: to}
+		logs[0].edges[i], logs[1].edges[renumber[i]] = e, e
 		n := 1 + rng.IntN(10_000)*(i%3) // some edges small, some large
 		var all []int64
 		for range n {
 			v := rng.Int64N(1e9)
 			all = append(all, v)
-			e.addLatency(v)
-		}
-		if i%2 == 0 { // a merge appends another builder's chunks
-			o := &Edge{}
-			for range n / 2 {
-				v := rng.Int64N(1e9)
-				all = append(all, v)
-				o.addLatency(v)
+			k := 0
+			if i%2 == 0 && rng.IntN(3) == 0 { // some edges in both logs
+				k = 1
 			}
-			e.full = append(e.full, o.samples()...)
-			n += n / 2
+			mixed = append(mixed, taken{k, i, v})
 		}
 		total += n
-		e.Count = n // as observe counts the samples it adds
+		e.Count, e.nlat = n, n // as observe counts the samples it adds
 		s := slices.Sorted(slices.Values(all))
 		r := func(p int) time.Duration { return time.Duration(s[max(0, (p*n+99)/100-1)]) }
 		want[e] = [3]time.Duration{r(50), r(95), r(99)}
 		g.Edges = append(g.Edges, e)
 	}
+	rng.Shuffle(len(mixed), func(a, b int) { mixed[a], mixed[b] = mixed[b], mixed[a] })
+	for _, m := range mixed {
+		num := m.edge
+		if m.log == 1 {
+			num = renumber[m.edge]
+		}
+		logs[m.log].list.Add(sample{m.v, int32(num)})
+	}
+	// finish sorts the edges: give it them in another order.
+	slices.Reverse(g.Edges)
 	if total < 100_000 {
 		t.Fatalf("only %d samples: too few for the percentiles to be shared among goroutines", total)
 	}
@@ -145,7 +166,7 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 		for _, e := range h.Edges {
 			counted += e.Count
 		}
-	})
+	}, logs[:])
 	if called != 1 || counted != total {
 		t.Fatalf("the caller's work ran %d times and counted %d samples, want once and %d", called, counted, total)
 	}

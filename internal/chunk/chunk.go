@@ -28,3 +28,8 @@ func (l *List[T]) Len() int { return l.n }
 
 // At returns the j-th value, for reading or changing in place.
 func (l *List[T]) At(j int) *T { return &l.chunks[j/Len][j%Len] }
+
+// Chunks returns the list's values as its chunks, in order, for a caller
+// that reads them all: the last may be partly filled. Do not append to
+// them.
+func (l *List[T]) Chunks() [][]T { return l.chunks }

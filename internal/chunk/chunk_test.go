@@ -17,6 +17,18 @@ func TestList(t *testing.T) {
 	if a.Len() != 4*Len+6 || *p != Len+3 || a.At(Len+3) != p {
 		t.Fatalf("len %d, value %d: growing moved or changed a value", a.Len(), *p)
 	}
+	j := 0
+	for _, c := range a.Chunks() {
+		for k := range c {
+			if &c[k] != a.At(j) {
+				t.Fatalf("Chunks: value %d is not At(%d)", j, j)
+			}
+			j++
+		}
+	}
+	if j != a.Len() {
+		t.Fatalf("Chunks hold %d values, want %d", j, a.Len())
+	}
 	for j := 0; j < a.Len(); j++ {
 		want := j
 		if j >= 3*Len+5 {
