@@ -44,8 +44,8 @@ func TestPercentilesRanks(t *testing.T) {
 			if got := slices.Sorted(slices.Values(lat)); !slices.Equal(got, sorted) {
 				t.Errorf("%s, %d samples: the samples changed", name, n)
 			}
-			// The same samples in several slices, as merged builders leave
-			// them (some empty).
+			// The same samples in several slices (some empty), which
+			// percentiles takes as one set.
 			var segs [][]int64
 			for rest := lat; len(rest) > 0; {
 				k := rng.IntN(len(rest) + 1)
