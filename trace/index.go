@@ -8,16 +8,17 @@ package trace
 // small ones do. The zero value is ready to use; it is not safe for
 // concurrent use.
 type Index struct {
-	spans  []Span
-	slots  []int32 // open addressing by span ID: index+1, 0 is empty
-	shift  uint
-	built  bool // slots holds spans
-	parent []int32
-	msg    []Messaging
-	isMsg  []bool
-	remote []bool // the span has a child in another service
-	cross  []bool // the span's parent is in another service
-	keys   keyCache
+	spans   []Span
+	slots   []int32 // open addressing by span ID: index+1, 0 is empty
+	shift   uint
+	built   bool // slots holds spans
+	parent  []int32
+	msg     []Messaging
+	isMsg   []bool
+	remote  []bool // the span has a child in another service
+	cross   []bool // the span's parent is in another service
+	keys    keyCache
+	layouts layouts
 }
 
 // Parent values other than a span index.
@@ -62,9 +63,8 @@ func (x *Index) Reset(spans []Span) {
 		x.cross[i] = p >= 0 && x.child(int(p), s)
 		x.isMsg[i] = false
 		if len(s.Attributes) > 0 {
-			v = fields{}
-			s.Attributes.scanWith(&x.keys, &v)
-			x.isMsg[i] = messagingOf(&x.msg[i], s.Kind, &v)
+			x.layouts.fields(&x.keys, s.Attributes, &v)
+			x.isMsg[i] = messagingOf(&x.msg[i], s.Kind, s.Attributes, &v)
 		}
 	}
 	if !far {

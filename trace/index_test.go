@@ -96,3 +96,48 @@ func TestIndexParents(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexLayouts checks the index's messaging views against the spans'
+// own where spans repeat a few attribute lists (shared names, as readers
+// give), with values that change from span to span, some empty, and lists
+// that name a field twice, repeat a name or share a name's address.
+func TestIndexLayouts(t *testing.T) {
+	// A name that starts where another does: known by its address alone,
+	// it would read as the other.
+	part := "messaging.destination.partition.id"
+	shapes := [][]string{
+		{"messaging.system", part, "messaging.kafka.offset"},
+		{"messaging.system", part[:len("messaging.destination")], "messaging.kafka.offset"},
+		{"messaging.system", "messaging.destination.name", "messaging.operation", "messaging.kafka.destination.partition", "messaging.kafka.message.offset"},
+		{"messaging.system", "messaging.source.name", "messaging.operation", "messaging.kafka.source.partition", "messaging.kafka.message.offset", "messaging.kafka.consumer.group"},
+		{"messaging.system", "messaging.destination.name", "messaging.destination", "messaging.kafka.offset"}, // the destination twice
+		{"messaging.destination", "messaging.system", "messaging.destination"},                                 // a name twice
+		{"http.method", "messaging.system", "messaging.kafka.topic", "messaging.message.id", "messaging.client.id"},
+		{"messaging.system"},
+		{"peer.service", "db.system"},
+	}
+	values := []string{"", "kafka", "orders", "7", "12345", "x", "publish", "receive", "process", "-1"}
+	rng := rand.New(rand.NewPCG(5, 6))
+	var x trace.Index
+	for round := 0; round < 300; round++ {
+		spans := make([]trace.Span, 1+rng.IntN(20))
+		for j := range spans {
+			shape := shapes[rng.IntN(len(shapes))]
+			attrs := make(trace.Attributes, len(shape))
+			for k, name := range shape {
+				if rng.IntN(10) == 0 {
+					name = strings.Clone(name) // the same name at another address
+				}
+				attrs[k] = trace.Attribute{Key: name, Value: values[rng.IntN(len(values))]}
+			}
+			spans[j] = trace.Span{SpanID: trace.SpanID(j + 1), Kind: trace.Kind(rng.IntN(6)), Attributes: attrs}
+		}
+		x.Reset(spans)
+		for j := range spans {
+			gm, gok := x.Messaging(j)
+			if wm, wok := spans[j].Messaging(); gm != wm || gok != wok {
+				t.Fatalf("round %d span %d %v: messaging view %+v %v, want %+v %v", round, j, spans[j].Attributes, gm, gok, wm, wok)
+			}
+		}
+	}
+}

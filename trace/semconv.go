@@ -162,11 +162,28 @@ var knownByLen = func() [][]known {
 	return t
 }()
 
-// fields holds the winning value of each view field.
-type fields [nFields]string
+// fields holds, per view field, the position of the attribute that gives
+// it: the highest-ranked name present with a non-empty value; -1: none.
+type fields [nFields]int32
 
-// scan reads every attribute once and keeps, per field, the value of the
-// highest-ranked name present with a non-empty value.
+// noFields is fields with no field given.
+var noFields = func() (v fields) {
+	for i := range v {
+		v[i] = -1
+	}
+	return v
+}()
+
+// value returns field f's value in a, whose positions v holds.
+func (v *fields) value(a Attributes, f field) string {
+	if p := v[f]; p >= 0 {
+		return a[p].Value
+	}
+	return ""
+}
+
+// scan reads every attribute once and finds, per field, the highest-ranked
+// name present with a non-empty value.
 func (a Attributes) scan(v *fields) {
 	a.scanWith(nil, v)
 }
@@ -196,34 +213,33 @@ type keySlot struct {
 	ok bool
 }
 
+// lookup is lookupKnown through the cache (kc nil: none).
+func (kc *keyCache) lookup(k string) (known, bool) {
+	if kc == nil {
+		return lookupKnown(k)
+	}
+	p := unsafe.StringData(k)
+	sl := &kc[(uint64(uintptr(unsafe.Pointer(p)))*0x9E3779B97F4A7C15)>>56]
+	if sl.p == p && sl.n == len(k) && p != nil {
+		return sl.c, sl.ok
+	}
+	c, ok := lookupKnown(k)
+	*sl = keySlot{p, len(k), c, ok}
+	return c, ok
+}
+
 // scanWith is scan with a key cache (nil: none).
 func (a Attributes) scanWith(kc *keyCache, v *fields) {
 	var rank [nFields]uint8
-	for i := range rank {
-		rank[i] = 255
-	}
+	*v = noFields
 	for i := range a {
 		if a[i].Value == "" {
 			continue
 		}
-		k := a[i].Key
-		var c known
-		var ok bool
-		if kc == nil {
-			c, ok = lookupKnown(k)
-		} else {
-			p := unsafe.StringData(k)
-			sl := &kc[(uint64(uintptr(unsafe.Pointer(p)))*0x9E3779B97F4A7C15)>>56]
-			if sl.p == p && sl.n == len(k) && p != nil {
-				c, ok = sl.c, sl.ok
-			} else {
-				c, ok = lookupKnown(k)
-				*sl = keySlot{p, len(k), c, ok}
-			}
-		}
-		if ok && c.rank < rank[c.field] {
+		c, ok := kc.lookup(a[i].Key)
+		if ok && (v[c.field] < 0 || c.rank < rank[c.field]) {
 			rank[c.field] = c.rank
-			v[c.field] = a[i].Value
+			v[c.field] = int32(i)
 		}
 	}
 }
@@ -234,19 +250,20 @@ func (a Attributes) scanWith(kc *keyCache, v *fields) {
 func (s *Span) Messaging() (m Messaging, ok bool) {
 	var v fields
 	s.Attributes.scan(&v)
-	if !messagingOf(&m, s.Kind, &v) {
+	if !messagingOf(&m, s.Kind, s.Attributes, &v) {
 		return Messaging{}, false
 	}
 	return m, true
 }
 
-// messagingOf fills m from the scanned fields and reports whether the span
-// is a messaging span; when it is not, m is left partly written.
-func messagingOf(m *Messaging, kind Kind, v *fields) bool {
-	if v[fSystem] == "" && v[fDestination] == "" {
+// messagingOf fills m from a, whose fields v holds, and reports whether
+// the span is a messaging span; when it is not, m is left partly written.
+func messagingOf(m *Messaging, kind Kind, a Attributes, v *fields) bool {
+	sys, dest := v.value(a, fSystem), v.value(a, fDestination)
+	if sys == "" && dest == "" {
 		return false
 	}
-	op := parseOp(v[fOperation])
+	op := parseOp(v.value(a, fOperation))
 	if op == OpUnknown {
 		switch kind {
 		case KindProducer:
@@ -257,9 +274,9 @@ func messagingOf(m *Messaging, kind Kind, v *fields) bool {
 			return false
 		}
 	}
-	*m = Messaging{System: v[fSystem], Destination: v[fDestination], Operation: op,
-		Partition: int32(parseCount(v[fPartition], math.MaxInt32)), Offset: parseCount(v[fOffset], math.MaxInt64),
-		Key: v[fKey], MessageID: v[fMessageID], ConsumerGroup: v[fGroup], ClientID: v[fClientID]}
+	*m = Messaging{System: sys, Destination: dest, Operation: op,
+		Partition: int32(parseCount(v.value(a, fPartition), math.MaxInt32)), Offset: parseCount(v.value(a, fOffset), math.MaxInt64),
+		Key: v.value(a, fKey), MessageID: v.value(a, fMessageID), ConsumerGroup: v.value(a, fGroup), ClientID: v.value(a, fClientID)}
 	return true
 }
 
@@ -312,11 +329,8 @@ func (p Peer) IsZero() bool { return p == Peer{} }
 func (s *Span) Peer() Peer {
 	var v fields
 	s.Attributes.scan(&v)
-	return peerOf(&v)
-}
-
-func peerOf(v *fields) Peer {
-	return Peer{Service: v[fPeerService], DBSystem: v[fDBSystem], DBName: v[fDBName], ServerAddress: v[fServerAddr]}
+	a := s.Attributes
+	return Peer{Service: v.value(a, fPeerService), DBSystem: v.value(a, fDBSystem), DBName: v.value(a, fDBName), ServerAddress: v.value(a, fServerAddr)}
 }
 
 // SameHop reports whether p is a messaging span on the same topic as m: a

@@ -203,8 +203,8 @@ func TestResourcesShare(t *testing.T) {
 
 // firstOf is the plain reading of fieldNames: per field, the first name in
 // priority order whose attribute is present and non-empty.
-func firstOf(a Attributes) fields {
-	var v fields
+func firstOf(a Attributes) [nFields]string {
+	var v [nFields]string
 	for f, names := range fieldNames {
 		for _, n := range names {
 			if val, ok := a.Get(n); ok && val != "" {
@@ -241,8 +241,12 @@ func TestScanMatchesPriorityOrder(t *testing.T) {
 			}
 			a = append(a, Attribute{k, val})
 		}
-		var got fields
-		a.scan(&got)
+		var pos fields
+		a.scan(&pos)
+		var got [nFields]string
+		for f := range got {
+			got[f] = pos.value(a, field(f))
+		}
 		if want := firstOf(a); got != want {
 			t.Fatalf("attributes %v: scan %q, want %q", a, got, want)
 		}

@@ -1,0 +1,84 @@
+package trace
+
+import "unsafe"
+
+// Spans of one shape — one instrumented call site — carry the same
+// attribute names in the same order, and readers share those names'
+// strings (Strings). A layout remembers such a list of names by their
+// addresses, with the position of each view field's name in it, so that
+// the spans that repeat the list are read without looking each name up.
+
+// A layout is one list of attribute names and where each field is in it.
+// A list that names some field twice has none: which of its names gives
+// the field depends on the values.
+type layout struct {
+	names []nameAt // the names' addresses and lengths, in order
+	at    fields
+}
+
+type nameAt struct {
+	p *byte
+	n int
+}
+
+const (
+	layoutBits = 6
+	// maxLayouts bounds the layouts an Index makes: where a source does
+	// not share attribute names, every span brings new addresses, and
+	// the layouts must not grow with the input.
+	maxLayouts = 1 << 12
+)
+
+// layouts are an Index's layouts, found by their first name's address and
+// their length.
+type layouts struct {
+	slots [1 << layoutBits]*layout
+	made  int
+}
+
+// fields finds a's fields (as scan does) in v, through a's layout when it
+// has one, and else makes one when it may.
+func (ls *layouts) fields(kc *keyCache, a Attributes, v *fields) {
+	if len(a) == 0 {
+		*v = noFields
+		return
+	}
+	p := unsafe.StringData(a[0].Key)
+	h := (uint64(uintptr(unsafe.Pointer(p)))*0x9E3779B97F4A7C15 ^ uint64(len(a))) * 0xC2B2AE3D27D4EB4F >> (64 - layoutBits)
+	if l := ls.slots[h]; l != nil && len(l.names) == len(a) {
+		names := l.names[:len(a)]
+		for i := range a {
+			if names[i].p != unsafe.StringData(a[i].Key) || names[i].n != len(a[i].Key) {
+				goto miss
+			}
+		}
+		// A field's only name gives its value, empty or not: an empty
+		// value reads as no value.
+		*v = l.at
+		return
+	}
+miss:
+	a.scanWith(kc, v)
+	if ls.made < maxLayouts {
+		if l := newLayout(kc, a); l != nil {
+			ls.slots[h] = l
+			ls.made++
+		}
+	}
+}
+
+// newLayout returns a's layout, or nil when a names some field twice.
+func newLayout(kc *keyCache, a Attributes) *layout {
+	l := &layout{names: make([]nameAt, len(a)), at: noFields}
+	for i := range a {
+		k := a[i].Key
+		l.names[i] = nameAt{unsafe.StringData(k), len(k)}
+		if c, ok := kc.lookup(k); ok {
+			if l.at[c.field] >= 0 {
+				return nil
+			}
+			l.at[c.field] = int32(i)
+		}
+	}
+	return l
+}
