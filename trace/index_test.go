@@ -111,7 +111,7 @@ func TestIndexLayouts(t *testing.T) {
 		{"messaging.system", "messaging.destination.name", "messaging.operation", "messaging.kafka.destination.partition", "messaging.kafka.message.offset"},
 		{"messaging.system", "messaging.source.name", "messaging.operation", "messaging.kafka.source.partition", "messaging.kafka.message.offset", "messaging.kafka.consumer.group"},
 		{"messaging.system", "messaging.destination.name", "messaging.destination", "messaging.kafka.offset"}, // the destination twice
-		{"messaging.destination", "messaging.system", "messaging.destination"},                                 // a name twice
+		{"messaging.destination", "messaging.system", "messaging.destination"},                                // a name twice
 		{"http.method", "messaging.system", "messaging.kafka.topic", "messaging.message.id", "messaging.client.id"},
 		{"messaging.system"},
 		{"peer.service", "db.system"},
