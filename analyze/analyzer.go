@@ -3,6 +3,7 @@ package analyze
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -241,6 +242,12 @@ func (a *Analyzer) Finish() (*graph.Graph, Report) {
 func (a *Analyzer) judge(g *graph.Graph) Report {
 	x := newContext(g, a.o)
 	out := a.found
+	if n := len(g.Stitches) / 4; n > len(out.m) {
+		// Room for the lost hops' findings, made at once.
+		m := make(map[findingKey]*finding, n+len(out.m))
+		maps.Copy(m, out.m)
+		out.m = m
+	}
 
 	// A hop's stitches share their names' strings (the graph's node names
 	// and the consumer's resource), so its finding is found by the

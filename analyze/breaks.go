@@ -124,8 +124,12 @@ func (f *finding) count(tid trace.TraceID) {
 
 // addExample keeps the MaxExamples smallest trace IDs, sorted.
 func addExample(ex []trace.TraceID, id trace.TraceID) []trace.TraceID {
-	if len(ex) == MaxExamples && less(ex[MaxExamples-1], id) {
-		return ex // the usual case once full: a later trace, larger than all kept
+	if n := len(ex); n == 0 || less(ex[n-1], id) {
+		// The usual case: a later trace, larger than all kept.
+		if n == MaxExamples {
+			return ex
+		}
+		return append(ex, id)
 	}
 	i := sort.Search(len(ex), func(i int) bool { return !less(ex[i], id) })
 	if i < len(ex) && ex[i] == id {
