@@ -111,7 +111,7 @@ func (a *Analyzer) Add(t *trace.Trace) {
 		case pi == trace.MissingParent:
 			orphan(a.found, svc, t.ID)
 		default:
-			if parent := &t.Spans[pi]; a.idx.CrossParent(j) && s.Start.Before(parent.Start.Add(-a.o.SkewTolerance)) {
+			if parent := &t.Spans[pi]; a.idx.CrossParent(j) && startsBefore(s.Start, parent.Start, a.o.SkewTolerance) {
 				skew(a.found, parent.Service(), svc, parent.Start.Sub(s.Start), t.ID, "starts before its parent")
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/ktrace-dev/ktrace/trace"
 )
@@ -47,4 +48,23 @@ func cmpID(a, b trace.TraceID) int {
 		return 1
 	}
 	return 0
+}
+
+// TestStartsBefore checks the skew comparison against time.Time's own,
+// for times near now and far from it, with tolerances of either sign.
+func TestStartsBefore(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	now := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	bases := []time.Time{now, time.Now(), time.Unix(0, 0), time.Date(1800, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC), {}}
+	for i := 0; i < 100000; i++ {
+		p := bases[rng.IntN(len(bases))].Add(time.Duration(rng.Int64N(1 << 40)))
+		s := p.Add(time.Duration(rng.Int64N(1<<12) - 1<<11))
+		if rng.IntN(4) == 0 {
+			s = bases[rng.IntN(len(bases))] // another era
+		}
+		tol := time.Duration(rng.Int64N(1<<12) - 1<<10)
+		if got, want := startsBefore(s, p, tol), s.Before(p.Add(-tol)); got != want {
+			t.Fatalf("span at %v, parent at %v, tolerance %v: %v, want %v", s, p, tol, got, want)
+		}
+	}
 }
