@@ -416,7 +416,6 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 	if pi >= 0 {
 		p = &spans[pi]
 	}
-	ref := SpanRef{TraceID: s.TraceID, SpanID: s.SpanID, Service: svcName}
 
 	if m := b.cur.View(i); m != nil && m.Destination != "" {
 		topic := b.topic(m.Destination)
@@ -439,7 +438,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 			} else {
 				// A root produce span: an origin, or a stream processor that
 				// lost the context of its input. Graph decides which.
-				b.roots = append(b.roots, rootProducer{ref: ref, node: svc, topic: topic, key: m.Key, client: m.ClientID,
+				b.roots = append(b.roots, rootProducer{ref: spanRef(s), node: svc, topic: topic, key: m.Key, client: m.ClientID,
 					start: s.Start.UnixNano(), dur: int64(s.Duration), err: s.Error})
 			}
 			pr := producer{tid: s.TraceID, sid: s.SpanID, start: s.Start.UnixNano(), partition: -1, offset: -1, svc: svc.seq, topic: topic.seq}
@@ -461,14 +460,14 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 			}
 			if m.Key != "" {
 				k := keyedKey{svcName, m.Key}
-				b.keyed[k] = append(b.keyed[k], keyedConsumer{ref: ref, topic: m.Destination, start: s.Start.UnixNano()})
+				b.keyed[k] = append(b.keyed[k], keyedConsumer{ref: spanRef(s), topic: m.Destination, start: s.Start.UnixNano()})
 			}
 			if b.cur.SameHop(pi, m, true) {
 				b.observeClient(b.edge(topic, svc, EdgeConsume, RelParent, m.ConsumerGroup),
 					s.Error, s.Start.UnixNano()-p.Start.UnixNano(), m.ClientID)
 				return
 			}
-			pc := pendingConsumer{ref: ref, node: svc, topic: topic, group: m.ConsumerGroup, client: m.ClientID,
+			pc := pendingConsumer{ref: spanRef(s), node: svc, topic: topic, group: m.ConsumerGroup, client: m.ClientID,
 				partition: m.Partition, offset: m.Offset, msgID: m.MessageID,
 				start: s.Start.UnixNano(), err: s.Error}
 			for _, r := range s.Refs {
@@ -522,6 +521,11 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 			b.observe(b.edge(svc, target, EdgePeer, RelSpan, ""), s.Error, int64(s.Duration))
 		}
 	}
+}
+
+// spanRef names s.
+func spanRef(s *trace.Span) SpanRef {
+	return SpanRef{TraceID: s.TraceID, SpanID: s.SpanID, Service: s.Service()}
 }
 
 // Graph resolves the consumers whose producer was not their parent — through
