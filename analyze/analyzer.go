@@ -36,6 +36,7 @@ type Analyzer struct {
 
 	found       *collector // orphans, skew, multiple roots
 	serverRoots *collector // server root spans, kept if others call the service
+	rootCache   [1 << rootCacheBits]rootSlot
 	inside      *collector // unexplained produce spans, kept if the service consumes
 	consRoots   []consumerRoot
 	linked      []linkedProducer
@@ -51,6 +52,16 @@ type Analyzer struct {
 	rootSvcs []string
 	links    []spanKey
 	pending  []linkedProducer
+}
+
+const rootCacheBits = 6
+
+// rootKey is a server root's service and operation by their addresses.
+type rootKey struct{ svc, op strAddr }
+
+type rootSlot struct {
+	k rootKey
+	f *finding
 }
 
 // consumerRoot is a consumer span that starts a trace with no link: a
@@ -140,12 +151,19 @@ func (a *Analyzer) Add(t *trace.Trace) {
 // the builder's AddSpan returned for it.
 func (a *Analyzer) root(s *trace.Span, svc string, m *trace.Messaging, pending int) {
 	if s.Kind == trace.KindServer {
-		f, isNew := a.serverRoots.get(findingKey{rule: RuleMidGraphRoot, a: svc, b: s.Operation, c: "server"})
-		if isNew {
-			f.Service = svc
-			f.Where = fmt.Sprintf("%s: server span %q starts a trace, though instrumented services call %s", svc, s.Operation, svc)
+		// Most traces start at a server span: its finding is found by the
+		// names' addresses before their bytes are hashed.
+		k := rootKey{addrOf(svc), addrOf(s.Operation)}
+		sl := &a.rootCache[(uint64(uintptr(unsafe.Pointer(k.svc.p)))*0xC2B2AE3D27D4EB4F^uint64(uintptr(unsafe.Pointer(k.op.p))))*0x9E3779B97F4A7C15>>(64-rootCacheBits)]
+		if sl.f == nil || sl.k != k {
+			f, isNew := a.serverRoots.get(findingKey{rule: RuleMidGraphRoot, a: svc, b: s.Operation, c: "server"})
+			if isNew {
+				f.Service = svc
+				f.Where = fmt.Sprintf("%s: server span %q starts a trace, though instrumented services call %s", svc, s.Operation, svc)
+			}
+			*sl = rootSlot{k, f}
 		}
-		f.count(s.TraceID)
+		sl.f.count(s.TraceID)
 	}
 	if m != nil && m.IsConsumer() && !s.HasLink() {
 		a.consRoots = append(a.consRoots, consumerRoot{span: spanKey{s.TraceID, s.SpanID}, svc: svc, topic: m.Destination,
