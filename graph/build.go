@@ -382,12 +382,7 @@ func (b *Builder) Begin(t *trace.Trace, idx *trace.Index) {
 // consumers, counted from 0 across the builder's traces (and those of
 // builders merged into it, after its own), for Stitched; else -1.
 func (b *Builder) AddSpan(i int) int {
-	n := b.pending.Len()
-	b.addSpan(b.spans, i)
-	if b.pending.Len() > n {
-		return n
-	}
-	return -1
+	return b.addSpan(b.spans, i)
 }
 
 // Pending returns the number of pending consumers so far (see AddSpan).
@@ -400,7 +395,8 @@ func (b *Builder) Stitched(k int) bool {
 	return b.hopStitched.has(k)
 }
 
-func (b *Builder) addSpan(spans []trace.Span, i int) {
+// addSpan adds span i of spans and returns what AddSpan does.
+func (b *Builder) addSpan(spans []trace.Span, i int) int {
 	s := &spans[i]
 	svcName := s.Service()
 	svc := b.service(s)
@@ -425,7 +421,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 		switch {
 		case m.IsProducer():
 			if p != nil && !b.cur.CrossParent(i) && b.cur.SameHop(pi, m, true) {
-				return // nested publish span of the same record
+				return -1 // nested publish span of the same record
 			}
 			topic.Spans++
 			if s.Error {
@@ -449,10 +445,10 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 				b.msgIDs = append(b.msgIDs, producerMsgID{b.producers.Len(), m.MessageID})
 			}
 			b.producers.add(pr)
-			return
+			return -1
 		case m.IsConsumer():
 			if p != nil && !b.cur.CrossParent(i) && b.cur.SameHop(pi, m, false) {
-				return // process span under the receive span of the same record
+				return -1 // process span under the receive span of the same record
 			}
 			topic.Spans++
 			if s.Error {
@@ -465,7 +461,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 			if b.cur.SameHop(pi, m, true) {
 				b.observeClient(b.edge(topic, svc, EdgeConsume, RelParent, m.ConsumerGroup),
 					s.Error, s.Start.UnixNano()-p.Start.UnixNano(), m.ClientID)
-				return
+				return -1
 			}
 			pc := pendingConsumer{ref: spanRef(s), node: svc, topic: topic, group: m.ConsumerGroup, client: m.ClientID,
 				partition: m.Partition, offset: m.Offset, msgID: m.MessageID,
@@ -476,7 +472,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 				}
 			}
 			b.pending.Add(pc)
-			return
+			return b.pending.Len() - 1
 		}
 	}
 
@@ -497,7 +493,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 
 	if s.Kind == trace.KindClient || s.Kind == trace.KindProducer {
 		if b.cur.HasRemoteChild(i) {
-			return
+			return -1
 		}
 		peer := s.Peer()
 		var target *Node
@@ -521,6 +517,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) {
 			b.observe(b.edge(svc, target, EdgePeer, RelSpan, ""), s.Error, int64(s.Duration))
 		}
 	}
+	return -1
 }
 
 // spanRef names s.
