@@ -152,6 +152,7 @@ func NewBuilder() *Builder {
 		edges:    map[edgeKey]*Edge{},
 		keyed:    map[keyedKey][]keyedConsumer{},
 		services: map[*trace.Resource]*Node{},
+		names:    newNames(),
 	}
 }
 

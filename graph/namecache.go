@@ -20,11 +20,16 @@ import (
 // not grow with the input.
 const maxAddrs = 1 << 14
 
-// names maps strings to small dense ids.
+// names maps strings to small dense ids. Make it with newNames.
 type names struct {
 	slots []addrSlot // open addressing by address; a power of two long
+	mask  uint64     // len(slots)-1
 	used  int
 	ids   map[string]int32
+}
+
+func newNames() names {
+	return names{slots: make([]addrSlot, 64), mask: 63, ids: map[string]int32{}}
 }
 
 type addrSlot struct {
@@ -37,19 +42,25 @@ func addrHash(p *byte) uint64 {
 	return uint64(uintptr(unsafe.Pointer(p))) * 0x9E3779B97F4A7C15 >> 32
 }
 
-// id returns the id of s.
+// id returns the id of s. A name at its home slot, the usual case, is
+// found inline; else id probes on.
 func (t *names) id(s string) int32 {
 	p := unsafe.StringData(s)
-	if len(t.slots) > 0 {
-		mask := uint64(len(t.slots) - 1)
-		for h := addrHash(p) & mask; ; h = (h + 1) & mask {
-			sl := &t.slots[h]
-			if sl.id == 0 {
-				break
-			}
-			if sl.p == p && sl.n == len(s) {
-				return sl.id - 1
-			}
+	if sl := &t.slots[addrHash(p)&t.mask]; sl.p == p && sl.n == len(s) && sl.id != 0 {
+		return sl.id - 1
+	}
+	return t.probe(s, p)
+}
+
+// probe is id past the home slot.
+func (t *names) probe(s string, p *byte) int32 {
+	for h := addrHash(p) & t.mask; ; h = (h + 1) & t.mask {
+		sl := &t.slots[h]
+		if sl.id == 0 {
+			break
+		}
+		if sl.p == p && sl.n == len(s) {
+			return sl.id - 1
 		}
 	}
 	return t.slow(s, p)
@@ -57,9 +68,6 @@ func (t *names) id(s string) int32 {
 
 // slow finds s by its bytes and remembers its address.
 func (t *names) slow(s string, p *byte) int32 {
-	if t.ids == nil {
-		t.ids = map[string]int32{}
-	}
 	id, ok := t.ids[s]
 	if !ok {
 		id = int32(len(t.ids))
@@ -70,7 +78,8 @@ func (t *names) slow(s string, p *byte) int32 {
 	}
 	if 2*(t.used+1) > len(t.slots) {
 		old := t.slots
-		t.slots = make([]addrSlot, max(64, 2*len(old)))
+		t.slots = make([]addrSlot, 2*len(old))
+		t.mask = uint64(len(t.slots) - 1)
 		t.used = 0
 		for _, sl := range old {
 			if sl.id != 0 {
@@ -83,10 +92,9 @@ func (t *names) slow(s string, p *byte) int32 {
 }
 
 func (t *names) insert(sl addrSlot) {
-	mask := uint64(len(t.slots) - 1)
-	h := addrHash(sl.p) & mask
+	h := addrHash(sl.p) & t.mask
 	for t.slots[h].id != 0 {
-		h = (h + 1) & mask
+		h = (h + 1) & t.mask
 	}
 	t.slots[h] = sl
 	t.used++
