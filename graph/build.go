@@ -17,11 +17,14 @@ type edgeKey struct {
 	rel      Relation
 }
 
-const edgeCacheBits = 12
-
+// edgeSlot is an edge in the builder's table, with the counts the builder
+// adds to for each span behind it: they sit in the line its key was just
+// compared in, and go to the Edge when the builder is done (flushEdges).
 type edgeSlot struct {
-	k edgeKey
-	e *Edge
+	k                   edgeKey
+	count, errors, nlat int
+	seq                 int32
+	e                   *Edge // nil: an empty slot
 }
 
 // recordKey names a record: its topic (by node id, which is cheaper to
@@ -109,8 +112,7 @@ type keyedConsumer struct {
 // Builder accumulates traces into a graph. Add traces in any order, then
 // call Graph once. It keeps only what pairing needs, not the traces.
 type Builder struct {
-	g     *Graph
-	edges map[edgeKey]*Edge
+	g *Graph
 	// producers are kept in a list, not indexed: only consumers whose
 	// producer is not their parent (pending) need them, usually few, so
 	// Graph indexes those and runs the producers past the index once.
@@ -122,13 +124,14 @@ type Builder struct {
 	nodes     [len(nodeKindNames)]map[string]*Node
 	services  map[*trace.Resource]*Node
 	idx       trace.Index
-	// edgeCache finds the edge of most spans before the map is asked (a
-	// set has hundreds or thousands of edges, and a span adds to one): an
-	// index from the key's numbers and one 16-byte comparison instead of
-	// hashing the key.
-	edgeCache [1 << edgeCacheBits]edgeSlot
-	cur       *trace.Index // the index of the trace being added
-	spans     []trace.Span // its spans
+	// edges is an open-addressing table of the edges by key, at most half
+	// full: a set has hundreds or thousands of edges, and a span adds to
+	// one, so finding it compares 16 bytes of numbers and counting it
+	// writes the same cache line (edgeSlot).
+	edges    []edgeSlot
+	edgeMask uint64
+	cur      *trace.Index // the index of the trace being added
+	spans    []trace.Span // its spans
 	// Services, topics and operations found without hashing names
 	// (namecache.go).
 	resCache  resCache
@@ -149,7 +152,8 @@ type Builder struct {
 func NewBuilder() *Builder {
 	return &Builder{
 		g:        &Graph{byKey: map[string]*Node{}},
-		edges:    map[edgeKey]*Edge{},
+		edges:    make([]edgeSlot, 1024),
+		edgeMask: 1023,
 		keyed:    map[keyedKey][]keyedConsumer{},
 		services: map[*trace.Resource]*Node{},
 		names:    newNames(),
@@ -202,16 +206,17 @@ func (b *Builder) Merge(o *Builder) {
 		}
 		to[n.seq], toSeq[n.seq] = t, t.seq
 	}
+	o.flushEdges()
 	toEdge := make([]*Edge, len(o.g.Edges))
 	for _, e := range o.g.Edges {
 		t := b.edge(to[e.From.seq], to[e.To.seq], e.Kind, e.Relation, e.Group)
-		t.Count += e.Count
-		t.Errors += e.Errors
+		t.count += e.Count
+		t.errors += e.Errors
 		t.nlat += e.nlat
 		for k := range e.clientIDs {
-			addTo(&t.clientIDs, k)
+			addTo(&t.e.clientIDs, k)
 		}
-		toEdge[e.seq] = t
+		toEdge[e.seq] = t.e
 	}
 	// o's samples stay where they are, as logs of b's edges.
 	b.logs = append(b.logs, sampleLog{o.samples, toEdge})
@@ -290,25 +295,59 @@ func (b *Builder) topic(name string) *Node {
 	return n
 }
 
-func (b *Builder) edge(from, to *Node, kind EdgeKind, rel Relation, group string) *Edge {
+// edge returns the slot of the edge from from to to, making the edge if
+// it is new. The slot is b's to write until the next call.
+func (b *Builder) edge(from, to *Node, kind EdgeKind, rel Relation, group string) *edgeSlot {
 	gid := int32(-1)
 	if group != "" {
 		gid = b.names.id(group)
 	}
 	k := edgeKey{from.seq, to.seq, gid, kind, rel}
-	h := ((uint64(uint32(from.seq))<<32 | uint64(uint32(to.seq))) ^ (uint64(uint32(gid))<<16|uint64(kind)<<8|uint64(rel))*0xC2B2AE3D27D4EB4F) * 0x9E3779B97F4A7C15 >> (64 - edgeCacheBits)
-	slot := &b.edgeCache[h]
-	if slot.e != nil && slot.k == k {
-		return slot.e
+	for h := edgeHash(k) & b.edgeMask; ; h = (h + 1) & b.edgeMask {
+		sl := &b.edges[h]
+		if sl.e == nil {
+			e := &Edge{From: from, To: to, Kind: kind, Relation: rel, Group: group, seq: int32(len(b.g.Edges))}
+			b.g.Edges = append(b.g.Edges, e)
+			*sl = edgeSlot{k: k, seq: e.seq, e: e}
+			if 2*len(b.g.Edges) > len(b.edges) {
+				b.growEdges()
+				return b.edge(from, to, kind, rel, group)
+			}
+			return sl
+		}
+		if sl.k == k {
+			return sl
+		}
 	}
-	e, ok := b.edges[k]
-	if !ok {
-		e = &Edge{From: from, To: to, Kind: kind, Relation: rel, Group: group, seq: int32(len(b.g.Edges))}
-		b.edges[k] = e
-		b.g.Edges = append(b.g.Edges, e)
+}
+
+func edgeHash(k edgeKey) uint64 {
+	return ((uint64(uint32(k.from))<<32 | uint64(uint32(k.to))) ^ (uint64(uint32(k.group))<<16|uint64(k.kind)<<8|uint64(k.rel))*0xC2B2AE3D27D4EB4F) * 0x9E3779B97F4A7C15 >> 32
+}
+
+// growEdges doubles the edge table.
+func (b *Builder) growEdges() {
+	old := b.edges
+	b.edges = make([]edgeSlot, 2*len(old))
+	b.edgeMask = uint64(len(b.edges) - 1)
+	for _, sl := range old {
+		if sl.e != nil {
+			h := edgeHash(sl.k) & b.edgeMask
+			for b.edges[h].e != nil {
+				h = (h + 1) & b.edgeMask
+			}
+			b.edges[h] = sl
+		}
 	}
-	slot.k, slot.e = k, e
-	return e
+}
+
+// flushEdges gives the edges the counts their slots hold.
+func (b *Builder) flushEdges() {
+	for i := range b.edges {
+		if sl := &b.edges[i]; sl.e != nil {
+			sl.e.Count, sl.e.Errors, sl.e.nlat = sl.count, sl.errors, sl.nlat
+		}
+	}
 }
 
 // notePartition records partition p of a topic node; partitions below 64,
@@ -324,24 +363,24 @@ func (n *Node) notePartition(p int32) {
 }
 
 // observeClient is observe that also records a Kafka client id.
-func (b *Builder) observeClient(e *Edge, err bool, latency int64, client string) {
-	b.observe(e, err, latency)
+func (b *Builder) observeClient(e *edgeSlot, err bool, latency int64, client string) {
 	if client != "" {
-		addTo(&e.clientIDs, client)
+		addTo(&e.e.clientIDs, client)
 	}
+	b.observe(e, err, latency)
 }
 
 // observe counts a span (or record) behind e, with its latency.
-func (b *Builder) observe(e *Edge, err bool, latency int64) {
-	e.Count++
+func (b *Builder) observe(e *edgeSlot, err bool, latency int64) {
+	e.count++
 	if err {
-		e.Errors++
+		e.errors++
 	}
 	b.addLatency(e, latency)
 }
 
 // addLatency logs a latency sample of e.
-func (b *Builder) addLatency(e *Edge, v int64) {
+func (b *Builder) addLatency(e *edgeSlot, v int64) {
 	e.nlat++
 	b.samples.Add(sample{v, e.seq})
 }
@@ -575,11 +614,11 @@ func (b *Builder) GraphWith(f func(*Graph)) *Graph {
 		}
 		e := b.edge(pc.topic, pc.node, EdgeConsume, rel, pc.group)
 		if pc.client != "" {
-			addTo(&e.clientIDs, pc.client)
+			addTo(&e.e.clientIDs, pc.client)
 		}
-		e.Count++
+		e.count++
 		if pc.err {
-			e.Errors++
+			e.errors++
 		}
 		if found {
 			b.addLatency(e, lat)
@@ -588,6 +627,8 @@ func (b *Builder) GraphWith(f func(*Graph)) *Graph {
 	b.pending, b.producers, b.msgIDs = chunk.List[pendingConsumer]{}, producers{}, nil
 	b.cur, b.spans = nil, nil
 	b.resolveRoots()
+	b.flushEdges()
+	b.edges = nil
 	// The builder's own log, its edges as they are numbered now (finish
 	// sorts them).
 	logs := append(b.logs, sampleLog{b.samples, append([]*Edge(nil), b.g.Edges...)})

@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -582,6 +583,46 @@ func TestBuildWorkersUneven(t *testing.T) {
 	for _, w := range []int{2, 4} {
 		if got := summary(graph.BuildWorkers(ts, w)); got != want {
 			t.Fatalf("%d workers differ from one", w)
+		}
+	}
+}
+
+// TestManyEdgesCounted: a set of nearly a thousand edges (the builder's
+// edge table grows on the way) counts each call edge's spans as a plain
+// count over the spans does, built by one builder and by several merged.
+func TestManyEdgesCounted(t *testing.T) {
+	ts := synth.Generate(synth.Standard(20000))
+	type pair struct{ from, to string }
+	want := map[pair]int{}
+	for _, tr := range ts {
+		at := map[trace.SpanID]*trace.Span{}
+		for i := range tr.Spans {
+			at[tr.Spans[i].SpanID] = &tr.Spans[i]
+		}
+		for i := range tr.Spans {
+			s := &tr.Spans[i]
+			pid, ok := s.Parent()
+			if _, msg := s.Messaging(); !ok || msg {
+				continue
+			}
+			if p := at[pid]; p != nil && p.Service() != s.Service() {
+				want[pair{p.Service(), s.Service()}]++
+			}
+		}
+	}
+	for _, workers := range []int{1, 3} {
+		g := graph.BuildWorkers(ts, workers)
+		if len(g.Edges) < 600 {
+			t.Fatalf("%d edges: the set should have more than 512 (the table starts with 1024 slots, half full at most)", len(g.Edges))
+		}
+		got := map[pair]int{}
+		for _, e := range g.Edges {
+			if e.Kind == graph.EdgeCall && e.Relation == graph.RelParent {
+				got[pair{e.From.Name, e.To.Name}] = e.Count
+			}
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("%d builders: %d call edges counted %v, want %d: %v", workers, len(got), got, len(want), want)
 		}
 	}
 }
