@@ -2,6 +2,7 @@ package graph
 
 import (
 	"time"
+	"unsafe"
 
 	"github.com/ktrace-dev/ktrace/internal/chunk"
 	"github.com/ktrace-dev/ktrace/internal/split"
@@ -24,8 +25,12 @@ type edgeSlot struct {
 	k                   edgeKey
 	count, errors, nlat int
 	seq                 int32
-	e                   *Edge // nil: an empty slot
+	e                   *Edge   // nil: an empty slot
+	_                   [8]byte // a cache line each (the table is 64-byte aligned)
 }
+
+// An edgeSlot is one cache line (this does not compile otherwise).
+const _ = (64 - unsafe.Sizeof(edgeSlot{})) + (unsafe.Sizeof(edgeSlot{}) - 64)
 
 // recordKey names a record: its topic (by node id, which is cheaper to
 // hash than the name), partition and offset.
