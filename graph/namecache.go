@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"math"
 	"unsafe"
 
 	"github.com/ktrace-dev/ktrace/trace"
@@ -32,9 +33,11 @@ func newNames() names {
 	return names{slots: make([]addrSlot, 64), mask: 63, ids: map[string]int32{}}
 }
 
+// addrSlot is a name by its address and length (names longer than
+// math.MaxInt32 bytes are not kept), 16 bytes.
 type addrSlot struct {
 	p  *byte
-	n  int
+	n  int32
 	id int32 // id+1; 0: empty
 }
 
@@ -46,7 +49,7 @@ func addrHash(p *byte) uint64 {
 // found inline; else id probes on.
 func (t *names) id(s string) int32 {
 	p := unsafe.StringData(s)
-	if sl := &t.slots[addrHash(p)&t.mask]; sl.p == p && sl.n == len(s) && sl.id != 0 {
+	if sl := &t.slots[addrHash(p)&t.mask]; sl.p == p && int(sl.n) == len(s) && sl.id != 0 {
 		return sl.id - 1
 	}
 	return t.probe(s, p)
@@ -59,7 +62,7 @@ func (t *names) probe(s string, p *byte) int32 {
 		if sl.id == 0 {
 			break
 		}
-		if sl.p == p && sl.n == len(s) {
+		if sl.p == p && int(sl.n) == len(s) {
 			return sl.id - 1
 		}
 	}
@@ -73,7 +76,7 @@ func (t *names) slow(s string, p *byte) int32 {
 		id = int32(len(t.ids))
 		t.ids[s] = id
 	}
-	if t.used >= maxAddrs {
+	if t.used >= maxAddrs || len(s) > math.MaxInt32 {
 		return id
 	}
 	if 2*(t.used+1) > len(t.slots) {
@@ -87,7 +90,7 @@ func (t *names) slow(s string, p *byte) int32 {
 			}
 		}
 	}
-	t.insert(addrSlot{p, len(s), id + 1})
+	t.insert(addrSlot{p, int32(len(s)), id + 1})
 	return id
 }
 
