@@ -112,8 +112,8 @@ func (a *Analyzer) Add(t *trace.Trace) {
 		pending := a.b.AddSpan(j)
 		s := &t.Spans[j]
 		svc := s.Service()
-		pi := a.idx.Parent(j)
-		m := a.idx.View(j)
+		in := a.idx.Info(j)
+		pi, m := in.Parent, in.View
 		switch {
 		case pi == trace.NoParent:
 			roots++
@@ -122,7 +122,7 @@ func (a *Analyzer) Add(t *trace.Trace) {
 		case pi == trace.MissingParent:
 			orphan(a.found, svc, t.ID)
 		default:
-			if parent := &t.Spans[pi]; a.idx.CrossParent(j) && startsBefore(s.Start, parent.Start, a.o.SkewTolerance) {
+			if parent := &t.Spans[pi]; in.Cross && startsBefore(s.Start, parent.Start, a.o.SkewTolerance) {
 				skew(a.found, parent.Service(), svc, parent.Start.Sub(s.Start), t.ID, "starts before its parent")
 			}
 		}

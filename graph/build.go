@@ -452,20 +452,21 @@ func (b *Builder) addSpan(spans []trace.Span, i int) int {
 	if svc.opSeen.add(b.names.id(s.Operation)) {
 		addTo(&svc.operations, s.Operation)
 	}
-	pi := b.cur.Parent(i)
+	in := b.cur.Info(i)
+	pi := in.Parent
 	var p *trace.Span
 	if pi >= 0 {
 		p = &spans[pi]
 	}
 
-	if m := b.cur.View(i); m != nil && m.Destination != "" {
+	if m := in.View; m != nil && m.Destination != "" {
 		topic := b.topic(m.Destination)
 		if m.Partition >= 0 {
 			topic.notePartition(m.Partition)
 		}
 		switch {
 		case m.IsProducer():
-			if p != nil && !b.cur.CrossParent(i) && b.cur.SameHop(pi, m, true) {
+			if p != nil && !in.Cross && b.cur.SameHop(pi, m, true) {
 				return -1 // nested publish span of the same record
 			}
 			topic.Spans++
@@ -492,7 +493,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) int {
 			b.producers.add(pr)
 			return -1
 		case m.IsConsumer():
-			if p != nil && !b.cur.CrossParent(i) && b.cur.SameHop(pi, m, false) {
+			if p != nil && !in.Cross && b.cur.SameHop(pi, m, false) {
 				return -1 // process span under the receive span of the same record
 			}
 			topic.Spans++
@@ -522,7 +523,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) int {
 	}
 
 	if p != nil {
-		if b.cur.CrossParent(i) {
+		if in.Cross {
 			lat := int64(s.Duration)
 			if p.Kind == trace.KindClient {
 				lat = int64(p.Duration)
@@ -537,7 +538,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) int {
 	}
 
 	if s.Kind == trace.KindClient || s.Kind == trace.KindProducer {
-		if b.cur.HasRemoteChild(i) {
+		if in.Remote {
 			return -1
 		}
 		peer := s.Peer()

@@ -12,13 +12,42 @@ type Index struct {
 	slots   []int32 // open addressing by span ID: index+1, 0 is empty
 	shift   uint
 	built   bool // slots holds spans
-	parent  []int32
+	info    []info
 	msg     []Messaging
-	isMsg   []bool
-	remote  []bool // the span has a child in another service
-	cross   []bool // the span's parent is in another service
 	keys    keyCache
 	layouts layouts
+}
+
+// info is what the index found of one span.
+type info struct {
+	parent int32
+	cross  bool // the span's parent is in another service
+	remote bool // the span has a child in another service
+	msg    bool // msg holds the span's messaging view
+}
+
+// Info is what the index knows of one span, read at once.
+type Info struct {
+	// Parent is the parent's index, NoParent or MissingParent.
+	Parent int
+	// Cross: the parent is in another service (CrossParent).
+	Cross bool
+	// Remote: the span is the parent of a span of another service
+	// (HasRemoteChild).
+	Remote bool
+	// View is the span's messaging view in place, nil when it is not a
+	// messaging span (View). Do not change it.
+	View *Messaging
+}
+
+// Info returns what the index knows of span i.
+func (x *Index) Info(i int) Info {
+	in := x.info[i]
+	out := Info{Parent: int(in.parent), Cross: in.cross, Remote: in.remote}
+	if in.msg {
+		out.View = &x.msg[i]
+	}
+	return out
 }
 
 // Parent values other than a span index.
@@ -38,12 +67,9 @@ const (
 func (x *Index) Reset(spans []Span) {
 	x.spans, x.built = spans, false
 	n := len(spans)
-	x.parent = grow(x.parent, n)
+	x.info = grow(x.info, n)
+	clear(x.info)
 	x.msg = grow(x.msg, n)
-	x.isMsg = grow(x.isMsg, n)
-	x.remote = grow(x.remote, n)
-	clear(x.remote)
-	x.cross = grow(x.cross, n)
 	far := false
 	var v fields
 	for i := range spans {
@@ -59,23 +85,23 @@ func (x *Index) Reset(spans []Span) {
 				p, far = MissingParent, true // for now: looked up below
 			}
 		}
-		x.parent[i] = p
-		x.cross[i] = p >= 0 && x.child(int(p), s)
-		x.isMsg[i] = false
+		in := &x.info[i]
+		in.parent = p
+		in.cross = p >= 0 && x.child(int(p), s)
 		if len(s.Attributes) > 0 {
 			x.layouts.fields(&x.keys, s.Attributes, &v)
-			x.isMsg[i] = messagingOf(&x.msg[i], s.Kind, s.Attributes, &v)
+			in.msg = messagingOf(&x.msg[i], s.Kind, s.Attributes, &v)
 		}
 	}
 	if !far {
 		return
 	}
 	for i := range spans {
-		if x.parent[i] == MissingParent {
+		if x.info[i].parent == MissingParent {
 			pid, _ := spans[i].Parent()
 			if j := x.Find(pid); j >= 0 {
-				x.parent[i] = int32(j)
-				x.cross[i] = x.child(j, &spans[i])
+				x.info[i].parent = int32(j)
+				x.info[i].cross = x.child(j, &spans[i])
 			}
 		}
 	}
@@ -85,7 +111,7 @@ func (x *Index) Reset(spans []Span) {
 // different services.
 func (x *Index) child(p int, s *Span) bool {
 	if ps := &x.spans[p]; ps.Resource != s.Resource && ps.Service() != s.Service() {
-		x.remote[p] = true
+		x.info[p].remote = true
 		return true
 	}
 	return false
@@ -149,19 +175,19 @@ func (x *Index) Find(id SpanID) int {
 }
 
 // Parent returns the index of span i's parent, NoParent or MissingParent.
-func (x *Index) Parent(i int) int { return int(x.parent[i]) }
+func (x *Index) Parent(i int) int { return int(x.info[i].parent) }
 
 // HasRemoteChild reports whether span i is the parent of a span of
 // another service.
-func (x *Index) HasRemoteChild(i int) bool { return x.remote[i] }
+func (x *Index) HasRemoteChild(i int) bool { return x.info[i].remote }
 
 // CrossParent reports whether span i has a parent in the trace, of another
 // service: a call or a hop between services.
-func (x *Index) CrossParent(i int) bool { return x.cross[i] }
+func (x *Index) CrossParent(i int) bool { return x.info[i].cross }
 
 // Messaging returns span i's messaging view, as Span.Messaging would.
 func (x *Index) Messaging(i int) (Messaging, bool) {
-	if !x.isMsg[i] {
+	if !x.info[i].msg {
 		return Messaging{}, false
 	}
 	return x.msg[i], true
@@ -170,7 +196,7 @@ func (x *Index) Messaging(i int) (Messaging, bool) {
 // View returns span i's messaging view in place, or nil when the span is
 // not a messaging span: Messaging without the copy. Do not change it.
 func (x *Index) View(i int) *Messaging {
-	if !x.isMsg[i] {
+	if !x.info[i].msg {
 		return nil
 	}
 	return &x.msg[i]
@@ -178,5 +204,5 @@ func (x *Index) View(i int) *Messaging {
 
 // SameHop is the package's SameHop for span j of the trace.
 func (x *Index) SameHop(j int, m *Messaging, producer bool) bool {
-	return j >= 0 && x.isMsg[j] && sameHop(&x.msg[j], m, producer)
+	return j >= 0 && x.info[j].msg && sameHop(&x.msg[j], m, producer)
 }

@@ -90,6 +90,10 @@ func TestIndexParents(t *testing.T) {
 			if got, want := x.CrossParent(j), want >= 0 && spans[want].Service() != spans[j].Service(); got != want {
 				t.Fatalf("trace %d span %d: CrossParent %v, want %v", i, j, got, want)
 			}
+			in := x.Info(j)
+			if in.Parent != x.Parent(j) || in.Cross != x.CrossParent(j) || in.Remote != x.HasRemoteChild(j) || in.View != x.View(j) {
+				t.Fatalf("trace %d span %d: Info %+v disagrees with the index's other answers", i, j, in)
+			}
 			if got := x.Find(spans[j].SpanID); got != j {
 				t.Fatalf("trace %d: Find(span %d) = %d", i, j, got)
 			}
