@@ -129,6 +129,9 @@ func addExample(ex []trace.TraceID, id trace.TraceID) []trace.TraceID {
 		if n == MaxExamples {
 			return ex
 		}
+		if ex == nil {
+			ex = make([]trace.TraceID, 0, MaxExamples) // grown once
+		}
 		return append(ex, id)
 	}
 	i := sort.Search(len(ex), func(i int) bool { return !less(ex[i], id) })
