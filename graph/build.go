@@ -478,10 +478,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int) int {
 			} else if s.HasLink() {
 				b.observeClient(b.edge(svc, topic, EdgeProduce, RelLink, ""), s.Error, int64(s.Duration), m.ClientID)
 			} else {
-				// A root produce span: an origin, or a stream processor that
-				// lost the context of its input. Graph decides which.
-				b.roots = append(b.roots, rootProducer{ref: spanRef(s), node: svc, topic: topic, key: m.Key, client: m.ClientID,
-					start: s.Start.UnixNano(), dur: int64(s.Duration), err: s.Error})
+				b.addRoot(s, svc, topic, m)
 			}
 			pr := producer{tid: s.TraceID, sid: s.SpanID, start: s.Start.UnixNano(), partition: -1, offset: -1, svc: svc.seq, topic: topic.seq}
 			if m.Partition >= 0 && m.Offset >= 0 {
@@ -501,24 +498,14 @@ func (b *Builder) addSpan(spans []trace.Span, i int) int {
 				topic.Errors++
 			}
 			if m.Key != "" {
-				k := keyedKey{svcName, m.Key}
-				b.keyed[k] = append(b.keyed[k], keyedConsumer{ref: spanRef(s), topic: m.Destination, start: s.Start.UnixNano()})
+				b.addKeyed(s, svcName, m)
 			}
 			if b.cur.SameHop(pi, m, true) {
 				b.observeClient(b.edge(topic, svc, EdgeConsume, RelParent, m.ConsumerGroup),
 					s.Error, s.Start.UnixNano()-p.Start.UnixNano(), m.ClientID)
 				return -1
 			}
-			pc := pendingConsumer{ref: spanRef(s), node: svc, topic: topic, group: m.ConsumerGroup, client: m.ClientID,
-				partition: m.Partition, offset: m.Offset, msgID: m.MessageID,
-				start: s.Start.UnixNano(), err: s.Error}
-			for _, r := range s.Refs {
-				if r.Type == trace.RefLink {
-					pc.links = append(pc.links, r)
-				}
-			}
-			b.pending.Add(pc)
-			return b.pending.Len() - 1
+			return b.addPending(s, svc, topic, m)
 		}
 	}
 
@@ -538,32 +525,68 @@ func (b *Builder) addSpan(spans []trace.Span, i int) int {
 	}
 
 	if s.Kind == trace.KindClient || s.Kind == trace.KindProducer {
-		if in.Remote {
-			return -1
-		}
-		peer := s.Peer()
-		var target *Node
-		switch {
-		case peer.DBSystem != "":
-			name := peer.DBSystem
-			if peer.DBName != "" {
-				name += "/" + peer.DBName
-			}
-			target = b.node(KindDatabase, name)
-		case peer.Service != "" && peer.Service != svcName:
-			target = b.node(KindPeer, peer.Service)
-		case peer.ServerAddress != "":
-			target = b.node(KindPeer, peer.ServerAddress)
-		}
-		if target != nil {
-			target.Spans++
-			if s.Error {
-				target.Errors++
-			}
-			b.observe(b.edge(svc, target, EdgePeer, RelSpan, ""), s.Error, int64(s.Duration))
+		if !in.Remote {
+			b.addPeer(s, svc, svcName)
 		}
 	}
 	return -1
+}
+
+// The spans below are few, and what they keep is large: their work is
+// kept out of addSpan, whose frame and registers serve the usual spans.
+
+// addRoot keeps a root produce span: an origin, or a stream processor that
+// lost the context of its input. Graph decides which.
+func (b *Builder) addRoot(s *trace.Span, svc, topic *Node, m *trace.Messaging) {
+	b.roots = append(b.roots, rootProducer{ref: spanRef(s), node: svc, topic: topic, key: m.Key, client: m.ClientID,
+		start: s.Start.UnixNano(), dur: int64(s.Duration), err: s.Error})
+}
+
+// addKeyed keeps a consumer span that names its record's key.
+func (b *Builder) addKeyed(s *trace.Span, svcName string, m *trace.Messaging) {
+	k := keyedKey{svcName, m.Key}
+	b.keyed[k] = append(b.keyed[k], keyedConsumer{ref: spanRef(s), topic: m.Destination, start: s.Start.UnixNano()})
+}
+
+// addPending keeps a consumer span whose producer is not its parent, and
+// returns its number among the pending consumers.
+func (b *Builder) addPending(s *trace.Span, svc, topic *Node, m *trace.Messaging) int {
+	pc := pendingConsumer{ref: spanRef(s), node: svc, topic: topic, group: m.ConsumerGroup, client: m.ClientID,
+		partition: m.Partition, offset: m.Offset, msgID: m.MessageID,
+		start: s.Start.UnixNano(), err: s.Error}
+	for _, r := range s.Refs {
+		if r.Type == trace.RefLink {
+			pc.links = append(pc.links, r)
+		}
+	}
+	b.pending.Add(pc)
+	return b.pending.Len() - 1
+}
+
+// addPeer counts a client or producer span with no child in another
+// service against what it names as its peer, if anything.
+func (b *Builder) addPeer(s *trace.Span, svc *Node, svcName string) {
+	peer := s.Peer()
+	var target *Node
+	switch {
+	case peer.DBSystem != "":
+		name := peer.DBSystem
+		if peer.DBName != "" {
+			name += "/" + peer.DBName
+		}
+		target = b.node(KindDatabase, name)
+	case peer.Service != "" && peer.Service != svcName:
+		target = b.node(KindPeer, peer.Service)
+	case peer.ServerAddress != "":
+		target = b.node(KindPeer, peer.ServerAddress)
+	}
+	if target != nil {
+		target.Spans++
+		if s.Error {
+			target.Errors++
+		}
+		b.observe(b.edge(svc, target, EdgePeer, RelSpan, ""), s.Error, int64(s.Duration))
+	}
 }
 
 // spanRef names s.
