@@ -2,7 +2,6 @@ package graph
 
 import (
 	"time"
-	"unsafe"
 
 	"github.com/ktrace-dev/ktrace/internal/chunk"
 	"github.com/ktrace-dev/ktrace/internal/split"
@@ -18,19 +17,31 @@ type edgeKey struct {
 	rel      Relation
 }
 
-// edgeSlot is an edge in the builder's table, with the counts the builder
-// adds to for each span behind it: they sit in the line its key was just
-// compared in, and go to the Edge when the builder is done (flushEdges).
+// edgeSlot is an edge in the builder's table: its key packed in 64 bits
+// (packEdge) and the spans the walk counted behind it, each with a latency
+// sample (observe), and their errors, in 24 bytes, so that the table of a
+// set's edges stays in the caches while the spans stream through. The
+// edge's other counts are the Edge's own; flushEdges adds the slot's to
+// them, before they could overflow (Begin).
 type edgeSlot struct {
-	k                   edgeKey
-	count, errors, nlat int
-	seq                 int32
-	e                   *Edge   // nil: an empty slot
-	_                   [8]byte // a cache line each (the table is 64-byte aligned)
+	key           uint64
+	count, errors uint32
+	seq1          int32 // the edge's number+1; 0: an empty slot
 }
 
-// An edgeSlot is one cache line (this does not compile otherwise).
-const _ = (64 - unsafe.Sizeof(edgeSlot{})) + (unsafe.Sizeof(edgeSlot{}) - 64)
+// maxUnflushed bounds the spans added between two flushes of the edge
+// slots' counts: a span counts on two edges at most, so no count passes
+// math.MaxUint32.
+const maxUnflushed = 1 << 30
+
+// packEdge packs k in 64 bits when its numbers fit in 16 bits each (a set
+// of fewer than 65,535 nodes and group names, the usual case).
+func packEdge(k edgeKey) (uint64, bool) {
+	if uint32(k.from) >= 0xFFFF || uint32(k.to) >= 0xFFFF || uint32(k.group+1) >= 0xFFFF {
+		return 0, false
+	}
+	return uint64(k.from)<<48 | uint64(k.to)<<32 | uint64(k.group+1)<<16 | uint64(k.kind)<<8 | uint64(k.rel), true
+}
 
 // recordKey names a record: its topic (by node id, which is cheaper to
 // hash than the name), partition and offset.
@@ -129,14 +140,19 @@ type Builder struct {
 	nodes     [len(nodeKindNames)]map[string]*Node
 	services  map[*trace.Resource]*Node
 	idx       trace.Index
-	// edges is an open-addressing table of the edges by key, at most half
-	// full: a set has hundreds or thousands of edges, and a span adds to
-	// one, so finding it compares 16 bytes of numbers and counting it
-	// writes the same cache line (edgeSlot).
+	// edges is an open-addressing table of the edges by packed key, at
+	// most three quarters full: a set has hundreds or thousands of edges,
+	// and a span adds to one, so finding it compares 8 bytes and counting
+	// it writes the same 16 (edgeSlot). Edges whose key does not pack are
+	// in bigEdges.
 	edges    []edgeSlot
 	edgeMask uint64
-	cur      *trace.Index // the index of the trace being added
-	spans    []trace.Span // its spans
+	bigEdges map[edgeKey]*edgeSlot
+	// unflushed counts the spans added since the slots' counts were
+	// last added to their edges.
+	unflushed int
+	cur       *trace.Index // the index of the trace being added
+	spans     []trace.Span // its spans
 	// Services, topics and operations found without hashing names
 	// (namecache.go).
 	resCache  resCache
@@ -157,8 +173,8 @@ type Builder struct {
 func NewBuilder() *Builder {
 	return &Builder{
 		g:        &Graph{byKey: map[string]*Node{}},
-		edges:    make([]edgeSlot, 1024),
-		edgeMask: 1023,
+		edges:    make([]edgeSlot, 512),
+		edgeMask: 511,
 		keyed:    map[keyedKey][]keyedConsumer{},
 		services: map[*trace.Resource]*Node{},
 		names:    newNames(),
@@ -214,14 +230,14 @@ func (b *Builder) Merge(o *Builder) {
 	o.flushEdges()
 	toEdge := make([]*Edge, len(o.g.Edges))
 	for _, e := range o.g.Edges {
-		t := b.edge(to[e.From.seq], to[e.To.seq], e.Kind, e.Relation, e.Group)
-		t.count += e.Count
-		t.errors += e.Errors
+		t := b.g.Edges[b.edge(to[e.From.seq], to[e.To.seq], e.Kind, e.Relation, e.Group).seq1-1]
+		t.Count += e.Count
+		t.Errors += e.Errors
 		t.nlat += e.nlat
 		for k := range e.clientIDs {
-			addTo(&t.e.clientIDs, k)
+			addTo(&t.clientIDs, k)
 		}
-		toEdge[e.seq] = t.e
+		toEdge[e.seq] = t
 	}
 	// o's samples stay where they are, as logs of b's edges.
 	b.logs = append(b.logs, sampleLog{o.samples, toEdge})
@@ -308,26 +324,50 @@ func (b *Builder) edge(from, to *Node, kind EdgeKind, rel Relation, group string
 		gid = b.names.id(group)
 	}
 	k := edgeKey{from.seq, to.seq, gid, kind, rel}
-	for h := edgeHash(k) & b.edgeMask; ; h = (h + 1) & b.edgeMask {
+	key, ok := packEdge(k)
+	if !ok {
+		return b.bigEdge(k, from, to, group)
+	}
+	for h := edgeHash(key) & b.edgeMask; ; h = (h + 1) & b.edgeMask {
 		sl := &b.edges[h]
-		if sl.e == nil {
-			e := &Edge{From: from, To: to, Kind: kind, Relation: rel, Group: group, seq: int32(len(b.g.Edges))}
-			b.g.Edges = append(b.g.Edges, e)
-			*sl = edgeSlot{k: k, seq: e.seq, e: e}
-			if 2*len(b.g.Edges) > len(b.edges) {
+		if sl.key == key && sl.seq1 != 0 {
+			return sl
+		}
+		if sl.seq1 == 0 {
+			*sl = edgeSlot{key: key, seq1: b.newEdge(k, from, to, group) + 1}
+			if 4*len(b.g.Edges) > 3*len(b.edges) {
 				b.growEdges()
 				return b.edge(from, to, kind, rel, group)
 			}
 			return sl
 		}
-		if sl.k == k {
-			return sl
-		}
 	}
 }
 
-func edgeHash(k edgeKey) uint64 {
-	return ((uint64(uint32(k.from))<<32 | uint64(uint32(k.to))) ^ (uint64(uint32(k.group))<<16|uint64(k.kind)<<8|uint64(k.rel))*0xC2B2AE3D27D4EB4F) * 0x9E3779B97F4A7C15 >> 32
+// edgeHash spreads a packed key's bits over the low ones.
+func edgeHash(key uint64) uint64 {
+	key ^= key >> 29
+	return (key * 0x9E3779B97F4A7C15) >> 32
+}
+
+// newEdge makes the edge k and returns its number.
+func (b *Builder) newEdge(k edgeKey, from, to *Node, group string) int32 {
+	e := &Edge{From: from, To: to, Kind: k.kind, Relation: k.rel, Group: group, seq: int32(len(b.g.Edges))}
+	b.g.Edges = append(b.g.Edges, e)
+	return e.seq
+}
+
+// bigEdge is edge for a key that does not pack.
+func (b *Builder) bigEdge(k edgeKey, from, to *Node, group string) *edgeSlot {
+	sl := b.bigEdges[k]
+	if sl == nil {
+		if b.bigEdges == nil {
+			b.bigEdges = map[edgeKey]*edgeSlot{}
+		}
+		sl = &edgeSlot{seq1: b.newEdge(k, from, to, group) + 1}
+		b.bigEdges[k] = sl
+	}
+	return sl
 }
 
 // growEdges doubles the edge table.
@@ -336,9 +376,9 @@ func (b *Builder) growEdges() {
 	b.edges = make([]edgeSlot, 2*len(old))
 	b.edgeMask = uint64(len(b.edges) - 1)
 	for _, sl := range old {
-		if sl.e != nil {
-			h := edgeHash(sl.k) & b.edgeMask
-			for b.edges[h].e != nil {
+		if sl.seq1 != 0 {
+			h := edgeHash(sl.key) & b.edgeMask
+			for b.edges[h].seq1 != 0 {
 				h = (h + 1) & b.edgeMask
 			}
 			b.edges[h] = sl
@@ -346,12 +386,22 @@ func (b *Builder) growEdges() {
 	}
 }
 
-// flushEdges gives the edges the counts their slots hold.
+// flushEdges adds the counts the slots hold to their edges.
 func (b *Builder) flushEdges() {
-	for i := range b.edges {
-		if sl := &b.edges[i]; sl.e != nil {
-			sl.e.Count, sl.e.Errors, sl.e.nlat = sl.count, sl.errors, sl.nlat
+	flush := func(sl *edgeSlot) {
+		if sl.seq1 != 0 {
+			e := b.g.Edges[sl.seq1-1]
+			e.Count += int(sl.count)
+			e.nlat += int(sl.count)
+			e.Errors += int(sl.errors)
+			sl.count, sl.errors = 0, 0
 		}
+	}
+	for i := range b.edges {
+		flush(&b.edges[i])
+	}
+	for _, sl := range b.bigEdges {
+		flush(sl)
 	}
 }
 
@@ -370,7 +420,7 @@ func (n *Node) notePartition(p int32) {
 // observeClient is observe that also records a Kafka client id.
 func (b *Builder) observeClient(e *edgeSlot, err bool, latency int64, client string) {
 	if client != "" {
-		addTo(&e.e.clientIDs, client)
+		addTo(&b.g.Edges[e.seq1-1].clientIDs, client)
 	}
 	b.observe(e, err, latency)
 }
@@ -381,11 +431,11 @@ func (b *Builder) observe(e *edgeSlot, err bool, latency int64) {
 	if err {
 		e.errors++
 	}
-	b.addLatency(e, latency)
+	b.samples.Add(sample{latency, e.seq1 - 1})
 }
 
-// addLatency logs a latency sample of e.
-func (b *Builder) addLatency(e *edgeSlot, v int64) {
+// addLatency logs a latency sample of edge e that observe did not count.
+func (b *Builder) addLatency(e *Edge, v int64) {
 	e.nlat++
 	b.samples.Add(sample{v, e.seq})
 }
@@ -419,6 +469,11 @@ func (b *Builder) AddIndexed(t *trace.Trace, idx *trace.Index) {
 func (b *Builder) Begin(t *trace.Trace, idx *trace.Index) {
 	b.g.Traces++
 	b.g.Spans += len(t.Spans)
+	if b.unflushed+len(t.Spans) > maxUnflushed {
+		b.flushEdges()
+		b.unflushed = 0
+	}
+	b.unflushed += len(t.Spans)
 	b.cur, b.spans = idx, t.Spans
 }
 
@@ -641,13 +696,13 @@ func (b *Builder) GraphWith(f func(*Graph)) *Graph {
 		if found {
 			lat = pc.start - prod.start
 		}
-		e := b.edge(pc.topic, pc.node, EdgeConsume, rel, pc.group)
+		e := b.g.Edges[b.edge(pc.topic, pc.node, EdgeConsume, rel, pc.group).seq1-1]
 		if pc.client != "" {
-			addTo(&e.e.clientIDs, pc.client)
+			addTo(&e.clientIDs, pc.client)
 		}
-		e.count++
+		e.Count++
 		if pc.err {
-			e.errors++
+			e.Errors++
 		}
 		if found {
 			b.addLatency(e, lat)
