@@ -116,19 +116,21 @@ func (r *Resource) Instance() string {
 
 // Span is one unit of work.
 type Span struct {
-	TraceID   TraceID
-	SpanID    SpanID
-	Operation string
-	Kind      Kind
-	Start     time.Time
-	Duration  time.Duration
-	// Error is true when the span's status is error (OTLP status code 2,
-	// Jaeger's error=true tag, or otel.status_code=ERROR).
-	Error         bool
+	TraceID       TraceID
+	SpanID        SpanID
+	Operation     string
+	Start         time.Time
+	Duration      time.Duration
 	StatusMessage string
 	Refs          []Ref
 	Attributes    Attributes
 	Resource      *Resource
+	Kind          Kind
+	// Error is true when the span's status is error (OTLP status code 2,
+	// Jaeger's error=true tag, or otel.status_code=ERROR).
+	Error bool
+	// The fields are in this order so that the two one-byte ones share
+	// the last eight bytes: 152 bytes a span, not 160.
 }
 
 // Service returns the name of the service that emitted the span.
