@@ -34,13 +34,13 @@ type edgeSlot struct {
 // math.MaxUint32.
 const maxUnflushed = 1 << 30
 
-// packEdge packs k in 64 bits when its numbers fit in 16 bits each (a set
-// of fewer than 65,535 nodes and group names, the usual case).
-func packEdge(k edgeKey) (uint64, bool) {
-	if uint32(k.from) >= 0xFFFF || uint32(k.to) >= 0xFFFF || uint32(k.group+1) >= 0xFFFF {
+// packEdge packs an edge's key in 64 bits when its numbers fit in 16 bits
+// each (a set of fewer than 65,535 nodes and group names, the usual case).
+func packEdge(from, to, group int32, kind EdgeKind, rel Relation) (uint64, bool) {
+	if max(uint32(from), uint32(to), uint32(group+1)) >= 0xFFFF {
 		return 0, false
 	}
-	return uint64(k.from)<<48 | uint64(k.to)<<32 | uint64(k.group+1)<<16 | uint64(k.kind)<<8 | uint64(k.rel), true
+	return uint64(from)<<48 | uint64(to)<<32 | uint64(group+1)<<16 | uint64(kind)<<8 | uint64(rel), true
 }
 
 // recordKey names a record: its topic (by node id, which is cheaper to
@@ -323,10 +323,9 @@ func (b *Builder) edge(from, to *Node, kind EdgeKind, rel Relation, group string
 	if group != "" {
 		gid = b.names.id(group)
 	}
-	k := edgeKey{from.seq, to.seq, gid, kind, rel}
-	key, ok := packEdge(k)
+	key, ok := packEdge(from.seq, to.seq, gid, kind, rel)
 	if !ok {
-		return b.bigEdge(k, from, to, group)
+		return b.bigEdge(edgeKey{from.seq, to.seq, gid, kind, rel}, from, to, group)
 	}
 	for h := edgeHash(key) & b.edgeMask; ; h = (h + 1) & b.edgeMask {
 		sl := &b.edges[h]
@@ -334,7 +333,7 @@ func (b *Builder) edge(from, to *Node, kind EdgeKind, rel Relation, group string
 			return sl
 		}
 		if sl.seq1 == 0 {
-			*sl = edgeSlot{key: key, seq1: b.newEdge(k, from, to, group) + 1}
+			*sl = edgeSlot{key: key, seq1: b.newEdge(edgeKey{from.seq, to.seq, gid, kind, rel}, from, to, group) + 1}
 			if 4*len(b.g.Edges) > 3*len(b.edges) {
 				b.growEdges()
 				return b.edge(from, to, kind, rel, group)

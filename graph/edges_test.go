@@ -18,7 +18,7 @@ func TestPackEdge(t *testing.T) {
 				for _, kind := range []EdgeKind{EdgeCall, EdgeConsume} {
 					for _, rel := range []Relation{RelParent, RelStitched} {
 						k := edgeKey{from, to, group, kind, rel}
-						p, ok := packEdge(k)
+						p, ok := packEdge(k.from, k.to, k.group, k.kind, k.rel)
 						if !ok {
 							t.Fatalf("%+v does not pack", k)
 						}
@@ -32,7 +32,7 @@ func TestPackEdge(t *testing.T) {
 		}
 	}
 	for _, k := range []edgeKey{{0xFFFF, 0, -1, 0, 0}, {0, 0xFFFF, -1, 0, 0}, {0, 0, 0xFFFE, 0, 0}, {-5, 0, -1, 0, 0}} {
-		if _, ok := packEdge(k); ok {
+		if _, ok := packEdge(k.from, k.to, k.group, k.kind, k.rel); ok {
 			t.Errorf("%+v packs", k)
 		}
 	}
