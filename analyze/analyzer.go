@@ -296,9 +296,9 @@ func (a *Analyzer) judge(g *graph.Graph) Report {
 	}
 
 	keep := newCollector()
-	for _, k := range a.serverRoots.order {
-		if x.calledByOthers[k.a] {
-			keep.m[k], keep.order = a.serverRoots.m[k], append(keep.order, k)
+	for _, f := range a.serverRoots.order {
+		if x.calledByOthers[f.key.a] {
+			keep.m[f.key], keep.order = f, append(keep.order, f)
 		}
 	}
 	for _, r := range a.consRoots {
@@ -318,14 +318,14 @@ func (a *Analyzer) judge(g *graph.Graph) Report {
 	out.merge(keep)
 
 	inside := newCollector()
-	for _, k := range a.inside.order {
-		if len(x.consumes[k.a]) > 0 {
-			inside.m[k], inside.order = a.inside.m[k], append(inside.order, k)
+	for _, f := range a.inside.order {
+		if len(x.consumes[f.key.a]) > 0 {
+			inside.m[f.key], inside.order = f, append(inside.order, f)
 		}
 	}
 	a.judgeLinked(x, inside)
-	for _, k := range inside.order {
-		f := inside.m[k]
+	for _, f := range inside.order {
+		k := f.key
 		f.Service, f.Topic, f.From = k.a, k.b, x.consumes[k.a]
 		f.Where = fmt.Sprintf("%s: %s → %s", k.a, strings.Join(x.consumes[k.a], ", "), k.b)
 	}
@@ -413,8 +413,7 @@ func (x *context) indexStitches(g *graph.Graph) {
 func finishReport(rep *Report, c *collector) {
 	// Sorted as pointers, then copied: a Finding is large to move.
 	fs := make([]*finding, 0, len(c.order))
-	for _, k := range c.order {
-		f := c.m[k]
+	for _, f := range c.order {
 		sort.Strings(f.From)
 		fs = append(fs, f)
 	}

@@ -89,6 +89,7 @@ type findingKey struct {
 // finding is a Finding while it is being counted.
 type finding struct {
 	Finding
+	key   findingKey
 	last  trace.TraceID // the trace counted last: traces arrive one at a time
 	first bool          // no trace counted yet
 }
@@ -96,7 +97,7 @@ type finding struct {
 // collector counts findings for a run of traces, one trace at a time.
 type collector struct {
 	m     map[findingKey]*finding
-	order []findingKey
+	order []*finding // in the order they were found
 }
 
 // get returns the finding for k, creating an empty one (new is true) that
@@ -105,10 +106,10 @@ func (c *collector) get(k findingKey) (f *finding, new bool) {
 	if f, ok := c.m[k]; ok {
 		return f, false
 	}
-	f = &finding{first: true}
+	f = &finding{first: true, key: k}
 	f.Rule = k.rule
 	c.m[k] = f
-	c.order = append(c.order, k)
+	c.order = append(c.order, f)
 	return f, true
 }
 
@@ -151,9 +152,8 @@ func addExample(ex []trace.TraceID, id trace.TraceID) []trace.TraceID {
 
 // merge folds o (which counted later traces) into c.
 func (c *collector) merge(o *collector) {
-	for _, k := range o.order {
-		of := o.m[k]
-		f, isNew := c.get(k)
+	for _, of := range o.order {
+		f, isNew := c.get(of.key)
 		if isNew {
 			*f = *of
 			continue
