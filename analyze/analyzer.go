@@ -270,7 +270,7 @@ func (a *Analyzer) judge(g *graph.Graph) Report {
 	// A hop's stitches share their names' strings (the graph's node names
 	// and the consumer's resource), so its finding is found by the
 	// strings' addresses before their bytes are hashed.
-	hops := make(map[hopKey]*finding, min(len(g.Stitches)/4, 4096))
+	hops := newHopTable(len(g.Stitches) / 4)
 	for i := range g.Stitches {
 		st := &g.Stitches[i]
 		if st.Kind != graph.StitchHop || a.o.Incomplete[st.Consumer.TraceID] {
@@ -278,7 +278,8 @@ func (a *Analyzer) judge(g *graph.Graph) Report {
 		}
 		svc := st.Consumer.Service
 		hk := hopKey{addrOf(st.Producer.Service), addrOf(st.Topic), addrOf(svc)}
-		f := hops[hk]
+		sl := hops.slot(hk)
+		f := sl.f
 		if f == nil {
 			var isNew bool
 			f, isNew = out.get(findingKey{rule: RuleLostHop, a: st.Producer.Service, b: st.Topic, c: svc})
@@ -287,7 +288,7 @@ func (a *Analyzer) judge(g *graph.Graph) Report {
 				f.Where = st.Producer.Service + " → " + st.Topic + " → " + svc
 				f.From = []string{st.Producer.Service}
 			}
-			hops[hk] = f
+			hops.put(sl, hk, f)
 		}
 		f.count(st.Consumer.TraceID)
 		if st.Lag < -a.o.SkewTolerance {
@@ -465,3 +466,53 @@ func addrOf(s string) strAddr { return strAddr{unsafe.StringData(s), len(s)} }
 // hopKey is a lost hop by its names' addresses: producer service, topic,
 // consumer service.
 type hopKey struct{ from, topic, to strAddr }
+
+// hopTable maps hopKeys to their findings: open addressing, at most half
+// full, hashed from the three addresses (a map hashes all 48 bytes).
+type hopTable struct {
+	slots []hopSlot
+	n     int
+}
+
+type hopSlot struct {
+	k hopKey
+	f *finding // nil: empty
+}
+
+func newHopTable(n int) *hopTable {
+	size := 64
+	for size < 2*n {
+		size <<= 1
+	}
+	return &hopTable{slots: make([]hopSlot, size)}
+}
+
+func (k hopKey) hash() uint64 {
+	a := uint64(uintptr(unsafe.Pointer(k.from.p))) * 0xC2B2AE3D27D4EB4F
+	b := uint64(uintptr(unsafe.Pointer(k.topic.p))) * 0x165667B19E3779F9
+	return (a ^ b ^ uint64(uintptr(unsafe.Pointer(k.to.p)))) * 0x9E3779B97F4A7C15 >> 32
+}
+
+// slot returns k's slot: its own, or the empty one put would fill.
+func (t *hopTable) slot(k hopKey) *hopSlot {
+	mask := uint64(len(t.slots) - 1)
+	for h := k.hash() & mask; ; h = (h + 1) & mask {
+		if sl := &t.slots[h]; sl.f == nil || sl.k == k {
+			return sl
+		}
+	}
+}
+
+// put fills the empty slot sl, which slot returned for k, with f.
+func (t *hopTable) put(sl *hopSlot, k hopKey, f *finding) {
+	*sl = hopSlot{k, f}
+	if t.n++; 2*t.n > len(t.slots) {
+		old := t.slots
+		t.slots = make([]hopSlot, 2*len(old))
+		for _, o := range old {
+			if o.f != nil {
+				*t.slot(o.k) = o
+			}
+		}
+	}
+}

@@ -68,3 +68,39 @@ func TestStartsBefore(t *testing.T) {
 		}
 	}
 }
+
+// TestHopTable: a hop table that grows from its smallest size finds every
+// hop's finding again, by the addresses of its names.
+func TestHopTable(t *testing.T) {
+	names := make([]string, 30)
+	for i := range names {
+		names[i] = "name-" + string(rune('a'+i%26)) + string(rune('0'+i/26))
+	}
+	key := func(i, j, k int) hopKey {
+		return hopKey{addrOf(names[i]), addrOf(names[j]), addrOf(names[k])}
+	}
+	h := newHopTable(0)
+	want := map[hopKey]*finding{}
+	for i := range 10 {
+		for j := 10; j < 20; j++ {
+			for k := 20; k < 30; k++ {
+				hk := key(i, j, k)
+				sl := h.slot(hk)
+				if sl.f != nil {
+					t.Fatalf("%d %d %d found before it was put", i, j, k)
+				}
+				f := &finding{}
+				h.put(sl, hk, f)
+				want[hk] = f
+			}
+		}
+	}
+	if len(h.slots) < 2*len(want) {
+		t.Fatalf("%d slots for %d hops: the table did not grow", len(h.slots), len(want))
+	}
+	for hk, f := range want {
+		if got := h.slot(hk).f; got != f {
+			t.Fatalf("hop %v: found %p, want %p", hk, got, f)
+		}
+	}
+}
