@@ -274,9 +274,13 @@ func messagingOf(m *Messaging, kind Kind, a Attributes, v *fields) bool {
 			return false
 		}
 	}
-	*m = Messaging{System: sys, Destination: dest, Operation: op,
-		Partition: int32(parseCount(v.value(a, fPartition), math.MaxInt32)), Offset: parseCount(v.value(a, fOffset), math.MaxInt64),
-		Key: v.value(a, fKey), MessageID: v.value(a, fMessageID), ConsumerGroup: v.value(a, fGroup), ClientID: v.value(a, fClientID)}
+	// Every field is set, one by one (a struct literal is built aside and
+	// copied): a field added to Messaging must be set here too.
+	m.System, m.Destination, m.Operation = sys, dest, op
+	m.Partition = int32(parseCount(v.value(a, fPartition), math.MaxInt32))
+	m.Offset = parseCount(v.value(a, fOffset), math.MaxInt64)
+	m.Key, m.MessageID = v.value(a, fKey), v.value(a, fMessageID)
+	m.ConsumerGroup, m.ClientID = v.value(a, fGroup), v.value(a, fClientID)
 	return true
 }
 
