@@ -98,6 +98,7 @@ type finding struct {
 type collector struct {
 	m     map[findingKey]*finding
 	order []*finding // in the order they were found
+	slab  []finding  // where new findings are made, a block at a time
 }
 
 // get returns the finding for k, creating an empty one (new is true) that
@@ -106,7 +107,11 @@ func (c *collector) get(k findingKey) (f *finding, new bool) {
 	if f, ok := c.m[k]; ok {
 		return f, false
 	}
-	f = &finding{first: true, key: k}
+	if len(c.slab) == cap(c.slab) {
+		c.slab = make([]finding, 0, min(256, 4+2*cap(c.slab)))
+	}
+	c.slab = append(c.slab, finding{first: true, key: k})
+	f = &c.slab[len(c.slab)-1]
 	f.Rule = k.rule
 	c.m[k] = f
 	c.order = append(c.order, f)
