@@ -70,6 +70,7 @@ func (x *Index) Reset(spans []Span) {
 	x.info = grow(x.info, n)
 	clear(x.info)
 	x.msg = grow(x.msg, n)
+	info, msg := x.info[:n], x.msg[:n] // as long as spans: no bounds checks below
 	far := false
 	var v fields
 	for i := range spans {
@@ -85,12 +86,12 @@ func (x *Index) Reset(spans []Span) {
 				p, far = MissingParent, true // for now: looked up below
 			}
 		}
-		in := &x.info[i]
+		in := &info[i]
 		in.parent = p
 		in.cross = p >= 0 && x.child(int(p), s)
 		if len(s.Attributes) > 0 {
 			x.layouts.fields(&x.keys, s.Attributes, &v)
-			in.msg = messagingOf(&x.msg[i], s.Kind, s.Attributes, &v)
+			in.msg = messagingOf(&msg[i], s.Kind, s.Attributes, &v)
 		}
 	}
 	if !far {
