@@ -782,21 +782,30 @@ func (b *Builder) matchPending() []match {
 	// Each goroutine matches a run of producers and lists what it found in
 	// their order; the lists are then applied in run order, as one pass
 	// over the producers would have found them.
-	parts := scan(&b.producers, func(hits *[]hit, pr *producer) {
-		if nLinks > 0 {
-			k := spanKey{pr.tid, pr.sid}
-			for e := byLink.last(hashSpan(k), k); e > 0; e = byLink.next[e-1] {
-				if l := links[e-1]; pr.topic == b.pending.At(int(l.consumer)).topic.seq {
-					*hits = append(*hits, hit{l.consumer, l.pos, *pr})
+	parts := split.Runs(b.producers.Len(), 0, func(lo, hi int) (hits []hit) {
+		b.producers.stretches(lo, hi, func(run *producerRun, c []producer) {
+			for j := range c {
+				pr := c[j]
+				if run.to != nil {
+					pr.svc, pr.topic = run.to[pr.svc], run.to[pr.topic]
+				}
+				if nLinks > 0 {
+					k := spanKey{pr.tid, pr.sid}
+					for e := byLink.last(hashSpan(k), k); e > 0; e = byLink.next[e-1] {
+						if l := links[e-1]; pr.topic == b.pending.At(int(l.consumer)).topic.seq {
+							hits = append(hits, hit{l.consumer, l.pos, pr})
+						}
+					}
+				}
+				if pr.partition >= 0 && nRecords > 0 {
+					k := recordKey{pr.topic, pr.partition, pr.offset}
+					for e := byRecord.last(hashRecord(k), k); e > 0; e = byRecord.next[e-1] {
+						hits = append(hits, hit{records[e-1], -1, pr})
+					}
 				}
 			}
-		}
-		if pr.partition >= 0 && nRecords > 0 {
-			k := recordKey{pr.topic, pr.partition, pr.offset}
-			for e := byRecord.last(hashRecord(k), k); e > 0; e = byRecord.next[e-1] {
-				*hits = append(*hits, hit{records[e-1], -1, *pr})
-			}
-		}
+		})
+		return hits
 	})
 	out := make([]match, b.pending.Len())
 	for i := range out {

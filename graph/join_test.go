@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/ktrace-dev/ktrace/internal/chunk"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -45,3 +46,60 @@ func TestJoinIndex(t *testing.T) {
 		t.Fatal("span keys that differ only in the trace ID's halves are confused")
 	}
 }
+
+// TestProducerStretches: the stretches of producers lo to hi, across runs
+// (merged ones with their node maps) and chunk boundaries, are those
+// producers in order, each as its run numbers it.
+func TestProducerStretches(t *testing.T) {
+	var ps producers
+	add := func(n int, base int64) {
+		for i := 0; i < n; i++ {
+			ps.add(producer{offset: base + int64(i)})
+		}
+	}
+	add(chunk.Len+3, 0)
+	var o producers
+	for i := 0; i < 2*chunk.Len+1; i++ {
+		o.add(producer{offset: 1_000_000 + int64(i)})
+	}
+	ps.merge(&o, []int32{0})
+	add(5, 2_000_000) // a run of the builder's own after a merged one
+	var all []int64
+	for _, r := range ps.runs {
+		for _, c := range r.list.Chunks() {
+			for _, p := range c {
+				all = append(all, p.offset)
+			}
+		}
+	}
+	if len(all) != ps.Len() {
+		t.Fatalf("%d producers in the runs, Len %d", len(all), ps.Len())
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	cuts := []int{0, 1, chunk.Len - 1, chunk.Len, chunk.Len + 3, chunk.Len + 4, 2 * chunk.Len, 3*chunk.Len + 4, ps.Len() - 1, ps.Len()}
+	for range 200 {
+		cuts = append(cuts, rng.IntN(ps.Len()+1))
+	}
+	for _, lo := range cuts {
+		for _, hi := range cuts[:12] {
+			var got []int64
+			ps.stretches(lo, hi, func(run *producerRun, c []producer) {
+				if len(c) == 0 {
+					t.Fatalf("[%d, %d): an empty stretch", lo, hi)
+				}
+				for _, p := range c {
+					got = append(got, p.offset)
+				}
+			})
+			var want []int64
+			if lo < hi {
+				want = all[lo:hi]
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("[%d, %d): %d producers from %v, want %d from %v", lo, hi, len(got), head(got), len(want), head(want))
+			}
+		}
+	}
+}
+
+func head(s []int64) []int64 { return s[:min(3, len(s))] }

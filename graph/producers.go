@@ -2,7 +2,6 @@ package graph
 
 import (
 	"github.com/ktrace-dev/ktrace/internal/chunk"
-	"github.com/ktrace-dev/ktrace/internal/split"
 )
 
 // producers are the producer spans a builder remembers, in the order they
@@ -66,24 +65,22 @@ func (ps *producers) merge(o *producers, to []int32) {
 	*o = producers{}
 }
 
-// scan calls f on every producer (in the builder's node numbering), the
-// producers shared among the CPUs in contiguous runs, in order; it returns
-// each goroutine's result in order.
-func scan[R any](ps *producers, f func(r *R, p *producer)) []R {
-	return split.Runs(ps.n, 0, func(lo, hi int) R {
-		var res R
-		var p producer // one for the run: f's argument escapes
-		for ri := range ps.runs {
-			run := &ps.runs[ri]
-			from, to := max(lo, run.first), min(hi, run.first+run.list.Len())
-			for j := from; j < to; j++ {
-				p = *run.list.At(j - run.first)
-				if run.to != nil {
-					p.svc, p.topic = run.to[p.svc], run.to[p.topic]
-				}
-				f(&res, &p)
+// stretches calls f with producers lo to hi (exclusive), in order, in the
+// stretches they sit in in their runs' chunks; the producers are in their
+// run's numbering (run.to maps it to the builder's).
+func (ps *producers) stretches(lo, hi int, f func(run *producerRun, c []producer)) {
+	for ri := range ps.runs {
+		run := &ps.runs[ri]
+		from, to := max(lo, run.first)-run.first, min(hi, run.first+run.list.Len())-run.first
+		for _, c := range run.list.Chunks() {
+			if to <= 0 {
+				break
 			}
+			if s, e := max(from, 0), min(len(c), to); s < e {
+				f(run, c[s:e])
+			}
+			from -= len(c)
+			to -= len(c)
 		}
-		return res
-	})
+	}
 }
