@@ -143,7 +143,7 @@ type Builder struct {
 	// edges is an open-addressing table of the edges by packed key, at
 	// most three quarters full: a set has hundreds or thousands of edges,
 	// and a span adds to one, so finding it compares 8 bytes and counting
-	// it writes the same 16 (edgeSlot). Edges whose key does not pack are
+	// it writes the same 24 (edgeSlot). Edges whose key does not pack are
 	// in bigEdges.
 	edges    []edgeSlot
 	edgeMask uint64
