@@ -16,10 +16,18 @@ type layout struct {
 	at    fields
 }
 
+// nameAt is a string by its address and length: two strings with equal
+// nameAts are equal (a string's bytes never change, and a held address
+// keeps them alive).
 type nameAt struct {
 	p *byte
 	n int
 }
+
+func nameOf(s string) nameAt { return nameAt{unsafe.StringData(s), len(s)} }
+
+// is reports whether s is the string at n.
+func (n nameAt) is(s string) bool { return n.p == unsafe.StringData(s) && n.n == len(s) }
 
 const (
 	layoutBits = 6
@@ -48,7 +56,7 @@ func (ls *layouts) fields(kc *keyCache, a Attributes, v *fields) {
 	if l := ls.slots[h]; l != nil && len(l.names) == len(a) {
 		names := l.names[:len(a)]
 		for i := range a {
-			if names[i].p != unsafe.StringData(a[i].Key) || names[i].n != len(a[i].Key) {
+			if !names[i].is(a[i].Key) {
 				goto miss
 			}
 		}
@@ -72,7 +80,7 @@ func newLayout(kc *keyCache, a Attributes) *layout {
 	l := &layout{names: make([]nameAt, len(a)), at: noFields}
 	for i := range a {
 		k := a[i].Key
-		l.names[i] = nameAt{unsafe.StringData(k), len(k)}
+		l.names[i] = nameOf(k)
 		if c, ok := kc.lookup(k); ok {
 			if l.at[c.field] >= 0 {
 				return nil

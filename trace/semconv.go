@@ -207,10 +207,9 @@ func lookupKnown(k string) (known, bool) {
 type keyCache [256]keySlot
 
 type keySlot struct {
-	p  *byte
-	n  int
-	c  known
-	ok bool
+	name nameAt
+	c    known
+	ok   bool
 }
 
 // lookup is lookupKnown through the cache (kc nil: none).
@@ -218,13 +217,13 @@ func (kc *keyCache) lookup(k string) (known, bool) {
 	if kc == nil {
 		return lookupKnown(k)
 	}
-	p := unsafe.StringData(k)
-	sl := &kc[(uint64(uintptr(unsafe.Pointer(p)))*0x9E3779B97F4A7C15)>>56]
-	if sl.p == p && sl.n == len(k) && p != nil {
+	name := nameOf(k)
+	sl := &kc[(uint64(uintptr(unsafe.Pointer(name.p)))*0x9E3779B97F4A7C15)>>56]
+	if sl.name == name && name.p != nil {
 		return sl.c, sl.ok
 	}
 	c, ok := lookupKnown(k)
-	*sl = keySlot{p, len(k), c, ok}
+	*sl = keySlot{name, c, ok}
 	return c, ok
 }
 
