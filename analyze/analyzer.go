@@ -59,6 +59,12 @@ const rootCacheBits = 6
 // rootKey is a server root's service and operation by their addresses.
 type rootKey struct{ svc, op strAddr }
 
+// hash mixes the two addresses (the operation alone is shared by many
+// services' roots).
+func (k rootKey) hash() uint64 {
+	return (uint64(uintptr(unsafe.Pointer(k.svc.p)))*0xC2B2AE3D27D4EB4F ^ uint64(uintptr(unsafe.Pointer(k.op.p)))) * 0x9E3779B97F4A7C15
+}
+
 type rootSlot struct {
 	k rootKey
 	f *finding
@@ -154,7 +160,7 @@ func (a *Analyzer) root(s *trace.Span, svc string, m *trace.Messaging, pending i
 		// Most traces start at a server span: its finding is found by the
 		// names' addresses before their bytes are hashed.
 		k := rootKey{addrOf(svc), addrOf(s.Operation)}
-		sl := &a.rootCache[(uint64(uintptr(unsafe.Pointer(k.svc.p)))*0xC2B2AE3D27D4EB4F^uint64(uintptr(unsafe.Pointer(k.op.p))))*0x9E3779B97F4A7C15>>(64-rootCacheBits)]
+		sl := &a.rootCache[k.hash()>>(64-rootCacheBits)]
 		if sl.f == nil || sl.k != k {
 			f, isNew := a.serverRoots.get(findingKey{rule: RuleMidGraphRoot, a: svc, b: s.Operation, c: "server"})
 			if isNew {
