@@ -81,9 +81,8 @@ func main() {
 	batches := toPtrace(ts, 2000)
 	analyze.Run(ts, analyze.Options{})
 	runtime.GC()
-	if _, err := spanmetrics(context.Background(), batches); err != nil {
-		check(err)
-	}
+	_, err = spanmetrics(context.Background(), batches)
+	check(err)
 	var d, dm time.Duration
 	for round := 0; round < 3; round++ {
 		dk := best1(func() { g, rep = analyze.Run(ts, analyze.Options{}) })
