@@ -783,6 +783,9 @@ func (b *Builder) matchPending() []match {
 	// their order; the lists are then applied in run order, as one pass
 	// over the producers would have found them.
 	parts := split.Runs(b.producers.Len(), 0, func(lo, hi int) (hits []hit) {
+		// Room for this run's share of the consumers, most of which find
+		// their producer: hits are large, and growing the list copies them.
+		hits = make([]hit, 0, (nLinks+nRecords)*(hi-lo)/max(1, b.producers.Len())+16)
 		b.producers.stretches(lo, hi, func(run *producerRun, c []producer) {
 			for j := range c {
 				pr := c[j]
