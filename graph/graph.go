@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"math"
 	"math/bits"
 	"runtime"
 	"slices"
@@ -359,74 +360,62 @@ func sortedKeys[K int32 | string](m map[K]struct{}) []K {
 }
 
 // percentiles returns nearest-rank p50, p95 and p99 of nanosecond
-// samples, given in any number of slices. Negative samples (clock skew)
-// count as they are. The ranks are found without sorting the samples
-// (ranks), which are left as they were.
-func percentiles(lat ...[]int64) (p50, p95, p99 time.Duration) {
+// samples. Negative samples (clock skew) count as they are. The ranks are
+// found without sorting the samples (ranks), which are left as they were.
+func percentiles(lat []int64) (p50, p95, p99 time.Duration) {
 	var r ranker
-	return r.percentiles(lat...)
+	return r.percentiles(lat)
 }
 
 // ranker finds ranks, keeping its counters from one call to the next (an
 // edge's percentiles after another's need no new ones).
 type ranker struct {
-	count []int
-	slot  []uint8
+	count *[1 << rankBits]uint32
+	slot  *[1 << rankBits]uint8
 }
 
 // percentiles is the package's percentiles.
-func (rk *ranker) percentiles(lat ...[]int64) (p50, p95, p99 time.Duration) {
-	n := 0
-	for _, l := range lat {
-		n += len(l)
-	}
+func (rk *ranker) percentiles(lat []int64) (p50, p95, p99 time.Duration) {
+	n := len(lat)
 	if n == 0 {
 		return 0, 0, 0
+	}
+	lo, hi := lat[0], lat[0]
+	for _, v := range lat {
+		lo, hi = min(lo, v), max(hi, v)
 	}
 	rank := func(p int) int {
 		return max(0, (p*n+99)/100-1)
 	}
 	var v [3]int64
-	rk.ranks(lat, n, []int{rank(50), rank(95), rank(99)}, v[:])
+	rk.ranks(lat, lo, hi, []int{rank(50), rank(95), rank(99)}, v[:])
 	return time.Duration(v[0]), time.Duration(v[1]), time.Duration(v[2])
 }
 
 // rankBits sets the most buckets ranks counts into: 2^rankBits. Fewer
-// values get fewer buckets (about one value each), so that an edge with a
-// few hundred samples does not clear and scan 2^rankBits counters.
+// values get fewer buckets (two to four values each), so that an edge with
+// a few hundred samples does not clear and scan 2^rankBits counters, and
+// finding the ranks' buckets costs less than counting the values.
 const rankBits = 11
 
 // ranks sets out[i] to the value a sorted copy of a holds at rs[i] (rs
-// ascending, at most 255 ranks) without sorting a: it counts the values
-// into buckets by their high bits, then gathers, in one more pass, the
-// values of the buckets the ranks fall in and looks at those the same way,
-// with the next bits. Each level reads the values in order with no
-// unpredictable branch (a quickselect's comparisons with its pivot are a
+// ascending, at most 255 ranks) without sorting a, whose least and greatest
+// values are lo and hi: it counts the values into buckets by their high
+// bits above lo, then gathers, in one more
+// pass, the values of the buckets the ranks fall in and looks at those the
+// same way, with the next bits. Each level reads the values in order with
+// no unpredictable branch (a quickselect's comparisons with its pivot are a
 // coin toss each), and the levels are few: the buckets' width shrinks by
 // 2^rankBits each time. It does not change a.
-func (rk *ranker) ranks(segs [][]int64, n int, rs []int, out []int64) {
+func (rk *ranker) ranks(a []int64, lo, hi int64, rs []int, out []int64) {
+	n := len(a)
 	if n <= 64 {
-		b := make([]int64, 0, n)
-		for _, a := range segs {
-			b = append(b, a...)
-		}
+		b := slices.Clone(a)
 		slices.Sort(b)
 		for i, r := range rs {
 			out[i] = b[r]
 		}
 		return
-	}
-	var lo, hi int64
-	for _, a := range segs {
-		if len(a) > 0 {
-			lo, hi = a[0], a[0]
-			break
-		}
-	}
-	for _, a := range segs {
-		for _, v := range a {
-			lo, hi = min(lo, v), max(hi, v)
-		}
 	}
 	if lo == hi {
 		for i := range rs {
@@ -435,46 +424,47 @@ func (rk *ranker) ranks(segs [][]int64, n int, rs []int, out []int64) {
 		return
 	}
 	// Differences from lo, unsigned: any int64 range fits.
-	nb := min(rankBits, bits.Len(uint(n)))
+	nb := min(rankBits, bits.Len(uint(n))-2)
 	shift := max(0, bits.Len64(uint64(hi)-uint64(lo))-nb)
-	if len(rk.count) < 1<<nb {
-		rk.count, rk.slot = make([]int, 1<<rankBits), make([]uint8, 1<<rankBits)
+	if rk.count == nil {
+		rk.count, rk.slot = new([1 << rankBits]uint32), new([1 << rankBits]uint8)
 	}
-	// A level is done with them before the next begins.
-	count, slot := rk.count[:1<<nb], rk.slot[:1<<nb]
-	clear(count)
-	clear(slot)
-	for _, a := range segs {
-		for _, v := range a {
-			count[(uint64(v)-uint64(lo))>>shift]++
-		}
+	// A level is done with them before the next begins. The buckets'
+	// numbers are below 2^nb; masking them tells the compiler so.
+	const m = 1<<rankBits - 1
+	count, slot := rk.count, rk.slot
+	clear(count[:1<<nb])
+	clear(slot[:1<<nb])
+	for _, v := range a {
+		count[(uint64(v)-uint64(lo))>>shift&m]++
 	}
 	// The bucket each rank falls in, and the ranks below that bucket; ranks
 	// in one bucket form a group, which gathers the bucket's values.
 	type group struct {
-		i, j  int // the group's ranks: rs[i:j]
-		below int
-		in    []int64
+		i, j   int // the group's ranks: rs[i:j]
+		below  int
+		in     []int64
+		lo, hi int64 // of in
 	}
 	var groups []group
 	// slot: a bucket's group number + 1; 0: none.
 	b, seen := 0, 0
 	for i, r := range rs {
-		for seen+count[b] <= r {
-			seen += count[b]
+		for seen+int(count[b&m]) <= r {
+			seen += int(count[b&m])
 			b++
 		}
-		if slot[b] == 0 {
-			groups = append(groups, group{i: i, below: seen, in: make([]int64, 0, count[b])})
-			slot[b] = uint8(len(groups))
+		if slot[b&m] == 0 {
+			groups = append(groups, group{i: i, below: seen, in: make([]int64, 0, count[b&m]), lo: math.MaxInt64, hi: math.MinInt64})
+			slot[b&m] = uint8(len(groups))
 		}
 		groups[len(groups)-1].j = i + 1
 	}
-	for _, a := range segs {
-		for _, v := range a {
-			if g := slot[(uint64(v)-uint64(lo))>>shift]; g != 0 {
-				groups[g-1].in = append(groups[g-1].in, v)
-			}
+	for _, v := range a {
+		if g := slot[(uint64(v)-uint64(lo))>>shift&m]; g != 0 {
+			gr := &groups[g-1]
+			gr.in = append(gr.in, v)
+			gr.lo, gr.hi = min(gr.lo, v), max(gr.hi, v)
 		}
 	}
 	for _, g := range groups {
@@ -482,6 +472,6 @@ func (rk *ranker) ranks(segs [][]int64, n int, rs []int, out []int64) {
 		for k := range sub {
 			sub[k] = rs[g.i+k] - g.below
 		}
-		rk.ranks([][]int64{g.in}, len(g.in), sub, out[g.i:g.j])
+		rk.ranks(g.in, g.lo, g.hi, sub, out[g.i:g.j])
 	}
 }

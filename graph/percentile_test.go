@@ -44,18 +44,7 @@ func TestPercentilesRanks(t *testing.T) {
 			if got := slices.Sorted(slices.Values(lat)); !slices.Equal(got, sorted) {
 				t.Errorf("%s, %d samples: the samples changed", name, n)
 			}
-			// The same samples in several slices (some empty), which
-			// percentiles takes as one set.
-			var segs [][]int64
-			for rest := lat; len(rest) > 0; {
-				k := rng.IntN(len(rest) + 1)
-				segs = append(segs, rest[:k])
-				rest = rest[k:]
-			}
-			if q50, q95, q99 := percentiles(segs...); q50 != p50 || q95 != p95 || q99 != p99 {
-				t.Errorf("%s, %d samples in %d slices: %v %v %v, want %v %v %v", name, n, len(segs), q50, q95, q99, p50, p95, p99)
-			}
-			if q50, q95, q99 := shared.percentiles(segs...); q50 != p50 || q95 != p95 || q99 != p99 {
+			if q50, q95, q99 := shared.percentiles(lat); q50 != p50 || q95 != p95 || q99 != p99 {
 				t.Errorf("%s, %d samples, a ranker used before: %v %v %v, want %v %v %v", name, n, q50, q95, q99, p50, p95, p99)
 			}
 		}
