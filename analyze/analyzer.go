@@ -3,7 +3,6 @@ package analyze
 import (
 	"cmp"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -266,40 +265,31 @@ func (a *Analyzer) Finish() (*graph.Graph, Report) {
 func (a *Analyzer) judge(g *graph.Graph) Report {
 	x := newContext(g, a.o)
 	out := a.found
-	if n := len(g.Stitches) / 4; n > len(out.m) {
-		// Room for the lost hops' findings, made at once.
-		m := make(map[findingKey]*finding, n+len(out.m))
-		maps.Copy(m, out.m)
-		out.m = m
-	}
 
-	// A hop's stitches share their names' strings (the graph's node names
-	// and the consumer's resource), so its finding is found by the
-	// strings' addresses before their bytes are hashed.
-	hops := newHopTable(len(g.Stitches) / 4)
+	// A hop's stitches share their names' strings (the graph gives a hop
+	// stitch its nodes' names, one string a node), so its counts are found
+	// by the strings' addresses, and its finding is made once they are
+	// counted.
+	hops := newHopCounts(len(g.Stitches) / 4)
 	for i := range g.Stitches {
 		st := &g.Stitches[i]
 		if st.Kind != graph.StitchHop || a.o.Incomplete[st.Consumer.TraceID] {
 			continue
 		}
-		svc := st.Consumer.Service
-		hk := hopKey{addrOf(st.Producer.Service), addrOf(st.Topic), addrOf(svc)}
-		sl := hops.slot(hk)
-		f := sl.f
-		if f == nil {
-			var isNew bool
-			f, isNew = out.get(findingKey{rule: RuleLostHop, a: st.Producer.Service, b: st.Topic, c: svc})
-			if isNew {
-				f.Service, f.Topic, f.Group = svc, st.Topic, st.Group
-				f.Where = st.Producer.Service + " → " + st.Topic + " → " + svc
-				f.From = []string{st.Producer.Service}
-			}
-			hops.put(sl, hk, f)
-		}
-		f.count(st.Consumer.TraceID)
+		hops.count(st)
 		if st.Lag < -a.o.SkewTolerance {
-			skew(out, st.Producer.Service, svc, -st.Lag, st.Consumer.TraceID, "consumes before it was produced")
+			skew(out, st.Producer.Service, st.Consumer.Service, -st.Lag, st.Consumer.TraceID, "consumes before it was produced")
 		}
+	}
+	for i := range hops.hops {
+		c := &hops.hops[i]
+		from, topic, svc := c.st.Producer.Service, c.st.Topic, c.st.Consumer.Service
+		f := out.add(findingKey{rule: RuleLostHop, a: from, b: topic, c: svc})
+		f.Service, f.Topic, f.Group = svc, topic, c.st.Group
+		f.Where = from + " → " + topic + " → " + svc
+		f.From = []string{from}
+		f.Occurrences, f.Traces, f.Examples = c.occurrences, c.traces, c.ex
+		f.first, f.last = false, c.last
 	}
 
 	keep := newCollector()
@@ -473,52 +463,96 @@ func addrOf(s string) strAddr { return strAddr{unsafe.StringData(s), len(s)} }
 // consumer service.
 type hopKey struct{ from, topic, to strAddr }
 
-// hopTable maps hopKeys to their findings: open addressing, at most half
-// full, hashed from the three addresses (a map hashes all 48 bytes).
-type hopTable struct {
+func (k hopKey) hash() uint64 {
+	a := uint64(uintptr(unsafe.Pointer(k.from.p))) * 0xC2B2AE3D27D4EB4F
+	b := uint64(uintptr(unsafe.Pointer(k.topic.p))) * 0x165667B19E3779F9
+	return (a ^ b ^ uint64(uintptr(unsafe.Pointer(k.to.p)))) * 0x9E3779B97F4A7C15
+}
+
+// hopCounts counts the lost hops' stitches by hopKey: a table of eight-byte
+// slots (a tag from the key's hash and the hop's number) over a dense array
+// of the hops' counts. Tens of thousands of stitches, in the order of their
+// traces, fall on thousands of hops at random; this way each reads and
+// writes a few lines of a few hundred kilobytes, where a map of findings
+// had it read a slot and a finding's scattered fields out of megabytes.
+type hopCounts struct {
 	slots []hopSlot
-	n     int
+	hops  []hopCount
+	slab  []trace.TraceID // where the hops' examples are kept, MaxExamples each
 }
 
 type hopSlot struct {
-	k hopKey
-	f *finding // nil: empty
+	tag uint32
+	i   int32 // the hop's number + 1; 0: empty
 }
 
-func newHopTable(n int) *hopTable {
+// hopCount is a lost hop's counts, as finding.count keeps them.
+type hopCount struct {
+	k                   hopKey
+	occurrences, traces int
+	last                trace.TraceID // the trace counted last
+	ex                  []trace.TraceID
+	st                  *graph.Stitch // the hop's first stitch, for its names and group
+}
+
+// newHopCounts returns a table for about n hops.
+func newHopCounts(n int) *hopCounts {
 	size := 64
 	for size < 2*n {
 		size <<= 1
 	}
-	return &hopTable{slots: make([]hopSlot, size)}
+	return &hopCounts{slots: make([]hopSlot, size), hops: make([]hopCount, 0, n)}
 }
 
-func (k hopKey) hash() uint64 {
-	a := uint64(uintptr(unsafe.Pointer(k.from.p))) * 0xC2B2AE3D27D4EB4F
-	b := uint64(uintptr(unsafe.Pointer(k.topic.p))) * 0x165667B19E3779F9
-	return (a ^ b ^ uint64(uintptr(unsafe.Pointer(k.to.p)))) * 0x9E3779B97F4A7C15 >> 32
+// count counts hop stitch st.
+func (t *hopCounts) count(st *graph.Stitch) {
+	k := hopKey{addrOf(st.Producer.Service), addrOf(st.Topic), addrOf(st.Consumer.Service)}
+	c := t.find(k, st)
+	tid := st.Consumer.TraceID
+	c.occurrences++
+	if c.traces == 0 || c.last != tid {
+		c.last = tid
+		c.traces++
+		c.ex = addExample(c.ex, tid)
+	}
 }
 
-// slot returns k's slot: its own, or the empty one put would fill.
-func (t *hopTable) slot(k hopKey) *hopSlot {
+// find returns k's counts, made from st if k is new.
+func (t *hopCounts) find(k hopKey, st *graph.Stitch) *hopCount {
+	h := k.hash()
+	tag := uint32(h >> 16)
 	mask := uint64(len(t.slots) - 1)
-	for h := k.hash() & mask; ; h = (h + 1) & mask {
-		if sl := &t.slots[h]; sl.f == nil || sl.k == k {
-			return sl
+	for i := h >> 40 & mask; ; i = (i + 1) & mask {
+		sl := &t.slots[i]
+		if sl.i == 0 {
+			break
+		}
+		if sl.tag == tag && t.hops[sl.i-1].k == k {
+			return &t.hops[sl.i-1]
 		}
 	}
+	if len(t.slab) < MaxExamples {
+		t.slab = make([]trace.TraceID, 256*MaxExamples)
+	}
+	t.hops = append(t.hops, hopCount{k: k, st: st, ex: t.slab[:0:MaxExamples]})
+	t.slab = t.slab[MaxExamples:]
+	if 2*len(t.hops) > len(t.slots) {
+		t.slots = make([]hopSlot, 2*len(t.slots))
+		mask = uint64(len(t.slots) - 1)
+		for j := range t.hops {
+			t.put(t.hops[j].k.hash(), int32(j), mask)
+		}
+	} else {
+		t.put(h, int32(len(t.hops)-1), mask)
+	}
+	return &t.hops[len(t.hops)-1]
 }
 
-// put fills the empty slot sl, which slot returned for k, with f.
-func (t *hopTable) put(sl *hopSlot, k hopKey, f *finding) {
-	*sl = hopSlot{k, f}
-	if t.n++; 2*t.n > len(t.slots) {
-		old := t.slots
-		t.slots = make([]hopSlot, 2*len(old))
-		for _, o := range old {
-			if o.f != nil {
-				*t.slot(o.k) = o
-			}
-		}
+// put puts hop j, whose key's hash is h, in its slot.
+func (t *hopCounts) put(h uint64, j int32, mask uint64) {
+	i := h >> 40 & mask
+	for t.slots[i].i != 0 {
+		i = (i + 1) & mask
 	}
+	t.slots[i] = hopSlot{uint32(h >> 16), j + 1}
 }

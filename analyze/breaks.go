@@ -107,15 +107,22 @@ func (c *collector) get(k findingKey) (f *finding, new bool) {
 	if f, ok := c.m[k]; ok {
 		return f, false
 	}
+	f = c.add(k)
+	c.m[k] = f
+	return f, true
+}
+
+// add returns a new finding for k, which must be the only one: k is not
+// looked up, nor kept for get to find.
+func (c *collector) add(k findingKey) *finding {
 	if len(c.slab) == cap(c.slab) {
 		c.slab = make([]finding, 0, min(256, 4+2*cap(c.slab)))
 	}
 	c.slab = append(c.slab, finding{first: true, key: k})
-	f = &c.slab[len(c.slab)-1]
+	f := &c.slab[len(c.slab)-1]
 	f.Rule = k.rule
-	c.m[k] = f
 	c.order = append(c.order, f)
-	return f, true
+	return f
 }
 
 // count adds one occurrence in trace tid.

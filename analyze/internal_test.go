@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -69,38 +70,54 @@ func TestStartsBefore(t *testing.T) {
 	}
 }
 
-// TestHopTable: a hop table that grows from its smallest size finds every
-// hop's finding again, by the addresses of its names.
-func TestHopTable(t *testing.T) {
+// TestHopCounts: hop counts that grow from the smallest table count every
+// hop's stitches apart, by the addresses of its names: occurrences, distinct
+// traces (a trace's stitches come together) and the smallest trace IDs as
+// examples, as a finding counts them; a name at another's address with
+// another length is another name.
+func TestHopCounts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	buf := "abcdefghijklmnopqrstuvwxyz0123"
 	names := make([]string, 30)
 	for i := range names {
-		names[i] = "name-" + string(rune('a'+i%26)) + string(rune('0'+i/26))
+		names[i] = buf[i:] // distinct addresses
 	}
-	key := func(i, j, k int) hopKey {
-		return hopKey{addrOf(names[i]), addrOf(names[j]), addrOf(names[k])}
-	}
-	h := newHopTable(0)
-	want := map[hopKey]*finding{}
-	for i := range 10 {
-		for j := 10; j < 20; j++ {
-			for k := 20; k < 30; k++ {
-				hk := key(i, j, k)
-				sl := h.slot(hk)
-				if sl.f != nil {
-					t.Fatalf("%d %d %d found before it was put", i, j, k)
-				}
-				f := &finding{}
-				h.put(sl, hk, f)
-				want[hk] = f
+	names[29] = buf[28:29] // names[28]'s address, one byte
+	type hk struct{ i, j, k int }
+	h := newHopCounts(0)
+	want := map[hk]*finding{}
+	var stitches []graph.Stitch
+	for tr := range 3000 {
+		tid := trace.TraceID{High: uint64(rng.IntN(4)), Low: uint64(tr)}
+		for range 1 + rng.IntN(3) {
+			k := hk{rng.IntN(10), 10 + rng.IntN(10), 20 + rng.IntN(10)}
+			stitches = append(stitches, graph.Stitch{Producer: graph.SpanRef{Service: names[k.i]}, Topic: names[k.j],
+				Consumer: graph.SpanRef{TraceID: tid, Service: names[k.k]}})
+			f := want[k]
+			if f == nil {
+				f = &finding{first: true}
+				want[k] = f
 			}
+			f.count(tid)
 		}
 	}
-	if len(h.slots) < 2*len(want) {
-		t.Fatalf("%d slots for %d hops: the table did not grow", len(h.slots), len(want))
+	for i := range stitches {
+		h.count(&stitches[i])
 	}
-	for hk, f := range want {
-		if got := h.slot(hk).f; got != f {
-			t.Fatalf("hop %v: found %p, want %p", hk, got, f)
+	if len(h.hops) != len(want) || len(h.slots) < 2*len(want) {
+		t.Fatalf("%d hops in %d slots, want %d hops in at least twice as many", len(h.hops), len(h.slots), len(want))
+	}
+	for k, f := range want {
+		st := graph.Stitch{Producer: graph.SpanRef{Service: names[k.i]}, Topic: names[k.j], Consumer: graph.SpanRef{Service: names[k.k]}}
+		c := h.find(hopKey{addrOf(names[k.i]), addrOf(names[k.j]), addrOf(names[k.k])}, &st)
+		if c.occurrences != f.Occurrences || c.traces != f.Traces || !slices.Equal(c.ex, f.Examples) || c.last != f.last {
+			t.Fatalf("hop %v: %d occurrences in %d traces, examples %v, want %d in %d, %v", k, c.occurrences, c.traces, c.ex, f.Occurrences, f.Traces, f.Examples)
 		}
+		if c.st.Producer.Service != names[k.i] || c.st.Topic != names[k.j] || c.st.Consumer.Service != names[k.k] {
+			t.Fatalf("hop %v kept a stitch of another hop", k)
+		}
+	}
+	if len(h.hops) != len(want) {
+		t.Fatalf("finding the hops again made %d new ones", len(h.hops)-len(want))
 	}
 }

@@ -686,6 +686,7 @@ func (b *Builder) GraphWith(f func(*Graph)) *Graph {
 			if found {
 				rel = RelStitched
 				st.Producer = b.ref(&prod)
+				st.Consumer.Service = pc.node.Name // the node's string, as the producer's and the topic's
 				st.Lag = time.Duration(pc.start - prod.start)
 				b.g.Stitches = append(b.g.Stitches, st)
 				b.hopStitched.add(int32(i))

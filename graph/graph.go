@@ -155,7 +155,9 @@ func (k StitchKind) String() string { return stitchKindNames[k] }
 // Stitch pairs two spans that should have been connected by trace context.
 // Producer is always the span that wrote a record and Consumer a span that
 // read one: for a hop, Producer is upstream of Consumer; for a pass-through,
-// Consumer is the input and Producer the output of one service.
+// Consumer is the input and Producer the output of one service. A hop's
+// Producer.Service, Topic and Consumer.Service are its nodes' names, the
+// very strings (Node.Name): hops between the same nodes share them.
 type Stitch struct {
 	Kind               StitchKind
 	Producer, Consumer SpanRef

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/synth"
@@ -444,11 +445,36 @@ func TestSharedNamesAgree(t *testing.T) {
 				attrs[k] = trace.Attribute{Key: strings.Clone(a.Key), Value: strings.Clone(a.Value)}
 			}
 			s.Attributes = attrs
+			// and its own resource, whose service name is its own copy.
+			r := *s.Resource
+			r.Service = strings.Clone(r.Service)
+			s.Resource = &r
 		}
 	}
 	for _, w := range []int{1, 2} {
-		if got := summary(graph.BuildWorkers(ts, w)); got != want {
+		g := graph.BuildWorkers(ts, w)
+		if got := summary(g); got != want {
 			t.Fatalf("%d workers, unshared strings: the graph differs:\n%s\nwant:\n%s", w, got, want)
+		}
+		// A hop stitch's names are its nodes' own strings, whatever
+		// strings its spans held (the analyzer counts hops by them).
+		same := func(s, key string) bool {
+			n := g.Node(key)
+			return n != nil && unsafe.StringData(s) == unsafe.StringData(n.Name) && len(s) == len(n.Name)
+		}
+		hops := 0
+		for _, st := range g.Stitches {
+			if st.Kind != graph.StitchHop {
+				continue
+			}
+			hops++
+			if !same(st.Producer.Service, "service:"+st.Producer.Service) || !same(st.Topic, "topic:"+st.Topic) ||
+				!same(st.Consumer.Service, "service:"+st.Consumer.Service) {
+				t.Fatalf("%d workers: hop stitch %s → %s → %s does not hold its nodes' names", w, st.Producer.Service, st.Topic, st.Consumer.Service)
+			}
+		}
+		if hops == 0 {
+			t.Fatalf("%d workers: no hop stitches", w)
 		}
 	}
 }
