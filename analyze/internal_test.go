@@ -121,3 +121,23 @@ func TestHopCounts(t *testing.T) {
 		t.Fatalf("finding the hops again made %d new ones", len(h.hops)-len(want))
 	}
 }
+
+// TestHead: strings whose heads differ compare as their heads do (so the
+// sort may skip comparing their texts).
+func TestHead(t *testing.T) {
+	words := []string{"", "a", "a\x00", "ab", "abcdefgh", "abcdefgh2", "abcdefgi", "b", "svc-07 → t", "svc-07 → u", "svc-08", "\xff\xff"}
+	differ := 0
+	for _, a := range words {
+		for _, b := range words {
+			if ha, hb := head(a), head(b); ha != hb {
+				differ++
+				if (ha < hb) != (a < b) {
+					t.Errorf("%q < %q is %v, but their heads say %v", a, b, a < b, ha < hb)
+				}
+			}
+		}
+	}
+	if differ < len(words)*(len(words)-1)-8 {
+		t.Errorf("only %d ordered pairs with different heads", differ)
+	}
+}
