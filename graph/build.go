@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"runtime"
 	"time"
 
 	"github.com/ktrace-dev/ktrace/internal/chunk"
@@ -484,6 +485,15 @@ func (b *Builder) AddSpan(i int) int {
 	return b.addSpan(b.spans, i)
 }
 
+// loggedElsewhere counts the samples in the logs of builders merged into b.
+func (b *Builder) loggedElsewhere() int {
+	n := 0
+	for _, lg := range b.logs {
+		n += lg.list.Len()
+	}
+	return n
+}
+
 // Pending returns the number of pending consumers so far (see AddSpan).
 func (b *Builder) Pending() int { return b.pending.Len() }
 
@@ -660,6 +670,14 @@ func (b *Builder) Graph() *Graph { return b.GraphWith(nil) }
 // GraphWith returns once both are done.
 func (b *Builder) GraphWith(f func(*Graph)) *Graph {
 	m := b.matchPending()
+	// The walk's latency samples are all logged: they are gathered on
+	// another CPU while this one resolves the pending consumers, which log
+	// a few more (gathered by finish).
+	var early *gathering
+	if b.flushEdges(); runtime.GOMAXPROCS(0) > 1 && b.samples.Len()+b.loggedElsewhere() >= parallelSamples {
+		early = startGather(append([]*Edge(nil), b.g.Edges...), append(b.logs, sampleLog{b.samples, append([]*Edge(nil), b.g.Edges...)}))
+		b.samples, b.logs = chunk.List[sample]{}, nil
+	}
 	b.g.Stitches = make([]Stitch, 0, b.pending.Len()) // at most one per pending consumer
 	b.hopStitched = make(bitSet, 0, (b.pending.Len()+63)/64)
 	for i := 0; i < b.pending.Len(); i++ {
@@ -718,7 +736,7 @@ func (b *Builder) GraphWith(f func(*Graph)) *Graph {
 	logs := append(b.logs, sampleLog{b.samples, append([]*Edge(nil), b.g.Edges...)})
 	b.samples, b.logs = chunk.List[sample]{}, nil
 	g := b.g
-	g.finish(f, logs)
+	g.finish(f, early, logs)
 	return g
 }
 

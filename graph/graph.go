@@ -209,8 +209,9 @@ func (g *Graph) EdgesFrom(key string) []*Edge {
 // f, f(g) runs on this goroutine while the percentiles are computed on the
 // other CPUs (so f must not read an edge's P50, P95 or P99), then this
 // goroutine helps with what is left of them. logs hold the edges' latency
-// samples (Builder.samples).
-func (g *Graph) finish(f func(*Graph), logs []sampleLog) {
+// samples (Builder.samples), and early, if not nil, those a startGather
+// began to gather before (each edge's seq is still its number there).
+func (g *Graph) finish(f func(*Graph), early *gathering, logs []sampleLog) {
 	sort.Slice(g.Nodes, func(i, j int) bool {
 		a, b := g.Nodes[i], g.Nodes[j]
 		if a.Kind != b.Kind {
@@ -265,75 +266,124 @@ func (g *Graph) finish(f func(*Graph), logs []sampleLog) {
 		return a.SpanID < b.SpanID
 	})
 	// The edges' latency samples are gathered from the builders' logs into
-	// one array, each edge's in a stretch of its own, then their
-	// percentiles are computed, on every CPU when there are many samples:
-	// goroutines take edges in turn, as their sample counts differ widely
-	// and fixed shares would not be even. One goroutine gathers while this
-	// one runs f; the others wait for it.
+	// one array, each edge's in a stretch of its own (those early holds, on
+	// its goroutine, into stretches of their own), then their percentiles
+	// are computed, on every CPU when there are many samples: goroutines
+	// take edges in turn, as their sample counts differ widely and fixed
+	// shares would not be even.
 	samples := 0
+	num := make([]int32, len(g.Edges)) // an edge's number where early was begun
+	counts := make([]int, len(g.Edges))
 	for i, e := range g.Edges {
-		e.seq = int32(i) // its place in the finished graph, for gather
+		num[i], e.seq = e.seq, int32(i) // its place in the finished graph, for gather
+		counts[i] = e.nlat
+		if early != nil && int(num[i]) < len(early.counts) {
+			counts[i] -= early.counts[num[i]]
+		}
 		samples += e.nlat
 	}
 	lat := make([][]int64, len(g.Edges))
-	gather := func() { gatherSamples(g.Edges, logs, samples, lat) }
+	gatherSamples(g.Edges, logs, counts, lat)
+	// samplesOf returns edge i's samples, once early is done.
+	samplesOf := func(i int) []int64 {
+		if early == nil || int(num[i]) >= len(early.lat) {
+			return lat[i]
+		}
+		if e := early.lat[num[i]]; len(lat[i]) == 0 {
+			return e
+		} else if len(e) > 0 {
+			return append(slices.Clip(e), lat[i]...)
+		}
+		return lat[i]
+	}
 	var next atomic.Int64
 	work := func() {
+		if early != nil {
+			<-early.done
+		}
 		var r ranker
 		for i := int(next.Add(1)) - 1; i < len(g.Edges); i = int(next.Add(1)) - 1 {
 			e := g.Edges[i]
-			e.P50, e.P95, e.P99 = r.percentiles(lat[i])
+			e.P50, e.P95, e.P99 = r.percentiles(samplesOf(i))
 		}
 	}
 	workers := 1
-	if samples >= 100_000 {
+	if samples >= parallelSamples {
 		workers = min(runtime.GOMAXPROCS(0), len(g.Edges))
 	}
-	if workers == 1 {
-		gather()
-		if f != nil {
-			f(g)
-		}
-		work()
-		return
-	}
-	gathered := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		gather()
-		close(gathered)
-		work()
-	})
-	for range workers - 2 {
-		wg.Go(func() {
-			<-gathered
-			work()
-		})
+	for range workers - 1 {
+		wg.Go(work)
 	}
 	if f != nil {
 		f(g)
 	}
-	<-gathered
 	work()
 	wg.Wait()
 }
 
-// gatherSamples sets lat[i] to the latency samples of edges[i], read from
-// the builders' logs into one array of n, the edges' stretches in their
-// order. The edges' seq must be their index.
-func gatherSamples(edges []*Edge, logs []sampleLog, n int, lat [][]int64) {
-	all := make([]int64, n)
-	pos := make([]int, len(edges)) // where an edge's next sample goes
-	off := 0
+// parallelSamples is how many latency samples make it worth gathering and
+// ranking them on every CPU.
+const parallelSamples = 100_000
+
+// gathering is latency samples being gathered on a goroutine of its own
+// (startGather).
+type gathering struct {
+	counts []int     // each edge's samples, by the edges' numbers when it began
+	lat    [][]int64 // the samples, likewise, once done is closed
+	done   chan struct{}
+}
+
+// startGather gathers the samples logs hold for edges, numbered by their
+// seq (edges[i].seq == i) with e.nlat samples each, on a new goroutine.
+// The logs and what edges are numbered then are its own until done.
+func startGather(edges []*Edge, logs []sampleLog) *gathering {
+	gt := &gathering{counts: make([]int, len(edges)), lat: make([][]int64, len(edges)), done: make(chan struct{})}
 	for i, e := range edges {
-		pos[i] = off
-		off += e.nlat
+		gt.counts[i] = e.nlat
 	}
-	for _, lg := range logs {
-		at := make([]int32, len(lg.edges)) // the log's edge numbers to indexes
+	ats := logIndexes(logs)
+	go func() {
+		gatherInto(gt.counts, logs, ats, gt.lat)
+		close(gt.done)
+	}()
+	return gt
+}
+
+// gatherSamples sets lat[i] to the latency samples of edges[i] (counts[i]
+// of them), read from the builders' logs into one array, the edges'
+// stretches in their order. The edges' seq must be their index.
+func gatherSamples(edges []*Edge, logs []sampleLog, counts []int, lat [][]int64) {
+	gatherInto(counts, logs, logIndexes(logs), lat)
+}
+
+// logIndexes maps each log's edge numbers to the edges' seq.
+func logIndexes(logs []sampleLog) [][]int32 {
+	ats := make([][]int32, len(logs))
+	for k, lg := range logs {
+		ats[k] = make([]int32, len(lg.edges))
 		for j, e := range lg.edges {
-			at[j] = e.seq
+			ats[k][j] = e.seq
 		}
+	}
+	return ats
+}
+
+// gatherInto is gatherSamples with the logs' edge numbers mapped (ats).
+func gatherInto(counts []int, logs []sampleLog, ats [][]int32, lat [][]int64) {
+	n := 0
+	for _, c := range counts {
+		n += c
+	}
+	all := make([]int64, n)
+	pos := make([]int, len(counts)) // where an edge's next sample goes
+	off := 0
+	for i, c := range counts {
+		pos[i] = off
+		off += c
+	}
+	for k, lg := range logs {
+		at := ats[k]
 		for _, c := range lg.list.Chunks() {
 			for _, s := range c {
 				i := at[s.edge]
@@ -343,9 +393,9 @@ func gatherSamples(edges []*Edge, logs []sampleLog, n int, lat [][]int64) {
 		}
 	}
 	off = 0
-	for i, e := range edges {
+	for i, c := range counts {
 		lat[i] = all[off:pos[i]:pos[i]]
-		off += e.nlat
+		off += c
 	}
 }
 

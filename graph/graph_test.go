@@ -329,6 +329,26 @@ func summary(g *graph.Graph) string {
 	return b.String()
 }
 
+// TestLatenciesOnOneCPUAndMany: on several CPUs, a graph of more than
+// 100,000 latency samples has the walk's samples gathered on a goroutine of
+// their own while the pending consumers are stitched, and the stitched
+// hops' samples added after; the graph, percentiles and all, is the one a
+// single CPU makes.
+func TestLatenciesOnOneCPUAndMany(t *testing.T) {
+	cfg := synth.Standard(200_000)
+	cfg.LinkShare = 0.3
+	ts := synth.Generate(cfg)
+	procs := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(procs)
+	want := summary(graph.BuildWorkers(ts, 1))
+	runtime.GOMAXPROCS(max(2, procs))
+	for _, w := range []int{1, 2} {
+		if got := summary(graph.BuildWorkers(ts, w)); got != want {
+			t.Fatalf("%d builders on %d CPUs: the graph differs from one CPU's", w, runtime.GOMAXPROCS(0))
+		}
+	}
+}
+
 // TestBuildWorkersAgree: builders fed runs of traces and merged in order
 // give the graph one builder gives, with parents, links, stitched hops and
 // pass-through stitches all present.

@@ -89,79 +89,102 @@ func BenchmarkPercentilesManyEdges(b *testing.B) {
 
 // TestFinishPercentilesOnEveryCPU: the edges' percentiles, gathered from
 // two builders' logs and worked out by several goroutines taking edges in
-// turn, are each edge's own.
+// turn, are each edge's own; also when the first log was gathered early,
+// on a goroutine of its own (as Graph gathers the walk's samples while it
+// resolves the pending consumers), and the second holds what came later.
 func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 	procs := runtime.GOMAXPROCS(4)
 	defer runtime.GOMAXPROCS(procs)
-	rng := rand.New(rand.NewPCG(7, 8))
-	g := &Graph{byKey: map[string]*Node{}}
-	want := map[*Edge][3]time.Duration{}
-	total := 0
-	// Two builders' logs, as a merge leaves them: each numbers the edges
-	// its own way, and the samples of all edges come mixed.
-	const nEdges = 40
-	var logs [2]sampleLog
-	renumber := rng.Perm(nEdges) // the second log's numbers
-	for k := range logs {
-		logs[k].edges = make([]*Edge, nEdges)
-	}
-	type taken struct {
-		log, edge int
-		v         int64
-	}
-	var mixed []taken
-	for i := 0; i < nEdges; i++ {
-		from := &Node{Key: fmt.Sprintf("service:a%02d", i), Kind: KindService, Name: fmt.Sprintf("a%02d", i)}
-		to := &Node{Key: fmt.Sprintf("service:b%02d", i), Kind: KindService, Name: fmt.Sprintf("b%02d", i)}
-		g.Nodes = append(g.Nodes, from, to)
-		e := &Edge{From: from, To: to}
-		logs[0].edges[i], logs[1].edges[renumber[i]] = e, e
-		n := 1 + rng.IntN(10_000)*(i%3) // some edges small, some large
-		var all []int64
-		for range n {
-			v := rng.Int64N(1e9)
-			all = append(all, v)
-			k := 0
-			if i%2 == 0 && rng.IntN(3) == 0 { // some edges in both logs
-				k = 1
+	for _, early := range []bool{false, true} {
+		rng := rand.New(rand.NewPCG(7, 8))
+		g := &Graph{byKey: map[string]*Node{}}
+		want := map[*Edge][3]time.Duration{}
+		total := 0
+		// Two builders' logs, as a merge leaves them: each numbers the
+		// edges its own way, and the samples of all edges come mixed.
+		const nEdges = 40
+		var logs [2]sampleLog
+		renumber := rng.Perm(nEdges) // the second log's numbers
+		for k := range logs {
+			logs[k].edges = make([]*Edge, nEdges)
+		}
+		type taken struct {
+			log, edge int
+			v         int64
+		}
+		var mixed []taken
+		inFirst := make([]int, nEdges)
+		for i := 0; i < nEdges; i++ {
+			from := &Node{Key: fmt.Sprintf("service:a%02d", i), Kind: KindService, Name: fmt.Sprintf("a%02d", i)}
+			to := &Node{Key: fmt.Sprintf("service:b%02d", i), Kind: KindService, Name: fmt.Sprintf("b%02d", i)}
+			g.Nodes = append(g.Nodes, from, to)
+			e := &Edge{From: from, To: to, seq: int32(i)} // numbered as a builder numbers them
+			logs[0].edges[i], logs[1].edges[renumber[i]] = e, e
+			n := 1 + rng.IntN(10_000)*(i%3) // some edges small, some large
+			var all []int64
+			for range n {
+				v := rng.Int64N(1e9)
+				all = append(all, v)
+				k := 0
+				if i%2 == 0 && rng.IntN(3) == 0 { // some edges in both logs
+					k = 1
+				}
+				if i%5 == 1 { // and some in the second only
+					k = 1
+				}
+				if k == 0 {
+					inFirst[i]++
+				}
+				mixed = append(mixed, taken{k, i, v})
 			}
-			mixed = append(mixed, taken{k, i, v})
+			total += n
+			e.Count, e.nlat = n, n // as observe counts the samples it adds
+			s := slices.Sorted(slices.Values(all))
+			r := func(p int) time.Duration { return time.Duration(s[max(0, (p*n+99)/100-1)]) }
+			want[e] = [3]time.Duration{r(50), r(95), r(99)}
+			g.Edges = append(g.Edges, e)
 		}
-		total += n
-		e.Count, e.nlat = n, n // as observe counts the samples it adds
-		s := slices.Sorted(slices.Values(all))
-		r := func(p int) time.Duration { return time.Duration(s[max(0, (p*n+99)/100-1)]) }
-		want[e] = [3]time.Duration{r(50), r(95), r(99)}
-		g.Edges = append(g.Edges, e)
-	}
-	rng.Shuffle(len(mixed), func(a, b int) { mixed[a], mixed[b] = mixed[b], mixed[a] })
-	for _, m := range mixed {
-		num := m.edge
-		if m.log == 1 {
-			num = renumber[m.edge]
+		rng.Shuffle(len(mixed), func(a, b int) { mixed[a], mixed[b] = mixed[b], mixed[a] })
+		for _, m := range mixed {
+			num := m.edge
+			if m.log == 1 {
+				num = renumber[m.edge]
+			}
+			logs[m.log].list.Add(sample{m.v, int32(num)})
 		}
-		logs[m.log].list.Add(sample{m.v, int32(num)})
-	}
-	// finish sorts the edges: give it them in another order.
-	slices.Reverse(g.Edges)
-	if total < 100_000 {
-		t.Fatalf("only %d samples: too few for the percentiles to be shared among goroutines", total)
-	}
-	// A caller's work runs meanwhile, reading the edges but their
-	// percentiles (go test -race checks that they do not collide).
-	called, counted := 0, 0
-	g.finish(func(h *Graph) {
-		called++
-		for _, e := range h.Edges {
-			counted += e.Count
+		var gt *gathering
+		late := logs[:]
+		if early {
+			for i, e := range g.Edges {
+				e.nlat = inFirst[i]
+			}
+			gt = startGather(g.Edges, logs[:1])
+			for _, e := range g.Edges {
+				e.nlat = e.Count
+			}
+			late = logs[1:]
 		}
-	}, logs[:])
-	if called != 1 || counted != total {
-		t.Fatalf("the caller's work ran %d times and counted %d samples, want once and %d", called, counted, total)
-	}
-	for e, w := range want {
-		if got := [3]time.Duration{e.P50, e.P95, e.P99}; got != w {
-			t.Errorf("edge %s → %s: percentiles %v, want %v", e.From.Key, e.To.Key, got, w)
+		// finish sorts the edges: give it them in another order.
+		slices.Reverse(g.Edges)
+		if total < parallelSamples {
+			t.Fatalf("only %d samples: too few for the percentiles to be shared among goroutines", total)
+		}
+		// A caller's work runs meanwhile, reading the edges but their
+		// percentiles (go test -race checks that they do not collide).
+		called, counted := 0, 0
+		g.finish(func(h *Graph) {
+			called++
+			for _, e := range h.Edges {
+				counted += e.Count
+			}
+		}, gt, late)
+		if called != 1 || counted != total {
+			t.Fatalf("early %v: the caller's work ran %d times and counted %d samples, want once and %d", early, called, counted, total)
+		}
+		for e, w := range want {
+			if got := [3]time.Duration{e.P50, e.P95, e.P99}; got != w {
+				t.Errorf("early %v: edge %s → %s: percentiles %v, want %v", early, e.From.Key, e.To.Key, got, w)
+			}
 		}
 	}
 }
