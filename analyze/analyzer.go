@@ -115,10 +115,10 @@ func (a *Analyzer) Add(t *trace.Trace) {
 	a.pending = a.pending[:0]
 	roots := 0
 	for j := range t.Spans {
-		pending := a.b.AddSpan(j)
 		s := &t.Spans[j]
-		svc := s.Service()
 		in := a.idx.Info(j)
+		pending := a.b.AddSpanInfo(j, s, in)
+		svc := s.Service()
 		pi, m := in.Parent, in.View
 		switch {
 		case pi == trace.NoParent:

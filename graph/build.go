@@ -458,7 +458,7 @@ func (b *Builder) Add(t *trace.Trace) {
 func (b *Builder) AddIndexed(t *trace.Trace, idx *trace.Index) {
 	b.Begin(t, idx)
 	for i := range t.Spans {
-		b.addSpan(t.Spans, i)
+		b.addSpan(t.Spans, i, &t.Spans[i], idx.Info(i))
 	}
 }
 
@@ -482,7 +482,14 @@ func (b *Builder) Begin(t *trace.Trace, idx *trace.Index) {
 // consumers, counted from 0 across the builder's traces (and those of
 // builders merged into it, after its own), for Stitched; else -1.
 func (b *Builder) AddSpan(i int) int {
-	return b.addSpan(b.spans, i)
+	return b.addSpan(b.spans, i, &b.spans[i], b.cur.Info(i))
+}
+
+// AddSpanInfo is AddSpan for a caller that has the span (the trace's
+// spans[i]) and what the index knows of it (Info(i)) at hand, so that they
+// are not read twice.
+func (b *Builder) AddSpanInfo(i int, s *trace.Span, in trace.Info) int {
+	return b.addSpan(b.spans, i, s, in)
 }
 
 // loggedElsewhere counts the samples in the logs of builders merged into b.
@@ -504,9 +511,9 @@ func (b *Builder) Stitched(k int) bool {
 	return b.hopStitched.has(k)
 }
 
-// addSpan adds span i of spans and returns what AddSpan does.
-func (b *Builder) addSpan(spans []trace.Span, i int) int {
-	s := &spans[i]
+// addSpan adds span i of spans, s, which the index says in of, and
+// returns what AddSpan does.
+func (b *Builder) addSpan(spans []trace.Span, i int, s *trace.Span, in trace.Info) int {
 	svcName := s.Service()
 	svc := b.service(s)
 	svc.Spans++
@@ -516,7 +523,6 @@ func (b *Builder) addSpan(spans []trace.Span, i int) int {
 	if svc.opSeen.add(b.names.id(s.Operation)) {
 		addTo(&svc.operations, s.Operation)
 	}
-	in := b.cur.Info(i)
 	pi := in.Parent
 	var p *trace.Span
 	if pi >= 0 {
