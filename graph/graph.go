@@ -159,18 +159,22 @@ func (k StitchKind) String() string { return stitchKindNames[k] }
 // Producer.Service, Topic and Consumer.Service are its nodes' names, the
 // very strings (Node.Name): hops between the same nodes share them.
 type Stitch struct {
-	Kind               StitchKind
-	Producer, Consumer SpanRef
-	// Topic is the consumed topic; OutTopic (pass-through) the produced one.
-	Topic, OutTopic string
-	Partition       int32 // -1 when not matched by offset
-	Offset          int64 // -1 when not matched by offset
-	MessageID       string
-	Key             string // pass-through: the record key both share
-	Group           string // hop: the consumer's group
+	Kind StitchKind
 	// Lag is how long after the producer span started the consumer span
 	// started (hop stitches; negative when their clocks disagree).
-	Lag time.Duration
+	Lag                time.Duration
+	Producer, Consumer SpanRef
+	// Topic is the consumed topic; OutTopic (pass-through) the produced one.
+	Topic     string
+	Group     string // hop: the consumer's group
+	OutTopic  string
+	Partition int32 // -1 when not matched by offset
+	Offset    int64 // -1 when not matched by offset
+	MessageID string
+	Key       string // pass-through: the record key both share
+	// The fields are in this order so that what judging a hop reads of it
+	// (kind, lag, the three names, the consumer's trace, the group) is in
+	// its first 128 bytes.
 }
 
 // Graph is the service graph. Nodes are sorted by kind then name, edges by
