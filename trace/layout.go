@@ -54,18 +54,21 @@ func (ls *layouts) fields(kc *keyCache, a Attributes, v *fields) {
 	p := unsafe.StringData(a[0].Key)
 	h := (uint64(uintptr(unsafe.Pointer(p)))*0x9E3779B97F4A7C15 ^ uint64(len(a))) * 0xC2B2AE3D27D4EB4F >> (64 - layoutBits)
 	if l := ls.slots[h]; l != nil && len(l.names) == len(a) {
+		// Every name is compared, the differences gathered with no branch
+		// until the end: the list is usually the layout's.
 		names := l.names[:len(a)]
+		var diff uintptr
 		for i := range a {
-			if !names[i].is(a[i].Key) {
-				goto miss
-			}
+			k := a[i].Key
+			diff |= uintptr(unsafe.Pointer(names[i].p)) ^ uintptr(unsafe.Pointer(unsafe.StringData(k))) | uintptr(names[i].n^len(k))
 		}
-		// A field's only name gives its value, empty or not: an empty
-		// value reads as no value.
-		*v = l.at
-		return
+		if diff == 0 {
+			// A field's only name gives its value, empty or not: an
+			// empty value reads as no value.
+			*v = l.at
+			return
+		}
 	}
-miss:
 	a.scanWith(kc, v)
 	if ls.made < maxLayouts {
 		if l := newLayout(kc, a); l != nil {
