@@ -26,9 +26,6 @@ type nameAt struct {
 
 func nameOf(s string) nameAt { return nameAt{unsafe.StringData(s), len(s)} }
 
-// is reports whether s is the string at n.
-func (n nameAt) is(s string) bool { return n.p == unsafe.StringData(s) && n.n == len(s) }
-
 const (
 	layoutBits = 6
 	// maxLayouts bounds the layouts an Index makes: where a source does
