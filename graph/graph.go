@@ -388,7 +388,14 @@ func gatherInto(counts []int, logs []sampleLog, ats [][]int32, lat [][]int64) {
 	}
 	for k, lg := range logs {
 		at := ats[k]
-		for _, c := range lg.list.Chunks() {
+		for _, c := range lg.list.packed.Chunks() {
+			for _, p := range c {
+				i := at[uint16(p)]
+				all[pos[i]] = p >> 16
+				pos[i]++
+			}
+		}
+		for _, c := range lg.list.wide.Chunks() {
 			for _, s := range c {
 				i := at[s.edge]
 				all[pos[i]] = s.lat

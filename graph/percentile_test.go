@@ -150,7 +150,7 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 			if m.log == 1 {
 				num = renumber[m.edge]
 			}
-			logs[m.log].list.Add(sample{m.v, int32(num)})
+			logs[m.log].list.add(int32(num), m.v)
 		}
 		var gt *gathering
 		late := logs[:]
@@ -185,6 +185,54 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 			if got := [3]time.Duration{e.P50, e.P95, e.P99}; got != w {
 				t.Errorf("early %v: edge %s → %s: percentiles %v, want %v", early, e.From.Key, e.To.Key, got, w)
 			}
+		}
+	}
+}
+
+// TestLatLogGathered: samples logged by edge number, packed or whole (the
+// extreme latencies, and edge numbers past what packs), are gathered back
+// to their edges, every one.
+func TestLatLogGathered(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	edges := []*Edge{{seq: 0}, {seq: 1}, {seq: 2}}
+	// A log's numbers for the three edges: more than 2^16 of them, as a
+	// builder of many nodes may number its edges, most pointing at edge 0.
+	var lg sampleLog
+	lg.edges = make([]*Edge, 1<<16+40)
+	for j := range lg.edges {
+		lg.edges[j] = edges[0]
+	}
+	nums := [][]int32{{0, 5, 1<<16 - 1, 1 << 16, 1<<16 + 39}, {1, 17, 1<<16 + 1}, {2, 1<<16 - 2}}
+	for e, ns := range nums {
+		for _, n := range ns {
+			lg.edges[n] = edges[e]
+		}
+	}
+	want := make([][]int64, 3)
+	values := []int64{0, 1, -1, 1<<47 - 1, -1 << 47, 1 << 47, -1<<47 - 1, math.MaxInt64, math.MinInt64, 123456789}
+	for range 5000 {
+		e := rng.IntN(3)
+		n := nums[e][rng.IntN(len(nums[e]))]
+		v := values[rng.IntN(len(values))]
+		if rng.IntN(2) == 0 {
+			v = rng.Int64()
+		}
+		lg.list.add(n, v)
+		want[e] = append(want[e], v)
+	}
+	counts := make([]int, 3)
+	for i := range edges {
+		counts[i] = len(want[i])
+	}
+	if lg.list.wide.Len() == 0 || lg.list.packed.Len() == 0 {
+		t.Fatalf("%d samples packed and %d whole: the test should log both kinds", lg.list.packed.Len(), lg.list.wide.Len())
+	}
+	lat := make([][]int64, 3)
+	gatherSamples(edges, []sampleLog{lg}, counts, lat)
+	for i := range edges {
+		got, w := slices.Sorted(slices.Values(lat[i])), slices.Sorted(slices.Values(want[i]))
+		if !slices.Equal(got, w) {
+			t.Fatalf("edge %d: %d samples gathered, want %d (or they differ)", i, len(got), len(w))
 		}
 	}
 }
