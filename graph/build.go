@@ -70,22 +70,54 @@ type sample struct {
 // million spans log 700,000 samples). Samples that do not pack (a
 // latency of 39 hours or more, or a builder's 65,536th edge) are kept
 // whole in wide.
+//
+// Room is made before the samples come (reserve), a trace's worth at a
+// time, so that add, which every span calls, neither checks for room
+// beyond its bounds check nor makes it, and is inlined.
 type latLog struct {
-	packed chunk.List[int64]
-	wide   chunk.List[sample]
+	full [][]int64 // the filled blocks
+	cur  []int64   // the block being filled: cur[:i]
+	i    int
+	wide []sample // few: a plain slice
 }
 
-// add logs latency v of edge number edge.
-func (l *latLog) add(edge int32, v int64) {
-	if uint64(v+1<<47) < 1<<48 && uint32(edge) < 1<<16 {
-		l.packed.Add(v<<16 | int64(edge))
+// reserve makes room for n more samples.
+func (l *latLog) reserve(n int) {
+	if len(l.cur)-l.i >= n {
 		return
 	}
-	l.wide.Add(sample{v, edge})
+	if l.i > 0 {
+		l.full = append(l.full, l.cur[:l.i])
+	}
+	l.cur, l.i = make([]int64, max(chunk.Len, n)), 0
+}
+
+// add logs latency v of edge number edge, in room reserve made.
+func (l *latLog) add(edge int32, v int64) {
+	if uint64(v+1<<47)>>48|uint64(uint32(edge))>>16 != 0 {
+		l.wide = append(l.wide, sample{v, edge})
+		return
+	}
+	l.cur[l.i] = v<<16 | int64(edge)
+	l.i++
+}
+
+// packed returns the packed samples in their blocks, in order.
+func (l *latLog) packed() [][]int64 {
+	if l.i == 0 {
+		return l.full
+	}
+	return append(l.full[:len(l.full):len(l.full)], l.cur[:l.i])
 }
 
 // Len returns the number of samples.
-func (l *latLog) Len() int { return l.packed.Len() + l.wide.Len() }
+func (l *latLog) Len() int {
+	n := l.i + len(l.wide)
+	for _, b := range l.full {
+		n += len(b)
+	}
+	return n
+}
 
 // sampleLog is a latLog and the edges its samples belong to, by the numbers
 // they had there.
@@ -449,7 +481,8 @@ func (b *Builder) observeClient(e *edgeSlot, err bool, latency int64, client str
 	b.observe(e, err, latency)
 }
 
-// observe counts a span (or record) behind e, with its latency.
+// observe counts a span (or record) behind e, with its latency, logged in
+// room made for it (Begin makes room for a trace's spans).
 func (b *Builder) observe(e *edgeSlot, err bool, latency int64) {
 	e.count++
 	if err {
@@ -499,6 +532,7 @@ func (b *Builder) Begin(t *trace.Trace, idx *trace.Index) {
 	}
 	b.unflushed += len(t.Spans)
 	b.cur, b.spans = idx, t.Spans
+	b.samples.reserve(2 * len(t.Spans)) // a span adds to two edges at most
 }
 
 // AddSpan adds span i of the trace begun last. When the span is a consumer
@@ -709,6 +743,7 @@ func (b *Builder) GraphWith(f func(*Graph)) *Graph {
 		b.samples, b.logs = latLog{}, nil
 	}
 	b.g.Stitches = make([]Stitch, 0, b.pending.Len()) // at most one per pending consumer
+	b.samples.reserve(b.pending.Len())
 	b.hopStitched = make(bitSet, 0, (b.pending.Len()+63)/64)
 	for i := 0; i < b.pending.Len(); i++ {
 		pc := b.pending.At(i)
@@ -895,6 +930,7 @@ func (b *Builder) ref(p *producer) SpanRef {
 // (a stateful join writing from its store): it is stitched to the latest such
 // consumer span. Otherwise the span is an origin of data (RelSpan).
 func (b *Builder) resolveRoots() {
+	b.samples.reserve(len(b.roots))
 	for i := range b.roots {
 		r := &b.roots[i]
 		rel := RelSpan

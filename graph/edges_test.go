@@ -51,6 +51,7 @@ func TestBigEdges(t *testing.T) {
 	}
 	near := b.g.Nodes[0]
 	for round := 0; round < 3; round++ {
+		b.samples.reserve(2 * len(far)) // as Begin makes room for a trace's samples
 		for i, n := range far {
 			b.observe(b.edge(near, n, EdgeCall, RelParent, ""), i%2 == 0, int64(i))
 			b.observe(b.edge(n, near, EdgeCall, RelParent, ""), false, int64(i))

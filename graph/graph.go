@@ -388,19 +388,17 @@ func gatherInto(counts []int, logs []sampleLog, ats [][]int32, lat [][]int64) {
 	}
 	for k, lg := range logs {
 		at := ats[k]
-		for _, c := range lg.list.packed.Chunks() {
+		for _, c := range lg.list.packed() {
 			for _, p := range c {
 				i := at[uint16(p)]
 				all[pos[i]] = p >> 16
 				pos[i]++
 			}
 		}
-		for _, c := range lg.list.wide.Chunks() {
-			for _, s := range c {
-				i := at[s.edge]
-				all[pos[i]] = s.lat
-				pos[i]++
-			}
+		for _, s := range lg.list.wide {
+			i := at[s.edge]
+			all[pos[i]] = s.lat
+			pos[i]++
 		}
 	}
 	off = 0

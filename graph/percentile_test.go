@@ -150,6 +150,7 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 			if m.log == 1 {
 				num = renumber[m.edge]
 			}
+			logs[m.log].list.reserve(1)
 			logs[m.log].list.add(int32(num), m.v)
 		}
 		var gt *gathering
@@ -217,6 +218,7 @@ func TestLatLogGathered(t *testing.T) {
 		if rng.IntN(2) == 0 {
 			v = rng.Int64()
 		}
+		lg.list.reserve(1)
 		lg.list.add(n, v)
 		want[e] = append(want[e], v)
 	}
@@ -224,8 +226,8 @@ func TestLatLogGathered(t *testing.T) {
 	for i := range edges {
 		counts[i] = len(want[i])
 	}
-	if lg.list.wide.Len() == 0 || lg.list.packed.Len() == 0 {
-		t.Fatalf("%d samples packed and %d whole: the test should log both kinds", lg.list.packed.Len(), lg.list.wide.Len())
+	if len(lg.list.wide) == 0 || len(lg.list.wide) == lg.list.Len() {
+		t.Fatalf("%d of %d samples whole: the test should log both kinds", len(lg.list.wide), lg.list.Len())
 	}
 	lat := make([][]int64, 3)
 	gatherSamples(edges, []sampleLog{lg}, counts, lat)
