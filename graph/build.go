@@ -739,7 +739,8 @@ func (b *Builder) GraphWith(f func(*Graph)) *Graph {
 	// a few more (gathered by finish).
 	var early *gathering
 	if b.flushEdges(); runtime.GOMAXPROCS(0) > 1 && b.samples.Len()+b.loggedElsewhere() >= parallelSamples {
-		early = startGather(append([]*Edge(nil), b.g.Edges...), append(b.logs, sampleLog{b.samples, append([]*Edge(nil), b.g.Edges...)}))
+		edges := append([]*Edge(nil), b.g.Edges...) // numbered as the builder's log numbers them
+		early = startGather(edges, append(b.logs, sampleLog{b.samples, edges}))
 		b.samples, b.logs = latLog{}, nil
 	}
 	b.g.Stitches = make([]Stitch, 0, b.pending.Len()) // at most one per pending consumer
