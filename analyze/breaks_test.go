@@ -298,7 +298,7 @@ func brokenSet() []trace.Trace {
 // report that graph.Build and Breaks give, on the broken set (with any
 // number of workers) and on every fixture, with incomplete traces left out.
 func TestRunMatchesBreaks(t *testing.T) {
-	sets := map[string][]trace.Trace{"synthetic": brokenSet(), "synthetic, unshared strings": unshared(brokenSet())}
+	sets := map[string][]trace.Trace{"synthetic": brokenSet(), "synthetic, unshared strings": synth.Unshare(brokenSet())}
 	for _, name := range []string{"kafka-e2e", "broken-hop", "rpc-chain", "db-peer"} {
 		var set trace.Set
 		if _, err := file.ReadFile("../fixtures/"+name+".json", nil, &set, &trace.Resources{}); err != nil {
@@ -333,27 +333,6 @@ func TestRunMatchesBreaks(t *testing.T) {
 			}
 		}
 	}
-}
-
-// unshared gives every span of ts its own copy of every string and its own
-// resource, as a reader that does not share them does: findings counted by
-// their names' addresses must come out the same.
-func unshared(ts []trace.Trace) []trace.Trace {
-	for i := range ts {
-		for j := range ts[i].Spans {
-			s := &ts[i].Spans[j]
-			s.Operation = strings.Clone(s.Operation)
-			attrs := make(trace.Attributes, len(s.Attributes))
-			for k, a := range s.Attributes {
-				attrs[k] = trace.Attribute{Key: strings.Clone(a.Key), Value: strings.Clone(a.Value)}
-			}
-			s.Attributes = attrs
-			r := *s.Resource
-			r.Service = strings.Clone(r.Service)
-			s.Resource = &r
-		}
-	}
-	return ts
 }
 
 // TestRunEmpty: no traces give an empty graph and report, on any number of

@@ -454,23 +454,9 @@ func TestTopicPartitions(t *testing.T) {
 func TestSharedNamesAgree(t *testing.T) {
 	ts := synth.Generate(synth.Config{Traces: 3000, SpansPerTrace: 12, Services: 8, Topics: 5, BrokenShare: 0.2, Seed: 9})
 	want := summary(graph.BuildWorkers(ts, 1))
-	// Every span with its own copy of every string, as a reader that does
-	// not share them gives.
-	for i := range ts {
-		for j := range ts[i].Spans {
-			s := &ts[i].Spans[j]
-			s.Operation = strings.Clone(s.Operation)
-			attrs := make(trace.Attributes, len(s.Attributes))
-			for k, a := range s.Attributes {
-				attrs[k] = trace.Attribute{Key: strings.Clone(a.Key), Value: strings.Clone(a.Value)}
-			}
-			s.Attributes = attrs
-			// and its own resource, whose service name is its own copy.
-			r := *s.Resource
-			r.Service = strings.Clone(r.Service)
-			s.Resource = &r
-		}
-	}
+	// Every span with its own copy of every string and its own resource,
+	// as a reader that does not share them gives.
+	synth.Unshare(ts)
 	for _, w := range []int{1, 2} {
 		g := graph.BuildWorkers(ts, w)
 		if got := summary(g); got != want {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ktrace-dev/ktrace/trace"
@@ -202,4 +203,28 @@ func Standard(spans int) Config {
 func SingleTrace(n int, seed uint64) trace.Trace {
 	ts := Generate(Config{Traces: 1, SpansPerTrace: n, Seed: seed})
 	return ts[0]
+}
+
+// Unshare gives every span of ts its own copy of every string (operation,
+// attribute names and values, service name) and its own resource, as a
+// reader that does not share equal strings lays spans out, and returns ts.
+// What is found by a string's address must come out the same on it.
+func Unshare(ts []trace.Trace) []trace.Trace {
+	for i := range ts {
+		for j := range ts[i].Spans {
+			s := &ts[i].Spans[j]
+			s.Operation = strings.Clone(s.Operation)
+			attrs := make(trace.Attributes, len(s.Attributes))
+			for k, a := range s.Attributes {
+				attrs[k] = trace.Attribute{Key: strings.Clone(a.Key), Value: strings.Clone(a.Value)}
+			}
+			s.Attributes = attrs
+			if s.Resource != nil {
+				r := *s.Resource
+				r.Service = strings.Clone(r.Service)
+				s.Resource = &r
+			}
+		}
+	}
+	return ts
 }
