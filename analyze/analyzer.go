@@ -7,11 +7,11 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"unsafe"
 
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/chunk"
 	"github.com/ktrace-dev/ktrace/internal/split"
+	"github.com/ktrace-dev/ktrace/internal/straddr"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -57,12 +57,12 @@ type Analyzer struct {
 const rootCacheBits = 6
 
 // rootKey is a server root's service and operation by their addresses.
-type rootKey struct{ svc, op strAddr }
+type rootKey struct{ svc, op straddr.Addr }
 
 // hash mixes the two addresses (the operation alone is shared by many
 // services' roots).
 func (k rootKey) hash() uint64 {
-	return (uint64(uintptr(unsafe.Pointer(k.svc.p)))*0xC2B2AE3D27D4EB4F ^ uint64(uintptr(unsafe.Pointer(k.op.p)))) * 0x9E3779B97F4A7C15
+	return (k.svc.Word()*0xC2B2AE3D27D4EB4F ^ k.op.Word()) * 0x9E3779B97F4A7C15
 }
 
 type rootSlot struct {
@@ -159,7 +159,7 @@ func (a *Analyzer) root(s *trace.Span, svc string, m *trace.Messaging, pending i
 	if s.Kind == trace.KindServer {
 		// Most traces start at a server span: its finding is found by the
 		// names' addresses before their bytes are hashed.
-		k := rootKey{addrOf(svc), addrOf(s.Operation)}
+		k := rootKey{straddr.Of(svc), straddr.Of(s.Operation)}
 		sl := &a.rootCache[k.hash()>>(64-rootCacheBits)]
 		if sl.f == nil || sl.k != k {
 			f, isNew := a.serverRoots.get(findingKey{rule: RuleMidGraphRoot, a: svc, b: s.Operation, c: "server"})
@@ -473,23 +473,14 @@ func Run(traces []trace.Trace, o Options) (*graph.Graph, Report) {
 	return as[0].Finish()
 }
 
-// strAddr is a string's address and length: strings with equal strAddrs
-// are equal (the converse need not hold).
-type strAddr struct {
-	p *byte
-	n int
-}
-
-func addrOf(s string) strAddr { return strAddr{unsafe.StringData(s), len(s)} }
-
 // hopKey is a lost hop by its names' addresses: producer service, topic,
 // consumer service.
-type hopKey struct{ from, topic, to strAddr }
+type hopKey struct{ from, topic, to straddr.Addr }
 
 func (k hopKey) hash() uint64 {
-	a := uint64(uintptr(unsafe.Pointer(k.from.p))) * 0xC2B2AE3D27D4EB4F
-	b := uint64(uintptr(unsafe.Pointer(k.topic.p))) * 0x165667B19E3779F9
-	return (a ^ b ^ uint64(uintptr(unsafe.Pointer(k.to.p)))) * 0x9E3779B97F4A7C15
+	a := k.from.Word() * 0xC2B2AE3D27D4EB4F
+	b := k.topic.Word() * 0x165667B19E3779F9
+	return (a ^ b ^ k.to.Word()) * 0x9E3779B97F4A7C15
 }
 
 // hopCounts counts the lost hops' stitches by hopKey: a table of eight-byte
@@ -529,7 +520,7 @@ func newHopCounts(n int) *hopCounts {
 
 // count counts hop stitch st.
 func (t *hopCounts) count(st *graph.Stitch) {
-	k := hopKey{addrOf(st.Producer.Service), addrOf(st.Topic), addrOf(st.Consumer.Service)}
+	k := hopKey{straddr.Of(st.Producer.Service), straddr.Of(st.Topic), straddr.Of(st.Consumer.Service)}
 	c := t.find(k, st)
 	tid := st.Consumer.TraceID
 	c.occurrences++

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/straddr"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -109,7 +110,7 @@ func TestHopCounts(t *testing.T) {
 	}
 	for k, f := range want {
 		st := graph.Stitch{Producer: graph.SpanRef{Service: names[k.i]}, Topic: names[k.j], Consumer: graph.SpanRef{Service: names[k.k]}}
-		c := h.find(hopKey{addrOf(names[k.i]), addrOf(names[k.j]), addrOf(names[k.k])}, &st)
+		c := h.find(hopKey{straddr.Of(names[k.i]), straddr.Of(names[k.j]), straddr.Of(names[k.k])}, &st)
 		if c.occurrences != f.Occurrences || c.traces != f.Traces || !slices.Equal(c.ex, f.Examples) || c.last != f.last {
 			t.Fatalf("hop %v: %d occurrences in %d traces, examples %v, want %d in %d, %v", k, c.occurrences, c.traces, c.ex, f.Occurrences, f.Traces, f.Examples)
 		}

@@ -1,6 +1,10 @@
 package trace
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/ktrace-dev/ktrace/internal/straddr"
+)
 
 // Spans of one shape — one instrumented call site — carry the same
 // attribute names in the same order, and readers share those names'
@@ -12,19 +16,9 @@ import "unsafe"
 // A list that names some field twice has none: which of its names gives
 // the field depends on the values.
 type layout struct {
-	names []nameAt // the names' addresses and lengths, in order
+	names []straddr.Addr // the names' addresses and lengths, in order
 	at    fields
 }
-
-// nameAt is a string by its address and length: two strings with equal
-// nameAts are equal (a string's bytes never change, and a held address
-// keeps them alive).
-type nameAt struct {
-	p *byte
-	n int
-}
-
-func nameOf(s string) nameAt { return nameAt{unsafe.StringData(s), len(s)} }
 
 const (
 	layoutBits = 6
@@ -57,7 +51,7 @@ func (ls *layouts) fields(kc *keyCache, a Attributes, v *fields) {
 		var diff uintptr
 		for i := range a {
 			k := a[i].Key
-			diff |= uintptr(unsafe.Pointer(names[i].p)) ^ uintptr(unsafe.Pointer(unsafe.StringData(k))) | uintptr(names[i].n^len(k))
+			diff |= uintptr(unsafe.Pointer(names[i].P)) ^ uintptr(unsafe.Pointer(unsafe.StringData(k))) | uintptr(names[i].N^len(k))
 		}
 		if diff == 0 {
 			// A field's only name gives its value, empty or not: an
@@ -77,10 +71,10 @@ func (ls *layouts) fields(kc *keyCache, a Attributes, v *fields) {
 
 // newLayout returns a's layout, or nil when a names some field twice.
 func newLayout(kc *keyCache, a Attributes) *layout {
-	l := &layout{names: make([]nameAt, len(a)), at: noFields}
+	l := &layout{names: make([]straddr.Addr, len(a)), at: noFields}
 	for i := range a {
 		k := a[i].Key
-		l.names[i] = nameOf(k)
+		l.names[i] = straddr.Of(k)
 		if c, ok := kc.lookup(k); ok {
 			if l.at[c.field] >= 0 {
 				return nil

@@ -4,7 +4,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"unsafe"
+
+	"github.com/ktrace-dev/ktrace/internal/straddr"
 )
 
 // MessagingOp is the normalised messaging operation.
@@ -207,7 +208,7 @@ func lookupKnown(k string) (known, bool) {
 type keyCache [256]keySlot
 
 type keySlot struct {
-	name nameAt
+	name straddr.Addr
 	c    known
 	ok   bool
 }
@@ -217,9 +218,9 @@ func (kc *keyCache) lookup(k string) (known, bool) {
 	if kc == nil {
 		return lookupKnown(k)
 	}
-	name := nameOf(k)
-	sl := &kc[(uint64(uintptr(unsafe.Pointer(name.p)))*0x9E3779B97F4A7C15)>>56]
-	if sl.name == name && name.p != nil {
+	name := straddr.Of(k)
+	sl := &kc[(name.Word()*0x9E3779B97F4A7C15)>>56]
+	if sl.name == name && name.P != nil {
 		return sl.c, sl.ok
 	}
 	c, ok := lookupKnown(k)
