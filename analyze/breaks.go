@@ -82,8 +82,8 @@ type spanKey struct {
 // findingKey identifies a finding by what its Where is made of, so the
 // text is formatted once per finding, not once per occurrence.
 type findingKey struct {
-	rule       Rule
-	a, b, c, d string
+	rule    Rule
+	a, b, c string
 }
 
 // finding is a Finding while it is being counted.

@@ -286,7 +286,7 @@ func TestPack(t *testing.T) {
 			t.Errorf("span %d: %+v, want %+v", i, tr.Spans[i], want[i])
 		}
 	}
-	if &tr.Spans[0].Attributes[0] == nil || cap(tr.Spans[0].Attributes) != 2 {
+	if len(tr.Spans[0].Attributes) == 0 || cap(tr.Spans[0].Attributes) != 2 {
 		t.Fatalf("span 0's attributes: cap %d, want 2 (a full slice expression)", cap(tr.Spans[0].Attributes))
 	}
 	tr.Spans[0].Attributes = append(tr.Spans[0].Attributes, Attribute{"x", "y"})

@@ -80,10 +80,9 @@ type snapLine struct {
 
 // SnapshotWriter streams traces into a snapshot. Call Close to finish it.
 type SnapshotWriter struct {
-	zw   *gzip.Writer
-	enc  *json.Encoder
-	ids  map[*trace.Resource]int
-	werr error
+	zw  *gzip.Writer
+	enc *json.Encoder
+	ids map[*trace.Resource]int
 }
 
 // NewSnapshotWriter writes a snapshot header to w. source is free text

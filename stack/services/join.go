@@ -215,7 +215,7 @@ func RunJoin(ctx context.Context, cfg Config, opts JoinOptions) error {
 		// A restarted join should not wait out the dead member's session.
 		kgo.SessionTimeout(10*time.Second),
 		kgo.ConsumeTopics(stargazers.TopicKafka, stargazers.TopicJackdaw),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.WithHooks(fetchHooks{kt}))...)
 	if err != nil {
 		return err
