@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 )
 
@@ -147,6 +146,7 @@ extensions:
     http:
       endpoint: %q
   jaeger_query:
+    enable_tracing: false
     storage:
       traces: store
     grpc:
@@ -205,7 +205,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	groupOwn(cmd)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("starting jaeger %s: %w", o.Bin, err)
@@ -259,11 +259,11 @@ func (p *Process) Stop() {
 		return
 	default:
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	stopGroup(p.cmd, false)
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		stopGroup(p.cmd, true)
 		<-p.done
 	}
 }

@@ -16,7 +16,7 @@ func TestConfigBindsLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := o.Config()
-	for _, want := range []string{`"127.0.0.1:`, "max_traces: 100000", "jaeger_storage_exporter"} {
+	for _, want := range []string{`"127.0.0.1:`, "max_traces: 100000", "jaeger_storage_exporter", "enable_tracing: false"} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("config lacks %q", want)
 		}
