@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -73,11 +72,14 @@ type Options struct {
 
 // Component is one process of the stack.
 type Component struct {
-	Name   string   `json:"name"`
-	Argv   []string `json:"argv"`
-	Pid    int      `json:"pid"`
-	Health string   `json:"health"`
-	Log    string   `json:"log"`
+	Name string   `json:"name"`
+	Argv []string `json:"argv"`
+	Pid  int      `json:"pid"`
+	// Start is the process's start time as the system reports it; with
+	// Pid and Argv it proves the process is the one ktrace started.
+	Start  string `json:"start"`
+	Health string `json:"health"`
+	Log    string `json:"log"`
 	// done is closed when the process this program started exits; nil
 	// for a component another program started (read from state.json).
 	done chan struct{}
@@ -237,24 +239,9 @@ func (st *State) Component(name string) *Component {
 }
 
 // Alive reports whether the component's process runs and is the one we
-// started (a stale PID reused by another program does not count).
-func (c *Component) Alive() bool {
-	if c.Pid <= 0 || syscall.Kill(c.Pid, 0) != nil {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Pid))
-	if err == nil {
-		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-			return false
-		}
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c.Pid))
-	if err != nil {
-		return true // no /proc: trust kill(0)
-	}
-	// A suffix, not equality: a script's interpreter comes first.
-	return strings.HasSuffix(string(cmdline), strings.Join(c.Argv, "\x00")+"\x00")
-}
+// started: its PID, start time and exact argv all match what was recorded
+// when it was started (a PID reused by another program does not count).
+func (c *Component) Alive() bool { return owns(c.Pid, c.Start, c.Argv) }
 
 // Healthy asks the component's health endpoint.
 func (c *Component) Healthy() bool {
@@ -277,11 +264,14 @@ func (c *Component) start() error {
 	defer logf.Close()
 	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	detach(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", c.Name, err)
 	}
 	c.Pid = cmd.Process.Pid
+	// The start time is fixed when the process is created: read now, it
+	// is the child's even before it has executed its program.
+	c.Start, _, _ = processIdentity(c.Pid)
 	done := make(chan struct{})
 	c.done = done
 	go func() {
@@ -313,17 +303,17 @@ func (c *Component) stop(kill bool) {
 	if !c.running() {
 		return
 	}
-	sig := syscall.SIGTERM
 	if kill {
-		sig = syscall.SIGKILL
+		_ = signalKill(c.Pid)
+	} else {
+		_ = signalTerm(c.Pid)
 	}
-	_ = syscall.Kill(c.Pid, sig)
 	deadline := time.Now().Add(10 * time.Second)
 	for c.running() && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if c.running() {
-		_ = syscall.Kill(c.Pid, syscall.SIGKILL)
+		_ = signalKill(c.Pid)
 		for i := 0; i < 100 && c.running(); i++ {
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -362,6 +352,9 @@ func (c *Component) waitHealthy(ctx context.Context, timeout time.Duration) erro
 // Up starts the stack and waits until every component is healthy. On any
 // failure it stops what it started and returns an error naming the cause.
 func Up(ctx context.Context, o Options) (st *State, err error) {
+	if err := Supported(); err != nil {
+		return nil, err
+	}
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
@@ -560,6 +553,8 @@ func Down(dir string, progress io.Writer) error {
 		if c.Alive() {
 			fmt.Fprintf(progress, "stopping %s (pid %d)...\n", c.Name, c.Pid)
 			c.stop(false)
+		} else if c.Pid > 0 && processExists(c.Pid) {
+			fmt.Fprintf(progress, "not stopping pid %d: it is not the %s that ktrace started (its start time or command line differ)\n", c.Pid, c.Name)
 		}
 	}
 	return os.Remove(filepath.Join(st.dir, "state.json"))

@@ -34,6 +34,9 @@ progress on stderr); later runs start in seconds.`,
   ktrace demo --keep`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := stack.Supported(); err != nil {
+				return err
+			}
 			if err := opts.prepare(io); err != nil {
 				return err
 			}

@@ -88,6 +88,7 @@ and stargazers-join (a 10-day windowed join on login, context lost by
 default, like ksqlDB) feed stargazers-results; stargazers-api serves the
 result. An embedded Kafka-protocol broker and a real Jaeger v2 by default,
 all on 127.0.0.1.`,
+		PersistentPreRunE: func(*cobra.Command, []string) error { return stack.Supported() },
 	}
 	cmd.AddCommand(newCmdStackUp(io), newCmdStackDown(io), newCmdStackStatus(io), newCmdStackLogs(io),
 		newCmdStackTraffic(io), newCmdStackRestart(io), newCmdStackServe(io))
