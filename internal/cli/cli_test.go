@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -392,5 +393,33 @@ func TestGraphStreamsAndMergesRepeats(t *testing.T) {
 	}
 	if c.code != 0 || !strings.Contains(c.out, `"traces": 4`) {
 		t.Errorf("two inputs: %s", c.out)
+	}
+}
+
+func TestVersionFrom(t *testing.T) {
+	vcs := func(rev, modified string) []debug.BuildSetting {
+		return []debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: rev},
+			{Key: "vcs.time", Value: "2026-12-02T04:19:03Z"}, {Key: "vcs.modified", Value: modified}}
+	}
+	rev := "e9b16358d740faad0537d1d1d7d3db915e8f1cc2"
+	cases := []struct {
+		name  string
+		stamp string
+		bi    *debug.BuildInfo
+		want  string
+	}{
+		{"release stamp wins", "v1.2.3", &debug.BuildInfo{Main: debug.Module{Version: "v0.9.0"}}, "v1.2.3"},
+		{"no build info", "", nil, "dev"},
+		{"go install", "", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v1.4.0"}}, "v1.4.0 (go1.26.8)"},
+		{"go build, clean", "", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v0.0.0-20261202041903-e9b16358d740"}, Settings: vcs(rev, "false")},
+			"v0.0.0-20261202041903-e9b16358d740 (commit e9b16358d740, 2026-12-02T04:19:03Z, go1.26.8)"},
+		{"go build, dirty", "", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}, Settings: vcs(rev, "true")},
+			"dev (commit e9b16358d740, modified, 2026-12-02T04:19:03Z, go1.26.8)"},
+		{"go run, no VCS", "", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}}, "dev (go1.26.8)"},
+	}
+	for _, c := range cases {
+		if got := versionFrom(c.stamp, c.bi); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
 	}
 }

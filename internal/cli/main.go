@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -16,16 +17,47 @@ import (
 //	go build -ldflags "-X github.com/ktrace-dev/ktrace/internal/cli.version=v1.2.3"
 var version = ""
 
-// Version returns the stamped version, else the module version `go install`
-// recorded, else "dev".
+// Version returns the stamped version (a release), else what the Go
+// toolchain recorded: the module version `go install` gives, the commit a
+// `go build` in a clone was made from and whether its tree had changes,
+// and the Go version.
 func Version() string {
-	if version != "" {
-		return version
+	bi, _ := debug.ReadBuildInfo()
+	return versionFrom(version, bi)
+}
+
+func versionFrom(stamp string, bi *debug.BuildInfo) string {
+	if stamp != "" {
+		return stamp
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	if bi == nil {
+		return "dev"
 	}
-	return "dev"
+	v := bi.Main.Version
+	if v == "" || v == "(devel)" {
+		v = "dev"
+	}
+	var details []string
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	if rev := settings["vcs.revision"]; rev != "" {
+		details = append(details, "commit "+rev[:min(12, len(rev))])
+		if settings["vcs.modified"] == "true" {
+			details = append(details, "modified")
+		}
+		if t := settings["vcs.time"]; t != "" {
+			details = append(details, t)
+		}
+	}
+	if bi.GoVersion != "" {
+		details = append(details, bi.GoVersion)
+	}
+	if len(details) == 0 {
+		return v
+	}
+	return v + " (" + strings.Join(details, ", ") + ")"
 }
 
 // usageError marks errors in how ktrace was called.

@@ -34,28 +34,6 @@ import (
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
-// ktraceBin is a ktrace binary built for the stack tests: the stack runs
-// each component as `ktrace stack serve NAME`.
-var ktraceBin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ktrace-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ktraceBin = filepath.Join(dir, "ktrace")
-	build := exec.Command("go", "build", "-o", ktraceBin, "../../cmd/ktrace")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building ktrace:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
 type logWriter struct{ t *testing.T }
 
 func (w logWriter) Write(p []byte) (int, error) {
