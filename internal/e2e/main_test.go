@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ktrace-dev/ktrace/stack/jaeger"
 )
 
 // ktraceBin is a ktrace binary built for the end-to-end tests (the stack
@@ -54,4 +56,13 @@ func TestVersionOfAGoBuild(t *testing.T) {
 	if strings.Contains(got, "modified") != (len(dirty) > 0) {
 		t.Errorf("version %q: the modified flag does not match git status (%d bytes of changes)", got, len(dirty))
 	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	p, err := jaeger.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

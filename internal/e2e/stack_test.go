@@ -41,15 +41,6 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	p, err := sj.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func stackOptions(t *testing.T, propagation string) stack.Options {
 	return stack.Options{
 		Exe: ktraceBin, StateDir: t.TempDir(), Propagation: propagation, Progress: logWriter{t},
