@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -421,5 +422,19 @@ func TestVersionFrom(t *testing.T) {
 		if got := versionFrom(c.stamp, c.bi); got != c.want {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
+	}
+}
+
+// Where the stack cannot run (Windows), stack and demo say so in one line
+// with exit 2 before doing anything, and the other commands still work.
+func TestStackUnsupportedHere(t *testing.T) {
+	old := stackSupported
+	stackSupported = func() error { return errors.New("ktrace stack and demo run on Linux and macOS only, not on windows") }
+	defer func() { stackSupported = old }()
+	for _, args := range [][]string{{"stack", "up"}, {"stack", "down"}, {"stack", "status"}, {"demo"}} {
+		oneLineErr(t, run(t, "", nil, args...), ExitUsage, "run on Linux and macOS only")
+	}
+	if r := run(t, "", nil, "graph", "--fixture", "kafka-e2e"); r.code != 0 || !strings.Contains(r.out, "topic:orders") {
+		t.Errorf("graph: exit %d, %q", r.code, r.err)
 	}
 }

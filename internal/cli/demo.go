@@ -34,7 +34,7 @@ progress on stderr); later runs start in seconds.`,
   ktrace demo --keep`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := stack.Supported(); err != nil {
+			if err := stackSupported(); err != nil {
 				return err
 			}
 			if err := opts.prepare(io); err != nil {

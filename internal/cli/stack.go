@@ -77,6 +77,10 @@ func stackErr(err error) error {
 	return err
 }
 
+// stackSupported says whether the stack runs on this system (a seam, so
+// that tests on Linux can see what Windows users see).
+var stackSupported = stack.Supported
+
 // NewCmdStack builds `ktrace stack`.
 func NewCmdStack(io *IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
@@ -88,7 +92,7 @@ and stargazers-join (a 10-day windowed join on login, context lost by
 default, like ksqlDB) feed stargazers-results; stargazers-api serves the
 result. An embedded Kafka-protocol broker and a real Jaeger v2 by default,
 all on 127.0.0.1.`,
-		PersistentPreRunE: func(*cobra.Command, []string) error { return stack.Supported() },
+		PersistentPreRunE: func(*cobra.Command, []string) error { return stackSupported() },
 	}
 	cmd.AddCommand(newCmdStackUp(io), newCmdStackDown(io), newCmdStackStatus(io), newCmdStackLogs(io),
 		newCmdStackTraffic(io), newCmdStackRestart(io), newCmdStackServe(io))
