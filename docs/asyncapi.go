@@ -203,7 +203,7 @@ func catalog(in Input) []byte {
 			}
 		}
 		m := meta{Name: n.Name, Description: fmt.Sprintf("Seen in traces: %d instances, %d spans.", len(n.Instances), n.Spans),
-			Annotations: map[string]string{"ktrace.dev/asyncapi": "asyncapi/" + fileName(n.Name) + ".yaml"}}
+			Annotations: map[string]string{"ktrace.dev/asyncapi": "asyncapi/" + in.file(n) + ".yaml"}}
 		if !set {
 			m.Annotations["ktrace.dev/owner-placeholder"] = "set owner and lifecycle with ktrace docs --owners FILE"
 		}
@@ -215,9 +215,9 @@ func catalog(in Input) []byte {
 		}
 		prod := producerOf[n.Name]
 		owner, life, _ := in.Owners.of(prod)
-		def := map[string]string{"$text": "./asyncapi/" + fileName(prod) + ".yaml"}
+		def := map[string]string{"$text": "./asyncapi/" + in.serviceFile(prod) + ".yaml"}
 		if prod == "" {
-			def = map[string]string{"$text": "./asyncapi/" + fileName(firstConsumer(g, n)) + ".yaml"}
+			def = map[string]string{"$text": "./asyncapi/" + in.serviceFile(firstConsumer(g, n)) + ".yaml"}
 		}
 		entity(ent{APIVersion: "backstage.io/v1alpha1", Kind: "API",
 			Metadata: meta{Name: apiName(n.Name), Title: n.Name, Description: "Kafka topic " + n.Name + "."},

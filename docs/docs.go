@@ -3,6 +3,8 @@ package docs
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -81,6 +83,10 @@ type Input struct {
 	Owners *Owners
 	// Generated, when not zero, is stamped into the pages.
 	Generated time.Time
+
+	// files maps "service:NAME" and "topic:NAME" to the page's file name
+	// (without extension); Generate fills it.
+	files map[string]string
 }
 
 // Generate writes the documentation tree into dir, keeping hand-written
@@ -89,14 +95,15 @@ type Input struct {
 func Generate(ctx context.Context, dir string, in Input) ([]string, error) {
 	files := map[string][]byte{}
 	g := in.Graph
+	in.files = fileNames(g)
 	files["index.md"] = index(in)
 	for _, n := range g.Nodes {
 		switch n.Kind {
 		case graph.KindService:
-			files["services/"+fileName(n.Name)+".md"] = servicePage(in, n)
-			files["asyncapi/"+fileName(n.Name)+".yaml"] = asyncAPI(in, n)
+			files["services/"+in.file(n)+".md"] = servicePage(in, n)
+			files["asyncapi/"+in.file(n)+".yaml"] = asyncAPI(in, n)
 		case graph.KindTopic:
-			files["topics/"+fileName(n.Name)+".md"] = topicPage(in, n)
+			files["topics/"+in.file(n)+".md"] = topicPage(in, n)
 		}
 	}
 	var dot bytes.Buffer
@@ -169,7 +176,68 @@ func keep(name, placeholder string) string {
 
 var unsafe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
-func fileName(s string) string { return strings.Trim(unsafe.ReplaceAllString(s, "_"), "_") }
+// slug is a name made safe as a file name: letters, digits, '.', '_' and
+// '-' only, not starting with '.' or '-' (no hidden file, no flag, no
+// "..") and at most 80 bytes.
+func slug(s string) string {
+	s = strings.Trim(unsafe.ReplaceAllString(s, "_"), "_")
+	s = strings.TrimLeft(s, ".-_")
+	if len(s) > 80 {
+		s = s[:80]
+	}
+	return s
+}
+
+// windowsReserved are names Windows will not create a file under.
+var windowsReserved = regexp.MustCompile(`(?i)^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\.|$)`)
+
+// fileNames gives every service and topic a file name of its own: its
+// slug, with a short hash of the name added where the slug is empty,
+// reserved, or shared (ignoring case, for case-insensitive file systems)
+// with another name of the same kind. The same graph gives the same names.
+func fileNames(g *graph.Graph) map[string]string {
+	byKind := map[graph.NodeKind]map[string][]string{}
+	for _, n := range g.Nodes {
+		if n.Kind != graph.KindService && n.Kind != graph.KindTopic {
+			continue
+		}
+		if byKind[n.Kind] == nil {
+			byKind[n.Kind] = map[string][]string{}
+		}
+		k := strings.ToLower(slug(n.Name))
+		if !contains(byKind[n.Kind][k], n.Name) {
+			byKind[n.Kind][k] = append(byKind[n.Kind][k], n.Name)
+		}
+	}
+	out := map[string]string{}
+	for kind, slugs := range byKind {
+		for _, names := range slugs {
+			for _, name := range names {
+				f := slug(name)
+				if len(names) > 1 || f == "" || windowsReserved.MatchString(f) {
+					sum := sha256.Sum256([]byte(name))
+					f = strings.TrimSuffix(f+"-"+hex.EncodeToString(sum[:4]), "-")
+					f = strings.TrimLeft(f, "-")
+				}
+				out[fileKey(kind, name)] = f
+			}
+		}
+	}
+	return out
+}
+
+func fileKey(kind graph.NodeKind, name string) string {
+	if kind == graph.KindTopic {
+		return "topic:" + name
+	}
+	return "service:" + name
+}
+
+// file is the page's file name of a service or topic node.
+func (in Input) file(n *graph.Node) string { return in.files[fileKey(n.Kind, n.Name)] }
+
+// serviceFile is the page's file name of a service by its name.
+func (in Input) serviceFile(name string) string { return in.files[fileKey(graph.KindService, name)] }
 
 func renderSVG(ctx context.Context, dot []byte) ([]byte, error) {
 	gv, err := graphviz.New(ctx)
@@ -197,21 +265,26 @@ func header(in Input) string {
 	return s
 }
 
-func link(n *graph.Node, fromSub bool) string {
+// link is a Markdown link to a node's page (a name for nodes without one).
+// Names are escaped; file names are slugs, safe in a link target.
+func (in Input) link(n *graph.Node, fromSub bool) string {
 	prefix := ""
 	if fromSub {
 		prefix = "../"
 	}
 	switch n.Kind {
 	case graph.KindService:
-		return fmt.Sprintf("[%s](%sservices/%s.md)", n.Name, prefix, fileName(n.Name))
+		return fmt.Sprintf("[%s](%sservices/%s.md)", md(n.Name), prefix, in.file(n))
 	case graph.KindTopic:
-		return fmt.Sprintf("[%s](%stopics/%s.md)", n.Name, prefix, fileName(n.Name))
+		return fmt.Sprintf("[%s](%stopics/%s.md)", md(n.Name), prefix, in.file(n))
 	case graph.KindUnknownCaller:
 		return "(unknown caller)"
 	}
-	return "`" + n.Key + "`"
+	return md(n.Key)
 }
+
+// md escapes a name from the traces for Markdown text and table cells.
+func md(s string) string { return render.Markdown(s) }
 
 func ms(d time.Duration) string {
 	if d == 0 {
@@ -244,13 +317,13 @@ func index(in Input) []byte {
 		var prod, cons []string
 		for _, e := range g.Edges {
 			if e.From == n && e.Kind == graph.EdgeProduce {
-				prod = appendUniq(prod, link(e.To, false))
+				prod = appendUniq(prod, in.link(e.To, false))
 			}
 			if e.To == n && e.Kind == graph.EdgeConsume {
-				cons = appendUniq(cons, link(e.From, false))
+				cons = appendUniq(cons, in.link(e.From, false))
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s |\n", link(n, false), len(n.Instances), len(n.Operations), strings.Join(prod, ", "), strings.Join(cons, ", "))
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s |\n", in.link(n, false), len(n.Instances), len(n.Operations), strings.Join(prod, ", "), strings.Join(cons, ", "))
 	}
 	b.WriteString("\n## Topics\n\n| topic | producers | consumer groups | partitions seen |\n|---|---|---|---|\n")
 	for _, n := range g.Nodes {
@@ -260,23 +333,23 @@ func index(in Input) []byte {
 		var prod, groups []string
 		for _, e := range g.Edges {
 			if e.To == n && e.Kind == graph.EdgeProduce {
-				prod = appendUniq(prod, link(e.From, false))
+				prod = appendUniq(prod, in.link(e.From, false))
 			}
 			if e.From == n && e.Kind == graph.EdgeConsume {
-				groups = appendUniq(groups, fmt.Sprintf("`%s` (%s)", e.Group, link(e.To, false)))
+				groups = appendUniq(groups, fmt.Sprintf("%s (%s)", md(e.Group), in.link(e.To, false)))
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", link(n, false), strings.Join(prod, ", "), strings.Join(groups, ", "), partitions(n))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", in.link(n, false), strings.Join(prod, ", "), strings.Join(groups, ", "), partitions(n))
 	}
 	b.WriteString("\n## Where traces break\n\n")
-	render.ReportSentences(&b, in.Breaks)
+	render.ReportSentences(&b, in.Breaks, md)
 	b.WriteString("\n## Single points of failure\n\n")
 	if len(in.SPOF.Findings) == 0 {
 		b.WriteString("None found.\n")
 	} else {
 		b.WriteString("| kind | node | reason | blast radius |\n|---|---|---|---:|\n")
 		for _, f := range in.SPOF.Findings {
-			fmt.Fprintf(&b, "| `%s` | `%s` | %s | %d |\n", f.Kind, f.Node, f.Reason, len(f.Blast))
+			fmt.Fprintf(&b, "| %s | %s | %s | %d |\n", md(f.Kind), md(f.Node), md(f.Reason), len(f.Blast))
 		}
 	}
 	return []byte(b.String())
@@ -312,49 +385,53 @@ func appendUniq(list []string, s string) []string {
 	return append(list, s)
 }
 
-func edgeRow(b *strings.Builder, e *graph.Edge, other *graph.Node) {
-	group := e.Group
+func (in Input) edgeRow(b *strings.Builder, e *graph.Edge, other *graph.Node) {
+	group := md(e.Group)
 	if group == "" {
 		group = "-"
 	}
-	fmt.Fprintf(b, "| %s | %s | %s | %s | %d | %s | %s | %s | %s |\n", link(other, true), e.Kind, e.Relation, group, e.Count, errRate(e), ms(e.P50), ms(e.P95), ms(e.P99))
+	fmt.Fprintf(b, "| %s | %s | %s | %s | %d | %s | %s | %s | %s |\n", in.link(other, true), e.Kind, e.Relation, group, e.Count, errRate(e), ms(e.P50), ms(e.P95), ms(e.P99))
 }
 
 func servicePage(in Input, n *graph.Node) []byte {
 	g := in.Graph
 	var b strings.Builder
 	b.WriteString(header(in))
-	fmt.Fprintf(&b, "# %s\n\n", n.Name)
-	b.WriteString(keep("description", "_What "+n.Name+" does. Text between these markers survives `ktrace docs`._"))
-	fmt.Fprintf(&b, "\n[AsyncAPI](../asyncapi/%s.yaml) · [index](../index.md)\n\n", fileName(n.Name))
+	fmt.Fprintf(&b, "# %s\n\n", md(n.Name))
+	b.WriteString(keep("description", "_What "+md(n.Name)+" does. Text between these markers survives `ktrace docs`._"))
+	fmt.Fprintf(&b, "\n[AsyncAPI](../asyncapi/%s.yaml) · [index](../index.md)\n\n", in.file(n))
 	fmt.Fprintf(&b, "## Instances\n\n%d seen", len(n.Instances))
 	if len(n.Instances) > 0 {
-		fmt.Fprintf(&b, ": `%s`", strings.Join(n.Instances, "`, `"))
+		inst := make([]string, len(n.Instances))
+		for i, x := range n.Instances {
+			inst[i] = md(x)
+		}
+		fmt.Fprintf(&b, ": %s", strings.Join(inst, ", "))
 	}
 	fmt.Fprintf(&b, ". %d spans, %d errors.\n\n## Operations\n\n", n.Spans, n.Errors)
 	for _, op := range n.Operations {
-		fmt.Fprintf(&b, "- `%s`\n", op)
+		fmt.Fprintf(&b, "- %s\n", md(op))
 	}
 	head := "| %s | kind | relation | group | count | error rate | p50 | p95 | p99 |\n|---|---|---|---|---:|---:|---:|---:|---:|\n"
 	b.WriteString("\n## Upstream\n\n")
 	fmt.Fprintf(&b, head, "from")
 	for _, e := range g.Edges {
 		if e.To == n {
-			edgeRow(&b, e, e.From)
+			in.edgeRow(&b, e, e.From)
 		}
 	}
 	b.WriteString("\n## Downstream\n\n")
 	fmt.Fprintf(&b, head, "to")
 	for _, e := range g.Edges {
 		if e.From == n {
-			edgeRow(&b, e, e.To)
+			in.edgeRow(&b, e, e.To)
 		}
 	}
 	b.WriteString("\nLatency: calls, the client span's duration; produce, the produce span's duration; consume, producer start → consumer start.\n\n## Breaks\n\n")
 	any := false
 	for _, f := range in.Breaks.Findings {
 		if f.Service == n.Name || contains(f.From, n.Name) {
-			fmt.Fprintf(&b, "- `%s`: %s (%d traces)\n", f.Rule, f.Where, f.Traces)
+			fmt.Fprintf(&b, "- `%s`: %s (%d traces)\n", f.Rule, md(f.Where), f.Traces)
 			any = true
 		}
 	}
@@ -365,7 +442,7 @@ func servicePage(in Input, n *graph.Node) []byte {
 	any = false
 	for _, f := range in.SPOF.Findings {
 		if f.Node == n.Key || strings.HasPrefix(f.Node, n.Key+" ") || strings.HasSuffix(f.Node, " "+n.Key) {
-			fmt.Fprintf(&b, "- `%s` `%s`: %s; blast radius %d\n", f.Kind, f.Node, f.Reason, len(f.Blast))
+			fmt.Fprintf(&b, "- %s %s: %s; blast radius %d\n", md(f.Kind), md(f.Node), md(f.Reason), len(f.Blast))
 			any = true
 		}
 	}
@@ -388,20 +465,20 @@ func topicPage(in Input, n *graph.Node) []byte {
 	g := in.Graph
 	var b strings.Builder
 	b.WriteString(header(in))
-	fmt.Fprintf(&b, "# Topic %s\n\n", n.Name)
-	b.WriteString(keep("description", "_What records on "+n.Name+" mean. Text between these markers survives `ktrace docs`._"))
+	fmt.Fprintf(&b, "# Topic %s\n\n", md(n.Name))
+	b.WriteString(keep("description", "_What records on "+md(n.Name)+" mean. Text between these markers survives `ktrace docs`._"))
 	fmt.Fprintf(&b, "\nPartitions seen: %s. %d produce and consume spans, %d errors. [index](../index.md)\n\n## Producers\n\n", partitions(n), n.Spans, n.Errors)
 	b.WriteString("| service | relation | records | error rate | p50 | p95 | p99 |\n|---|---|---:|---:|---:|---:|---:|\n")
 	for _, e := range g.Edges {
 		if e.To == n && e.Kind == graph.EdgeProduce {
-			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s |\n", link(e.From, true), e.Relation, e.Count, errRate(e), ms(e.P50), ms(e.P95), ms(e.P99))
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s |\n", in.link(e.From, true), e.Relation, e.Count, errRate(e), ms(e.P50), ms(e.P95), ms(e.P99))
 		}
 	}
 	b.WriteString("\n## Consumer groups\n\nLag is the time from the producer span's start to the consumer span's start.\n\n")
 	b.WriteString("| group | service | relation | records | error rate | lag p50 | lag p95 | lag p99 |\n|---|---|---|---:|---:|---:|---:|---:|\n")
 	for _, e := range g.Edges {
 		if e.From == n && e.Kind == graph.EdgeConsume {
-			fmt.Fprintf(&b, "| `%s` | %s | %s | %d | %s | %s | %s | %s |\n", e.Group, link(e.To, true), e.Relation, e.Count, errRate(e), ms(e.P50), ms(e.P95), ms(e.P99))
+			fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %s | %s | %s |\n", md(e.Group), in.link(e.To, true), e.Relation, e.Count, errRate(e), ms(e.P50), ms(e.P95), ms(e.P99))
 		}
 	}
 	return []byte(b.String())

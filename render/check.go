@@ -104,17 +104,17 @@ func CheckText(w io.Writer, flows []analyze.FlowResult, ui string, st Style) err
 			what = "records continue their trace"
 		}
 		fmt.Fprintf(&b, "%s flow %s: %s — continuity %.2f (%d of %d %s; min %.2f)\n",
-			colour[f.Verdict](marks[f.Verdict]), f.Name, colour[f.Verdict](strings.ToUpper(string(f.Verdict))), f.Continuity,
+			colour[f.Verdict](marks[f.Verdict]), Terminal(f.Name), colour[f.Verdict](strings.ToUpper(string(f.Verdict))), f.Continuity,
 			f.Covering, f.Reaching, what, f.MinContinuity)
 		for _, h := range f.Hops {
 			lat := "-"
 			if h.P99 > 0 {
 				lat = human(h.P99)
 			}
-			fmt.Fprintf(&b, "    %s %s → %s\t%s\t%d/%d\t%.2f\tp99 %s", colour[h.Verdict](marks[h.Verdict]), h.From, h.To, h.Relation,
+			fmt.Fprintf(&b, "    %s %s → %s\t%s\t%d/%d\t%.2f\tp99 %s", colour[h.Verdict](marks[h.Verdict]), Terminal(h.From), Terminal(h.To), h.Relation,
 				h.Continuous, h.Seen, h.Continuity, lat)
 			if h.Reason != "" {
-				fmt.Fprintf(&b, "\t%s", h.Reason)
+				fmt.Fprintf(&b, "\t%s", Terminal(h.Reason))
 			}
 			if len(h.Examples) > 0 {
 				ex := h.Examples[0].String()
@@ -126,7 +126,7 @@ func CheckText(w io.Writer, flows []analyze.FlowResult, ui string, st Style) err
 			b.WriteByte('\n')
 		}
 		if f.Verdict != analyze.Pass && f.Reason != "" {
-			fmt.Fprintf(&b, "    %s\n", f.Reason)
+			fmt.Fprintf(&b, "    %s\n", Terminal(f.Reason))
 		}
 	}
 	_, err := io.WriteString(w, b.String())
@@ -275,7 +275,10 @@ func SARIF(w io.Writer, flows []analyze.FlowResult, version string) error {
 // appends a Markdown summary with a Mermaid diagram of each flow (the
 // broken hop in red) to summaryPath when it is not empty.
 func GitHub(w io.Writer, flows []analyze.FlowResult, summaryPath string) error {
+	// Workflow commands: % and line breaks are escaped in a message, and
+	// : and , too in a property.
 	esc := strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A")
+	prop := strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C")
 	for _, f := range flows {
 		for _, h := range f.Hops {
 			if h.Verdict == analyze.Pass {
@@ -287,9 +290,9 @@ func GitHub(w io.Writer, flows []analyze.FlowResult, summaryPath string) error {
 			}
 			loc := ""
 			if f.File != "" {
-				loc = fmt.Sprintf(" file=%s,line=%d,", f.File, h.Line)
+				loc = fmt.Sprintf(" file=%s,line=%d,", prop.Replace(f.File), h.Line)
 			}
-			msg := fmt.Sprintf("flow %s, hop %s → %s: %s", f.Name, h.From, h.To, h.Reason)
+			msg := Terminal(fmt.Sprintf("flow %s, hop %s → %s: %s", f.Name, h.From, h.To, h.Reason))
 			if len(h.Examples) > 0 {
 				msg += "; e.g. trace " + h.Examples[0].String()
 			}
@@ -306,7 +309,7 @@ func GitHub(w io.Writer, flows []analyze.FlowResult, summaryPath string) error {
 	var b strings.Builder
 	b.WriteString("## ktrace check\n\n")
 	for _, f := range flows {
-		fmt.Fprintf(&b, "### %s flow `%s`: %s\n\n", marks[f.Verdict], f.Name, strings.ToUpper(string(f.Verdict)))
+		fmt.Fprintf(&b, "### %s flow %s: %s\n\n", marks[f.Verdict], Markdown(f.Name), strings.ToUpper(string(f.Verdict)))
 		fmt.Fprintf(&b, "Continuity **%.2f** (%d of %d traces reaching the end cover the flow; minimum %.2f).\n\n", f.Continuity, f.Covering, f.Reaching, f.MinContinuity)
 		if len(f.Hops) > 0 {
 			b.WriteString("```mermaid\nflowchart LR\n")
@@ -335,8 +338,8 @@ func GitHub(w io.Writer, flows []analyze.FlowResult, summaryPath string) error {
 		}
 		b.WriteString("| hop | relation | continuous | continuity | p99 | verdict |\n|---|---|---:|---:|---:|---|\n")
 		for _, h := range f.Hops {
-			fmt.Fprintf(&b, "| %s → %s | %s | %d/%d | %.2f | %s | %s %s |\n", h.From, h.To, h.Relation, h.Continuous, h.Seen, h.Continuity,
-				human(h.P99), marks[h.Verdict], h.Reason)
+			fmt.Fprintf(&b, "| %s → %s | %s | %d/%d | %.2f | %s | %s %s |\n", Markdown(h.From), Markdown(h.To), h.Relation, h.Continuous, h.Seen, h.Continuity,
+				human(h.P99), marks[h.Verdict], Markdown(h.Reason))
 		}
 		b.WriteString("\n")
 	}

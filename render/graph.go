@@ -33,8 +33,8 @@ func GraphText(w io.Writer, g *graph.Graph, st Style) error {
 		b.WriteString(strings.Join(graphHeader, "\t"))
 		b.WriteByte('\n')
 		for _, e := range g.Edges {
-			fmt.Fprintf(&b, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", Label(e.From), Label(e.To), e.Kind,
-				e.Relation, e.Group, e.Count, e.Errors, millis(e.P50), millis(e.P95), millis(e.P99))
+			fmt.Fprintf(&b, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", TSV(Label(e.From)), TSV(Label(e.To)), e.Kind,
+				e.Relation, TSV(e.Group), e.Count, e.Errors, millis(e.P50), millis(e.P95), millis(e.P99))
 		}
 		_, err := io.WriteString(w, b.String())
 		return err
@@ -46,7 +46,7 @@ func GraphText(w io.Writer, g *graph.Graph, st Style) error {
 		if group == "" {
 			group = "-"
 		}
-		rows[i] = []string{Label(e.From), Label(e.To), e.Kind.String(), e.Relation.String(), group,
+		rows[i] = []string{Terminal(Label(e.From)), Terminal(Label(e.To)), e.Kind.String(), e.Relation.String(), Terminal(group),
 			strconv.Itoa(e.Count), strconv.Itoa(e.Errors), human(e.P50), human(e.P95), human(e.P99)}
 	}
 	head := r.NewStyle().Bold(true).Padding(0, 1)
@@ -187,12 +187,12 @@ func DOTHighlight(w io.Writer, g *graph.Graph, hl map[string]bool) error {
 		if hl[n.Key] {
 			extra = `, color="red", penwidth=2.5, fontcolor="red"`
 		}
-		fmt.Fprintf(&b, "  %s [label=%s, %s%s];\n", strconv.Quote(n.Key), strconv.Quote(dotLabel(n)), dotShapes[n.Kind], extra)
+		fmt.Fprintf(&b, "  %s [label=%s, %s%s];\n", dotQuote(n.Key), dotQuote(dotLabel(n)), dotShapes[n.Kind], extra)
 	}
 	for _, e := range g.Edges {
-		label := fmt.Sprintf("%s ×%d", e.Relation, e.Count)
+		label := dotEscape(fmt.Sprintf("%s ×%d", e.Relation, e.Count))
 		if e.Group != "" {
-			label = e.Group + "\n" + label
+			label = dotEscape(e.Group) + `\n` + label
 		}
 		attrs := ""
 		switch e.Relation {
@@ -201,15 +201,11 @@ func DOTHighlight(w io.Writer, g *graph.Graph, hl map[string]bool) error {
 		case graph.RelLink:
 			attrs = `, style="dotted"`
 		}
-		fmt.Fprintf(&b, "  %s -> %s [label=%s%s];\n", strconv.Quote(e.From.Key), strconv.Quote(e.To.Key), strconv.Quote(label), attrs)
+		fmt.Fprintf(&b, "  %s -> %s [label=\"%s\"%s];\n", dotQuote(e.From.Key), dotQuote(e.To.Key), label, attrs)
 	}
 	b.WriteString("}\n")
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-func mermaidText(s string) string {
-	return strings.NewReplacer(`"`, "#quot;", "<", "#lt;", ">", "#gt;").Replace(s)
 }
 
 // Mermaid writes the graph as a Mermaid flowchart. Topics are hexagons,

@@ -82,9 +82,13 @@ func example(f analyze.Finding, ui string) string {
 // ReportText writes the findings as a table (boxed on a terminal, else
 // tab-separated with a header), then a summary line.
 func ReportText(w io.Writer, r analyze.Report, ui string, st Style) error {
+	text := Terminal
+	if !st.TTY {
+		text = TSV
+	}
 	rows := make([][]string, len(r.Findings))
 	for i, f := range r.Findings {
-		rows[i] = []string{string(f.Rule), f.Where, strconv.Itoa(f.Traces), strconv.Itoa(f.Occurrences), example(f, ui)}
+		rows[i] = []string{string(f.Rule), text(f.Where), strconv.Itoa(f.Traces), strconv.Itoa(f.Occurrences), text(example(f, ui))}
 	}
 	summary := fmt.Sprintf("%d break points in %d traces (%d spans)", len(r.Findings), r.Traces, r.Spans)
 	if len(r.Incomplete) > 0 {
@@ -139,7 +143,7 @@ func ReportMarkdown(w io.Writer, r analyze.Report, ui string) error {
 					ex = append(ex, "`"+id.String()+"`")
 				}
 			}
-			fmt.Fprintf(&b, "| `%s` | %s | %d | %d | %s |\n", f.Rule, strings.ReplaceAll(f.Where, "|", "\\|"), f.Traces, f.Occurrences, strings.Join(ex, " "))
+			fmt.Fprintf(&b, "| `%s` | %s | %d | %d | %s |\n", f.Rule, Markdown(f.Where), f.Traces, f.Occurrences, strings.Join(ex, " "))
 		}
 	}
 	fmt.Fprintf(&b, "\n%d traces, %d spans analysed", r.Traces, r.Spans)
@@ -152,8 +156,9 @@ func ReportMarkdown(w io.Writer, r analyze.Report, ui string) error {
 }
 
 // ReportSentences writes one sentence per finding, for people reading a
-// demo or a log.
-func ReportSentences(w io.Writer, r analyze.Report) error {
+// demo or a log; text escapes the names in them for where they go
+// (Terminal, Markdown).
+func ReportSentences(w io.Writer, r analyze.Report, text func(string) string) error {
 	if len(r.Findings) == 0 {
 		_, err := fmt.Fprintln(w, "no breaks: every hop carries its trace context")
 		return err
@@ -162,11 +167,15 @@ func ReportSentences(w io.Writer, r analyze.Report) error {
 		var s string
 		switch f.Rule {
 		case analyze.RuleLostInside:
-			s = fmt.Sprintf("context lost inside %s: %s → %s (%d records start new traces)", f.Service, strings.Join(f.From, ", "), f.Topic, f.Occurrences)
+			from := make([]string, len(f.From))
+			for i, t := range f.From {
+				from[i] = text(t)
+			}
+			s = fmt.Sprintf("context lost inside %s: %s → %s (%d records start new traces)", text(f.Service), strings.Join(from, ", "), text(f.Topic), f.Occurrences)
 		case analyze.RuleLostHop:
-			s = fmt.Sprintf("context lost between %s (group %s, %d records)", f.Where, f.Group, f.Occurrences)
+			s = fmt.Sprintf("context lost between %s (group %s, %d records)", text(f.Where), text(f.Group), f.Occurrences)
 		default:
-			s = fmt.Sprintf("%s: %s (%d traces)", f.Rule, f.Where, f.Traces)
+			s = fmt.Sprintf("%s: %s (%d traces)", f.Rule, text(f.Where), f.Traces)
 		}
 		if len(f.Examples) > 0 {
 			s += ", e.g. trace " + f.Examples[0].String()

@@ -62,11 +62,15 @@ func SPOFText(w io.Writer, r analyze.SPOFReport, st Style) error {
 		_, err := fmt.Fprintf(w, "nothing to analyse: the graph has %d node(s); single points of failure need at least two\n", r.Nodes)
 		return err
 	}
+	text := Terminal
+	if !st.TTY {
+		text = TSV
+	}
 	rows := make([][]string, len(r.Findings))
 	for i, f := range r.Findings {
-		rows[i] = []string{f.Kind, f.Node, f.Reason, blastText(f)}
+		rows[i] = []string{f.Kind, text(f.Node), text(f.Reason), text(blastText(f))}
 	}
-	summary := fmt.Sprintf("%d findings in %d nodes; entry points: %s", len(r.Findings), r.Nodes, strings.Join(r.Entries, ", "))
+	summary := Terminal(fmt.Sprintf("%d findings in %d nodes; entry points: %s", len(r.Findings), r.Nodes, strings.Join(r.Entries, ", ")))
 	if !st.TTY {
 		var b strings.Builder
 		b.WriteString(strings.Join(spofHeader, "\t") + "\n")

@@ -228,7 +228,7 @@ func TestPullWritesSnapshotAndKeepsExisting(t *testing.T) {
 
 func TestServicesFromFiles(t *testing.T) {
 	r := run(t, "", nil, "services", "--fixture", "rpc-chain")
-	want := "checkout\t3 operations\t4 spans\nfrontend\t2 operations\t4 spans\npayments\t1 operations\t1 spans\n"
+	want := "checkout\t3 operations\t4 spans\nfrontend\t2 operations\t4 spans\npayments\t1 operation\t1 span\n"
 	if r.code != 0 || r.out != want {
 		t.Errorf("got %q, want %q", r.out, want)
 	}
@@ -345,7 +345,7 @@ func TestDiffCommand(t *testing.T) {
 		t.Errorf("identical inputs: exit %d %q", same.code, same.out)
 	}
 	if r := run(t, "", nil, "diff", "fixture:stargazers-links", "fixture:stargazers-lost", "--fail-on-change", "-o", "markdown"); r.code != ExitFindings ||
-		!strings.Contains(r.out, "⚠️ `relation-changed` (context now lost) | service:stargazers-join -> topic:stargazers-results (produce) | parent → stitched |") {
+		!strings.Contains(r.out, "⚠️ `relation-changed` (context now lost) | service:stargazers-join -&gt; topic:stargazers-results \\(produce\\) | parent → stitched |") {
 		t.Errorf("markdown: exit %d\n%s", r.code, r.out)
 	}
 	oneLineErr(t, run(t, "", nil, "diff", "only-one"), ExitUsage, "accepts 2 arg(s)")

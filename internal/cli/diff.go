@@ -160,7 +160,7 @@ func diffText(w io.Writer, changes []analyze.Change) error {
 		if c.Broke {
 			mark = "!"
 		}
-		fmt.Fprintf(&b, "%s %s\t%s\t%s\n", mark, c.Kind, c.Subject, arrow(c))
+		fmt.Fprintf(&b, "%s %s\t%s\t%s\n", mark, c.Kind, render.TSV(c.Subject), render.TSV(arrow(c)))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -168,7 +168,7 @@ func diffText(w io.Writer, changes []analyze.Change) error {
 
 func diffMarkdown(w io.Writer, a, b string, changes []analyze.Change) error {
 	var s strings.Builder
-	fmt.Fprintf(&s, "## Topology changes: `%s` → `%s`\n\n", a, b)
+	fmt.Fprintf(&s, "## Topology changes: %s → %s\n\n", render.Markdown(a), render.Markdown(b))
 	if len(changes) == 0 {
 		s.WriteString("No changes.\n")
 	} else {
@@ -178,7 +178,7 @@ func diffMarkdown(w io.Writer, a, b string, changes []analyze.Change) error {
 			if c.Broke {
 				kind = "⚠️ " + kind + " (context now lost)"
 			}
-			fmt.Fprintf(&s, "| %s | %s | %s |\n", kind, c.Subject, arrow(c))
+			fmt.Fprintf(&s, "| %s | %s | %s |\n", kind, render.Markdown(c.Subject), render.Markdown(arrow(c)))
 		}
 	}
 	_, err := io.WriteString(w, s.String())

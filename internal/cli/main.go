@@ -132,3 +132,11 @@ func NewCmdVersion(io *IOStreams) *cobra.Command {
 		},
 	}
 }
+
+// plural picks the word for a count: plural(1, " operation", " operations").
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

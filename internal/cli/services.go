@@ -116,12 +116,12 @@ func servicesRun(ctx context.Context, opts *ServicesOptions) error {
 	}
 	var b strings.Builder
 	for _, s := range list {
-		b.WriteString(s.Name)
+		b.WriteString(render.TSV(s.Name))
 		b.WriteByte('\t')
 		b.WriteString(strconv.Itoa(len(s.Operations)))
-		b.WriteString(" operations")
+		b.WriteString(plural(len(s.Operations), " operation", " operations"))
 		if s.Spans > 0 {
-			fmt.Fprintf(&b, "\t%d spans", s.Spans)
+			fmt.Fprintf(&b, "\t%d%s", s.Spans, plural(s.Spans, " span", " spans"))
 		}
 		b.WriteByte('\n')
 	}
