@@ -284,7 +284,11 @@ func (c *checker) flow(f Flow, file string) FlowResult {
 		}
 	}
 	switch {
-	case res.Worst >= 0 || (res.Reaching >= f.MinTraces && res.Continuity < f.MinContinuity):
+	case res.Reaching < f.MinTraces:
+		// Too few traces to judge: never broken, whatever the hops show.
+		res.Verdict, res.Reason = Inconclusive, fmt.Sprintf("%d %s reach the end of the flow; min_traces is %d", res.Reaching, plural(res.Reaching, "trace", "traces"), f.MinTraces)
+		tooFew(res.Hops)
+	case res.Worst >= 0 || res.Continuity < f.MinContinuity:
 		res.Verdict = Fail
 		if res.Worst >= 0 {
 			h := res.Hops[res.Worst]
@@ -294,12 +298,28 @@ func (c *checker) flow(f Flow, file string) FlowResult {
 		}
 	case anyUnseen(res.Hops):
 		res.Verdict, res.Reason = Inconclusive, "some hops were never seen"
-	case res.Reaching < f.MinTraces:
-		res.Verdict, res.Reason = Inconclusive, fmt.Sprintf("%d traces reach the end of the flow; min_traces is %d", res.Reaching, f.MinTraces)
 	default:
 		res.Verdict = Pass
 	}
 	return res
+}
+
+// tooFew marks a flow's failing hops inconclusive: with too few traces a
+// low ratio is not evidence of a break.
+func tooFew(hops []HopResult) {
+	for i := range hops {
+		if hops[i].Verdict == Fail {
+			hops[i].Verdict = Inconclusive
+			hops[i].Reason += " (too few traces to judge)"
+		}
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func anyUnseen(hops []HopResult) bool {
@@ -335,6 +355,8 @@ func CheckAll(g *graph.Graph, minContinuity float64, minTraces int) FlowResult {
 	type key struct{ from, to, group string }
 	hops := map[key]*HopResult{}
 	var order []key
+	depth := flowDepth(g)
+	depthOf := map[key][2]int{}
 	for _, e := range g.Edges {
 		if e.Kind != graph.EdgeConsume && !(e.Kind == graph.EdgeProduce && consumes[e.From.Name]) {
 			continue
@@ -348,12 +370,30 @@ func CheckAll(g *graph.Graph, minContinuity float64, minTraces int) FlowResult {
 			h = &HopResult{From: e.From.Name, To: e.To.Name, Kind: e.Kind.String(), Relation: RelEither}
 			hops[k] = h
 			order = append(order, k)
+			depthOf[k] = [2]int{depth[e.From], depth[e.To]}
 		}
 		h.Seen += e.Count
 		if e.Relation == graph.RelParent || e.Relation == graph.RelLink {
 			h.Continuous += e.Count
 		}
+		// The hop's p99 is the slowest of its edges' (one per relation).
+		h.P99 = max(h.P99, e.P99)
 	}
+	// In the order data flows: from the sources down, then by name.
+	sort.SliceStable(order, func(i, j int) bool {
+		di, dj := depthOf[order[i]], depthOf[order[j]]
+		if di != dj {
+			return di[0] < dj[0] || (di[0] == dj[0] && di[1] < dj[1])
+		}
+		a, b := order[i], order[j]
+		if a.from != b.from {
+			return a.from < b.from
+		}
+		if a.to != b.to {
+			return a.to < b.to
+		}
+		return a.group < b.group
+	})
 	for _, k := range order {
 		h := hops[k]
 		h.Continuity = float64(h.Continuous) / float64(h.Seen)
@@ -384,13 +424,52 @@ func CheckAll(g *graph.Graph, minContinuity float64, minTraces int) FlowResult {
 		}
 	}
 	switch {
+	case len(res.Hops) == 0 || res.Reaching < minTraces:
+		res.Verdict, res.Reason = Inconclusive, fmt.Sprintf("%d messaging %s seen; need %d", res.Reaching, plural(res.Reaching, "record", "records"), minTraces)
+		tooFew(res.Hops)
+		res.Worst = -1
 	case res.Worst >= 0:
 		h := res.Hops[res.Worst]
 		res.Verdict, res.Reason = Fail, fmt.Sprintf("hop %s → %s: %s", h.From, h.To, h.Reason)
-	case len(res.Hops) == 0 || res.Reaching < minTraces:
-		res.Verdict, res.Reason = Inconclusive, fmt.Sprintf("%d messaging records seen; need %d", res.Reaching, minTraces)
 	default:
 		res.Verdict = Pass
 	}
 	return res
+}
+
+// flowDepth is each node's distance from the graph's sources (nodes no
+// edge leads to), so that hops can be listed in the order data flows.
+func flowDepth(g *graph.Graph) map[*graph.Node]int {
+	depth := map[*graph.Node]int{}
+	in := map[*graph.Node]bool{}
+	for _, e := range g.Edges {
+		in[e.To] = true
+	}
+	var queue []*graph.Node
+	for _, n := range g.Nodes {
+		if !in[n] {
+			depth[n] = 0
+			queue = append(queue, n)
+		}
+	}
+	out := map[*graph.Node][]*graph.Node{}
+	for _, e := range g.Edges {
+		out[e.From] = append(out[e.From], e.To)
+	}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		for _, m := range out[n] {
+			if _, seen := depth[m]; !seen {
+				depth[m] = depth[n] + 1
+				queue = append(queue, m)
+			}
+		}
+	}
+	for _, n := range g.Nodes { // cycles with no source: after the rest
+		if _, seen := depth[n]; !seen {
+			depth[n] = len(g.Nodes)
+		}
+	}
+	return depth
 }

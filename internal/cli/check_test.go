@@ -156,3 +156,48 @@ func TestCheckSpecErrors(t *testing.T) {
 		})
 	}
 }
+
+// Fewer traces than min_traces is inconclusive, never broken, even when a
+// hop of the flow fails (the reproducer: 24 traces against min_traces 100).
+func TestCheckTooFewTracesIsInconclusive(t *testing.T) {
+	spec, err := os.ReadFile("../../examples/stargazers-check.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := write(t, "s.yaml", []byte(strings.ReplaceAll(string(spec), "min_traces: 20", "min_traces: 100")))
+	r := run(t, "", nil, "check", "--spec", p, "--fixture", "stargazers-lost")
+	if r.code != ExitInconclusive || !strings.Contains(r.out, "? flow stargazer: INCONCLUSIVE") ||
+		!strings.Contains(r.out, "too few traces to judge") || strings.Contains(r.out, "✗") {
+		t.Errorf("exit %d:\n%s", r.code, r.out)
+	}
+	// With enough traces the same data fails.
+	if r := run(t, "", nil, "check", "--spec", "../../examples/stargazers-check.yaml", "--fixture", "stargazers-lost"); r.code != ExitFindings {
+		t.Errorf("min_traces 20: exit %d\n%s", r.code, r.out)
+	}
+}
+
+// Without a spec, hops are listed in the order data flows, each with its
+// latency.
+func TestCheckAllOrderAndLatency(t *testing.T) {
+	r := run(t, "", nil, "check", "--fixture", "stargazers-lost")
+	var hops []string
+	for _, line := range strings.Split(r.out, "\n") {
+		if strings.HasPrefix(line, "    ") && strings.Contains(line, " → ") && strings.Contains(line, "\t") {
+			hops = append(hops, strings.Fields(line)[1]+" → "+strings.Fields(line)[3])
+			if strings.Contains(line, "p99 -") {
+				t.Errorf("no latency: %q", line)
+			}
+		}
+	}
+	want := []string{
+		"github-avro-stargazers-jackdaw → stargazers-join",
+		"github-avro-stargazers-kafka → stargazers-flatten",
+		"github-avro-stargazers-kafka → stargazers-join",
+		"stargazers-flatten → stargazers-flat",
+		"stargazers-join → stargazers-results",
+		"stargazers-results → stargazers-api",
+	}
+	if strings.Join(hops, "\n") != strings.Join(want, "\n") {
+		t.Errorf("hops in order:\n%s\nwant\n%s", strings.Join(hops, "\n"), strings.Join(want, "\n"))
+	}
+}
