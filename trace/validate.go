@@ -3,17 +3,47 @@ package trace
 import (
 	"errors"
 	"fmt"
+	"math"
+	"time"
 )
 
-// ErrDuplicateSpan and ErrParentCycle are the broken-trace cases Validate finds.
+// ErrDuplicateSpan, ErrParentCycle and ErrImpossibleTime are the
+// broken-trace cases Validate finds.
 var (
-	ErrDuplicateSpan = errors.New("duplicate span id")
-	ErrParentCycle   = errors.New("parent references form a cycle")
+	ErrDuplicateSpan  = errors.New("duplicate span id")
+	ErrParentCycle    = errors.New("parent references form a cycle")
+	ErrImpossibleTime = errors.New("impossible time")
 )
+
+// MaxDuration is the longest span Validate accepts (about 100 years): any
+// longer is a corrupt number, and latencies of such spans would overflow.
+const MaxDuration = 100 * 365 * 24 * time.Hour
+
+// A span's start, when known, is a time in nanoseconds since the epoch
+// that fits an int64 (1677–2262), as every format and store keeps it.
+var (
+	minStart = time.Unix(0, math.MinInt64)
+	maxStart = time.Unix(0, math.MaxInt64)
+)
+
+// checkTimes rejects a negative or impossibly long duration and a start
+// time that no format can hold (the zero time stands for an unknown start).
+func checkTimes(s *Span) error {
+	switch {
+	case s.Duration < 0:
+		return fmt.Errorf("duration %s is negative: %w", s.Duration, ErrImpossibleTime)
+	case s.Duration > MaxDuration:
+		return fmt.Errorf("duration %s is longer than 100 years: %w", s.Duration, ErrImpossibleTime)
+	case !s.Start.IsZero() && (s.Start.Before(minStart) || s.Start.After(maxStart)):
+		return fmt.Errorf("start time %s is outside 1677–2262: %w", s.Start.UTC().Format(time.RFC3339), ErrImpossibleTime)
+	}
+	return nil
+}
 
 // Validate checks that a trace can be analysed: every span carries the
-// trace's ID, span IDs are unique, and following parents never loops. Errors
-// wrap ErrDuplicateSpan or ErrParentCycle and name the trace and span.
+// trace's ID, span IDs are unique, times are possible (see checkTimes), and
+// following parents never loops. Errors wrap ErrDuplicateSpan,
+// ErrImpossibleTime or ErrParentCycle and name the trace and span.
 func Validate(t *Trace) error {
 	idx := make(map[SpanID]int, len(t.Spans))
 	for i := range t.Spans {
@@ -23,6 +53,9 @@ func Validate(t *Trace) error {
 		}
 		if s.SpanID == 0 {
 			return fmt.Errorf("trace %s: span with zero id", t.ID)
+		}
+		if err := checkTimes(s); err != nil {
+			return fmt.Errorf("trace %s: span %s: %w", t.ID, s.SpanID, err)
 		}
 		if _, dup := idx[s.SpanID]; dup {
 			return fmt.Errorf("trace %s: span %s: %w", t.ID, s.SpanID, ErrDuplicateSpan)

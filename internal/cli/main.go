@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ktrace-dev/ktrace/render"
 )
 
 // version is stamped at build time:
@@ -112,7 +114,9 @@ func Main(args []string, io *IOStreams) int {
 	if errors.As(err, &ee) && ee.err == errSilent {
 		return ee.code
 	}
-	fmt.Fprintln(io.ErrOut, "ktrace: "+oneLine(err.Error()))
+	// Errors may quote input (names, IDs): nothing in them reaches the
+	// terminal as a control sequence.
+	fmt.Fprintln(io.ErrOut, "ktrace: "+render.Terminal(oneLine(err.Error())))
 	return exitCode(err)
 }
 

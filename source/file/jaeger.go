@@ -2,6 +2,9 @@ package file
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -122,14 +125,18 @@ func micros(n json.Number, what string) (int64, error) {
 		return 0, nil
 	}
 	v, err := strconv.ParseInt(string(n), 10, 64)
-	if err != nil {
-		f, ferr := strconv.ParseFloat(string(n), 64)
-		if ferr != nil {
-			return 0, &convError{what + " is not a number: " + string(n)}
-		}
-		v = int64(f)
+	if err == nil {
+		return v, nil
 	}
-	return v, nil
+	// A float is taken (truncated to whole microseconds) when it fits.
+	f, ferr := strconv.ParseFloat(string(n), 64)
+	switch {
+	case ferr != nil && !errors.Is(ferr, strconv.ErrRange):
+		return 0, &convError{what + " is not a number: " + string(n)}
+	case ferr != nil || f >= 1<<63 || f < -(1<<63):
+		return 0, &convError{what + " is out of range: " + string(n)}
+	}
+	return int64(f), nil
 }
 
 type convError struct{ msg string }
@@ -156,15 +163,19 @@ func convertJaeger(jt *jaegerTrace, res *trace.Resources) (trace.Trace, error) {
 			return t, err
 		}
 		s.Operation = js.OperationName
+		where := func(err error) error { return fmt.Errorf("trace %s: span %s: %w", tid, s.SpanID, err) }
 		start, err := micros(js.StartTime, "startTime")
 		if err != nil {
-			return t, err
+			return t, where(err)
 		}
 		dur, err := micros(js.Duration, "duration")
 		if err != nil {
-			return t, err
+			return t, where(err)
 		}
 		s.Start = time.UnixMicro(start).UTC()
+		if dur > math.MaxInt64/int64(time.Microsecond) || dur < math.MinInt64/int64(time.Microsecond) {
+			return t, where(&convError{"duration is out of range: " + string(js.Duration) + " µs"})
+		}
 		s.Duration = time.Duration(dur) * time.Microsecond
 		s.Attributes = convertTags(js.Tags, &s)
 		switch {

@@ -231,7 +231,11 @@ func convertOTLP(os *otlpSpan, resource *trace.Resource) (trace.Span, error) {
 		return s, fmt.Errorf("endTimeUnixNano is not an integer: %s", os.End)
 	}
 	s.Start = time.Unix(0, start).UTC()
-	if end > start {
+	switch {
+	case end == 0: // no end time: a span still open when it was written
+	case end < start:
+		return s, fmt.Errorf("span %s: endTimeUnixNano %d is before startTimeUnixNano %d", os.SpanID, end, start)
+	default:
 		s.Duration = time.Duration(end - start)
 	}
 	s.Operation = os.Name

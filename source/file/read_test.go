@@ -205,6 +205,17 @@ func TestBadInput(t *testing.T) {
 			"snapshot record 3: trace 00000000000000000000000000000001 continues in more records but says it has 1 spans in all"},
 		{"one record, wrong count", gz(snapHead2 + "\n" + `{"r":{"id":0,"service":"s"}}` + "\n" +
 			`{"t":{"id":"1","n":2,"spans":[{"i":"2","s":1,"p":0}]}}`), "snapshot record 3: trace 00000000000000000000000000000001 has 1 spans, its record says 2"},
+		// Impossible numbers: rejected, naming the trace and span.
+		{"negative duration", oneSpan(`"startTime":1795637299481379,"duration":-5`), "trace 00000000000000000000000000000001: span 0000000000000002: duration -5µs is negative"},
+		{"duration that overflows", oneSpan(`"startTime":1795637299481379,"duration":9223372036854775807`), "trace 00000000000000000000000000000001: span 0000000000000002: duration is out of range"},
+		{"duration past int64", oneSpan(`"startTime":1795637299481379,"duration":18446744073709551621`), "span 0000000000000002: duration is out of range"},
+		{"duration 1e30", oneSpan(`"startTime":1795637299481379,"duration":1e30`), "span 0000000000000002: duration is out of range"},
+		{"duration of centuries", oneSpan(`"startTime":1795637299481379,"duration":4000000000000000`), "span 0000000000000002: duration 1111111h6m40s is longer than 100 years"},
+		{"start 1e300", oneSpan(`"startTime":1e300,"duration":5`), "span 0000000000000002: startTime is out of range"},
+		{"start before 1677", oneSpan(`"startTime":-9300000000000000,"duration":5`), "span 0000000000000002: start time 1675-04-18T02:40:00Z is outside 1677–2262"},
+		{"start after 2262", oneSpan(`"startTime":9300000000000000,"duration":5`), "is outside 1677–2262"},
+		{"OTLP end before start", []byte(`{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"s"}}]},"scopeSpans":[{"spans":[{"traceId":"00000000000000000000000000000001","spanId":"0000000000000002","name":"op","startTimeUnixNano":"2000","endTimeUnixNano":"1000"}]}]}]}`), "endTimeUnixNano 1000 is before startTimeUnixNano 2000"},
+		{"snapshot negative duration", gz(snapHead2 + "\n" + `{"r":{"id":0,"service":"s"}}` + "\n" + `{"t":{"id":"1","spans":[{"i":"2","s":1795637299481379000,"d":-7,"p":0}]}}`), "span 0000000000000002: duration -7ns is negative"},
 		{"duplicate span", []byte(`{"data":[{"traceID":"1","spans":[{"traceID":"1","spanID":"2","processID":"p","operationName":"a"},{"traceID":"1","spanID":"2","processID":"p","operationName":"b"}],"processes":{"p":{"serviceName":"s"}}}]}`), "duplicate span id"},
 	}
 	for _, c := range cases {
@@ -223,6 +234,11 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// oneSpan is a Jaeger JSON trace of one span with the given time fields.
+func oneSpan(times string) []byte {
+	return []byte(`{"data":[{"traceID":"1","spans":[{"traceID":"1","spanID":"2","processID":"p","operationName":"a",` + times + `}],"processes":{"p":{"serviceName":"s"}}}]}`)
 }
 
 func gz(s string) []byte {
