@@ -2,7 +2,6 @@ package analyze
 
 import (
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -61,15 +60,6 @@ func (e *SpecError) Error() string {
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// LoadSpec reads and validates a spec file.
-func LoadSpec(path string) (*Spec, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, &SpecError{File: path, Msg: err.Error()}
-	}
-	return ParseSpec(path, b)
-}
 
 // ParseSpec parses a spec. Every error is a *SpecError naming the line and,
 // where there is one, the fix.

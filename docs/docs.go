@@ -33,16 +33,14 @@ type Owners struct {
 	Services map[string]Owner `yaml:"services"`
 }
 
-// LoadOwners reads a mapping file:
+// ParseOwners reads a mapping file:
 //
 //	default: {owner: platform-team, lifecycle: production}
 //	services:
 //	  stargazers-join: {owner: data-team}
-func LoadOwners(path string) (*Owners, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
+//
+// path names the file in errors.
+func ParseOwners(path string, b []byte) (*Owners, error) {
 	var o Owners
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)

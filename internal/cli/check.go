@@ -106,7 +106,11 @@ func checkRun(ctx context.Context, opts *CheckOptions) error {
 	var spec *analyze.Spec
 	if opts.SpecPath != "" {
 		var err error
-		if spec, err = analyze.LoadSpec(opts.SpecPath); err != nil {
+		b, err := file.ReadConfig(opts.SpecPath)
+		if err != nil {
+			return usagef("--spec: %v", err)
+		}
+		if spec, err = analyze.ParseSpec(opts.SpecPath, b); err != nil {
 			return specErr(err)
 		}
 		if opts.Source.Jaeger != "" {

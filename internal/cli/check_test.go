@@ -201,3 +201,12 @@ func TestCheckAllOrderAndLatency(t *testing.T) {
 		t.Errorf("hops in order:\n%s\nwant\n%s", strings.Join(hops, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// Spec and owners files are read with a size check, regular files only.
+func TestConfigFilesBounded(t *testing.T) {
+	oneLineErr(t, run(t, "", nil, "check", "--spec", "/dev/zero", "--fixture", "kafka-e2e"), ExitUsage, "--spec: /dev/zero: not a regular file")
+	oneLineErr(t, run(t, "", nil, "docs", "--owners", "/dev/zero", "--out", t.TempDir(), "--fixture", "kafka-e2e"), ExitUsage, "--owners: /dev/zero: not a regular file")
+	big := write(t, "big.yaml", make([]byte, 2<<20))
+	oneLineErr(t, run(t, "", nil, "check", "--spec", big, "--fixture", "kafka-e2e"), ExitUsage, "a configuration file is at most")
+	oneLineErr(t, run(t, "", nil, "graph", "--max-record-mib", "0", "--fixture", "kafka-e2e"), ExitUsage, "--max-record-mib 0")
+}

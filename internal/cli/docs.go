@@ -9,6 +9,7 @@ import (
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/docs"
+	"github.com/ktrace-dev/ktrace/source/file"
 )
 
 // DocsOptions are `ktrace docs`' inputs.
@@ -67,7 +68,11 @@ func docsRun(ctx context.Context, opts *DocsOptions) error {
 	var owners *docs.Owners
 	if opts.Owners != "" {
 		var err error
-		if owners, err = docs.LoadOwners(opts.Owners); err != nil {
+		b, err := file.ReadConfig(opts.Owners)
+		if err == nil {
+			owners, err = docs.ParseOwners(opts.Owners, b)
+		}
+		if err != nil {
 			return usagef("--owners: %v", err)
 		}
 	}

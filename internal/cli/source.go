@@ -39,6 +39,7 @@ type SourceOptions struct {
 	Key        string
 	ServerName string
 	Token      string
+	MaxRecord  int
 
 	now func() time.Time
 }
@@ -66,6 +67,7 @@ func (o *SourceOptions) register(cmd *cobra.Command) {
 	f.StringVar(&o.Key, "jaeger-key", "", "Jaeger: client key `file` (PEM) for mutual TLS")
 	f.StringVar(&o.ServerName, "jaeger-server-name", "", "Jaeger: TLS server name override")
 	f.StringVar(&o.Token, "jaeger-token", "", "Jaeger: bearer token (or set KTRACE_JAEGER_TOKEN); never printed")
+	f.IntVar(&o.MaxRecord, "max-record-mib", file.MaxRecord>>20, "files: the longest snapshot record to accept, in `MiB`")
 }
 
 func (o *SourceOptions) hasSource() bool {
@@ -95,6 +97,10 @@ func (o *SourceOptions) validate(io *IOStreams) error {
 	if o.Timeout <= 0 {
 		return usagef("--timeout must be positive")
 	}
+	if o.MaxRecord <= 0 || o.MaxRecord > 1<<14 {
+		return usagef("--max-record-mib %d: want 1 to 16384", o.MaxRecord)
+	}
+	file.MaxRecord = o.MaxRecord << 20
 	if o.PageSize <= 0 || o.Parallel <= 0 || o.MaxRecvMiB <= 0 || o.Limit < 0 {
 		return usagef("--page-size, --parallel and --jaeger-max-recv must be positive, --limit not negative")
 	}

@@ -378,3 +378,62 @@ func TestReadPacks(t *testing.T) {
 		}
 	}
 }
+
+// Bounded reads: a snapshot with no header, a record over the limit and a
+// long run of blank lines are bad input, found without reading the rest.
+func TestSnapshotBounds(t *testing.T) {
+	read := func(in []byte) error {
+		var set trace.Set
+		_, err := Read(bytes.NewReader(in), "in", &set, &trace.Resources{})
+		return err
+	}
+	// 64 MiB of zeros, compressed to a few KiB: refused at the header.
+	var zeros bytes.Buffer
+	zw := gzip.NewWriter(&zeros)
+	zw.Write(make([]byte, 64<<20))
+	zw.Close()
+	if err := read(zeros.Bytes()); err == nil || !strings.Contains(err.Error(), "no header line in its first 64 KiB") {
+		t.Errorf("gzip of zeros: %v", err)
+	}
+
+	old := MaxRecord
+	MaxRecord = 1 << 10
+	defer func() { MaxRecord = old }()
+	long := `{"t":{"id":"1","spans":[{"i":"2","s":1,"p":0,"o":"` + strings.Repeat("x", 2<<10) + `"}]}}`
+	err := read(gz(snapHead2 + "\n" + `{"r":{"id":0,"service":"s"}}` + "\n" + long))
+	if err == nil || !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "snapshot record 3 is longer than 0 MiB (--max-record-mib raises the limit)") {
+		t.Errorf("long record: %v", err)
+	}
+	MaxRecord = old
+	if err := read(gz(snapHead2 + "\n" + `{"r":{"id":0,"service":"s"}}` + "\n" + long)); err != nil {
+		t.Errorf("the same record under the default limit: %v", err)
+	}
+
+	blank := gz(snapHead2 + strings.Repeat("\n", 5000) + `{"r":{"id":0,"service":"s"}}`)
+	if err := read(blank); err == nil || !strings.Contains(err.Error(), "more than 1000 blank lines in a row") {
+		t.Errorf("blank lines: %v", err)
+	}
+}
+
+func TestReadConfig(t *testing.T) {
+	dir := t.TempDir()
+	ok := filepath.Join(dir, "ok.yaml")
+	os.WriteFile(ok, []byte("version: 1\n"), 0o644)
+	if b, err := ReadConfig(ok); err != nil || string(b) != "version: 1\n" {
+		t.Errorf("regular file: %q %v", b, err)
+	}
+	big := filepath.Join(dir, "big.yaml")
+	os.WriteFile(big, make([]byte, MaxConfig+1), 0o644)
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscallMkfifo(fifo); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		big: "a configuration file is at most", "/dev/zero": "not a regular file", fifo: "not a regular file",
+		dir: "not a regular file", filepath.Join(dir, "missing"): "no such file",
+	} {
+		if _, err := ReadConfig(path); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s: %v, want %q", path, err, want)
+		}
+	}
+}

@@ -185,7 +185,10 @@ func attrsOf(p [][2]string) trace.Attributes {
 // handed to add (packed, as ReadEach promises). Decoding is most of a
 // snapshot read, so this is what makes reading scale with CPUs.
 func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, res *trace.Resources) error {
-	line, err := readRecord(br)
+	line, err := readRecord(br, maxHeader)
+	if err == errRecordTooLong {
+		return bad(name, "gzip data that is not a ktrace snapshot (no header line in its first %d KiB)", maxHeader>>10)
+	}
 	if err != nil && (err != io.EOF || len(line) == 0) {
 		return readErr(name, err)
 	}
@@ -217,12 +220,22 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 	go func() {
 		defer close(order)
 		defer close(jobs)
+		blanks := 0
 		for n := 2; ; n++ {
-			line, err := readRecord(br)
+			line, err := readRecord(br, MaxRecord)
 			if err == io.EOF && len(bytes.TrimSpace(line)) == 0 {
 				return
 			}
 			r := &record{n: n, line: line, done: make(chan struct{})}
+			if blanks = blanks + 1; len(bytes.TrimSpace(line)) > 0 {
+				blanks = 0
+			}
+			switch {
+			case err == errRecordTooLong:
+				err = bad(name, "snapshot record %d is longer than %d MiB (--max-record-mib raises the limit)", n, MaxRecord>>20)
+			case blanks > maxBlankRun:
+				err = bad(name, "snapshot record %d: more than %d blank lines in a row", n, maxBlankRun)
+			}
 			if err != nil && err != io.EOF {
 				r.err = readErr(name, err)
 				close(r.done)
@@ -351,13 +364,48 @@ func (p *partTrace) add(t *trace.Trace, total int, more bool) (bool, error) {
 }
 
 // readRecord reads one line (one record) without its newline.
-func readRecord(br *bufio.Reader) ([]byte, error) {
-	line, err := br.ReadBytes('\n')
-	return bytes.TrimSuffix(line, []byte("\n")), err
+// MaxRecord is the longest snapshot record (one line of the decompressed
+// stream) a read accepts: 64 MiB by default, far above what ktrace writes
+// (a record holds at most RecordSpans spans). A longer one is bad input,
+// so a small, hostile file cannot make a read hold gigabytes. The CLI's
+// --max-record-mib raises it.
+var MaxRecord = 64 << 20
+
+// maxHeader is the longest first line a snapshot may have.
+const maxHeader = 64 << 10
+
+// maxBlankRun is how many blank lines in a row a snapshot may hold
+// (ktrace writes none; a few may come from editing by hand).
+const maxBlankRun = 1000
+
+// errRecordTooLong is returned by readRecord for a line over its limit.
+var errRecordTooLong = errors.New("record too long")
+
+// readRecord reads one line of at most limit bytes, without its newline.
+func readRecord(br *bufio.Reader, limit int) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(line)+len(frag) > limit+1 {
+			return nil, errRecordTooLong
+		}
+		if line == nil && err == nil { // the common case: one fragment
+			return bytes.Clone(frag[:len(frag)-1]), nil
+		}
+		line = append(line, frag...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		return bytes.TrimSuffix(line, []byte("\n")), err
+	}
 }
 
 // readErr describes a failure to read the (decompressed) stream.
 func readErr(name string, err error) error {
+	var ie *inputError
+	if errors.As(err, &ie) {
+		return err
+	}
 	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
 		return bad(name, "truncated snapshot")
 	}
