@@ -9,6 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/render"
 )
 
 // The AsyncAPI 3.0 document of one service: a channel per topic it produces
@@ -202,7 +203,7 @@ func catalog(in Input) []byte {
 				s.DependsOn = appendUniq(s.DependsOn, "component:"+e.To.Name)
 			}
 		}
-		m := meta{Name: n.Name, Description: fmt.Sprintf("Seen in traces: %d instances, %d spans.", len(n.Instances), n.Spans),
+		m := meta{Name: n.Name, Description: fmt.Sprintf("Seen in traces: %s, %s.", render.N(len(n.Instances), "instance"), render.N(n.Spans, "span")),
 			Annotations: map[string]string{"ktrace.dev/asyncapi": "asyncapi/" + in.file(n) + ".yaml"}}
 		if !set {
 			m.Annotations["ktrace.dev/owner-placeholder"] = "set owner and lifecycle with ktrace docs --owners FILE"

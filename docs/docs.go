@@ -406,7 +406,7 @@ func servicePage(in Input, n *graph.Node) []byte {
 		}
 		fmt.Fprintf(&b, ": %s", strings.Join(inst, ", "))
 	}
-	fmt.Fprintf(&b, ". %d spans, %d errors.\n\n## Operations\n\n", n.Spans, n.Errors)
+	fmt.Fprintf(&b, ". %s, %s.\n\n## Operations\n\n", render.N(n.Spans, "span"), render.N(n.Errors, "error"))
 	for _, op := range n.Operations {
 		fmt.Fprintf(&b, "- %s\n", md(op))
 	}
@@ -429,7 +429,7 @@ func servicePage(in Input, n *graph.Node) []byte {
 	any := false
 	for _, f := range in.Breaks.Findings {
 		if f.Service == n.Name || contains(f.From, n.Name) {
-			fmt.Fprintf(&b, "- `%s`: %s (%d traces)\n", f.Rule, md(f.Where), f.Traces)
+			fmt.Fprintf(&b, "- `%s`: %s (%s)\n", f.Rule, md(f.Where), render.N(f.Traces, "trace"))
 			any = true
 		}
 	}

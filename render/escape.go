@@ -146,3 +146,12 @@ func dotQuote(s string) string { return `"` + dotEscape(s) + `"` }
 func dotEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(visible(s, false))
 }
+
+// N is a count with its noun, singular for one: N(1, "trace") is
+// "1 trace", N(2, "trace") "2 traces".
+func N(n int, noun string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

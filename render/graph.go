@@ -63,7 +63,7 @@ func GraphText(w io.Writer, g *graph.Graph, st Style) error {
 			}
 			return cell
 		})
-	_, err := fmt.Fprintf(w, "%s\n%d traces, %d spans, %d nodes, %d edges\n", t.Render(), g.Traces, g.Spans, len(g.Nodes), len(g.Edges))
+	_, err := fmt.Fprintf(w, "%s\n%s, %s, %s, %s\n", t.Render(), N(g.Traces, "trace"), N(g.Spans, "span"), N(len(g.Nodes), "node"), N(len(g.Edges), "edge"))
 	return err
 }
 

@@ -90,9 +90,9 @@ func ReportText(w io.Writer, r analyze.Report, ui string, st Style) error {
 	for i, f := range r.Findings {
 		rows[i] = []string{string(f.Rule), text(f.Where), strconv.Itoa(f.Traces), strconv.Itoa(f.Occurrences), text(example(f, ui))}
 	}
-	summary := fmt.Sprintf("%d break points in %d traces (%d spans)", len(r.Findings), r.Traces, r.Spans)
+	summary := fmt.Sprintf("%s in %s (%s)", N(len(r.Findings), "break point"), N(r.Traces, "trace"), N(r.Spans, "span"))
 	if len(r.Incomplete) > 0 {
-		summary += fmt.Sprintf("; %d traces still arriving were left out as incomplete", len(r.Incomplete))
+		summary += fmt.Sprintf("; %s still arriving left out as incomplete", N(len(r.Incomplete), "trace"))
 	}
 	if !st.TTY {
 		var b strings.Builder
@@ -146,7 +146,7 @@ func ReportMarkdown(w io.Writer, r analyze.Report, ui string) error {
 			fmt.Fprintf(&b, "| `%s` | %s | %d | %d | %s |\n", f.Rule, Markdown(f.Where), f.Traces, f.Occurrences, strings.Join(ex, " "))
 		}
 	}
-	fmt.Fprintf(&b, "\n%d traces, %d spans analysed", r.Traces, r.Spans)
+	fmt.Fprintf(&b, "\n%s, %s analysed", N(r.Traces, "trace"), N(r.Spans, "span"))
 	if len(r.Incomplete) > 0 {
 		fmt.Fprintf(&b, "; %d incomplete traces left out", len(r.Incomplete))
 	}
@@ -171,11 +171,11 @@ func ReportSentences(w io.Writer, r analyze.Report, text func(string) string) er
 			for i, t := range f.From {
 				from[i] = text(t)
 			}
-			s = fmt.Sprintf("context lost inside %s: %s → %s (%d records start new traces)", text(f.Service), strings.Join(from, ", "), text(f.Topic), f.Occurrences)
+			s = fmt.Sprintf("context lost inside %s: %s → %s (%s start new traces)", text(f.Service), strings.Join(from, ", "), text(f.Topic), N(f.Occurrences, "record"))
 		case analyze.RuleLostHop:
-			s = fmt.Sprintf("context lost between %s (group %s, %d records)", text(f.Where), text(f.Group), f.Occurrences)
+			s = fmt.Sprintf("context lost between %s (group %s, %s)", text(f.Where), text(f.Group), N(f.Occurrences, "record"))
 		default:
-			s = fmt.Sprintf("%s: %s (%d traces)", f.Rule, text(f.Where), f.Traces)
+			s = fmt.Sprintf("%s: %s (%s)", f.Rule, text(f.Where), N(f.Traces, "trace"))
 		}
 		if len(f.Examples) > 0 {
 			s += ", e.g. trace " + f.Examples[0].String()

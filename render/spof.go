@@ -70,7 +70,7 @@ func SPOFText(w io.Writer, r analyze.SPOFReport, st Style) error {
 	for i, f := range r.Findings {
 		rows[i] = []string{f.Kind, text(f.Node), text(f.Reason), text(blastText(f))}
 	}
-	summary := Terminal(fmt.Sprintf("%d findings in %d nodes; entry points: %s", len(r.Findings), r.Nodes, strings.Join(r.Entries, ", ")))
+	summary := Terminal(fmt.Sprintf("%s in %s; entry points: %s", N(len(r.Findings), "finding"), N(r.Nodes, "node"), strings.Join(r.Entries, ", ")))
 	if !st.TTY {
 		var b strings.Builder
 		b.WriteString(strings.Join(spofHeader, "\t") + "\n")

@@ -4,6 +4,7 @@ package stack
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -50,5 +51,21 @@ func TestStartedComponentExits(t *testing.T) {
 	err := c.waitHealthy(context.Background(), 10*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "quitter exited during start-up: no such storage") {
 		t.Fatalf("start-up: %v, want the exit and the log's tail", err)
+	}
+}
+
+// A component that fails is quoted from its own run's log lines, not an
+// earlier run's.
+func TestStartUpErrorQuotesThisRun(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "quitter.log")
+	os.WriteFile(log, []byte("an old run's complaint\n"), 0o644)
+	c := Component{Name: "quitter", Argv: []string{"/bin/sh", "-c", "echo this run; exit 3"},
+		Health: "http://127.0.0.1:1/healthz", Log: log}
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+	err := c.waitHealthy(context.Background(), 10*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "this run") || strings.Contains(err.Error(), "old run") {
+		t.Fatalf("start-up: %v, want this run's log only", err)
 	}
 }

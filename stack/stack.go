@@ -83,6 +83,9 @@ type Component struct {
 	// done is closed when the process this program started exits; nil
 	// for a component another program started (read from state.json).
 	done chan struct{}
+	// logFrom is where this start's lines begin in the log (which keeps
+	// earlier runs' lines): errors quote only this run's.
+	logFrom int64
 }
 
 // Endpoints are where the stack can be reached.
@@ -262,6 +265,9 @@ func (c *Component) start() error {
 		return err
 	}
 	defer logf.Close()
+	if fi, err := logf.Stat(); err == nil {
+		c.logFrom = fi.Size()
+	}
 	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	detach(cmd)
@@ -320,8 +326,12 @@ func (c *Component) stop(kill bool) {
 	}
 }
 
-func logTail(path string) string {
+// logTail is the end of a log from offset from on, on one line.
+func logTail(path string, from int64) string {
 	b, _ := os.ReadFile(path)
+	if from > 0 && from <= int64(len(b)) {
+		b = b[from:]
+	}
 	if len(b) > 600 {
 		b = b[len(b)-600:]
 	}
@@ -336,10 +346,10 @@ func (c *Component) waitHealthy(ctx context.Context, timeout time.Duration) erro
 			return nil
 		}
 		if !c.running() {
-			return fmt.Errorf("%s exited during start-up: %s", c.Name, logTail(c.Log))
+			return fmt.Errorf("%s exited during start-up: %s", c.Name, logTail(c.Log, c.logFrom))
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not healthy after %s: %s", c.Name, timeout, logTail(c.Log))
+			return fmt.Errorf("%s not healthy after %s: %s", c.Name, timeout, logTail(c.Log, c.logFrom))
 		}
 		select {
 		case <-ctx.Done():

@@ -438,3 +438,33 @@ func TestStackUnsupportedHere(t *testing.T) {
 		t.Errorf("graph: exit %d, %q", r.code, r.err)
 	}
 }
+
+func TestJaegerAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1": "127.0.0.1:16685", "127.0.0.1:": "127.0.0.1:16685", "jaeger:16686": "jaeger:16686",
+		"[::1]": "[::1]:16685", "::1": "[::1]:16685", "[::1]:9": "[::1]:9", "example.com": "example.com:16685",
+	} {
+		if got, err := jaegerAddr(in); err != nil || got != want {
+			t.Errorf("%q: %q %v, want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", ":", "a b"} {
+		if got, err := jaegerAddr(in); err == nil {
+			t.Errorf("%q: %q accepted", in, got)
+		}
+	}
+}
+
+// Messages a new user met: traffic without a stack says only that; a piped
+// report with no breaks says so on stderr, its stdout a header for machines.
+func TestMessages(t *testing.T) {
+	r := run(t, "", nil, "stack", "traffic", "--state-dir", t.TempDir())
+	oneLineErr(t, r, ExitUsage, "the stack is not running")
+	if strings.Contains(r.err, "replaying") {
+		t.Errorf("traffic announced a replay with no stack: %q", r.err)
+	}
+	r = run(t, "", nil, "report", "--broken", "--fixture", "stargazers-links")
+	if r.code != 0 || r.out != "RULE\tWHERE\tTRACES\tOCCURRENCES\tEXAMPLE\n" || !strings.Contains(r.err, "no breaks: every hop carries its trace context") {
+		t.Errorf("report with no breaks: exit %d, out %q, err %q", r.code, r.out, r.err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/docs"
+	"github.com/ktrace-dev/ktrace/render"
 	"github.com/ktrace-dev/ktrace/source/file"
 )
 
@@ -92,6 +93,6 @@ func docsRun(ctx context.Context, opts *DocsOptions) error {
 	for _, p := range paths {
 		fmt.Fprintln(opts.IO.Out, p)
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "wrote %d files to %s\n", len(paths), opts.Out)
+	fmt.Fprintf(opts.IO.ErrOut, "wrote %s to %s\n", render.N(len(paths), "file"), opts.Out)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ktrace-dev/ktrace/render"
 	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/trace"
 )
@@ -105,6 +106,6 @@ func pullRun(ctx context.Context, opts *PullOptions) error {
 			return fmt.Errorf("writing %s: %w", opts.Path, err)
 		}
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "wrote %d traces (%d spans) to %s\n", traces, spans, opts.Path)
+	fmt.Fprintf(opts.IO.ErrOut, "wrote %s (%s) to %s\n", render.N(traces, "trace"), render.N(spans, "span"), opts.Path)
 	return nil
 }

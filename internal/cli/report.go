@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -90,6 +91,10 @@ func reportRun(ctx context.Context, opts *ReportOptions) error {
 		err = render.ReportMarkdown(opts.IO.Out, rep, opts.UIURL)
 	default:
 		err = render.ReportText(opts.IO.Out, rep, opts.UIURL, opts.IO.Style())
+		if err == nil && !opts.IO.OutTTY && len(rep.Findings) == 0 {
+			// stdout keeps its one header line for machines; people are told.
+			fmt.Fprintln(opts.IO.ErrOut, "no breaks: every hop carries its trace context")
+		}
 	}
 	if err != nil {
 		return err

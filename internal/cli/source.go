@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/fixtures"
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/render"
 	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/source/jaeger"
 	"github.com/ktrace-dev/ktrace/trace"
@@ -78,10 +80,34 @@ func usagef(format string, args ...any) error {
 	return &usageError{fmt.Errorf(format, args...)}
 }
 
+// jaegerAddr gives an address without a port Jaeger's query gRPC port,
+// 16685, rather than let gRPC dial 443.
+func jaegerAddr(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	switch {
+	case err == nil && port != "":
+		return addr, nil
+	case err == nil: // "host:"
+		addr = host
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]")
+	if host == "" || strings.ContainsAny(host, "/ \t") {
+		return "", usagef("--jaeger %q: want host:port (Jaeger's query gRPC port is 16685)", addr)
+	}
+	return net.JoinHostPort(host, "16685"), nil
+}
+
 // validate checks flag values before any work starts.
 func (o *SourceOptions) validate(io *IOStreams) error {
 	if !o.hasSource() {
 		return usagef("no trace source: give --jaeger host:port, --file path or --fixture name")
+	}
+	if o.Jaeger != "" {
+		addr, err := jaegerAddr(o.Jaeger)
+		if err != nil {
+			return err
+		}
+		o.Jaeger = addr
 	}
 	if o.Token == "" && io.Getenv != nil {
 		o.Token = io.Getenv("KTRACE_JAEGER_TOKEN")
@@ -208,7 +234,8 @@ func (o *SourceOptions) searchJaeger(ctx context.Context, io *IOStreams, search 
 	if st.PerService {
 		how = "service by service"
 	}
-	p.done("fetched %d traces (%d spans) from %s in %d calls, %s", st.Traces, st.Spans, o.Jaeger, st.Calls, how)
+	p.done("fetched %d %s (%d %s) from %s in %d %s, %s", st.Traces, plural(st.Traces, "trace", "traces"), st.Spans, plural(st.Spans, "span", "spans"),
+		o.Jaeger, st.Calls, plural(st.Calls, "call", "calls"), how)
 	if st.Truncated > 0 {
 		fmt.Fprintf(io.ErrOut, "ktrace: warning: %d time windows still returned a full page at the narrowest split; results may be truncated (raise --page-size)\n", st.Truncated)
 	}
@@ -289,7 +316,7 @@ func readFile(io *IOStreams, path string, add func(trace.Trace) error, res *trac
 		p.clear()
 		return err
 	}
-	p.done("read %d traces (%d spans) from %s in %s", traces, spans, path, time.Since(start).Round(100*time.Millisecond))
+	p.done("read %s (%s) from %s in %s", render.N(traces, "trace"), render.N(spans, "span"), path, time.Since(start).Round(100*time.Millisecond))
 	return nil
 }
 

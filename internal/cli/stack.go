@@ -241,14 +241,17 @@ func newCmdStackTraffic(io *IOStreams) *cobra.Command {
 			}
 			what := "every remaining event"
 			if events > 0 {
-				what = fmt.Sprintf("%d events", events)
+				what = render.N(events, "event")
+			}
+			if _, err := stack.Load(dir); err != nil {
+				return stackErr(err)
 			}
 			fmt.Fprintf(io.ErrOut, "replaying %s...\n", what)
 			res, err := stack.Traffic(cmd.Context(), dir, events, rate)
 			if err != nil {
 				return stackErr(err)
 			}
-			fmt.Fprintf(io.Out, "sent %d events, %d remain\n", res.Sent, res.Remaining)
+			fmt.Fprintf(io.Out, "sent %s, %d remain\n", render.N(res.Sent, "event"), res.Remaining)
 			return nil
 		},
 	}

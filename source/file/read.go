@@ -55,6 +55,9 @@ func ReadFileEach(path string, stdin io.Reader, add func(trace.Trace) error, res
 		return "", fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return "", bad(path, "is a directory, not a trace file")
+	}
 	return ReadEach(f, path, add, res)
 }
 
@@ -79,6 +82,9 @@ func ReadEach(r io.Reader, name string, add func(trace.Trace) error, res *trace.
 		return hand(t)
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
+	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
+		br.Discard(3) // a UTF-8 byte order mark, as some editors write
+	}
 	head, _ := br.Peek(4096)
 	if len(bytes.TrimSpace(head)) == 0 {
 		return "", bad(name, "empty input: no traces")
@@ -89,7 +95,18 @@ func ReadEach(r io.Reader, name string, add func(trace.Trace) error, res *trace.
 			return "", bad(name, "corrupt gzip data: %v", err)
 		}
 		defer zr.Close()
-		return FormatSnapshot, readSnapshot(bufio.NewReaderSize(zr, 64<<10), name, hand, res) // packs as it converts
+		zr.Multistream(false) // a snapshot is one gzip member: what follows it is not ours
+		zbr := bufio.NewReaderSize(zr, 64<<10)
+		if first, _ := zbr.Peek(len(`{"format":"`)); !bytes.Equal(first, []byte(`{"format":"`)) {
+			return "", bad(name, "gzip data that is not a ktrace snapshot (decompress it first if it holds Jaeger or OTLP JSON)")
+		}
+		if err := readSnapshot(zbr, name, hand, res); err != nil { // packs as it converts
+			return FormatSnapshot, err
+		}
+		if rest, _ := br.Peek(1); len(rest) > 0 {
+			return FormatSnapshot, bad(name, "data after the end of the snapshot's gzip stream")
+		}
+		return FormatSnapshot, nil
 	}
 	trimmed := bytes.TrimLeft(head, " \t\r\n")
 	if trimmed[0] != '{' {
@@ -133,8 +150,8 @@ func jsonErr(name string, dec *json.Decoder, err error) error {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	switch {
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return bad(name, "truncated JSON at byte %d", dec.InputOffset())
+	case errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF:
+		return bad(name, "truncated JSON at byte %d (the input ends inside an object or array)", dec.InputOffset())
 	case errors.As(err, &se):
 		return bad(name, "invalid JSON at byte %d: %v", se.Offset, se)
 	case errors.As(err, &te):

@@ -216,6 +216,10 @@ func TestBadInput(t *testing.T) {
 		{"start after 2262", oneSpan(`"startTime":9300000000000000,"duration":5`), "is outside 1677–2262"},
 		{"OTLP end before start", []byte(`{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"s"}}]},"scopeSpans":[{"spans":[{"traceId":"00000000000000000000000000000001","spanId":"0000000000000002","name":"op","startTimeUnixNano":"2000","endTimeUnixNano":"1000"}]}]}]}`), "endTimeUnixNano 1000 is before startTimeUnixNano 2000"},
 		{"snapshot negative duration", gz(snapHead2 + "\n" + `{"r":{"id":0,"service":"s"}}` + "\n" + `{"t":{"id":"1","spans":[{"i":"2","s":1795637299481379000,"d":-7,"p":0}]}}`), "span 0000000000000002: duration -7ns is negative"},
+		{"missing final brace", []byte(`{"data":[]`), "truncated JSON at byte 10 (the input ends inside an object or array)"},
+		{"gzip of JSON", gz(`{"data":[]}`), "gzip data that is not a ktrace snapshot (decompress it first"},
+		{"garbage after a snapshot", append(gz(snapHead2+"\n"+`{"r":{"id":0,"service":"s"}}`), "garbage"...), "data after the end of the snapshot's gzip stream"},
+		{"a header line too long", gz(`{"format":"ktrace-snapshot","x":"` + strings.Repeat("x", 70<<10) + `"}`), "no header line in its first 64 KiB"},
 		{"duplicate span", []byte(`{"data":[{"traceID":"1","spans":[{"traceID":"1","spanID":"2","processID":"p","operationName":"a"},{"traceID":"1","spanID":"2","processID":"p","operationName":"b"}],"processes":{"p":{"serviceName":"s"}}}]}`), "duplicate span id"},
 	}
 	for _, c := range cases {
@@ -392,7 +396,7 @@ func TestSnapshotBounds(t *testing.T) {
 	zw := gzip.NewWriter(&zeros)
 	zw.Write(make([]byte, 64<<20))
 	zw.Close()
-	if err := read(zeros.Bytes()); err == nil || !strings.Contains(err.Error(), "no header line in its first 64 KiB") {
+	if err := read(zeros.Bytes()); err == nil || !strings.Contains(err.Error(), "gzip data that is not a ktrace snapshot") {
 		t.Errorf("gzip of zeros: %v", err)
 	}
 
@@ -412,6 +416,19 @@ func TestSnapshotBounds(t *testing.T) {
 	blank := gz(snapHead2 + strings.Repeat("\n", 5000) + `{"r":{"id":0,"service":"s"}}`)
 	if err := read(blank); err == nil || !strings.Contains(err.Error(), "more than 1000 blank lines in a row") {
 		t.Errorf("blank lines: %v", err)
+	}
+}
+
+// A UTF-8 byte order mark is skipped; a directory is named as one.
+func TestReadBOMAndDirectory(t *testing.T) {
+	valid, _ := os.ReadFile("../../fixtures/rpc-chain.json")
+	var set trace.Set
+	if _, err := Read(bytes.NewReader(append([]byte("\xef\xbb\xbf"), valid...)), "bom.json", &set, &trace.Resources{}); err != nil || set.Len() == 0 {
+		t.Errorf("with a BOM: %d traces, %v", set.Len(), err)
+	}
+	dir := t.TempDir()
+	if _, err := ReadFile(dir, nil, &set, &trace.Resources{}); err == nil || !strings.Contains(err.Error(), dir+": is a directory") {
+		t.Errorf("directory: %v", err)
 	}
 }
 

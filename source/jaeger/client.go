@@ -15,6 +15,7 @@ import (
 	gogoproto "github.com/gogo/protobuf/proto"
 	"github.com/jaegertracing/jaeger-idl/proto-gen/api_v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -103,6 +104,9 @@ func Dial(cfg Config) (*Client, error) {
 	}
 	opts := []grpc.DialOption{
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(gogoCodec{}), grpc.MaxCallRecvMsgSize(cfg.MaxRecvBytes)),
+		// A server that accepts the connection and never answers is given
+		// --timeout, as every call is, not gRPC's own 20 s handshake limit.
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: cfg.Timeout}),
 	}
 	if cfg.TLS {
 		tc := &tls.Config{ServerName: cfg.ServerName, MinVersion: tls.VersionTLS12}
@@ -162,6 +166,10 @@ func (c *Client) wrap(err error) error {
 	cause := msg
 	switch st.Code() {
 	case codes.Unavailable:
+		if strings.Contains(msg, "handshake") {
+			cause = fmt.Sprintf("no answer within %s (--timeout): the server accepted the connection but never answered", c.cfg.Timeout)
+			break
+		}
 		// gRPC wraps the dial error in layers; the last one says it best
 		// ("connection refused", "no such host").
 		if i := strings.LastIndex(msg, ": "); i >= 0 && strings.Contains(msg, "dial") {

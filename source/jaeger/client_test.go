@@ -538,3 +538,34 @@ func TestFindSharesNames(t *testing.T) {
 		t.Errorf("200 spans named op-a hold %d copies of the name, want at most %d (one per call in flight)", len(addrs), q.Concurrency)
 	}
 }
+
+// A server that accepts the connection and never says a word is reported
+// with --timeout's message, whether the call's deadline or the connection
+// handshake runs out first.
+func TestSilentServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent, until the test ends
+		}
+	}()
+	c, _ := Dial(Config{Addr: ln.Addr().String(), Timeout: 300 * time.Millisecond})
+	defer c.Close()
+	_, err = c.Services(context.Background())
+	if be := backendErr(t, err); !strings.Contains(be.Error(), "no answer within 300ms (--timeout)") {
+		t.Errorf("message %q", be.Error())
+	}
+	// The handshake's own failure, as gRPC words it, gets the same message.
+	err = c.wrap(status.Error(codes.Unavailable, "connection error: desc = \"transport: authentication handshake failed: context deadline exceeded\""))
+	if be := backendErr(t, err); !strings.Contains(be.Error(), "no answer within 300ms (--timeout): the server accepted the connection but never answered") {
+		t.Errorf("message %q", be.Error())
+	}
+}
