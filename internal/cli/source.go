@@ -69,7 +69,7 @@ func (o *SourceOptions) register(cmd *cobra.Command) {
 	f.StringVar(&o.Key, "jaeger-key", "", "Jaeger: client key `file` (PEM) for mutual TLS")
 	f.StringVar(&o.ServerName, "jaeger-server-name", "", "Jaeger: TLS server name override")
 	f.StringVar(&o.Token, "jaeger-token", "", "Jaeger: bearer token (or set KTRACE_JAEGER_TOKEN); never printed")
-	f.IntVar(&o.MaxRecord, "max-record-mib", file.MaxRecord>>20, "files: the longest snapshot record to accept, in `MiB`")
+	f.IntVar(&o.MaxRecord, "max-record-mib", file.DefaultMaxRecord>>20, "files: the longest snapshot record to accept, in `MiB`")
 }
 
 func (o *SourceOptions) hasSource() bool {
@@ -485,5 +485,5 @@ func (ioDiscard) Write(p []byte) (int, error) { return len(p), nil }
 // the source flags.
 func jaegerSource(addr, since, until string) SourceOptions {
 	return SourceOptions{Jaeger: addr, Since: since, Until: until, Lookback: time.Hour, PageSize: 500, Parallel: 4,
-		Timeout: 30 * time.Second, MaxRecvMiB: 64}
+		Timeout: 30 * time.Second, MaxRecvMiB: 64, MaxRecord: file.DefaultMaxRecord >> 20}
 }

@@ -369,7 +369,10 @@ func (p *partTrace) add(t *trace.Trace, total int, more bool) (bool, error) {
 // (a record holds at most RecordSpans spans). A longer one is bad input,
 // so a small, hostile file cannot make a read hold gigabytes. The CLI's
 // --max-record-mib raises it.
-var MaxRecord = 64 << 20
+var MaxRecord = DefaultMaxRecord
+
+// DefaultMaxRecord is MaxRecord unless set otherwise.
+const DefaultMaxRecord = 64 << 20
 
 // maxHeader is the longest first line a snapshot may have.
 const maxHeader = 64 << 10
