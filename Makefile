@@ -7,5 +7,6 @@ test:
 build:
 	go build -ldflags "-X github.com/ktrace-dev/ktrace/internal/cli.version=$$(git describe --tags --always --dirty 2>/dev/null || echo dev)" -o ktrace ./cmd/ktrace
 
+# The main job: the stargazers stack on an embedded broker and a real Jaeger v2.
 demo:
-	go run ./cmd/ktrace graph --fixture kafka-e2e
+	go run ./cmd/ktrace demo
