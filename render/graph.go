@@ -49,6 +49,7 @@ func GraphText(w io.Writer, g *graph.Graph, st Style) error {
 		rows[i] = []string{Terminal(Label(e.From)), Terminal(Label(e.To)), e.Kind.String(), e.Relation.String(), Terminal(group),
 			strconv.Itoa(e.Count), strconv.Itoa(e.Errors), human(e.P50), human(e.P95), human(e.P99)}
 	}
+	rows = fit(graphHeader, rows, st.Width, 0, 1, 4)
 	head := r.NewStyle().Bold(true).Padding(0, 1)
 	cell := r.NewStyle().Padding(0, 1)
 	stitched := cell.Foreground(lipgloss.Color("1"))

@@ -107,6 +107,7 @@ func ReportText(w io.Writer, r analyze.Report, ui string, st Style) error {
 		_, err := fmt.Fprintf(w, "no breaks: every hop carries its trace context\n%s\n", summary)
 		return err
 	}
+	rows = fit(reportHeader, rows, st.Width, 1, 4)
 	rd := st.renderer()
 	head := rd.NewStyle().Bold(true).Padding(0, 1)
 	cell := rd.NewStyle().Padding(0, 1)

@@ -80,6 +80,7 @@ func SPOFText(w io.Writer, r analyze.SPOFReport, st Style) error {
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
+	rows = fit(spofHeader, rows, st.Width, 1, 2, 3)
 	rd := st.renderer()
 	head := rd.NewStyle().Bold(true).Padding(0, 1)
 	cell := rd.NewStyle().Padding(0, 1)

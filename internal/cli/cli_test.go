@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ktrace-dev/ktrace/render"
 )
@@ -466,5 +467,35 @@ func TestMessages(t *testing.T) {
 	r = run(t, "", nil, "report", "--broken", "--fixture", "stargazers-links")
 	if r.code != 0 || r.out != "RULE\tWHERE\tTRACES\tOCCURRENCES\tEXAMPLE\n" || !strings.Contains(r.err, "no breaks: every hop carries its trace context") {
 		t.Errorf("report with no breaks: exit %d, out %q, err %q", r.code, r.out, r.err)
+	}
+}
+
+// Terminal tables fit the terminal: long names are cut with an ellipsis;
+// piped output keeps them whole.
+func TestTablesFitTheTerminal(t *testing.T) {
+	for _, args := range [][]string{
+		{"graph", "--fixture", "stargazers-lost"},
+		{"report", "--broken", "--fixture", "stargazers-lost"},
+		{"spof", "--fixture", "stargazers-lost"},
+	} {
+		var out bytes.Buffer
+		io := &IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &bytes.Buffer{}, OutTTY: true, NoColor: true, Width: 100,
+			Getenv: func(string) string { return "" }}
+		if code := Main(args, io); code > 1 {
+			t.Fatalf("%v: exit %d", args, code)
+		}
+		cut := false
+		for _, line := range strings.Split(out.String(), "\n") {
+			if w := utf8.RuneCountInString(line); w > 100 {
+				t.Errorf("%v: a line of %d cells on a 100-cell terminal: %q", args, w, line)
+			}
+			cut = cut || strings.Contains(line, "…")
+		}
+		if !cut {
+			t.Errorf("%v: nothing was cut:\n%s", args, out.String())
+		}
+		if r := run(t, "", nil, args...); strings.Contains(r.out, "…") {
+			t.Errorf("%v: piped output was cut", args)
+		}
 	}
 }

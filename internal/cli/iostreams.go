@@ -17,6 +17,9 @@ type IOStreams struct {
 	OutTTY, ErrTTY bool
 	// NoColor is set when NO_COLOR is non-empty or TERM is "dumb".
 	NoColor bool
+	// Width is stdout's terminal width in cells (0: not a terminal, or
+	// unknown); tables are cut to fit it.
+	Width int
 	// Getenv reads the environment.
 	Getenv func(string) string
 }
@@ -28,12 +31,18 @@ func isTerminal(w any) bool {
 
 // SystemIO returns the process's streams.
 func SystemIO() *IOStreams {
-	return &IOStreams{
+	s := &IOStreams{
 		In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr,
 		OutTTY: isTerminal(os.Stdout), ErrTTY: isTerminal(os.Stderr),
 		NoColor: noColor(os.Getenv),
 		Getenv:  os.Getenv,
 	}
+	if s.OutTTY {
+		if w, _, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
+			s.Width = w
+		}
+	}
+	return s
 }
 
 // noColor reports whether the environment turns colour off: NO_COLOR with
@@ -44,5 +53,5 @@ func noColor(getenv func(string) string) bool {
 
 // Style is the text style for stdout.
 func (s *IOStreams) Style() render.Style {
-	return render.Style{TTY: s.OutTTY, Color: s.OutTTY && !s.NoColor}
+	return render.Style{TTY: s.OutTTY, Color: s.OutTTY && !s.NoColor, Width: s.Width}
 }
