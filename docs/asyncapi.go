@@ -29,7 +29,7 @@ type aaInfo struct {
 	Title       string         `yaml:"title"`
 	Version     string         `yaml:"version"`
 	Description string         `yaml:"description"`
-	Observed    map[string]any `yaml:"x-ktrace-observed"`
+	Observed    map[string]any `yaml:"x-ktrace-observed,omitempty"`
 }
 
 type aaChannel struct {
@@ -55,14 +55,19 @@ type aaOperation struct {
 	Summary  string         `yaml:"summary"`
 	Messages []aaRef        `yaml:"messages"`
 	Bindings map[string]any `yaml:"bindings,omitempty"`
-	Observed map[string]any `yaml:"x-ktrace-observed"`
+	Observed map[string]any `yaml:"x-ktrace-observed,omitempty"`
 }
 
 var idUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
 
 func aaID(s string) string { return idUnsafe.ReplaceAllString(s, "_") }
 
-func observed(e *graph.Edge) map[string]any {
+// observed is what the traces showed of an edge: its relation, and with
+// stats its counts and latencies.
+func observed(e *graph.Edge, stats bool) map[string]any {
+	if !stats {
+		return map[string]any{"relation": e.Relation.String()}
+	}
 	return map[string]any{
 		"records": e.Count, "errors": e.Errors, "relation": e.Relation.String(),
 		"p50_ms": float64(e.P50.Microseconds()) / 1000, "p95_ms": float64(e.P95.Microseconds()) / 1000, "p99_ms": float64(e.P99.Microseconds()) / 1000,
@@ -77,9 +82,11 @@ func asyncAPI(in Input, n *graph.Node) []byte {
 	g := in.Graph
 	doc := aaDoc{AsyncAPI: "3.0.0", DefaultContentType: "application/octet-stream",
 		Info: aaInfo{Title: n.Name, Version: "observed",
-			Description: fmt.Sprintf("Kafka interface of %s as ktrace observed it in %d traces. Channels and operations come from producer and consumer spans; payload schemas are placeholders, since traces carry none.", n.Name, g.Traces),
-			Observed:    map[string]any{"instances": len(n.Instances), "spans": n.Spans, "errors": n.Errors}},
+			Description: fmt.Sprintf("Kafka interface of %s as ktrace observed it in traces. Channels and operations come from producer and consumer spans; payload schemas are placeholders, since traces carry none.", n.Name)},
 		Channels: map[string]aaChannel{}, Operations: map[string]aaOperation{}}
+	if in.Stats {
+		doc.Info.Observed = map[string]any{"traces": g.Traces, "instances": len(n.Instances), "spans": n.Spans, "errors": n.Errors}
+	}
 	channel := func(topic *graph.Node) string {
 		id := aaID(topic.Name)
 		if _, ok := doc.Channels[id]; !ok {
@@ -131,7 +138,7 @@ func asyncAPI(in Input, n *graph.Node) []byte {
 			kafka["clientId"] = stringSchema(e.ClientIDs)
 		}
 		op.Bindings = map[string]any{"kafka": kafka}
-		op.Observed[e.Relation.String()] = observed(e)
+		op.Observed[e.Relation.String()] = observed(e, in.Stats)
 		doc.Operations[opID] = op
 	}
 	var b bytes.Buffer
@@ -203,7 +210,11 @@ func catalog(in Input) []byte {
 				s.DependsOn = appendUniq(s.DependsOn, "component:"+e.To.Name)
 			}
 		}
-		m := meta{Name: n.Name, Description: fmt.Sprintf("Seen in traces: %s, %s.", render.N(len(n.Instances), "instance"), render.N(n.Spans, "span")),
+		desc := "Seen in traces."
+		if in.Stats {
+			desc = fmt.Sprintf("Seen in traces: %s, %s.", render.N(len(n.Instances), "instance"), render.N(n.Spans, "span"))
+		}
+		m := meta{Name: n.Name, Description: desc,
 			Annotations: map[string]string{"ktrace.dev/asyncapi": "asyncapi/" + in.file(n) + ".yaml"}}
 		if !set {
 			m.Annotations["ktrace.dev/owner-placeholder"] = "set owner and lifecycle with ktrace docs --owners FILE"

@@ -75,10 +75,81 @@ func TestGolden(t *testing.T) {
 		}
 	}
 	idx, _ := os.ReadFile(filepath.Join(dir, "index.md"))
-	for _, s := range []string{"```mermaid", "{{\"stargazers-results\"}}", "-.->|\"stitched ×24\"|", "context lost inside stargazers-join"} {
+	for _, s := range []string{"```mermaid", "{{\"stargazers-results\"}}", "-.->|\"stitched\"|", "context lost inside stargazers-join"} {
 		if !bytes.Contains(idx, []byte(s)) {
 			t.Errorf("index.md lacks %q", s)
 		}
+	}
+}
+
+// Without --stats the pages hold the topology only: a different set of
+// traces of the same system gives the same files, byte for byte. With it,
+// counts and percentiles are there.
+func TestStatsOnlyWhenAsked(t *testing.T) {
+	var set trace.Set
+	if _, err := file.ReadFile("../fixtures/stargazers-lost.ktrace", nil, &set, &trace.Resources{}); err != nil {
+		t.Fatal(err)
+	}
+	all := set.Traces()
+	var longer []trace.Trace
+	// The same system seen longer: every trace again under a new trace ID,
+	// with slower spans (other counts, other percentiles, same wiring).
+	longer = append(longer, all...)
+	for i := range all {
+		tr := all[i]
+		tr.ID.High ^= 1 << 62
+		tr.Spans = append([]trace.Span(nil), tr.Spans...)
+		for j := range tr.Spans {
+			sp := &tr.Spans[j]
+			sp.TraceID = tr.ID
+			sp.Duration *= 2
+			sp.Refs = append([]trace.Ref(nil), sp.Refs...)
+			for k := range sp.Refs {
+				if sp.Refs[k].TraceID == all[i].ID {
+					sp.Refs[k].TraceID = tr.ID
+				}
+			}
+		}
+		longer = append(longer, tr)
+	}
+	gen := func(traces []trace.Trace, stats bool) string {
+		g := graph.Build(traces)
+		sp, _ := analyze.SPOF(g, nil)
+		dir := t.TempDir()
+		in := docs.Input{Graph: g, Breaks: analyze.Breaks(traces, g, analyze.Options{SkewTolerance: 10 * time.Millisecond}), SPOF: sp, Stats: stats}
+		if _, err := docs.Generate(context.Background(), dir, in); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	a, b := gen(all, false), gen(longer, false)
+	if ga, gb := graph.Build(all), graph.Build(longer); len(ga.Edges) != len(gb.Edges) || ga.Spans == gb.Spans {
+		t.Fatalf("the two sets should share a topology and differ in counts: %d/%d edges, %d/%d spans", len(ga.Edges), len(gb.Edges), ga.Spans, gb.Spans)
+	}
+	filepath.WalkDir(a, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(a, p)
+		x, _ := os.ReadFile(p)
+		y, _ := os.ReadFile(filepath.Join(b, rel))
+		if !bytes.Equal(x, y) {
+			t.Errorf("%s changed with the trace set though the topology did not", rel)
+		}
+		return nil
+	})
+	idx, _ := os.ReadFile(filepath.Join(gen(all, true), "index.md"))
+	if idx2, _ := os.ReadFile(filepath.Join(gen(longer, true), "index.md")); bytes.Equal(idx, idx2) {
+		t.Error("with stats, the two sets give the same index.md")
+	}
+	for _, s := range []string{"stitched ×24", "Rebuilt from 308 traces"} {
+		if !bytes.Contains(idx, []byte(s)) {
+			t.Errorf("with stats, index.md lacks %q", s)
+		}
+	}
+	page, _ := os.ReadFile(filepath.Join(gen(all, true), "topics", "stargazers-results.md"))
+	if !bytes.Contains(page, []byte("lag p99")) {
+		t.Error("with stats, a topic page lacks its lag percentiles")
 	}
 }
 

@@ -175,12 +175,34 @@ func dotLabel(n *graph.Node) string {
 	return n.Name
 }
 
+// Diagram says how DOT and Mermaid draw a graph.
+type Diagram struct {
+	// Highlight draws the nodes with these keys in red.
+	Highlight map[string]bool
+	// NoCounts leaves record counts out of edge labels (for pages that
+	// should change only when the topology does).
+	NoCounts bool
+}
+
+func (d Diagram) edgeLabel(e *graph.Edge) string {
+	if d.NoCounts {
+		return e.Relation.String()
+	}
+	return fmt.Sprintf("%s ×%d", e.Relation, e.Count)
+}
+
 // DOT writes the graph in Graphviz DOT. Stitched edges are red and dashed,
 // link edges dotted.
-func DOT(w io.Writer, g *graph.Graph) error { return DOTHighlight(w, g, nil) }
+func DOT(w io.Writer, g *graph.Graph) error { return DOTWith(w, g, Diagram{}) }
 
 // DOTHighlight is DOT with the nodes whose keys are in hl drawn in red.
 func DOTHighlight(w io.Writer, g *graph.Graph, hl map[string]bool) error {
+	return DOTWith(w, g, Diagram{Highlight: hl})
+}
+
+// DOTWith writes DOT as d says.
+func DOTWith(w io.Writer, g *graph.Graph, d Diagram) error {
+	hl := d.Highlight
 	var b strings.Builder
 	b.WriteString("digraph ktrace {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n")
 	for _, n := range g.Nodes {
@@ -191,7 +213,7 @@ func DOTHighlight(w io.Writer, g *graph.Graph, hl map[string]bool) error {
 		fmt.Fprintf(&b, "  %s [label=%s, %s%s];\n", dotQuote(n.Key), dotQuote(dotLabel(n)), dotShapes[n.Kind], extra)
 	}
 	for _, e := range g.Edges {
-		label := dotEscape(fmt.Sprintf("%s ×%d", e.Relation, e.Count))
+		label := dotEscape(d.edgeLabel(e))
 		if e.Group != "" {
 			label = dotEscape(e.Group) + `\n` + label
 		}
@@ -212,10 +234,16 @@ func DOTHighlight(w io.Writer, g *graph.Graph, hl map[string]bool) error {
 // Mermaid writes the graph as a Mermaid flowchart. Topics are hexagons,
 // databases cylinders, virtual nodes rounded; stitched edges are red and
 // dashed, link edges dashed.
-func Mermaid(w io.Writer, g *graph.Graph) error { return MermaidHighlight(w, g, nil) }
+func Mermaid(w io.Writer, g *graph.Graph) error { return MermaidWith(w, g, Diagram{}) }
 
 // MermaidHighlight is Mermaid with the nodes whose keys are in hl in red.
 func MermaidHighlight(w io.Writer, g *graph.Graph, hl map[string]bool) error {
+	return MermaidWith(w, g, Diagram{Highlight: hl})
+}
+
+// MermaidWith writes Mermaid as d says.
+func MermaidWith(w io.Writer, g *graph.Graph, d Diagram) error {
+	hl := d.Highlight
 	var b strings.Builder
 	b.WriteString("flowchart LR\n")
 	ids := map[*graph.Node]string{}
@@ -236,7 +264,7 @@ func MermaidHighlight(w io.Writer, g *graph.Graph, hl map[string]bool) error {
 	}
 	var stitched []int
 	for i, e := range g.Edges {
-		label := fmt.Sprintf("%s ×%d", e.Relation, e.Count)
+		label := d.edgeLabel(e)
 		if e.Group != "" {
 			label = e.Group + " · " + label
 		}

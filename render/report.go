@@ -158,8 +158,9 @@ func ReportMarkdown(w io.Writer, r analyze.Report, ui string) error {
 
 // ReportSentences writes one sentence per finding, for people reading a
 // demo or a log; text escapes the names in them for where they go
-// (Terminal, Markdown).
-func ReportSentences(w io.Writer, r analyze.Report, text func(string) string) error {
+// (Terminal, Markdown). Without counts, the sentences leave out how many
+// records and traces each finding saw, and its example.
+func ReportSentences(w io.Writer, r analyze.Report, text func(string) string, counts bool) error {
 	if len(r.Findings) == 0 {
 		_, err := fmt.Fprintln(w, "no breaks: every hop carries its trace context")
 		return err
@@ -172,13 +173,23 @@ func ReportSentences(w io.Writer, r analyze.Report, text func(string) string) er
 			for i, t := range f.From {
 				from[i] = text(t)
 			}
-			s = fmt.Sprintf("context lost inside %s: %s → %s (%s start new traces)", text(f.Service), strings.Join(from, ", "), text(f.Topic), N(f.Occurrences, "record"))
+			s = fmt.Sprintf("context lost inside %s: %s → %s", text(f.Service), strings.Join(from, ", "), text(f.Topic))
+			if counts {
+				s += fmt.Sprintf(" (%s start new traces)", N(f.Occurrences, "record"))
+			}
 		case analyze.RuleLostHop:
-			s = fmt.Sprintf("context lost between %s (group %s, %s)", text(f.Where), text(f.Group), N(f.Occurrences, "record"))
+			s = fmt.Sprintf("context lost between %s (group %s", text(f.Where), text(f.Group))
+			if counts {
+				s += ", " + N(f.Occurrences, "record")
+			}
+			s += ")"
 		default:
-			s = fmt.Sprintf("%s: %s (%s)", f.Rule, text(f.Where), N(f.Traces, "trace"))
+			s = fmt.Sprintf("%s: %s", f.Rule, text(f.Where))
+			if counts {
+				s += " (" + N(f.Traces, "trace") + ")"
+			}
 		}
-		if len(f.Examples) > 0 {
+		if counts && len(f.Examples) > 0 {
 			s += ", e.g. trace " + f.Examples[0].String()
 		}
 		if _, err := fmt.Fprintln(w, s); err != nil {

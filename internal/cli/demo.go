@@ -97,7 +97,7 @@ func demoRun(ctx context.Context, io *IOStreams, opts *StackOptions, keep bool, 
 	}
 	fmt.Fprintln(io.Out)
 	fmt.Fprintln(io.Out, "Where traces break:")
-	if err := render.ReportSentences(io.Out, rep, render.Terminal); err != nil {
+	if err := render.ReportSentences(io.Out, rep, render.Terminal, true); err != nil {
 		return err
 	}
 	fmt.Fprintln(io.Out)

@@ -20,6 +20,7 @@ type DocsOptions struct {
 	Out       string
 	Owners    string
 	Timestamp bool
+	Stats     bool
 }
 
 // NewCmdDocs builds `ktrace docs`.
@@ -62,6 +63,7 @@ in the Markdown pages survives regeneration.`,
 	f.StringVar(&opts.Out, "out", "", "directory to write the documentation into")
 	f.StringVar(&opts.Owners, "owners", "", "YAML `file` mapping services to owner and lifecycle for catalog-info.yaml")
 	f.BoolVar(&opts.Timestamp, "timestamp", false, "stamp the generation time into the pages")
+	f.BoolVar(&opts.Stats, "stats", false, "add counts, error rates and latency percentiles (the pages then change with every run)")
 	return cmd
 }
 
@@ -82,7 +84,7 @@ func docsRun(ctx context.Context, opts *DocsOptions) error {
 		return err
 	}
 	sp, _ := analyze.SPOF(g, nil)
-	in := docs.Input{Graph: g, Breaks: rep, SPOF: sp, Owners: owners}
+	in := docs.Input{Graph: g, Breaks: rep, SPOF: sp, Owners: owners, Stats: opts.Stats}
 	if opts.Timestamp {
 		in.Generated = time.Now()
 	}
