@@ -54,7 +54,9 @@ var hostileNames = []string{
 // producing service, a topic, a consuming service, a consumer group and an
 // operation, and every consumer lost its context (so every report has
 // findings naming them).
-func hostileTraces(t *testing.T) string {
+func hostileTraces(t *testing.T) string { return hostileTracesFile(t) }
+
+func hostileTracesFile(t testing.TB) string {
 	t.Helper()
 	tag := func(k string, v any) map[string]any {
 		typ := "string"
@@ -91,7 +93,11 @@ func hostileTraces(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return write(t, "hostile.json", b)
+	p := filepath.Join(t.TempDir(), "hostile.json")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 var fence = regexp.MustCompile("(?s)```mermaid\n.*?\n```")
@@ -99,7 +105,7 @@ var fence = regexp.MustCompile("(?s)```mermaid\n.*?\n```")
 var controlChars = regexp.MustCompile("[\x00-\x08\x0b-\x1f\x7f]|\u0085|\u2028|\u202e|\u2066|\u200b")
 
 // runIO runs ktrace with stdout a terminal or not, colour off.
-func runIO(t *testing.T, tty bool, env map[string]string, args ...string) result {
+func runIO(t testing.TB, tty bool, env map[string]string, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
 	io := &IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errb, OutTTY: tty, NoColor: true, Getenv: func(k string) string { return env[k] }}
