@@ -35,6 +35,62 @@ type SPOFFinding struct {
 	// sink they reached.
 	Blast   []string
 	Entries []string
+	// Minor marks a finding that is true but no risk worth a row of its
+	// own: a single instance of a service that is neither an entry point
+	// nor a cut vertex or dominator (its failure cuts off only itself). It
+	// stays in -o json; ByNode and --fail-on leave it out.
+	Minor bool
+}
+
+// SPOFNode is a node with every risk found at it, for people: one row per
+// node, ranked by blast radius.
+type SPOFNode struct {
+	Node    string
+	Kinds   []string
+	Reasons []string
+	// Blast and Entries are those of its worst finding.
+	Blast   []string
+	Entries []string
+}
+
+// ByNode groups the findings that are not minor by node, largest blast
+// radius first (then most kinds, then by key). A bridge is told at the
+// node it leaves.
+func (r SPOFReport) ByNode() []SPOFNode {
+	var out []SPOFNode
+	at := map[string]int{}
+	for _, f := range r.Findings {
+		if f.Minor {
+			continue
+		}
+		node, reason := f.Node, f.Reason
+		if a, b, ok := strings.Cut(f.Node, " -> "); ok {
+			node, reason = a, "its link to "+b+" is "+f.Reason
+		}
+		i, ok := at[node]
+		if !ok {
+			i = len(out)
+			at[node] = i
+			out = append(out, SPOFNode{Node: node})
+		}
+		n := &out[i]
+		n.Kinds = appendUnique(n.Kinds, f.Kind)
+		n.Reasons = append(n.Reasons, reason)
+		if len(f.Blast) > len(n.Blast) || n.Blast == nil {
+			n.Blast, n.Entries = f.Blast, f.Entries
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if len(a.Blast) != len(b.Blast) {
+			return len(a.Blast) > len(b.Blast)
+		}
+		if len(a.Kinds) != len(b.Kinds) {
+			return len(a.Kinds) > len(b.Kinds)
+		}
+		return a.Node < b.Node
+	})
+	return out
 }
 
 // SPOFReport is the result of SPOF.
@@ -253,6 +309,23 @@ func SPOF(g *graph.Graph, entries []string) (SPOFReport, error) {
 			if len(n.Partitions) == 1 {
 				add(SPOFSinglePart, i, fmt.Sprintf("every record went to partition %d", n.Partitions[0]))
 			}
+		}
+	}
+	// A single instance matters where the service is an entry point, a
+	// cut vertex or a dominator: there its failure cuts off more than
+	// itself.
+	structural := map[string]bool{}
+	for _, r := range roots {
+		structural[nodes[r].Key] = true
+	}
+	for _, f := range rep.Findings {
+		if f.Kind == SPOFArticulation || f.Kind == SPOFDominator {
+			structural[f.Node] = true
+		}
+	}
+	for i := range rep.Findings {
+		if f := &rep.Findings[i]; f.Kind == SPOFSingleInstance && !structural[f.Node] {
+			f.Minor = true
 		}
 	}
 	sort.SliceStable(rep.Findings, func(i, j int) bool {

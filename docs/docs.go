@@ -354,12 +354,12 @@ func index(in Input) []byte {
 	b.WriteString("\n## Where traces break\n\n")
 	render.ReportSentences(&b, in.Breaks, md, in.Stats)
 	b.WriteString("\n## Single points of failure\n\n")
-	if len(in.SPOF.Findings) == 0 {
+	if nodes := in.SPOF.ByNode(); len(nodes) == 0 {
 		b.WriteString("None found.\n")
 	} else {
-		b.WriteString("| kind | node | reason | blast radius |\n|---|---|---|---:|\n")
-		for _, f := range in.SPOF.Findings {
-			fmt.Fprintf(&b, "| %s | %s | %s | %d |\n", md(f.Kind), md(f.Node), md(f.Reason), len(f.Blast))
+		b.WriteString("| node | risks | why | blast radius |\n|---|---|---|---:|\n")
+		for _, n := range nodes {
+			fmt.Fprintf(&b, "| %s | %s | %s | %d |\n", md(n.Node), md(strings.Join(n.Kinds, ", ")), md(strings.Join(n.Reasons, "; ")), len(n.Blast))
 		}
 	}
 	return []byte(b.String())
@@ -468,6 +468,9 @@ func servicePage(in Input, n *graph.Node) []byte {
 	b.WriteString("\n## Single points of failure\n\n")
 	any = false
 	for _, f := range in.SPOF.Findings {
+		if f.Minor {
+			continue
+		}
 		if f.Node == n.Key || strings.HasPrefix(f.Node, n.Key+" ") || strings.HasSuffix(f.Node, " "+n.Key) {
 			fmt.Fprintf(&b, "- %s %s: %s; blast radius %d\n", md(f.Kind), md(f.Node), md(f.Reason), len(f.Blast))
 			any = true

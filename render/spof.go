@@ -7,6 +7,7 @@ import (
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/lipgloss/table"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/ktrace-dev/ktrace/analyze"
 )
@@ -26,6 +27,8 @@ type SPOFFindingJSON struct {
 	Reason  string   `json:"reason"`
 	Blast   []string `json:"blast_radius"`
 	Entries []string `json:"entries_cut_off"`
+	// Minor: true, but not shown in the table (see analyze.SPOFFinding).
+	Minor bool `json:"minor,omitempty"`
 }
 
 // SPOFToJSON converts a report.
@@ -35,7 +38,7 @@ func SPOFToJSON(r analyze.SPOFReport) SPOFJSON {
 		out.Entries = []string{}
 	}
 	for _, f := range r.Findings {
-		fj := SPOFFindingJSON{Kind: f.Kind, Node: f.Node, Reason: f.Reason, Blast: f.Blast, Entries: f.Entries}
+		fj := SPOFFindingJSON{Kind: f.Kind, Node: f.Node, Reason: f.Reason, Blast: f.Blast, Entries: f.Entries, Minor: f.Minor}
 		if fj.Blast == nil {
 			fj.Blast = []string{}
 		}
@@ -47,13 +50,13 @@ func SPOFToJSON(r analyze.SPOFReport) SPOFJSON {
 	return out
 }
 
-var spofHeader = []string{"KIND", "NODE", "REASON", "BLAST RADIUS"}
+var spofHeader = []string{"NODE", "RISKS", "WHY", "BLAST RADIUS"}
 
-func blastText(f analyze.SPOFFinding) string {
-	if len(f.Blast) == 0 {
+func blastText(blast []string) string {
+	if len(blast) == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%d: %s", len(f.Blast), strings.Join(f.Blast, ", "))
+	return fmt.Sprintf("%d: %s", len(blast), strings.Join(blast, ", "))
 }
 
 // SPOFText writes the findings, largest blast radius first.
@@ -66,11 +69,15 @@ func SPOFText(w io.Writer, r analyze.SPOFReport, st Style) error {
 	if !st.TTY {
 		text = TSV
 	}
-	rows := make([][]string, len(r.Findings))
-	for i, f := range r.Findings {
-		rows[i] = []string{f.Kind, text(f.Node), text(f.Reason), text(blastText(f))}
+	nodes := r.ByNode()
+	rows := make([][]string, len(nodes))
+	for i, n := range nodes {
+		rows[i] = []string{text(n.Node), strings.Join(n.Kinds, ", "), text(strings.Join(n.Reasons, "; ")), text(blastText(n.Blast))}
 	}
-	summary := Terminal(fmt.Sprintf("%s in %s; entry points: %s", N(len(r.Findings), "finding"), N(r.Nodes, "node"), strings.Join(r.Entries, ", ")))
+	summary := Terminal(fmt.Sprintf("%d of %s at risk (-o json lists every finding); entry points: %s", len(nodes), N(r.Nodes, "node"), strings.Join(r.Entries, ", ")))
+	if st.Width > 0 {
+		summary = ansi.Truncate(summary, st.Width, "…")
+	}
 	if !st.TTY {
 		var b strings.Builder
 		b.WriteString(strings.Join(spofHeader, "\t") + "\n")
@@ -90,7 +97,7 @@ func SPOFText(w io.Writer, r analyze.SPOFReport, st Style) error {
 			switch {
 			case row == table.HeaderRow:
 				return head
-			case col == 0:
+			case col == 1:
 				return cell.Foreground(colorBad)
 			}
 			return cell
@@ -103,6 +110,9 @@ func SPOFText(w io.Writer, r analyze.SPOFReport, st Style) error {
 func SPOFNodes(r analyze.SPOFReport) map[string]bool {
 	hl := map[string]bool{}
 	for _, f := range r.Findings {
+		if f.Minor {
+			continue
+		}
 		if a, b, ok := strings.Cut(f.Node, " -> "); ok {
 			hl[a], hl[b] = true, true
 		} else {

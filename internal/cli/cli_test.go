@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -497,5 +498,41 @@ func TestTablesFitTheTerminal(t *testing.T) {
 		if r := run(t, "", nil, args...); strings.Contains(r.out, "…") {
 			t.Errorf("%v: piped output was cut", args)
 		}
+	}
+}
+
+// spof shows one row per node, ranked by blast radius; a single instance
+// that cuts off only itself (billing, a leaf) is left to -o json.
+func TestSPOFOneRowPerNode(t *testing.T) {
+	r := run(t, "", nil, "spof", "--fixture", "kafka-e2e")
+	lines := strings.Split(strings.TrimSpace(r.out), "\n")
+	seen := map[string]bool{}
+	last := 1 << 30
+	for _, line := range lines[1:] {
+		f := strings.Split(line, "\t")
+		if seen[f[0]] {
+			t.Errorf("two rows for %s", f[0])
+		}
+		seen[f[0]] = true
+		n, _ := strconv.Atoi(strings.SplitN(f[3], ":", 2)[0])
+		if n > last {
+			t.Errorf("rows not ranked by blast radius: %q", line)
+		}
+		last = n
+	}
+	if len(lines) != 5 || seen["service:billing"] || !seen["service:orders-api"] {
+		t.Errorf("rows:\n%s", r.out)
+	}
+	var doc render.SPOFJSON
+	json.Unmarshal([]byte(run(t, "", nil, "spof", "--fixture", "kafka-e2e", "-o", "json").out), &doc)
+	minor := false
+	for _, f := range doc.Findings {
+		minor = minor || (f.Node == "service:billing" && f.Kind == "single-instance" && f.Minor)
+	}
+	if !minor {
+		t.Error("-o json lost billing's single instance")
+	}
+	if r := run(t, "", nil, "spof", "--fixture", "kafka-e2e", "--fail-on", "single-consumer"); r.code != 0 {
+		t.Errorf("--fail-on single-consumer: exit %d", r.code)
 	}
 }

@@ -100,7 +100,7 @@ func spofRun(ctx context.Context, opts *SPOFOptions) error {
 			fail[strings.TrimSpace(k)] = true
 		}
 		for _, f := range rep.Findings {
-			if fail[f.Kind] {
+			if fail[f.Kind] && !f.Minor {
 				return withCode(ExitFindings, errSilent)
 			}
 		}
