@@ -178,8 +178,10 @@ func (o *Options) defaults() error {
 		if name != Flatten && name != Join {
 			return fmt.Errorf("--replicas %s=%d: only %s and %s run as several instances", name, n, Flatten, Join)
 		}
-		if n < 1 || n > 8 {
-			return fmt.Errorf("--replicas %s=%d: want 1 to 8", name, n)
+		if n < 1 || n > services.Partitions {
+			// A member beyond the topics' partitions would hold none: idle,
+			// and never ready.
+			return fmt.Errorf("--replicas %s=%d: want 1 to %d (the topics' partitions)", name, n, services.Partitions)
 		}
 	}
 	if o.Progress == nil {
@@ -248,13 +250,28 @@ func (c *Component) Alive() bool { return owns(c.Pid, c.Start, c.Argv) }
 
 // Healthy asks the component's health endpoint.
 func (c *Component) Healthy() bool {
+	ok, _ := c.health()
+	return ok
+}
+
+// health asks the component's health endpoint, and says why it is not
+// healthy when it says so (a service reports "not ready" with a reason:
+// Kafka unreachable, restoring state, no partitions).
+func (c *Component) health() (bool, string) {
 	client := &http.Client{Timeout: 2 * time.Second}
 	resp, err := client.Get(c.Health)
 	if err != nil {
-		return false
+		return false, "no answer at " + c.Health
 	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return true, ""
+	}
+	var h services.Health
+	if json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&h) == nil && h.Reason != "" {
+		return false, h.Reason
+	}
+	return false, resp.Status
 }
 
 // start spawns the component detached, logging to its log file, and reaps
@@ -342,14 +359,15 @@ func logTail(path string, from int64) string {
 func (c *Component) waitHealthy(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		if c.Healthy() {
+		ok, why := c.health()
+		if ok {
 			return nil
 		}
 		if !c.running() {
 			return fmt.Errorf("%s exited during start-up: %s", c.Name, logTail(c.Log, c.logFrom))
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not healthy after %s: %s", c.Name, timeout, logTail(c.Log, c.logFrom))
+			return fmt.Errorf("%s not healthy after %s (%s): %s", c.Name, timeout, why, logTail(c.Log, c.logFrom))
 		}
 		select {
 		case <-ctx.Done():
@@ -575,6 +593,8 @@ type ComponentStatus struct {
 	Name   string `json:"name"`
 	Pid    int    `json:"pid"`
 	Status string `json:"status"` // healthy, unhealthy, stopped
+	// Reason says why a running component is unhealthy.
+	Reason string `json:"reason,omitempty"`
 	Health string `json:"health"`
 }
 
@@ -590,8 +610,10 @@ func Status(dir string) (*State, []ComponentStatus, error) {
 		s := ComponentStatus{Name: c.Name, Pid: c.Pid, Health: c.Health, Status: "stopped"}
 		if c.Alive() {
 			s.Status = "unhealthy"
-			if c.Healthy() {
+			if ok, why := c.health(); ok {
 				s.Status = "healthy"
+			} else {
+				s.Reason = why
 			}
 		}
 		out = append(out, s)

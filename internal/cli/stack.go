@@ -191,7 +191,11 @@ func newCmdStackStatus(io *IOStreams) *cobra.Command {
 				}
 			} else {
 				for _, s := range list {
-					fmt.Fprintf(io.Out, "%s\t%s\tpid %d\t%s\n", s.Name, s.Status, s.Pid, s.Health)
+					status := s.Status
+					if s.Reason != "" {
+						status += " (" + s.Reason + ")"
+					}
+					fmt.Fprintf(io.Out, "%s\t%s\tpid %d\t%s\n", s.Name, status, s.Pid, s.Health)
 				}
 			}
 			for _, s := range list {

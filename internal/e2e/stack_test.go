@@ -672,3 +672,68 @@ func TestStackReplicasAndSPOF(t *testing.T) {
 		}
 	}
 }
+
+// health reads a component's /healthz.
+func health(t *testing.T, c *stack.Component) (int, services.Health) {
+	t.Helper()
+	var h services.Health
+	resp, err := http.Get(c.Health)
+	if err != nil {
+		return 0, h
+	}
+	defer resp.Body.Close()
+	json.NewDecoder(resp.Body).Decode(&h)
+	return resp.StatusCode, h
+}
+
+// Readiness tells the truth: after kill -9 and restart of the join three
+// times within seconds, restart returns only once the join holds
+// partitions again; with Kafka dead, services say they are not ready and
+// stack status says why.
+func TestStackReadiness(t *testing.T) {
+	o := stackOptions(t, services.PropagationLost)
+	st := upStack(t, o)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for i := 0; i < 3; i++ {
+		if err := stack.Restart(ctx, o.StateDir, stack.Join, true, 90*time.Second); err != nil {
+			t.Fatalf("restart %d: %v", i+1, err)
+		}
+	}
+	st2, _ := stack.Load(o.StateDir)
+	code, h := health(t, st2.Component(stack.Join))
+	if code != http.StatusOK || h.Status != "ok" || h.Partitions == nil || *h.Partitions == 0 {
+		t.Errorf("after restarts: HTTP %d %+v, want ok holding partitions", code, h)
+	}
+
+	// The broker dies: every service says so within seconds.
+	if err := syscall.Kill(st.Component(stack.Broker).Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, list, err := stack.Status(o.StateDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		down := 0
+		for _, s := range list {
+			if s.Name == stack.Flatten || s.Name == stack.API || s.Name == stack.Source {
+				if s.Status == "unhealthy" && strings.Contains(s.Reason, "Kafka unreachable") {
+					down++
+				}
+			}
+		}
+		if down == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after the broker died: %+v", list)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	out, _ := exec.Command(ktraceBin, "stack", "status", "--state-dir", o.StateDir).Output()
+	if !strings.Contains(string(out), "unhealthy (Kafka unreachable") {
+		t.Errorf("stack status does not say why:\n%s", out)
+	}
+}

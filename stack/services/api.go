@@ -32,9 +32,10 @@ func RunAPI(ctx context.Context, cfg Config) error {
 	}
 	defer shutdown(tp)
 	tracer := tp.Tracer(APIName)
-	cl, err := kgo.NewClient(kafkaOpts(&cfg, APIName, kgo.ConsumerGroup(APIName), kgo.ConsumeTopics(stargazers.TopicResults),
+	var c Counters
+	cl, err := kgo.NewClient(kafkaOpts(&cfg, APIName, append(c.groupHooks(nil), kgo.ConsumerGroup(APIName), kgo.ConsumeTopics(stargazers.TopicResults),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.DisableAutoCommit(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)...)
 	if err != nil {
 		return err
 	}
@@ -43,10 +44,10 @@ func RunAPI(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	c.watchBroker(ctx, cl)
 	var (
 		mu      sync.Mutex
 		results []stargazers.Result
-		c       Counters
 	)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stargazers", func(w http.ResponseWriter, r *http.Request) {

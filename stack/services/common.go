@@ -74,21 +74,92 @@ func shutdown(tp *sdktrace.TracerProvider) {
 	_ = tp.Shutdown(ctx)
 }
 
-// Counters are a service's health figures.
+// Counters are a service's health figures, and what its readiness is
+// judged on.
 type Counters struct {
 	Processed atomic.Int64
 	Produced  atomic.Int64
 	Skipped   atomic.Int64
+
+	// group is set for a consumer-group member: it is ready only while it
+	// holds partitions (a member that joined while dead members still hold
+	// them consumes nothing until their sessions time out).
+	group     bool
+	assigned  atomic.Int64
+	restoring atomic.Bool
+	brokerErr atomic.Pointer[string]
 }
 
-// Health is the JSON /healthz returns.
+// groupHooks counts the partitions the member holds; onAssigned, when not
+// nil, is called on each assignment too.
+func (c *Counters) groupHooks(onAssigned func()) []kgo.Opt {
+	c.group = true
+	count := func(m map[string][]int32) (n int64) {
+		for _, p := range m {
+			n += int64(len(p))
+		}
+		return n
+	}
+	return []kgo.Opt{
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			c.assigned.Add(count(m))
+			if onAssigned != nil {
+				onAssigned()
+			}
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { c.assigned.Add(-count(m)) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { c.assigned.Add(-count(m)) }),
+	}
+}
+
+// watchBroker pings Kafka every second until ctx ends, so that readiness
+// says when no broker answers.
+func (c *Counters) watchBroker(ctx context.Context, cl *kgo.Client) {
+	go func() {
+		for ctx.Err() == nil {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			err := cl.Ping(pctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				msg := err.Error()
+				c.brokerErr.Store(&msg)
+			} else {
+				c.brokerErr.Store(nil)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+}
+
+// notReady says why the service cannot do its work now, or "".
+func (c *Counters) notReady() string {
+	switch {
+	case c.brokerErr.Load() != nil:
+		return "Kafka unreachable: " + *c.brokerErr.Load()
+	case c.restoring.Load():
+		return "restoring state from the changelog"
+	case c.group && c.assigned.Load() <= 0:
+		return "no partitions assigned (waiting for the consumer group)"
+	}
+	return ""
+}
+
+// Health is the JSON /healthz returns: status "ok" (HTTP 200) while the
+// service can consume and produce, else "not ready" (HTTP 503) with the
+// reason.
 type Health struct {
 	Service   string `json:"service"`
 	Instance  string `json:"instance,omitempty"`
 	Status    string `json:"status"`
+	Reason    string `json:"reason,omitempty"`
 	Processed int64  `json:"processed"`
 	Produced  int64  `json:"produced"`
 	Skipped   int64  `json:"skipped"`
+	// Partitions are those a consumer-group member holds.
+	Partitions *int64 `json:"partitions,omitempty"`
 }
 
 // serveHTTP serves mux (plus /healthz) on addr until ctx ends. ready is
@@ -98,9 +169,18 @@ func serveHTTP(ctx context.Context, addr, service string, c *Counters, mux *http
 		mux = http.NewServeMux()
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		h := Health{Service: service, Status: "ok",
+			Processed: c.Processed.Load(), Produced: c.Produced.Load(), Skipped: c.Skipped.Load()}
+		if c.group {
+			n := c.assigned.Load()
+			h.Partitions = &n
+		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(Health{Service: service, Status: "ok",
-			Processed: c.Processed.Load(), Produced: c.Produced.Load(), Skipped: c.Skipped.Load()})
+		if h.Reason = c.notReady(); h.Reason != "" {
+			h.Status = "not ready"
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(w).Encode(h)
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

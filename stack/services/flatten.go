@@ -34,8 +34,9 @@ func RunFlatten(ctx context.Context, cfg Config) error {
 	defer shutdown(tp)
 	k := kotel.NewKotel(kotel.WithTracer(kotel.NewTracer(kotel.TracerProvider(tp), kotel.TracerPropagator(W3C),
 		kotel.ConsumerGroup(FlattenName), kotel.ClientID(FlattenName))))
-	cl, err := kgo.NewClient(kafkaOpts(&cfg, FlattenName, kotelOpt(k), kgo.ConsumerGroup(FlattenName),
-		kgo.ConsumeTopics(stargazers.TopicKafka), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	var c Counters
+	cl, err := kgo.NewClient(kafkaOpts(&cfg, FlattenName, append(c.groupHooks(nil), kotelOpt(k), kgo.ConsumerGroup(FlattenName),
+		kgo.ConsumeTopics(stargazers.TopicKafka), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)...)
 	if err != nil {
 		return err
 	}
@@ -43,7 +44,7 @@ func RunFlatten(ctx context.Context, cfg Config) error {
 	if err := pingKafka(ctx, cl, cfg.Brokers); err != nil {
 		return err
 	}
-	var c Counters
+	c.watchBroker(ctx, cl)
 	errc := make(chan error, 1)
 	go func() { errc <- serveHTTP(ctx, cfg.Health, FlattenName, &c, nil) }()
 	logger.Printf("ready")

@@ -3,6 +3,7 @@ package services
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync/atomic"
@@ -206,33 +207,44 @@ func RunJoin(ctx context.Context, cfg Config, opts JoinOptions) error {
 		txnID = cfg.Instance
 	}
 	var reassigned atomic.Bool
-	sess, err := kgo.NewGroupTransactSession(kafkaOpts(&cfg, JoinName,
+	var c Counters
+	sess, err := kgo.NewGroupTransactSession(kafkaOpts(&cfg, JoinName, append(c.groupHooks(func() {
+		reassigned.Store(true)
+		c.restoring.Store(true) // until the loop below has restored the store
+	}),
 		kgo.TransactionalID(txnID), kgo.ConsumerGroup(JoinName),
 		// Range assignment gives one replica the same partition of both
 		// topics: records of one login (keyed by user id) meet there.
 		kgo.Balancers(kgo.RangeBalancer()),
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { reassigned.Store(true) }),
 		// A restarted join should not wait out the dead member's session.
 		kgo.SessionTimeout(10*time.Second),
 		kgo.ConsumeTopics(stargazers.TopicKafka, stargazers.TopicJackdaw),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.WithHooks(fetchHooks{kt}))...)
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.WithHooks(fetchHooks{kt}))...)...)
 	if err != nil {
 		return err
 	}
 	defer sess.Close()
+	c.watchBroker(ctx, sess.Client())
 
-	var c Counters
 	errc := make(chan error, 1)
 	go func() { errc <- serveHTTP(ctx, cfg.Health, JoinName, &c, nil) }()
 	logger.Printf("ready: propagation %s, %d store entries restored", opts.Propagation, restored)
 
 	for ctx.Err() == nil {
-		fs := sess.PollFetches(ctx)
+		// A bounded poll, so that partitions assigned while no records
+		// come are restored (and readiness told) at once.
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		fs := sess.PollFetches(pctx)
+		cancel()
 		if ctx.Err() != nil {
 			break
 		}
-		fs.EachError(func(t string, p int32, err error) { logger.Printf("fetch %s/%d: %v", t, p, err) })
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				logger.Printf("fetch %s/%d: %v", t, p, err)
+			}
+		})
 		if reassigned.Swap(false) && restored >= 0 {
 			// Partitions moved between replicas: what another replica
 			// buffered for them is in the committed changelog.
@@ -243,6 +255,7 @@ func RunJoin(ctx context.Context, cfg Config, opts JoinOptions) error {
 			}
 			store = fresh
 			logger.Printf("partitions assigned: %d store entries restored", n)
+			c.restoring.Store(false)
 		}
 		if fs.NumRecords() == 0 {
 			continue

@@ -78,6 +78,7 @@ func RunSource(ctx context.Context, cfg Config, opts SourceOptions) error {
 		next int
 		c    Counters
 	)
+	c.watchBroker(ctx, cl)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /replay", func(w http.ResponseWriter, r *http.Request) {
 		n, err1 := strconv.Atoi(r.URL.Query().Get("events"))
