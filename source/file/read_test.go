@@ -454,3 +454,30 @@ func TestReadConfig(t *testing.T) {
 		}
 	}
 }
+
+// inFlight holds back a record while others over its budget are being
+// decoded, lets one record through whatever its size, and lets go of a
+// waiting reader when stopped.
+func TestInFlight(t *testing.T) {
+	f := newInFlight(100)
+	if !f.acquire(150) { // alone, any size goes
+		t.Fatal("a first record over the budget was refused")
+	}
+	got := make(chan bool)
+	go func() { got <- f.acquire(10) }()
+	select {
+	case <-got:
+		t.Fatal("a second record went through over the budget")
+	case <-time.After(50 * time.Millisecond):
+	}
+	f.release(150)
+	if !<-got {
+		t.Fatal("released budget did not let the record through")
+	}
+	go func() { got <- f.acquire(95) }()
+	time.Sleep(20 * time.Millisecond)
+	f.stop()
+	if <-got {
+		t.Error("acquire after stop reported success")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -217,6 +218,8 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 	order := make(chan *record, 4*workers) // to the applier, in file order
 	stop := make(chan struct{})
 	defer close(stop)
+	budget := newInFlight(MaxRecord)
+	defer budget.stop()
 	go func() {
 		defer close(order)
 		defer close(jobs)
@@ -224,6 +227,9 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 		for n := 2; ; n++ {
 			line, err := readRecord(br, MaxRecord)
 			if err == io.EOF && len(bytes.TrimSpace(line)) == 0 {
+				return
+			}
+			if !budget.acquire(len(line)) {
 				return
 			}
 			r := &record{n: n, line: line, done: make(chan struct{})}
@@ -275,6 +281,7 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 						r.res = l.R
 					}
 				}
+				budget.release(len(r.line))
 				r.line = nil
 				close(r.done)
 			}
@@ -380,6 +387,48 @@ const maxHeader = 64 << 10
 // maxBlankRun is how many blank lines in a row a snapshot may hold
 // (ktrace writes none; a few may come from editing by hand).
 const maxBlankRun = 1000
+
+// inFlight bounds the bytes of records read but not yet decoded: with
+// records near MaxRecord, a read holds about two of them, not one per
+// queued job.
+type inFlight struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	n, max  int
+	stopped bool
+}
+
+func newInFlight(max int) *inFlight {
+	f := &inFlight{max: max}
+	f.cond = sync.NewCond(&f.mu)
+	return f
+}
+
+// acquire waits until n more bytes fit (one record always does); false
+// once stopped.
+func (f *inFlight) acquire(n int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for f.n > 0 && f.n+n > f.max && !f.stopped {
+		f.cond.Wait()
+	}
+	f.n += n
+	return !f.stopped
+}
+
+func (f *inFlight) release(n int) {
+	f.mu.Lock()
+	f.n -= n
+	f.mu.Unlock()
+	f.cond.Broadcast()
+}
+
+func (f *inFlight) stop() {
+	f.mu.Lock()
+	f.stopped = true
+	f.mu.Unlock()
+	f.cond.Broadcast()
+}
 
 // errRecordTooLong is returned by readRecord for a line over its limit.
 var errRecordTooLong = errors.New("record too long")
