@@ -118,7 +118,8 @@ type Edge struct {
 	// order they come (Builder.addLatency), not in the edge.
 	nlat int
 	seq  int32 // index in Graph.Edges while building
-	// P50, P95 and P99 are latency percentiles (nearest rank).
+	// P50, P95 and P99 are latency percentiles (nearest rank), never below
+	// zero: clock skew that puts a consumer before its producer counts as 0.
 	P50, P95, P99 time.Duration
 	// ClientIDs are the Kafka client ids seen on a produce or consume
 	// edge, sorted.
@@ -309,6 +310,10 @@ func (g *Graph) finish(f func(*Graph), early *gathering, logs []sampleLog) {
 		for i := int(next.Add(1)) - 1; i < len(g.Edges); i = int(next.Add(1)) - 1 {
 			e := g.Edges[i]
 			e.P50, e.P95, e.P99 = r.percentiles(samplesOf(i))
+			// A consumer whose clock runs behind its producer's gives a
+			// latency below zero: shown as zero (the clock-skew finding
+			// says how far the clocks are apart).
+			e.P50, e.P95, e.P99 = max(e.P50, 0), max(e.P95, 0), max(e.P99, 0)
 		}
 	}
 	workers := 1

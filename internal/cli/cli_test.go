@@ -536,3 +536,23 @@ func TestSPOFOneRowPerNode(t *testing.T) {
 		t.Errorf("--fail-on single-consumer: exit %d", r.code)
 	}
 }
+
+// A consumer whose clock runs behind its producer's never shows a
+// negative latency; the skew is reported as such.
+func TestNoNegativeLatency(t *testing.T) {
+	p := write(t, "skew.json", []byte(`{"data":[{"traceID":"1","processes":{"p":{"serviceName":"producer"},"c":{"serviceName":"consumer"}},"spans":[
+{"traceID":"1","spanID":"1","processID":"p","operationName":"send","startTime":1795637300000000,"duration":100,"tags":[{"key":"span.kind","value":"producer"},{"key":"messaging.system","value":"kafka"},{"key":"messaging.destination.name","value":"t"}]},
+{"traceID":"1","spanID":"2","processID":"c","operationName":"receive","startTime":1795637299000000,"duration":100,"references":[{"refType":"CHILD_OF","traceID":"1","spanID":"1"}],"tags":[{"key":"span.kind","value":"consumer"},{"key":"messaging.system","value":"kafka"},{"key":"messaging.source.name","value":"t"},{"key":"messaging.kafka.consumer.group","value":"g"}]}]}]}`))
+	r := run(t, "", nil, "graph", "--file", p)
+	if r.code != 0 || !strings.Contains(r.out, "topic:t\tconsumer\tconsume") {
+		t.Fatalf("graph: exit %d %s %s", r.code, r.out, r.err)
+	}
+	for _, line := range strings.Split(r.out, "\n") {
+		if strings.Contains(line, "\t-") {
+			t.Errorf("a negative latency: %q", line)
+		}
+	}
+	if r := run(t, "", nil, "report", "--broken", "--file", p); !strings.Contains(r.out, "clock-skew") {
+		t.Errorf("the skew is not reported:\n%s", r.out)
+	}
+}
