@@ -434,22 +434,35 @@ func (f *inFlight) stop() {
 var errRecordTooLong = errors.New("record too long")
 
 // readRecord reads one line of at most limit bytes, without its newline.
+// A line longer than the reader's buffer is gathered in blocks and copied
+// once into a slice of its exact length: growing one slice would leave
+// garbage of several times the line behind.
 func readRecord(br *bufio.Reader, limit int) ([]byte, error) {
-	var line []byte
+	frag, err := br.ReadSlice('\n')
+	if err == nil && len(frag) <= limit+1 { // the common case: the line is in the buffer
+		return bytes.Clone(frag[:len(frag)-1]), nil
+	}
+	if err == nil {
+		return nil, errRecordTooLong
+	}
+	var blocks [][]byte
+	n := 0
 	for {
-		frag, err := br.ReadSlice('\n')
-		if len(line)+len(frag) > limit+1 {
+		if n+len(frag) > limit+1 {
 			return nil, errRecordTooLong
 		}
-		if line == nil && err == nil { // the common case: one fragment
-			return bytes.Clone(frag[:len(frag)-1]), nil
+		blocks = append(blocks, bytes.Clone(frag))
+		n += len(frag)
+		if err != bufio.ErrBufferFull {
+			break
 		}
-		line = append(line, frag...)
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		return bytes.TrimSuffix(line, []byte("\n")), err
+		frag, err = br.ReadSlice('\n')
 	}
+	line := make([]byte, 0, n)
+	for _, b := range blocks {
+		line = append(line, b...)
+	}
+	return bytes.TrimSuffix(line, []byte("\n")), err
 }
 
 // readErr describes a failure to read the (decompressed) stream.
