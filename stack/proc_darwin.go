@@ -4,18 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"os/exec"
 	"strconv"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
 // sZomb is SZOMB of <sys/proc.h>: a process that exited and awaits its parent.
 const sZomb = 5
-
-// Supported reports whether the stack runs on this system.
-func Supported() error { return nil }
 
 // processIdentity reads a process's start time (kern.proc.pid, in
 // microseconds since the epoch) and its argv (kern.procargs2: argc, the
@@ -53,18 +48,4 @@ func processIdentity(pid int) (start string, argv []string, err error) {
 		rest = rest[j+1:]
 	}
 	return start, argv, nil
-}
-
-// detach makes the child the leader of a session of its own, so that it
-// outlives the ktrace process that started it.
-func detach(cmd *exec.Cmd) { cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} }
-
-func signalTerm(pid int) error { return signalPid(pid, syscall.SIGTERM) }
-func signalKill(pid int) error { return signalPid(pid, syscall.SIGKILL) }
-
-func signalPid(pid int, sig syscall.Signal) error {
-	if pid <= 1 {
-		return fmt.Errorf("refusing to signal pid %d", pid)
-	}
-	return syscall.Kill(pid, sig)
 }

@@ -4,13 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 )
-
-// Supported reports whether the stack runs on this system.
-func Supported() error { return nil }
 
 // processIdentity reads a process's start time (field 22 of
 // /proc/PID/stat, in clock ticks since boot) and its argv
@@ -42,18 +37,4 @@ func processIdentity(pid int) (start string, argv []string, err error) {
 		argv = strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
 	}
 	return fields[19], argv, nil
-}
-
-// detach makes the child the leader of a session of its own, so that it
-// outlives the ktrace process that started it.
-func detach(cmd *exec.Cmd) { cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} }
-
-func signalTerm(pid int) error { return signalPid(pid, syscall.SIGTERM) }
-func signalKill(pid int) error { return signalPid(pid, syscall.SIGKILL) }
-
-func signalPid(pid int, sig syscall.Signal) error {
-	if pid <= 1 {
-		return fmt.Errorf("refusing to signal pid %d", pid)
-	}
-	return syscall.Kill(pid, sig)
 }
