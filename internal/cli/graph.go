@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/render"
 )
@@ -14,9 +16,10 @@ type GraphOptions struct {
 	IO     *IOStreams
 	Source SourceOptions
 	Output string
+	UIURL  string
 }
 
-var graphFormats = []string{"text", "json", "dot", "mermaid"}
+var graphFormats = []string{"text", "json", "dot", "mermaid", "html"}
 
 // NewCmdGraph builds `ktrace graph`. runF replaces graphRun in tests.
 func NewCmdGraph(io *IOStreams, runF func(context.Context, *GraphOptions) error) *cobra.Command {
@@ -31,7 +34,8 @@ latency percentiles. A stitched edge is a consumer that lost its trace
 context, paired with the producer of the same record.`,
 		Example: `  ktrace graph --fixture kafka-e2e
   ktrace graph --jaeger 127.0.0.1:16685 --lookback 15m -o json
-  ktrace graph --file traces.json -o mermaid`,
+  ktrace graph --file traces.json -o mermaid
+  ktrace graph --fixture stargazers-lost -o html > map.html`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkFormat(opts.Output, graphFormats); err != nil {
@@ -47,11 +51,23 @@ context, paired with the producer of the same record.`,
 		},
 	}
 	opts.Source.register(cmd)
-	cmd.Flags().StringVarP(&opts.Output, "output", "o", "text", "output format: text, json, dot or mermaid")
+	cmd.Flags().StringVarP(&opts.Output, "output", "o", "text", "output format: text, json, dot, mermaid or html (an interactive map in one self-contained page)")
+	cmd.Flags().StringVar(&opts.UIURL, "ui-url", "", "-o html: Jaeger UI base `URL` for example trace links")
 	return cmd
 }
 
 func graphRun(ctx context.Context, opts *GraphOptions) error {
+	if opts.Output == "html" {
+		g, rep, err := opts.Source.analyzeSource(ctx, opts.IO, analyze.Options{SkewTolerance: 10 * time.Millisecond}, 0)
+		if err != nil {
+			return err
+		}
+		sp, err := analyze.SPOF(g, nil)
+		if err != nil {
+			return err
+		}
+		return render.HTML(opts.IO.Out, render.ToMap(g, rep, sp, opts.UIURL))
+	}
 	g, err := opts.Source.buildGraph(ctx, opts.IO)
 	if err != nil {
 		return err
