@@ -120,6 +120,15 @@ func Generate(ctx context.Context, dir string, in Input) ([]string, error) {
 	}
 	files["graph.svg"] = svg
 	files["catalog-info.yaml"] = catalog(in)
+	m := render.ToMap(g, in.Breaks, in.SPOF, "")
+	if !in.Stats {
+		m = m.WithoutStats()
+	}
+	var page bytes.Buffer
+	if err := render.HTML(&page, m); err != nil {
+		return nil, err
+	}
+	files["index.html"] = page.Bytes()
 
 	var paths []string
 	for p, content := range files {
@@ -319,7 +328,7 @@ func index(in Input) []byte {
 	}
 	b.WriteString("## Service graph\n\nTopics are hexagons; broken hops (stitched: trace context lost) are dashed and red.\n\n```mermaid\n")
 	render.MermaidWith(&b, g, render.Diagram{NoCounts: !in.Stats})
-	b.WriteString("```\n\nAlso as [graph.dot](graph.dot) and [graph.svg](graph.svg).\n\n## Services\n\n| service | instances | operations | produces | consumes |\n|---|---:|---:|---|---|\n")
+	b.WriteString("```\n\nExplore it in the interactive map, [index.html](index.html) (one page, no network); also as [graph.dot](graph.dot) and [graph.svg](graph.svg).\n\n## Services\n\n| service | instances | operations | produces | consumes |\n|---|---:|---:|---|---|\n")
 	for _, n := range g.Nodes {
 		if n.Kind != graph.KindService {
 			continue

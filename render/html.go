@@ -20,12 +20,15 @@ var mapScript string
 
 // MapData is what the interactive map draws, embedded in the page as JSON.
 type MapData struct {
-	Title  string         `json:"title"`
-	UI     string         `json:"ui,omitempty"`
-	Nodes  []mapNode      `json:"nodes"`
-	Edges  []mapEdge      `json:"edges"`
-	Breaks []mapHighlight `json:"breaks"`
-	SPOF   []mapSPOF      `json:"spof"`
+	Title string `json:"title"`
+	UI    string `json:"ui,omitempty"`
+	// NoStats leaves counts, errors, percentiles, continuity and example
+	// traces out, for pages that change only when the topology does.
+	NoStats bool           `json:"noStats,omitempty"`
+	Nodes   []mapNode      `json:"nodes"`
+	Edges   []mapEdge      `json:"edges"`
+	Breaks  []mapHighlight `json:"breaks"`
+	SPOF    []mapSPOF      `json:"spof"`
 }
 
 type mapNode struct {
@@ -171,6 +174,24 @@ func appendUniq(list []string, s string) []string {
 		}
 	}
 	return append(list, s)
+}
+
+// WithoutStats is d with what changes from one set of traces to the next
+// taken out.
+func (d MapData) WithoutStats() MapData {
+	d.NoStats = true
+	nodes := make([]mapNode, len(d.Nodes))
+	for i, n := range d.Nodes {
+		n.Spans, n.Errors = 0, 0
+		nodes[i] = n
+	}
+	edges := make([]mapEdge, len(d.Edges))
+	for i, e := range d.Edges {
+		e.Count, e.Errors, e.P50Ms, e.P95Ms, e.P99Ms, e.Examples, e.Continuity = 0, 0, 0, 0, 0, nil, nil
+		edges[i] = e
+	}
+	d.Nodes, d.Edges = nodes, edges
+	return d
 }
 
 // HTML writes the interactive service map as one self-contained page: its

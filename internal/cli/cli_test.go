@@ -357,7 +357,7 @@ func TestDocsCommand(t *testing.T) {
 	dir := t.TempDir()
 	owners := write(t, "owners.yaml", []byte("default: {owner: platform, lifecycle: production}\n"))
 	r := run(t, "", nil, "docs", "--fixture", "stargazers-lost", "--out", dir, "--owners", owners)
-	if r.code != 0 || !strings.Contains(r.out, "asyncapi/stargazers-join.yaml\n") || !strings.Contains(r.err, "wrote 16 files") {
+	if r.code != 0 || !strings.Contains(r.out, "asyncapi/stargazers-join.yaml\n") || !strings.Contains(r.err, "wrote 17 files") {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
 	}
 	cat, _ := os.ReadFile(filepath.Join(dir, "catalog-info.yaml"))

@@ -39,8 +39,8 @@ data.edges.forEach((e, i) => {
     group: 'edges',
     data: {
       id: 'e' + i, source: e.from, target: e.to, relation: e.relation, index: i,
-      width: 1 + 7 * Math.log1p(e.count) / Math.log1p(maxCount),
-      label: (e.group ? e.group + ' · ' : '') + e.relation + ' ×' + e.count,
+      width: data.noStats ? 2 : 1 + 7 * Math.log1p(e.count) / Math.log1p(maxCount),
+      label: (e.group ? e.group + ' · ' : '') + e.relation + (data.noStats ? '' : ' ×' + e.count),
     },
   });
 });
@@ -101,8 +101,9 @@ function table(rows) {
 
 function showNode(n) {
   details.replaceChildren(el('h2', n.label));
+  const counts = data.noStats ? [] : [['spans', n.spans], ['errors', n.errors]];
   details.append(table([
-    ['kind', n.kind], ['spans', n.spans], ['errors', n.errors],
+    ['kind', n.kind], ...counts,
     ['instances', (n.instances || []).join(', ') || '-'],
     ['partitions', (n.partitions || []).join(', ') || '-'],
     ['consumer groups', (n.groups || []).join(', ') || '-'],
@@ -111,10 +112,10 @@ function showNode(n) {
 
 function showEdge(e) {
   details.replaceChildren(el('h2', e.fromLabel + ' → ' + e.toLabel, { 'data-edge': e.relation }));
-  const rows = [
-    ['kind', e.kind], ['relation', e.relation], ['consumer group', e.group || '-'],
-    ['records', e.count], ['errors', e.errors], ['p50', ms(e.p50_ms)], ['p95', ms(e.p95_ms)], ['p99', ms(e.p99_ms)],
-  ];
+  const rows = [['kind', e.kind], ['relation', e.relation], ['consumer group', e.group || '-']];
+  if (!data.noStats) {
+    rows.push(['records', e.count], ['errors', e.errors], ['p50', ms(e.p50_ms)], ['p95', ms(e.p95_ms)], ['p99', ms(e.p99_ms)]);
+  }
   if (e.continuity !== undefined && e.continuity !== null) rows.push(['continuity', (e.continuity * 100).toFixed(1) + '% of the hop continue the trace']);
   details.append(table(rows));
   if (e.examples && e.examples.length) {
@@ -153,6 +154,7 @@ function list(id, items, text) {
 }
 list('breaks', data.breaks, (b) => b.rule + ': ' + b.where);
 list('spof', data.spof, (s) => s.node + ' — ' + s.risks + ' (blast radius ' + s.blast + ')');
+if (data.noStats) document.querySelector('.legend').textContent = 'topics are barrels · red dashed: trace context lost · dotted: span link';
 
 const search = document.getElementById('search');
 const peers = document.getElementById('peers');
