@@ -24,8 +24,10 @@ const fs = require('fs');
     page.on('console', (m) => { if (m.type() === 'error') out.console.push(m.text()); });
     page.on('pageerror', (e) => out.console.push(String(e)));
     page.on('dialog', async (d) => { out.dialogs.push(d.message()); await d.dismiss(); });
+    const t0 = Date.now();
     await page.goto('file://' + path.resolve(page_));
-    await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
+    await page.waitForSelector('body[data-ready="1"]', { timeout: 60000 });
+    out.loadMs = Date.now() - t0;
     out.nodes = await page.evaluate(() => window.ktraceMap.nodes().length);
     out.edges = await page.evaluate(() => window.ktraceMap.edges().length);
     // The broken hops, as drawn.
@@ -49,8 +51,10 @@ const fs = require('fs');
       }));
     }
     // Search.
+    const t1 = Date.now();
     await page.fill('#search', term);
-    await page.waitForTimeout(200);
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    out.searchMs = Date.now() - t1;
     out.search = await page.evaluate(() => ({
       matches: document.body.dataset.matches,
       faded: window.ktraceMap.nodes('.faded').length,

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,16 +23,17 @@ type mapRun struct {
 		Matches string
 		Faded   int
 	}
-	Marked []string
-	Pwned  int
-	OK     bool
-	Error  string
+	Marked           []string
+	Pwned            int
+	LoadMs, SearchMs int
+	OK               bool
+	Error            string
 }
 
 // inChromium opens page in Debian's Chromium through playwright-core
 // (scripts/install-browser-tools installs both) and saves a screenshot as
 // a test artefact, in $KTRACE_ARTIFACTS when set.
-func inChromium(t *testing.T, page, shot, search string) mapRun {
+func inChromium(t testing.TB, page, shot, search string) mapRun {
 	t.Helper()
 	nodePath := os.Getenv("KTRACE_BROWSER_NODE_PATH")
 	if nodePath == "" {
@@ -121,4 +123,47 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// BenchmarkMap1000Edges opens the map of a graph of 1,000 edges (500
+// services, 100 topics) in Chromium and reports how long the page takes
+// to lay out and draw (load_ms) and to answer a search (search_ms).
+func BenchmarkMap1000Edges(b *testing.B) {
+	var data []map[string]any
+	tag := func(k string, v any) map[string]any { return map[string]any{"key": k, "value": v} }
+	for i := 0; i < 500; i++ {
+		topic := fmt.Sprintf("topic-%03d", i%100)
+		kind, tags := "producer", []any{tag("messaging.destination.name", topic)}
+		if i%2 == 1 {
+			kind, tags = "consumer", []any{tag("messaging.source.name", fmt.Sprintf("topic-%03d", (i*7)%100)), tag("messaging.kafka.consumer.group", fmt.Sprintf("g%d", i))}
+		}
+		for j := 0; j < 2; j++ { // two hops per service: 1,000 edges
+			id := fmt.Sprintf("%016x%016x", i+1, j+1)
+			spanTags := append([]any{tag("span.kind", kind), tag("messaging.system", "kafka")}, tags...)
+			if j == 1 {
+				spanTags = []any{tag("span.kind", "client"), tag("peer.service", fmt.Sprintf("db-%03d", i))}
+			}
+			data = append(data, map[string]any{"traceID": id, "processes": map[string]any{"p": map[string]any{"serviceName": fmt.Sprintf("svc-%03d", i)}},
+				"spans": []any{map[string]any{"traceID": id, "spanID": "0000000000000001", "processID": "p", "operationName": "op",
+					"startTime": 1795637299000000 + i, "duration": 100, "tags": spanTags}}})
+		}
+	}
+	in, _ := json.Marshal(map[string]any{"data": data})
+	dir := b.TempDir()
+	src := filepath.Join(dir, "big.json")
+	os.WriteFile(src, in, 0o644)
+	r := runIO(b, false, nil, "graph", "--file", src, "-o", "html")
+	if r.code != 0 {
+		b.Fatalf("graph -o html: %d %s", r.code, r.err)
+	}
+	page := filepath.Join(dir, "big.html")
+	os.WriteFile(page, []byte(r.out), 0o644)
+	for i := 0; i < b.N; i++ {
+		m := inChromium(b, page, "map-1000-edges.png", "svc-042")
+		if m.Edges < 1000 {
+			b.Fatalf("%d edges drawn", m.Edges)
+		}
+		b.ReportMetric(float64(m.LoadMs), "load_ms")
+		b.ReportMetric(float64(m.SearchMs), "search_ms")
+	}
 }
