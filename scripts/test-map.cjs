@@ -69,6 +69,8 @@ const fs = require('fs');
     }
     out.pwned = await page.evaluate(() => typeof window.__pwned !== 'undefined' || document.querySelectorAll('img, iframe, object').length);
     await page.click('#theme');
+    await page.evaluate(() => window.ktraceMap.fit(undefined, 40));
+    await page.waitForTimeout(100);
     await page.screenshot({ path: shot });
     out.ok = true;
   } catch (e) {
