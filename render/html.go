@@ -24,7 +24,11 @@ type MapData struct {
 	UI    string `json:"ui,omitempty"`
 	// NoStats leaves counts, errors, percentiles, continuity and example
 	// traces out, for pages that change only when the topology does.
-	NoStats bool           `json:"noStats,omitempty"`
+	NoStats bool `json:"noStats,omitempty"`
+	// Live, in seconds, makes a served page ask the server for data.json
+	// that often and reload when its Version changed (ktrace serve).
+	Live    int            `json:"live,omitempty"`
+	Version string         `json:"version,omitempty"`
 	Nodes   []mapNode      `json:"nodes"`
 	Edges   []mapEdge      `json:"edges"`
 	Breaks  []mapHighlight `json:"breaks"`
@@ -205,7 +209,11 @@ func HTML(w io.Writer, d MapData) error {
 	if err != nil {
 		return err
 	}
-	if _, err := fmt.Fprintf(w, htmlPage, htmlEscape(d.Title), data); err != nil {
+	connect := "" // a page from disk talks to nothing
+	if d.Live > 0 {
+		connect = " connect-src 'self';" // a served page asks its server for data.json
+	}
+	if _, err := fmt.Fprintf(w, htmlPage, connect, htmlEscape(d.Title), data); err != nil {
 		return err
 	}
 	if _, err := io.WriteString(w, strings.ReplaceAll(mapScript, "</script", `<\/script`)); err != nil {
@@ -223,7 +231,7 @@ const htmlPage = `<!doctype html>
 <html lang="en" data-theme="light">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none';%s script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>%s</title>
 <style>

@@ -179,5 +179,17 @@ document.getElementById('theme').addEventListener('click', () => {
   applyTheme();
 });
 filter();
+// A page ktrace serve serves reloads when the graph behind it changed.
+if (data.live) {
+  setInterval(async () => {
+    try {
+      const r = await fetch('data.json', { cache: 'no-store' });
+      const fresh = await r.json();
+      if (fresh.version !== data.version) location.reload();
+    } catch (e) {
+      document.body.dataset.stale = '1';
+    }
+  }, data.live * 1000);
+}
 window.ktraceMap = cy; // for tests and the curious
 document.body.dataset.ready = '1';
