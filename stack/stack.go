@@ -32,6 +32,8 @@ const (
 	Flatten = services.FlattenName
 	Join    = services.JoinName
 	API     = services.APIName
+	// Map is `ktrace serve` on the stack's Jaeger: the live service map.
+	Map = "map"
 )
 
 // Services are the stack's own services.
@@ -96,6 +98,9 @@ type Endpoints struct {
 	OTLP        string `json:"otlp"`
 	API         string `json:"api"`
 	SourceAdmin string `json:"source_admin"`
+	// Map is the live service map (ktrace serve), when there is a Jaeger
+	// to read.
+	Map string `json:"map,omitempty"`
 }
 
 // State is state.json.
@@ -499,6 +504,18 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 				return st, err
 			}
 		}
+	}
+	if st.Endpoints.JaegerQuery != "" {
+		port, err := jaeger.FreePort()
+		if err != nil {
+			return st, err
+		}
+		listen := addr(port)
+		if err := launch(Component{Name: Map, Health: "http://" + listen + "/healthz",
+			Argv: []string{o.Exe, "serve", "--jaeger", st.Endpoints.JaegerQuery, "--lookback", "1h", "--interval", "10s", "--listen", listen}}); err != nil {
+			return st, err
+		}
+		st.Endpoints.Map = "http://" + listen + "/"
 	}
 	return st, st.save()
 }

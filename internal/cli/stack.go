@@ -108,6 +108,9 @@ func printEndpoints(io *IOStreams, st *stack.State) {
 	if e.JaegerQuery != "" {
 		fmt.Fprintf(io.Out, "  Jaeger query gRPC  %s   (ktrace graph --jaeger %s)\n", e.JaegerQuery, e.JaegerQuery)
 	}
+	if e.Map != "" {
+		fmt.Fprintf(io.Out, "  service map        %s   (ktrace serve)\n", e.Map)
+	}
 	fmt.Fprintf(io.Out, "  stargazers API     %s\n", e.API)
 	fmt.Fprintf(io.Out, "  Kafka              %s\n", e.Kafka)
 	fmt.Fprintf(io.Out, "  OTLP               %s\n", e.OTLP)

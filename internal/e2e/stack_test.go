@@ -256,6 +256,30 @@ func TestStackLostPropagation(t *testing.T) {
 	}
 	checkExit(t, st.Endpoints.JaegerQuery, 1)
 
+	// The stack's live map (ktrace serve on its Jaeger) draws the join's
+	// broken output within a re-read.
+	if st.Endpoints.Map == "" {
+		t.Fatal("the stack has no map endpoint")
+	}
+	drawn := false
+	for deadline := time.Now().Add(30 * time.Second); !drawn && time.Now().Before(deadline); time.Sleep(time.Second) {
+		resp, err := http.Get(st.Endpoints.Map + "data.json")
+		if err != nil {
+			continue
+		}
+		var d struct {
+			Edges []struct{ From, To, Relation string }
+		}
+		json.NewDecoder(resp.Body).Decode(&d)
+		resp.Body.Close()
+		for _, e := range d.Edges {
+			drawn = drawn || (e.From == "service:stargazers-join" && e.To == "topic:stargazers-results" && e.Relation == "stitched")
+		}
+	}
+	if !drawn {
+		t.Error("the live map does not draw the join's output as broken")
+	}
+
 	pass := 0
 	for _, s := range g.Stitches {
 		if s.Kind == graph.StitchPassThrough && s.Producer.Service == "stargazers-join" && s.OutTopic == stargazers.TopicResults {
@@ -498,7 +522,7 @@ func TestStackBadInput(t *testing.T) {
 		}
 		// Status through the CLI, then a component dies: status exits 1.
 		out, err := exec.Command(ktraceBin, "stack", "status", "--state-dir", o.StateDir).CombinedOutput()
-		if err != nil || strings.Count(string(out), "\thealthy\t") != 6 {
+		if err != nil || strings.Count(string(out), "\thealthy\t") != 7 {
 			t.Errorf("status: %v\n%s", err, out)
 		}
 		api := st.Component(stack.API)
@@ -557,7 +581,7 @@ func TestStackForeground(t *testing.T) {
 		if !strings.Contains(stdout.String(), "Jaeger UI") {
 			continue // up has not finished
 		}
-		if s, list, err := stack.Status(o.StateDir); err == nil && len(list) == 6 && list[5].Status == "healthy" {
+		if s, list, err := stack.Status(o.StateDir); err == nil && len(list) == 7 && list[6].Status == "healthy" {
 			st = s
 			break
 		}
