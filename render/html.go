@@ -35,34 +35,23 @@ type MapData struct {
 	SPOF    []mapSPOF      `json:"spof"`
 }
 
+// mapNode is a node as -o json gives it, with what the map adds.
 type mapNode struct {
-	Key        string   `json:"key"`
-	Label      string   `json:"label"`
-	Kind       string   `json:"kind"`
-	Virtual    bool     `json:"virtual,omitempty"`
-	Spans      int      `json:"spans"`
-	Errors     int      `json:"errors"`
-	Instances  []string `json:"instances,omitempty"`
-	Partitions []int32  `json:"partitions,omitempty"`
-	Groups     []string `json:"groups,omitempty"`
+	NodeJSON
+	Label   string   `json:"label"`
+	Virtual bool     `json:"virtual,omitempty"`
+	Groups  []string `json:"groups,omitempty"`
 }
 
+// mapEdge is an edge as -o json gives it, with what the map adds.
 type mapEdge struct {
-	From      string   `json:"from"`
-	To        string   `json:"to"`
+	EdgeJSON
 	FromLabel string   `json:"fromLabel"`
 	ToLabel   string   `json:"toLabel"`
-	Kind      string   `json:"kind"`
-	Relation  string   `json:"relation"`
-	Group     string   `json:"group,omitempty"`
-	Count     int      `json:"count"`
-	Errors    int      `json:"errors"`
-	P50Ms     float64  `json:"p50_ms"`
-	P95Ms     float64  `json:"p95_ms"`
-	P99Ms     float64  `json:"p99_ms"`
 	Examples  []string `json:"examples,omitempty"`
 	// Continuity is the share of the hop's records (all relations of one
-	// from → to, group) that continue the trace; absent on call edges.
+	// from → to, group) that continue the trace; absent on call edges and
+	// on origins.
 	Continuity *float64 `json:"continuity,omitempty"`
 }
 
@@ -104,14 +93,13 @@ func ToMap(g *graph.Graph, rep analyze.Report, spof analyze.SPOFReport, ui strin
 			}
 		}
 	}
-	for _, n := range g.Nodes {
-		d.Nodes = append(d.Nodes, mapNode{Key: n.Key, Label: mapLabel(n), Kind: n.Kind.String(),
-			Virtual: n.Kind != graph.KindService && n.Kind != graph.KindTopic, Spans: n.Spans, Errors: n.Errors,
-			Instances: n.Instances, Partitions: n.Partitions, Groups: groups[n]})
+	j := ToJSON(g)
+	for i, n := range g.Nodes {
+		d.Nodes = append(d.Nodes, mapNode{NodeJSON: j.Nodes[i], Label: dotLabel(n),
+			Virtual: n.Kind != graph.KindService && n.Kind != graph.KindTopic, Groups: groups[n]})
 	}
-	for _, e := range g.Edges {
-		me := mapEdge{From: e.From.Key, To: e.To.Key, FromLabel: mapLabel(e.From), ToLabel: mapLabel(e.To), Kind: e.Kind.String(),
-			Relation: e.Relation.String(), Group: e.Group, Count: e.Count, Errors: e.Errors, P50Ms: ms(e.P50), P95Ms: ms(e.P95), P99Ms: ms(e.P99)}
+	for i, e := range g.Edges {
+		me := mapEdge{EdgeJSON: j.Edges[i], FromLabel: dotLabel(e.From), ToLabel: dotLabel(e.To)}
 		if h := (hop{e.From, e.To, e.Group}); seen[h] > 0 && (e.Kind == graph.EdgeConsume || e.Relation != graph.RelSpan) {
 			c := float64(cont[h]) / float64(seen[h])
 			me.Continuity = &c
@@ -142,13 +130,6 @@ func ToMap(g *graph.Graph, rep analyze.Report, spof analyze.SPOFReport, ui strin
 		d.SPOF = append(d.SPOF, mapSPOF{Node: n.Node, Risks: strings.Join(n.Kinds, ", "), Blast: len(n.Blast), Nodes: []string{n.Node}})
 	}
 	return d
-}
-
-func mapLabel(n *graph.Node) string {
-	if n.Kind == graph.KindUnknownCaller {
-		return "unknown caller"
-	}
-	return n.Name
 }
 
 // stitchExamples are up to five traces where the stitched edge e broke.
