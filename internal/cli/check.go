@@ -36,8 +36,8 @@ type CheckOptions struct {
 }
 
 // NewCmdCheck builds `ktrace check`.
-func NewCmdCheck(io *IOStreams, runF func(context.Context, *CheckOptions) error) *cobra.Command {
-	opts := &CheckOptions{IO: io}
+func NewCmdCheck(ios *IOStreams, runF func(context.Context, *CheckOptions) error) *cobra.Command {
+	opts := &CheckOptions{IO: ios}
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Gate CI on trace continuity along flows (exit 0 pass, 1 violation, 3 inconclusive)",
@@ -69,7 +69,7 @@ verdict is inconclusive (exit 3), not broken.`,
 			if opts.MinTraces < 1 || opts.StablePolls < 1 || opts.Wait <= 0 || opts.Poll <= 0 {
 				return usagef("--min-traces, --stable-polls, --wait and --poll must be positive")
 			}
-			if err := opts.Source.validate(io); err != nil {
+			if err := opts.Source.validate(ios); err != nil {
 				return err
 			}
 			if runF != nil {

@@ -17,7 +17,7 @@ import (
 )
 
 // NewCmdDemo builds `ktrace demo`.
-func NewCmdDemo(io *IOStreams) *cobra.Command {
+func NewCmdDemo(ios *IOStreams) *cobra.Command {
 	opts := &StackOptions{}
 	var keep bool
 	var settle time.Duration
@@ -37,13 +37,13 @@ progress on stderr); later runs start in seconds.`,
 			if err := stackSupported(); err != nil {
 				return err
 			}
-			if err := opts.prepare(io); err != nil {
+			if err := opts.prepare(ios); err != nil {
 				return err
 			}
 			if opts.JaegerEndpoint == "" && opts.OTLPEndpoint != "" {
 				return usagef("demo reads traces back from Jaeger: give --jaeger-endpoint with --otlp-endpoint")
 			}
-			return demoRun(cmd.Context(), io, opts, keep, settle)
+			return demoRun(cmd.Context(), ios, opts, keep, settle)
 		},
 	}
 	opts.register(cmd)
@@ -52,24 +52,24 @@ progress on stderr); later runs start in seconds.`,
 	return cmd
 }
 
-func demoRun(ctx context.Context, io *IOStreams, opts *StackOptions, keep bool, settle time.Duration) (err error) {
+func demoRun(ctx context.Context, ios *IOStreams, opts *StackOptions, keep bool, settle time.Duration) (err error) {
 	st, err := stack.Up(ctx, opts.Options)
 	if err != nil {
 		return stackErr(err)
 	}
 	if !keep {
 		defer func() {
-			if derr := stack.Down(opts.StateDir, io.ErrOut); err == nil && derr != nil {
+			if derr := stack.Down(opts.StateDir, ios.ErrOut); err == nil && derr != nil {
 				err = derr
 			}
 		}()
 	}
-	fmt.Fprintln(io.ErrOut, "replaying stargazer events...")
+	fmt.Fprintln(ios.ErrOut, "replaying stargazer events...")
 	res, err := stack.Traffic(ctx, opts.StateDir, 0, 0)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(io.ErrOut, "sent %d events\n", res.Sent)
+	fmt.Fprintf(ios.ErrOut, "sent %d events\n", res.Sent)
 
 	deadline := time.Now().Add(settle)
 	var want []stargazers.Result
@@ -85,31 +85,31 @@ func demoRun(ctx context.Context, io *IOStreams, opts *StackOptions, keep bool, 
 		return err
 	}
 
-	fmt.Fprintln(io.ErrOut, "waiting for traces to settle in Jaeger...")
+	fmt.Fprintln(ios.ErrOut, "waiting for traces to settle in Jaeger...")
 	src := jaegerSource(st.Endpoints.JaegerQuery, "", "")
-	set, _, err := src.loadStable(ctx, io, 2, time.Second, deadline)
+	set, _, err := src.loadStable(ctx, ios, 2, time.Second, deadline)
 	if err != nil {
 		return err
 	}
 	g, rep := analyze.Run(set.Traces(), analyze.Options{SkewTolerance: 10 * time.Millisecond})
-	if err := render.GraphText(io.Out, g, io.Style()); err != nil {
+	if err := render.GraphText(ios.Out, g, ios.Style()); err != nil {
 		return err
 	}
-	fmt.Fprintln(io.Out)
-	fmt.Fprintln(io.Out, "Where traces break:")
-	if err := render.ReportSentences(io.Out, rep, render.Terminal, true); err != nil {
+	fmt.Fprintln(ios.Out)
+	fmt.Fprintln(ios.Out, "Where traces break:")
+	if err := render.ReportSentences(ios.Out, rep, render.Terminal, true); err != nil {
 		return err
 	}
-	fmt.Fprintln(io.Out)
+	fmt.Fprintln(ios.Out)
 	if want != nil {
 		if !reflect.DeepEqual(got, want) {
-			fmt.Fprintf(io.Out, "stargazers-api holds %d results; the join should give %d\n", len(got), len(want))
+			fmt.Fprintf(ios.Out, "stargazers-api holds %d results; the join should give %d\n", len(got), len(want))
 			return withCode(ExitFindings, errSilent)
 		}
-		fmt.Fprintf(io.Out, "stargazers-api holds the %d logins that starred both repositories within 10 days, as expected\n", len(got))
+		fmt.Fprintf(ios.Out, "stargazers-api holds the %d logins that starred both repositories within 10 days, as expected\n", len(got))
 	}
 	if keep {
-		printEndpoints(io, st)
+		printEndpoints(ios, st)
 	}
 	return nil
 }

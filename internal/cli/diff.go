@@ -43,8 +43,8 @@ type ChangeJSON struct {
 }
 
 // NewCmdDiff builds `ktrace diff`.
-func NewCmdDiff(io *IOStreams, runF func(context.Context, *DiffOptions) error) *cobra.Command {
-	opts := &DiffOptions{IO: io}
+func NewCmdDiff(ios *IOStreams, runF func(context.Context, *DiffOptions) error) *cobra.Command {
+	opts := &DiffOptions{IO: ios}
 	cmd := &cobra.Command{
 		Use:   "diff A B",
 		Short: "Show how the topology changed between two trace sets",

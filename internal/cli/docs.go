@@ -24,8 +24,8 @@ type DocsOptions struct {
 }
 
 // NewCmdDocs builds `ktrace docs`.
-func NewCmdDocs(io *IOStreams, runF func(context.Context, *DocsOptions) error) *cobra.Command {
-	opts := &DocsOptions{IO: io}
+func NewCmdDocs(ios *IOStreams, runF func(context.Context, *DocsOptions) error) *cobra.Command {
+	opts := &DocsOptions{IO: ios}
 	cmd := &cobra.Command{
 		Use:   "docs --out DIR",
 		Short: "Write the system's documentation from its traces",
@@ -49,7 +49,7 @@ in the Markdown pages survives regeneration.`,
 			if opts.Out == "" {
 				return usagef("--out DIR is required")
 			}
-			if err := opts.Source.validate(io); err != nil {
+			if err := opts.Source.validate(ios); err != nil {
 				return err
 			}
 			if runF != nil {

@@ -22,8 +22,8 @@ type GraphOptions struct {
 var graphFormats = []string{"text", "json", "dot", "mermaid", "html"}
 
 // NewCmdGraph builds `ktrace graph`. runF replaces graphRun in tests.
-func NewCmdGraph(io *IOStreams, runF func(context.Context, *GraphOptions) error) *cobra.Command {
-	opts := &GraphOptions{IO: io}
+func NewCmdGraph(ios *IOStreams, runF func(context.Context, *GraphOptions) error) *cobra.Command {
+	opts := &GraphOptions{IO: ios}
 	cmd := &cobra.Command{
 		Use:   "graph",
 		Short: "Rebuild the service graph, with Kafka topics as nodes",
@@ -41,7 +41,7 @@ context, paired with the producer of the same record.`,
 			if err := checkFormat(opts.Output, graphFormats); err != nil {
 				return err
 			}
-			if err := opts.Source.validate(io); err != nil {
+			if err := opts.Source.validate(ios); err != nil {
 				return err
 			}
 			if runF != nil {
@@ -75,16 +75,16 @@ func graphRun(ctx context.Context, opts *GraphOptions) error {
 	return writeGraph(opts.IO, g, opts.Output)
 }
 
-func writeGraph(io *IOStreams, g *graph.Graph, format string) error {
+func writeGraph(ios *IOStreams, g *graph.Graph, format string) error {
 	switch format {
 	case "json":
-		return render.JSON(io.Out, render.ToJSON(g))
+		return render.JSON(ios.Out, render.ToJSON(g))
 	case "dot":
-		return render.DOT(io.Out, g)
+		return render.DOT(ios.Out, g)
 	case "mermaid":
-		return render.Mermaid(io.Out, g)
+		return render.Mermaid(ios.Out, g)
 	}
-	return render.GraphText(io.Out, g, io.Style())
+	return render.GraphText(ios.Out, g, ios.Style())
 }
 
 func checkFormat(f string, allowed []string) error {

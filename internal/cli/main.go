@@ -69,7 +69,7 @@ func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
 
 // NewRootCmd builds the command tree.
-func NewRootCmd(io *IOStreams) *cobra.Command {
+func NewRootCmd(ios *IOStreams) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "ktrace",
 		Short: "See where traces break in Kafka-connected systems",
@@ -80,32 +80,32 @@ is lost between services.`,
 		SilenceErrors: true,
 		Version:       Version(),
 	}
-	root.SetIn(io.In)
-	root.SetOut(io.Out)
-	root.SetErr(io.ErrOut)
+	root.SetIn(ios.In)
+	root.SetOut(ios.Out)
+	root.SetErr(ios.ErrOut)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(
-		NewCmdGraph(io, nil),
-		NewCmdPull(io, nil),
-		NewCmdServices(io, nil),
-		NewCmdReport(io, nil),
-		NewCmdCheck(io, nil),
-		NewCmdSPOF(io, nil),
-		NewCmdDiff(io, nil),
-		NewCmdDocs(io, nil),
-		NewCmdServe(io, nil),
-		NewCmdStack(io),
-		NewCmdDemo(io),
-		NewCmdVersion(io),
+		NewCmdGraph(ios, nil),
+		NewCmdPull(ios, nil),
+		NewCmdServices(ios, nil),
+		NewCmdReport(ios, nil),
+		NewCmdCheck(ios, nil),
+		NewCmdSPOF(ios, nil),
+		NewCmdDiff(ios, nil),
+		NewCmdDocs(ios, nil),
+		NewCmdServe(ios, nil),
+		NewCmdStack(ios),
+		NewCmdDemo(ios),
+		NewCmdVersion(ios),
 	)
 	return root
 }
 
 // Main runs ktrace with args and returns the exit code.
-func Main(args []string, io *IOStreams) int {
+func Main(args []string, ios *IOStreams) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	root := NewRootCmd(io)
+	root := NewRootCmd(ios)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -117,7 +117,7 @@ func Main(args []string, io *IOStreams) int {
 	}
 	// Errors may quote input (names, IDs): nothing in them reaches the
 	// terminal as a control sequence.
-	fmt.Fprintln(io.ErrOut, "ktrace: "+render.Terminal(oneLine(err.Error())))
+	fmt.Fprintln(ios.ErrOut, "ktrace: "+render.Terminal(oneLine(err.Error())))
 	return exitCode(err)
 }
 
@@ -126,13 +126,13 @@ func Main(args []string, io *IOStreams) int {
 var errSilent = errors.New("")
 
 // NewCmdVersion prints the version.
-func NewCmdVersion(io *IOStreams) *cobra.Command {
+func NewCmdVersion(ios *IOStreams) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print ktrace's version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprintln(io.Out, "ktrace "+Version())
+			_, err := fmt.Fprintln(ios.Out, "ktrace "+Version())
 			return err
 		},
 	}

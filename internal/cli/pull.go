@@ -20,8 +20,8 @@ type PullOptions struct {
 }
 
 // NewCmdPull builds `ktrace pull`.
-func NewCmdPull(io *IOStreams, runF func(context.Context, *PullOptions) error) *cobra.Command {
-	opts := &PullOptions{IO: io}
+func NewCmdPull(ios *IOStreams, runF func(context.Context, *PullOptions) error) *cobra.Command {
+	opts := &PullOptions{IO: ios}
 	cmd := &cobra.Command{
 		Use:   "pull FILE",
 		Short: "Save traces to a snapshot file for offline use",
@@ -35,7 +35,7 @@ FILE "-" writes to stdout.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Path = args[0]
-			if err := opts.Source.validate(io); err != nil {
+			if err := opts.Source.validate(ios); err != nil {
 				return err
 			}
 			if runF != nil {

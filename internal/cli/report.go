@@ -25,8 +25,8 @@ type ReportOptions struct {
 }
 
 // NewCmdReport builds `ktrace report`.
-func NewCmdReport(io *IOStreams, runF func(context.Context, *ReportOptions) error) *cobra.Command {
-	opts := &ReportOptions{IO: io}
+func NewCmdReport(ios *IOStreams, runF func(context.Context, *ReportOptions) error) *cobra.Command {
+	opts := &ReportOptions{IO: ios}
 	cmd := &cobra.Command{
 		Use:   "report --broken",
 		Short: "Name where traces break, ranked, with example traces",
@@ -59,7 +59,7 @@ Jaeger, --settle apart) are reported as incomplete, never as broken.`,
 			if opts.Skew < 0 || opts.Settle < 0 {
 				return usagef("--skew-tolerance and --settle must not be negative")
 			}
-			if err := opts.Source.validate(io); err != nil {
+			if err := opts.Source.validate(ios); err != nil {
 				return err
 			}
 			if runF != nil {
@@ -119,8 +119,8 @@ func (c spanCounts) changed(t *trace.Trace) bool {
 // loadSettled loads traces; from Jaeger it reads again after settle and
 // marks traces whose span count changed (or that are new) as incomplete,
 // keeping the later read.
-func loadSettled(ctx context.Context, io *IOStreams, src *SourceOptions, settle time.Duration) (*trace.Set, map[trace.TraceID]bool, error) {
-	set, err := src.load(ctx, io)
+func loadSettled(ctx context.Context, ios *IOStreams, src *SourceOptions, settle time.Duration) (*trace.Set, map[trace.TraceID]bool, error) {
+	set, err := src.load(ctx, ios)
 	if err != nil || src.Jaeger == "" || settle == 0 {
 		return set, nil, err
 	}
@@ -128,10 +128,10 @@ func loadSettled(ctx context.Context, io *IOStreams, src *SourceOptions, settle 
 	for _, t := range set.Traces() {
 		before[t.ID] = len(t.Spans)
 	}
-	if err := wait(ctx, io, settle); err != nil {
+	if err := wait(ctx, ios, settle); err != nil {
 		return nil, nil, err
 	}
-	again, err := src.load(ctx, io)
+	again, err := src.load(ctx, ios)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -29,8 +29,8 @@ type ServeOptions struct {
 }
 
 // NewCmdServe builds `ktrace serve`.
-func NewCmdServe(io *IOStreams, runF func(context.Context, *ServeOptions) error) *cobra.Command {
-	opts := &ServeOptions{IO: io}
+func NewCmdServe(ios *IOStreams, runF func(context.Context, *ServeOptions) error) *cobra.Command {
+	opts := &ServeOptions{IO: ios}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the interactive service map, re-read from the source every --interval",
@@ -48,7 +48,7 @@ is the map's data; /healthz answers 200 while the last read succeeded.`,
 			if _, _, err := net.SplitHostPort(opts.Listen); err != nil {
 				return usagef("--listen %q: want host:port", opts.Listen)
 			}
-			if err := opts.Source.validate(io); err != nil {
+			if err := opts.Source.validate(ios); err != nil {
 				return err
 			}
 			if runF != nil {

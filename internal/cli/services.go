@@ -29,8 +29,8 @@ type ServiceJSON struct {
 }
 
 // NewCmdServices builds `ktrace services`.
-func NewCmdServices(io *IOStreams, runF func(context.Context, *ServicesOptions) error) *cobra.Command {
-	opts := &ServicesOptions{IO: io}
+func NewCmdServices(ios *IOStreams, runF func(context.Context, *ServicesOptions) error) *cobra.Command {
+	opts := &ServicesOptions{IO: ios}
 	cmd := &cobra.Command{
 		Use:   "services",
 		Short: "List the services and their operations",
@@ -41,7 +41,7 @@ func NewCmdServices(io *IOStreams, runF func(context.Context, *ServicesOptions) 
 			if err := checkFormat(opts.Output, []string{"text", "json"}); err != nil {
 				return err
 			}
-			if err := opts.Source.validate(io); err != nil {
+			if err := opts.Source.validate(ios); err != nil {
 				return err
 			}
 			if runF != nil {

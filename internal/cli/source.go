@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
@@ -98,7 +99,7 @@ func jaegerAddr(addr string) (string, error) {
 }
 
 // validate checks flag values before any work starts.
-func (o *SourceOptions) validate(io *IOStreams) error {
+func (o *SourceOptions) validate(ios *IOStreams) error {
 	if !o.hasSource() {
 		return usagef("no trace source: give --jaeger host:port, --file path or --fixture name")
 	}
@@ -109,8 +110,8 @@ func (o *SourceOptions) validate(io *IOStreams) error {
 		}
 		o.Jaeger = addr
 	}
-	if o.Token == "" && io.Getenv != nil {
-		o.Token = io.Getenv("KTRACE_JAEGER_TOKEN")
+	if o.Token == "" && ios.Getenv != nil {
+		o.Token = ios.Getenv("KTRACE_JAEGER_TOKEN")
 	}
 	for _, t := range o.Tags {
 		if k, _, ok := strings.Cut(t, "="); !ok || k == "" {
@@ -174,39 +175,39 @@ func (o *SourceOptions) jaegerConfig() jaeger.Config {
 
 // load reads every trace the flags name into one set, reporting progress
 // and warnings on stderr.
-func (o *SourceOptions) load(ctx context.Context, io *IOStreams) (*trace.Set, error) {
+func (o *SourceOptions) load(ctx context.Context, ios *IOStreams) (*trace.Set, error) {
 	set := &trace.Set{}
-	if err := o.readInputs(io, set.Add); err != nil {
+	if err := o.readInputs(ios, set.Add); err != nil {
 		return nil, err
 	}
 	if o.Jaeger != "" {
-		if err := o.loadJaeger(ctx, io, set); err != nil {
+		if err := o.loadJaeger(ctx, ios, set); err != nil {
 			return nil, err
 		}
 	}
 	if set.Len() == 0 {
-		fmt.Fprintln(io.ErrOut, "ktrace: warning: no traces found")
+		fmt.Fprintln(ios.ErrOut, "ktrace: warning: no traces found")
 	}
 	return set, nil
 }
 
-func (o *SourceOptions) loadJaeger(ctx context.Context, io *IOStreams, set *trace.Set) error {
-	return o.searchJaeger(ctx, io, func(c *jaeger.Client, q jaeger.Query, progress func(jaeger.Stats)) (jaeger.Stats, error) {
+func (o *SourceOptions) loadJaeger(ctx context.Context, ios *IOStreams, set *trace.Set) error {
+	return o.searchJaeger(ctx, ios, func(c *jaeger.Client, q jaeger.Query, progress func(jaeger.Stats)) (jaeger.Stats, error) {
 		return c.Find(ctx, q, set, progress)
 	})
 }
 
 // eachJaeger hands each trace Jaeger has for the flags to each as it
 // arrives, keeping none.
-func (o *SourceOptions) eachJaeger(ctx context.Context, io *IOStreams, each func(*trace.Trace)) error {
-	return o.searchJaeger(ctx, io, func(c *jaeger.Client, q jaeger.Query, progress func(jaeger.Stats)) (jaeger.Stats, error) {
+func (o *SourceOptions) eachJaeger(ctx context.Context, ios *IOStreams, each func(*trace.Trace)) error {
+	return o.searchJaeger(ctx, ios, func(c *jaeger.Client, q jaeger.Query, progress func(jaeger.Stats)) (jaeger.Stats, error) {
 		return c.FindEach(ctx, q, func(t *trace.Trace) error { each(t); return nil }, progress)
 	})
 }
 
 // searchJaeger runs a search for the flags, with progress and warnings on
 // stderr.
-func (o *SourceOptions) searchJaeger(ctx context.Context, io *IOStreams, search func(*jaeger.Client, jaeger.Query, func(jaeger.Stats)) (jaeger.Stats, error)) error {
+func (o *SourceOptions) searchJaeger(ctx context.Context, ios *IOStreams, search func(*jaeger.Client, jaeger.Query, func(jaeger.Stats)) (jaeger.Stats, error)) error {
 	c, err := jaeger.Dial(o.jaegerConfig())
 	if err != nil {
 		return err
@@ -222,7 +223,7 @@ func (o *SourceOptions) searchJaeger(ctx context.Context, io *IOStreams, search 
 			q.Tags[k] = v
 		}
 	}
-	p := newProgress(io)
+	p := newProgress(ios)
 	st, err := search(c, q, func(s jaeger.Stats) {
 		p.update("fetching from %s: %d traces, %d spans, %d calls", o.Jaeger, s.Traces, s.Spans, s.Calls)
 	})
@@ -237,10 +238,10 @@ func (o *SourceOptions) searchJaeger(ctx context.Context, io *IOStreams, search 
 	p.done("fetched %d %s (%d %s) from %s in %d %s, %s", st.Traces, plural(st.Traces, "trace", "traces"), st.Spans, plural(st.Spans, "span", "spans"),
 		o.Jaeger, st.Calls, plural(st.Calls, "call", "calls"), how)
 	if st.Truncated > 0 {
-		fmt.Fprintf(io.ErrOut, "ktrace: warning: %d time windows still returned a full page at the narrowest split; results may be truncated (raise --page-size)\n", st.Truncated)
+		fmt.Fprintf(ios.ErrOut, "ktrace: warning: %d time windows still returned a full page at the narrowest split; results may be truncated (raise --page-size)\n", st.Truncated)
 	}
 	if st.LimitReached {
-		fmt.Fprintf(io.ErrOut, "ktrace: warning: stopped at --limit %d traces; more match\n", o.Limit)
+		fmt.Fprintf(ios.ErrOut, "ktrace: warning: stopped at --limit %d traces; more match\n", o.Limit)
 	}
 	return nil
 }
@@ -248,38 +249,38 @@ func (o *SourceOptions) searchJaeger(ctx context.Context, io *IOStreams, search 
 // progress writes a self-overwriting status line on a terminal and a single
 // closing line otherwise.
 type progress struct {
-	io   *IOStreams
+	ios  *IOStreams
 	last time.Time
 	used bool
 }
 
-func newProgress(io *IOStreams) *progress { return &progress{io: io} }
+func newProgress(ios *IOStreams) *progress { return &progress{ios: ios} }
 
 func (p *progress) update(format string, args ...any) {
-	if !p.io.ErrTTY || time.Since(p.last) < 100*time.Millisecond {
+	if !p.ios.ErrTTY || time.Since(p.last) < 100*time.Millisecond {
 		return
 	}
 	p.last = time.Now()
 	p.used = true
-	fmt.Fprintf(p.io.ErrOut, "\r\033[K"+format, args...)
+	fmt.Fprintf(p.ios.ErrOut, "\r\033[K"+format, args...)
 }
 
 // clear removes the status line, if one was drawn.
 func (p *progress) clear() {
 	if p.used {
-		fmt.Fprint(p.io.ErrOut, "\r\033[K")
+		fmt.Fprint(p.ios.ErrOut, "\r\033[K")
 		p.used = false
 	}
 }
 
 func (p *progress) done(format string, args ...any) {
 	p.clear()
-	fmt.Fprintf(p.io.ErrOut, format+"\n", args...)
+	fmt.Fprintf(p.ios.ErrOut, format+"\n", args...)
 }
 
 // readInputs hands every trace of the --fixture and --file inputs, in that
 // order, to add.
-func (o *SourceOptions) readInputs(io *IOStreams, add func(trace.Trace) error) error {
+func (o *SourceOptions) readInputs(ios *IOStreams, add func(trace.Trace) error) error {
 	var res trace.Resources
 	for _, name := range o.Fixtures {
 		r, err := fixtures.Open(name)
@@ -293,7 +294,7 @@ func (o *SourceOptions) readInputs(io *IOStreams, add func(trace.Trace) error) e
 		}
 	}
 	for _, path := range o.Files {
-		if err := readFile(io, path, add, &res); err != nil {
+		if err := readFile(ios, path, add, &res); err != nil {
 			return err
 		}
 	}
@@ -302,11 +303,11 @@ func (o *SourceOptions) readInputs(io *IOStreams, add func(trace.Trace) error) e
 
 // readFile reads one file with progress on stderr: a running count on a
 // terminal, and a closing line when the read took long enough to wonder.
-func readFile(io *IOStreams, path string, add func(trace.Trace) error, res *trace.Resources) error {
-	p := newProgress(io)
+func readFile(ios *IOStreams, path string, add func(trace.Trace) error, res *trace.Resources) error {
+	p := newProgress(ios)
 	start := time.Now()
 	traces, spans := 0, 0
-	_, err := file.ReadFileEach(path, io.In, func(t trace.Trace) error {
+	_, err := file.ReadFileEach(path, ios.In, func(t trace.Trace) error {
 		traces++
 		spans += len(t.Spans)
 		p.update("reading %s: %d traces, %d spans", path, traces, spans)
@@ -342,15 +343,15 @@ func (o *SourceOptions) describe() string {
 // with the input. ok is false, with nothing read that matters, when the
 // source is several files or Jaeger and files, or when a trace ID repeats
 // in a file (its parts must be merged first): the caller then loads the set.
-func (o *SourceOptions) streamTraces(ctx context.Context, io *IOStreams, add func(*trace.Trace)) (ok bool, err error) {
+func (o *SourceOptions) streamTraces(ctx context.Context, ios *IOStreams, add func(*trace.Trace)) (ok bool, err error) {
 	if o.Jaeger != "" {
 		if len(o.Files)+len(o.Fixtures) > 0 {
 			return false, nil
 		}
 		n := 0
-		err := o.eachJaeger(ctx, io, func(t *trace.Trace) { n++; add(t) })
+		err := o.eachJaeger(ctx, ios, func(t *trace.Trace) { n++; add(t) })
 		if err == nil && n == 0 {
-			fmt.Fprintln(io.ErrOut, "ktrace: warning: no traces found")
+			fmt.Fprintln(ios.ErrOut, "ktrace: warning: no traces found")
 		}
 		return err == nil, err
 	}
@@ -359,7 +360,7 @@ func (o *SourceOptions) streamTraces(ctx context.Context, io *IOStreams, add fun
 	}
 	seen := map[trace.TraceID]struct{}{}
 	repeated := false
-	err = o.readInputs(io, func(t trace.Trace) error {
+	err = o.readInputs(ios, func(t trace.Trace) error {
 		if _, dup := seen[t.ID]; dup {
 			repeated = true
 			return fmt.Errorf("trace %s appears twice", t.ID)
@@ -375,19 +376,19 @@ func (o *SourceOptions) streamTraces(ctx context.Context, io *IOStreams, add fun
 		return false, err
 	}
 	if len(seen) == 0 {
-		fmt.Fprintln(io.ErrOut, "ktrace: warning: no traces found")
+		fmt.Fprintln(ios.ErrOut, "ktrace: warning: no traces found")
 	}
 	return true, nil
 }
 
 // buildGraph builds the graph of the source, streaming when it can.
-func (o *SourceOptions) buildGraph(ctx context.Context, io *IOStreams) (*graph.Graph, error) {
+func (o *SourceOptions) buildGraph(ctx context.Context, ios *IOStreams) (*graph.Graph, error) {
 	b := graph.NewBuilder()
-	ok, err := o.streamTraces(ctx, io, b.Add)
+	ok, err := o.streamTraces(ctx, ios, b.Add)
 	if err != nil || ok {
 		return b.Graph(), err
 	}
-	set, err := o.load(ctx, io)
+	set, err := o.load(ctx, ios)
 	if err != nil {
 		return nil, err
 	}
@@ -399,20 +400,20 @@ func (o *SourceOptions) buildGraph(ctx context.Context, io *IOStreams) (*graph.G
 // only each trace's span count from the first read; traces that changed
 // (or are new) are incomplete: analysed for the graph, left out of the
 // breaks.
-func (o *SourceOptions) analyzeSource(ctx context.Context, io *IOStreams, opts analyze.Options, settle time.Duration) (*graph.Graph, analyze.Report, error) {
+func (o *SourceOptions) analyzeSource(ctx context.Context, ios *IOStreams, opts analyze.Options, settle time.Duration) (*graph.Graph, analyze.Report, error) {
 	var before spanCounts
 	if o.Jaeger != "" && len(o.Files)+len(o.Fixtures) == 0 && settle > 0 {
 		before = spanCounts{}
-		if err := o.eachJaeger(ctx, io, func(t *trace.Trace) { before[t.ID] = len(t.Spans) }); err != nil {
+		if err := o.eachJaeger(ctx, ios, func(t *trace.Trace) { before[t.ID] = len(t.Spans) }); err != nil {
 			return nil, analyze.Report{}, err
 		}
-		if err := wait(ctx, io, settle); err != nil {
+		if err := wait(ctx, ios, settle); err != nil {
 			return nil, analyze.Report{}, err
 		}
 		opts.Incomplete = map[trace.TraceID]bool{}
 	}
 	a := analyze.NewAnalyzer(opts)
-	ok, err := o.streamTraces(ctx, io, func(t *trace.Trace) {
+	ok, err := o.streamTraces(ctx, ios, func(t *trace.Trace) {
 		if before != nil && before.changed(t) {
 			opts.Incomplete[t.ID] = true
 		}
@@ -425,7 +426,7 @@ func (o *SourceOptions) analyzeSource(ctx context.Context, io *IOStreams, opts a
 		g, rep := a.Finish()
 		return g, rep, nil
 	}
-	set, incomplete, err := loadSettled(ctx, io, o, settle)
+	set, incomplete, err := loadSettled(ctx, ios, o, settle)
 	if err != nil {
 		return nil, analyze.Report{}, err
 	}
@@ -435,8 +436,8 @@ func (o *SourceOptions) analyzeSource(ctx context.Context, io *IOStreams, opts a
 }
 
 // wait sleeps for settle, saying so on stderr, unless ctx ends first.
-func wait(ctx context.Context, io *IOStreams, settle time.Duration) error {
-	fmt.Fprintf(io.ErrOut, "reading again in %s to find traces still arriving...\n", settle)
+func wait(ctx context.Context, ios *IOStreams, settle time.Duration) error {
+	fmt.Fprintf(ios.ErrOut, "reading again in %s to find traces still arriving...\n", settle)
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -448,8 +449,8 @@ func wait(ctx context.Context, io *IOStreams, settle time.Duration) error {
 // loadStable reads the source again and again, poll apart, until the span
 // count is unchanged (and not zero) for stablePolls reads in a row, or the
 // deadline passes; settled says which. Each read is reported on stderr.
-func (o *SourceOptions) loadStable(ctx context.Context, io *IOStreams, stablePolls int, poll time.Duration, deadline time.Time) (set *trace.Set, settled bool, err error) {
-	quiet := &IOStreams{In: io.In, Out: io.Out, ErrOut: ioDiscard{}, Getenv: io.Getenv}
+func (o *SourceOptions) loadStable(ctx context.Context, ios *IOStreams, stablePolls int, poll time.Duration, deadline time.Time) (set *trace.Set, settled bool, err error) {
+	quiet := &IOStreams{In: ios.In, Out: ios.Out, ErrOut: io.Discard, Getenv: ios.Getenv}
 	last, stable := -1, 0
 	for reads := 1; ; reads++ {
 		if set, err = o.load(ctx, quiet); err != nil {
@@ -462,7 +463,7 @@ func (o *SourceOptions) loadStable(ctx context.Context, io *IOStreams, stablePol
 			stable = 0
 		}
 		last = n
-		fmt.Fprintf(io.ErrOut, "read %d: %d traces, %d spans (stable for %d of %d reads)\n", reads, set.Len(), n, stable, stablePolls)
+		fmt.Fprintf(ios.ErrOut, "read %d: %d traces, %d spans (stable for %d of %d reads)\n", reads, set.Len(), n, stable, stablePolls)
 		if stable >= stablePolls {
 			return set, true, nil
 		}
@@ -476,10 +477,6 @@ func (o *SourceOptions) loadStable(ctx context.Context, io *IOStreams, stablePol
 		}
 	}
 }
-
-type ioDiscard struct{}
-
-func (ioDiscard) Write(p []byte) (int, error) { return len(p), nil }
 
 // jaegerSource reads a whole Jaeger window with the default settings of
 // the source flags.

@@ -20,8 +20,8 @@ type SPOFOptions struct {
 }
 
 // NewCmdSPOF builds `ktrace spof`.
-func NewCmdSPOF(io *IOStreams, runF func(context.Context, *SPOFOptions) error) *cobra.Command {
-	opts := &SPOFOptions{IO: io}
+func NewCmdSPOF(ios *IOStreams, runF func(context.Context, *SPOFOptions) error) *cobra.Command {
+	opts := &SPOFOptions{IO: ios}
 	cmd := &cobra.Command{
 		Use:   "spof",
 		Short: "Flag single points of failure, ranked by blast radius",
@@ -55,7 +55,7 @@ by an unknown caller, or --entry.`,
 					}
 				}
 			}
-			if err := opts.Source.validate(io); err != nil {
+			if err := opts.Source.validate(ios); err != nil {
 				return err
 			}
 			if runF != nil {

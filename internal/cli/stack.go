@@ -44,7 +44,7 @@ func (o *StackOptions) register(cmd *cobra.Command) {
 	f.StringArrayVar(&o.Replicas, "replicas", nil, "run `service=N` instances of stargazers-flatten or stargazers-join in one consumer group (repeatable)")
 }
 
-func (o *StackOptions) prepare(io *IOStreams) error {
+func (o *StackOptions) prepare(ios *IOStreams) error {
 	if o.Brokers != "" {
 		o.KafkaBrokers = strings.Split(o.Brokers, ",")
 	}
@@ -59,10 +59,10 @@ func (o *StackOptions) prepare(io *IOStreams) error {
 		}
 		o.Options.Replicas[name] = count
 	}
-	if o.Live && io.Getenv("GITHUB_TOKEN") == "" {
+	if o.Live && ios.Getenv("GITHUB_TOKEN") == "" {
 		return usagef("--live needs a GitHub token in GITHUB_TOKEN")
 	}
-	o.Progress = io.ErrOut
+	o.Progress = ios.ErrOut
 	return nil
 }
 
@@ -82,7 +82,7 @@ func stackErr(err error) error {
 var stackSupported = stack.Supported
 
 // NewCmdStack builds `ktrace stack`.
-func NewCmdStack(io *IOStreams) *cobra.Command {
+func NewCmdStack(ios *IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "stack",
 		Short: "Run the instrumented stargazers stack (Kafka, Jaeger v2, four services)",
@@ -94,29 +94,29 @@ result. An embedded Kafka-protocol broker and a real Jaeger v2 by default,
 all on 127.0.0.1.`,
 		PersistentPreRunE: func(*cobra.Command, []string) error { return stackSupported() },
 	}
-	cmd.AddCommand(newCmdStackUp(io), newCmdStackDown(io), newCmdStackStatus(io), newCmdStackLogs(io),
-		newCmdStackTraffic(io), newCmdStackRestart(io), newCmdStackServe(io))
+	cmd.AddCommand(newCmdStackUp(ios), newCmdStackDown(ios), newCmdStackStatus(ios), newCmdStackLogs(ios),
+		newCmdStackTraffic(ios), newCmdStackRestart(ios), newCmdStackServe(ios))
 	return cmd
 }
 
-func printEndpoints(io *IOStreams, st *stack.State) {
+func printEndpoints(ios *IOStreams, st *stack.State) {
 	e := st.Endpoints
-	fmt.Fprintf(io.Out, "stargazers stack is up (join propagation: %s)\n", st.Propagation)
+	fmt.Fprintf(ios.Out, "stargazers stack is up (join propagation: %s)\n", st.Propagation)
 	if e.JaegerUI != "" {
-		fmt.Fprintf(io.Out, "  Jaeger UI          %s\n", e.JaegerUI)
+		fmt.Fprintf(ios.Out, "  Jaeger UI          %s\n", e.JaegerUI)
 	}
 	if e.JaegerQuery != "" {
-		fmt.Fprintf(io.Out, "  Jaeger query gRPC  %s   (ktrace graph --jaeger %s)\n", e.JaegerQuery, e.JaegerQuery)
+		fmt.Fprintf(ios.Out, "  Jaeger query gRPC  %s   (ktrace graph --jaeger %s)\n", e.JaegerQuery, e.JaegerQuery)
 	}
 	if e.Map != "" {
-		fmt.Fprintf(io.Out, "  service map        %s   (ktrace serve)\n", e.Map)
+		fmt.Fprintf(ios.Out, "  service map        %s   (ktrace serve)\n", e.Map)
 	}
-	fmt.Fprintf(io.Out, "  stargazers API     %s\n", e.API)
-	fmt.Fprintf(io.Out, "  Kafka              %s\n", e.Kafka)
-	fmt.Fprintf(io.Out, "  OTLP               %s\n", e.OTLP)
+	fmt.Fprintf(ios.Out, "  stargazers API     %s\n", e.API)
+	fmt.Fprintf(ios.Out, "  Kafka              %s\n", e.Kafka)
+	fmt.Fprintf(ios.Out, "  OTLP               %s\n", e.OTLP)
 }
 
-func newCmdStackUp(io *IOStreams) *cobra.Command {
+func newCmdStackUp(ios *IOStreams) *cobra.Command {
 	opts := &StackOptions{}
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -126,21 +126,21 @@ func newCmdStackUp(io *IOStreams) *cobra.Command {
   ktrace stack up --kafka-brokers broker1:9092 --jaeger-endpoint jaeger:16685`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := opts.prepare(io); err != nil {
+			if err := opts.prepare(ios); err != nil {
 				return err
 			}
 			st, err := stack.Up(cmd.Context(), opts.Options)
 			if err != nil {
 				return stackErr(err)
 			}
-			printEndpoints(io, st)
+			printEndpoints(ios, st)
 			if !opts.Foreground {
-				fmt.Fprintln(io.Out, "  stop it with: ktrace stack down")
+				fmt.Fprintln(ios.Out, "  stop it with: ktrace stack down")
 				return nil
 			}
-			fmt.Fprintln(io.ErrOut, "running in the foreground; Ctrl-C stops the stack")
+			fmt.Fprintln(ios.ErrOut, "running in the foreground; Ctrl-C stops the stack")
 			<-cmd.Context().Done()
-			return stackErr(stack.Down(opts.StateDir, io.ErrOut))
+			return stackErr(stack.Down(opts.StateDir, ios.ErrOut))
 		},
 	}
 	opts.register(cmd)
@@ -152,21 +152,21 @@ func stateDirFlag(cmd *cobra.Command, dir *string) {
 	cmd.Flags().StringVar(dir, "state-dir", "", "directory of the stack's state (default "+stack.DefaultStateDir()+")")
 }
 
-func newCmdStackDown(io *IOStreams) *cobra.Command {
+func newCmdStackDown(ios *IOStreams) *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Stop every component of the stack",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			if err := stack.Down(dir, io.ErrOut); err != nil {
+			if err := stack.Down(dir, ios.ErrOut); err != nil {
 				if errors.Is(err, stack.ErrNotRunning) {
-					fmt.Fprintln(io.ErrOut, "the stack is not running")
+					fmt.Fprintln(ios.ErrOut, "the stack is not running")
 					return nil
 				}
 				return err
 			}
-			fmt.Fprintln(io.ErrOut, "stack stopped")
+			fmt.Fprintln(ios.ErrOut, "stack stopped")
 			return nil
 		},
 	}
@@ -174,7 +174,7 @@ func newCmdStackDown(io *IOStreams) *cobra.Command {
 	return cmd
 }
 
-func newCmdStackStatus(io *IOStreams) *cobra.Command {
+func newCmdStackStatus(ios *IOStreams) *cobra.Command {
 	var dir, output string
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -189,7 +189,7 @@ func newCmdStackStatus(io *IOStreams) *cobra.Command {
 				return stackErr(err)
 			}
 			if output == "json" {
-				if err := render.JSON(io.Out, list); err != nil {
+				if err := render.JSON(ios.Out, list); err != nil {
 					return err
 				}
 			} else {
@@ -198,7 +198,7 @@ func newCmdStackStatus(io *IOStreams) *cobra.Command {
 					if s.Reason != "" {
 						status += " (" + s.Reason + ")"
 					}
-					fmt.Fprintf(io.Out, "%s\t%s\tpid %d\t%s\n", s.Name, status, s.Pid, s.Health)
+					fmt.Fprintf(ios.Out, "%s\t%s\tpid %d\t%s\n", s.Name, status, s.Pid, s.Health)
 				}
 			}
 			for _, s := range list {
@@ -214,7 +214,7 @@ func newCmdStackStatus(io *IOStreams) *cobra.Command {
 	return cmd
 }
 
-func newCmdStackLogs(io *IOStreams) *cobra.Command {
+func newCmdStackLogs(ios *IOStreams) *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
 		Use:   "logs [component]",
@@ -225,14 +225,14 @@ func newCmdStackLogs(io *IOStreams) *cobra.Command {
 			if len(args) == 1 {
 				name = args[0]
 			}
-			return stackErr(stack.Logs(dir, name, io.Out))
+			return stackErr(stack.Logs(dir, name, ios.Out))
 		},
 	}
 	stateDirFlag(cmd, &dir)
 	return cmd
 }
 
-func newCmdStackTraffic(io *IOStreams) *cobra.Command {
+func newCmdStackTraffic(ios *IOStreams) *cobra.Command {
 	var dir string
 	var events int
 	var rate float64
@@ -253,12 +253,12 @@ func newCmdStackTraffic(io *IOStreams) *cobra.Command {
 			if _, err := stack.Load(dir); err != nil {
 				return stackErr(err)
 			}
-			fmt.Fprintf(io.ErrOut, "replaying %s...\n", what)
+			fmt.Fprintf(ios.ErrOut, "replaying %s...\n", what)
 			res, err := stack.Traffic(cmd.Context(), dir, events, rate)
 			if err != nil {
 				return stackErr(err)
 			}
-			fmt.Fprintf(io.Out, "sent %s, %d remain\n", render.N(res.Sent, "event"), res.Remaining)
+			fmt.Fprintf(ios.Out, "sent %s, %d remain\n", render.N(res.Sent, "event"), res.Remaining)
 			return nil
 		},
 	}
@@ -268,7 +268,7 @@ func newCmdStackTraffic(io *IOStreams) *cobra.Command {
 	return cmd
 }
 
-func newCmdStackRestart(io *IOStreams) *cobra.Command {
+func newCmdStackRestart(ios *IOStreams) *cobra.Command {
 	var dir string
 	var kill bool
 	cmd := &cobra.Command{
@@ -279,7 +279,7 @@ func newCmdStackRestart(io *IOStreams) *cobra.Command {
 			if err := stack.Restart(cmd.Context(), dir, args[0], kill, 0); err != nil {
 				return stackErr(err)
 			}
-			fmt.Fprintf(io.ErrOut, "%s restarted\n", args[0])
+			fmt.Fprintf(ios.ErrOut, "%s restarted\n", args[0])
 			return nil
 		},
 	}
@@ -290,7 +290,7 @@ func newCmdStackRestart(io *IOStreams) *cobra.Command {
 
 // newCmdStackServe runs one component in this process; `stack up` starts
 // each component this way.
-func newCmdStackServe(io *IOStreams) *cobra.Command {
+func newCmdStackServe(ios *IOStreams) *cobra.Command {
 	var cfg services.Config
 	var brokers, propagation string
 	var port int
@@ -306,12 +306,12 @@ func newCmdStackServe(io *IOStreams) *cobra.Command {
 			if brokers != "" {
 				cfg.Brokers = strings.Split(brokers, ",")
 			}
-			cfg.Log = io.ErrOut
+			cfg.Log = ios.ErrOut
 			switch args[0] {
 			case stack.Broker:
 				return services.RunBroker(ctx, port, cfg.Health)
 			case stack.Source:
-				return services.RunSource(ctx, cfg, services.SourceOptions{Live: live, Token: io.Getenv("GITHUB_TOKEN")})
+				return services.RunSource(ctx, cfg, services.SourceOptions{Live: live, Token: ios.Getenv("GITHUB_TOKEN")})
 			case stack.Flatten:
 				return services.RunFlatten(ctx, cfg)
 			case stack.Join:
