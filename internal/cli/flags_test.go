@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// parse runs a command's flag parsing and validation only: runF stands in
+// for the work (as cli/cli's commands are tested).
+func parse(t *testing.T, cmd *cobra.Command, args ...string) {
+	t.Helper()
+	cmd.SetArgs(args)
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("%s %v: %v", cmd.Name(), args, err)
+	}
+}
+
+func quietIO() *IOStreams {
+	return &IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}, Getenv: func(k string) string {
+		if k == "KTRACE_JAEGER_TOKEN" {
+			return "from-env"
+		}
+		return ""
+	}}
+}
+
+// Flags reach each command's options as given, defaults where not.
+func TestFlagsReachOptions(t *testing.T) {
+	var g *GraphOptions
+	parse(t, NewCmdGraph(quietIO(), func(_ context.Context, o *GraphOptions) error { g = o; return nil }),
+		"--jaeger", "jaeger.internal", "-o", "html", "--ui-url", "http://ui", "--lookback", "15m", "--service", "a", "--service", "b")
+	if g.Output != "html" || g.UIURL != "http://ui" || g.Source.Jaeger != "jaeger.internal:16685" || g.Source.Lookback != 15*time.Minute ||
+		strings.Join(g.Source.Services, ",") != "a,b" || g.Source.Token != "from-env" || g.Source.Parallel != 4 {
+		t.Errorf("graph: %+v", *g)
+	}
+	var r *ReportOptions
+	parse(t, NewCmdReport(quietIO(), func(_ context.Context, o *ReportOptions) error { r = o; return nil }),
+		"--broken", "--fixture", "kafka-e2e", "--fail", "-o", "markdown", "--skew-tolerance", "5ms")
+	if !r.Broken || !r.Fail || r.Output != "markdown" || r.Skew != 5*time.Millisecond || strings.Join(r.Source.Fixtures, ",") != "kafka-e2e" {
+		t.Errorf("report: %+v", *r)
+	}
+	var c *CheckOptions
+	parse(t, NewCmdCheck(quietIO(), func(_ context.Context, o *CheckOptions) error { c = o; return nil }),
+		"--fixture", "kafka-e2e", "--min-continuity", "0.5", "--min-traces", "3", "--github", "--junit", "j.xml")
+	if c.MinContinuity != 0.5 || c.MinTraces != 3 || !c.GitHub || c.JUnit != "j.xml" || c.Wait != 60*time.Second {
+		t.Errorf("check: %+v", *c)
+	}
+	var s *SPOFOptions
+	parse(t, NewCmdSPOF(quietIO(), func(_ context.Context, o *SPOFOptions) error { s = o; return nil }),
+		"--fixture", "kafka-e2e", "--entry", "web-client", "--fail-on", "articulation,dominator")
+	if strings.Join(s.Entries, ",") != "web-client" || s.FailOn != "articulation,dominator" {
+		t.Errorf("spof: %+v", *s)
+	}
+	var p *PullOptions
+	parse(t, NewCmdPull(quietIO(), func(_ context.Context, o *PullOptions) error { p = o; return nil }),
+		"--fixture", "kafka-e2e", "--force", "out.ktrace")
+	if p.Path != "out.ktrace" || !p.Force {
+		t.Errorf("pull: %+v", *p)
+	}
+	var sv *ServeOptions
+	parse(t, NewCmdServe(quietIO(), func(_ context.Context, o *ServeOptions) error { sv = o; return nil }),
+		"--fixture", "kafka-e2e", "--interval", "5s")
+	if sv.Listen != "127.0.0.1:16690" || sv.Interval != 5*time.Second {
+		t.Errorf("serve: %+v", *sv)
+	}
+	var d *DiffOptions
+	parse(t, NewCmdDiff(quietIO(), func(_ context.Context, o *DiffOptions) error { d = o; return nil }),
+		"a.json", "b.json", "--fail-on-change", "--latency-threshold", "0.5")
+	if d.A != "a.json" || d.B != "b.json" || !d.FailOnChange || d.Threshold != 0.5 {
+		t.Errorf("diff: %+v", *d)
+	}
+}
+
+// Bad values stop at parsing, before any work (runF is never called).
+func TestFlagsRejected(t *testing.T) {
+	called := false
+	run := func(context.Context, *GraphOptions) error { called = true; return nil }
+	for _, args := range [][]string{
+		{"-o", "svg", "--fixture", "kafka-e2e"}, {"--jaeger", "a b"}, {"--fixture", "x", "--lookback", "0s"},
+		{"--fixture", "x", "--max-record-mib", "0"}, {},
+	} {
+		cmd := NewCmdGraph(quietIO(), run)
+		cmd.SetArgs(args)
+		cmd.SetOut(&bytes.Buffer{})
+		cmd.SetErr(&bytes.Buffer{})
+		if err := cmd.ExecuteContext(context.Background()); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+	if called {
+		t.Error("the command ran despite a bad flag")
+	}
+}
