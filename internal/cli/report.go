@@ -9,7 +9,6 @@ import (
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/render"
-	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // ReportOptions are `ktrace report`'s inputs.
@@ -103,44 +102,4 @@ func reportRun(ctx context.Context, opts *ReportOptions) error {
 		return withCode(ExitFindings, errSilent)
 	}
 	return nil
-}
-
-// spanCounts are traces' span counts from a first read, to tell at a
-// second which traces were still arriving.
-type spanCounts map[trace.TraceID]int
-
-// changed reports whether t is new since the first read, or has another
-// span count: it was still arriving.
-func (c spanCounts) changed(t *trace.Trace) bool {
-	n, ok := c[t.ID]
-	return !ok || n != len(t.Spans)
-}
-
-// loadSettled loads traces; from Jaeger it reads again after settle and
-// marks traces whose span count changed (or that are new) as incomplete,
-// keeping the later read.
-func loadSettled(ctx context.Context, ios *IOStreams, src *SourceOptions, settle time.Duration) (*trace.Set, map[trace.TraceID]bool, error) {
-	set, err := src.load(ctx, ios)
-	if err != nil || src.Jaeger == "" || settle == 0 {
-		return set, nil, err
-	}
-	before := spanCounts{}
-	for _, t := range set.Traces() {
-		before[t.ID] = len(t.Spans)
-	}
-	if err := wait(ctx, ios, settle); err != nil {
-		return nil, nil, err
-	}
-	again, err := src.load(ctx, ios)
-	if err != nil {
-		return nil, nil, err
-	}
-	incomplete := map[trace.TraceID]bool{}
-	ts := again.Traces()
-	for i := range ts {
-		if before.changed(&ts[i]) {
-			incomplete[ts[i].ID] = true
-		}
-	}
-	return again, incomplete, nil
 }
