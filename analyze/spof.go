@@ -104,230 +104,15 @@ type SPOFReport struct {
 // points (node keys or names); by default they are the nodes nothing
 // instrumented leads to, and services called by an unknown caller.
 func SPOF(g *graph.Graph, entries []string) (SPOFReport, error) {
-	// The working graph leaves out unknown callers: they are one node per
-	// service and would make every entry look like a cut vertex.
-	var nodes []*graph.Node
-	for _, n := range g.Nodes {
-		if n.Kind != graph.KindUnknownCaller {
-			nodes = append(nodes, n)
-		}
+	sg, err := newSPOFGraph(g, entries)
+	if err != nil || len(sg.nodes) < 2 {
+		return sg.report(), err
 	}
-	rep := SPOFReport{Nodes: len(nodes)}
-	if len(nodes) < 2 {
-		return rep, nil
-	}
-	idx := map[string]int{}
-	for i, n := range nodes {
-		idx[n.Key] = i
-	}
-	out := make([][]int, len(nodes))
-	in := make([][]int, len(nodes))
-	calledFromOutside := map[int]bool{}
-	seen := map[[2]int]bool{}
-	for _, e := range g.Edges {
-		a, okA := idx[e.From.Key]
-		b, okB := idx[e.To.Key]
-		if !okA && okB {
-			calledFromOutside[b] = true
-		}
-		if !okA || !okB || seen[[2]int{a, b}] {
-			continue
-		}
-		seen[[2]int{a, b}] = true
-		out[a] = append(out[a], b)
-		in[b] = append(in[b], a)
-	}
-	var roots []int
-	if len(entries) > 0 {
-		for _, e := range entries {
-			i, ok := idx[e]
-			if !ok {
-				i, ok = idx["service:"+e]
-			}
-			if !ok {
-				i, ok = idx["topic:"+e]
-			}
-			if !ok {
-				return rep, fmt.Errorf("--entry %q is not a node of the graph", e)
-			}
-			roots = append(roots, i)
-		}
-	} else {
-		for i := range nodes {
-			if len(in[i]) == 0 || calledFromOutside[i] {
-				roots = append(roots, i)
-			}
-		}
-	}
-	for _, r := range roots {
-		rep.Entries = append(rep.Entries, nodes[r].Key)
-	}
-	sort.Strings(rep.Entries)
-
-	reachFrom := func(root, skipNode int, skipEdge [2]int) []bool {
-		vis := make([]bool, len(nodes))
-		if root == skipNode {
-			return vis
-		}
-		vis[root] = true
-		stack := []int{root}
-		for len(stack) > 0 {
-			u := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			for _, v := range out[u] {
-				if v == skipNode || vis[v] || (skipEdge == [2]int{u, v}) {
-					continue
-				}
-				vis[v] = true
-				stack = append(stack, v)
-			}
-		}
-		return vis
-	}
-	none := [2]int{-1, -1}
-	beforeFrom := make([][]bool, len(roots))
-	for i, r := range roots {
-		beforeFrom[i] = reachFrom(r, -1, none)
-	}
-	// blast is what some entry no longer reaches when a node or an edge
-	// fails, and which entries lose something.
-	blast := func(skipNode int, skipEdge [2]int) ([]string, []string) {
-		cut := map[int]bool{}
-		var lost []string
-		for ri, r := range roots {
-			after := reachFrom(r, skipNode, skipEdge)
-			any := false
-			for i := range nodes {
-				if beforeFrom[ri][i] && !after[i] {
-					cut[i], any = true, true
-				}
-			}
-			if any {
-				lost = append(lost, nodes[r].Key)
-			}
-		}
-		var keys []string
-		for i := range cut {
-			keys = append(keys, nodes[i].Key)
-		}
-		sort.Strings(keys)
-		sort.Strings(lost)
-		return keys, lost
-	}
-	// add records a finding at node whose failure is that of failing.
-	addAs := func(kind string, node, failing int, reason string) {
-		cut, lost := blast(failing, none)
-		rep.Findings = append(rep.Findings, SPOFFinding{Kind: kind, Node: nodes[node].Key, Reason: reason, Blast: cut, Entries: lost})
-	}
-	add := func(kind string, node int, reason string) { addAs(kind, node, node, reason) }
-
-	// Articulation points and bridges of the undirected graph.
-	undirected := make([][]int, len(nodes))
-	for a := range out {
-		for _, b := range out[a] {
-			undirected[a] = appendInt(undirected[a], b)
-			undirected[b] = appendInt(undirected[b], a)
-		}
-	}
-	cuts, bridges := ArticulationPoints(undirected)
-	for _, v := range cuts {
-		add(SPOFArticulation, v, "removing it splits the graph")
-	}
-	for _, br := range bridges {
-		a, b := br[0], br[1]
-		if !seen[[2]int{a, b}] {
-			a, b = b, a
-		}
-		cut, lost := blast(-1, [2]int{a, b})
-		rep.Findings = append(rep.Findings, SPOFFinding{Kind: SPOFBridge, Node: nodes[a].Key + " -> " + nodes[b].Key,
-			Reason: "the only link between two parts of the graph", Blast: cut, Entries: lost})
-	}
-
-	// Dominators: from each entry, nodes every path to a sink must cross.
-	dg := simple.NewDirectedGraph()
-	for i := range nodes {
-		dg.AddNode(simple.Node(i))
-	}
-	for a := range out {
-		for _, b := range out[a] {
-			if a != b {
-				dg.SetEdge(simple.Edge{F: simple.Node(a), T: simple.Node(b)})
-			}
-		}
-	}
-	dominates := map[int][]string{}
-	for _, r := range roots {
-		tree := flow.Dominators(simple.Node(r), dg)
-		reachable := reachFrom(r, -1, none)
-		for sink := range nodes {
-			if !reachable[sink] || len(out[sink]) > 0 || sink == r {
-				continue
-			}
-			for d := tree.DominatorOf(int64(sink)); d != nil && d.ID() != int64(r); d = tree.DominatorOf(d.ID()) {
-				dominates[int(d.ID())] = appendUnique(dominates[int(d.ID())], nodes[r].Name+" → "+nodes[sink].Name)
-			}
-		}
-	}
-	for v, paths := range dominates {
-		sort.Strings(paths)
-		add(SPOFDominator, v, "every path "+strings.Join(paths, ", ")+" crosses it")
-	}
-
-	// Instances, consumers, partitions.
-	groups := map[string]map[string]bool{}
-	consumers := map[string]map[string]bool{}
-	for _, e := range g.Edges {
-		if e.Kind == graph.EdgeConsume {
-			if groups[e.From.Key] == nil {
-				groups[e.From.Key], consumers[e.From.Key] = map[string]bool{}, map[string]bool{}
-			}
-			groups[e.From.Key][e.Group] = true
-			consumers[e.From.Key][e.To.Key] = true
-		}
-	}
-	for i, n := range nodes {
-		switch n.Kind {
-		case graph.KindService:
-			if len(n.Instances) == 1 {
-				add(SPOFSingleInstance, i, "one instance seen: "+n.Instances[0])
-			}
-		case graph.KindTopic:
-			if len(groups[n.Key]) == 1 && len(consumers[n.Key]) == 1 {
-				var svc string
-				for k := range consumers[n.Key] {
-					svc = k
-				}
-				if c := g.Node(svc); c != nil && len(c.Instances) == 1 {
-					var grp string
-					for k := range groups[n.Key] {
-						grp = k
-					}
-					// Its consumer failing is what cuts the topic's records off.
-					addAs(SPOFSingleConsumer, i, idx[svc], fmt.Sprintf("read by one consumer group (%s) with one instance (%s)", grp, c.Instances[0]))
-				}
-			}
-			if len(n.Partitions) == 1 {
-				add(SPOFSinglePart, i, fmt.Sprintf("every record went to partition %d", n.Partitions[0]))
-			}
-		}
-	}
-	// A single instance matters where the service is an entry point, a
-	// cut vertex or a dominator: there its failure cuts off more than
-	// itself.
-	structural := map[string]bool{}
-	for _, r := range roots {
-		structural[nodes[r].Key] = true
-	}
-	for _, f := range rep.Findings {
-		if f.Kind == SPOFArticulation || f.Kind == SPOFDominator {
-			structural[f.Node] = true
-		}
-	}
-	for i := range rep.Findings {
-		if f := &rep.Findings[i]; f.Kind == SPOFSingleInstance && !structural[f.Node] {
-			f.Minor = true
-		}
-	}
+	sg.cuts()
+	sg.dominators()
+	sg.capacity()
+	sg.markMinor()
+	rep := sg.report()
 	sort.SliceStable(rep.Findings, func(i, j int) bool {
 		a, b := rep.Findings[i], rep.Findings[j]
 		if len(a.Blast) != len(b.Blast) {
@@ -339,6 +124,259 @@ func SPOF(g *graph.Graph, entries []string) (SPOFReport, error) {
 		return a.Node < b.Node
 	})
 	return rep, nil
+}
+
+// spofGraph is the graph SPOF works on: the nodes but unknown callers
+// (one per service, they would make every entry look like a cut vertex),
+// their edges as adjacency lists, the entry points, and what each entry
+// reaches with nothing failed.
+type spofGraph struct {
+	g        *graph.Graph
+	nodes    []*graph.Node
+	idx      map[string]int
+	out, in  [][]int
+	edge     map[[2]int]bool
+	roots    []int
+	reached  [][]bool // by root
+	findings []SPOFFinding
+}
+
+var noEdge = [2]int{-1, -1}
+
+// newSPOFGraph builds the working graph (only its nodes when it has fewer
+// than two: there is nothing to analyse).
+func newSPOFGraph(g *graph.Graph, entries []string) (*spofGraph, error) {
+	sg := &spofGraph{g: g, idx: map[string]int{}, edge: map[[2]int]bool{}}
+	for _, n := range g.Nodes {
+		if n.Kind != graph.KindUnknownCaller {
+			sg.idx[n.Key] = len(sg.nodes)
+			sg.nodes = append(sg.nodes, n)
+		}
+	}
+	if len(sg.nodes) < 2 {
+		return sg, nil
+	}
+	sg.out, sg.in = make([][]int, len(sg.nodes)), make([][]int, len(sg.nodes))
+	calledFromOutside := map[int]bool{}
+	for _, e := range g.Edges {
+		a, okA := sg.idx[e.From.Key]
+		b, okB := sg.idx[e.To.Key]
+		if !okA && okB {
+			calledFromOutside[b] = true
+		}
+		if !okA || !okB || sg.edge[[2]int{a, b}] {
+			continue
+		}
+		sg.edge[[2]int{a, b}] = true
+		sg.out[a] = append(sg.out[a], b)
+		sg.in[b] = append(sg.in[b], a)
+	}
+	if len(entries) > 0 {
+		for _, e := range entries {
+			i, ok := sg.idx[e]
+			if !ok {
+				i, ok = sg.idx["service:"+e]
+			}
+			if !ok {
+				i, ok = sg.idx["topic:"+e]
+			}
+			if !ok {
+				return sg, fmt.Errorf("--entry %q is not a node of the graph", e)
+			}
+			sg.roots = append(sg.roots, i)
+		}
+	} else {
+		for i := range sg.nodes {
+			if len(sg.in[i]) == 0 || calledFromOutside[i] {
+				sg.roots = append(sg.roots, i)
+			}
+		}
+	}
+	for _, r := range sg.roots {
+		sg.reached = append(sg.reached, sg.reachFrom(r, -1, noEdge))
+	}
+	return sg, nil
+}
+
+// report is what was found.
+func (sg *spofGraph) report() SPOFReport {
+	rep := SPOFReport{Nodes: len(sg.nodes), Findings: sg.findings}
+	for _, r := range sg.roots {
+		rep.Entries = append(rep.Entries, sg.nodes[r].Key)
+	}
+	sort.Strings(rep.Entries)
+	return rep
+}
+
+// reachFrom is what root reaches with skipNode or skipEdge failed.
+func (sg *spofGraph) reachFrom(root, skipNode int, skipEdge [2]int) []bool {
+	vis := make([]bool, len(sg.nodes))
+	if root == skipNode {
+		return vis
+	}
+	vis[root] = true
+	stack := []int{root}
+	for len(stack) > 0 {
+		u := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, v := range sg.out[u] {
+			if v == skipNode || vis[v] || (skipEdge == [2]int{u, v}) {
+				continue
+			}
+			vis[v] = true
+			stack = append(stack, v)
+		}
+	}
+	return vis
+}
+
+// blast is what some entry no longer reaches when a node or an edge
+// fails, and which entries lose something.
+func (sg *spofGraph) blast(skipNode int, skipEdge [2]int) (cut, lost []string) {
+	gone := map[int]bool{}
+	for ri, r := range sg.roots {
+		after := sg.reachFrom(r, skipNode, skipEdge)
+		any := false
+		for i := range sg.nodes {
+			if sg.reached[ri][i] && !after[i] {
+				gone[i], any = true, true
+			}
+		}
+		if any {
+			lost = append(lost, sg.nodes[r].Key)
+		}
+	}
+	for i := range gone {
+		cut = append(cut, sg.nodes[i].Key)
+	}
+	sort.Strings(cut)
+	sort.Strings(lost)
+	return cut, lost
+}
+
+// addAs records a finding at node whose failure is that of failing.
+func (sg *spofGraph) addAs(kind string, node, failing int, reason string) {
+	cut, lost := sg.blast(failing, noEdge)
+	sg.findings = append(sg.findings, SPOFFinding{Kind: kind, Node: sg.nodes[node].Key, Reason: reason, Blast: cut, Entries: lost})
+}
+
+func (sg *spofGraph) add(kind string, node int, reason string) { sg.addAs(kind, node, node, reason) }
+
+// cuts finds the articulation points and bridges of the undirected graph.
+func (sg *spofGraph) cuts() {
+	undirected := make([][]int, len(sg.nodes))
+	for a := range sg.out {
+		for _, b := range sg.out[a] {
+			undirected[a] = appendInt(undirected[a], b)
+			undirected[b] = appendInt(undirected[b], a)
+		}
+	}
+	cuts, bridges := ArticulationPoints(undirected)
+	for _, v := range cuts {
+		sg.add(SPOFArticulation, v, "removing it splits the graph")
+	}
+	for _, br := range bridges {
+		a, b := br[0], br[1]
+		if !sg.edge[[2]int{a, b}] {
+			a, b = b, a
+		}
+		cut, lost := sg.blast(-1, [2]int{a, b})
+		sg.findings = append(sg.findings, SPOFFinding{Kind: SPOFBridge, Node: sg.nodes[a].Key + " -> " + sg.nodes[b].Key,
+			Reason: "the only link between two parts of the graph", Blast: cut, Entries: lost})
+	}
+}
+
+// dominators finds, from each entry, the nodes every path to a sink must
+// cross (gonum's dominator tree).
+func (sg *spofGraph) dominators() {
+	dg := simple.NewDirectedGraph()
+	for i := range sg.nodes {
+		dg.AddNode(simple.Node(i))
+	}
+	for a := range sg.out {
+		for _, b := range sg.out[a] {
+			if a != b {
+				dg.SetEdge(simple.Edge{F: simple.Node(a), T: simple.Node(b)})
+			}
+		}
+	}
+	dominates := map[int][]string{}
+	for ri, r := range sg.roots {
+		tree := flow.Dominators(simple.Node(r), dg)
+		for sink := range sg.nodes {
+			if !sg.reached[ri][sink] || len(sg.out[sink]) > 0 || sink == r {
+				continue
+			}
+			for d := tree.DominatorOf(int64(sink)); d != nil && d.ID() != int64(r); d = tree.DominatorOf(d.ID()) {
+				dominates[int(d.ID())] = appendUnique(dominates[int(d.ID())], sg.nodes[r].Name+" → "+sg.nodes[sink].Name)
+			}
+		}
+	}
+	for v, paths := range dominates {
+		sort.Strings(paths)
+		sg.add(SPOFDominator, v, "every path "+strings.Join(paths, ", ")+" crosses it")
+	}
+}
+
+// capacity finds services seen with one instance, topics read by one
+// consumer group with one instance, and topics of one partition.
+func (sg *spofGraph) capacity() {
+	groups := map[string]map[string]bool{}
+	consumers := map[string]map[string]bool{}
+	for _, e := range sg.g.Edges {
+		if e.Kind == graph.EdgeConsume {
+			if groups[e.From.Key] == nil {
+				groups[e.From.Key], consumers[e.From.Key] = map[string]bool{}, map[string]bool{}
+			}
+			groups[e.From.Key][e.Group] = true
+			consumers[e.From.Key][e.To.Key] = true
+		}
+	}
+	for i, n := range sg.nodes {
+		switch n.Kind {
+		case graph.KindService:
+			if len(n.Instances) == 1 {
+				sg.add(SPOFSingleInstance, i, "one instance seen: "+n.Instances[0])
+			}
+		case graph.KindTopic:
+			if len(groups[n.Key]) == 1 && len(consumers[n.Key]) == 1 {
+				var svc, grp string
+				for k := range consumers[n.Key] {
+					svc = k
+				}
+				for k := range groups[n.Key] {
+					grp = k
+				}
+				if c := sg.g.Node(svc); c != nil && len(c.Instances) == 1 {
+					// Its consumer failing is what cuts the topic's records off.
+					sg.addAs(SPOFSingleConsumer, i, sg.idx[svc], fmt.Sprintf("read by one consumer group (%s) with one instance (%s)", grp, c.Instances[0]))
+				}
+			}
+			if len(n.Partitions) == 1 {
+				sg.add(SPOFSinglePart, i, fmt.Sprintf("every record went to partition %d", n.Partitions[0]))
+			}
+		}
+	}
+}
+
+// markMinor marks the single instances that matter little: a single
+// instance matters where the service is an entry point, a cut vertex or a
+// dominator, where its failure cuts off more than itself.
+func (sg *spofGraph) markMinor() {
+	structural := map[string]bool{}
+	for _, r := range sg.roots {
+		structural[sg.nodes[r].Key] = true
+	}
+	for _, f := range sg.findings {
+		if f.Kind == SPOFArticulation || f.Kind == SPOFDominator {
+			structural[f.Node] = true
+		}
+	}
+	for i := range sg.findings {
+		if f := &sg.findings[i]; f.Kind == SPOFSingleInstance && !structural[f.Node] {
+			f.Minor = true
+		}
+	}
 }
 
 func kindIndex(k string) int {

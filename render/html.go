@@ -95,11 +95,14 @@ func ToMap(g *graph.Graph, rep analyze.Report, spof analyze.SPOFReport, ui strin
 	}
 	j := ToJSON(g)
 	for i, n := range g.Nodes {
-		d.Nodes = append(d.Nodes, mapNode{NodeJSON: j.Nodes[i], Label: dotLabel(n),
+		// Labels are drawn on a canvas: control and format characters, and
+		// bytes that are not UTF-8, are spelled out (Chromium's renderer
+		// was seen to crash drawing some of them).
+		d.Nodes = append(d.Nodes, mapNode{NodeJSON: j.Nodes[i], Label: Terminal(dotLabel(n)),
 			Virtual: n.Kind != graph.KindService && n.Kind != graph.KindTopic, Groups: groups[n]})
 	}
 	for i, e := range g.Edges {
-		me := mapEdge{EdgeJSON: j.Edges[i], FromLabel: dotLabel(e.From), ToLabel: dotLabel(e.To)}
+		me := mapEdge{EdgeJSON: j.Edges[i], FromLabel: Terminal(dotLabel(e.From)), ToLabel: Terminal(dotLabel(e.To))}
 		if h := (hop{e.From, e.To, e.Group}); seen[h] > 0 && (e.Kind == graph.EdgeConsume || e.Relation != graph.RelSpan) {
 			c := float64(cont[h]) / float64(seen[h])
 			me.Continuity = &c

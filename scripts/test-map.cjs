@@ -14,7 +14,7 @@ const fs = require('fs');
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
     viewport: { width: 1400, height: 900 },
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync'],
   });
   const out = { requests: [], console: [], dialogs: [] };
@@ -69,6 +69,9 @@ const fs = require('fs');
     }
     out.pwned = await page.evaluate(() => typeof window.__pwned !== 'undefined' || document.querySelectorAll('img, iframe, object').length);
     await page.click('#theme');
+    // Let the restyle finish first: a zoom during it was seen to crash
+    // headless Chromium's renderer (software GL) now and then.
+    await page.waitForTimeout(500);
     await page.evaluate(() => window.ktraceMap.fit(undefined, 40));
     await page.waitForTimeout(100);
     await page.screenshot({ path: shot });

@@ -588,6 +588,8 @@ func TestStackForeground(t *testing.T) {
 	}
 	if st == nil {
 		cmd.Process.Kill()
+		// The components run in sessions of their own: stop them too.
+		stack.Down(o.StateDir, nil)
 		t.Fatal("stack did not come up in the foreground")
 	}
 	cmd.Process.Signal(os.Interrupt)

@@ -12,9 +12,17 @@ cytoscape.use(dagre);
 
 const data = JSON.parse(document.getElementById('ktrace-data').textContent);
 
+// clean spells out control, bidirectional and zero-width characters, as
+// ktrace does on a terminal: they could reorder or hide the text around
+// them (and some were seen to crash Chromium's text layout).
+function clean(s) {
+  return String(s).replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g,
+    (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+}
+
 function el(tag, text, attrs) {
   const e = document.createElement(tag);
-  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (text !== undefined && text !== null) e.textContent = clean(text);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
   return e;
 }
@@ -128,7 +136,7 @@ function showEdge(e) {
 
 cy.on('tap', 'node', (ev) => showNode(data.nodes.find((n) => n.key === ev.target.id())));
 cy.on('tap', 'edge', (ev) => showEdge(data.edges[ev.target.data('index')]));
-cy.on('mouseover', 'node, edge', (ev) => { document.getElementById('cy').title = ev.target.data('label'); });
+cy.on('mouseover', 'node, edge', (ev) => { document.getElementById('cy').title = clean(ev.target.data('label')); });
 
 function mark(keys) {
   cy.elements().removeClass('marked');
