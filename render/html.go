@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/ktrace-dev/ktrace/analyze"
@@ -83,7 +84,9 @@ func ToMap(g *graph.Graph, rep analyze.Report, spof analyze.SPOFReport, ui strin
 	seen, cont := map[hop]int{}, map[hop]int{}
 	for _, e := range g.Edges {
 		if e.Kind == graph.EdgeConsume {
-			groups[e.From] = appendUniq(groups[e.From], e.Group)
+			if !slices.Contains(groups[e.From], e.Group) {
+				groups[e.From] = append(groups[e.From], e.Group)
+			}
 		}
 		if e.Kind != graph.EdgeCall {
 			h := hop{e.From, e.To, e.Group}
@@ -148,20 +151,13 @@ func stitchExamples(g *graph.Graph, e *graph.Edge) []string {
 		default:
 			continue
 		}
-		if out = appendUniq(out, id); len(out) == 5 {
-			break
+		if !slices.Contains(out, id) {
+			if out = append(out, id); len(out) == 5 {
+				break
+			}
 		}
 	}
 	return out
-}
-
-func appendUniq(list []string, s string) []string {
-	for _, x := range list {
-		if x == s {
-			return list
-		}
-	}
-	return append(list, s)
 }
 
 // WithoutStats is d with what changes from one set of traces to the next

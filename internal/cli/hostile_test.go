@@ -54,8 +54,6 @@ var hostileNames = []string{
 // producing service, a topic, a consuming service, a consumer group and an
 // operation, and every consumer lost its context (so every report has
 // findings naming them).
-func hostileTraces(t *testing.T) string { return hostileTracesFile(t) }
-
 func hostileTracesFile(t testing.TB) string {
 	t.Helper()
 	tag := func(k string, v any) map[string]any {
@@ -114,7 +112,7 @@ func runIO(t testing.TB, tty bool, env map[string]string, args ...string) result
 }
 
 func TestHostileNames(t *testing.T) {
-	file := hostileTraces(t)
+	file := hostileTracesFile(t)
 	src := []string{"--file", file}
 	args := func(a ...string) []string { return append(a, src...) }
 

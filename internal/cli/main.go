@@ -137,11 +137,3 @@ func NewCmdVersion(ios *IOStreams) *cobra.Command {
 		},
 	}
 }
-
-// plural picks the word for a count: plural(1, " operation", " operations").
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}

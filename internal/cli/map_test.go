@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -92,7 +93,7 @@ func TestMapInBrowser(t *testing.T) {
 	if m.Search.Matches == "" || m.Search.Matches == "0" || m.Search.Faded == 0 {
 		t.Errorf("search for flatten: %+v", m.Search)
 	}
-	if !contains(m.Marked, "service:stargazers-join") || !contains(m.Marked, "topic:stargazers-results") {
+	if !slices.Contains(m.Marked, "service:stargazers-join") || !slices.Contains(m.Marked, "topic:stargazers-results") {
 		t.Errorf("the break in the side panel marks %v", m.Marked)
 	}
 }
@@ -114,15 +115,6 @@ func TestMapHostileNames(t *testing.T) {
 	if m.Nodes != 2*len(hostileNames) {
 		t.Errorf("%d nodes drawn, want %d", m.Nodes, 2*len(hostileNames))
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // BenchmarkMap1000Edges opens the map of a graph of 1,000 edges (500

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -118,10 +117,9 @@ func servicesRun(ctx context.Context, opts *ServicesOptions) error {
 	for _, s := range list {
 		b.WriteString(render.TSV(s.Name))
 		b.WriteByte('\t')
-		b.WriteString(strconv.Itoa(len(s.Operations)))
-		b.WriteString(plural(len(s.Operations), " operation", " operations"))
+		b.WriteString(render.N(len(s.Operations), "operation"))
 		if s.Spans > 0 {
-			fmt.Fprintf(&b, "\t%d%s", s.Spans, plural(s.Spans, " span", " spans"))
+			b.WriteString("\t" + render.N(s.Spans, "span"))
 		}
 		b.WriteByte('\n')
 	}

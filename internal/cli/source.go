@@ -235,8 +235,7 @@ func (o *SourceOptions) searchJaeger(ctx context.Context, ios *IOStreams, search
 	if st.PerService {
 		how = "service by service"
 	}
-	p.done("fetched %d %s (%d %s) from %s in %d %s, %s", st.Traces, plural(st.Traces, "trace", "traces"), st.Spans, plural(st.Spans, "span", "spans"),
-		o.Jaeger, st.Calls, plural(st.Calls, "call", "calls"), how)
+	p.done("fetched %s (%s) from %s in %s, %s", render.N(st.Traces, "trace"), render.N(st.Spans, "span"), o.Jaeger, render.N(st.Calls, "call"), how)
 	if st.Truncated > 0 {
 		fmt.Fprintf(ios.ErrOut, "ktrace: warning: %d time windows still returned a full page at the narrowest split; results may be truncated (raise --page-size)\n", st.Truncated)
 	}
