@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -571,7 +570,7 @@ func TestStackForeground(t *testing.T) {
 	cmd := exec.Command(ktraceBin, "stack", "up", "--foreground", "--state-dir", o.StateDir, "--kafka-port", fmt.Sprint(o.KafkaPort),
 		"--jaeger-grpc-port", fmt.Sprint(o.JaegerGRPCPort), "--jaeger-ui-port", fmt.Sprint(o.JaegerUIPort),
 		"--otlp-port", fmt.Sprint(o.OTLPPort), "--api-port", fmt.Sprint(o.APIPort))
-	var stdout syncBuffer
+	var stdout testenv.Buffer
 	cmd.Stdout = &stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -613,23 +612,6 @@ func TestStackForeground(t *testing.T) {
 	if !strings.Contains(stdout.String(), "Jaeger UI") {
 		t.Errorf("endpoints not printed:\n%s", stdout.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // checkExit runs ktrace check with the example spec against a live Jaeger.
