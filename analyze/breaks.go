@@ -1,436 +1,223 @@
 package analyze
 
 import (
-	"fmt"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/ktrace-dev/ktrace/graph"
-	"github.com/ktrace-dev/ktrace/internal/split"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
-// Rule names a kind of break. The values are part of the JSON output.
-type Rule string
-
-// The rules, in the order they rank at equal weight.
-const (
-	RuleLostInside    Rule = "lost-inside"
-	RuleLostHop       Rule = "lost-hop"
-	RuleMidGraphRoot  Rule = "mid-graph-root"
-	RuleOrphan        Rule = "orphan-span"
-	RuleMultipleRoots Rule = "multiple-roots"
-	RuleClockSkew     Rule = "clock-skew"
-)
-
-var ruleOrder = map[Rule]int{RuleLostInside: 0, RuleLostHop: 1, RuleMidGraphRoot: 2, RuleOrphan: 3, RuleMultipleRoots: 4, RuleClockSkew: 5}
-
-// MaxExamples bounds the example trace IDs of a finding.
-const MaxExamples = 5
-
-// Finding is one break point, with how often it occurs.
-type Finding struct {
-	Rule Rule
-	// Where says where, for people: "stargazers-join: a, b → c".
-	Where string
-	// Service is the service where context is lost (the consumer, the
-	// processor, the root's or orphan's service, the later of a skewed pair).
-	Service string
-	// Topic is the topic involved: a hop's topic, a processor's output.
-	Topic string
-	// From are the upstream parts: a hop's producer services, a processor's
-	// input topics, a skewed child's parent service.
-	From []string
-	// Group is a hop's consumer group.
-	Group string
-	// Occurrences counts spans (records for messaging rules); Traces counts
-	// distinct affected traces.
-	Occurrences, Traces int
-	// Examples are up to MaxExamples affected trace IDs, sorted.
-	Examples []trace.TraceID
-	// MaxSkew is the largest skew seen (clock-skew only).
-	MaxSkew time.Duration
+// Breaks analyses traces, with g, the graph graph.Build made of the same
+// traces, and returns the break points, ranked by affected traces. It is
+// the reference: one trace at a time, plain maps, written to be read.
+// ktrace's commands find the same breaks faster, in the same walk that
+// builds the graph (internal/engine), and a differential test holds the
+// two equal. Traces must pass trace.Validate and be distinct by ID.
+//
+// The rules, per trace that is not incomplete, span by span:
+//   - a span that names a parent not in the trace is an orphan;
+//   - a trace with more than one root span (or roots in more than one
+//     service) has multiple roots;
+//   - a root server span of a service that instrumented services call
+//     (a call edge through a parent leads to it) is a mid-graph root, and
+//     so is a root consumer span with no link that was not stitched, of a
+//     topic that instrumented producers write;
+//   - a consumer span the graph stitched to its record's producer is a
+//     lost hop (producer service → topic → consumer service; its group is
+//     the least group name of the hop's stitches);
+//   - a produce span, with a destination, of a service that consumes, is
+//     lost inside the service when it does not carry on from its input:
+//     no consumer or server span above it in the trace, and no link, on it
+//     or on an ancestor in its service, to a consumer span (in any trace
+//     analysed). A chain of ancestors that leaves the trace (an orphan's)
+//     is not judged;
+//   - a span that starts more than SkewTolerance before its parent in
+//     another service, or a stitched consumer more than SkewTolerance
+//     before its producer, is clock skew.
+func Breaks(traces []trace.Trace, g *graph.Graph, o Options) Report {
+	w := newWhole(g, traces, o)
+	c := tally{}
+	rep := Report{}
+	for i := range traces {
+		t := &traces[i]
+		if o.Incomplete[t.ID] {
+			rep.Incomplete = append(rep.Incomplete, t.ID)
+			continue
+		}
+		rep.Traces++
+		rep.Spans += len(t.Spans)
+		w.trace(t, c)
+	}
+	for _, f := range c {
+		f.Traces = len(f.traces)
+		rep.Findings = append(rep.Findings, f.Finding)
+	}
+	rep.Sort()
+	return rep
 }
 
-// Report is the result of Breaks.
-type Report struct {
-	Traces, Spans int
-	// Incomplete are traces still arriving; they were not analysed.
-	Incomplete []trace.TraceID
-	// Findings, most affected traces first.
-	Findings []Finding
+// whole is what the whole set says, read before the traces one by one.
+type whole struct {
+	o Options
+	// What the graph knows: who is called or produced to by instrumented
+	// upstreams, which services consume which topics, which consumer spans
+	// were stitched.
+	calledByOthers map[string]bool
+	producedTopics map[string]bool
+	consumes       map[string][]string
+	stitched       map[spanKey]graph.Stitch
+	// consumerSpans are the consumer spans of the traces analysed.
+	consumerSpans map[spanKey]bool
 }
 
-// Options tune Breaks.
-type Options struct {
-	// SkewTolerance is how far a child may start before its parent (or a
-	// consumer before its producer) before it is reported.
-	SkewTolerance time.Duration
-	// Incomplete traces are left out and listed in the report.
-	Incomplete map[trace.TraceID]bool
-	// Workers is how many goroutines share the traces; zero means one per
-	// CPU (fewer for small sets).
-	Workers int
+func newWhole(g *graph.Graph, traces []trace.Trace, o Options) *whole {
+	w := &whole{o: o, calledByOthers: map[string]bool{}, producedTopics: map[string]bool{},
+		consumes: map[string][]string{}, stitched: map[spanKey]graph.Stitch{}, consumerSpans: map[spanKey]bool{}}
+	for _, e := range g.Edges {
+		switch {
+		case e.Kind == graph.EdgeCall && e.Relation == graph.RelParent:
+			w.calledByOthers[e.To.Name] = true
+		case e.Kind == graph.EdgeProduce:
+			w.producedTopics[e.To.Name] = true
+		case e.Kind == graph.EdgeConsume:
+			w.consumes[e.To.Name] = appendUnique(w.consumes[e.To.Name], e.From.Name)
+		}
+	}
+	for _, st := range g.Stitches {
+		if st.Kind == graph.StitchHop {
+			w.stitched[spanKey{st.Consumer.TraceID, st.Consumer.SpanID}] = st
+		}
+	}
+	for i := range traces {
+		if o.Incomplete[traces[i].ID] {
+			continue
+		}
+		for j := range traces[i].Spans {
+			s := &traces[i].Spans[j]
+			if m, ok := s.Messaging(); ok && m.IsConsumer() {
+				w.consumerSpans[spanKey{s.TraceID, s.SpanID}] = true
+			}
+		}
+	}
+	return w
 }
 
-type spanKey struct {
-	tid trace.TraceID
-	sid trace.SpanID
-}
+// tally counts findings by what they are made of.
+type tally map[findingKey]*counted
 
-// findingKey identifies a finding by what its Where is made of, so the
-// text is formatted once per finding, not once per occurrence.
+// findingKey names a finding by its rule and the names it is made of.
 type findingKey struct {
 	rule    Rule
 	a, b, c string
 }
 
-// finding is a Finding while it is being counted.
-type finding struct {
+type counted struct {
 	Finding
-	key   findingKey
-	last  trace.TraceID // the trace counted last: traces arrive one at a time
-	first bool          // no trace counted yet
+	traces map[trace.TraceID]bool
 }
 
-// collector counts findings for a run of traces, one trace at a time.
-type collector struct {
-	m     map[findingKey]*finding
-	order []*finding // in the order they were found
-	slab  []finding  // where new findings are made, a block at a time
-}
-
-// get returns the finding for k, creating an empty one (new is true) that
-// the caller fills in.
-func (c *collector) get(k findingKey) (f *finding, new bool) {
-	if f, ok := c.m[k]; ok {
-		return f, false
+// count counts one occurrence in trace tid of the finding k, which make
+// makes the first time.
+func (c tally) count(k findingKey, tid trace.TraceID, make func() Finding) *Finding {
+	f := c[k]
+	if f == nil {
+		f = &counted{Finding: make(), traces: map[trace.TraceID]bool{}}
+		c[k] = f
 	}
-	f = c.add(k)
-	c.m[k] = f
-	return f, true
-}
-
-// add returns a new finding for k, which must be the only one: k is not
-// looked up, nor kept for get to find.
-func (c *collector) add(k findingKey) *finding {
-	if len(c.slab) == cap(c.slab) {
-		c.slab = make([]finding, 0, min(256, 4+2*cap(c.slab)))
-	}
-	c.slab = append(c.slab, finding{first: true, key: k})
-	f := &c.slab[len(c.slab)-1]
-	f.Rule = k.rule
-	c.order = append(c.order, f)
-	return f
-}
-
-// count adds one occurrence in trace tid.
-func (f *finding) count(tid trace.TraceID) {
 	f.Occurrences++
-	if f.first || f.last != tid {
-		f.first, f.last = false, tid
-		f.Traces++
-		f.Examples = addExample(f.Examples, tid)
-	}
+	f.traces[tid] = true
+	f.AddExample(tid)
+	return &f.Finding
 }
 
-// addExample keeps the MaxExamples smallest trace IDs, sorted.
-func addExample(ex []trace.TraceID, id trace.TraceID) []trace.TraceID {
-	if n := len(ex); n == 0 || less(ex[n-1], id) {
-		// The usual case: a later trace, larger than all kept.
-		if n == MaxExamples {
-			return ex
-		}
-		if ex == nil {
-			ex = make([]trace.TraceID, 0, MaxExamples) // grown once
-		}
-		return append(ex, id)
+func (w *whole) trace(t *trace.Trace, c tally) {
+	byID := map[trace.SpanID]*trace.Span{}
+	for i := range t.Spans {
+		byID[t.Spans[i].SpanID] = &t.Spans[i]
 	}
-	i := sort.Search(len(ex), func(i int) bool { return !less(ex[i], id) })
-	if i < len(ex) && ex[i] == id {
-		return ex
-	}
-	if i >= MaxExamples {
-		return ex
-	}
-	if len(ex) < MaxExamples {
-		ex = append(ex, trace.TraceID{})
-	}
-	copy(ex[i+1:], ex[i:])
-	ex[i] = id
-	return ex
-}
-
-// merge folds o (which counted later traces) into c.
-func (c *collector) merge(o *collector) {
-	for _, of := range o.order {
-		f, isNew := c.get(of.key)
-		if isNew {
-			*f = *of
-			continue
-		}
-		f.Occurrences += of.Occurrences
-		f.Traces += of.Traces
-		for _, id := range of.Examples {
-			f.Examples = addExample(f.Examples, id)
-		}
-		for _, s := range of.From {
-			f.From = appendUnique(f.From, s)
-		}
-		if of.MaxSkew > f.MaxSkew {
-			f.MaxSkew = of.MaxSkew
-		}
-	}
-}
-
-// context is what the whole set says, read before the traces one by one.
-type context struct {
-	o Options
-	// What the graph knows: who is called or produced to by instrumented
-	// upstreams, which services consume, which consumers were stitched.
-	calledByOthers map[string]bool
-	producedTopics map[string]bool
-	consumes       map[string][]string
-	stitched       map[spanKey]*graph.Stitch // into the graph's Stitches (Breaks; the Analyzer asks its builder)
-	// consumerSpans are the link targets that are consumer spans.
-	consumerSpans map[spanKey]string
-}
-
-// Breaks analyses traces (with g, the graph built from the same traces)
-// and returns the break points, ranked by affected traces. Traces must be
-// distinct by ID, as a trace.Set gives them. The work is shared among the
-// CPUs.
-func Breaks(traces []trace.Trace, g *graph.Graph, o Options) Report {
-	x := newContext(g, o)
-	x.indexStitches(g)
-	x.index(traces)
-
-	parts := split.Runs(len(traces), o.Workers, func(lo, hi int) part { return x.run(traces[lo:hi]) })
-
-	rep := Report{}
-	all := &collector{m: map[findingKey]*finding{}}
-	for _, p := range parts {
-		rep.Traces += p.traces
-		rep.Spans += p.spans
-		rep.Incomplete = append(rep.Incomplete, p.incomplete...)
-		all.merge(p.c)
-	}
-	finishReport(&rep, all)
-	return rep
-}
-
-// index fills consumerSpans. Only link targets are looked for, so a set
-// without links costs one cheap pass.
-func (x *context) index(traces []trace.Trace) {
-	for i := range traces {
-		if x.o.Incomplete[traces[i].ID] {
-			continue
-		}
-		for j := range traces[i].Spans {
-			for _, r := range traces[i].Spans[j].Refs {
-				if r.Type == trace.RefLink {
-					x.consumerSpans[spanKey{r.TraceID, r.SpanID}] = ""
-				}
-			}
-		}
-	}
-	if len(x.consumerSpans) == 0 {
-		return
-	}
-	for i := range traces {
-		if x.o.Incomplete[traces[i].ID] {
-			continue
-		}
-		for j := range traces[i].Spans {
-			s := &traces[i].Spans[j]
-			k := spanKey{s.TraceID, s.SpanID}
-			if _, linked := x.consumerSpans[k]; !linked {
-				continue
-			}
-			if m, ok := s.Messaging(); ok && m.IsConsumer() {
-				x.consumerSpans[k] = s.Service()
-			}
-		}
-	}
-	for k, svc := range x.consumerSpans {
-		if svc == "" {
-			delete(x.consumerSpans, k) // not a consumer span
-		}
-	}
-}
-
-// part is one worker's share of the result.
-type part struct {
-	c             *collector
-	traces, spans int
-	incomplete    []trace.TraceID
-}
-
-// run analyses a run of traces.
-func (x *context) run(traces []trace.Trace) part {
-	p := part{c: &collector{m: map[findingKey]*finding{}}}
-	c := p.c
-	var idx trace.Index
 	var rootSvcs []string
-	for i := range traces {
-		t := &traces[i]
-		if x.o.Incomplete[t.ID] {
-			p.incomplete = append(p.incomplete, t.ID)
-			continue
+	roots := 0
+	for i := range t.Spans {
+		s := &t.Spans[i]
+		svc := s.Service()
+		m, isMsg := s.Messaging()
+		pid, hasParent := s.Parent()
+		switch p := byID[pid]; {
+		case !hasParent:
+			roots++
+			rootSvcs = appendUnique(rootSvcs, svc)
+			w.root(c, s, m, isMsg)
+		case p == nil:
+			c.count(findingKey{rule: RuleOrphan, a: svc}, t.ID, func() Finding { return Orphan(svc) })
+		case p.Service() != svc && StartsBefore(s.Start, p.Start, w.o.SkewTolerance):
+			w.skew(c, p.Service(), svc, SkewBeforeParent, p.Start.Sub(s.Start), t.ID)
 		}
-		p.traces++
-		p.spans += len(t.Spans)
-		idx.Reset(t.Spans)
-		rootSvcs = rootSvcs[:0]
-		roots := 0
-		for j := range t.Spans {
-			s := &t.Spans[j]
-			svc := s.Service()
-			pi := idx.Parent(j)
-			m, isMsg := idx.Messaging(j)
-			switch {
-			case pi == trace.NoParent:
-				roots++
-				rootSvcs = appendUnique(rootSvcs, svc)
-				x.checkRoot(c, s, m, isMsg)
-			case pi == trace.MissingParent:
-				orphan(c, svc, t.ID)
-			default:
-				if parent := &t.Spans[pi]; parent.Resource != s.Resource && parent.Service() != svc && startsBefore(s.Start, parent.Start, x.o.SkewTolerance) {
-					skew(c, parent.Service(), svc, parent.Start.Sub(s.Start), t.ID, "starts before its parent")
-				}
-			}
-			if !isMsg {
-				continue
-			}
-			if m.IsConsumer() && len(x.stitched) > 0 {
-				if st, ok := x.stitched[spanKey{s.TraceID, s.SpanID}]; ok {
-					f, isNew := c.get(findingKey{rule: RuleLostHop, a: st.Producer.Service, b: st.Topic, c: svc})
-					if isNew {
-						f.Service, f.Topic, f.Group = svc, st.Topic, m.ConsumerGroup
-						f.Where = fmt.Sprintf("%s → %s → %s", st.Producer.Service, st.Topic, svc)
-						f.From = []string{st.Producer.Service}
-					}
-					f.count(t.ID)
-					if st.Lag < -x.o.SkewTolerance {
-						skew(c, st.Producer.Service, svc, -st.Lag, t.ID, "consumes before it was produced")
-					}
-				}
-			}
-			if m.IsProducer() && len(x.consumes[svc]) > 0 && !x.continuesInput(t.Spans, &idx, j) {
-				f, isNew := c.get(findingKey{rule: RuleLostInside, a: svc, b: m.Destination})
-				if isNew {
-					f.Service, f.Topic, f.From = svc, m.Destination, x.consumes[svc]
-					f.Where = fmt.Sprintf("%s: %s → %s", svc, strings.Join(x.consumes[svc], ", "), m.Destination)
-				}
-				f.count(t.ID)
+		if st, ok := w.stitched[spanKey{s.TraceID, s.SpanID}]; ok {
+			from := st.Producer.Service
+			f := c.count(findingKey{rule: RuleLostHop, a: from, b: st.Topic, c: svc}, t.ID, func() Finding {
+				return LostHop(from, st.Topic, svc, st.Group)
+			})
+			f.Group = min(f.Group, st.Group)
+			if st.Lag < -w.o.SkewTolerance {
+				w.skew(c, from, svc, SkewBeforeProducer, -st.Lag, t.ID)
 			}
 		}
-		if len(rootSvcs) > 1 || roots > 1 {
-			multipleRoots(c, rootSvcs, t.ID)
+		if isMsg && m.IsProducer() && m.Destination != "" && len(w.consumes[svc]) > 0 && !w.continuesInput(byID, s) {
+			c.count(findingKey{rule: RuleLostInside, a: svc, b: m.Destination}, t.ID, func() Finding {
+				return LostInside(svc, w.consumes[svc], m.Destination)
+			})
 		}
 	}
-	return p
-}
-
-// startsBefore reports whether a span starting at s starts more than tol
-// before its parent, starting at p: s.Before(p.Add(-tol)) by the wall
-// clock (spans read from a source carry no monotonic reading). Times
-// within a century of 1970 are compared in nanoseconds, which costs a
-// fraction of time.Time's arithmetic.
-func startsBefore(s, p time.Time, tol time.Duration) bool {
-	const near = 100 * 365 * 24 * 3600 // seconds: far from UnixNano's limits
-	if ss, ps := s.Unix(), p.Unix(); ss > -near && ss < near && ps > -near && ps < near {
-		return p.UnixNano()-s.UnixNano() > int64(tol)
-	}
-	return s.Before(p.Add(-tol))
-}
-
-func less(a, b trace.TraceID) bool {
-	if a.High != b.High {
-		return a.High < b.High
-	}
-	return a.Low < b.Low
-}
-
-func appendUnique(list []string, s string) []string {
-	for _, x := range list {
-		if x == s {
-			return list
-		}
-	}
-	return append(list, s)
-}
-
-func skew(c *collector, from, to string, d time.Duration, tid trace.TraceID, what string) {
-	f, isNew := c.get(findingKey{rule: RuleClockSkew, a: from, b: to, c: what})
-	if isNew {
-		f.Service, f.Where, f.From = to, fmt.Sprintf("%s → %s: %s", from, to, what), []string{from}
-	}
-	f.count(tid)
-	if d > f.MaxSkew {
-		f.MaxSkew = d
+	if len(rootSvcs) > 1 || roots > 1 {
+		f := MultipleRoots(rootSvcs)
+		c.count(findingKey{rule: RuleMultipleRoots, a: f.Where}, t.ID, func() Finding { return f })
 	}
 }
 
-// checkRoot reports a consumer or server root span when the graph shows
-// that its service (or topic) has instrumented upstreams. A consumer root
-// that links to a producer is a healthy link-based hop; one paired by
-// stitching is reported as a lost hop instead.
-func (x *context) checkRoot(c *collector, s *trace.Span, m trace.Messaging, isMsg bool) {
+func (w *whole) skew(c tally, from, to, what string, d time.Duration, tid trace.TraceID) {
+	f := c.count(findingKey{rule: RuleClockSkew, a: from, b: to, c: what}, tid, func() Finding { return ClockSkew(from, to, what) })
+	f.MaxSkew = max(f.MaxSkew, d)
+}
+
+// root judges a root span (see Breaks).
+func (w *whole) root(c tally, s *trace.Span, m trace.Messaging, isMsg bool) {
 	svc := s.Service()
 	switch {
-	case s.Kind == trace.KindServer && x.calledByOthers[svc]:
-		f, isNew := c.get(findingKey{rule: RuleMidGraphRoot, a: svc, b: s.Operation, c: "server"})
-		if isNew {
-			f.Service = svc
-			f.Where = fmt.Sprintf("%s: server span %q starts a trace, though instrumented services call %s", svc, s.Operation, svc)
+	case s.Kind == trace.KindServer && w.calledByOthers[svc]:
+		c.count(findingKey{rule: RuleMidGraphRoot, a: svc, b: s.Operation, c: "server"}, s.TraceID, func() Finding {
+			return ServerRoot(svc, s.Operation)
+		})
+	case isMsg && m.IsConsumer() && w.producedTopics[m.Destination] && !s.HasLink():
+		if _, ok := w.stitched[spanKey{s.TraceID, s.SpanID}]; ok {
+			return // a lost hop
 		}
-		f.count(s.TraceID)
-	case isMsg && m.IsConsumer() && x.producedTopics[m.Destination]:
-		if _, ok := x.stitched[spanKey{s.TraceID, s.SpanID}]; ok {
-			return
-		}
-		if s.HasLink() {
-			return
-		}
-		f, isNew := c.get(findingKey{rule: RuleMidGraphRoot, a: svc, b: m.Destination, c: "consumer"})
-		if isNew {
-			f.Service, f.Topic = svc, m.Destination
-			f.Where = fmt.Sprintf("%s → %s: consumer span starts a trace, though instrumented producers write %s", m.Destination, svc, m.Destination)
-		}
-		f.count(s.TraceID)
+		c.count(findingKey{rule: RuleMidGraphRoot, a: svc, b: m.Destination, c: "consumer"}, s.TraceID, func() Finding {
+			return ConsumerRoot(svc, m.Destination)
+		})
 	}
 }
 
-// continuesInput reports whether a producer span in a service that consumes
-// carries on from something: a consumer or server span among its ancestors
-// in the trace, or a link (on it or an ancestor of its service) to a
-// consumer span.
-func (x *context) continuesInput(spans []trace.Span, idx *trace.Index, i int) bool {
-	s := &spans[i]
+// continuesInput reports whether produce span s carries on from its input
+// (see Breaks); a chain that leaves the trace counts as carrying on.
+func (w *whole) continuesInput(byID map[trace.SpanID]*trace.Span, s *trace.Span) bool {
 	svc := s.Service()
-	for cur, steps := i, 0; steps < len(spans)+1; steps++ {
-		c := &spans[cur]
-		if cur != i && (c.Kind == trace.KindConsumer || c.Kind == trace.KindServer) {
+	for cur := s; ; {
+		if cur != s && (cur.Kind == trace.KindConsumer || cur.Kind == trace.KindServer) {
 			return true
 		}
-		if len(x.consumerSpans) > 0 && c.Service() == svc {
-			for _, r := range c.Refs {
-				if r.Type == trace.RefLink {
-					if _, ok := x.consumerSpans[spanKey{r.TraceID, r.SpanID}]; ok {
-						return true
-					}
+		if cur.Service() == svc {
+			for _, r := range cur.Refs {
+				if r.Type == trace.RefLink && w.consumerSpans[spanKey{r.TraceID, r.SpanID}] {
+					return true
 				}
 			}
 		}
-		switch cur = idx.Parent(cur); cur {
-		case trace.NoParent:
+		pid, ok := cur.Parent()
+		if !ok {
 			return false
-		case trace.MissingParent:
-			return true // the chain leaves the data (an orphan): not this rule's to judge
+		}
+		if cur = byID[pid]; cur == nil {
+			return true
 		}
 	}
-	return false
 }

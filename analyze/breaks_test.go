@@ -1,6 +1,7 @@
 package analyze_test
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"strings"
@@ -9,8 +10,8 @@ import (
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/internal/synth"
-	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -44,16 +45,15 @@ func topic(name string, kv ...string) []string {
 	return append([]string{"messaging.system", "kafka", "messaging.destination.name", name}, kv...)
 }
 
-// run finds the breaks the way the commands do (analyze.Run, one pass) and
-// panics if the two-pass reference, Breaks, disagrees: every rule test
-// holds both.
+// run finds the breaks with the reference, Breaks, and panics if the
+// engine the commands use disagrees: every rule test holds both.
 func run(traces ...trace.Trace) analyze.Report {
-	o := analyze.Options{SkewTolerance: time.Millisecond}
-	_, got := analyze.Run(traces, o)
-	if want := analyze.Breaks(traces, graph.Build(traces), o); !reflect.DeepEqual(got, want) {
-		panic(fmt.Sprintf("analyze.Run and Breaks disagree:\n run %+v\n ref %+v", got.Findings, want.Findings))
+	want := analyze.Breaks(traces, graph.Build(traces), analyze.Options{SkewTolerance: time.Millisecond})
+	_, got, err := engine.Run(context.Background(), engine.Slice(traces), engine.Options{SkewTolerance: time.Millisecond})
+	if err != nil || !reflect.DeepEqual(got, want) {
+		panic(fmt.Sprintf("the engine and Breaks disagree (%v):\n engine %+v\n ref    %+v", err, got.Findings, want.Findings))
 	}
-	return got
+	return want
 }
 
 func only(t *testing.T, r analyze.Report, rule analyze.Rule, where string, traces int) analyze.Finding {
@@ -225,31 +225,6 @@ func TestRecordedStackRuns(t *testing.T) {
 	none(t, analyze.Breaks(links, graph.Build(links), analyze.Options{SkewTolerance: 10 * time.Millisecond}))
 }
 
-// TestBreaksWorkersAgree: the traces are shared among workers and their
-// counts merged; any number of workers must give the one-worker report.
-// The set has lost hops, orphans (dropped spans), skew (shifted spans) and
-// multiple roots, so every merge path is taken.
-func TestBreaksWorkersAgree(t *testing.T) {
-	ts := brokenSet()
-	g := graph.Build(ts)
-	one := analyze.Breaks(ts, g, analyze.Options{Workers: 1})
-	rules := map[analyze.Rule]bool{}
-	for _, f := range one.Findings {
-		rules[f.Rule] = true
-	}
-	for _, r := range []analyze.Rule{analyze.RuleLostHop, analyze.RuleOrphan, analyze.RuleClockSkew, analyze.RuleMultipleRoots} {
-		if !rules[r] {
-			t.Fatalf("the set has no %s finding; rules found: %v", r, rules)
-		}
-	}
-	for _, w := range []int{2, 3, 7} {
-		got := analyze.Breaks(ts, g, analyze.Options{Workers: w})
-		if !reflect.DeepEqual(got, one) {
-			t.Fatalf("%d workers:\n%+v\none worker:\n%+v", w, got.Findings, one.Findings)
-		}
-	}
-}
-
 // brokenSet is a synthetic set with every kind of break: lost hops,
 // orphans (dropped spans), skew (shifted spans), multiple roots and
 // processors that lose their input, some with links that explain it (to a
@@ -294,54 +269,17 @@ func brokenSet() []trace.Trace {
 	return ts
 }
 
-// TestRunMatchesBreaks: the one-pass analyzer gives the graph and the
-// report that graph.Build and Breaks give, on the broken set (with any
-// number of workers) and on every fixture, with incomplete traces left out.
-func TestRunMatchesBreaks(t *testing.T) {
-	sets := map[string][]trace.Trace{"synthetic": brokenSet(), "synthetic, unshared strings": synth.Unshare(brokenSet())}
-	for _, name := range []string{"kafka-e2e", "broken-hop", "rpc-chain", "db-peer"} {
-		var set trace.Set
-		if _, err := file.ReadFile("../fixtures/"+name+".json", nil, &set, &trace.Resources{}); err != nil {
-			t.Fatal(err)
-		}
-		sets[name] = set.Traces()
+// TestBrokenSet: on a synthetic set with every kind of break, Breaks
+// finds every rule, lost-inside among them (links that explain a produce
+// span and links that do not).
+func TestBrokenSet(t *testing.T) {
+	ts := brokenSet()
+	rep := analyze.Breaks(ts, graph.Build(ts), analyze.Options{SkewTolerance: time.Millisecond})
+	rules := map[analyze.Rule]bool{}
+	for _, f := range rep.Findings {
+		rules[f.Rule] = true
 	}
-	for _, name := range []string{"stargazers-lost", "stargazers-links"} {
-		var set trace.Set
-		if _, err := file.ReadFile("../fixtures/"+name+".ktrace", nil, &set, &trace.Resources{}); err != nil {
-			t.Fatal(err)
-		}
-		sets[name] = set.Traces()
-	}
-	for name, ts := range sets {
-		o := analyze.Options{SkewTolerance: time.Millisecond, Incomplete: map[trace.TraceID]bool{ts[len(ts)/2].ID: true}}
-		want := analyze.Breaks(ts, graph.Build(ts), o)
-		if len(want.Findings) == 0 && (strings.HasPrefix(name, "synthetic") || name == "stargazers-lost" || name == "broken-hop") {
-			t.Fatalf("%s: no findings to compare", name)
-		}
-		if strings.HasPrefix(name, "synthetic") && !strings.Contains(fmt.Sprint(want.Findings), string(analyze.RuleLostInside)) {
-			t.Fatalf("the synthetic set has no lost-inside finding")
-		}
-		for _, w := range []int{1, 2, 5} {
-			o.Workers = w
-			g, got := analyze.Run(ts, o)
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("%s, %d workers: report differs\n got %+v\nwant %+v", name, w, got.Findings, want.Findings)
-			}
-			if gw := graph.Build(ts); len(g.Edges) != len(gw.Edges) || len(g.Stitches) != len(gw.Stitches) || g.Spans != gw.Spans {
-				t.Errorf("%s, %d workers: graph differs", name, w)
-			}
-		}
-	}
-}
-
-// TestRunEmpty: no traces give an empty graph and report, on any number of
-// workers.
-func TestRunEmpty(t *testing.T) {
-	for _, w := range []int{0, 1, 4} {
-		g, rep := analyze.Run(nil, analyze.Options{Workers: w})
-		if g == nil || len(g.Nodes) != 0 || rep.Traces != 0 || len(rep.Findings) != 0 {
-			t.Errorf("%d workers: graph %+v, report %+v", w, g, rep)
-		}
+	if len(rules) != 6 {
+		t.Fatalf("rules found: %v, want all six", rules)
 	}
 }

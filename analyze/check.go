@@ -115,7 +115,7 @@ func (c *checker) evidence(a, b node) (kind string, spans []*trace.Span) {
 	}
 	sort.Slice(spans, func(i, j int) bool {
 		if spans[i].TraceID != spans[j].TraceID {
-			return less(spans[i].TraceID, spans[j].TraceID)
+			return graph.CompareTraceIDs(spans[i].TraceID, spans[j].TraceID) < 0
 		}
 		return spans[i].SpanID < spans[j].SpanID
 	})
@@ -268,7 +268,7 @@ func (c *checker) flow(f Flow, file string) FlowResult {
 			res.Examples = appendTrace(res.Examples, id)
 		}
 	}
-	sort.Slice(res.Examples, func(i, j int) bool { return less(res.Examples[i], res.Examples[j]) })
+	sort.Slice(res.Examples, func(i, j int) bool { return graph.CompareTraceIDs(res.Examples[i], res.Examples[j]) < 0 })
 	if res.Reaching > 0 {
 		res.Continuity = float64(res.Covering) / float64(res.Reaching)
 	}

@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -468,4 +469,12 @@ func ArticulationPoints(adj [][]int) (cuts []int, bridges [][2]int) {
 		return bridges[i][1] < bridges[j][1]
 	})
 	return cuts, bridges
+}
+
+// appendUnique appends s to list unless it is there.
+func appendUnique[S ~string](list []S, s S) []S {
+	if slices.Contains(list, s) {
+		return list
+	}
+	return append(list, s)
 }

@@ -1,68 +1,91 @@
 package graph
 
 import (
-	"github.com/ktrace-dev/ktrace/internal/chunk"
-	"github.com/ktrace-dev/ktrace/internal/split"
+	"cmp"
+	"time"
+
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
-// recordKey names a record: its topic (by node id, which is cheaper to
-// hash than the name), partition and offset.
-type recordKey struct {
-	topic     int32
-	partition int32
-	offset    int64
+// Build returns the graph of traces, following the rules in the package
+// documentation one span at a time. It is the reference: plain maps and
+// sorting, written to be read. ktrace's commands build the same graph
+// faster (internal/engine), and a differential test holds the two equal.
+// Traces must pass trace.Validate and be distinct by ID.
+func Build(traces []trace.Trace) *Graph {
+	b := &builder{g: &Graph{}, nodes: map[string]*Node{}, edges: map[edgeKey]*edgeTally{},
+		byRecord: map[recordKey][]producer{}, bySpan: map[spanKey]producer{}, byMsgID: map[string][]producer{},
+		keyed: map[keyedKey][]keyedConsumer{}}
+	for i := range traces {
+		b.add(&traces[i])
+	}
+	for _, c := range b.pending {
+		b.resolveConsumer(c)
+	}
+	for _, r := range b.roots {
+		b.resolveRoot(r)
+	}
+	for k, t := range b.edges {
+		e := &Edge{From: b.nodes[k.from], To: b.nodes[k.to], Kind: k.kind, Relation: k.rel, Group: k.group,
+			Count: t.count, Errors: t.errors, ClientIDs: setList(t.clients)}
+		e.P50, e.P95, e.P99 = Percentiles(t.lat)
+		b.g.Edges = append(b.g.Edges, e)
+	}
+	for _, n := range b.g.Nodes {
+		n.Instances, n.Operations, n.Partitions = setList(b.instances[n]), setList(b.operations[n]), setList(b.partitions[n])
+	}
+	b.g.Finish()
+	return b.g
+}
+
+type edgeKey struct {
+	from, to string // node keys
+	kind     EdgeKind
+	rel      Relation
+	group    string
+}
+
+type edgeTally struct {
+	count, errors int
+	lat           []int64
+	clients       map[string]bool
 }
 
 type spanKey struct {
-	tid trace.TraceID
-	sid trace.SpanID
+	trace trace.TraceID
+	span  trace.SpanID
 }
 
-// producer is what the builder remembers of a producer span for pairing.
-// It holds no pointers (nodes by id), so the collector never scans the
-// list, which grows with the input.
-type producer struct {
-	tid   trace.TraceID
-	sid   trace.SpanID
-	start int64
-	// partition and offset are -1 when the span does not carry them.
-	offset     int64
-	partition  int32
-	svc, topic int32
-}
-
-// producerMsgID is the message ID of the producer at index j, for the few
-// systems that set one.
-type producerMsgID struct {
-	j  int
-	id string
-}
-
-// pendingConsumer is a consumer span whose producer could not be found in
-// its own trace; it is resolved (link, stitch or unmatched) by Graph.
-type pendingConsumer struct {
-	ref       SpanRef
-	node      *Node
-	topic     *Node
-	group     string
-	client    string
+type recordKey struct {
+	topic     string
 	partition int32
 	offset    int64
-	msgID     string
-	start     int64
-	err       bool
-	links     []trace.Ref
+}
+
+// producer is a produce span, as consumers are paired with it.
+type producer struct {
+	ref   SpanRef
+	topic string
+	start time.Time
+}
+
+// pendingConsumer is a consumer span whose producer is not its parent.
+type pendingConsumer struct {
+	ref      SpanRef
+	service  string
+	messages trace.Messaging
+	start    time.Time
+	err      bool
+	links    []trace.Ref
 }
 
 // rootProducer is a produce span with no parent and no link.
 type rootProducer struct {
 	ref        SpanRef
-	node       *Node
-	topic      *Node
-	key        string
+	topic, key string
 	client     string
-	start, dur int64
+	start      time.Time
+	duration   time.Duration
 	err        bool
 }
 
@@ -72,457 +95,296 @@ type keyedKey struct{ service, key string }
 type keyedConsumer struct {
 	ref   SpanRef
 	topic string
-	start int64
+	start time.Time
 }
 
-// Builder accumulates traces into a graph. Add traces in any order, then
-// call Graph once. It keeps only what pairing needs, not the traces.
-type Builder struct {
-	g *Graph
-	// producers are kept in a list, not indexed: only consumers whose
-	// producer is not their parent (pending) need them, usually few, so
-	// Graph indexes those and runs the producers past the index once.
-	producers producers
-	msgIDs    []producerMsgID
-	pending   chunk.List[pendingConsumer]
-	roots     []rootProducer
-	keyed     map[keyedKey][]keyedConsumer
-	nodes     [len(nodeKindNames)]map[string]*Node
-	services  map[*trace.Resource]*Node
-	idx       trace.Index
-	// edges is an open-addressing table of the edges by packed key, at
-	// most three quarters full: a set has hundreds or thousands of edges,
-	// and a span adds to one, so finding it compares 8 bytes and counting
-	// it writes the same 24 (edgeSlot). Edges whose key does not pack are
-	// in bigEdges.
-	edges    []edgeSlot
-	edgeMask uint64
-	bigEdges map[edgeKey]*edgeSlot
-	// unflushed counts the spans added since the slots' counts were
-	// last added to their edges.
-	unflushed int
-	cur       *trace.Index // the index of the trace being added
-	spans     []trace.Span // its spans
-	// Services, topics and operations found without hashing names
-	// (namecache.go).
-	resCache  resCache
-	names     names
-	topicByID []*Node // by name id
-	// hopStitched holds the pending consumers Graph stitched, by number.
-	hopStitched bitSet
-	// samples are the latency samples of the builder's edges, in the order
-	// they came; logs those of builders merged into it. Appending to one of
-	// a thousand edges' own lists cost a cache miss or two each time, while
-	// the spans stream through the cache (about 15 ms a million spans);
-	// the log is written in order, and Graph sorts it out once.
-	samples latLog
-	logs    []sampleLog
+type builder struct {
+	g                     *Graph
+	nodes                 map[string]*Node // by key
+	instances, operations map[*Node]map[string]bool
+	partitions            map[*Node]map[int32]bool
+	edges                 map[edgeKey]*edgeTally
+	byRecord              map[recordKey][]producer
+	bySpan                map[spanKey]producer
+	byMsgID               map[string][]producer
+	pending               []pendingConsumer
+	roots                 []rootProducer
+	keyed                 map[keyedKey][]keyedConsumer
 }
 
-// NewBuilder returns an empty builder.
-func NewBuilder() *Builder {
-	return &Builder{
-		g:        &Graph{byKey: map[string]*Node{}},
-		edges:    make([]edgeSlot, 512),
-		edgeMask: 511,
-		keyed:    map[keyedKey][]keyedConsumer{},
-		services: map[*trace.Resource]*Node{},
-		names:    newNames(),
-	}
-}
-
-// Build returns the graph of traces. Large sets are shared among the CPUs:
-// each builds from a run of traces (a CPU done early takes half of what is
-// left of another's) and the builders are merged in order, which gives the
-// graph one builder would.
-func Build(traces []trace.Trace) *Graph {
-	return BuildWorkers(traces, 0)
-}
-
-// BuildWorkers is Build with a number of goroutines; zero means one per
-// CPU (fewer for small sets).
-func BuildWorkers(traces []trace.Trace, workers int) *Graph {
-	bs := split.Balanced(len(traces), workers, 0, func(lo int, take func(int) bool) *Builder {
-		b := NewBuilder()
-		for i := lo; take(i); i++ {
-			b.Add(&traces[i])
-		}
-		return b
-	})
-	for _, o := range bs[1:] {
-		bs[0].Merge(o)
-	}
-	return bs[0].Graph()
-}
-
-// Merge folds o, which was fed the traces that come after b's, into b, as
-// if b had been fed them itself. o is spent afterwards.
-func (b *Builder) Merge(o *Builder) {
-	b.g.Traces += o.g.Traces
-	b.g.Spans += o.g.Spans
-	to := make([]*Node, len(o.g.Nodes))
-	toSeq := make([]int32, len(o.g.Nodes))
-	for _, n := range o.g.Nodes {
-		t := b.node(n.Kind, n.Name)
-		t.Spans += n.Spans
-		t.Errors += n.Errors
-		for k := range n.instances {
-			addTo(&t.instances, k)
-		}
-		for k := range n.operations {
-			addTo(&t.operations, k)
-		}
-		for k := range n.partitions {
-			t.notePartition(k)
-		}
-		to[n.seq], toSeq[n.seq] = t, t.seq
-	}
-	o.flushEdges()
-	toEdge := make([]*Edge, len(o.g.Edges))
-	for _, e := range o.g.Edges {
-		t := b.g.Edges[b.edge(to[e.From.seq], to[e.To.seq], e.Kind, e.Relation, e.Group).seq1-1]
-		t.Count += e.Count
-		t.Errors += e.Errors
-		t.nlat += e.nlat
-		for k := range e.clientIDs {
-			addTo(&t.clientIDs, k)
-		}
-		toEdge[e.seq] = t
-	}
-	// o's samples stay where they are, as logs of b's edges.
-	b.logs = append(b.logs, sampleLog{o.samples, toEdge})
-	for _, lg := range o.logs {
-		for i, e := range lg.edges {
-			lg.edges[i] = toEdge[e.seq]
-		}
-		b.logs = append(b.logs, lg)
-	}
-	base := b.producers.Len()
-	b.producers.merge(&o.producers, toSeq)
-	for _, m := range o.msgIDs {
-		b.msgIDs = append(b.msgIDs, producerMsgID{base + m.j, m.id})
-	}
-	for j := 0; j < o.pending.Len(); j++ {
-		pc := *o.pending.At(j)
-		pc.node, pc.topic = to[pc.node.seq], to[pc.topic.seq]
-		b.pending.Add(pc)
-	}
-	for _, r := range o.roots {
-		r.node, r.topic = to[r.node.seq], to[r.topic.seq]
-		b.roots = append(b.roots, r)
-	}
-	for k, list := range o.keyed {
-		b.keyed[k] = append(b.keyed[k], list...)
-	}
-	*o = Builder{}
-}
-
-func (b *Builder) node(kind NodeKind, name string) *Node {
-	n, ok := b.nodes[kind][name]
-	if !ok {
-		if b.nodes[kind] == nil {
-			b.nodes[kind] = map[string]*Node{}
-		}
-		key := nodeKindNames[kind] + ":" + name
-		n = &Node{Key: key, Kind: kind, Name: name, seq: int32(len(b.g.Nodes))}
-		b.nodes[kind][name] = n
-		b.g.byKey[key] = n
+func (b *builder) node(kind NodeKind, name string) *Node {
+	key := kind.String() + ":" + name
+	n := b.nodes[key]
+	if n == nil {
+		n = &Node{Key: key, Kind: kind, Name: name}
+		b.nodes[key] = n
 		b.g.Nodes = append(b.g.Nodes, n)
 	}
 	return n
 }
 
-// service returns the service node of a span's resource, noting the
-// resource's instance the first time the resource is seen.
-func (b *Builder) service(s *trace.Span) *Node {
-	c := b.resCache.slot(s.Resource)
-	if c.node != nil && c.r == s.Resource {
-		return c.node
+// count counts a span against a node.
+func (b *builder) count(n *Node, s *trace.Span) {
+	n.Spans++
+	if s.Error {
+		n.Errors++
 	}
-	n, ok := b.services[s.Resource]
-	if !ok {
-		n = b.node(KindService, s.Service())
-		if inst := s.Resource.Instance(); inst != "" {
-			addTo(&n.instances, inst)
-		}
-		b.services[s.Resource] = n
-	}
-	*c = resSlot{s.Resource, n}
-	return n
 }
 
-// topic returns the node of topic name.
-func (b *Builder) topic(name string) *Node {
-	id := b.names.id(name)
-	if int(id) < len(b.topicByID) {
-		if n := b.topicByID[id]; n != nil {
-			return n
-		}
-	} else {
-		b.topicByID = append(b.topicByID, make([]*Node, int(id)+1-len(b.topicByID))...)
+// observe counts one span (or record) behind an edge, with its latency
+// when it has one.
+func (b *builder) observe(from, to *Node, kind EdgeKind, rel Relation, group string, err bool, lat *int64, client string) {
+	k := edgeKey{from.Key, to.Key, kind, rel, group}
+	t := b.edges[k]
+	if t == nil {
+		t = &edgeTally{clients: map[string]bool{}}
+		b.edges[k] = t
 	}
-	n := b.node(KindTopic, name)
-	b.topicByID[id] = n
-	return n
-}
-
-// notePartition records partition p of a topic node; partitions below 64,
-// the usual ones, are looked up in a bit set first.
-func (n *Node) notePartition(p int32) {
-	if p < 64 {
-		if n.partBits&(1<<p) != 0 {
-			return
-		}
-		n.partBits |= 1 << p
-	}
-	addTo(&n.partitions, p)
-}
-
-// observeClient is observe that also records a Kafka client id.
-func (b *Builder) observeClient(e *edgeSlot, err bool, latency int64, client string) {
-	if client != "" {
-		addTo(&b.g.Edges[e.seq1-1].clientIDs, client)
-	}
-	b.observe(e, err, latency)
-}
-
-// observe counts a span (or record) behind e, with its latency, logged in
-// room made for it (Begin makes room for a trace's spans).
-func (b *Builder) observe(e *edgeSlot, err bool, latency int64) {
-	e.count++
+	t.count++
 	if err {
-		e.errors++
+		t.errors++
 	}
-	b.samples.add(e.seq1-1, latency)
+	if lat != nil {
+		t.lat = append(t.lat, *lat)
+	}
+	if client != "" {
+		t.clients[client] = true
+	}
 }
 
-// addLatency logs a latency sample of edge e that observe did not count.
-func (b *Builder) addLatency(e *Edge, v int64) {
-	e.nlat++
-	b.samples.add(e.seq, v)
-}
-
-func addTo[K comparable](m *map[K]struct{}, k K) {
+func note[K comparable](m *map[*Node]map[K]bool, n *Node, v K) {
 	if *m == nil {
-		*m = map[K]struct{}{}
+		*m = map[*Node]map[K]bool{}
 	}
-	(*m)[k] = struct{}{}
-}
-
-// Add folds one trace into the graph. The builder does not keep t.
-func (b *Builder) Add(t *trace.Trace) {
-	b.idx.Reset(t.Spans)
-	b.AddIndexed(t, &b.idx)
-}
-
-// AddIndexed is Add for a caller that has already indexed t (idx.Reset(t.Spans)),
-// to read each trace once for several purposes.
-func (b *Builder) AddIndexed(t *trace.Trace, idx *trace.Index) {
-	b.Begin(t, idx)
-	for i := range t.Spans {
-		b.addSpan(t.Spans, i, &t.Spans[i], idx.Info(i))
+	if (*m)[n] == nil {
+		(*m)[n] = map[K]bool{}
 	}
+	(*m)[n][v] = true
 }
 
-// Begin starts adding t, already indexed in idx, span by span: call
-// AddSpan once for each of its spans before the next Begin or Graph. A
-// caller with its own work per span does it in the same loop, so a large
-// trace is walked once.
-func (b *Builder) Begin(t *trace.Trace, idx *trace.Index) {
+func ptr(v int64) *int64 { return &v }
+
+func (b *builder) add(t *trace.Trace) {
 	b.g.Traces++
 	b.g.Spans += len(t.Spans)
-	if b.unflushed+len(t.Spans) > maxUnflushed {
-		b.flushEdges()
-		b.unflushed = 0
+	byID := map[trace.SpanID]*trace.Span{}
+	remote := map[trace.SpanID]bool{} // spans with a child in another service
+	for i := range t.Spans {
+		byID[t.Spans[i].SpanID] = &t.Spans[i]
 	}
-	b.unflushed += len(t.Spans)
-	b.cur, b.spans = idx, t.Spans
-	b.samples.reserve(2 * len(t.Spans)) // a span adds to two edges at most
+	for i := range t.Spans {
+		s := &t.Spans[i]
+		if pid, ok := s.Parent(); ok && byID[pid] != nil && byID[pid].Service() != s.Service() {
+			remote[pid] = true
+		}
+	}
+	for i := range t.Spans {
+		s := &t.Spans[i]
+		pid, hasParent := s.Parent()
+		b.addSpan(s, byID[pid], hasParent, remote[s.SpanID])
+	}
 }
 
-// AddSpan adds span i of the trace begun last. When the span is a consumer
-// whose producer is not its parent, it returns the span's number among such
-// consumers, counted from 0 across the builder's traces (and those of
-// builders merged into it, after its own), for Stitched; else -1.
-func (b *Builder) AddSpan(i int) int {
-	return b.addSpan(b.spans, i, &b.spans[i], b.cur.Info(i))
-}
-
-// AddSpanInfo is AddSpan for a caller that has the span (the trace's
-// spans[i]) and what the index knows of it (Info(i)) at hand, so that they
-// are not read twice.
-func (b *Builder) AddSpanInfo(i int, s *trace.Span, in trace.Info) int {
-	return b.addSpan(b.spans, i, s, in)
-}
-
-// loggedElsewhere counts the samples in the logs of builders merged into b.
-func (b *Builder) loggedElsewhere() int {
-	n := 0
-	for _, lg := range b.logs {
-		n += lg.list.Len()
+// addSpan adds span s, whose parent is p (nil: none in the trace, though
+// hasParent says whether it names one) and which has a child in another
+// service when remote is set.
+func (b *builder) addSpan(s *trace.Span, p *trace.Span, hasParent, remote bool) {
+	name := s.Service()
+	svc := b.node(KindService, name)
+	b.count(svc, s)
+	note(&b.operations, svc, s.Operation)
+	if inst := s.Resource.Instance(); inst != "" {
+		note(&b.instances, svc, inst)
 	}
-	return n
-}
+	cross := p != nil && p.Service() != name
 
-// Pending returns the number of pending consumers so far (see AddSpan).
-func (b *Builder) Pending() int { return b.pending.Len() }
-
-// Stitched reports whether pending consumer k (as AddSpan numbered it) was
-// stitched to its producer as a hop. Ask it once the consumers are resolved:
-// after Graph returns, or from GraphWith's f.
-func (b *Builder) Stitched(k int) bool {
-	return b.hopStitched.has(k)
-}
-
-// addSpan adds span i of spans, s, which the index says in of, and
-// returns what AddSpan does.
-func (b *Builder) addSpan(spans []trace.Span, i int, s *trace.Span, in trace.Info) int {
-	svcName := s.Service()
-	svc := b.service(s)
-	svc.Spans++
-	if s.Error {
-		svc.Errors++
-	}
-	if svc.opSeen.add(b.names.id(s.Operation)) {
-		addTo(&svc.operations, s.Operation)
-	}
-	pi := in.Parent
-	var p *trace.Span
-	if pi >= 0 {
-		p = &spans[pi]
-	}
-
-	if m := in.View; m != nil && m.Destination != "" {
-		topic := b.topic(m.Destination)
+	if m, ok := s.Messaging(); ok && m.Destination != "" {
+		topic := b.node(KindTopic, m.Destination)
 		if m.Partition >= 0 {
-			topic.notePartition(m.Partition)
+			note(&b.partitions, topic, m.Partition)
 		}
 		switch {
 		case m.IsProducer():
-			if p != nil && !in.Cross && b.cur.SameHop(pi, m, true) {
-				return -1 // nested publish span of the same record
+			if p != nil && !cross && trace.SameHop(p, m, true) {
+				return // a publish span nested in another of the same record
 			}
-			topic.Spans++
-			if s.Error {
-				topic.Errors++
+			b.count(topic, s)
+			switch {
+			case hasParent:
+				b.observe(svc, topic, EdgeProduce, RelParent, "", s.Error, ptr(int64(s.Duration)), m.ClientID)
+			case s.HasLink():
+				b.observe(svc, topic, EdgeProduce, RelLink, "", s.Error, ptr(int64(s.Duration)), m.ClientID)
+			default:
+				b.roots = append(b.roots, rootProducer{ref: refOf(s), topic: m.Destination, key: m.Key,
+					client: m.ClientID, start: s.Start, duration: s.Duration, err: s.Error})
 			}
-			if pi != trace.NoParent {
-				b.observeClient(b.edge(svc, topic, EdgeProduce, RelParent, ""), s.Error, int64(s.Duration), m.ClientID)
-			} else if s.HasLink() {
-				b.observeClient(b.edge(svc, topic, EdgeProduce, RelLink, ""), s.Error, int64(s.Duration), m.ClientID)
-			} else {
-				b.addRoot(s, svc, topic, m)
-			}
-			pr := producer{tid: s.TraceID, sid: s.SpanID, start: s.Start.UnixNano(), partition: -1, offset: -1, svc: svc.seq, topic: topic.seq}
+			pr := producer{ref: refOf(s), topic: m.Destination, start: s.Start}
+			b.bySpan[spanKey{s.TraceID, s.SpanID}] = pr
 			if m.Partition >= 0 && m.Offset >= 0 {
-				pr.partition, pr.offset = m.Partition, m.Offset
+				k := recordKey{m.Destination, m.Partition, m.Offset}
+				b.byRecord[k] = append(b.byRecord[k], pr)
 			}
 			if m.MessageID != "" {
-				b.msgIDs = append(b.msgIDs, producerMsgID{b.producers.Len(), m.MessageID})
+				b.byMsgID[m.MessageID] = append(b.byMsgID[m.MessageID], pr)
 			}
-			b.producers.add(pr)
-			return -1
+			return
 		case m.IsConsumer():
-			if p != nil && !in.Cross && b.cur.SameHop(pi, m, false) {
-				return -1 // process span under the receive span of the same record
+			if p != nil && !cross && trace.SameHop(p, m, false) {
+				return // a process span under the receive span of the same record
 			}
-			topic.Spans++
-			if s.Error {
-				topic.Errors++
-			}
+			b.count(topic, s)
 			if m.Key != "" {
-				b.addKeyed(s, svcName, m)
+				k := keyedKey{name, m.Key}
+				b.keyed[k] = append(b.keyed[k], keyedConsumer{ref: refOf(s), topic: m.Destination, start: s.Start})
 			}
-			if b.cur.SameHop(pi, m, true) {
-				b.observeClient(b.edge(topic, svc, EdgeConsume, RelParent, m.ConsumerGroup),
-					s.Error, s.Start.UnixNano()-p.Start.UnixNano(), m.ClientID)
-				return -1
+			if trace.SameHop(p, m, true) {
+				b.observe(topic, svc, EdgeConsume, RelParent, m.ConsumerGroup, s.Error, ptr(s.Start.UnixNano()-p.Start.UnixNano()), m.ClientID)
+				return
 			}
-			return b.addPending(s, svc, topic, m)
-		}
-	}
-
-	if p != nil {
-		if in.Cross {
-			lat := int64(s.Duration)
-			if p.Kind == trace.KindClient {
-				lat = int64(p.Duration)
+			pc := pendingConsumer{ref: refOf(s), service: name, messages: m, start: s.Start, err: s.Error}
+			for _, r := range s.Refs {
+				if r.Type == trace.RefLink {
+					pc.links = append(pc.links, r)
+				}
 			}
-			b.observe(b.edge(b.service(p), svc, EdgeCall, RelParent, ""), s.Error, lat)
-		}
-	} else if pi == trace.NoParent && s.Kind == trace.KindServer {
-		if svc.caller == nil {
-			svc.caller = b.node(KindUnknownCaller, svcName)
-		}
-		b.observe(b.edge(svc.caller, svc, EdgeCall, RelSpan, ""), s.Error, int64(s.Duration))
-	}
-
-	if s.Kind == trace.KindClient || s.Kind == trace.KindProducer {
-		if !in.Remote {
-			b.addPeer(s, svc, svcName)
+			b.pending = append(b.pending, pc)
+			return
 		}
 	}
-	return -1
-}
 
-// The spans below are few, and what they keep is large: their work is
-// kept out of addSpan, whose frame and registers serve the usual spans.
-
-// addRoot keeps a root produce span: an origin, or a stream processor that
-// lost the context of its input. Graph decides which.
-func (b *Builder) addRoot(s *trace.Span, svc, topic *Node, m *trace.Messaging) {
-	b.roots = append(b.roots, rootProducer{ref: spanRef(s), node: svc, topic: topic, key: m.Key, client: m.ClientID,
-		start: s.Start.UnixNano(), dur: int64(s.Duration), err: s.Error})
-}
-
-// addKeyed keeps a consumer span that names its record's key.
-func (b *Builder) addKeyed(s *trace.Span, svcName string, m *trace.Messaging) {
-	k := keyedKey{svcName, m.Key}
-	b.keyed[k] = append(b.keyed[k], keyedConsumer{ref: spanRef(s), topic: m.Destination, start: s.Start.UnixNano()})
-}
-
-// addPending keeps a consumer span whose producer is not its parent, and
-// returns its number among the pending consumers.
-func (b *Builder) addPending(s *trace.Span, svc, topic *Node, m *trace.Messaging) int {
-	pc := pendingConsumer{ref: spanRef(s), node: svc, topic: topic, group: m.ConsumerGroup, client: m.ClientID,
-		partition: m.Partition, offset: m.Offset, msgID: m.MessageID,
-		start: s.Start.UnixNano(), err: s.Error}
-	for _, r := range s.Refs {
-		if r.Type == trace.RefLink {
-			pc.links = append(pc.links, r)
+	switch {
+	case cross:
+		lat := int64(s.Duration)
+		if p.Kind == trace.KindClient {
+			lat = int64(p.Duration)
 		}
+		b.observe(b.node(KindService, p.Service()), svc, EdgeCall, RelParent, "", s.Error, &lat, "")
+	case !hasParent && s.Kind == trace.KindServer:
+		b.observe(b.node(KindUnknownCaller, name), svc, EdgeCall, RelSpan, "", s.Error, ptr(int64(s.Duration)), "")
 	}
-	b.pending.Add(pc)
-	return b.pending.Len() - 1
+	if (s.Kind == trace.KindClient || s.Kind == trace.KindProducer) && !remote {
+		b.addPeer(s, svc, name)
+	}
 }
 
 // addPeer counts a client or producer span with no child in another
 // service against what it names as its peer, if anything.
-func (b *Builder) addPeer(s *trace.Span, svc *Node, svcName string) {
+func (b *builder) addPeer(s *trace.Span, svc *Node, name string) {
 	peer := s.Peer()
 	var target *Node
 	switch {
+	case peer.DBSystem != "" && peer.DBName != "":
+		target = b.node(KindDatabase, peer.DBSystem+"/"+peer.DBName)
 	case peer.DBSystem != "":
-		name := peer.DBSystem
-		if peer.DBName != "" {
-			name += "/" + peer.DBName
-		}
-		target = b.node(KindDatabase, name)
-	case peer.Service != "" && peer.Service != svcName:
+		target = b.node(KindDatabase, peer.DBSystem)
+	case peer.Service != "" && peer.Service != name:
 		target = b.node(KindPeer, peer.Service)
 	case peer.ServerAddress != "":
 		target = b.node(KindPeer, peer.ServerAddress)
+	default:
+		return
 	}
-	if target != nil {
-		target.Spans++
-		if s.Error {
-			target.Errors++
-		}
-		b.observe(b.edge(svc, target, EdgePeer, RelSpan, ""), s.Error, int64(s.Duration))
-	}
+	b.count(target, s)
+	b.observe(svc, target, EdgePeer, RelSpan, "", s.Error, ptr(int64(s.Duration)), "")
 }
 
-// spanRef names s.
-func spanRef(s *trace.Span) SpanRef {
+// later reports whether producer a is preferred to b where several could
+// pair: the later start, then the greater trace and span IDs.
+func later(a, b producer) bool {
+	return cmp.Or(a.start.Compare(b.start), compareRefs(&a.ref, &b.ref)) > 0
+}
+
+// latest returns the preferred producer of list on topic.
+func latest(list []producer, topic string) (producer, bool) {
+	var best producer
+	found := false
+	for _, p := range list {
+		if p.topic == topic && (!found || later(p, best)) {
+			best, found = p, true
+		}
+	}
+	return best, found
+}
+
+// resolveConsumer ties a consumer whose producer is not its parent to the
+// producer its first link on the same topic points at, else stitches it to
+// the producer of its record (topic, partition, offset), else of its message
+// ID, else counts it from the span alone.
+func (b *builder) resolveConsumer(c pendingConsumer) {
+	m := c.messages
+	topic, svc := b.node(KindTopic, m.Destination), b.node(KindService, c.service)
+	rel := RelSpan
+	var prod producer
+	found := false
+	for _, l := range c.links {
+		if p, ok := b.bySpan[spanKey{l.TraceID, l.SpanID}]; ok && p.topic == m.Destination {
+			rel, prod, found = RelLink, p, true
+			break
+		}
+	}
+	if !found {
+		st := Stitch{Kind: StitchHop, Consumer: c.ref, Topic: m.Destination, Group: m.ConsumerGroup, Partition: -1, Offset: -1}
+		if m.Partition >= 0 && m.Offset >= 0 {
+			prod, found = latest(b.byRecord[recordKey{m.Destination, m.Partition, m.Offset}], m.Destination)
+			if found {
+				st.Partition, st.Offset = m.Partition, m.Offset
+			}
+		}
+		if !found && m.MessageID != "" {
+			prod, found = latest(b.byMsgID[m.MessageID], m.Destination)
+			st.MessageID = m.MessageID
+		}
+		if found {
+			rel = RelStitched
+			st.Producer = prod.ref
+			st.Lag = time.Duration(c.start.UnixNano() - prod.start.UnixNano())
+			b.g.Stitches = append(b.g.Stitches, st)
+		}
+	}
+	var lat *int64
+	if found {
+		lat = ptr(c.start.UnixNano() - prod.start.UnixNano())
+	}
+	b.observe(topic, svc, EdgeConsume, rel, m.ConsumerGroup, c.err, lat, m.ClientID)
+}
+
+// resolveRoot decides a root produce span's relation: stitched as a
+// pass-through to the latest consumer span of its service that handled a
+// record of another topic with the same key no later than it started, else
+// an origin of data (RelSpan).
+func (b *builder) resolveRoot(r rootProducer) {
+	rel := RelSpan
+	if r.key != "" {
+		var best *keyedConsumer
+		for i, c := range b.keyed[keyedKey{r.ref.Service, r.key}] {
+			if c.start.After(r.start) || c.topic == r.topic {
+				continue
+			}
+			if best == nil || cmp.Or(c.start.Compare(best.start), compareRefs(&c.ref, &best.ref)) > 0 {
+				best = &b.keyed[keyedKey{r.ref.Service, r.key}][i]
+			}
+		}
+		if best != nil {
+			rel = RelStitched
+			b.g.Stitches = append(b.g.Stitches, Stitch{Kind: StitchPassThrough, Producer: r.ref, Consumer: best.ref,
+				Topic: best.topic, OutTopic: r.topic, Partition: -1, Offset: -1, Key: r.key})
+		}
+	}
+	b.observe(b.node(KindService, r.ref.Service), b.node(KindTopic, r.topic), EdgeProduce, rel, "", r.err, ptr(int64(r.duration)), r.client)
+}
+
+func refOf(s *trace.Span) SpanRef {
 	return SpanRef{TraceID: s.TraceID, SpanID: s.SpanID, Service: s.Service()}
+}
+
+// setList returns a set's members, sorted by Finish.
+func setList[K comparable](set map[K]bool) []K {
+	if len(set) == 0 {
+		return nil
+	}
+	out := make([]K, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	return out
 }

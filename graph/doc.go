@@ -20,6 +20,41 @@
 // producer span's start to the consumer span's start, for call edges the
 // client span's duration, otherwise the span's own duration.
 //
+// The rules, span by span (Build follows them one at a time):
+//
+//   - Every span counts against its service's node (spans, errors,
+//     operation, the resource's instance).
+//   - A messaging span with a destination counts against its topic (and
+//     notes its partition). A publish span whose parent, in the same
+//     service, is a publish span of the same topic is the same record
+//     and not counted again; likewise a consumer span under a consumer
+//     span of the same topic in its service.
+//   - A producer span is a produce edge: "parent" when it names a parent
+//     (found or not), else "link" when it has a span link, else it is a
+//     root producer, decided at the end.
+//   - A consumer span whose parent is a producer span of the same topic is
+//     a "parent" consume edge (its group's), latency from the producer's
+//     start. Any other consumer span is paired at the end: with the
+//     producer, on its topic, its first link (in the span's order) points
+//     at ("link"); else with the producer of its record (topic, partition,
+//     offset) or, failing that, of its message ID on its topic
+//     ("stitched", and a hop Stitch); else "span", with no latency.
+//   - Where several producers could pair, the one that started last wins
+//     (then the greater trace and span IDs), so that no rule depends on
+//     the order of the traces: graphs of parts of a set merge into the
+//     graph of the whole.
+//   - A root producer is a pass-through that lost its context ("stitched",
+//     and a pass-through Stitch) when its service handled a record of
+//     another topic with the same key no later than it started — paired
+//     with the latest such consumer span (then the greater IDs); else it
+//     is an origin of data ("span").
+//   - Any other span whose parent is in another service is a call edge
+//     from the parent's service ("parent"); a root server span, one from
+//     its unknown:SERVICE caller ("span").
+//   - A client or producer span with no child in another service is a
+//     peer edge to what it names: a database (db.system[/db.namespace]),
+//     else peer.service (not its own), else server.address.
+//
 // The graph is also a gonum graph.Directed (see Graph.Directed), so gonum's
 // algorithms run on it. Our package shares its name with gonum's graph;
 // gonum's packages are imported under aliases here.

@@ -35,7 +35,7 @@ func (r *Resources) Get(service string, attrs Attributes) *Resource {
 // Strings shares equal short strings among the spans a reader decodes:
 // operation names, attribute names and the usual attribute values repeat
 // from span to span, so a set holds one copy of each, and code that meets a
-// name again can know it by its address (graph.Builder does). Strings
+// name again can know it by its address (internal/engine does). Strings
 // longer than MaxShared bytes are not shared, and once MaxStrings distinct
 // strings are held new ones are no longer kept (offsets and IDs never
 // repeat; the table must not grow with the input). The zero value is ready

@@ -4,8 +4,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-
-	"github.com/ktrace-dev/ktrace/internal/straddr"
 )
 
 // MessagingOp is the normalised messaging operation.
@@ -120,11 +118,11 @@ var fieldNames = [nFields][]string{
 	fServerAddr:  {"server.address", "net.peer.name"},
 }
 
-// field is one value of the messaging or peer view.
-type field uint8
+// Field is one value of the messaging or peer view.
+type Field uint8
 
 const (
-	fSystem field = iota
+	fSystem Field = iota
 	fDestination
 	fOperation
 	fPartition
@@ -140,11 +138,14 @@ const (
 	nFields
 )
 
+// NumFields is the number of Fields.
+const NumFields = int(nFields)
+
 // known is one attribute name a view reads: its field and its rank among
 // that field's names (0 wins).
 type known struct {
 	name  string
-	field field
+	field Field
 	rank  uint8
 }
 
@@ -157,18 +158,18 @@ var knownByLen = func() [][]known {
 			for len(t) <= len(n) {
 				t = append(t, nil)
 			}
-			t[len(n)] = append(t[len(n)], known{n, field(f), uint8(r)})
+			t[len(n)] = append(t[len(n)], known{n, Field(f), uint8(r)})
 		}
 	}
 	return t
 }()
 
-// fields holds, per view field, the position of the attribute that gives
+// Fields holds, per view field, the position of the attribute that gives
 // it: the highest-ranked name present with a non-empty value; -1: none.
-type fields [nFields]int32
+type Fields [nFields]int32
 
-// noFields is fields with no field given.
-var noFields = func() (v fields) {
+// NoFields is Fields with no field given.
+var NoFields = func() (v Fields) {
 	for i := range v {
 		v[i] = -1
 	}
@@ -176,17 +177,34 @@ var noFields = func() (v fields) {
 }()
 
 // value returns field f's value in a, whose positions v holds.
-func (v *fields) value(a Attributes, f field) string {
+func (v *Fields) value(a Attributes, f Field) string {
 	if p := v[f]; p >= 0 {
 		return a[p].Value
 	}
 	return ""
 }
 
-// scan reads every attribute once and finds, per field, the highest-ranked
-// name present with a non-empty value.
-func (a Attributes) scan(v *fields) {
-	a.scanWith(nil, v)
+// ScanFields reads every attribute once and finds, per field, the
+// highest-ranked name present with a non-empty value.
+func (a Attributes) ScanFields(v *Fields) {
+	var rank [nFields]uint8
+	*v = NoFields
+	for i := range a {
+		if a[i].Value == "" {
+			continue
+		}
+		c, ok := lookupKnown(a[i].Key)
+		if ok && (v[c.field] < 0 || c.rank < rank[c.field]) {
+			rank[c.field] = c.rank
+			v[c.field] = int32(i)
+		}
+	}
+}
+
+// FieldOf returns the view field an attribute name gives, if any.
+func FieldOf(key string) (Field, bool) {
+	c, ok := lookupKnown(key)
+	return c.field, ok
 }
 
 // lookupKnown finds the view field a key names.
@@ -201,64 +219,22 @@ func lookupKnown(k string) (known, bool) {
 	return known{}, false
 }
 
-// keyCache remembers what keys name by the key string's address: readers
-// share attribute names (Strings), so a key is compared with the known
-// names once, not on every span. A cached address holds its string alive,
-// so it cannot come back as another string.
-type keyCache [256]keySlot
-
-type keySlot struct {
-	name straddr.Addr
-	c    known
-	ok   bool
-}
-
-// lookup is lookupKnown through the cache (kc nil: none).
-func (kc *keyCache) lookup(k string) (known, bool) {
-	if kc == nil {
-		return lookupKnown(k)
-	}
-	name := straddr.Of(k)
-	sl := &kc[(name.Word()*0x9E3779B97F4A7C15)>>56]
-	if sl.name == name && name.P != nil {
-		return sl.c, sl.ok
-	}
-	c, ok := lookupKnown(k)
-	*sl = keySlot{name, c, ok}
-	return c, ok
-}
-
-// scanWith is scan with a key cache (nil: none).
-func (a Attributes) scanWith(kc *keyCache, v *fields) {
-	var rank [nFields]uint8
-	*v = noFields
-	for i := range a {
-		if a[i].Value == "" {
-			continue
-		}
-		c, ok := kc.lookup(a[i].Key)
-		if ok && (v[c.field] < 0 || c.rank < rank[c.field]) {
-			rank[c.field] = c.rank
-			v[c.field] = int32(i)
-		}
-	}
-}
-
 // Messaging returns the span's messaging view. ok is false when the span is
 // not a messaging span: it names no messaging system or destination, or it
 // is neither a producer nor a consumer and names no operation.
 func (s *Span) Messaging() (m Messaging, ok bool) {
-	var v fields
-	s.Attributes.scan(&v)
-	if !messagingOf(&m, s.Kind, s.Attributes, &v) {
+	var v Fields
+	s.Attributes.ScanFields(&v)
+	if !MessagingFrom(&m, s.Kind, s.Attributes, &v) {
 		return Messaging{}, false
 	}
 	return m, true
 }
 
-// messagingOf fills m from a, whose fields v holds, and reports whether
-// the span is a messaging span; when it is not, m is left partly written.
-func messagingOf(m *Messaging, kind Kind, a Attributes, v *fields) bool {
+// MessagingFrom fills m from the attributes a of a span of this kind, whose
+// fields v holds (ScanFields), and reports whether the span is a messaging
+// span (see Span.Messaging); when it is not, m is left partly written.
+func MessagingFrom(m *Messaging, kind Kind, a Attributes, v *Fields) bool {
 	sys, dest := v.value(a, fSystem), v.value(a, fDestination)
 	if sys == "" && dest == "" {
 		return false
@@ -331,8 +307,8 @@ func (p Peer) IsZero() bool { return p == Peer{} }
 
 // Peer returns the span's peer view.
 func (s *Span) Peer() Peer {
-	var v fields
-	s.Attributes.scan(&v)
+	var v Fields
+	s.Attributes.ScanFields(&v)
 	a := s.Attributes
 	return Peer{Service: v.value(a, fPeerService), DBSystem: v.value(a, fDBSystem), DBName: v.value(a, fDBName), ServerAddress: v.value(a, fServerAddr)}
 }
@@ -346,10 +322,11 @@ func SameHop(p *Span, m Messaging, producer bool) bool {
 		return false
 	}
 	pm, ok := p.Messaging()
-	return ok && sameHop(&pm, &m, producer)
+	return ok && SameHopView(&pm, &m, producer)
 }
 
-func sameHop(pm, m *Messaging, producer bool) bool {
+// SameHopView is SameHop with the parent's view at hand.
+func SameHopView(pm, m *Messaging, producer bool) bool {
 	if pm.Destination != m.Destination {
 		return false
 	}

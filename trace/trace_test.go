@@ -241,11 +241,11 @@ func TestScanMatchesPriorityOrder(t *testing.T) {
 			}
 			a = append(a, Attribute{k, val})
 		}
-		var pos fields
-		a.scan(&pos)
+		var pos Fields
+		a.ScanFields(&pos)
 		var got [nFields]string
 		for f := range got {
-			got[f] = pos.value(a, field(f))
+			got[f] = pos.value(a, Field(f))
 		}
 		if want := firstOf(a); got != want {
 			t.Fatalf("attributes %v: scan %q, want %q", a, got, want)

@@ -14,7 +14,6 @@ import (
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/render"
 	"github.com/ktrace-dev/ktrace/source/file"
-	"github.com/ktrace-dev/ktrace/source/jaeger"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -160,7 +159,7 @@ func checkRun(ctx context.Context, opts *CheckOptions) error {
 
 // checkJaegerNames fails early on a spec service Jaeger has never heard of.
 func checkJaegerNames(ctx context.Context, src *SourceOptions, spec *analyze.Spec) error {
-	c, err := jaeger.Dial(src.jaegerConfig())
+	c, err := src.dialJaeger()
 	if err != nil {
 		return err
 	}

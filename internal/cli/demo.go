@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ktrace-dev/ktrace/analyze"
+	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/render"
 	"github.com/ktrace-dev/ktrace/stack"
 	"github.com/ktrace-dev/ktrace/stack/stargazers"
@@ -91,7 +91,10 @@ func demoRun(ctx context.Context, ios *IOStreams, opts *StackOptions, keep bool,
 	if err != nil {
 		return err
 	}
-	g, rep := analyze.Run(set.Traces(), analyze.Options{SkewTolerance: 10 * time.Millisecond})
+	g, rep, err := engine.Run(ctx, engine.Slice(set.Traces()), engine.Options{SkewTolerance: 10 * time.Millisecond})
+	if err != nil {
+		return err
+	}
 	if err := render.GraphText(ios.Out, g, ios.Style()); err != nil {
 		return err
 	}

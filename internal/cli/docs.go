@@ -79,7 +79,7 @@ func docsRun(ctx context.Context, opts *DocsOptions) error {
 			return usagef("--owners: %v", err)
 		}
 	}
-	g, rep, err := opts.Source.analyzeSource(ctx, opts.IO, analyze.Options{SkewTolerance: 10 * time.Millisecond}, 0)
+	g, rep, err := opts.Source.analyzeSource(ctx, opts.IO, 10*time.Millisecond, 0)
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ context, paired with the producer of the same record.`,
 
 func graphRun(ctx context.Context, opts *GraphOptions) error {
 	if opts.Output == "html" {
-		g, rep, err := opts.Source.analyzeSource(ctx, opts.IO, analyze.Options{SkewTolerance: 10 * time.Millisecond}, 0)
+		g, rep, err := opts.Source.analyzeSource(ctx, opts.IO, 10*time.Millisecond, 0)
 		if err != nil {
 			return err
 		}

@@ -67,8 +67,8 @@ func pullRun(ctx context.Context, opts *PullOptions) error {
 	if err != nil {
 		return err
 	}
-	// Jaeger (or one file) streams into the snapshot, keeping no traces;
-	// several inputs are merged into one set first.
+	// Jaeger streams into the snapshot, keeping no traces; files are read
+	// into one set first (a file may hold a trace in parts).
 	var werr error
 	traces, spans := 0, 0
 	write := func(t *trace.Trace) {
@@ -78,11 +78,14 @@ func pullRun(ctx context.Context, opts *PullOptions) error {
 			spans += len(t.Spans)
 		}
 	}
-	ok, err := opts.Source.streamTraces(ctx, opts.IO, write)
-	if err != nil {
-		return err
-	}
-	if !ok {
+	if opts.Source.Jaeger != "" && len(opts.Source.Files)+len(opts.Source.Fixtures) == 0 {
+		for t, err := range opts.Source.stream(ctx, opts.IO) {
+			if err != nil {
+				return err
+			}
+			write(t)
+		}
+	} else {
 		set, err := opts.Source.load(ctx, opts.IO)
 		if err != nil {
 			return err

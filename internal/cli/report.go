@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/render"
 )
 
@@ -79,7 +78,7 @@ Jaeger, --settle apart) are reported as incomplete, never as broken.`,
 }
 
 func reportRun(ctx context.Context, opts *ReportOptions) error {
-	_, rep, err := opts.Source.analyzeSource(ctx, opts.IO, analyze.Options{SkewTolerance: opts.Skew}, opts.Settle)
+	_, rep, err := opts.Source.analyzeSource(ctx, opts.IO, opts.Skew, opts.Settle)
 	if err != nil {
 		return err
 	}

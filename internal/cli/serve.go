@@ -88,7 +88,7 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	defer ln.Close()
 	live := &liveMap{}
 	read := func() error {
-		g, rep, err := opts.Source.analyzeSource(ctx, opts.IO, analyze.Options{SkewTolerance: 10 * time.Millisecond}, 0)
+		g, rep, err := opts.Source.analyzeSource(ctx, opts.IO, 10*time.Millisecond, 0)
 		if err == nil {
 			var sp analyze.SPOFReport
 			if sp, err = analyze.SPOF(g, nil); err == nil {

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ktrace-dev/ktrace/render"
-	"github.com/ktrace-dev/ktrace/source/jaeger"
 )
 
 // ServicesOptions are `ktrace services`' inputs.
@@ -57,7 +56,7 @@ func NewCmdServices(ios *IOStreams, runF func(context.Context, *ServicesOptions)
 func servicesRun(ctx context.Context, opts *ServicesOptions) error {
 	var list []ServiceJSON
 	if opts.Source.Jaeger != "" && len(opts.Source.Files) == 0 && len(opts.Source.Fixtures) == 0 {
-		c, err := jaeger.Dial(opts.Source.jaegerConfig())
+		c, err := opts.Source.dialJaeger()
 		if err != nil {
 			return err
 		}

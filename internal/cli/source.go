@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net"
 	"strings"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/fixtures"
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/render"
 	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/source/jaeger"
@@ -44,7 +47,26 @@ type SourceOptions struct {
 	Token      string
 	MaxRecord  int
 
-	now func() time.Time
+	now  func() time.Time
+	dial func(jaeger.Config) (jaegerClient, error) // nil: jaeger.Dial
+}
+
+// jaegerClient is what the commands ask of Jaeger: jaeger.Client, or a
+// test's fake through SourceOptions.dial.
+type jaegerClient interface {
+	Find(ctx context.Context, q jaeger.Query, set *trace.Set, progress func(jaeger.Stats)) (jaeger.Stats, error)
+	Traces(ctx context.Context, q jaeger.Query, progress func(jaeger.Stats), st *jaeger.Stats) iter.Seq2[*trace.Trace, error]
+	Services(ctx context.Context) ([]string, error)
+	Operations(ctx context.Context, service string) ([]jaeger.Operation, error)
+	Close() error
+}
+
+// dialJaeger connects to the --jaeger server.
+func (o *SourceOptions) dialJaeger() (jaegerClient, error) {
+	if o.dial != nil {
+		return o.dial(o.jaegerConfig())
+	}
+	return jaeger.Dial(o.jaegerConfig())
 }
 
 func (o *SourceOptions) register(cmd *cobra.Command) {
@@ -177,11 +199,21 @@ func (o *SourceOptions) jaegerConfig() jaeger.Config {
 // and warnings on stderr.
 func (o *SourceOptions) load(ctx context.Context, ios *IOStreams) (*trace.Set, error) {
 	set := &trace.Set{}
-	if err := o.readInputs(ios, set.Add); err != nil {
-		return nil, err
+	for t, err := range o.inputs(ios) {
+		if err != nil {
+			return nil, err
+		}
+		if err := set.Add(*t); err != nil {
+			return nil, err
+		}
 	}
 	if o.Jaeger != "" {
-		if err := o.loadJaeger(ctx, ios, set); err != nil {
+		// Find merges the copies of a trace read from several windows
+		// or services.
+		err := o.searchJaeger(ctx, ios, func(c jaegerClient, q jaeger.Query, progress func(jaeger.Stats)) (jaeger.Stats, error) {
+			return c.Find(ctx, q, set, progress)
+		})
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -191,24 +223,34 @@ func (o *SourceOptions) load(ctx context.Context, ios *IOStreams) (*trace.Set, e
 	return set, nil
 }
 
-func (o *SourceOptions) loadJaeger(ctx context.Context, ios *IOStreams, set *trace.Set) error {
-	return o.searchJaeger(ctx, ios, func(c *jaeger.Client, q jaeger.Query, progress func(jaeger.Stats)) (jaeger.Stats, error) {
-		return c.Find(ctx, q, set, progress)
-	})
-}
-
-// eachJaeger hands each trace Jaeger has for the flags to each as it
-// arrives, keeping none.
-func (o *SourceOptions) eachJaeger(ctx context.Context, ios *IOStreams, each func(*trace.Trace)) error {
-	return o.searchJaeger(ctx, ios, func(c *jaeger.Client, q jaeger.Query, progress func(jaeger.Stats)) (jaeger.Stats, error) {
-		return c.FindEach(ctx, q, func(t *trace.Trace) error { each(t); return nil }, progress)
-	})
+// jaegerTraces yields each trace Jaeger has for the flags as it arrives,
+// keeping none.
+func (o *SourceOptions) jaegerTraces(ctx context.Context, ios *IOStreams) iter.Seq2[*trace.Trace, error] {
+	return func(yield func(*trace.Trace, error) bool) {
+		stopped := false
+		err := o.searchJaeger(ctx, ios, func(c jaegerClient, q jaeger.Query, progress func(jaeger.Stats)) (jaeger.Stats, error) {
+			var st jaeger.Stats
+			for t, err := range c.Traces(ctx, q, progress, &st) {
+				if err != nil {
+					return st, err
+				}
+				if !yield(t, nil) {
+					stopped = true
+					break
+				}
+			}
+			return st, nil
+		})
+		if err != nil && !stopped {
+			yield(nil, err)
+		}
+	}
 }
 
 // searchJaeger runs a search for the flags, with progress and warnings on
 // stderr.
-func (o *SourceOptions) searchJaeger(ctx context.Context, ios *IOStreams, search func(*jaeger.Client, jaeger.Query, func(jaeger.Stats)) (jaeger.Stats, error)) error {
-	c, err := jaeger.Dial(o.jaegerConfig())
+func (o *SourceOptions) searchJaeger(ctx context.Context, ios *IOStreams, search func(jaegerClient, jaeger.Query, func(jaeger.Stats)) (jaeger.Stats, error)) error {
+	c, err := o.dialJaeger()
 	if err != nil {
 		return err
 	}
@@ -277,47 +319,71 @@ func (p *progress) done(format string, args ...any) {
 	fmt.Fprintf(p.ios.ErrOut, format+"\n", args...)
 }
 
-// readInputs hands every trace of the --fixture and --file inputs, in that
-// order, to add.
-func (o *SourceOptions) readInputs(ios *IOStreams, add func(trace.Trace) error) error {
-	var res trace.Resources
-	for _, name := range o.Fixtures {
-		r, err := fixtures.Open(name)
-		if err != nil {
-			return usagef("--fixture %s: %v", name, err)
+// inputs yields every trace of the --fixture and --file inputs, in that
+// order, as it is read. A trace ID may come more than once (load merges
+// the parts).
+func (o *SourceOptions) inputs(ios *IOStreams) iter.Seq2[*trace.Trace, error] {
+	return func(yield func(*trace.Trace, error) bool) {
+		var res trace.Resources
+		for _, name := range o.Fixtures {
+			r, err := fixtures.Open(name)
+			if err != nil {
+				yield(nil, usagef("--fixture %s: %v", name, err))
+				return
+			}
+			more := pass(file.Traces(r, "fixture "+name, &res), yield)
+			r.Close()
+			if !more {
+				return
+			}
 		}
-		_, err = file.ReadEach(r, "fixture "+name, add, &res)
-		r.Close()
-		if err != nil {
-			return err
+		for _, path := range o.Files {
+			if !pass(readFile(ios, path, &res), yield) {
+				return
+			}
 		}
 	}
-	for _, path := range o.Files {
-		if err := readFile(ios, path, add, &res); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
-// readFile reads one file with progress on stderr: a running count on a
-// terminal, and a closing line when the read took long enough to wonder.
-func readFile(ios *IOStreams, path string, add func(trace.Trace) error, res *trace.Resources) error {
-	p := newProgress(ios)
-	start := time.Now()
-	traces, spans := 0, 0
-	_, err := file.ReadFileEach(path, ios.In, func(t trace.Trace) error {
-		traces++
-		spans += len(t.Spans)
-		p.update("reading %s: %d traces, %d spans", path, traces, spans)
-		return add(t)
-	}, res)
-	if err != nil || time.Since(start) < 2*time.Second {
-		p.clear()
-		return err
+// pass yields what seq yields, and reports whether to go on: not once
+// yield says stop or seq has yielded an error.
+func pass(seq iter.Seq2[*trace.Trace, error], yield func(*trace.Trace, error) bool) bool {
+	for t, err := range seq {
+		if !yield(t, err) || err != nil {
+			return false
+		}
 	}
-	p.done("read %s (%s) from %s in %s", render.N(traces, "trace"), render.N(spans, "span"), path, time.Since(start).Round(100*time.Millisecond))
-	return nil
+	return true
+}
+
+// readFile yields the traces of one file, with progress on stderr: a
+// running count on a terminal, and a closing line when the read took long
+// enough to wonder.
+func readFile(ios *IOStreams, path string, res *trace.Resources) iter.Seq2[*trace.Trace, error] {
+	return func(yield func(*trace.Trace, error) bool) {
+		p := newProgress(ios)
+		start := time.Now()
+		traces, spans := 0, 0
+		for t, err := range file.FileTraces(path, ios.In, res) {
+			if err != nil {
+				p.clear()
+				yield(nil, err)
+				return
+			}
+			traces++
+			spans += len(t.Spans)
+			p.update("reading %s: %d traces, %d spans", path, traces, spans)
+			if !yield(t, nil) {
+				p.clear()
+				return
+			}
+		}
+		if time.Since(start) < 2*time.Second {
+			p.clear()
+			return
+		}
+		p.done("read %s (%s) from %s in %s", render.N(traces, "trace"), render.N(spans, "span"), path, time.Since(start).Round(100*time.Millisecond))
+	}
 }
 
 // describe says where the traces came from, for a snapshot's header. It
@@ -337,101 +403,82 @@ func (o *SourceOptions) describe() string {
 	return strings.Join(parts, "; ")
 }
 
-// streamTraces hands each trace of Jaeger, or of a single file or fixture,
-// to add as it is read, keeping none, so a command's memory does not grow
-// with the input. ok is false, with nothing read that matters, when the
-// source is several files or Jaeger and files, or when a trace ID repeats
-// in a file (its parts must be merged first): the caller then loads the set.
-func (o *SourceOptions) streamTraces(ctx context.Context, ios *IOStreams, add func(*trace.Trace)) (ok bool, err error) {
-	if o.Jaeger != "" {
-		if len(o.Files)+len(o.Fixtures) > 0 {
-			return false, nil
+// errNotStreamed says a source cannot be streamed: it is several files,
+// or Jaeger and files, or a trace ID repeats in a file (its parts must be
+// merged first). The set is then loaded whole.
+var errNotStreamed = errors.New("not streamed")
+
+// stream yields each trace of Jaeger, or of a single file or fixture, as
+// it is read, keeping none, so a command's memory does not grow with the
+// input. It yields errNotStreamed (at once, or at a repeated trace ID)
+// when the source must be loaded whole instead.
+func (o *SourceOptions) stream(ctx context.Context, ios *IOStreams) iter.Seq2[*trace.Trace, error] {
+	return func(yield func(*trace.Trace, error) bool) {
+		var traces iter.Seq2[*trace.Trace, error]
+		switch {
+		case o.Jaeger != "" && len(o.Files)+len(o.Fixtures) == 0:
+			traces = o.jaegerTraces(ctx, ios)
+		case o.Jaeger == "" && len(o.Files)+len(o.Fixtures) == 1 && (len(o.Files) == 0 || o.Files[0] != "-"):
+			traces = o.inputs(ios)
+		default:
+			yield(nil, errNotStreamed)
+			return
 		}
-		n := 0
-		err := o.eachJaeger(ctx, ios, func(t *trace.Trace) { n++; add(t) })
-		if err == nil && n == 0 {
+		seen := map[trace.TraceID]struct{}{}
+		for t, err := range traces {
+			if err == nil {
+				if _, dup := seen[t.ID]; dup {
+					yield(nil, errNotStreamed)
+					return
+				}
+				seen[t.ID] = struct{}{}
+			}
+			if !yield(t, err) || err != nil {
+				return
+			}
+		}
+		if len(seen) == 0 {
 			fmt.Fprintln(ios.ErrOut, "ktrace: warning: no traces found")
 		}
-		return err == nil, err
 	}
-	if len(o.Files)+len(o.Fixtures) != 1 || (len(o.Files) == 1 && o.Files[0] == "-") {
-		return false, nil
-	}
-	seen := map[trace.TraceID]struct{}{}
-	repeated := false
-	err = o.readInputs(ios, func(t trace.Trace) error {
-		if _, dup := seen[t.ID]; dup {
-			repeated = true
-			return fmt.Errorf("trace %s appears twice", t.ID)
-		}
-		seen[t.ID] = struct{}{}
-		add(&t)
-		return nil
-	})
-	if repeated {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if len(seen) == 0 {
-		fmt.Fprintln(ios.ErrOut, "ktrace: warning: no traces found")
-	}
-	return true, nil
 }
 
 // buildGraph builds the graph of the source, streaming when it can.
 func (o *SourceOptions) buildGraph(ctx context.Context, ios *IOStreams) (*graph.Graph, error) {
-	b := graph.NewBuilder()
-	ok, err := o.streamTraces(ctx, ios, b.Add)
-	if err != nil || ok {
-		return b.Graph(), err
-	}
-	set, err := o.load(ctx, ios)
-	if err != nil {
-		return nil, err
-	}
-	return graph.Build(set.Traces()), nil
+	g, _, err := o.analyzeSource(ctx, ios, 0, 0)
+	return g, err
 }
 
-// analyzeSource builds the graph and finds the breaks, streaming when it
-// can. From Jaeger with settle > 0 it reads twice, settle apart, keeping
-// only each trace's span count from the first read; traces that changed
-// (or are new) are incomplete: analysed for the graph, left out of the
-// breaks.
-func (o *SourceOptions) analyzeSource(ctx context.Context, ios *IOStreams, opts analyze.Options, settle time.Duration) (*graph.Graph, analyze.Report, error) {
-	var before spanCounts
+// analyzeSource builds the graph and finds the breaks (clock skew beyond
+// skew), streaming when it can. From Jaeger with settle > 0 it reads
+// twice, settle apart, keeping only each trace's span count from the first
+// read; traces that changed (or are new) are incomplete: analysed for the
+// graph, left out of the breaks.
+func (o *SourceOptions) analyzeSource(ctx context.Context, ios *IOStreams, skew, settle time.Duration) (*graph.Graph, analyze.Report, error) {
+	opts := engine.Options{SkewTolerance: skew}
 	if o.Jaeger != "" && len(o.Files)+len(o.Fixtures) == 0 && settle > 0 {
-		before = spanCounts{}
-		if err := o.eachJaeger(ctx, ios, func(t *trace.Trace) { before[t.ID] = len(t.Spans) }); err != nil {
-			return nil, analyze.Report{}, err
+		before := spanCounts{}
+		for t, err := range o.jaegerTraces(ctx, ios) {
+			if err != nil {
+				return nil, analyze.Report{}, err
+			}
+			before[t.ID] = len(t.Spans)
 		}
 		if err := wait(ctx, ios, settle); err != nil {
 			return nil, analyze.Report{}, err
 		}
-		opts.Incomplete = map[trace.TraceID]bool{}
+		opts.Incomplete = before.changed
 	}
-	a := analyze.NewAnalyzer(opts)
-	ok, err := o.streamTraces(ctx, ios, func(t *trace.Trace) {
-		if before != nil && before.changed(t) {
-			opts.Incomplete[t.ID] = true
-		}
-		a.Add(t)
-	})
-	if err != nil {
-		return nil, analyze.Report{}, err
-	}
-	if ok {
-		g, rep := a.Finish()
-		return g, rep, nil
+	g, rep, err := engine.Run(ctx, o.stream(ctx, ios), opts)
+	if !errors.Is(err, errNotStreamed) {
+		return g, rep, err
 	}
 	set, incomplete, err := loadSettled(ctx, ios, o, settle)
 	if err != nil {
 		return nil, analyze.Report{}, err
 	}
-	opts.Incomplete = incomplete
-	g, rep := analyze.Run(set.Traces(), opts)
-	return g, rep, nil
+	opts.Incomplete = func(t *trace.Trace) bool { return incomplete[t.ID] }
+	return engine.Run(ctx, engine.Slice(set.Traces()), opts)
 }
 
 // wait sleeps for settle, saying so on stderr, unless ctx ends first.

@@ -70,7 +70,7 @@ func readJaegerData(dec *json.Decoder, name string, add func(trace.Trace) error,
 			return bad(name, "%v", err)
 		}
 		if err := add(t); err != nil {
-			return bad(name, "%v", err)
+			return addFailed(name, err)
 		}
 	}
 	_, err = dec.Token() // ']'

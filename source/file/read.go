@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"unicode/utf8"
 
@@ -29,12 +30,23 @@ const (
 )
 
 type inputError struct {
-	name string
-	msg  string
+	name  string
+	msg   string
+	cause error // an error of the caller's add, kept for errors.Is
 }
 
 func (e *inputError) Error() string { return e.name + ": " + e.msg }
-func (e *inputError) Unwrap() error { return ErrBadInput }
+func (e *inputError) Unwrap() []error {
+	if e.cause != nil {
+		return []error{ErrBadInput, e.cause}
+	}
+	return []error{ErrBadInput}
+}
+
+// addFailed is the error of a read stopped by an error of add's.
+func addFailed(name string, err error) error {
+	return &inputError{name: name, msg: err.Error(), cause: err}
+}
 
 func bad(name, format string, args ...any) error {
 	return &inputError{name: name, msg: fmt.Sprintf(format, args...)}
@@ -220,4 +232,39 @@ func readJSON(dec *json.Decoder, name string, add func(trace.Trace) error, res *
 		}
 	}
 	return format, nil
+}
+
+// errStopped ends a read whose consumer stopped iterating.
+var errStopped = errors.New("stopped")
+
+// Traces yields each trace ReadEach decodes from r, as it is complete; an
+// error ends the sequence as its last value. It is the iterator every
+// source gives (see also jaeger.Client.Traces).
+func Traces(r io.Reader, name string, res *trace.Resources) iter.Seq2[*trace.Trace, error] {
+	return func(yield func(*trace.Trace, error) bool) {
+		_, err := ReadEach(r, name, func(t trace.Trace) error {
+			if !yield(&t, nil) {
+				return errStopped
+			}
+			return nil
+		}, res)
+		if err != nil && !errors.Is(err, errStopped) {
+			yield(nil, err)
+		}
+	}
+}
+
+// FileTraces is Traces over the file at path ("-" is stdin).
+func FileTraces(path string, stdin io.Reader, res *trace.Resources) iter.Seq2[*trace.Trace, error] {
+	return func(yield func(*trace.Trace, error) bool) {
+		_, err := ReadFileEach(path, stdin, func(t trace.Trace) error {
+			if !yield(&t, nil) {
+				return errStopped
+			}
+			return nil
+		}, res)
+		if err != nil && !errors.Is(err, errStopped) {
+			yield(nil, err)
+		}
+	}
 }

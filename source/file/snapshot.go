@@ -316,7 +316,7 @@ func readSnapshot(br *bufio.Reader, name string, add func(trace.Trace) error, re
 				return bad(name, "%v", err)
 			}
 			if err := add(t); err != nil { // the trace is add's now
-				return bad(name, "%v", err)
+				return addFailed(name, err)
 			}
 		case r.blank:
 		default:

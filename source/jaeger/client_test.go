@@ -206,7 +206,7 @@ func TestFindSplitsFullWindows(t *testing.T) {
 // times for the 2-second stretch (a full call per halving step on the way
 // down to it). Cutting out the stretch the returned traces sit in, halved,
 // reads 2.0 times from stores that keep an order, 2.5–2.8 from the
-// shuffling one.
+// shuffling one. The store is asked in process (newLocal): no gRPC.
 func TestFindReadsEachTraceFewTimes(t *testing.T) {
 	for _, sc := range []struct {
 		name       string
@@ -220,10 +220,7 @@ func TestFindReadsEachTraceFewTimes(t *testing.T) {
 	} {
 		for _, order := range []string{"oldest", "newest", "shuffled"} {
 			s := &store{spans: spans(sc.n, time.Millisecond, false), newest: order == "newest", shuffle: order == "shuffled"}
-			c, err := Dial(Config{Addr: serve(t, s)})
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := newLocal(s)
 			q := Query{Start: sc.start, End: sc.end, PageSize: 1000}
 			var set trace.Set
 			st, err := c.Find(context.Background(), q, &set, nil)
@@ -246,7 +243,6 @@ func TestFindReadsEachTraceFewTimes(t *testing.T) {
 			if err != nil || dst.Calls != st.Calls || dst.Traces != sc.n {
 				t.Errorf("%s, %s first: drain %+v, %v; want %d calls and %d traces", sc.name, order, dst, err, st.Calls, sc.n)
 			}
-			c.Close()
 		}
 	}
 }
@@ -294,7 +290,7 @@ func TestSplit(t *testing.T) {
 
 func TestFindWarnsWhenWindowCannotSplit(t *testing.T) {
 	s := &store{spans: spans(300, 0, false)} // every trace starts at the same instant
-	c, _ := Dial(Config{Addr: serve(t, s)})
+	c := newLocal(s)
 	defer c.Close()
 	var set trace.Set
 	st, err := c.Find(context.Background(), Query{Start: t0, End: t0.Add(time.Second), PageSize: 100}, &set, nil)
@@ -316,7 +312,7 @@ func TestFindAsksForEveryServiceAtOnce(t *testing.T) {
 		perService bool
 	}{{"any", 1, false}, {"refuse", 3, true}, {"", 3, true}} {
 		s := &store{spans: spans(50, time.Millisecond, true), empty: c.empty}
-		cl, _ := Dial(Config{Addr: serve(t, s)})
+		cl := newLocal(s)
 		var set trace.Set
 		st, err := cl.Find(context.Background(), Query{Start: t0, End: t0.Add(time.Minute)}, &set, nil)
 		cl.Close()
@@ -330,7 +326,7 @@ func TestFindAsksForEveryServiceAtOnce(t *testing.T) {
 	}
 	// ByService asks each service (two here) even where the backend takes "any".
 	s0 := &store{spans: spans(50, time.Millisecond, true), empty: "any"}
-	cl0, _ := Dial(Config{Addr: serve(t, s0)})
+	cl0 := newLocal(s0)
 	var set0 trace.Set
 	st0, err := cl0.Find(context.Background(), Query{Start: t0, End: t0.Add(time.Minute), ByService: true}, &set0, nil)
 	cl0.Close()
@@ -340,7 +336,7 @@ func TestFindAsksForEveryServiceAtOnce(t *testing.T) {
 	}
 	// With an operation, a service is needed: no empty-name call.
 	s := &store{spans: spans(5, time.Millisecond, true), empty: "any"}
-	cl, _ := Dial(Config{Addr: serve(t, s)})
+	cl := newLocal(s)
 	defer cl.Close()
 	if st, err := cl.Find(context.Background(), Query{Start: t0, End: t0.Add(time.Minute), Operation: "op-a"}, &trace.Set{}, nil); err != nil || !st.PerService {
 		t.Errorf("with an operation: stats %+v, %v; want per service", st, err)
@@ -349,7 +345,7 @@ func TestFindAsksForEveryServiceAtOnce(t *testing.T) {
 
 func TestFindDeduplicatesAcrossServices(t *testing.T) {
 	s := &store{spans: spans(50, time.Millisecond, true)}
-	c, _ := Dial(Config{Addr: serve(t, s)})
+	c := newLocal(s)
 	defer c.Close()
 	var set trace.Set
 	st, err := c.Find(context.Background(), Query{Start: t0, End: t0.Add(time.Minute)}, &set, nil)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"sync"
 	"time"
 
@@ -377,4 +378,28 @@ func split(w window, at [2]time.Time, minWindow time.Duration) []window {
 		return nil
 	}
 	return []window{{w.service, w.start, mid}, {w.service, mid, w.end}}
+}
+
+// errStopped ends a search whose consumer stopped iterating.
+var errStopped = errors.New("stopped")
+
+// Traces yields every trace that matches q, once each, as it arrives (as
+// FindEach hands them on); an error ends the sequence as its last value.
+// When the sequence ends, *st (if st is not nil) holds the search's stats.
+// It is the iterator every source gives (see also file.Traces).
+func (c *Client) Traces(ctx context.Context, q Query, progress func(Stats), st *Stats) iter.Seq2[*trace.Trace, error] {
+	return func(yield func(*trace.Trace, error) bool) {
+		s, err := c.FindEach(ctx, q, func(t *trace.Trace) error {
+			if !yield(t, nil) {
+				return errStopped
+			}
+			return nil
+		}, progress)
+		if st != nil {
+			*st = s
+		}
+		if err != nil && !errors.Is(err, errStopped) {
+			yield(nil, err)
+		}
+	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/internal/synth"
 	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/source/jaeger"
@@ -79,13 +80,13 @@ func main() {
 	// about a third longer than its later ones), and both are measured as
 	// they run once warm.
 	batches := toPtrace(ts, 2000)
-	analyze.Run(ts, analyze.Options{})
+	run(ts, 0)
 	runtime.GC()
 	_, err = spanmetrics(context.Background(), batches)
 	check(err)
 	var d, dm time.Duration
 	for round := 0; round < 3; round++ {
-		dk := best1(func() { g, rep = analyze.Run(ts, analyze.Options{}) })
+		dk := best1(func() { g, rep = run(ts, 0) })
 		runtime.GC()
 		dc, err := spanmetrics(context.Background(), batches)
 		check(err)
@@ -97,13 +98,13 @@ func main() {
 		}
 	}
 	record("graph + break analysis, in process", rate(n, d), fmt.Sprintf("%d spans in %s on %d CPUs; %d edges, %d findings", n, d.Round(time.Millisecond), runtime.GOMAXPROCS(0), len(g.Edges), len(rep.Findings)))
-	d1 := best(func() { analyze.Run(ts, analyze.Options{Workers: 1}) })
+	d1 := best(func() { run(ts, 1) })
 	record("graph + break analysis, one CPU", rate(n, d1), fmt.Sprintf("%d spans in %s", n, d1.Round(time.Millisecond)))
 	// Stores return a trace's spans in no useful order: the same set with
 	// each trace shuffled.
 	cfg.Shuffle = true
 	shuffled := synth.Generate(cfg)
-	ds := best(func() { analyze.Run(shuffled, analyze.Options{}) })
+	ds := best(func() { run(shuffled, 0) })
 	record("graph + break analysis, spans shuffled", rate(n, ds), fmt.Sprintf("%d spans in %s on %d CPUs", n, ds.Round(time.Millisecond), runtime.GOMAXPROCS(0)))
 	shuffled = nil
 
@@ -144,7 +145,7 @@ func main() {
 
 	// 3. One huge trace against a small one scaled up.
 	big := synth.SingleTrace(*single, 3)
-	dBig := best(func() { analyze.Run([]trace.Trace{big}, analyze.Options{}) })
+	dBig := best(func() { run([]trace.Trace{big}, 0) })
 	reps := *single / 1000
 	// Distinct traces in distinct memory, as a store returns them (one
 	// trace repeated would be read from cache after the first time).
@@ -157,7 +158,7 @@ func main() {
 	for i := range smalls {
 		nSmall += len(smalls[i].Spans)
 	}
-	dSmall := best(func() { analyze.Run(smalls, analyze.Options{Workers: 1}) })
+	dSmall := best(func() { run(smalls, 1) })
 	perBig, perSmall := dBig.Seconds()/float64(nBig), dSmall.Seconds()/float64(nSmall)
 	record(fmt.Sprintf("one %d-span trace", nBig), dBig.Round(time.Millisecond).String(),
 		fmt.Sprintf("%.0f ns/span, vs %.0f ns/span for %d distinct traces of up to 1000 spans (%d spans, %s): ratio %.2f (1.0 = the same cost per span)",
@@ -166,15 +167,15 @@ func main() {
 	var per []string
 	for size := 1000; size <= *single; size *= 10 {
 		one := synth.SingleTrace(size, 3)
-		d := best(func() { analyze.Run([]trace.Trace{one}, analyze.Options{}) })
+		d := best(func() { run([]trace.Trace{one}, 0) })
 		per = append(per, fmt.Sprintf("%d spans %.0f ns", size, float64(d.Nanoseconds())/float64(size)))
 	}
 	record("cost per span of one trace as it grows", "", strings.Join(per, ", ")+" (flat = linear)")
 	// Memory: what the analysis allocates per span, in process, and the
 	// CLI's peak on a snapshot of the one trace (a trace is analysed whole,
 	// so its spans are all held at once; a set of small traces streams).
-	abig, asmall := allocated(func() { analyze.Run([]trace.Trace{big}, analyze.Options{}) }),
-		allocated(func() { analyze.Run(smalls, analyze.Options{Workers: 1}) })
+	abig, asmall := allocated(func() { run([]trace.Trace{big}, 0) }),
+		allocated(func() { run(smalls, 1) })
 	bigSnap := filepath.Join(work, "single.ktrace")
 	writeSnapshot(bigSnap, []trace.Trace{big})
 	rssBig := peakRSS(exec.Command(bin, "report", "--broken", "--file", bigSnap, "-o", "json"))
@@ -323,10 +324,8 @@ func jaegerRuns(ctx context.Context, work string, ts []trace.Trace, n, ktraceEdg
 		// What ktrace graph --jaeger does: the same search, each trace
 		// folded into the graph as it arrives.
 		start = time.Now()
-		b := graph.NewBuilder()
-		_, err = c.FindEach(ctx, q, func(t *trace.Trace) error { b.Add(t); return nil }, nil)
+		gj, _, err := engine.Run(ctx, jaegerTraces(ctx, c, q, nil, nil), engine.Options{})
 		check(err)
-		gj := b.Graph()
 		full := time.Since(start)
 		how := "all services at once"
 		if st.PerService {
@@ -494,4 +493,14 @@ func floor(ts []trace.Trace) {
 		}(len(ts)*k/w, len(ts)*(k+1)/w)
 	}
 	wg.Wait()
+}
+
+// run builds the graph and finds the breaks of ts as the commands do, on
+// workers goroutines (zero: one per CPU).
+func run(ts []trace.Trace, workers int) (*graph.Graph, analyze.Report) {
+	g, rep, err := engine.Run(context.Background(), engine.Slice(ts), engine.Options{Workers: workers})
+	if err != nil {
+		panic(err) // a slice yields no errors
+	}
+	return g, rep
 }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"time"
 
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/source/jaeger"
 	"github.com/ktrace-dev/ktrace/trace"
 )
@@ -92,29 +95,52 @@ func jaegerGraph(ctx context.Context, c *jaeger.Client, q jaeger.Query) (time.Du
 	var st jaeger.Stats
 	pairs := 0
 	d := best(func() {
-		b := graph.NewBuilder()
-		var idx trace.Index
 		pairs = 0
 		var err error
-		st, err = c.FindEach(ctx, q, func(t *trace.Trace) error {
-			b.Add(t)
-			pairs += parentPairs(t, &idx)
-			return nil
-		}, nil)
+		g, _, err = engine.Run(ctx, jaegerTraces(ctx, c, q, &st, func(t *trace.Trace) { pairs += parentPairs(t) }), engine.Options{})
 		check(err)
-		g = b.Graph()
 	})
 	return d, g, st, pairs
 }
 
+// errStopped ends a search whose reader stopped.
+var errStopped = errors.New("stopped")
+
+// jaegerTraces yields what c.FindEach finds for q, calling each (if not
+// nil) with every trace and setting *st (if not nil) to the search's stats.
+func jaegerTraces(ctx context.Context, c *jaeger.Client, q jaeger.Query, st *jaeger.Stats, each func(*trace.Trace)) iter.Seq2[*trace.Trace, error] {
+	return func(yield func(*trace.Trace, error) bool) {
+		s, err := c.FindEach(ctx, q, func(t *trace.Trace) error {
+			if each != nil {
+				each(t)
+			}
+			if !yield(t, nil) {
+				return errStopped
+			}
+			return nil
+		}, nil)
+		if st != nil {
+			*st = s
+		}
+		if err != nil && !errors.Is(err, errStopped) {
+			yield(nil, err)
+		}
+	}
+}
+
 // parentPairs counts t's spans whose parent, in the trace, is of another
 // service: what Jaeger's GetDependencies counts.
-func parentPairs(t *trace.Trace, idx *trace.Index) int {
-	idx.Reset(t.Spans)
+func parentPairs(t *trace.Trace) int {
+	service := map[trace.SpanID]string{}
+	for i := range t.Spans {
+		service[t.Spans[i].SpanID] = t.Spans[i].Service()
+	}
 	n := 0
 	for i := range t.Spans {
-		if p := idx.Parent(i); p >= 0 && t.Spans[p].Service() != t.Spans[i].Service() {
-			n++
+		if pid, ok := t.Spans[i].Parent(); ok {
+			if svc, ok := service[pid]; ok && svc != t.Spans[i].Service() {
+				n++
+			}
 		}
 	}
 	return n

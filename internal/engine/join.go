@@ -1,4 +1,4 @@
-package graph
+package engine
 
 // joinIndex is the build side of a hash join: the entries added under each
 // key, found again by key. The pending consumers (usually few) are added,

@@ -1,20 +1,20 @@
-package chunk
+package engine
 
 import "testing"
 
-func TestList(t *testing.T) {
-	var a, b List[int]
-	for i := 0; i < 3*Len+5; i++ {
+func TestChunkList(t *testing.T) {
+	var a, b chunkList[int]
+	for i := 0; i < 3*chunkLen+5; i++ {
 		a.Add(i)
 	}
-	for i := 0; i < Len+1; i++ {
+	for i := 0; i < chunkLen+1; i++ {
 		b.Add(-i)
 	}
-	p := a.At(Len + 3)
+	p := a.At(chunkLen + 3)
 	for j := 0; j < b.Len(); j++ {
 		a.Add(*b.At(j))
 	}
-	if a.Len() != 4*Len+6 || *p != Len+3 || a.At(Len+3) != p {
+	if a.Len() != 4*chunkLen+6 || *p != chunkLen+3 || a.At(chunkLen+3) != p {
 		t.Fatalf("len %d, value %d: growing moved or changed a value", a.Len(), *p)
 	}
 	j := 0
@@ -31,8 +31,8 @@ func TestList(t *testing.T) {
 	}
 	for j := 0; j < a.Len(); j++ {
 		want := j
-		if j >= 3*Len+5 {
-			want = -(j - (3*Len + 5))
+		if j >= 3*chunkLen+5 {
+			want = -(j - (3*chunkLen + 5))
 		}
 		if *a.At(j) != want {
 			t.Fatalf("At(%d) = %d, want %d", j, *a.At(j), want)

@@ -1,10 +1,11 @@
-package graph
+package engine
 
 import (
 	"maps"
 	"strconv"
 	"testing"
 
+	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/synth"
 )
 
@@ -15,8 +16,8 @@ func TestPackEdge(t *testing.T) {
 	for _, from := range []int32{0, 1, 0xFFFE} {
 		for _, to := range []int32{0, 2, 0xFFFE} {
 			for _, group := range []int32{-1, 0, 0xFFFD} {
-				for _, kind := range []EdgeKind{EdgeCall, EdgeConsume} {
-					for _, rel := range []Relation{RelParent, RelStitched} {
+				for _, kind := range []graph.EdgeKind{graph.EdgeCall, graph.EdgeConsume} {
+					for _, rel := range []graph.Relation{graph.RelParent, graph.RelStitched} {
 						k := edgeKey{from, to, group, kind, rel}
 						p, ok := packEdge(k.from, k.to, k.group, k.kind, k.rel)
 						if !ok {
@@ -42,32 +43,32 @@ func TestPackEdge(t *testing.T) {
 // are counted as the others are.
 func TestBigEdges(t *testing.T) {
 	b := NewBuilder()
-	var far []*Node
+	var far []*node
 	for i := 0; i < 0x10005; i++ {
-		n := b.node(KindService, "svc-"+strconv.Itoa(i))
+		n := b.node(graph.KindService, "svc-"+strconv.Itoa(i))
 		if i >= 0xFFFF {
 			far = append(far, n)
 		}
 	}
-	near := b.g.Nodes[0]
+	near := b.nodeList[0]
 	for round := 0; round < 3; round++ {
 		b.samples.reserve(2 * len(far)) // as Begin makes room for a trace's samples
 		for i, n := range far {
-			b.observe(b.edge(near, n, EdgeCall, RelParent, ""), i%2 == 0, int64(i))
-			b.observe(b.edge(n, near, EdgeCall, RelParent, ""), false, int64(i))
+			b.observe(b.edge(near, n, graph.EdgeCall, graph.RelParent, ""), i%2 == 0, int64(i))
+			b.observe(b.edge(n, near, graph.EdgeCall, graph.RelParent, ""), false, int64(i))
 		}
 	}
-	if len(b.bigEdges) != 2*len(far) || len(b.g.Edges) != 2*len(far) {
-		t.Fatalf("%d edges, %d of them big, want %d of each", len(b.g.Edges), len(b.bigEdges), 2*len(far))
+	if len(b.bigEdges) != 2*len(far) || len(b.edgeList) != 2*len(far) {
+		t.Fatalf("%d edges, %d of them big, want %d of each", len(b.edgeList), len(b.bigEdges), 2*len(far))
 	}
 	b.flushEdges()
-	for _, e := range b.g.Edges {
+	for _, e := range b.edgeList {
 		wantErr := 0
-		if e.From == near && (e.To.seq-0xFFFF)%2 == 0 {
+		if e.from == near && (e.to.seq-0xFFFF)%2 == 0 {
 			wantErr = 3
 		}
-		if e.Count != 3 || e.nlat != 3 || e.Errors != wantErr {
-			t.Fatalf("edge %s → %s: count %d, samples %d, errors %d; want 3, 3, %d", e.From.Name, e.To.Name, e.Count, e.nlat, e.Errors, wantErr)
+		if e.count != 3 || e.nlat != 3 || e.errors != wantErr {
+			t.Fatalf("edge %s → %s: count %d, samples %d, errors %d; want 3, 3, %d", e.from.name, e.to.name, e.count, e.nlat, e.errors, wantErr)
 		}
 	}
 }

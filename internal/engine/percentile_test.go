@@ -1,4 +1,4 @@
-package graph
+package engine
 
 import (
 	"fmt"
@@ -14,7 +14,7 @@ import (
 // sorted copy, on many shapes: sorted, reversed, all equal, few distinct
 // values, organ pipes, the int64 extremes, a long tail, and random with
 // negatives; and the samples are left as they were. One ranker is also
-// used for every case in turn, as Graph's finish uses one for edge after
+// used for every case in turn, as finishEdges uses one for edge after
 // edge: what a call leaves in it must not change the next call's answer.
 func TestPercentilesRanks(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -63,7 +63,7 @@ func BenchmarkPercentiles(b *testing.B) {
 	}
 }
 
-// BenchmarkPercentilesManyEdges: the shape a graph's finish meets, many
+// BenchmarkPercentilesManyEdges: the shape finishEdges meets, many
 // edges with a few hundred samples each (1200 edges, 600,000 samples in
 // all, as in the 1M-span synthetic set), each edge's samples in one
 // stretch of an array, as gatherSamples leaves them.
@@ -77,7 +77,7 @@ func BenchmarkPercentilesManyEdges(b *testing.B) {
 		}
 		ends[i] = len(all)
 	}
-	var r ranker // as Graph's finish keeps one per goroutine
+	var r ranker // as finishEdges keeps one per goroutine
 	for b.Loop() {
 		from := 0
 		for _, end := range ends {
@@ -97,8 +97,8 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 	defer runtime.GOMAXPROCS(procs)
 	for _, early := range []bool{false, true} {
 		rng := rand.New(rand.NewPCG(7, 8))
-		g := &Graph{byKey: map[string]*Node{}}
-		want := map[*Edge][3]time.Duration{}
+		var edges []*edge
+		want := map[*edge][3]time.Duration{}
 		total := 0
 		// Two builders' logs, as a merge leaves them: each numbers the
 		// edges its own way, and the samples of all edges come mixed.
@@ -106,7 +106,7 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 		var logs [2]sampleLog
 		renumber := rng.Perm(nEdges) // the second log's numbers
 		for k := range logs {
-			logs[k].edges = make([]*Edge, nEdges)
+			logs[k].edges = make([]*edge, nEdges)
 		}
 		type taken struct {
 			log, edge int
@@ -115,10 +115,9 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 		var mixed []taken
 		inFirst := make([]int, nEdges)
 		for i := 0; i < nEdges; i++ {
-			from := &Node{Key: fmt.Sprintf("service:a%02d", i), Kind: KindService, Name: fmt.Sprintf("a%02d", i)}
-			to := &Node{Key: fmt.Sprintf("service:b%02d", i), Kind: KindService, Name: fmt.Sprintf("b%02d", i)}
-			g.Nodes = append(g.Nodes, from, to)
-			e := &Edge{From: from, To: to, seq: int32(i)} // numbered as a builder numbers them
+			from := &node{name: fmt.Sprintf("a%02d", i)}
+			to := &node{name: fmt.Sprintf("b%02d", i)}
+			e := &edge{from: from, to: to, seq: int32(i)} // numbered as a builder numbers them
 			logs[0].edges[i], logs[1].edges[renumber[i]] = e, e
 			n := 1 + rng.IntN(10_000)*(i%3) // some edges small, some large
 			var all []int64
@@ -138,11 +137,11 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 				mixed = append(mixed, taken{k, i, v})
 			}
 			total += n
-			e.Count, e.nlat = n, n // as observe counts the samples it adds
+			e.count, e.nlat = n, n // as observe counts the samples it adds
 			s := slices.Sorted(slices.Values(all))
 			r := func(p int) time.Duration { return time.Duration(s[max(0, (p*n+99)/100-1)]) }
 			want[e] = [3]time.Duration{r(50), r(95), r(99)}
-			g.Edges = append(g.Edges, e)
+			edges = append(edges, e)
 		}
 		rng.Shuffle(len(mixed), func(a, b int) { mixed[a], mixed[b] = mixed[b], mixed[a] })
 		for _, m := range mixed {
@@ -156,35 +155,33 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 		var gt *gathering
 		late := logs[:]
 		if early {
-			for i, e := range g.Edges {
+			for i, e := range edges {
 				e.nlat = inFirst[i]
 			}
-			gt = startGather(g.Edges, logs[:1])
-			for _, e := range g.Edges {
-				e.nlat = e.Count
+			gt = startGather(edges, logs[:1])
+			for _, e := range edges {
+				e.nlat = e.count
 			}
 			late = logs[1:]
 		}
-		// finish sorts the edges: give it them in another order.
-		slices.Reverse(g.Edges)
 		if total < parallelSamples {
 			t.Fatalf("only %d samples: too few for the percentiles to be shared among goroutines", total)
 		}
 		// A caller's work runs meanwhile, reading the edges but their
 		// percentiles (go test -race checks that they do not collide).
 		called, counted := 0, 0
-		g.finish(func(h *Graph) {
+		finishEdges(edges, func() {
 			called++
-			for _, e := range h.Edges {
-				counted += e.Count
+			for _, e := range edges {
+				counted += e.count
 			}
 		}, gt, late)
 		if called != 1 || counted != total {
 			t.Fatalf("early %v: the caller's work ran %d times and counted %d samples, want once and %d", early, called, counted, total)
 		}
 		for e, w := range want {
-			if got := [3]time.Duration{e.P50, e.P95, e.P99}; got != w {
-				t.Errorf("early %v: edge %s → %s: percentiles %v, want %v", early, e.From.Key, e.To.Key, got, w)
+			if got := [3]time.Duration{e.p50, e.p95, e.p99}; got != w {
+				t.Errorf("early %v: edge %s → %s: percentiles %v, want %v", early, e.from.name, e.to.name, got, w)
 			}
 		}
 	}
@@ -195,11 +192,11 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 // to their edges, every one.
 func TestLatLogGathered(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
-	edges := []*Edge{{seq: 0}, {seq: 1}, {seq: 2}}
+	edges := []*edge{{seq: 0}, {seq: 1}, {seq: 2}}
 	// A log's numbers for the three edges: more than 2^16 of them, as a
 	// builder of many nodes may number its edges, most pointing at edge 0.
 	var lg sampleLog
-	lg.edges = make([]*Edge, 1<<16+40)
+	lg.edges = make([]*edge, 1<<16+40)
 	for j := range lg.edges {
 		lg.edges[j] = edges[0]
 	}

@@ -1,34 +1,35 @@
-package trace
+package engine
 
-// Index reads the spans of one trace once: where each span's parent is, and
+import "github.com/ktrace-dev/ktrace/trace"
+
+// spanIndex reads the spans of one trace once: where each span's parent is, and
 // each span's messaging view. Graph building and break analysis ask these
-// questions of every span, several times; an Index answers them from arrays.
+// questions of every span, several times; a spanIndex answers them from arrays.
 // Reset it for each trace: its memory is reused, so walking a million traces
 // allocates almost nothing, and a million-span trace costs what a thousand
 // small ones do. The zero value is ready to use; it is not safe for
 // concurrent use.
-type Index struct {
-	spans   []Span
+type spanIndex struct {
+	spans   []trace.Span
 	slots   []int32 // open addressing by span ID: index+1, 0 is empty
 	shift   uint
 	built   bool // slots holds spans
-	info    []info
-	msg     []Messaging
-	keys    keyCache
+	info    []infoSlot
+	msg     []trace.Messaging
 	layouts layouts
 }
 
-// info is what the index found of one span.
-type info struct {
+// infoSlot is what the index found of one span.
+type infoSlot struct {
 	parent int32
 	cross  bool // the span's parent is in another service
 	remote bool // the span has a child in another service
 	msg    bool // msg holds the span's messaging view
 }
 
-// Info is what the index knows of one span, read at once.
-type Info struct {
-	// Parent is the parent's index, NoParent or MissingParent.
+// spanInfo is what the index knows of one span, read at once.
+type spanInfo struct {
+	// Parent is the parent's index, noParent or missingParent.
 	Parent int
 	// Cross: the parent is in another service (CrossParent).
 	Cross bool
@@ -37,13 +38,13 @@ type Info struct {
 	Remote bool
 	// View is the span's messaging view in place, nil when it is not a
 	// messaging span (View). Do not change it.
-	View *Messaging
+	View *trace.Messaging
 }
 
 // Info returns what the index knows of span i.
-func (x *Index) Info(i int) Info {
+func (x *spanIndex) Info(i int) spanInfo {
 	in := x.info[i]
-	out := Info{Parent: int(in.parent), Cross: in.cross, Remote: in.remote}
+	out := spanInfo{Parent: int(in.parent), Cross: in.cross, Remote: in.remote}
 	if in.msg {
 		out.View = &x.msg[i]
 	}
@@ -52,10 +53,10 @@ func (x *Index) Info(i int) Info {
 
 // Parent values other than a span index.
 const (
-	// NoParent: the span has no parent reference in its own trace (a root).
-	NoParent = -1
-	// MissingParent: the span names a parent that is not in the trace.
-	MissingParent = -2
+	// noParent: the span has no parent reference in its own trace (a root).
+	noParent = -1
+	// missingParent: the span names a parent that is not in the trace.
+	missingParent = -2
 )
 
 // Reset indexes spans, which the Index uses until the next Reset.
@@ -64,7 +65,7 @@ const (
 // in call order, or with a child just before its parent); only when some
 // parent is not there is the hash table built, so ordered traces of any
 // size are indexed without one and cost per span what small ones do.
-func (x *Index) Reset(spans []Span) {
+func (x *spanIndex) Reset(spans []trace.Span) {
 	x.spans, x.built = spans, false
 	n := len(spans)
 	x.info = grow(x.info, n)
@@ -72,10 +73,10 @@ func (x *Index) Reset(spans []Span) {
 	x.msg = grow(x.msg, n)
 	info, msg := x.info[:n], x.msg[:n] // as long as spans: no bounds checks below
 	far := false
-	var v fields
+	var v trace.Fields
 	for i := range spans {
 		s := &spans[i]
-		p := int32(NoParent)
+		p := int32(noParent)
 		if pid, ok := s.Parent(); ok {
 			switch {
 			case i > 0 && spans[i-1].SpanID == pid:
@@ -83,22 +84,22 @@ func (x *Index) Reset(spans []Span) {
 			case i+1 < n && spans[i+1].SpanID == pid:
 				p = int32(i + 1)
 			default:
-				p, far = MissingParent, true // for now: looked up below
+				p, far = missingParent, true // for now: looked up below
 			}
 		}
 		in := &info[i]
 		in.parent = p
 		in.cross = p >= 0 && x.child(int(p), s)
 		if len(s.Attributes) > 0 {
-			x.layouts.fields(&x.keys, s.Attributes, &v)
-			in.msg = messagingOf(&msg[i], s.Kind, s.Attributes, &v)
+			x.layouts.fields(s.Attributes, &v)
+			in.msg = trace.MessagingFrom(&msg[i], s.Kind, s.Attributes, &v)
 		}
 	}
 	if !far {
 		return
 	}
 	for i := range spans {
-		if x.info[i].parent == MissingParent {
+		if x.info[i].parent == missingParent {
 			pid, _ := spans[i].Parent()
 			if j := x.Find(pid); j >= 0 {
 				x.info[i].parent = int32(j)
@@ -110,7 +111,7 @@ func (x *Index) Reset(spans []Span) {
 
 // child notes that s is a child of span p, and reports whether they are in
 // different services.
-func (x *Index) child(p int, s *Span) bool {
+func (x *spanIndex) child(p int, s *trace.Span) bool {
 	if ps := &x.spans[p]; ps.Resource != s.Resource && ps.Service() != s.Service() {
 		x.info[p].remote = true
 		return true
@@ -119,7 +120,7 @@ func (x *Index) child(p int, s *Span) bool {
 }
 
 // build fills the hash table.
-func (x *Index) build() {
+func (x *spanIndex) build() {
 	x.built = true
 	spans := x.spans
 	size, shift := 8, uint(61)
@@ -154,12 +155,12 @@ func grow[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-func (x *Index) hash(id SpanID) uint64 {
+func (x *spanIndex) hash(id trace.SpanID) uint64 {
 	return (uint64(id) * 0x9E3779B97F4A7C15) >> x.shift
 }
 
 // Find returns the index of the span with this ID, or -1.
-func (x *Index) Find(id SpanID) int {
+func (x *spanIndex) Find(id trace.SpanID) int {
 	if !x.built {
 		x.build()
 	}
@@ -175,35 +176,35 @@ func (x *Index) Find(id SpanID) int {
 	}
 }
 
-// Parent returns the index of span i's parent, NoParent or MissingParent.
-func (x *Index) Parent(i int) int { return int(x.info[i].parent) }
+// Parent returns the index of span i's parent, noParent or missingParent.
+func (x *spanIndex) Parent(i int) int { return int(x.info[i].parent) }
 
 // HasRemoteChild reports whether span i is the parent of a span of
 // another service.
-func (x *Index) HasRemoteChild(i int) bool { return x.info[i].remote }
+func (x *spanIndex) HasRemoteChild(i int) bool { return x.info[i].remote }
 
 // CrossParent reports whether span i has a parent in the trace, of another
 // service: a call or a hop between services.
-func (x *Index) CrossParent(i int) bool { return x.info[i].cross }
+func (x *spanIndex) CrossParent(i int) bool { return x.info[i].cross }
 
-// Messaging returns span i's messaging view, as Span.Messaging would.
-func (x *Index) Messaging(i int) (Messaging, bool) {
+// Messaging returns span i's messaging view, as trace.Span.Messaging would.
+func (x *spanIndex) Messaging(i int) (trace.Messaging, bool) {
 	if !x.info[i].msg {
-		return Messaging{}, false
+		return trace.Messaging{}, false
 	}
 	return x.msg[i], true
 }
 
 // View returns span i's messaging view in place, or nil when the span is
-// not a messaging span: Messaging without the copy. Do not change it.
-func (x *Index) View(i int) *Messaging {
+// not a messaging span: trace.Messaging without the copy. Do not change it.
+func (x *spanIndex) View(i int) *trace.Messaging {
 	if !x.info[i].msg {
 		return nil
 	}
 	return &x.msg[i]
 }
 
-// SameHop is the package's SameHop for span j of the trace.
-func (x *Index) SameHop(j int, m *Messaging, producer bool) bool {
-	return j >= 0 && x.info[j].msg && sameHop(&x.msg[j], m, producer)
+// SameHop is trace.SameHop for span j of the trace.
+func (x *spanIndex) SameHop(j int, m *trace.Messaging, producer bool) bool {
+	return j >= 0 && x.info[j].msg && trace.SameHopView(&x.msg[j], m, producer)
 }

@@ -1,8 +1,6 @@
-package graph
+package engine
 
 // The builder's latency log: samples in the order they were taken.
-
-import "github.com/ktrace-dev/ktrace/internal/chunk"
 
 // sample is a latency sample of the edge numbered edge where it was taken.
 type sample struct {
@@ -36,7 +34,7 @@ func (l *latLog) reserve(n int) {
 	if l.i > 0 {
 		l.full = append(l.full, l.cur[:l.i])
 	}
-	l.cur, l.i = make([]int64, max(chunk.Len, n)), 0
+	l.cur, l.i = make([]int64, max(chunkLen, n)), 0
 }
 
 // add logs latency v of edge number edge, in room reserve made.
@@ -70,5 +68,5 @@ func (l *latLog) Len() int {
 // they had there.
 type sampleLog struct {
 	list  latLog
-	edges []*Edge
+	edges []*edge
 }

@@ -1,4 +1,4 @@
-package trace_test
+package engine
 
 import (
 	"math/rand/v2"
@@ -13,7 +13,7 @@ import (
 // BenchmarkIndexReset indexes 200,000 spans in 20-span traces.
 func BenchmarkIndexReset(b *testing.B) {
 	ts := synth.Generate(synth.Standard(200000))
-	var x trace.Index
+	var x spanIndex
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for j := range ts {
@@ -23,7 +23,7 @@ func BenchmarkIndexReset(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(200000*b.N), "ns/span")
 }
 
-// TestIndexParents checks Index's parents (and whether they are in another
+// TestIndexParents checks spanIndex's parents (and whether they are in another
 // service), remote children and messaging views against a plain map and the
 // spans' own views on ordered, reversed and shuffled traces, with some
 // parents missing.
@@ -31,7 +31,7 @@ func TestIndexParents(t *testing.T) {
 	ts := synth.Generate(synth.Config{Traces: 300, SpansPerTrace: 30, Services: 5, Topics: 3, BrokenShare: 0.2, Seed: 9})
 	ts = append(ts, synth.SingleTrace(5000, 4))
 	rng := rand.New(rand.NewPCG(3, 4))
-	var x trace.Index
+	var x spanIndex
 	for i, tr := range ts {
 		spans := tr.Spans
 		switch i % 4 {
@@ -77,9 +77,9 @@ func TestIndexParents(t *testing.T) {
 			if got := x.HasRemoteChild(j); got != remote[j] {
 				t.Fatalf("trace %d span %d: HasRemoteChild %v, want %v", i, j, got, remote[j])
 			}
-			want := trace.NoParent
+			want := noParent
 			if pid, ok := spans[j].Parent(); ok {
-				want = trace.MissingParent
+				want = missingParent
 				if k, ok := at[pid]; ok {
 					want = k
 				}
@@ -122,7 +122,7 @@ func TestIndexLayouts(t *testing.T) {
 	}
 	values := []string{"", "kafka", "orders", "7", "12345", "x", "publish", "receive", "process", "-1"}
 	rng := rand.New(rand.NewPCG(5, 6))
-	var x trace.Index
+	var x spanIndex
 	for round := 0; round < 300; round++ {
 		spans := make([]trace.Span, 1+rng.IntN(20))
 		for j := range spans {

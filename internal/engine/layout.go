@@ -1,14 +1,14 @@
-package trace
+package engine
 
 import (
 	"unsafe"
 
-	"github.com/ktrace-dev/ktrace/internal/straddr"
+	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // Spans of one shape — one instrumented call site — carry the same
 // attribute names in the same order, and readers share those names'
-// strings (Strings). A layout remembers such a list of names by their
+// strings (trace.Strings). A layout remembers such a list of names by their
 // addresses, with the position of each view field's name in it, so that
 // the spans that repeat the list are read without looking each name up.
 
@@ -16,8 +16,8 @@ import (
 // A list that names some field twice has none: which of its names gives
 // the field depends on the values.
 type layout struct {
-	names []straddr.Addr // the names' addresses and lengths, in order
-	at    fields
+	names []addr // the names' addresses and lengths, in order
+	at    trace.Fields
 }
 
 const (
@@ -35,11 +35,11 @@ type layouts struct {
 	made  int
 }
 
-// fields finds a's fields (as scan does) in v, through a's layout when it
-// has one, and else makes one when it may.
-func (ls *layouts) fields(kc *keyCache, a Attributes, v *fields) {
+// fields finds a's fields (as trace's ScanFields does) in v, through a's
+// layout when it has one, and else makes one when it may.
+func (ls *layouts) fields(a trace.Attributes, v *trace.Fields) {
 	if len(a) == 0 {
-		*v = noFields
+		*v = trace.NoFields
 		return
 	}
 	p := unsafe.StringData(a[0].Key)
@@ -60,9 +60,9 @@ func (ls *layouts) fields(kc *keyCache, a Attributes, v *fields) {
 			return
 		}
 	}
-	a.scanWith(kc, v)
+	a.ScanFields(v)
 	if ls.made < maxLayouts {
-		if l := newLayout(kc, a); l != nil {
+		if l := newLayout(a); l != nil {
 			ls.slots[h] = l
 			ls.made++
 		}
@@ -70,16 +70,16 @@ func (ls *layouts) fields(kc *keyCache, a Attributes, v *fields) {
 }
 
 // newLayout returns a's layout, or nil when a names some field twice.
-func newLayout(kc *keyCache, a Attributes) *layout {
-	l := &layout{names: make([]straddr.Addr, len(a)), at: noFields}
+func newLayout(a trace.Attributes) *layout {
+	l := &layout{names: make([]addr, len(a)), at: trace.NoFields}
 	for i := range a {
 		k := a[i].Key
-		l.names[i] = straddr.Of(k)
-		if c, ok := kc.lookup(k); ok {
-			if l.at[c.field] >= 0 {
+		l.names[i] = addrOf(k)
+		if f, ok := trace.FieldOf(k); ok {
+			if l.at[f] >= 0 {
 				return nil
 			}
-			l.at[c.field] = int32(i)
+			l.at[f] = int32(i)
 		}
 	}
 	return l

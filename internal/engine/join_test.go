@@ -1,11 +1,10 @@
-package graph
+package engine
 
 import (
 	"math/rand/v2"
 	"slices"
 	"testing"
 
-	"github.com/ktrace-dev/ktrace/internal/chunk"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -57,9 +56,9 @@ func TestProducerStretches(t *testing.T) {
 			ps.add(producer{offset: base + int64(i)})
 		}
 	}
-	add(chunk.Len+3, 0)
+	add(chunkLen+3, 0)
 	var o producers
-	for i := 0; i < 2*chunk.Len+1; i++ {
+	for i := 0; i < 2*chunkLen+1; i++ {
 		o.add(producer{offset: 1_000_000 + int64(i)})
 	}
 	ps.merge(&o, []int32{0})
@@ -76,7 +75,7 @@ func TestProducerStretches(t *testing.T) {
 		t.Fatalf("%d producers in the runs, Len %d", len(all), ps.Len())
 	}
 	rng := rand.New(rand.NewPCG(3, 3))
-	cuts := []int{0, 1, chunk.Len - 1, chunk.Len, chunk.Len + 3, chunk.Len + 4, 2 * chunk.Len, 3*chunk.Len + 4, ps.Len() - 1, ps.Len()}
+	cuts := []int{0, 1, chunkLen - 1, chunkLen, chunkLen + 3, chunkLen + 4, 2 * chunkLen, 3*chunkLen + 4, ps.Len() - 1, ps.Len()}
 	for range 200 {
 		cuts = append(cuts, rng.IntN(ps.Len()+1))
 	}

@@ -1,4 +1,6 @@
-package graph
+package engine
+
+import "github.com/ktrace-dev/ktrace/graph"
 
 // The builder's edge table: edges found by their packed keys in open
 // addressing, with the counts the walk adds to.
@@ -8,8 +10,8 @@ package graph
 type edgeKey struct {
 	from, to int32
 	group    int32
-	kind     EdgeKind
-	rel      Relation
+	kind     graph.EdgeKind
+	rel      graph.Relation
 }
 
 // edgeSlot is an edge in the builder's table: its key packed in 64 bits
@@ -31,7 +33,7 @@ const maxUnflushed = 1 << 30
 
 // packEdge packs an edge's key in 64 bits when its numbers fit in 16 bits
 // each (a set of fewer than 65,535 nodes and group names, the usual case).
-func packEdge(from, to, group int32, kind EdgeKind, rel Relation) (uint64, bool) {
+func packEdge(from, to, group int32, kind graph.EdgeKind, rel graph.Relation) (uint64, bool) {
 	if max(uint32(from), uint32(to), uint32(group+1)) >= 0xFFFF {
 		return 0, false
 	}
@@ -40,7 +42,7 @@ func packEdge(from, to, group int32, kind EdgeKind, rel Relation) (uint64, bool)
 
 // edge returns the slot of the edge from from to to, making the edge if
 // it is new. The slot is b's to write until the next call.
-func (b *Builder) edge(from, to *Node, kind EdgeKind, rel Relation, group string) *edgeSlot {
+func (b *Builder) edge(from, to *node, kind graph.EdgeKind, rel graph.Relation, group string) *edgeSlot {
 	gid := int32(-1)
 	if group != "" {
 		gid = b.names.id(group)
@@ -56,7 +58,7 @@ func (b *Builder) edge(from, to *Node, kind EdgeKind, rel Relation, group string
 		}
 		if sl.seq1 == 0 {
 			*sl = edgeSlot{key: key, seq1: b.newEdge(edgeKey{from.seq, to.seq, gid, kind, rel}, from, to, group) + 1}
-			if 4*len(b.g.Edges) > 3*len(b.edges) {
+			if 4*len(b.edgeList) > 3*len(b.edges) {
 				b.growEdges()
 				return b.edge(from, to, kind, rel, group)
 			}
@@ -72,14 +74,14 @@ func edgeHash(key uint64) uint64 {
 }
 
 // newEdge makes the edge k and returns its number.
-func (b *Builder) newEdge(k edgeKey, from, to *Node, group string) int32 {
-	e := &Edge{From: from, To: to, Kind: k.kind, Relation: k.rel, Group: group, seq: int32(len(b.g.Edges))}
-	b.g.Edges = append(b.g.Edges, e)
+func (b *Builder) newEdge(k edgeKey, from, to *node, group string) int32 {
+	e := &edge{from: from, to: to, kind: k.kind, rel: k.rel, group: group, seq: int32(len(b.edgeList))}
+	b.edgeList = append(b.edgeList, e)
 	return e.seq
 }
 
 // bigEdge is edge for a key that does not pack.
-func (b *Builder) bigEdge(k edgeKey, from, to *Node, group string) *edgeSlot {
+func (b *Builder) bigEdge(k edgeKey, from, to *node, group string) *edgeSlot {
 	sl := b.bigEdges[k]
 	if sl == nil {
 		if b.bigEdges == nil {
@@ -111,10 +113,10 @@ func (b *Builder) growEdges() {
 func (b *Builder) flushEdges() {
 	flush := func(sl *edgeSlot) {
 		if sl.seq1 != 0 {
-			e := b.g.Edges[sl.seq1-1]
-			e.Count += int(sl.count)
+			e := b.edgeList[sl.seq1-1]
+			e.count += int(sl.count)
 			e.nlat += int(sl.count)
-			e.Errors += int(sl.errors)
+			e.errors += int(sl.errors)
 			sl.count, sl.errors = 0, 0
 		}
 	}

@@ -1,4 +1,4 @@
-package graph
+package engine
 
 import (
 	"math"
@@ -129,7 +129,7 @@ const resCacheBits = 8
 
 type resSlot struct {
 	r    *trace.Resource
-	node *Node
+	node *node
 }
 
 // resCache maps resources to their service nodes, in front of a map.

@@ -1,24 +1,18 @@
-package analyze
+package engine
 
 import (
-	"cmp"
-	"encoding/binary"
-	"fmt"
 	"slices"
-	"sort"
-	"strings"
+	"time"
 
+	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
-	"github.com/ktrace-dev/ktrace/internal/chunk"
-	"github.com/ktrace-dev/ktrace/internal/split"
-	"github.com/ktrace-dev/ktrace/internal/straddr"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // Analyzer builds the service graph and finds the breaks in one pass,
 // reading each span once and keeping no traces: feed it traces one at a
 // time (from a stream, say) and call Finish. It gives what graph.Build
-// followed by Breaks gives.
+// followed by analyze.Breaks gives.
 //
 // Breaks needs the finished graph (who is called by others, which topics
 // have producers, which consumers were stitched), which one pass cannot
@@ -30,9 +24,9 @@ import (
 // continue their input is a link), and judges them all in Finish. Lost hops
 // come from the graph's stitches.
 type Analyzer struct {
-	o   Options
-	b   *graph.Builder
-	idx trace.Index
+	tol time.Duration // skew tolerance
+	b   *Builder
+	idx spanIndex
 
 	found       *collector // orphans, skew, multiple roots
 	serverRoots *collector // server root spans, kept if others call the service
@@ -43,8 +37,8 @@ type Analyzer struct {
 	// consumers are the consumer spans, for judging linked produce spans;
 	// merged holds merged analyzers' lists as they are (order does not
 	// matter: they are looked through as a set).
-	consumers chunk.List[spanKey]
-	merged    []chunk.List[spanKey]
+	consumers chunkList[spanKey]
+	merged    []chunkList[spanKey]
 
 	traces, spans int
 	incomplete    []trace.TraceID
@@ -57,12 +51,12 @@ type Analyzer struct {
 const rootCacheBits = 6
 
 // rootKey is a server root's service and operation by their addresses.
-type rootKey struct{ svc, op straddr.Addr }
+type rootKey struct{ svc, op addr }
 
 // hash mixes the two addresses (the operation alone is shared by many
 // services' roots).
 func (k rootKey) hash() uint64 {
-	return (k.svc.Word()*0xC2B2AE3D27D4EB4F ^ k.op.Word()) * 0x9E3779B97F4A7C15
+	return (k.svc.word()*0xC2B2AE3D27D4EB4F ^ k.op.word()) * 0x9E3779B97F4A7C15
 }
 
 type rootSlot struct {
@@ -90,18 +84,17 @@ type linkedProducer struct {
 	counted bool // its trace was already counted for key, unlinked
 }
 
-// NewAnalyzer returns an empty analyzer.
-func NewAnalyzer(o Options) *Analyzer {
-	return &Analyzer{o: o, b: graph.NewBuilder(), found: newCollector(), serverRoots: newCollector(), inside: newCollector()}
+// NewAnalyzer returns an empty analyzer that reports clock skew beyond tol.
+func NewAnalyzer(tol time.Duration) *Analyzer {
+	return &Analyzer{tol: tol, b: NewBuilder(), found: newCollector(), serverRoots: newCollector(), inside: newCollector()}
 }
 
-func newCollector() *collector { return &collector{m: map[findingKey]*finding{}} }
-
-// Add folds one trace in. The analyzer does not keep t. Traces must be
-// distinct by ID.
-func (a *Analyzer) Add(t *trace.Trace) {
+// Add folds one trace in; an incomplete one (still arriving) is added to
+// the graph only, and listed in the report. The analyzer does not keep t.
+// Traces must be distinct by ID.
+func (a *Analyzer) Add(t *trace.Trace, incomplete bool) {
 	a.idx.Reset(t.Spans)
-	if a.o.Incomplete[t.ID] {
+	if incomplete {
 		a.b.AddIndexed(t, &a.idx)
 		a.incomplete = append(a.incomplete, t.ID)
 		return
@@ -121,15 +114,15 @@ func (a *Analyzer) Add(t *trace.Trace) {
 		svc := s.Service()
 		pi, m := in.Parent, in.View
 		switch {
-		case pi == trace.NoParent:
+		case pi == noParent:
 			roots++
 			a.rootSvcs = appendUnique(a.rootSvcs, svc)
 			a.root(s, svc, m, pending)
-		case pi == trace.MissingParent:
-			orphan(a.found, svc, t.ID)
+		case pi == missingParent:
+			a.found.count(findingKey{rule: analyze.RuleOrphan, a: svc}, t.ID, func() analyze.Finding { return analyze.Orphan(svc) })
 		default:
-			if parent := &t.Spans[pi]; in.Cross && startsBefore(s.Start, parent.Start, a.o.SkewTolerance) {
-				skew(a.found, parent.Service(), svc, parent.Start.Sub(s.Start), t.ID, "starts before its parent")
+			if parent := &t.Spans[pi]; in.Cross && startsBefore(s.Start, parent.Start, a.tol) {
+				skew(a.found, parent.Service(), svc, analyze.SkewBeforeParent, parent.Start.Sub(s.Start), t.ID)
 			}
 		}
 		if m == nil {
@@ -138,7 +131,7 @@ func (a *Analyzer) Add(t *trace.Trace) {
 		if m.IsConsumer() {
 			a.consumers.Add(spanKey{s.TraceID, s.SpanID})
 		}
-		if m.IsProducer() {
+		if m.IsProducer() && m.Destination != "" {
 			a.producer(t.Spans, j, svc, m.Destination)
 		}
 	}
@@ -149,7 +142,8 @@ func (a *Analyzer) Add(t *trace.Trace) {
 		a.linked = append(a.linked, lp)
 	}
 	if len(a.rootSvcs) > 1 || roots > 1 {
-		multipleRoots(a.found, a.rootSvcs, t.ID)
+		f := analyze.MultipleRoots(a.rootSvcs)
+		a.found.count(findingKey{rule: analyze.RuleMultipleRoots, a: f.Where}, t.ID, func() analyze.Finding { return f })
 	}
 }
 
@@ -159,13 +153,12 @@ func (a *Analyzer) root(s *trace.Span, svc string, m *trace.Messaging, pending i
 	if s.Kind == trace.KindServer {
 		// Most traces start at a server span: its finding is found by the
 		// names' addresses before their bytes are hashed.
-		k := rootKey{straddr.Of(svc), straddr.Of(s.Operation)}
+		k := rootKey{addrOf(svc), addrOf(s.Operation)}
 		sl := &a.rootCache[k.hash()>>(64-rootCacheBits)]
 		if sl.f == nil || sl.k != k {
-			f, isNew := a.serverRoots.get(findingKey{rule: RuleMidGraphRoot, a: svc, b: s.Operation, c: "server"})
+			f, isNew := a.serverRoots.get(findingKey{rule: analyze.RuleMidGraphRoot, a: svc, b: s.Operation, c: "server"})
 			if isNew {
-				f.Service = svc
-				f.Where = fmt.Sprintf("%s: server span %q starts a trace, though instrumented services call %s", svc, s.Operation, svc)
+				f.Finding = analyze.ServerRoot(svc, s.Operation)
 			}
 			*sl = rootSlot{k, f}
 		}
@@ -195,39 +188,21 @@ func (a *Analyzer) producer(spans []trace.Span, j int, svc, topic string) {
 			}
 		}
 		p := a.idx.Parent(cur)
-		if p == trace.NoParent {
+		if p == noParent {
 			break
 		}
-		if p == trace.MissingParent {
+		if p == missingParent {
 			return // the chain leaves the data (an orphan): not this rule's to judge
 		}
 		cur = p
 	}
-	k := findingKey{rule: RuleLostInside, a: svc, b: topic}
+	k := findingKey{rule: analyze.RuleLostInside, a: svc, b: topic}
 	if len(a.links) == 0 {
 		f, _ := a.inside.get(k)
 		f.count(spans[j].TraceID)
 		return
 	}
 	a.pending = append(a.pending, linkedProducer{tid: spans[j].TraceID, key: k, links: append([]spanKey(nil), a.links...)})
-}
-
-func orphan(c *collector, svc string, tid trace.TraceID) {
-	f, isNew := c.get(findingKey{rule: RuleOrphan, a: svc})
-	if isNew {
-		f.Service, f.Where = svc, svc+": parent span not in the trace"
-	}
-	f.count(tid)
-}
-
-func multipleRoots(c *collector, rootSvcs []string, tid trace.TraceID) {
-	sort.Strings(rootSvcs)
-	where := "roots in " + strings.Join(rootSvcs, ", ")
-	f, isNew := c.get(findingKey{rule: RuleMultipleRoots, a: where})
-	if isNew {
-		f.Service, f.Where = rootSvcs[0], where
-	}
-	f.count(tid)
 }
 
 // Merge folds o, which was fed the traces that come after a's, into a.
@@ -254,41 +229,45 @@ func (a *Analyzer) Merge(o *Analyzer) {
 }
 
 // Finish returns the graph and the report. The analyzer is spent afterwards.
-func (a *Analyzer) Finish() (*graph.Graph, Report) {
-	var rep Report
+func (a *Analyzer) Finish() (*graph.Graph, analyze.Report) {
+	var rep analyze.Report
 	// The report is judged while the graph's latency percentiles are
 	// computed, which it does not read.
-	g := a.b.GraphWith(func(g *graph.Graph) { rep = a.judge(g) })
+	g := a.b.GraphWith(func() { rep = a.judge() })
 	return g, rep
 }
 
-// judge finds the breaks in the finished graph g.
-func (a *Analyzer) judge(g *graph.Graph) Report {
-	x := newContext(g, a.o)
+// judge finds the breaks in the builder's finished graph.
+func (a *Analyzer) judge() analyze.Report {
+	x := newWhole(a.b)
 	out := a.found
 
-	// A hop's stitches share their names' strings (the graph gives a hop
-	// stitch its nodes' names, one string a node), so its counts are found
-	// by the strings' addresses, and its finding is made once they are
-	// counted.
-	hops := newHopCounts(len(g.Stitches) / 4)
-	for i := range g.Stitches {
-		st := &g.Stitches[i]
-		if st.Kind != graph.StitchHop || a.o.Incomplete[st.Consumer.TraceID] {
+	// A hop's counts are found by its three nodes' numbers, and its
+	// finding is made once they are counted.
+	hops := newHopCounts(len(a.b.stitches) / 4)
+	var incomplete map[trace.TraceID]bool
+	if len(a.incomplete) > 0 {
+		incomplete = make(map[trace.TraceID]bool, len(a.incomplete))
+		for _, id := range a.incomplete {
+			incomplete[id] = true
+		}
+	}
+	nodes := a.b.nodeList
+	for i, k := range a.b.hopNodes {
+		st := &a.b.stitches[i]
+		if incomplete[st.Consumer.TraceID] {
 			continue
 		}
-		hops.count(st)
-		if st.Lag < -a.o.SkewTolerance {
-			skew(out, st.Producer.Service, st.Consumer.Service, -st.Lag, st.Consumer.TraceID, "consumes before it was produced")
+		hops.count(k, st)
+		if st.Lag < -a.tol {
+			skew(out, nodes[k.from].name, nodes[k.to].name, analyze.SkewBeforeProducer, -st.Lag, st.Consumer.TraceID)
 		}
 	}
 	for i := range hops.hops {
 		c := &hops.hops[i]
-		from, topic, svc := c.st.Producer.Service, c.st.Topic, c.st.Consumer.Service
-		f := out.add(findingKey{rule: RuleLostHop, a: from, b: topic, c: svc})
-		f.Service, f.Topic, f.Group = svc, topic, c.st.Group
-		f.Where = from + " → " + topic + " → " + svc
-		f.From = []string{from}
+		from, topic, svc := nodes[c.k.from].name, nodes[c.k.topic].name, nodes[c.k.to].name
+		f := out.add(findingKey{rule: analyze.RuleLostHop, a: from, b: topic, c: svc})
+		f.Finding = analyze.LostHop(from, topic, svc, c.group)
 		f.Occurrences, f.Traces, f.Examples = c.occurrences, c.traces, c.ex
 		f.first, f.last = false, c.last
 	}
@@ -306,12 +285,9 @@ func (a *Analyzer) judge(g *graph.Graph) Report {
 		if a.b.Stitched(int(r.pending)) || !x.producedTopics[r.topic] {
 			continue
 		}
-		f, isNew := keep.get(findingKey{rule: RuleMidGraphRoot, a: r.svc, b: r.topic, c: "consumer"})
-		if isNew {
-			f.Service, f.Topic = r.svc, r.topic
-			f.Where = fmt.Sprintf("%s → %s: consumer span starts a trace, though instrumented producers write %s", r.topic, r.svc, r.topic)
-		}
-		f.count(r.span.tid)
+		keep.count(findingKey{rule: analyze.RuleMidGraphRoot, a: r.svc, b: r.topic, c: "consumer"}, r.span.tid, func() analyze.Finding {
+			return analyze.ConsumerRoot(r.svc, r.topic)
+		})
 	}
 	out.merge(keep)
 
@@ -324,19 +300,26 @@ func (a *Analyzer) judge(g *graph.Graph) Report {
 	a.judgeLinked(x, inside)
 	for _, f := range inside.order {
 		k := f.key
-		f.Service, f.Topic, f.From = k.a, k.b, x.consumes[k.a]
-		f.Where = fmt.Sprintf("%s: %s → %s", k.a, strings.Join(x.consumes[k.a], ", "), k.b)
+		counts := f.Finding
+		f.Finding = analyze.LostInside(k.a, x.consumes[k.a], k.b)
+		f.Occurrences, f.Traces, f.Examples = counts.Occurrences, counts.Traces, counts.Examples
 	}
 	out.merge(inside)
 
-	rep := Report{Traces: a.traces, Spans: a.spans, Incomplete: a.incomplete}
-	finishReport(&rep, out)
+	rep := analyze.Report{Traces: a.traces, Spans: a.spans, Incomplete: a.incomplete}
+	if len(out.order) > 0 {
+		rep.Findings = make([]analyze.Finding, len(out.order))
+		for i, f := range out.order {
+			rep.Findings[i] = f.Finding
+		}
+	}
+	rep.Sort()
 	return rep
 }
 
 // judgeLinked counts the linked produce spans none of whose links points at
 // a consumer span, in services that consume.
-func (a *Analyzer) judgeLinked(x *context, inside *collector) {
+func (a *Analyzer) judgeLinked(x *whole, inside *collector) {
 	want := map[spanKey]bool{}
 	for _, lp := range a.linked {
 		if len(x.consumes[lp.key.a]) > 0 {
@@ -348,7 +331,7 @@ func (a *Analyzer) judgeLinked(x *context, inside *collector) {
 	if len(want) == 0 {
 		return
 	}
-	for _, l := range append([]chunk.List[spanKey]{a.consumers}, a.merged...) {
+	for _, l := range append([]chunkList[spanKey]{a.consumers}, a.merged...) {
 		for j := 0; j < l.Len(); j++ {
 			k := *l.At(j)
 			if _, ok := want[k]; ok {
@@ -379,108 +362,41 @@ func (a *Analyzer) judgeLinked(x *context, inside *collector) {
 	}
 }
 
-// newContext reads what the finished graph knows.
-func newContext(g *graph.Graph, o Options) *context {
-	x := &context{o: o, calledByOthers: map[string]bool{}, producedTopics: map[string]bool{},
-		consumes: map[string][]string{}, consumerSpans: map[spanKey]string{}}
-	for _, e := range g.Edges {
+// whole is what the whole set says, read from the builder once the graph
+// is made: which services instrumented services call, which topics have
+// producers, which topics each service consumes.
+type whole struct {
+	calledByOthers map[string]bool
+	producedTopics map[string]bool
+	consumes       map[string][]string
+}
+
+func newWhole(b *Builder) *whole {
+	x := &whole{calledByOthers: map[string]bool{}, producedTopics: map[string]bool{}, consumes: map[string][]string{}}
+	for _, e := range b.edgeList {
 		switch {
-		case e.Kind == graph.EdgeCall && e.Relation == graph.RelParent:
-			x.calledByOthers[e.To.Name] = true
-		case e.Kind == graph.EdgeProduce:
-			x.producedTopics[e.To.Name] = true
-		case e.Kind == graph.EdgeConsume:
-			x.consumes[e.To.Name] = appendUnique(x.consumes[e.To.Name], e.From.Name)
+		case e.kind == graph.EdgeCall && e.rel == graph.RelParent:
+			x.calledByOthers[e.to.name] = true
+		case e.kind == graph.EdgeProduce:
+			x.producedTopics[e.to.name] = true
+		case e.kind == graph.EdgeConsume && !slices.Contains(x.consumes[e.to.name], e.from.name):
+			x.consumes[e.to.name] = append(x.consumes[e.to.name], e.from.name)
 		}
+	}
+	for _, list := range x.consumes {
+		slices.Sort(list)
 	}
 	return x
 }
 
-// indexStitches fills stitched, for judges that have the consumer spans
-// and not their numbers among the builder's pending consumers.
-func (x *context) indexStitches(g *graph.Graph) {
-	x.stitched = make(map[spanKey]*graph.Stitch, len(g.Stitches))
-	for i := range g.Stitches {
-		if s := &g.Stitches[i]; s.Kind == graph.StitchHop {
-			x.stitched[spanKey{s.Consumer.TraceID, s.Consumer.SpanID}] = s
-		}
-	}
-}
-
-// finishReport sorts the findings and incomplete traces into rep.
-func finishReport(rep *Report, c *collector) {
-	// Sorted by keys of their own, then copied: a Finding is large to
-	// move, and comparing through pointers to thousands of findings read
-	// them at random (and looked a rule's rank up in a map each time). The
-	// keys hold no pointers, so that moving them is a plain copy. Most
-	// findings tie on traces and rule, so a key also holds the first eight
-	// bytes of Where as a number: the texts themselves are compared only
-	// when those are the same.
-	type sortKey struct {
-		traces uint64 // ^Traces: most traces first
-		head   uint64
-		rule   int32
-		i      int32 // in c.order
-	}
-	ks := make([]sortKey, len(c.order))
-	for i, f := range c.order {
-		sort.Strings(f.From)
-		ks[i] = sortKey{^uint64(f.Traces), head(f.Where), int32(ruleOrder[f.Rule]), int32(i)}
-	}
-	slices.SortFunc(ks, func(a, b sortKey) int {
-		switch {
-		case a.traces != b.traces:
-			return cmp.Compare(a.traces, b.traces)
-		case a.rule != b.rule:
-			return cmp.Compare(a.rule, b.rule)
-		case a.head != b.head:
-			return cmp.Compare(a.head, b.head)
-		}
-		return strings.Compare(c.order[a.i].Where, c.order[b.i].Where)
-	})
-	if len(ks) > 0 {
-		rep.Findings = make([]Finding, len(ks))
-		for i, k := range ks {
-			rep.Findings[i] = c.order[k.i].Finding
-		}
-	}
-	sort.Slice(rep.Incomplete, func(i, j int) bool { return less(rep.Incomplete[i], rep.Incomplete[j]) })
-}
-
-// head is the first eight bytes of s as a big-endian number, zeros past
-// its end: strings with different heads compare as their heads do.
-func head(s string) uint64 {
-	var b [8]byte
-	copy(b[:], s)
-	return binary.BigEndian.Uint64(b[:])
-}
-
-// Run builds the graph of traces and finds their breaks in one pass, the
-// traces shared among the CPUs (Options.Workers) in runs, a CPU done early
-// taking half of what is left of another's; the analyzers are merged in
-// the traces' order.
-func Run(traces []trace.Trace, o Options) (*graph.Graph, Report) {
-	as := split.Balanced(len(traces), o.Workers, 0, func(lo int, take func(int) bool) *Analyzer {
-		a := NewAnalyzer(o)
-		for i := lo; take(i); i++ {
-			a.Add(&traces[i])
-		}
-		return a
-	})
-	for _, o := range as[1:] {
-		as[0].Merge(o)
-	}
-	return as[0].Finish()
-}
-
-// hopKey is a lost hop by its names' addresses: producer service, topic,
+// hopKey is a lost hop by its nodes' numbers: producer service, topic,
 // consumer service.
-type hopKey struct{ from, topic, to straddr.Addr }
+type hopKey struct{ from, topic, to int32 }
 
 func (k hopKey) hash() uint64 {
-	a := k.from.Word() * 0xC2B2AE3D27D4EB4F
-	b := k.topic.Word() * 0x165667B19E3779F9
-	return (a ^ b ^ k.to.Word()) * 0x9E3779B97F4A7C15
+	a := uint64(uint32(k.from)) * 0xC2B2AE3D27D4EB4F
+	b := uint64(uint32(k.topic)) * 0x165667B19E3779F9
+	return (a ^ b ^ uint64(uint32(k.to))) * 0x9E3779B97F4A7C15
 }
 
 // hopCounts counts the lost hops' stitches by hopKey: a table of eight-byte
@@ -506,7 +422,7 @@ type hopCount struct {
 	occurrences, traces int
 	last                trace.TraceID // the trace counted last
 	ex                  []trace.TraceID
-	st                  *graph.Stitch // the hop's first stitch, for its names and group
+	group               string // the least group of its stitches
 }
 
 // newHopCounts returns a table for about n hops.
@@ -518,10 +434,12 @@ func newHopCounts(n int) *hopCounts {
 	return &hopCounts{slots: make([]hopSlot, size), hops: make([]hopCount, 0, n)}
 }
 
-// count counts hop stitch st.
-func (t *hopCounts) count(st *graph.Stitch) {
-	k := hopKey{straddr.Of(st.Producer.Service), straddr.Of(st.Topic), straddr.Of(st.Consumer.Service)}
+// count counts hop stitch st, of the hop k.
+func (t *hopCounts) count(k hopKey, st *graph.Stitch) {
 	c := t.find(k, st)
+	if st.Group < c.group {
+		c.group = st.Group
+	}
 	tid := st.Consumer.TraceID
 	c.occurrences++
 	if c.traces == 0 || c.last != tid {
@@ -545,11 +463,11 @@ func (t *hopCounts) find(k hopKey, st *graph.Stitch) *hopCount {
 			return &t.hops[sl.i-1]
 		}
 	}
-	if len(t.slab) < MaxExamples {
-		t.slab = make([]trace.TraceID, 256*MaxExamples)
+	if len(t.slab) < analyze.MaxExamples {
+		t.slab = make([]trace.TraceID, 256*analyze.MaxExamples)
 	}
-	t.hops = append(t.hops, hopCount{k: k, st: st, ex: t.slab[:0:MaxExamples]})
-	t.slab = t.slab[MaxExamples:]
+	t.hops = append(t.hops, hopCount{k: k, group: st.Group, ex: t.slab[:0:analyze.MaxExamples]})
+	t.slab = t.slab[analyze.MaxExamples:]
 	if 2*len(t.hops) > len(t.slots) {
 		t.slots = make([]hopSlot, 2*len(t.slots))
 		mask = uint64(len(t.slots) - 1)

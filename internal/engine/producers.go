@@ -1,8 +1,4 @@
-package graph
-
-import (
-	"github.com/ktrace-dev/ktrace/internal/chunk"
-)
+package engine
 
 // producers are the producer spans a builder remembers, in the order they
 // were added, numbered from 0. Merging builders does not copy them: the
@@ -15,7 +11,7 @@ type producers struct {
 
 type producerRun struct {
 	first int // number of the run's first producer
-	list  chunk.List[producer]
+	list  chunkList[producer]
 	to    []int32 // node number map; nil: the builder's own numbering
 }
 

@@ -1,0 +1,215 @@
+package analyze
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// Rule names a kind of break. The values are part of the JSON output.
+type Rule string
+
+// The rules, in the order they rank at equal weight.
+const (
+	RuleLostInside    Rule = "lost-inside"
+	RuleLostHop       Rule = "lost-hop"
+	RuleMidGraphRoot  Rule = "mid-graph-root"
+	RuleOrphan        Rule = "orphan-span"
+	RuleMultipleRoots Rule = "multiple-roots"
+	RuleClockSkew     Rule = "clock-skew"
+)
+
+// rank is the rule's place in the order above.
+func (r Rule) rank() int {
+	switch r {
+	case RuleLostInside:
+		return 0
+	case RuleLostHop:
+		return 1
+	case RuleMidGraphRoot:
+		return 2
+	case RuleOrphan:
+		return 3
+	case RuleMultipleRoots:
+		return 4
+	}
+	return 5
+}
+
+// MaxExamples bounds the example trace IDs of a finding.
+const MaxExamples = 5
+
+// Finding is one break point, with how often it occurs.
+type Finding struct {
+	Rule Rule
+	// Where says where, for people: "stargazers-join: a, b → c".
+	Where string
+	// Service is the service where context is lost (the consumer, the
+	// processor, the root's or orphan's service, the later of a skewed pair).
+	Service string
+	// Topic is the topic involved: a hop's topic, a processor's output.
+	Topic string
+	// From are the upstream parts: a hop's producer services, a processor's
+	// input topics, a skewed child's parent service.
+	From []string
+	// Group is a hop's consumer group.
+	Group string
+	// Occurrences counts spans (records for messaging rules); Traces counts
+	// distinct affected traces.
+	Occurrences, Traces int
+	// Examples are up to MaxExamples affected trace IDs, sorted.
+	Examples []trace.TraceID
+	// MaxSkew is the largest skew seen (clock-skew only).
+	MaxSkew time.Duration
+}
+
+// Report is the result of Breaks.
+type Report struct {
+	Traces, Spans int
+	// Incomplete are traces still arriving; they were not analysed.
+	Incomplete []trace.TraceID
+	// Findings, most affected traces first.
+	Findings []Finding
+}
+
+// Options tune Breaks.
+type Options struct {
+	// SkewTolerance is how far a child may start before its parent (or a
+	// consumer before its producer) before it is reported.
+	SkewTolerance time.Duration
+	// Incomplete traces are left out and listed in the report.
+	Incomplete map[trace.TraceID]bool
+}
+
+type spanKey struct {
+	tid trace.TraceID
+	sid trace.SpanID
+}
+
+// The findings, one constructor each: the rule's texts are written here
+// only. A finding made by one of them has no counts yet.
+
+// LostHop is a consumer in service to that lost the context of producer
+// service from's record on topic, read in consumer group group.
+func LostHop(from, topic, to, group string) Finding {
+	return Finding{Rule: RuleLostHop, Where: from + " → " + topic + " → " + to, Service: to, Topic: topic, Group: group, From: []string{from}}
+}
+
+// LostInside is a produce span to topic in service, which consumes inputs,
+// that carries on from none of them.
+func LostInside(service string, inputs []string, topic string) Finding {
+	return Finding{Rule: RuleLostInside, Where: fmt.Sprintf("%s: %s → %s", service, strings.Join(inputs, ", "), topic),
+		Service: service, Topic: topic, From: slices.Clone(inputs)}
+}
+
+// ServerRoot is a server span of operation starting a trace, though
+// instrumented services call service.
+func ServerRoot(service, operation string) Finding {
+	return Finding{Rule: RuleMidGraphRoot, Service: service,
+		Where: fmt.Sprintf("%s: server span %q starts a trace, though instrumented services call %s", service, operation, service)}
+}
+
+// ConsumerRoot is a consumer span of service starting a trace, though
+// instrumented producers write topic.
+func ConsumerRoot(service, topic string) Finding {
+	return Finding{Rule: RuleMidGraphRoot, Service: service, Topic: topic,
+		Where: fmt.Sprintf("%s → %s: consumer span starts a trace, though instrumented producers write %s", topic, service, topic)}
+}
+
+// Orphan is a span of service whose parent is not in its trace.
+func Orphan(service string) Finding {
+	return Finding{Rule: RuleOrphan, Service: service, Where: service + ": parent span not in the trace"}
+}
+
+// MultipleRoots is a trace with roots in services (distinct; any order).
+func MultipleRoots(services []string) Finding {
+	s := slices.Sorted(slices.Values(services))
+	return Finding{Rule: RuleMultipleRoots, Service: s[0], Where: "roots in " + strings.Join(s, ", ")}
+}
+
+// What a clock-skew finding says of the later span.
+const (
+	SkewBeforeParent   = "starts before its parent"
+	SkewBeforeProducer = "consumes before it was produced"
+)
+
+// ClockSkew is a span of service to that starts before a span of service
+// from it follows (what says how: SkewBeforeParent, SkewBeforeProducer).
+func ClockSkew(from, to, what string) Finding {
+	return Finding{Rule: RuleClockSkew, Service: to, Where: fmt.Sprintf("%s → %s: %s", from, to, what), From: []string{from}}
+}
+
+// AddExample adds trace id to the finding's examples, which keep the
+// MaxExamples smallest IDs, sorted.
+func (f *Finding) AddExample(id trace.TraceID) {
+	ex := f.Examples
+	i, found := slices.BinarySearchFunc(ex, id, graph.CompareTraceIDs)
+	if found || i >= MaxExamples {
+		return
+	}
+	if ex == nil {
+		ex = make([]trace.TraceID, 0, MaxExamples) // grown once
+	}
+	if len(ex) < MaxExamples {
+		ex = append(ex, trace.TraceID{})
+	}
+	copy(ex[i+1:], ex[i:])
+	ex[i] = id
+	f.Examples = ex
+}
+
+// Merge adds the counts of o, the same finding counted over other traces.
+func (f *Finding) Merge(o *Finding) {
+	f.Occurrences += o.Occurrences
+	f.Traces += o.Traces
+	for _, id := range o.Examples {
+		f.AddExample(id)
+	}
+	for _, s := range o.From {
+		if !slices.Contains(f.From, s) {
+			f.From = append(f.From, s)
+		}
+	}
+	f.MaxSkew = max(f.MaxSkew, o.MaxSkew)
+	if o.Group < f.Group {
+		f.Group = o.Group
+	}
+}
+
+// Sort puts the report in its order: findings with the most affected
+// traces first, then by rule (in the order the rules are listed), then by
+// Where (and what else tells two findings apart); each finding's From
+// sorted; incomplete traces by ID.
+func (r *Report) Sort() {
+	for i := range r.Findings {
+		slices.Sort(r.Findings[i].From)
+	}
+	slices.SortFunc(r.Findings, compareFindings)
+	slices.SortFunc(r.Incomplete, graph.CompareTraceIDs)
+}
+
+// compareFindings orders findings as Report.Sort does. (cmp.Or would work
+// out every comparison before choosing; a report may hold thousands.)
+func compareFindings(a, b Finding) int {
+	switch {
+	case a.Traces != b.Traces:
+		return cmp.Compare(b.Traces, a.Traces)
+	case a.Rule != b.Rule:
+		return cmp.Compare(a.Rule.rank(), b.Rule.rank())
+	case a.Where != b.Where:
+		return strings.Compare(a.Where, b.Where)
+	}
+	return cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.Topic, b.Topic),
+		strings.Compare(a.Group, b.Group), slices.Compare(a.From, b.From))
+}
+
+// StartsBefore reports whether a span starting at s starts more than tol
+// before the span it follows, starting at p: s.Before(p.Add(-tol)).
+func StartsBefore(s, p time.Time, tol time.Duration) bool {
+	return s.Before(p.Add(-tol))
+}

@@ -1,0 +1,364 @@
+package engine
+
+// A partial as bytes: the analyzer's state, flattened into plain records
+// (nodes and edges by their numbers in the partial, names as strings) and
+// written with encoding/gob behind a header that names the format and its
+// version. Reading checks every number that indexes something, so bytes
+// from anywhere give an error, never a panic.
+
+import (
+	"bytes"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ktrace-dev/ktrace/analyze"
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// partialMagic starts a partial's bytes; the byte after it is the version.
+const (
+	partialMagic   = "ktrace-partial\n"
+	partialVersion = 1
+)
+
+// ErrPartial wraps every error of UnmarshalBinary.
+var ErrPartial = errors.New("not a ktrace partial")
+
+type wirePartial struct {
+	SkewTolerance time.Duration
+	Traces, Spans int // the analyzer's (complete traces)
+	GraphTraces   int // the builder's (all traces)
+	GraphSpans    int
+	Incomplete    []trace.TraceID
+	Nodes         []wireNode
+	Edges         []wireEdge
+	Producers     []wireProducer
+	MsgIDs        []wireMsgID
+	Pending       []wirePending
+	Roots         []wireRoot
+	Keyed         []wireKeyed
+	Findings      [3][]wireFinding // found, server roots, inside
+	ConsRoots     []wireConsRoot
+	Linked        []wireLinked
+	Consumers     []wireSpan
+}
+
+type wireNode struct {
+	Kind                  graph.NodeKind
+	Name                  string
+	Spans, Errors         int
+	Instances, Operations []string
+	Partitions            []int32
+}
+
+type wireEdge struct {
+	From, To      int32
+	Kind          graph.EdgeKind
+	Relation      graph.Relation
+	Group         string
+	Count, Errors int
+	ClientIDs     []string
+	Latencies     []int64
+}
+
+type wireSpan struct {
+	Trace trace.TraceID
+	Span  trace.SpanID
+}
+
+type wireRef struct {
+	Span    wireSpan
+	Service string
+}
+
+type wireProducer struct {
+	Span          wireSpan
+	Start, Offset int64
+	Partition     int32
+	Service       int32
+	Topic         int32
+}
+
+type wireMsgID struct {
+	Producer int
+	ID       string
+}
+
+type wirePending struct {
+	Ref                  wireRef
+	Node, Topic          int32
+	Group, Client, MsgID string
+	Partition            int32
+	Offset, Start        int64
+	Err                  bool
+	Links                []wireSpan
+}
+
+type wireRoot struct {
+	Ref         wireRef
+	Node, Topic int32
+	Key, Client string
+	Start, Dur  int64
+	Err         bool
+}
+
+type wireKeyed struct {
+	Service, Key string
+	Ref          wireRef
+	Topic        string
+	Start        int64
+}
+
+type wireFinding struct {
+	Rule    analyze.Rule
+	A, B, C string
+	Finding analyze.Finding
+	Last    trace.TraceID
+	First   bool
+}
+
+type wireConsRoot struct {
+	Span           wireSpan
+	Service, Topic string
+	Server         bool
+	Pending        int32
+}
+
+type wireLinked struct {
+	Trace   trace.TraceID
+	Rule    analyze.Rule
+	A, B, C string
+	Links   []wireSpan
+	Counted bool
+}
+
+func refOut(r graph.SpanRef) wireRef {
+	return wireRef{wireSpan{r.TraceID, r.SpanID}, r.Service}
+}
+
+func (r wireRef) in() graph.SpanRef {
+	return graph.SpanRef{TraceID: r.Span.Trace, SpanID: r.Span.Span, Service: r.Service}
+}
+
+// MarshalBinary writes the partial in ktrace's versioned partial format.
+// The partial stays usable.
+func (p *Partial) MarshalBinary() ([]byte, error) {
+	a, b := p.a, p.a.b
+	b.flushEdges()
+	w := wirePartial{SkewTolerance: a.tol, Traces: a.traces, Spans: a.spans, GraphTraces: b.traces, GraphSpans: b.spans,
+		Incomplete: a.incomplete}
+	for _, n := range b.nodeList {
+		w.Nodes = append(w.Nodes, wireNode{Kind: n.kind, Name: n.name, Spans: n.spans, Errors: n.errors,
+			Instances: keys(n.instances), Operations: keys(n.operations), Partitions: keys(n.partitions)})
+	}
+	counts := make([]int, len(b.edgeList))
+	for i, e := range b.edgeList {
+		counts[i] = e.nlat
+	}
+	lat := make([][]int64, len(b.edgeList))
+	gatherSamples(b.edgeList, append(b.logs[:len(b.logs):len(b.logs)], sampleLog{b.samples, b.edgeList}), counts, lat)
+	for i, e := range b.edgeList {
+		w.Edges = append(w.Edges, wireEdge{From: e.from.seq, To: e.to.seq, Kind: e.kind, Relation: e.rel, Group: e.group,
+			Count: e.count, Errors: e.errors, ClientIDs: keys(e.clientIDs), Latencies: lat[i]})
+	}
+	b.producers.stretches(0, b.producers.Len(), func(run *producerRun, c []producer) {
+		for _, pr := range c {
+			if run.to != nil {
+				pr.svc, pr.topic = run.to[pr.svc], run.to[pr.topic]
+			}
+			w.Producers = append(w.Producers, wireProducer{wireSpan{pr.tid, pr.sid}, pr.start, pr.offset, pr.partition, pr.svc, pr.topic})
+		}
+	})
+	for _, m := range b.msgIDs {
+		w.MsgIDs = append(w.MsgIDs, wireMsgID{m.j, m.id})
+	}
+	for j := 0; j < b.pending.Len(); j++ {
+		pc := b.pending.At(j)
+		wp := wirePending{Ref: refOut(pc.ref), Node: pc.node.seq, Topic: pc.topic.seq, Group: pc.group, Client: pc.client,
+			MsgID: pc.msgID, Partition: pc.partition, Offset: pc.offset, Start: pc.start, Err: pc.err}
+		for _, l := range pc.links {
+			wp.Links = append(wp.Links, wireSpan{l.TraceID, l.SpanID})
+		}
+		w.Pending = append(w.Pending, wp)
+	}
+	for _, r := range b.roots {
+		w.Roots = append(w.Roots, wireRoot{Ref: refOut(r.ref), Node: r.node.seq, Topic: r.topic.seq, Key: r.key, Client: r.client,
+			Start: r.start, Dur: r.dur, Err: r.err})
+	}
+	for k, list := range b.keyed {
+		for _, c := range list {
+			w.Keyed = append(w.Keyed, wireKeyed{Service: k.service, Key: k.key, Ref: refOut(c.ref), Topic: c.topic, Start: c.start})
+		}
+	}
+	for i, c := range []*collector{a.found, a.serverRoots, a.inside} {
+		for _, f := range c.order {
+			w.Findings[i] = append(w.Findings[i], wireFinding{f.key.rule, f.key.a, f.key.b, f.key.c, f.Finding, f.last, f.first})
+		}
+	}
+	for _, r := range a.consRoots {
+		w.ConsRoots = append(w.ConsRoots, wireConsRoot{wireSpan{r.span.tid, r.span.sid}, r.svc, r.topic, r.server, r.pending})
+	}
+	for _, lp := range a.linked {
+		wl := wireLinked{Trace: lp.tid, Rule: lp.key.rule, A: lp.key.a, B: lp.key.b, C: lp.key.c, Counted: lp.counted}
+		for _, l := range lp.links {
+			wl.Links = append(wl.Links, wireSpan{l.tid, l.sid})
+		}
+		w.Linked = append(w.Linked, wl)
+	}
+	for _, l := range append([]chunkList[spanKey]{a.consumers}, a.merged...) {
+		for _, c := range l.Chunks() {
+			for _, k := range c {
+				w.Consumers = append(w.Consumers, wireSpan{k.tid, k.sid})
+			}
+		}
+	}
+	var buf bytes.Buffer
+	buf.WriteString(partialMagic)
+	buf.WriteByte(partialVersion)
+	if err := gob.NewEncoder(&buf).Encode(&w); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// UnmarshalBinary reads a partial MarshalBinary wrote, replacing p's
+// contents. Errors wrap ErrPartial.
+func (p *Partial) UnmarshalBinary(data []byte) error {
+	a, err := decodePartial(data)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPartial, err)
+	}
+	p.a = a
+	return nil
+}
+
+func decodePartial(data []byte) (*Analyzer, error) {
+	rest, ok := bytes.CutPrefix(data, []byte(partialMagic))
+	if !ok || len(rest) == 0 {
+		return nil, errors.New("no partial header")
+	}
+	if rest[0] != partialVersion {
+		return nil, fmt.Errorf("format version %d, this ktrace reads %d", rest[0], partialVersion)
+	}
+	var w wirePartial
+	if err := gob.NewDecoder(bytes.NewReader(rest[1:])).Decode(&w); err != nil {
+		return nil, err
+	}
+	a := NewAnalyzer(w.SkewTolerance)
+	b := a.b
+	a.traces, a.spans, a.incomplete = w.Traces, w.Spans, w.Incomplete
+	b.traces, b.spans = w.GraphTraces, w.GraphSpans
+	if min(w.Traces, w.Spans, w.GraphTraces, w.GraphSpans) < 0 {
+		return nil, errors.New("negative count")
+	}
+	for _, n := range w.Nodes {
+		if n.Kind > graph.KindUnknownCaller || min(n.Spans, n.Errors) < 0 {
+			return nil, fmt.Errorf("bad node %q", n.Name)
+		}
+		if _, dup := b.nodes[n.Kind][n.Name]; dup {
+			return nil, fmt.Errorf("node %q twice", n.Name)
+		}
+		t := b.node(n.Kind, n.Name)
+		t.spans, t.errors = n.Spans, n.Errors
+		for _, v := range n.Instances {
+			addTo(&t.instances, v)
+		}
+		for _, v := range n.Operations {
+			addTo(&t.operations, v)
+		}
+		for _, v := range n.Partitions {
+			t.notePartition(v)
+		}
+	}
+	nodes := func(is ...int32) bool {
+		for _, i := range is {
+			if i < 0 || int(i) >= len(b.nodeList) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, e := range w.Edges {
+		if !nodes(e.From, e.To) || e.From == e.To || e.Kind > graph.EdgePeer || e.Relation > graph.RelStitched || min(e.Count, e.Errors) < 0 {
+			return nil, errors.New("bad edge")
+		}
+		from, to := b.nodeList[e.From], b.nodeList[e.To]
+		sl := b.edge(from, to, e.Kind, e.Relation, e.Group)
+		t := b.edgeList[sl.seq1-1]
+		if t.count != 0 || t.nlat != 0 {
+			return nil, fmt.Errorf("edge %s → %s twice", from.name, to.name)
+		}
+		t.count, t.errors, t.nlat = e.Count, e.Errors, len(e.Latencies)
+		for _, v := range e.ClientIDs {
+			addTo(&t.clientIDs, v)
+		}
+		b.samples.reserve(len(e.Latencies))
+		for _, v := range e.Latencies {
+			b.samples.add(t.seq, v)
+		}
+	}
+	for _, pr := range w.Producers {
+		if !nodes(pr.Service, pr.Topic) {
+			return nil, errors.New("bad producer")
+		}
+		b.producers.add(producer{tid: pr.Span.Trace, sid: pr.Span.Span, start: pr.Start, offset: pr.Offset, partition: pr.Partition, svc: pr.Service, topic: pr.Topic})
+	}
+	for _, m := range w.MsgIDs {
+		if m.Producer < 0 || m.Producer >= b.producers.Len() {
+			return nil, errors.New("bad message id")
+		}
+		b.msgIDs = append(b.msgIDs, producerMsgID{m.Producer, m.ID})
+	}
+	for _, wp := range w.Pending {
+		if !nodes(wp.Node, wp.Topic) {
+			return nil, errors.New("bad pending consumer")
+		}
+		pc := pendingConsumer{ref: wp.Ref.in(), node: b.nodeList[wp.Node], topic: b.nodeList[wp.Topic], group: wp.Group, client: wp.Client,
+			partition: wp.Partition, offset: wp.Offset, msgID: wp.MsgID, start: wp.Start, err: wp.Err}
+		for _, l := range wp.Links {
+			pc.links = append(pc.links, trace.Ref{Type: trace.RefLink, TraceID: l.Trace, SpanID: l.Span})
+		}
+		b.pending.Add(pc)
+	}
+	for _, r := range w.Roots {
+		if !nodes(r.Node, r.Topic) {
+			return nil, errors.New("bad root producer")
+		}
+		b.roots = append(b.roots, rootProducer{ref: r.Ref.in(), node: b.nodeList[r.Node], topic: b.nodeList[r.Topic], key: r.Key, client: r.Client,
+			start: r.Start, dur: r.Dur, err: r.Err})
+	}
+	for _, k := range w.Keyed {
+		kk := keyedKey{k.Service, k.Key}
+		b.keyed[kk] = append(b.keyed[kk], keyedConsumer{ref: k.Ref.in(), topic: k.Topic, start: k.Start})
+	}
+	for i, c := range []*collector{a.found, a.serverRoots, a.inside} {
+		for _, wf := range w.Findings[i] {
+			k := findingKey{wf.Rule, wf.A, wf.B, wf.C}
+			f, isNew := c.get(k)
+			if !isNew || wf.Finding.Rule != wf.Rule || len(wf.Finding.Examples) > analyze.MaxExamples {
+				return nil, errors.New("bad finding")
+			}
+			f.Finding, f.last, f.first = wf.Finding, wf.Last, wf.First
+		}
+	}
+	for _, r := range w.ConsRoots {
+		if r.Pending < -1 || int(r.Pending) >= b.pending.Len() {
+			return nil, errors.New("bad consumer root")
+		}
+		a.consRoots = append(a.consRoots, consumerRoot{spanKey{r.Span.Trace, r.Span.Span}, r.Service, r.Topic, r.Server, r.Pending})
+	}
+	for _, wl := range w.Linked {
+		lp := linkedProducer{tid: wl.Trace, key: findingKey{wl.Rule, wl.A, wl.B, wl.C}, counted: wl.Counted}
+		for _, l := range wl.Links {
+			lp.links = append(lp.links, spanKey{l.Trace, l.Span})
+		}
+		a.linked = append(a.linked, lp)
+	}
+	for _, k := range w.Consumers {
+		a.consumers.Add(spanKey{k.Trace, k.Span})
+	}
+	return a, nil
+}
