@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"net"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/render"
+	"github.com/ktrace-dev/ktrace/source"
 	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/source/jaeger"
 	"github.com/ktrace-dev/ktrace/trace"
@@ -55,7 +55,7 @@ type SourceOptions struct {
 // test's fake through SourceOptions.dial.
 type jaegerClient interface {
 	Find(ctx context.Context, q jaeger.Query, set *trace.Set, progress func(jaeger.Stats)) (jaeger.Stats, error)
-	Traces(ctx context.Context, q jaeger.Query, progress func(jaeger.Stats), st *jaeger.Stats) iter.Seq2[*trace.Trace, error]
+	Traces(ctx context.Context, q jaeger.Query, progress func(jaeger.Stats), st *jaeger.Stats) source.Traces
 	Services(ctx context.Context) ([]string, error)
 	Operations(ctx context.Context, service string) ([]jaeger.Operation, error)
 	Close() error
@@ -225,7 +225,7 @@ func (o *SourceOptions) load(ctx context.Context, ios *IOStreams) (*trace.Set, e
 
 // jaegerTraces yields each trace Jaeger has for the flags as it arrives,
 // keeping none.
-func (o *SourceOptions) jaegerTraces(ctx context.Context, ios *IOStreams) iter.Seq2[*trace.Trace, error] {
+func (o *SourceOptions) jaegerTraces(ctx context.Context, ios *IOStreams) source.Traces {
 	return func(yield func(*trace.Trace, error) bool) {
 		stopped := false
 		err := o.searchJaeger(ctx, ios, func(c jaegerClient, q jaeger.Query, progress func(jaeger.Stats)) (jaeger.Stats, error) {
@@ -322,7 +322,7 @@ func (p *progress) done(format string, args ...any) {
 // inputs yields every trace of the --fixture and --file inputs, in that
 // order, as it is read. A trace ID may come more than once (load merges
 // the parts).
-func (o *SourceOptions) inputs(ios *IOStreams) iter.Seq2[*trace.Trace, error] {
+func (o *SourceOptions) inputs(ios *IOStreams) source.Traces {
 	return func(yield func(*trace.Trace, error) bool) {
 		var res trace.Resources
 		for _, name := range o.Fixtures {
@@ -347,7 +347,7 @@ func (o *SourceOptions) inputs(ios *IOStreams) iter.Seq2[*trace.Trace, error] {
 
 // pass yields what seq yields, and reports whether to go on: not once
 // yield says stop or seq has yielded an error.
-func pass(seq iter.Seq2[*trace.Trace, error], yield func(*trace.Trace, error) bool) bool {
+func pass(seq source.Traces, yield func(*trace.Trace, error) bool) bool {
 	for t, err := range seq {
 		if !yield(t, err) || err != nil {
 			return false
@@ -359,7 +359,7 @@ func pass(seq iter.Seq2[*trace.Trace, error], yield func(*trace.Trace, error) bo
 // readFile yields the traces of one file, with progress on stderr: a
 // running count on a terminal, and a closing line when the read took long
 // enough to wonder.
-func readFile(ios *IOStreams, path string, res *trace.Resources) iter.Seq2[*trace.Trace, error] {
+func readFile(ios *IOStreams, path string, res *trace.Resources) source.Traces {
 	return func(yield func(*trace.Trace, error) bool) {
 		p := newProgress(ios)
 		start := time.Now()
@@ -412,9 +412,9 @@ var errNotStreamed = errors.New("not streamed")
 // it is read, keeping none, so a command's memory does not grow with the
 // input. It yields errNotStreamed (at once, or at a repeated trace ID)
 // when the source must be loaded whole instead.
-func (o *SourceOptions) stream(ctx context.Context, ios *IOStreams) iter.Seq2[*trace.Trace, error] {
+func (o *SourceOptions) stream(ctx context.Context, ios *IOStreams) source.Traces {
 	return func(yield func(*trace.Trace, error) bool) {
-		var traces iter.Seq2[*trace.Trace, error]
+		var traces source.Traces
 		switch {
 		case o.Jaeger != "" && len(o.Files)+len(o.Fixtures) == 0:
 			traces = o.jaegerTraces(ctx, ios)

@@ -3,13 +3,13 @@ package engine
 import (
 	"context"
 	"errors"
-	"iter"
 	"runtime"
 	"sync"
 	"time"
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/source"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -32,7 +32,7 @@ type Options struct {
 // distinct by ID; Run does not keep them, but a yielded trace must not
 // change until Run returns. It stops at the first error traces yields, or
 // when ctx ends, and returns that error with no result.
-func Run(ctx context.Context, traces iter.Seq2[*trace.Trace, error], o Options) (*graph.Graph, analyze.Report, error) {
+func Run(ctx context.Context, traces source.Traces, o Options) (*graph.Graph, analyze.Report, error) {
 	p, err := Collect(ctx, traces, o)
 	if err != nil {
 		return nil, analyze.Report{}, err
@@ -54,7 +54,7 @@ type Partial struct {
 }
 
 // Collect reads traces, as Run does, into a partial.
-func Collect(ctx context.Context, traces iter.Seq2[*trace.Trace, error], o Options) (*Partial, error) {
+func Collect(ctx context.Context, traces source.Traces, o Options) (*Partial, error) {
 	workers := o.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -169,7 +169,7 @@ func (p *Partial) Finish() (*graph.Graph, analyze.Report) {
 }
 
 // Slice yields the traces of a slice, for Run.
-func Slice(traces []trace.Trace) iter.Seq2[*trace.Trace, error] {
+func Slice(traces []trace.Trace) source.Traces {
 	return func(yield func(*trace.Trace, error) bool) {
 		for i := range traces {
 			if !yield(&traces[i], nil) {

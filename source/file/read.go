@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"os"
 	"unicode/utf8"
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/ktrace-dev/ktrace/source"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -240,7 +240,7 @@ var errStopped = errors.New("stopped")
 // Traces yields each trace ReadEach decodes from r, as it is complete; an
 // error ends the sequence as its last value. It is the iterator every
 // source gives (see also jaeger.Client.Traces).
-func Traces(r io.Reader, name string, res *trace.Resources) iter.Seq2[*trace.Trace, error] {
+func Traces(r io.Reader, name string, res *trace.Resources) source.Traces {
 	return func(yield func(*trace.Trace, error) bool) {
 		_, err := ReadEach(r, name, func(t trace.Trace) error {
 			if !yield(&t, nil) {
@@ -255,7 +255,7 @@ func Traces(r io.Reader, name string, res *trace.Resources) iter.Seq2[*trace.Tra
 }
 
 // FileTraces is Traces over the file at path ("-" is stdin).
-func FileTraces(path string, stdin io.Reader, res *trace.Resources) iter.Seq2[*trace.Trace, error] {
+func FileTraces(path string, stdin io.Reader, res *trace.Resources) source.Traces {
 	return func(yield func(*trace.Trace, error) bool) {
 		_, err := ReadFileEach(path, stdin, func(t trace.Trace) error {
 			if !yield(&t, nil) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"sync"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ktrace-dev/ktrace/source"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -387,7 +387,7 @@ var errStopped = errors.New("stopped")
 // FindEach hands them on); an error ends the sequence as its last value.
 // When the sequence ends, *st (if st is not nil) holds the search's stats.
 // It is the iterator every source gives (see also file.Traces).
-func (c *Client) Traces(ctx context.Context, q Query, progress func(Stats), st *Stats) iter.Seq2[*trace.Trace, error] {
+func (c *Client) Traces(ctx context.Context, q Query, progress func(Stats), st *Stats) source.Traces {
 	return func(yield func(*trace.Trace, error) bool) {
 		s, err := c.FindEach(ctx, q, func(t *trace.Trace) error {
 			if !yield(t, nil) {
