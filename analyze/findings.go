@@ -24,8 +24,8 @@ const (
 	RuleClockSkew     Rule = "clock-skew"
 )
 
-// rank is the rule's place in the order above.
-func (r Rule) rank() int {
+// RuleRank is the rule's place in the order above.
+func RuleRank(r Rule) int {
 	switch r {
 	case RuleLostInside:
 		return 0
@@ -189,18 +189,21 @@ func (r *Report) Sort() {
 	for i := range r.Findings {
 		slices.Sort(r.Findings[i].From)
 	}
-	slices.SortFunc(r.Findings, compareFindings)
+	cmpf := func(a, b Finding) int { return CompareFindings(&a, &b) }
+	if !slices.IsSortedFunc(r.Findings, cmpf) {
+		slices.SortFunc(r.Findings, cmpf)
+	}
 	slices.SortFunc(r.Incomplete, graph.CompareTraceIDs)
 }
 
-// compareFindings orders findings as Report.Sort does. (cmp.Or would work
+// CompareFindings orders findings as Report.Sort does. (cmp.Or would work
 // out every comparison before choosing; a report may hold thousands.)
-func compareFindings(a, b Finding) int {
+func CompareFindings(a, b *Finding) int {
 	switch {
 	case a.Traces != b.Traces:
 		return cmp.Compare(b.Traces, a.Traces)
 	case a.Rule != b.Rule:
-		return cmp.Compare(a.Rule.rank(), b.Rule.rank())
+		return cmp.Compare(RuleRank(a.Rule), RuleRank(b.Rule))
 	case a.Where != b.Where:
 		return strings.Compare(a.Where, b.Where)
 	}

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"cmp"
+	"encoding/binary"
 	"slices"
 	"time"
 
@@ -309,8 +311,8 @@ func (a *Analyzer) judge() analyze.Report {
 	rep := analyze.Report{Traces: a.traces, Spans: a.spans, Incomplete: a.incomplete}
 	if len(out.order) > 0 {
 		rep.Findings = make([]analyze.Finding, len(out.order))
-		for i, f := range out.order {
-			rep.Findings[i] = f.Finding
+		for i, k := range findingOrder(out.order) {
+			rep.Findings[i] = out.order[k].Finding
 		}
 	}
 	rep.Sort()
@@ -360,6 +362,49 @@ func (a *Analyzer) judgeLinked(x *whole, inside *collector) {
 			f.count(lp.tid)
 		}
 	}
+}
+
+// findingOrder returns the findings' indexes in the report's order
+// (analyze.Report.Sort, which then finds them sorted). It sorts small keys,
+// not the findings: a Finding is large to move, and comparing through
+// pointers to thousands of them reads them at random. Most findings tie on
+// traces and rule, so a key also holds the first eight bytes of Where as a
+// number: the texts themselves are compared only when those are the same.
+func findingOrder(fs []*finding) []int32 {
+	type key struct {
+		traces uint64 // ^Traces: most traces first
+		head   uint64
+		rule   int32
+		i      int32
+	}
+	ks := make([]key, len(fs))
+	for i, f := range fs {
+		ks[i] = key{^uint64(f.Traces), head(f.Where), int32(analyze.RuleRank(f.Rule)), int32(i)}
+	}
+	slices.SortFunc(ks, func(a, b key) int {
+		switch {
+		case a.traces != b.traces:
+			return cmp.Compare(a.traces, b.traces)
+		case a.rule != b.rule:
+			return cmp.Compare(a.rule, b.rule)
+		case a.head != b.head:
+			return cmp.Compare(a.head, b.head)
+		}
+		return analyze.CompareFindings(&fs[a.i].Finding, &fs[b.i].Finding)
+	})
+	out := make([]int32, len(ks))
+	for i, k := range ks {
+		out[i] = k.i
+	}
+	return out
+}
+
+// head is the first eight bytes of s as a big-endian number, zeros past
+// its end: strings with different heads compare as their heads do.
+func head(s string) uint64 {
+	var b [8]byte
+	copy(b[:], s)
+	return binary.BigEndian.Uint64(b[:])
 }
 
 // whole is what the whole set says, read from the builder once the graph

@@ -113,3 +113,46 @@ func TestHopCounts(t *testing.T) {
 		t.Fatalf("finding the hops again made %d new ones", len(h.hops)-len(want))
 	}
 }
+
+// TestHead: strings whose heads differ compare as their heads do (so the
+// findings' sort may skip comparing their texts).
+func TestHead(t *testing.T) {
+	words := []string{"", "a", "a\x00", "ab", "abcdefgh", "abcdefgh2", "abcdefgi", "b", "svc-07 → t", "svc-07 → u", "svc-08", "\xff\xff"}
+	differ := 0
+	for _, a := range words {
+		for _, b := range words {
+			if ha, hb := head(a), head(b); ha != hb {
+				differ++
+				if (ha < hb) != (a < b) {
+					t.Errorf("%q < %q is %v, but their heads say %v", a, b, a < b, ha < hb)
+				}
+			}
+		}
+	}
+	if differ < len(words)*(len(words)-1)-8 {
+		t.Errorf("only %d ordered pairs with different heads", differ)
+	}
+}
+
+// TestSortRuns: a slice of a few ascending runs (merged) or many (sorted)
+// comes out as slices.Sort leaves it, ties included, for run counts on
+// either side of the limit.
+func TestSortRuns(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	for round := 0; round < 500; round++ {
+		var a []int
+		for range rng.IntN(30) {
+			run := make([]int, rng.IntN(50))
+			for i := range run {
+				run[i] = rng.IntN(100)
+			}
+			slices.Sort(run)
+			a = append(a, run...)
+		}
+		want := slices.Sorted(slices.Values(a))
+		sortRuns(a, func(x, y int) int { return x - y })
+		if !slices.Equal(a, want) {
+			t.Fatalf("round %d: %v, want %v", round, a, want)
+		}
+	}
+}

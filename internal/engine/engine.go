@@ -115,12 +115,11 @@ func Collect(ctx context.Context, traces source.Traces, o Options) (*Partial, er
 			err = terr
 			break
 		}
-		if cerr := ctx.Err(); cerr != nil {
-			err = cerr
-			break
-		}
 		batch = append(batch, item{t, o.Incomplete != nil && o.Incomplete(t)})
 		if spans += len(t.Spans); spans >= batchSpans || len(batch) == 256 {
+			if err = ctx.Err(); err != nil {
+				break
+			}
 			send(batch)
 			spans = 0
 			select {
@@ -129,6 +128,9 @@ func Collect(ctx context.Context, traces source.Traces, o Options) (*Partial, er
 				batch = nil
 			}
 		}
+	}
+	if err == nil {
+		err = ctx.Err()
 	}
 	if len(batch) > 0 && err == nil {
 		send(batch)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // Graph resolves the consumers whose producer was not their parent — through
@@ -114,6 +115,51 @@ func (b *Builder) export() *graph.Graph {
 	return g
 }
 
+// sortRuns sorts a, which is usually a few ascending runs: each worker's
+// stitches come in the order of its traces, and traces often come sorted
+// (a snapshot's do). Few runs are merged, two by two, in linear passes;
+// many are sorted.
+func sortRuns[T any](a []T, compare func(x, y T) int) {
+	var ends []int // where each run ends
+	for i := 1; i <= len(a); i++ {
+		if i == len(a) || compare(a[i-1], a[i]) > 0 {
+			ends = append(ends, i)
+			if len(ends) > 16 {
+				slices.SortFunc(a, compare)
+				return
+			}
+		}
+	}
+	buf := make([]T, 0, len(a))
+	for len(ends) > 1 {
+		var next []int
+		start := 0
+		for k := 0; k < len(ends); k += 2 {
+			if k+1 == len(ends) {
+				next = append(next, ends[k])
+				break
+			}
+			mid, end := ends[k], ends[k+1]
+			buf = buf[:0]
+			i, j := start, mid
+			for i < mid && j < end {
+				if compare(a[j], a[i]) < 0 {
+					buf = append(buf, a[j])
+					j++
+				} else {
+					buf = append(buf, a[i])
+					i++
+				}
+			}
+			buf = append(append(buf, a[i:mid]...), a[j:end]...)
+			copy(a[start:end], buf)
+			next = append(next, end)
+			start = end
+		}
+		ends = next
+	}
+}
+
 // permute puts a in the order order gives (order[i]: the index of the
 // value that goes to i), in place: each value moves once.
 func permute[T any](a []T, order []int32) {
@@ -140,34 +186,44 @@ func permute[T any](a []T, order []int32) {
 // sorts small keys, not the stitches: a stitch is over 200 bytes to move,
 // and a set has tens of thousands.
 func stitchOrder(st []graph.Stitch) []int32 {
+	// The key: the stitch's kind and first span (by the order's rule) in
+	// 32 bytes; ties, rare, are broken by the second span.
 	type key struct {
-		kind graph.StitchKind
-		a, b graph.SpanRef // first and second by the order's rule, names left out
-		i    int32
+		high, low uint64 // the first span's trace
+		span      trace.SpanID
+		kind      graph.StitchKind
+		i         int32
 	}
 	ks := make([]key, len(st))
 	for i := range st {
-		first, second := st[i].Consumer, st[i].Producer
+		first := &st[i].Consumer
 		if st[i].Kind == graph.StitchPassThrough {
-			first, second = second, first
+			first = &st[i].Producer
 		}
-		first.Service, second.Service = "", ""
-		ks[i] = key{st[i].Kind, first, second, int32(i)}
+		ks[i] = key{first.TraceID.High, first.TraceID.Low, first.SpanID, st[i].Kind, int32(i)}
 	}
-	ref := func(a, b *graph.SpanRef) int {
+	second := func(k key) *graph.SpanRef {
+		if k.kind == graph.StitchPassThrough {
+			return &st[k.i].Consumer
+		}
+		return &st[k.i].Producer
+	}
+	sortRuns(ks, func(x, y key) int {
+		switch {
+		case x.kind != y.kind:
+			return cmp.Compare(x.kind, y.kind)
+		case x.high != y.high:
+			return cmp.Compare(x.high, y.high)
+		case x.low != y.low:
+			return cmp.Compare(x.low, y.low)
+		case x.span != y.span:
+			return cmp.Compare(x.span, y.span)
+		}
+		a, b := second(x), second(y)
 		if c := graph.CompareTraceIDs(a.TraceID, b.TraceID); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.SpanID, b.SpanID)
-	}
-	slices.SortFunc(ks, func(x, y key) int {
-		if x.kind != y.kind {
-			return cmp.Compare(x.kind, y.kind)
-		}
-		if c := ref(&x.a, &y.a); c != 0 {
-			return c
-		}
-		return ref(&x.b, &y.b)
 	})
 	out := make([]int32, len(ks))
 	for i, k := range ks {

@@ -95,10 +95,10 @@ func TestProducerStretches(t *testing.T) {
 				want = all[lo:hi]
 			}
 			if !slices.Equal(got, want) {
-				t.Fatalf("[%d, %d): %d producers from %v, want %d from %v", lo, hi, len(got), head(got), len(want), head(want))
+				t.Fatalf("[%d, %d): %d producers from %v, want %d from %v", lo, hi, len(got), first3(got), len(want), first3(want))
 			}
 		}
 	}
 }
 
-func head(s []int64) []int64 { return s[:min(3, len(s))] }
+func first3(s []int64) []int64 { return s[:min(3, len(s))] }
