@@ -34,9 +34,22 @@ import (
 //   - a span that starts more than SkewTolerance before its parent in
 //     another service, or a stitched consumer more than SkewTolerance
 //     before its producer, is clock skew.
+//
+// What cannot be told is listed apart (Report.Unverifiable), never as a
+// break: "in the data" means among the traces given, incomplete ones too.
+//   - A consumer span (not under a consumer span of its topic in its
+//     service) whose parent is not a producer of its topic, that no link
+//     ties to a producer of its topic in the data and the graph did not
+//     stitch, and that links to a trace not in the data (and names no
+//     parent missing from its trace: that is an orphan), is an unverified
+//     hop (topic → consumer service).
+//   - A produce span that would be lost inside its service but carries,
+//     on it or an ancestor in its service, a link to a trace not in the
+//     data is an unverified output instead.
 func Breaks(traces []trace.Trace, g *graph.Graph, o Options) Report {
 	w := newWhole(g, traces, o)
 	c := tally{}
+	u := tally{}
 	rep := Report{}
 	for i := range traces {
 		t := &traces[i]
@@ -46,11 +59,15 @@ func Breaks(traces []trace.Trace, g *graph.Graph, o Options) Report {
 		}
 		rep.Traces++
 		rep.Spans += len(t.Spans)
-		w.trace(t, c)
+		w.trace(t, c, u)
 	}
 	for _, f := range c {
 		f.Traces = len(f.traces)
 		rep.Findings = append(rep.Findings, f.Finding)
+	}
+	for _, f := range u {
+		f.Traces = len(f.traces)
+		rep.Unverifiable = append(rep.Unverifiable, f.Finding)
 	}
 	rep.Sort()
 	return rep
@@ -68,11 +85,16 @@ type whole struct {
 	stitched       map[spanKey]graph.Stitch
 	// consumerSpans are the consumer spans of the traces analysed.
 	consumerSpans map[spanKey]bool
+	// present are the traces in the data; producers the produce spans in
+	// it, with their topics.
+	present   map[trace.TraceID]bool
+	producers map[spanKey]string
 }
 
 func newWhole(g *graph.Graph, traces []trace.Trace, o Options) *whole {
 	w := &whole{o: o, calledByOthers: map[string]bool{}, producedTopics: map[string]bool{},
-		consumes: map[string][]string{}, stitched: map[spanKey]graph.Stitch{}, consumerSpans: map[spanKey]bool{}}
+		consumes: map[string][]string{}, stitched: map[spanKey]graph.Stitch{}, consumerSpans: map[spanKey]bool{},
+		present: map[trace.TraceID]bool{}, producers: map[spanKey]string{}}
 	for _, e := range g.Edges {
 		switch {
 		case e.Kind == graph.EdgeCall && e.Relation == graph.RelParent:
@@ -89,17 +111,62 @@ func newWhole(g *graph.Graph, traces []trace.Trace, o Options) *whole {
 		}
 	}
 	for i := range traces {
-		if o.Incomplete[traces[i].ID] {
-			continue
+		w.present[traces[i].ID] = true
+		byID := map[trace.SpanID]*trace.Span{}
+		for j := range traces[i].Spans {
+			byID[traces[i].Spans[j].SpanID] = &traces[i].Spans[j]
 		}
 		for j := range traces[i].Spans {
 			s := &traces[i].Spans[j]
-			if m, ok := s.Messaging(); ok && m.IsConsumer() {
+			m, ok := s.Messaging()
+			switch {
+			case ok && m.IsConsumer() && !o.Incomplete[traces[i].ID]:
 				w.consumerSpans[spanKey{s.TraceID, s.SpanID}] = true
+			case ok && m.IsProducer() && m.Destination != "":
+				// As the graph pairs them: not a publish span nested in
+				// another of the same record.
+				pid, _ := s.Parent()
+				if p := byID[pid]; p == nil || p.Service() != s.Service() || !trace.SameHop(p, m, true) {
+					w.producers[spanKey{s.TraceID, s.SpanID}] = m.Destination
+				}
 			}
 		}
 	}
 	return w
+}
+
+// absentLink reports whether any of refs is a link to a trace not in the
+// data.
+func (w *whole) absentLink(refs []trace.Ref) bool {
+	for _, r := range refs {
+		if r.Type == trace.RefLink && !w.present[r.TraceID] {
+			return true
+		}
+	}
+	return false
+}
+
+// unverifiedHop reports whether consumer span s, of messaging view m and
+// parent p (nil: none in its trace), is an unverified hop (see Breaks).
+func (w *whole) unverifiedHop(s, p *trace.Span, m trace.Messaging) bool {
+	_, hasParent := s.Parent()
+	switch {
+	case m.Destination == "" || hasParent && p == nil:
+		return false
+	case p != nil && p.Service() == s.Service() && trace.SameHop(p, m, false):
+		return false // a process span under its receive span
+	case trace.SameHop(p, m, true):
+		return false // its producer is its parent
+	}
+	if _, ok := w.stitched[spanKey{s.TraceID, s.SpanID}]; ok {
+		return false
+	}
+	for _, r := range s.Refs {
+		if r.Type == trace.RefLink && w.producers[spanKey{r.TraceID, r.SpanID}] == m.Destination {
+			return false
+		}
+	}
+	return w.absentLink(s.Refs)
 }
 
 // tally counts findings by what they are made of.
@@ -130,7 +197,7 @@ func (c tally) count(k findingKey, tid trace.TraceID, make func() Finding) *Find
 	return &f.Finding
 }
 
-func (w *whole) trace(t *trace.Trace, c tally) {
+func (w *whole) trace(t *trace.Trace, c, u tally) {
 	byID := map[trace.SpanID]*trace.Span{}
 	for i := range t.Spans {
 		byID[t.Spans[i].SpanID] = &t.Spans[i]
@@ -162,10 +229,23 @@ func (w *whole) trace(t *trace.Trace, c tally) {
 				w.skew(c, from, svc, SkewBeforeProducer, -st.Lag, t.ID)
 			}
 		}
-		if isMsg && m.IsProducer() && m.Destination != "" && len(w.consumes[svc]) > 0 && !w.continuesInput(byID, s) {
-			c.count(findingKey{rule: RuleLostInside, a: svc, b: m.Destination}, t.ID, func() Finding {
-				return LostInside(svc, w.consumes[svc], m.Destination)
+		if isMsg && m.IsConsumer() && w.unverifiedHop(s, byID[pid], m) {
+			f := u.count(findingKey{rule: RuleUnverifiedHop, a: m.Destination, b: svc}, t.ID, func() Finding {
+				return UnverifiedHop(m.Destination, svc, m.ConsumerGroup)
 			})
+			f.Group = min(f.Group, m.ConsumerGroup)
+		}
+		if isMsg && m.IsProducer() && m.Destination != "" && len(w.consumes[svc]) > 0 {
+			switch w.carriesOn(byID, s) {
+			case lost:
+				c.count(findingKey{rule: RuleLostInside, a: svc, b: m.Destination}, t.ID, func() Finding {
+					return LostInside(svc, w.consumes[svc], m.Destination)
+				})
+			case unverified:
+				u.count(findingKey{rule: RuleUnverifiedOutput, a: svc, b: m.Destination}, t.ID, func() Finding {
+					return UnverifiedOutput(svc, w.consumes[svc], m.Destination)
+				})
+			}
 		}
 	}
 	if len(rootSvcs) > 1 || roots > 1 {
@@ -197,27 +277,43 @@ func (w *whole) root(c tally, s *trace.Span, m trace.Messaging, isMsg bool) {
 	}
 }
 
-// continuesInput reports whether produce span s carries on from its input
-// (see Breaks); a chain that leaves the trace counts as carrying on.
-func (w *whole) continuesInput(byID map[trace.SpanID]*trace.Span, s *trace.Span) bool {
+// outcome is a hop's judgement: its downstream span continued the
+// context, lost it, or cannot be told.
+type outcome int
+
+const (
+	continued outcome = iota
+	lost
+	unverified
+)
+
+// carriesOn judges produce span s (see Breaks): a chain of ancestors that
+// leaves the trace counts as carrying on (it is not this rule's to judge).
+func (w *whole) carriesOn(byID map[trace.SpanID]*trace.Span, s *trace.Span) outcome {
 	svc := s.Service()
+	absent := false
 	for cur := s; ; {
 		if cur != s && (cur.Kind == trace.KindConsumer || cur.Kind == trace.KindServer) {
-			return true
+			return continued
 		}
 		if cur.Service() == svc {
 			for _, r := range cur.Refs {
 				if r.Type == trace.RefLink && w.consumerSpans[spanKey{r.TraceID, r.SpanID}] {
-					return true
+					return continued
 				}
 			}
+			absent = absent || w.absentLink(cur.Refs)
 		}
 		pid, ok := cur.Parent()
 		if !ok {
-			return false
+			break
 		}
 		if cur = byID[pid]; cur == nil {
-			return true
+			return continued
 		}
 	}
+	if absent {
+		return unverified
+	}
+	return lost
 }

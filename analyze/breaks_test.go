@@ -283,3 +283,61 @@ func TestBrokenSet(t *testing.T) {
 		t.Fatalf("rules found: %v, want all six", rules)
 	}
 }
+
+// A consumer that links to a producer whose trace is not in the data
+// (sampled out) is not a break and not continued: it is unverifiable, and
+// so is a processor's output whose only link points out of the data. A
+// link into the data to something that is not a consumer is still lost.
+func TestUnverifiable(t *testing.T) {
+	absent := trace.TraceID{Low: 99}
+	out := []trace.Ref{{Type: trace.RefLink, TraceID: absent, SpanID: 1}}
+	r := run(
+		mk(t1, spec{id: 1, svc: "c", kind: trace.KindConsumer, attrs: topic("orders", "messaging.consumer.group.name", "g"), links: out}),
+		mk(t2, spec{id: 2, svc: "p", kind: trace.KindProducer, attrs: topic("orders")}), // the topic has producers
+	)
+	none(t, r)
+	if len(r.Unverifiable) != 1 || r.Unverifiable[0].Rule != analyze.RuleUnverifiedHop || r.Unverifiable[0].Where != "orders → c: linked trace not in the data" ||
+		r.Unverifiable[0].Group != "g" || r.Unverifiable[0].Traces != 1 {
+		t.Fatalf("unverifiable %+v", r.Unverifiable)
+	}
+	// A processor: consumes orders, then writes totals from a new trace
+	// that links out of the data (unverifiable) or to its own producer
+	// span (lost).
+	consume := mk(t1, spec{id: 1, svc: "p0", kind: trace.KindProducer, attrs: topic("orders")},
+		spec{id: 2, parent: 1, svc: "agg", kind: trace.KindConsumer, ms: 1, attrs: topic("orders")})
+	r = run(consume, mk(t2, spec{id: 3, svc: "agg", kind: trace.KindProducer, ms: 2, attrs: topic("totals"), links: out}))
+	none(t, r)
+	if len(r.Unverifiable) != 1 || r.Unverifiable[0].Rule != analyze.RuleUnverifiedOutput || r.Unverifiable[0].Where != "agg: orders → totals: linked trace not in the data" {
+		t.Fatalf("unverifiable %+v", r.Unverifiable)
+	}
+	r = run(consume, mk(t2, spec{id: 3, svc: "agg", kind: trace.KindProducer, ms: 2, attrs: topic("totals"),
+		links: []trace.Ref{{Type: trace.RefLink, TraceID: t1, SpanID: 1}}}))
+	only(t, r, analyze.RuleLostInside, "agg: orders → totals", 1)
+	if len(r.Unverifiable) != 0 {
+		t.Fatalf("unverifiable %+v", r.Unverifiable)
+	}
+}
+
+// TestSampledSets: on synthetic sets whose consumers link to their
+// producers and whose traces are kept at a ratio, as head sampling keeps
+// them, nothing is a break, and what lost its other end is unverifiable;
+// the engine agrees (run). Without links, the lost hops are still found.
+func TestSampledSets(t *testing.T) {
+	for _, ratio := range []float64{0.3, 0.6} {
+		linked := synth.Generate(synth.Config{Traces: 400, BrokenShare: 0.5, LinkShare: 1, MessagingOnly: true, SampleRatio: ratio, Seed: 6})
+		r := run(linked...)
+		none(t, r)
+		if len(r.Unverifiable) == 0 {
+			t.Fatalf("ratio %.1f: nothing unverifiable", ratio)
+		}
+		g := graph.Build(linked)
+		all := analyze.CheckAll(g, 0.99, 1)
+		if all.Verdict == analyze.Fail || all.Unverifiable == 0 {
+			t.Fatalf("ratio %.1f: spec-less check %s (%s), %d unverifiable", ratio, all.Verdict, all.Reason, all.Unverifiable)
+		}
+		lost := synth.Generate(synth.Config{Traces: 400, BrokenShare: 0.5, MessagingOnly: true, SampleRatio: ratio, Seed: 6})
+		if r := run(lost...); len(r.Findings) == 0 {
+			t.Fatalf("ratio %.1f, broken hops without links: no finding", ratio)
+		}
+	}
+}

@@ -26,9 +26,14 @@ type HopResult struct {
 	Relation Relation
 	Line     int
 	// Seen counts the hop's downstream spans; Continuous those that continue
-	// (with the required relation) from the hop before. A flow's first hop
-	// starts at its entry and is continuous by definition.
+	// (with the required relation) from the hop before; Unverifiable those
+	// whose other end is not in the data (Why says how), so that whether
+	// they continue cannot be told. Continuity is Continuous over the
+	// verifiable spans, Seen − Unverifiable. A flow's first hop starts at
+	// its entry and is continuous by definition.
 	Seen, Continuous int
+	Unverifiable     int
+	Why              string
 	Continuity       float64
 	P99, MaxLatency  time.Duration
 	Verdict          Verdict
@@ -43,9 +48,13 @@ type FlowResult struct {
 	Line int
 	File string
 	Hops []HopResult
-	// Reaching counts traces that reach the flow's end; Covering those whose
-	// every hop back to the entry is continuous (through parents or links).
+	// Reaching counts the verifiable traces that reach the flow's end;
+	// Covering those whose every hop back to the entry is continuous
+	// (through parents or links). Unverifiable counts the traces reaching
+	// the end whose way back meets a hop that cannot be told (and none that
+	// is lost): left out of Reaching and of the ratio.
 	Reaching, Covering int
+	Unverifiable       int
 	// Unit is what Reaching counts: "traces" (flows) or "records" (the
 	// spec-less check).
 	Unit          string
@@ -70,6 +79,32 @@ func (n node) name() string {
 
 type checker struct {
 	byKey map[spanKey]*trace.Span
+}
+
+// Why a hop cannot be told.
+const (
+	whyLinkOut   = "linked trace not in the data"
+	whyParentOut = "parent span not in the data"
+)
+
+// outOfData says why span s's way back leaves the data — a link (on it,
+// or for produce and call hops on an ancestor) to a span not in the data,
+// or an ancestor's parent not in it — or "" when it does not.
+func (c *checker) outOfData(kind string, s *trace.Span) string {
+	for cur := s; cur != nil; cur = c.parent(cur) {
+		for _, r := range cur.Refs {
+			if r.Type == trace.RefLink && c.byKey[spanKey{r.TraceID, r.SpanID}] == nil {
+				return whyLinkOut
+			}
+		}
+		if pid, ok := cur.Parent(); ok && c.parent(cur) == nil && pid != 0 {
+			return whyParentOut
+		}
+		if kind == "consume" {
+			break
+		}
+	}
+	return ""
 }
 
 func newChecker(traces []trace.Trace) *checker {
@@ -208,9 +243,11 @@ func (c *checker) flow(f Flow, file string) FlowResult {
 			Seen: len(spans), MaxLatency: st.MaxLatency}
 		res.Hops = append(res.Hops, h)
 	}
+	unverifiable := make([]map[*trace.Span]bool, len(nodes))
 	for i := 1; i < len(nodes); i++ {
 		h := &res.Hops[i-1]
 		upOf[i] = map[*trace.Span]*trace.Span{}
+		unverifiable[i] = map[*trace.Span]bool{}
 		var lat []time.Duration
 		for _, s := range evidence[i] {
 			if i == 1 {
@@ -219,6 +256,12 @@ func (c *checker) flow(f Flow, file string) FlowResult {
 			}
 			u, ok := c.up(h.Kind, s, sets[i-1], h.Relation)
 			if !ok {
+				if why := c.outOfData(h.Kind, s); why != "" {
+					h.Unverifiable++
+					h.Why = why
+					unverifiable[i][s] = true
+					continue
+				}
 				if len(h.Examples) < MaxExamples {
 					h.Examples = appendTrace(h.Examples, s.TraceID)
 				}
@@ -228,15 +271,18 @@ func (c *checker) flow(f Flow, file string) FlowResult {
 			h.Continuous++
 			lat = append(lat, s.Start.Sub(u.Start))
 		}
-		if h.Seen > 0 {
-			h.Continuity = float64(h.Continuous) / float64(h.Seen)
+		verifiable := h.Seen - h.Unverifiable
+		if verifiable > 0 {
+			h.Continuity = float64(h.Continuous) / float64(verifiable)
 		}
 		h.P99 = durationP99(lat)
 		switch {
 		case h.Seen == 0:
 			h.Verdict, h.Reason = Inconclusive, "never seen"
+		case verifiable == 0:
+			h.Verdict, h.Reason = Inconclusive, fmt.Sprintf("none verifiable (%s)", unverifiedText(h))
 		case h.Continuity < f.MinContinuity:
-			h.Verdict, h.Reason = Fail, fmt.Sprintf("continuity %.2f < %.2f (%d of %d continue the trace)", h.Continuity, f.MinContinuity, h.Continuous, h.Seen)
+			h.Verdict, h.Reason = Fail, fmt.Sprintf("continuity %.2f < %.2f (%s)", h.Continuity, f.MinContinuity, continuedText(h))
 		case h.MaxLatency > 0 && h.P99 > h.MaxLatency:
 			h.Verdict, h.Reason = Fail, fmt.Sprintf("p99 latency %s > max_latency %s", h.P99.Round(time.Microsecond), h.MaxLatency)
 		default:
@@ -244,28 +290,41 @@ func (c *checker) flow(f Flow, file string) FlowResult {
 		}
 	}
 
-	// Whole-flow continuity: traces reaching the end whose chain reaches the entry.
+	// Whole-flow continuity: traces reaching the end whose chain reaches
+	// the entry; a trace whose chain meets an unverifiable hop (and no lost
+	// one) before cannot be told.
 	last := len(nodes) - 1
-	reaching := map[trace.TraceID]bool{}
+	reaching := map[trace.TraceID]outcome{} // the best of the trace's end spans
 	for _, s := range evidence[last] {
-		covered := true
+		o := continued
 		cur := s
 		for i := last; i >= 2; i-- {
 			u, ok := upOf[i][cur]
 			if !ok {
-				covered = false
+				o = lost
+				if unverifiable[i][cur] {
+					o = unverified
+				}
 				break
 			}
 			cur = u
 		}
-		reaching[s.TraceID] = reaching[s.TraceID] || covered
+		if prev, seen := reaching[s.TraceID]; !seen || better(o, prev) {
+			reaching[s.TraceID] = o
+		}
 	}
-	for id, covered := range reaching {
-		res.Reaching++
-		if covered {
+	for id, o := range reaching {
+		switch o {
+		case continued:
+			res.Reaching++
 			res.Covering++
-		} else if len(res.Examples) < MaxExamples {
-			res.Examples = appendTrace(res.Examples, id)
+		case unverified:
+			res.Unverifiable++
+		default:
+			res.Reaching++
+			if len(res.Examples) < MaxExamples {
+				res.Examples = appendTrace(res.Examples, id)
+			}
 		}
 	}
 	sort.Slice(res.Examples, func(i, j int) bool { return graph.CompareTraceIDs(res.Examples[i], res.Examples[j]) < 0 })
@@ -286,7 +345,10 @@ func (c *checker) flow(f Flow, file string) FlowResult {
 	switch {
 	case res.Reaching < f.MinTraces:
 		// Too few traces to judge: never broken, whatever the hops show.
-		res.Verdict, res.Reason = Inconclusive, fmt.Sprintf("%d %s reach the end of the flow; min_traces is %d", res.Reaching, plural(res.Reaching, "trace", "traces"), f.MinTraces)
+		res.Verdict, res.Reason = Inconclusive, fmt.Sprintf("%d verifiable %s reach the end of the flow; min_traces is %d", res.Reaching, plural(res.Reaching, "trace", "traces"), f.MinTraces)
+		if res.Unverifiable > 0 {
+			res.Reason += fmt.Sprintf(" (%d more cannot be told: their way back leaves the data)", res.Unverifiable)
+		}
 		tooFew(res.Hops)
 	case res.Worst >= 0 || res.Continuity < f.MinContinuity:
 		res.Verdict = Fail
@@ -302,6 +364,27 @@ func (c *checker) flow(f Flow, file string) FlowResult {
 		res.Verdict = Pass
 	}
 	return res
+}
+
+// better reports whether outcome a of a trace's end span says more for the
+// trace than b: continued beats unverified beats lost.
+func better(a, b outcome) bool {
+	rank := map[outcome]int{continued: 0, unverified: 1, lost: 2}
+	return rank[a] < rank[b]
+}
+
+// continuedText says how many of a hop's spans continue: "7 of 9 continue
+// the trace", or with unverifiable ones "7 of 7 verifiable continue; 2
+// unverifiable: linked trace not in the data".
+func continuedText(h *HopResult) string {
+	if h.Unverifiable == 0 {
+		return fmt.Sprintf("%d of %d continue the trace", h.Continuous, h.Seen)
+	}
+	return fmt.Sprintf("%d of %d verifiable continue; %s", h.Continuous, h.Seen-h.Unverifiable, unverifiedText(h))
+}
+
+func unverifiedText(h *HopResult) string {
+	return fmt.Sprintf("%d unverifiable: %s", h.Unverifiable, h.Why)
 }
 
 // tooFew marks a flow's failing hops inconclusive: with too few traces a
@@ -362,7 +445,7 @@ func CheckAll(g *graph.Graph, minContinuity float64, minTraces int) FlowResult {
 			continue
 		}
 		if e.Kind == graph.EdgeConsume && e.Relation == graph.RelSpan {
-			continue // nothing to compare with: the producer is not in the data
+			continue // nothing to compare with: no producer, no reference to one
 		}
 		k := key{e.From.Name, e.To.Name, e.Group}
 		h := hops[k]
@@ -373,8 +456,15 @@ func CheckAll(g *graph.Graph, minContinuity float64, minTraces int) FlowResult {
 			depthOf[k] = [2]int{depth[e.From], depth[e.To]}
 		}
 		h.Seen += e.Count
-		if e.Relation == graph.RelParent || e.Relation == graph.RelLink {
+		switch {
+		case e.Relation == graph.RelParent || e.Relation == graph.RelLink:
 			h.Continuous += e.Count
+		case e.Relation == graph.RelUnverified && e.Kind == graph.EdgeConsume:
+			// Its producer is not in the data. (An unverified produce edge
+			// is a root produce span of a service that consumes: its
+			// context was lost, whatever its input was.)
+			h.Unverifiable += e.Count
+			h.Why = whyLinkOut + " (or parent span not in it)"
 		}
 		// The hop's p99 is the slowest of its edges' (one per relation).
 		h.P99 = max(h.P99, e.P99)
@@ -396,14 +486,21 @@ func CheckAll(g *graph.Graph, minContinuity float64, minTraces int) FlowResult {
 	})
 	for _, k := range order {
 		h := hops[k]
-		h.Continuity = float64(h.Continuous) / float64(h.Seen)
+		verifiable := h.Seen - h.Unverifiable
 		h.Verdict = Pass
-		if h.Continuity < minContinuity {
-			h.Verdict, h.Reason = Fail, fmt.Sprintf("continuity %.2f < %.2f (%d of %d continue the trace)", h.Continuity, minContinuity, h.Continuous, h.Seen)
+		switch {
+		case verifiable == 0:
+			h.Verdict, h.Reason = Inconclusive, fmt.Sprintf("none verifiable (%s)", unverifiedText(h))
+		default:
+			h.Continuity = float64(h.Continuous) / float64(verifiable)
+			if h.Continuity < minContinuity {
+				h.Verdict, h.Reason = Fail, fmt.Sprintf("continuity %.2f < %.2f (%s)", h.Continuity, minContinuity, continuedText(h))
+			}
 		}
 		res.Hops = append(res.Hops, *h)
-		res.Reaching += h.Seen
+		res.Reaching += verifiable
 		res.Covering += h.Continuous
+		res.Unverifiable += h.Unverifiable
 	}
 	if res.Reaching > 0 {
 		res.Continuity = float64(res.Covering) / float64(res.Reaching)
@@ -425,7 +522,10 @@ func CheckAll(g *graph.Graph, minContinuity float64, minTraces int) FlowResult {
 	}
 	switch {
 	case len(res.Hops) == 0 || res.Reaching < minTraces:
-		res.Verdict, res.Reason = Inconclusive, fmt.Sprintf("%d messaging %s seen; need %d", res.Reaching, plural(res.Reaching, "record", "records"), minTraces)
+		res.Verdict, res.Reason = Inconclusive, fmt.Sprintf("%d verifiable messaging %s seen; need %d", res.Reaching, plural(res.Reaching, "record", "records"), minTraces)
+		if res.Unverifiable > 0 {
+			res.Reason += fmt.Sprintf(" (%d more cannot be told: their producer is not in the data)", res.Unverifiable)
+		}
 		tooFew(res.Hops)
 		res.Worst = -1
 	case res.Worst >= 0:

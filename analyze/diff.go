@@ -80,7 +80,9 @@ func summarise(g *graph.Graph) (map[string]bool, map[edgeID]*edgeSummary) {
 		if e.Count > best[id] {
 			best[id], s.main, s.p95 = e.Count, e.Relation, e.P95
 		}
-		if e.Relation != graph.RelSpan {
+		// Continuity as check counts it: origins, and consumers whose
+		// producer is not in the data (sampled out?), are left out.
+		if e.Relation != graph.RelSpan && !(e.Relation == graph.RelUnverified && e.Kind == graph.EdgeConsume) {
 			s.seen += e.Count
 			if e.Relation == graph.RelParent || e.Relation == graph.RelLink {
 				s.continuous += e.Count
@@ -132,7 +134,8 @@ func Diff(a, b *graph.Graph, o DiffOptions) []Change {
 		}
 		if sa.main != sb.main {
 			out = append(out, Change{Kind: ChangeRelation, Subject: id.String(), Before: sa.main.String(), After: sb.main.String(),
-				Broke: sb.main == graph.RelStitched || (sb.main == graph.RelSpan && sa.main != graph.RelSpan && id.kind == "produce")})
+				Broke: sb.main == graph.RelStitched || (id.kind == "produce" && (sb.main == graph.RelSpan || sb.main == graph.RelUnverified) &&
+					(sa.main == graph.RelParent || sa.main == graph.RelLink))})
 		}
 		ca, okA := continuity(sa)
 		cb, okB := continuity(sb)

@@ -24,6 +24,19 @@ const (
 	RuleClockSkew     Rule = "clock-skew"
 )
 
+// The rules of what cannot be verified: the other end of a hop is not in
+// the data (sampling leaves it out), so whether context continued cannot
+// be told. They are not breaks: Report.Unverifiable lists them.
+const (
+	// RuleUnverifiedHop: a consumer no producer pairs with, that links to a
+	// trace not in the data.
+	RuleUnverifiedHop Rule = "unverified-hop"
+	// RuleUnverifiedOutput: a produce span of a service that consumes, whose
+	// only claim to carry on from its input is a link to a trace not in
+	// the data.
+	RuleUnverifiedOutput Rule = "unverified-output"
+)
+
 // RuleRank is the rule's place in the order above.
 func RuleRank(r Rule) int {
 	switch r {
@@ -37,8 +50,12 @@ func RuleRank(r Rule) int {
 		return 3
 	case RuleMultipleRoots:
 		return 4
+	case RuleClockSkew:
+		return 5
+	case RuleUnverifiedHop:
+		return 6
 	}
-	return 5
+	return 7
 }
 
 // MaxExamples bounds the example trace IDs of a finding.
@@ -75,6 +92,10 @@ type Report struct {
 	Incomplete []trace.TraceID
 	// Findings, most affected traces first.
 	Findings []Finding
+	// Unverifiable are the hops whose other end is not in the data
+	// (RuleUnverifiedHop, RuleUnverifiedOutput), in the same order: not
+	// breaks, and not continued either.
+	Unverifiable []Finding
 }
 
 // Options tune Breaks.
@@ -144,6 +165,22 @@ func ClockSkew(from, to, what string) Finding {
 	return Finding{Rule: RuleClockSkew, Service: to, Where: fmt.Sprintf("%s → %s: %s", from, to, what), From: []string{from}}
 }
 
+// ReasonNotInData is what an unverifiable hop's Where ends with.
+const ReasonNotInData = "linked trace not in the data"
+
+// UnverifiedHop is a consumer in service to, reading topic in consumer
+// group group, that links to a trace not in the data.
+func UnverifiedHop(topic, to, group string) Finding {
+	return Finding{Rule: RuleUnverifiedHop, Where: topic + " → " + to + ": " + ReasonNotInData, Service: to, Topic: topic, Group: group}
+}
+
+// UnverifiedOutput is a produce span to topic in service, which consumes
+// inputs, whose links point only at traces not in the data.
+func UnverifiedOutput(service string, inputs []string, topic string) Finding {
+	return Finding{Rule: RuleUnverifiedOutput, Where: fmt.Sprintf("%s: %s → %s: %s", service, strings.Join(inputs, ", "), topic, ReasonNotInData),
+		Service: service, Topic: topic, From: slices.Clone(inputs)}
+}
+
 // AddExample adds trace id to the finding's examples, which keep the
 // MaxExamples smallest IDs, sorted.
 func (f *Finding) AddExample(id trace.TraceID) {
@@ -186,12 +223,14 @@ func (f *Finding) Merge(o *Finding) {
 // Where (and what else tells two findings apart); each finding's From
 // sorted; incomplete traces by ID.
 func (r *Report) Sort() {
-	for i := range r.Findings {
-		slices.Sort(r.Findings[i].From)
-	}
 	cmpf := func(a, b Finding) int { return CompareFindings(&a, &b) }
-	if !slices.IsSortedFunc(r.Findings, cmpf) {
-		slices.SortFunc(r.Findings, cmpf)
+	for _, list := range [][]Finding{r.Findings, r.Unverifiable} {
+		for i := range list {
+			slices.Sort(list[i].From)
+		}
+		if !slices.IsSortedFunc(list, cmpf) {
+			slices.SortFunc(list, cmpf)
+		}
 	}
 	slices.SortFunc(r.Incomplete, graph.CompareTraceIDs)
 }

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"cmp"
+	"slices"
 	"time"
 
 	"github.com/ktrace-dev/ktrace/trace"
@@ -13,17 +14,26 @@ import (
 // faster (internal/engine), and a differential test holds the two equal.
 // Traces must pass trace.Validate and be distinct by ID.
 func Build(traces []trace.Trace) *Graph {
-	b := &builder{g: &Graph{}, nodes: map[string]*Node{}, edges: map[edgeKey]*edgeTally{},
+	b := &builder{g: &Graph{}, nodes: map[string]*Node{}, edges: map[edgeKey]*edgeTally{}, present: map[trace.TraceID]bool{},
 		byRecord: map[recordKey][]producer{}, bySpan: map[spanKey]producer{}, byMsgID: map[string][]producer{},
 		keyed: map[keyedKey][]keyedConsumer{}}
 	for i := range traces {
 		b.add(&traces[i])
 	}
+	for i := range traces {
+		b.present[traces[i].ID] = true
+	}
 	for _, c := range b.pending {
 		b.resolveConsumer(c)
 	}
+	consumes := map[string]bool{} // services with a consumer span counted
+	for k := range b.edges {
+		if k.kind == EdgeConsume {
+			consumes[k.to] = true
+		}
+	}
 	for _, r := range b.roots {
-		b.resolveRoot(r)
+		b.resolveRoot(r, consumes["service:"+r.ref.Service])
 	}
 	for k, t := range b.edges {
 		e := &Edge{From: b.nodes[k.from], To: b.nodes[k.to], Kind: k.kind, Relation: k.rel, Group: k.group,
@@ -71,12 +81,13 @@ type producer struct {
 
 // pendingConsumer is a consumer span whose producer is not its parent.
 type pendingConsumer struct {
-	ref      SpanRef
-	service  string
-	messages trace.Messaging
-	start    time.Time
-	err      bool
-	links    []trace.Ref
+	ref           SpanRef
+	service       string
+	messages      trace.Messaging
+	start         time.Time
+	err           bool
+	links         []trace.Ref
+	missingParent bool // it names a parent that is not in its trace
 }
 
 // rootProducer is a produce span with no parent and no link.
@@ -108,6 +119,7 @@ type builder struct {
 	bySpan                map[spanKey]producer
 	byMsgID               map[string][]producer
 	pending               []pendingConsumer
+	present               map[trace.TraceID]bool // the traces in the data
 	roots                 []rootProducer
 	keyed                 map[keyedKey][]keyedConsumer
 }
@@ -241,7 +253,7 @@ func (b *builder) addSpan(s *trace.Span, p *trace.Span, hasParent, remote bool) 
 				b.observe(topic, svc, EdgeConsume, RelParent, m.ConsumerGroup, s.Error, ptr(s.Start.UnixNano()-p.Start.UnixNano()), m.ClientID)
 				return
 			}
-			pc := pendingConsumer{ref: refOf(s), service: name, messages: m, start: s.Start, err: s.Error}
+			pc := pendingConsumer{ref: refOf(s), service: name, messages: m, start: s.Start, err: s.Error, missingParent: hasParent && p == nil}
 			for _, r := range s.Refs {
 				if r.Type == trace.RefLink {
 					pc.links = append(pc.links, r)
@@ -341,6 +353,9 @@ func (b *builder) resolveConsumer(c pendingConsumer) {
 			b.g.Stitches = append(b.g.Stitches, st)
 		}
 	}
+	if !found && (c.missingParent || slices.ContainsFunc(c.links, func(l trace.Ref) bool { return !b.present[l.TraceID] })) {
+		rel = RelUnverified
+	}
 	var lat *int64
 	if found {
 		lat = ptr(c.start.UnixNano() - prod.start.UnixNano())
@@ -351,9 +366,12 @@ func (b *builder) resolveConsumer(c pendingConsumer) {
 // resolveRoot decides a root produce span's relation: stitched as a
 // pass-through to the latest consumer span of its service that handled a
 // record of another topic with the same key no later than it started, else
-// an origin of data (RelSpan).
-func (b *builder) resolveRoot(r rootProducer) {
+// unverified in a service that consumes, else an origin of data (RelSpan).
+func (b *builder) resolveRoot(r rootProducer, consumes bool) {
 	rel := RelSpan
+	if consumes {
+		rel = RelUnverified
+	}
 	if r.key != "" {
 		var best *keyedConsumer
 		for i, c := range b.keyed[keyedKey{r.ref.Service, r.key}] {

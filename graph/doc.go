@@ -15,7 +15,9 @@
 // ("span"), through a parent reference ("parent"), through a span link
 // ("link"), or — where a consumer lost its context — by stitching it to the
 // producer span that wrote the same record, matched by (topic, partition,
-// offset), else by message id ("stitched"). Edges carry a count, an error
+// offset), else by message id ("stitched"); or it could not be told,
+// because the other end is not in the data ("unverified": sampled traces
+// leave such ends out). Edges carry a count, an error
 // count and latency percentiles: for consume edges the time from the
 // producer span's start to the consumer span's start, for call edges the
 // client span's duration, otherwise the span's own duration.
@@ -38,7 +40,10 @@
 //     producer, on its topic, its first link (in the span's order) points
 //     at ("link"); else with the producer of its record (topic, partition,
 //     offset) or, failing that, of its message ID on its topic
-//     ("stitched", and a hop Stitch); else "span", with no latency.
+//     ("stitched", and a hop Stitch); else, with no latency, "unverified"
+//     when it links to a trace that is not in the data or names a parent
+//     that is not in its trace (its producer's trace may have been
+//     sampled out), and "span" otherwise.
 //   - Where several producers could pair, the one that started last wins
 //     (then the greater trace and span IDs), so that no rule depends on
 //     the order of the traces: graphs of parts of a set merge into the
@@ -46,8 +51,11 @@
 //   - A root producer is a pass-through that lost its context ("stitched",
 //     and a pass-through Stitch) when its service handled a record of
 //     another topic with the same key no later than it started — paired
-//     with the latest such consumer span (then the greater IDs); else it
-//     is an origin of data ("span").
+//     with the latest such consumer span (then the greater IDs); else, in a
+//     service that consumes (any consumer span counted against a topic),
+//     it is an unverified pass-through ("unverified": its input may have
+//     been sampled out; ktrace does not invent an origin of data), and in
+//     a service that consumes nothing, an origin of data ("span").
 //   - Any other span whose parent is in another service is a call edge
 //     from the parent's service ("parent"); a root server span, one from
 //     its unknown:SERVICE caller ("span").

@@ -85,9 +85,16 @@ const (
 	// RelStitched: the consumer lost its context; ktrace paired it with the
 	// producer of the same record.
 	RelStitched
+	// RelUnverified: the other end is not in the data, so whether context
+	// continued cannot be told: a consumer that links to a trace not in
+	// the data (or names a parent not in its trace) and that no producer
+	// pairs with, or a root produce span of a service that consumes,
+	// paired with no input (its input may have been sampled out). Neither
+	// is an origin of data.
+	RelUnverified
 )
 
-var relationNames = [...]string{"span", "parent", "link", "stitched"}
+var relationNames = [...]string{"span", "parent", "link", "stitched", "unverified"}
 
 func (r Relation) String() string { return relationNames[r] }
 

@@ -1,6 +1,7 @@
 package graph_test
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -200,8 +201,9 @@ func TestEmptyGraph(t *testing.T) {
 }
 
 // A stream processor whose output produce span starts a new trace is
-// stitched to the input it consumed with the same key; a service that
-// consumes nothing with that key is an origin.
+// stitched to the input it consumed with the same key; one whose input is
+// not in the data (no record with that key) is an unverified pass-through,
+// not an origin; a service that consumes nothing is an origin.
 func TestPassThroughStitch(t *testing.T) {
 	in, out, src := trace.TraceID{Low: 1}, trace.TraceID{Low: 2}, trace.TraceID{Low: 3}
 	g := graph.Build([]trace.Trace{
@@ -217,8 +219,8 @@ func TestPassThroughStitch(t *testing.T) {
 		}},
 	})
 	check(t, g,
-		"service:join -> topic:b produce/span x1 err0",
 		"service:join -> topic:b produce/stitched x1 err0",
+		"service:join -> topic:b produce/unverified x1 err0",
 		"service:source -> topic:a produce/span x1 err0",
 		"topic:a -> service:join consume/parent x1 err0",
 	)
@@ -341,4 +343,33 @@ func TestLatestProducerWins(t *testing.T) {
 			t.Fatalf("%s: linker edge %+v, want a link edge with lag %s (the first link's producer)", order, link, wantLag)
 		}
 	}
+}
+
+// TestUnverifiedConsumer: a consumer no producer pairs with is unverified
+// when it links to a trace that is not in the data, or names a parent that
+// is not in its trace; with no such reference it is counted from the span
+// alone.
+func TestUnverifiedConsumer(t *testing.T) {
+	absent := trace.TraceID{Low: 99}
+	var ts []trace.Trace
+	for i, refs := range [][]trace.Ref{
+		{{Type: trace.RefLink, TraceID: absent, SpanID: 5}},                   // a link out of the data
+		{{Type: trace.RefParent, TraceID: trace.TraceID{Low: 2}, SpanID: 77}}, // a parent not in the trace
+		nil, // nothing to check against
+		{{Type: trace.RefLink, TraceID: trace.TraceID{Low: 1}, SpanID: 1}}, // a link into the data, not to a producer
+	} {
+		id := trace.TraceID{Low: uint64(i + 1)}
+		s := sp(id, trace.SpanID(i+1), 0, fmt.Sprintf("c%d", i), trace.KindConsumer, "messaging.destination.name", "t")
+		for _, r := range refs {
+			r.TraceID = cmp.Or(r.TraceID, id)
+			s.Refs = append(s.Refs, r)
+		}
+		ts = append(ts, trace.Trace{ID: id, Spans: []trace.Span{s}})
+	}
+	check(t, graph.Build(ts),
+		"topic:t -> service:c0 consume/unverified x1 err0",
+		"topic:t -> service:c1 consume/unverified x1 err0",
+		"topic:t -> service:c2 consume/span x1 err0",
+		"topic:t -> service:c3 consume/span x1 err0",
+	)
 }

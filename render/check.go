@@ -28,6 +28,7 @@ type FlowJSON struct {
 	MinContinuity float64   `json:"min_continuity"`
 	Reaching      int       `json:"traces_reaching_end"`
 	Covering      int       `json:"traces_covering_flow"`
+	Unverifiable  int       `json:"traces_unverifiable"`
 	MinTraces     int       `json:"min_traces"`
 	Examples      []string  `json:"example_trace_ids"`
 	Hops          []HopJSON `json:"hops"`
@@ -35,18 +36,22 @@ type FlowJSON struct {
 
 // HopJSON is one hop's outcome.
 type HopJSON struct {
-	From       string   `json:"from"`
-	To         string   `json:"to"`
-	Kind       string   `json:"kind"`
-	Relation   string   `json:"relation"`
-	Seen       int      `json:"seen"`
-	Continuous int      `json:"continuous"`
-	Continuity float64  `json:"continuity"`
-	P99Ms      float64  `json:"p99_ms"`
-	MaxLatency float64  `json:"max_latency_ms,omitempty"`
-	Verdict    string   `json:"verdict"`
-	Reason     string   `json:"reason,omitempty"`
-	Examples   []string `json:"example_trace_ids"`
+	From       string `json:"from"`
+	To         string `json:"to"`
+	Kind       string `json:"kind"`
+	Relation   string `json:"relation"`
+	Seen       int    `json:"seen"`
+	Continuous int    `json:"continuous"`
+	// Unverifiable are the seen spans whose other end is not in the data
+	// (UnverifiableReason says how): left out of the continuity.
+	Unverifiable       int      `json:"unverifiable"`
+	UnverifiableReason string   `json:"unverifiable_reason,omitempty"`
+	Continuity         float64  `json:"continuity"`
+	P99Ms              float64  `json:"p99_ms"`
+	MaxLatency         float64  `json:"max_latency_ms,omitempty"`
+	Verdict            string   `json:"verdict"`
+	Reason             string   `json:"reason,omitempty"`
+	Examples           []string `json:"example_trace_ids"`
 }
 
 func ids(list []trace.TraceID) []string {
@@ -76,15 +81,25 @@ func CheckToJSON(flows []analyze.FlowResult) CheckJSON {
 	out := CheckJSON{Version: 1, Verdict: string(Overall(flows)), Flows: []FlowJSON{}}
 	for _, f := range flows {
 		fj := FlowJSON{Name: f.Name, Verdict: string(f.Verdict), Reason: f.Reason, Continuity: f.Continuity, MinContinuity: f.MinContinuity,
-			Reaching: f.Reaching, Covering: f.Covering, MinTraces: f.MinTraces, Examples: ids(f.Examples), Hops: []HopJSON{}}
+			Reaching: f.Reaching, Covering: f.Covering, Unverifiable: f.Unverifiable, MinTraces: f.MinTraces, Examples: ids(f.Examples), Hops: []HopJSON{}}
 		for _, h := range f.Hops {
 			fj.Hops = append(fj.Hops, HopJSON{From: h.From, To: h.To, Kind: h.Kind, Relation: string(h.Relation), Seen: h.Seen,
-				Continuous: h.Continuous, Continuity: h.Continuity, P99Ms: ms(h.P99), MaxLatency: ms(h.MaxLatency),
+				Continuous: h.Continuous, Unverifiable: h.Unverifiable, UnverifiableReason: h.Why, Continuity: h.Continuity, P99Ms: ms(h.P99), MaxLatency: ms(h.MaxLatency),
 				Verdict: string(h.Verdict), Reason: h.Reason, Examples: ids(h.Examples)})
 		}
 		out.Flows = append(out.Flows, fj)
 	}
 	return out
+}
+
+// hopCount is a hop's continuous spans over its verifiable ones, and how
+// many could not be told: "7/9", "7/7 +2 unverifiable".
+func hopCount(h analyze.HopResult) string {
+	c := fmt.Sprintf("%d/%d", h.Continuous, h.Seen-h.Unverifiable)
+	if h.Unverifiable > 0 {
+		c += fmt.Sprintf(" +%d unverifiable", h.Unverifiable)
+	}
+	return c
 }
 
 var marks = map[analyze.Verdict]string{analyze.Pass: "✓", analyze.Fail: "✗", analyze.Inconclusive: "?"}
@@ -103,16 +118,20 @@ func CheckText(w io.Writer, flows []analyze.FlowResult, ui string, st Style) err
 		if f.Unit == "records" {
 			what = "records continue their trace"
 		}
-		fmt.Fprintf(&b, "%s flow %s: %s — continuity %.2f (%d of %d %s; min %.2f)\n",
+		unverified := ""
+		if f.Unverifiable > 0 {
+			unverified = fmt.Sprintf("; %d more cannot be told", f.Unverifiable)
+		}
+		fmt.Fprintf(&b, "%s flow %s: %s — continuity %.2f (%d of %d %s%s; min %.2f)\n",
 			colour[f.Verdict](marks[f.Verdict]), Terminal(f.Name), colour[f.Verdict](strings.ToUpper(string(f.Verdict))), f.Continuity,
-			f.Covering, f.Reaching, what, f.MinContinuity)
+			f.Covering, f.Reaching, what, unverified, f.MinContinuity)
 		for _, h := range f.Hops {
 			lat := "-"
 			if h.P99 > 0 {
 				lat = human(h.P99)
 			}
-			fmt.Fprintf(&b, "    %s %s → %s\t%s\t%d/%d\t%.2f\tp99 %s", colour[h.Verdict](marks[h.Verdict]), Terminal(h.From), Terminal(h.To), h.Relation,
-				h.Continuous, h.Seen, h.Continuity, lat)
+			fmt.Fprintf(&b, "    %s %s → %s\t%s\t%s\t%.2f\tp99 %s", colour[h.Verdict](marks[h.Verdict]), Terminal(h.From), Terminal(h.To), h.Relation,
+				hopCount(h), h.Continuity, lat)
 			if h.Reason != "" {
 				fmt.Fprintf(&b, "\t%s", Terminal(h.Reason))
 			}
@@ -169,7 +188,7 @@ func JUnit(w io.Writer, flows []analyze.FlowResult) error {
 		s := suite{Name: f.Name}
 		for _, h := range f.Hops {
 			tc := testcase{Name: h.From + " → " + h.To, Classname: "ktrace.check." + f.Name,
-				Output: fmt.Sprintf("%d of %d continue (%s), continuity %.4f", h.Continuous, h.Seen, h.Relation, h.Continuity)}
+				Output: fmt.Sprintf("%s continue (%s), continuity %.4f", hopCount(h), h.Relation, h.Continuity)}
 			detail := h.Reason
 			if len(h.Examples) > 0 {
 				detail += "; example traces: " + strings.Join(ids(h.Examples), " ")
@@ -310,7 +329,11 @@ func GitHub(w io.Writer, flows []analyze.FlowResult, summaryPath string) error {
 	b.WriteString("## ktrace check\n\n")
 	for _, f := range flows {
 		fmt.Fprintf(&b, "### %s flow %s: %s\n\n", marks[f.Verdict], Markdown(f.Name), strings.ToUpper(string(f.Verdict)))
-		fmt.Fprintf(&b, "Continuity **%.2f** (%d of %d traces reaching the end cover the flow; minimum %.2f).\n\n", f.Continuity, f.Covering, f.Reaching, f.MinContinuity)
+		unverified := ""
+		if f.Unverifiable > 0 {
+			unverified = fmt.Sprintf("; %d more cannot be told", f.Unverifiable)
+		}
+		fmt.Fprintf(&b, "Continuity **%.2f** (%d of %d traces reaching the end cover the flow%s; minimum %.2f).\n\n", f.Continuity, f.Covering, f.Reaching, unverified, f.MinContinuity)
 		if len(f.Hops) > 0 {
 			b.WriteString("```mermaid\nflowchart LR\n")
 			nodeID := map[string]string{}
@@ -326,7 +349,7 @@ func GitHub(w io.Writer, flows []analyze.FlowResult, summaryPath string) error {
 			var bad []int
 			for i, h := range f.Hops {
 				from, to := idOf(h.From), idOf(h.To)
-				fmt.Fprintf(&b, "  %s -->|\"%d/%d\"| %s\n", from, h.Continuous, h.Seen, to)
+				fmt.Fprintf(&b, "  %s -->|\"%s\"| %s\n", from, mermaidText(hopCount(h)), to)
 				if h.Verdict != analyze.Pass {
 					bad = append(bad, i)
 				}
@@ -338,7 +361,7 @@ func GitHub(w io.Writer, flows []analyze.FlowResult, summaryPath string) error {
 		}
 		b.WriteString("| hop | relation | continuous | continuity | p99 | verdict |\n|---|---|---:|---:|---:|---|\n")
 		for _, h := range f.Hops {
-			fmt.Fprintf(&b, "| %s → %s | %s | %d/%d | %.2f | %s | %s %s |\n", Markdown(h.From), Markdown(h.To), h.Relation, h.Continuous, h.Seen, h.Continuity,
+			fmt.Fprintf(&b, "| %s → %s | %s | %s | %.2f | %s | %s %s |\n", Markdown(h.From), Markdown(h.To), h.Relation, hopCount(h), h.Continuity,
 				human(h.P99), marks[h.Verdict], Markdown(h.Reason))
 		}
 		b.WriteString("\n")

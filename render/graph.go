@@ -223,6 +223,8 @@ func DOTWith(w io.Writer, g *graph.Graph, d Diagram) error {
 			attrs = `, style="dashed", color="red", fontcolor="red"`
 		case graph.RelLink:
 			attrs = `, style="dotted"`
+		case graph.RelUnverified:
+			attrs = `, style="dashed", color="gray50", fontcolor="gray50"`
 		}
 		fmt.Fprintf(&b, "  %s -> %s [label=\"%s\"%s];\n", dotQuote(e.From.Key), dotQuote(e.To.Key), label, attrs)
 	}
@@ -269,7 +271,7 @@ func MermaidWith(w io.Writer, g *graph.Graph, d Diagram) error {
 			label = e.Group + " · " + label
 		}
 		arrow := "-->"
-		if e.Relation == graph.RelStitched || e.Relation == graph.RelLink {
+		if e.Relation == graph.RelStitched || e.Relation == graph.RelLink || e.Relation == graph.RelUnverified {
 			arrow = "-.->"
 		}
 		if e.Relation == graph.RelStitched {

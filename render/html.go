@@ -88,7 +88,9 @@ func ToMap(g *graph.Graph, rep analyze.Report, spof analyze.SPOFReport, ui strin
 				groups[e.From] = append(groups[e.From], e.Group)
 			}
 		}
-		if e.Kind != graph.EdgeCall {
+		// As check counts it: a consumer with no producer to compare with,
+		// or whose producer is not in the data, is left out.
+		if e.Kind != graph.EdgeCall && !(e.Kind == graph.EdgeConsume && (e.Relation == graph.RelSpan || e.Relation == graph.RelUnverified)) {
 			h := hop{e.From, e.To, e.Group}
 			seen[h] += e.Count
 			if e.Relation == graph.RelParent || e.Relation == graph.RelLink {
@@ -243,7 +245,7 @@ a { color: #3b82f6; }
 <input id="search" type="search" placeholder="search services and topics" aria-label="search services and topics">
 <label><input id="peers" type="checkbox" checked> virtual peers</label>
 <button id="theme" type="button">light / dark</button>
-<span class="legend">topics are barrels · red dashed: trace context lost · dotted: span link · width: records</span>
+<span class="legend">topics are barrels · red dashed: trace context lost · grey dashed: the other end is not in the data · dotted: span link · width: records</span>
 </header>
 <div id="cy"></div>
 <aside>

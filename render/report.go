@@ -20,6 +20,9 @@ type ReportJSON struct {
 	Spans      int           `json:"spans"`
 	Incomplete []string      `json:"incomplete"`
 	Findings   []FindingJSON `json:"findings"`
+	// Unverifiable are the hops whose other end is not in the data
+	// (rules unverified-hop, unverified-output): not breaks.
+	Unverifiable []FindingJSON `json:"unverifiable"`
 }
 
 // FindingJSON is one break point.
@@ -52,19 +55,39 @@ func TraceURL(ui string, id trace.TraceID) string {
 
 // ReportToJSON converts a report.
 func ReportToJSON(r analyze.Report, ui string) ReportJSON {
-	out := ReportJSON{Version: 1, Traces: r.Traces, Spans: r.Spans, Incomplete: []string{}, Findings: []FindingJSON{}}
+	out := ReportJSON{Version: 1, Traces: r.Traces, Spans: r.Spans, Incomplete: []string{}, Findings: []FindingJSON{}, Unverifiable: []FindingJSON{}}
 	for _, id := range r.Incomplete {
 		out.Incomplete = append(out.Incomplete, id.String())
 	}
 	for _, f := range r.Findings {
-		fj := FindingJSON{Rule: string(f.Rule), Where: f.Where, Service: f.Service, Topic: f.Topic, From: f.From, Group: f.Group,
-			Traces: f.Traces, Occurrences: f.Occurrences, MaxSkewMs: ms(f.MaxSkew), Examples: []ExampleJSON{}}
-		for _, id := range f.Examples {
-			fj.Examples = append(fj.Examples, ExampleJSON{TraceID: id.String(), URL: TraceURL(ui, id)})
-		}
-		out.Findings = append(out.Findings, fj)
+		out.Findings = append(out.Findings, findingJSON(f, ui))
+	}
+	for _, f := range r.Unverifiable {
+		out.Unverifiable = append(out.Unverifiable, findingJSON(f, ui))
 	}
 	return out
+}
+
+func findingJSON(f analyze.Finding, ui string) FindingJSON {
+	fj := FindingJSON{Rule: string(f.Rule), Where: f.Where, Service: f.Service, Topic: f.Topic, From: f.From, Group: f.Group,
+		Traces: f.Traces, Occurrences: f.Occurrences, MaxSkewMs: ms(f.MaxSkew), Examples: []ExampleJSON{}}
+	for _, id := range f.Examples {
+		fj.Examples = append(fj.Examples, ExampleJSON{TraceID: id.String(), URL: TraceURL(ui, id)})
+	}
+	return fj
+}
+
+// unverifiedSummary says how many hops could not be told, or "".
+func unverifiedSummary(r analyze.Report) string {
+	if len(r.Unverifiable) == 0 {
+		return ""
+	}
+	n := 0
+	for _, f := range r.Unverifiable {
+		n += f.Occurrences
+	}
+	return fmt.Sprintf("%s in %s cannot be told: the other end is not in the data (sampled out?)",
+		N(n, "record"), N(len(r.Unverifiable), "place"))
 }
 
 var reportHeader = []string{"RULE", "WHERE", "TRACES", "OCCURRENCES", "EXAMPLE"}
@@ -86,13 +109,17 @@ func ReportText(w io.Writer, r analyze.Report, ui string, st Style) error {
 	if !st.TTY {
 		text = TSV
 	}
-	rows := make([][]string, len(r.Findings))
-	for i, f := range r.Findings {
-		rows[i] = []string{string(f.Rule), text(f.Where), strconv.Itoa(f.Traces), strconv.Itoa(f.Occurrences), text(example(f, ui))}
+	rows := make([][]string, 0, len(r.Findings)+len(r.Unverifiable))
+	// The unverifiable come after the breaks, their rule telling them apart.
+	for _, f := range append(r.Findings[:len(r.Findings):len(r.Findings)], r.Unverifiable...) {
+		rows = append(rows, []string{string(f.Rule), text(f.Where), strconv.Itoa(f.Traces), strconv.Itoa(f.Occurrences), text(example(f, ui))})
 	}
 	summary := fmt.Sprintf("%s in %s (%s)", N(len(r.Findings), "break point"), N(r.Traces, "trace"), N(r.Spans, "span"))
 	if len(r.Incomplete) > 0 {
 		summary += fmt.Sprintf("; %s still arriving left out as incomplete", N(len(r.Incomplete), "trace"))
+	}
+	if u := unverifiedSummary(r); u != "" {
+		summary += "; " + u
 	}
 	if !st.TTY {
 		var b strings.Builder
@@ -107,6 +134,7 @@ func ReportText(w io.Writer, r analyze.Report, ui string, st Style) error {
 		_, err := fmt.Fprintf(w, "no breaks: every hop carries its trace context\n%s\n", summary)
 		return err
 	}
+	breaks := len(r.Findings)
 	rows = fit(reportHeader, rows, st.Width, 1, 4)
 	rd := st.renderer()
 	head := rd.NewStyle().Bold(true).Padding(0, 1)
@@ -118,8 +146,10 @@ func ReportText(w io.Writer, r analyze.Report, ui string, st Style) error {
 			switch {
 			case row == table.HeaderRow:
 				return head
-			case col == 0:
+			case col == 0 && row < breaks:
 				return rule
+			case row >= breaks:
+				return cell.Faint(true)
 			}
 			return cell
 		})
@@ -147,6 +177,13 @@ func ReportMarkdown(w io.Writer, r analyze.Report, ui string) error {
 			fmt.Fprintf(&b, "| `%s` | %s | %d | %d | %s |\n", f.Rule, Markdown(f.Where), f.Traces, f.Occurrences, strings.Join(ex, " "))
 		}
 	}
+	if len(r.Unverifiable) > 0 {
+		b.WriteString("\n### Cannot be told\n\nThe other end of these hops is not in the data (sampled out?), so whether they carry their trace context cannot be told. They are not breaks.\n\n")
+		b.WriteString("| rule | where | traces | occurrences |\n|---|---|---:|---:|\n")
+		for _, f := range r.Unverifiable {
+			fmt.Fprintf(&b, "| `%s` | %s | %d | %d |\n", f.Rule, Markdown(f.Where), f.Traces, f.Occurrences)
+		}
+	}
 	fmt.Fprintf(&b, "\n%s, %s analysed", N(r.Traces, "trace"), N(r.Spans, "span"))
 	if len(r.Incomplete) > 0 {
 		fmt.Fprintf(&b, "; %d incomplete traces left out", len(r.Incomplete))
@@ -163,6 +200,9 @@ func ReportMarkdown(w io.Writer, r analyze.Report, ui string) error {
 func ReportSentences(w io.Writer, r analyze.Report, text func(string) string, counts bool) error {
 	if len(r.Findings) == 0 {
 		_, err := fmt.Fprintln(w, "no breaks: every hop carries its trace context")
+		if u := unverifiedSummary(r); u != "" && err == nil {
+			_, err = fmt.Fprintln(w, u)
+		}
 		return err
 	}
 	for _, f := range r.Findings {
@@ -195,6 +235,10 @@ func ReportSentences(w io.Writer, r analyze.Report, text func(string) string, co
 		if _, err := fmt.Fprintln(w, s); err != nil {
 			return err
 		}
+	}
+	if u := unverifiedSummary(r); u != "" {
+		_, err := fmt.Fprintln(w, u)
+		return err
 	}
 	return nil
 }

@@ -3,12 +3,16 @@ package cli
 import (
 	"encoding/json"
 	"encoding/xml"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ktrace-dev/ktrace/fixtures"
 	"github.com/ktrace-dev/ktrace/render"
+	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/trace"
 )
 
 const spec = "../../examples/stargazers-check.yaml"
@@ -209,4 +213,88 @@ func TestConfigFilesBounded(t *testing.T) {
 	big := write(t, "big.yaml", make([]byte, 2<<20))
 	oneLineErr(t, run(t, "", nil, "check", "--spec", big, "--fixture", "kafka-e2e"), ExitUsage, "a configuration file is at most")
 	oneLineErr(t, run(t, "", nil, "graph", "--max-record-mib", "0", "--fixture", "kafka-e2e"), ExitUsage, "--max-record-mib 0")
+}
+
+// sampled writes a snapshot of the recorded stack run fixture with each
+// trace kept at ratio (a seeded draw), as a head sampler deciding at each
+// root keeps them.
+func sampled(t *testing.T, fixture string, ratio float64) string {
+	t.Helper()
+	r, err := fixtures.Open(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var set trace.Set
+	if _, err := file.Read(r, fixture, &set, &trace.Resources{}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), fixture+".ktrace")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := file.NewSnapshotWriter(f, "sampled "+fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	for _, tr := range set.Traces() {
+		if rng.Float64() < ratio {
+			if err := w.Write(&tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestCheckSampled: with only some traces kept, the linked join is never
+// a violation (pass or inconclusive), and the hops whose other end was
+// sampled out are counted apart; the default join still fails, at the
+// join.
+func TestCheckSampled(t *testing.T) {
+	for _, ratio := range []float64{0.3, 0.5} {
+		links := sampled(t, "stargazers-links", ratio)
+		unverifiable := 0
+		for _, args := range [][]string{{"--spec", spec}, {}} {
+			r := run(t, "", nil, append([]string{"check", "--file", links, "-o", "json"}, args...)...)
+			var doc render.CheckJSON
+			if err := json.Unmarshal([]byte(r.out), &doc); err != nil || doc.Verdict == "fail" || r.code == ExitFindings {
+				t.Fatalf("links, ratio %.1f, %v: exit %d, %v: %s %s", ratio, args, r.code, err, r.out, r.err)
+			}
+			for _, f := range doc.Flows {
+				unverifiable += f.Unverifiable
+				for _, h := range f.Hops {
+					unverifiable += h.Unverifiable
+				}
+			}
+		}
+		if unverifiable == 0 {
+			t.Errorf("links, ratio %.1f: nothing counted unverifiable", ratio)
+		}
+		if r := run(t, "", nil, "report", "--broken", "--file", links, "-o", "json"); r.code != ExitOK || !strings.Contains(r.out, `"findings": []`) {
+			t.Errorf("links, ratio %.1f: report --broken %d: %s", ratio, r.code, r.out)
+		}
+		// The recorded run is small: sampled, the flow has too few traces
+		// to fail, but its join hop is lost, not unverifiable; the
+		// spec-less check, asking for fewer records, fails at the join.
+		lost := sampled(t, "stargazers-lost", ratio)
+		r := run(t, "", nil, "check", "--spec", spec, "--file", lost, "-o", "json")
+		var doc render.CheckJSON
+		if err := json.Unmarshal([]byte(r.out), &doc); err != nil || doc.Flows[0].Verdict == "pass" {
+			t.Fatalf("lost, ratio %.1f: exit %d, %v: %s", ratio, r.code, err, r.out)
+		}
+		if h := doc.Flows[0].Hops[2]; h.From != "stargazers-join" || h.Continuous != 0 || h.Unverifiable != 0 || h.Seen == 0 || len(h.Examples) == 0 {
+			t.Errorf("lost, ratio %.1f: join hop %+v", ratio, h)
+		}
+		r = run(t, "", nil, "check", "--file", lost, "--min-traces", "5")
+		if r.code != ExitFindings || !strings.Contains(r.out, "stargazers-join") {
+			t.Errorf("lost, ratio %.1f, spec-less: exit %d: %s", ratio, r.code, r.out)
+		}
+	}
 }

@@ -145,9 +145,10 @@ type shape struct {
 	unshare     bool
 	drop        int // every drop-th span is removed (0: none): orphans
 	passThrough bool
-	skew        bool // some spans start early
-	relink      bool // some spans lose their parent: a second root, or a produce span linked to another trace's span
-	incomplete  int  // every incomplete-th trace is incomplete (0: none)
+	skew        bool    // some spans start early
+	relink      bool    // some spans lose their parent: a second root, or a produce span linked to another trace's span
+	sample      float64 // after all that, each trace is kept with this probability (0: all)
+	incomplete  int     // every incomplete-th trace is incomplete (0: none)
 	tol         time.Duration
 	plan        plan
 }
@@ -163,7 +164,8 @@ func shapeOf(data []byte) shape {
 	return shape{
 		cfg: synth.Config{Traces: 1 + at(0)%120, SpansPerTrace: 2 + at(1)%24, Services: 2 + at(2)%10, Topics: 1 + at(3)%5,
 			Partitions: 1 + at(12)%4, BrokenShare: float64(at(4)) / 255, LinkShare: float64(at(5)) / 255, FanOut: 1 + at(6)%3,
-			Shuffle: flags&1 != 0, MessagingOnly: flags&2 != 0, Seed: uint64(at(10))},
+			Shuffle: flags&1 != 0, MessagingOnly: flags&2 != 0, Seed: uint64(at(10)), SampleRatio: []float64{0, 0.3, 0.6, 0.9}[at(15)%4]},
+		sample:  []float64{0, 0.5, 0.8, 0.95}[at(16)%4],
 		unshare: flags&4 != 0, drop: []int{0, 7, 13, 29}[flags>>3&3], passThrough: flags&32 != 0, skew: flags&64 != 0, relink: flags&128 != 0,
 		incomplete: []int{0, 0, 3, 11}[at(11)%4], tol: time.Duration(at(13)%3) * time.Millisecond,
 		plan: plan{workers: 1 + at(8)%4, parts: 1 + at(9)%5, encode: at(9)&8 != 0, order: uint64(at(14))},
@@ -195,6 +197,9 @@ func (s shape) traces() ([]trace.Trace, map[trace.TraceID]bool) {
 	}
 	if s.passThrough {
 		ts = addPassThroughs(ts, rng)
+	}
+	if s.sample > 0 {
+		ts = slices.DeleteFunc(ts, func(trace.Trace) bool { return rng.Float64() >= s.sample })
 	}
 	if s.unshare {
 		synth.Unshare(ts)
@@ -279,6 +284,7 @@ var seeds = [][]byte{
 	{60, 20, 6, 2, 255, 60, 3, 2 | 4 | 8 | 64, 3, 4, 3, 3, 3, 2, 9},
 	{119, 8, 11, 5, 30, 255, 1, 16 | 32 | 64 | 128, 1, 2 | 8, 4, 1, 0, 0, 1},
 	{90, 12, 8, 4, 50, 0, 1, 8 | 128, 2, 3, 6, 2, 2, 1, 2},
+	{110, 10, 6, 3, 120, 160, 2, 32 | 128, 2, 2 | 8, 7, 0, 0, 0, 3, 1, 1},
 	{5, 3, 2, 1, 200, 100, 2, 1 | 2 | 4 | 24 | 32 | 64, 3, 4 | 8, 5, 3, 1, 2, 3},
 }
 
@@ -288,7 +294,7 @@ var seeds = [][]byte{
 // synthetic sets the fuzz bytes shape: services, topics, fan-out, broken
 // and linked shares, shuffled spans, dropped spans, skewed clocks,
 // second roots, linked produce spans, pass-throughs, unshared strings,
-// incomplete traces.
+// incomplete traces, traces sampled out.
 //
 // A long run: go test ./internal/engine -run '^$' -fuzz FuzzAgree -fuzztime 30m
 func FuzzAgree(f *testing.F) {
@@ -350,7 +356,7 @@ func TestFilesAgree(t *testing.T) {
 // kinds, every rule, and produce spans whose link does and does not carry
 // on from their input, so the agreement is about something.
 func TestSeedsCover(t *testing.T) {
-	rels, kinds, rules := map[graph.Relation]bool{}, map[graph.StitchKind]bool{}, map[analyze.Rule]bool{}
+	rels, kinds, rules, unverified := map[graph.Relation]bool{}, map[graph.StitchKind]bool{}, map[analyze.Rule]bool{}, map[analyze.Rule]bool{}
 	for _, s := range seeds {
 		sh := shapeOf(s)
 		ts, inc := sh.traces()
@@ -361,17 +367,24 @@ func TestSeedsCover(t *testing.T) {
 		for _, st := range g.Stitches {
 			kinds[st.Kind] = true
 		}
-		for _, f := range analyze.Breaks(ts, g, analyze.Options{SkewTolerance: sh.tol, Incomplete: inc}).Findings {
+		rep := analyze.Breaks(ts, g, analyze.Options{SkewTolerance: sh.tol, Incomplete: inc})
+		for _, f := range rep.Findings {
 			rules[f.Rule] = true
 		}
+		for _, f := range rep.Unverifiable {
+			unverified[f.Rule] = true
+		}
 	}
-	if len(rels) != 4 || len(kinds) != 2 {
+	if len(rels) != 5 || len(kinds) != 2 {
 		t.Errorf("relations %v, stitch kinds %v: want all", rels, kinds)
 	}
 	for _, r := range []analyze.Rule{analyze.RuleLostHop, analyze.RuleLostInside, analyze.RuleMidGraphRoot, analyze.RuleOrphan, analyze.RuleClockSkew, analyze.RuleMultipleRoots} {
 		if !rules[r] {
 			t.Errorf("no %s finding from the seeds (found %v)", r, rules)
 		}
+	}
+	if len(unverified) != 2 {
+		t.Errorf("unverifiable from the seeds: %v, want both rules", unverified)
 	}
 }
 

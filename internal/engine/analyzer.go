@@ -299,7 +299,8 @@ func (a *Analyzer) judge() analyze.Report {
 			inside.m[f.key], inside.order = f, append(inside.order, f)
 		}
 	}
-	a.judgeLinked(x, inside)
+	outputs := newCollector() // unverified outputs, by lost-inside's keys
+	a.judgeLinked(x, inside, outputs)
 	for _, f := range inside.order {
 		k := f.key
 		counts := f.Finding
@@ -308,6 +309,25 @@ func (a *Analyzer) judge() analyze.Report {
 	}
 	out.merge(inside)
 
+	unverified := newCollector()
+	for _, h := range a.b.unverifiedHops {
+		if incomplete[h.tid] {
+			continue
+		}
+		topic, svc := nodes[h.topic].name, nodes[h.svc].name
+		f := unverified.count(findingKey{rule: analyze.RuleUnverifiedHop, a: topic, b: svc}, h.tid, func() analyze.Finding {
+			return analyze.UnverifiedHop(topic, svc, h.group)
+		})
+		f.Group = min(f.Group, h.group)
+	}
+	for _, f := range outputs.order {
+		counts := f.Finding
+		f.Finding = analyze.UnverifiedOutput(f.key.a, x.consumes[f.key.a], f.key.b)
+		f.Occurrences, f.Traces, f.Examples = counts.Occurrences, counts.Traces, counts.Examples
+		f.key.rule = analyze.RuleUnverifiedOutput
+		unverified.order = append(unverified.order, f)
+	}
+
 	rep := analyze.Report{Traces: a.traces, Spans: a.spans, Incomplete: a.incomplete}
 	if len(out.order) > 0 {
 		rep.Findings = make([]analyze.Finding, len(out.order))
@@ -315,13 +335,20 @@ func (a *Analyzer) judge() analyze.Report {
 			rep.Findings[i] = out.order[k].Finding
 		}
 	}
+	for i, k := range findingOrder(unverified.order) {
+		if i == 0 {
+			rep.Unverifiable = make([]analyze.Finding, len(unverified.order))
+		}
+		rep.Unverifiable[i] = unverified.order[k].Finding
+	}
 	rep.Sort()
 	return rep
 }
 
-// judgeLinked counts the linked produce spans none of whose links points at
-// a consumer span, in services that consume.
-func (a *Analyzer) judgeLinked(x *whole, inside *collector) {
+// judgeLinked counts the linked produce spans, in services that consume,
+// none of whose links points at a consumer span: as unverified outputs
+// when a link points at a trace not in the data, else as lost inside.
+func (a *Analyzer) judgeLinked(x *whole, inside, outputs *collector) {
 	want := map[spanKey]bool{}
 	for _, lp := range a.linked {
 		if len(x.consumes[lp.key.a]) > 0 {
@@ -341,18 +368,23 @@ func (a *Analyzer) judgeLinked(x *whole, inside *collector) {
 			}
 		}
 	}
-	for _, lp := range a.linked {
-		if len(x.consumes[lp.key.a]) == 0 {
+	var lost []*linkedProducer
+	var tids []trace.TraceID
+	for i := range a.linked {
+		lp := &a.linked[i]
+		if len(x.consumes[lp.key.a]) == 0 || slices.ContainsFunc(lp.links, func(k spanKey) bool { return want[k] }) {
 			continue
 		}
-		continues := false
+		lost = append(lost, lp)
 		for _, k := range lp.links {
-			if want[k] {
-				continues = true
-				break
-			}
+			tids = append(tids, k.tid)
 		}
-		if continues {
+	}
+	absent := a.b.absent(tids)
+	for _, lp := range lost {
+		if slices.ContainsFunc(lp.links, func(k spanKey) bool { return absent[k.tid] }) {
+			f, _ := outputs.get(lp.key)
+			f.count(lp.tid)
 			continue
 		}
 		f, _ := inside.get(lp.key)

@@ -84,6 +84,15 @@ type pendingConsumer struct {
 	start     int64
 	err       bool
 	links     []trace.Ref
+	// missingParent: it names a parent that is not in its trace.
+	missingParent bool
+}
+
+// unverifiedHop is a consumer span whose producer is not in the data.
+type unverifiedHop struct {
+	tid        trace.TraceID
+	topic, svc int32
+	group      string
 }
 
 // rootProducer is a produce span with no parent and no link.
@@ -109,11 +118,15 @@ type keyedConsumer struct {
 // Builder accumulates traces into a graph. Add traces in any order, then
 // call Graph once. It keeps only what pairing needs, not the traces.
 type Builder struct {
-	nodeList      []*node
-	edgeList      []*edge
-	stitches      []graph.Stitch
-	hopNodes      []hopKey // the nodes of the hop stitches, stitches[:len(hopNodes)]
-	traces, spans int
+	nodeList []*node
+	traceIDs chunkList[trace.TraceID] // the traces added: the data, for what is not in it
+	edgeList []*edge
+	stitches []graph.Stitch
+	hopNodes []hopKey // the nodes of the hop stitches, stitches[:len(hopNodes)]
+	// unverifiedHops are the consumers that link out of the data and that
+	// no producer pairs with.
+	unverifiedHops []unverifiedHop
+	traces, spans  int
 	// producers are kept in a list, not indexed: only consumers whose
 	// producer is not their parent (pending) need them, usually few, so
 	// Graph indexes those and runs the producers past the index once.
@@ -170,6 +183,11 @@ func NewBuilder() *Builder {
 func (b *Builder) Merge(o *Builder) {
 	b.traces += o.traces
 	b.spans += o.spans
+	for _, c := range o.traceIDs.Chunks() {
+		for _, id := range c {
+			b.traceIDs.Add(id)
+		}
+	}
 	to := make([]*node, len(o.nodeList))
 	toSeq := make([]int32, len(o.nodeList))
 	for _, n := range o.nodeList {
@@ -339,6 +357,7 @@ func (b *Builder) AddIndexed(t *trace.Trace, idx *spanIndex) {
 func (b *Builder) Begin(t *trace.Trace, idx *spanIndex) {
 	b.traces++
 	b.spans += len(t.Spans)
+	b.traceIDs.Add(t.ID)
 	if b.unflushed+len(t.Spans) > maxUnflushed {
 		b.flushEdges()
 		b.unflushed = 0
@@ -446,7 +465,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int, s *trace.Span, in spanInfo)
 					s.Error, s.Start.UnixNano()-p.Start.UnixNano(), m.ClientID)
 				return -1
 			}
-			return b.addPending(s, svc, topic, m)
+			return b.addPending(s, svc, topic, m, pi == missingParent)
 		}
 	}
 
@@ -491,10 +510,10 @@ func (b *Builder) addKeyed(s *trace.Span, svcName string, m *trace.Messaging) {
 
 // addPending keeps a consumer span whose producer is not its parent, and
 // returns its number among the pending consumers.
-func (b *Builder) addPending(s *trace.Span, svc, topic *node, m *trace.Messaging) int {
+func (b *Builder) addPending(s *trace.Span, svc, topic *node, m *trace.Messaging, missingParent bool) int {
 	pc := pendingConsumer{ref: spanRef(s), node: svc, topic: topic, group: m.ConsumerGroup, client: m.ClientID,
 		partition: m.Partition, offset: m.Offset, msgID: m.MessageID,
-		start: s.Start.UnixNano(), err: s.Error}
+		start: s.Start.UnixNano(), err: s.Error, missingParent: missingParent}
 	for _, r := range s.Refs {
 		if r.Type == trace.RefLink {
 			pc.links = append(pc.links, r)

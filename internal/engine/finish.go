@@ -35,6 +35,7 @@ func (b *Builder) GraphWith(f func()) *graph.Graph {
 		b.samples, b.logs = latLog{}, nil
 	}
 	b.stitches = make([]graph.Stitch, 0, b.pending.Len()) // at most one per pending consumer
+	absent := b.absentLinked(m)
 	b.samples.reserve(b.pending.Len())
 	b.hopStitched = make(bitSet, 0, (b.pending.Len()+63)/64)
 	for i := 0; i < b.pending.Len(); i++ {
@@ -63,6 +64,12 @@ func (b *Builder) GraphWith(f func()) *graph.Graph {
 				b.stitches = append(b.stitches, st)
 				b.hopNodes = append(b.hopNodes, hopKey{prod.svc, pc.topic.seq, pc.node.seq})
 				b.hopStitched.add(int32(i))
+			}
+		}
+		if !found && (pc.missingParent || slices.ContainsFunc(pc.links, func(l trace.Ref) bool { return absent[l.TraceID] })) {
+			rel = graph.RelUnverified
+			if !pc.missingParent { // an orphan, not a hop to judge
+				b.unverifiedHops = append(b.unverifiedHops, unverifiedHop{pc.ref.TraceID, pc.topic.seq, pc.node.seq, pc.group})
 			}
 		}
 		var lat int64
@@ -244,6 +251,39 @@ func keys[K comparable](m map[K]struct{}) []K {
 	return out
 }
 
+// absent returns those of tids that are not in the data (none is looked
+// for when tids is empty).
+func (b *Builder) absent(tids []trace.TraceID) map[trace.TraceID]bool {
+	if len(tids) == 0 {
+		return nil
+	}
+	out := make(map[trace.TraceID]bool, len(tids))
+	for _, id := range tids {
+		out[id] = true
+	}
+	for _, c := range b.traceIDs.Chunks() {
+		for _, id := range c {
+			delete(out, id)
+		}
+	}
+	return out
+}
+
+// absentLinked returns the traces not in the data that pending consumers
+// not paired through a link (m says which) link to. Usually there are
+// none, and the traces are not looked through.
+func (b *Builder) absentLinked(m []match) map[trace.TraceID]bool {
+	var tids []trace.TraceID
+	for i := 0; i < b.pending.Len(); i++ {
+		if m[i].linkPos < 0 {
+			for _, l := range b.pending.At(i).links {
+				tids = append(tids, l.TraceID)
+			}
+		}
+	}
+	return b.absent(tids)
+}
+
 // match is what a pending consumer found among the producers: the producer
 // its first link to a producer of its topic points to (linkPos is the
 // link's position among the span's links, -1: none), the producer of its
@@ -390,12 +430,25 @@ func (b *Builder) ref(p *producer) graph.SpanRef {
 // that also consumes, a root produce span whose record key matches a record
 // the service consumed just before is a pass-through that lost its context
 // (a stateful join writing from its store): it is stitched to the latest such
-// consumer span (laterSpan). Otherwise the span is an origin of data.
+// consumer span (laterSpan). Otherwise the span is an unverified
+// pass-through in a service that consumes, an origin of data in one that
+// does not.
 func (b *Builder) resolveRoots() {
 	b.samples.reserve(len(b.roots))
+	consumes := map[*node]bool{} // services with a consumer span counted
+	if len(b.roots) > 0 {
+		for _, e := range b.edgeList {
+			if e.kind == graph.EdgeConsume {
+				consumes[e.to] = true
+			}
+		}
+	}
 	for i := range b.roots {
 		r := &b.roots[i]
 		rel := graph.RelSpan
+		if consumes[r.node] {
+			rel = graph.RelUnverified
+		}
 		if r.key != "" {
 			var best *keyedConsumer
 			for j, c := range b.keyed[keyedKey{r.node.name, r.key}] {

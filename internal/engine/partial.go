@@ -33,6 +33,7 @@ type wirePartial struct {
 	GraphTraces   int // the builder's (all traces)
 	GraphSpans    int
 	Incomplete    []trace.TraceID
+	TraceIDs      []trace.TraceID // every trace added
 	Nodes         []wireNode
 	Edges         []wireEdge
 	Producers     []wireProducer
@@ -95,6 +96,7 @@ type wirePending struct {
 	Offset, Start        int64
 	Err                  bool
 	Links                []wireSpan
+	MissingParent        bool
 }
 
 type wireRoot struct {
@@ -150,6 +152,9 @@ func (p *Partial) MarshalBinary() ([]byte, error) {
 	b.flushEdges()
 	w := wirePartial{SkewTolerance: a.tol, Traces: a.traces, Spans: a.spans, GraphTraces: b.traces, GraphSpans: b.spans,
 		Incomplete: a.incomplete}
+	for _, c := range b.traceIDs.Chunks() {
+		w.TraceIDs = append(w.TraceIDs, c...)
+	}
 	for _, n := range b.nodeList {
 		w.Nodes = append(w.Nodes, wireNode{Kind: n.kind, Name: n.name, Spans: n.spans, Errors: n.errors,
 			Instances: keys(n.instances), Operations: keys(n.operations), Partitions: keys(n.partitions)})
@@ -178,7 +183,7 @@ func (p *Partial) MarshalBinary() ([]byte, error) {
 	for j := 0; j < b.pending.Len(); j++ {
 		pc := b.pending.At(j)
 		wp := wirePending{Ref: refOut(pc.ref), Node: pc.node.seq, Topic: pc.topic.seq, Group: pc.group, Client: pc.client,
-			MsgID: pc.msgID, Partition: pc.partition, Offset: pc.offset, Start: pc.start, Err: pc.err}
+			MsgID: pc.msgID, Partition: pc.partition, Offset: pc.offset, Start: pc.start, Err: pc.err, MissingParent: pc.missingParent}
 		for _, l := range pc.links {
 			wp.Links = append(wp.Links, wireSpan{l.TraceID, l.SpanID})
 		}
@@ -254,6 +259,9 @@ func decodePartial(data []byte) (*Analyzer, error) {
 	if min(w.Traces, w.Spans, w.GraphTraces, w.GraphSpans) < 0 {
 		return nil, errors.New("negative count")
 	}
+	for _, id := range w.TraceIDs {
+		b.traceIDs.Add(id)
+	}
 	for _, n := range w.Nodes {
 		if n.Kind > graph.KindUnknownCaller || min(n.Spans, n.Errors) < 0 {
 			return nil, fmt.Errorf("bad node %q", n.Name)
@@ -317,7 +325,7 @@ func decodePartial(data []byte) (*Analyzer, error) {
 			return nil, errors.New("bad pending consumer")
 		}
 		pc := pendingConsumer{ref: wp.Ref.in(), node: b.nodeList[wp.Node], topic: b.nodeList[wp.Topic], group: wp.Group, client: wp.Client,
-			partition: wp.Partition, offset: wp.Offset, msgID: wp.MsgID, start: wp.Start, err: wp.Err}
+			partition: wp.Partition, offset: wp.Offset, msgID: wp.MsgID, start: wp.Start, err: wp.Err, missingParent: wp.MissingParent}
 		for _, l := range wp.Links {
 			pc.links = append(pc.links, trace.Ref{Type: trace.RefLink, TraceID: l.Trace, SpanID: l.Span})
 		}

@@ -8,6 +8,7 @@ package synth
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,7 +34,12 @@ type Config struct {
 	// Shuffle puts each trace's spans in random order, as stores return
 	// them, instead of the order they started in.
 	Shuffle bool
-	Seed    uint64
+	// SampleRatio keeps each trace with this probability, as a head
+	// sampler deciding at every root keeps it: a hop that lost its context
+	// starts a trace sampled on its own, so its producer's trace may be
+	// gone while it stays. Zero (or 1 and above) keeps every trace.
+	SampleRatio float64
+	Seed        uint64
 }
 
 func (c *Config) defaults() {
@@ -87,6 +93,10 @@ func Generate(cfg Config) []trace.Trace {
 	g.offsets = make([]int64, cfg.Topics*cfg.Partitions)
 	for i := 0; i < cfg.Traces; i++ {
 		g.trace()
+	}
+	if cfg.SampleRatio > 0 && cfg.SampleRatio < 1 {
+		keep := rand.New(rand.NewPCG(cfg.Seed, 0x73616d706c65)) // a stream of its own: the shape stays as it was
+		g.out = slices.DeleteFunc(g.out, func(trace.Trace) bool { return keep.Float64() >= cfg.SampleRatio })
 	}
 	var strs trace.Strings
 	for i := range g.out {

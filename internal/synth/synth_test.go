@@ -100,3 +100,24 @@ func TestLinkShare(t *testing.T) {
 		t.Errorf("%d consumer roots, %d linked: want some linked and some not", roots, linked)
 	}
 }
+
+// TestSampleRatio: a ratio keeps about that share of the traces, the same
+// ones for the same seed, each as the unsampled set has it.
+func TestSampleRatio(t *testing.T) {
+	cfg := Config{Traces: 2000, BrokenShare: 0.5, Seed: 4}
+	all := Generate(cfg)
+	cfg.SampleRatio = 0.3
+	kept, again := Generate(cfg), Generate(cfg)
+	if share := float64(len(kept)) / float64(len(all)); share < 0.25 || share > 0.35 {
+		t.Fatalf("kept %d of %d traces (%.2f), want about 0.3", len(kept), len(all), share)
+	}
+	byID := map[trace.TraceID]int{}
+	for _, tr := range all {
+		byID[tr.ID] = len(tr.Spans)
+	}
+	for i, tr := range kept {
+		if n, ok := byID[tr.ID]; !ok || n != len(tr.Spans) || again[i].ID != tr.ID {
+			t.Fatalf("kept trace %s: %d spans, in the full set %v (%d); again %s", tr.ID, len(tr.Spans), ok, n, again[i].ID)
+		}
+	}
+}

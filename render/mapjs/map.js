@@ -70,6 +70,7 @@ const cy = cytoscape({
       'line-color': 'var(--edge)', 'target-arrow-color': 'var(--edge)' } },
     { selector: 'edge[relation = "link"]', style: { 'line-style': 'dotted' } },
     { selector: 'edge[relation = "stitched"]', style: { 'line-style': 'dashed', 'line-color': '#d33', 'target-arrow-color': '#d33' } },
+    { selector: 'edge[relation = "unverified"]', style: { 'line-style': 'dashed', 'line-color': '#999', 'target-arrow-color': '#999', 'color': '#888' } },
     { selector: '.faded', style: { opacity: 0.12 } },
     { selector: '.hidden', style: { display: 'none' } },
     { selector: '.marked', style: { 'border-width': 4, 'border-color': '#f90', 'line-color': '#f90', 'target-arrow-color': '#f90' } },
@@ -87,6 +88,7 @@ function applyTheme() {
     .selector('node[kind = "topic"]').style({ 'background-color': v('--topic') })
     .selector('edge').style({ 'line-color': v('--edge'), 'target-arrow-color': v('--edge') })
     .selector('edge[relation = "stitched"]').style({ 'line-color': '#d33', 'target-arrow-color': '#d33' })
+    .selector('edge[relation = "unverified"]').style({ 'line-color': '#999', 'target-arrow-color': '#999' })
     .selector('.marked').style({ 'border-color': '#f90', 'line-color': '#f90', 'target-arrow-color': '#f90' })
     .update();
 }
