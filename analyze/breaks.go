@@ -69,6 +69,7 @@ func Breaks(traces []trace.Trace, g *graph.Graph, o Options) Report {
 		f.Traces = len(f.traces)
 		rep.Unverifiable = append(rep.Unverifiable, f.Finding)
 	}
+	rep.Coverage = EstimateCoverage(g)
 	rep.Sort()
 	return rep
 }

@@ -96,6 +96,9 @@ type Report struct {
 	// (RuleUnverifiedHop, RuleUnverifiedOutput), in the same order: not
 	// breaks, and not continued either.
 	Unverifiable []Finding
+	// Coverage is what the data says of each service's sampling
+	// (EstimateCoverage).
+	Coverage []Coverage
 }
 
 // Options tune Breaks.

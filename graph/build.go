@@ -43,6 +43,7 @@ func Build(traces []trace.Trace) *Graph {
 	}
 	for _, n := range b.g.Nodes {
 		n.Instances, n.Operations, n.Partitions = setList(b.instances[n]), setList(b.operations[n]), setList(b.partitions[n])
+		n.Samplers = setList(b.samplers[n])
 	}
 	b.g.Finish()
 	return b.g
@@ -113,6 +114,7 @@ type builder struct {
 	g                     *Graph
 	nodes                 map[string]*Node // by key
 	instances, operations map[*Node]map[string]bool
+	samplers              map[*Node]map[string]bool // of root spans
 	partitions            map[*Node]map[int32]bool
 	edges                 map[edgeKey]*edgeTally
 	byRecord              map[recordKey][]producer
@@ -207,6 +209,9 @@ func (b *builder) addSpan(s *trace.Span, p *trace.Span, hasParent, remote bool) 
 	note(&b.operations, svc, s.Operation)
 	if inst := s.Resource.Instance(); inst != "" {
 		note(&b.instances, svc, inst)
+	}
+	if sampler := s.Sampler(); !hasParent && sampler != "" {
+		note(&b.samplers, svc, sampler)
 	}
 	cross := p != nil && p.Service() != name
 

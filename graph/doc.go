@@ -25,7 +25,7 @@
 // The rules, span by span (Build follows them one at a time):
 //
 //   - Every span counts against its service's node (spans, errors,
-//     operation, the resource's instance).
+//     operation, the resource's instance, and a root span's sampler tags).
 //   - A messaging span with a destination counts against its topic (and
 //     notes its partition). A publish span whose parent, in the same
 //     service, is a publish span of the same topic is the same record

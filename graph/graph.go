@@ -48,6 +48,9 @@ type Node struct {
 	Operations []string
 	// Partitions are the partitions seen, sorted. Topics only.
 	Partitions []int32
+	// Samplers are what the service's root spans say of their sampler
+	// (trace.Span.Sampler), sorted. Services only; Jaeger clients' spans.
+	Samplers []string
 }
 
 // ID implements graph.Node.
@@ -208,6 +211,7 @@ func (g *Graph) Finish() {
 		slices.Sort(n.Instances)
 		slices.Sort(n.Operations)
 		slices.Sort(n.Partitions)
+		slices.Sort(n.Samplers)
 		g.byKey[n.Key] = n
 		g.dg.AddNode(n)
 	}

@@ -23,6 +23,16 @@ type ReportJSON struct {
 	// Unverifiable are the hops whose other end is not in the data
 	// (rules unverified-hop, unverified-output): not breaks.
 	Unverifiable []FindingJSON `json:"unverifiable"`
+	// Coverage is what the data says of each service's sampling.
+	Coverage []CoverageJSON `json:"coverage"`
+}
+
+// CoverageJSON is a service's estimated coverage: the share of its traces
+// the data holds, null when it cannot be told (basis says why).
+type CoverageJSON struct {
+	Service  string   `json:"service"`
+	Estimate *float64 `json:"estimate"`
+	Basis    string   `json:"basis"`
 }
 
 // FindingJSON is one break point.
@@ -65,7 +75,44 @@ func ReportToJSON(r analyze.Report, ui string) ReportJSON {
 	for _, f := range r.Unverifiable {
 		out.Unverifiable = append(out.Unverifiable, findingJSON(f, ui))
 	}
+	out.Coverage = []CoverageJSON{}
+	for _, c := range r.Coverage {
+		cj := CoverageJSON{Service: c.Service, Basis: c.Basis}
+		if c.Estimate >= 0 {
+			cj.Estimate = &c.Estimate
+		}
+		out.Coverage = append(out.Coverage, cj)
+	}
 	return out
+}
+
+// samplingSummary says what the data says of sampling, when it says any
+// service was sampled or some hop could not be told; else "".
+func samplingSummary(r analyze.Report, text func(string) string) string {
+	var known, unknown []string
+	sampled := len(r.Unverifiable) > 0
+	for _, c := range r.Coverage {
+		if c.Estimate < 0 {
+			unknown = append(unknown, text(c.Service))
+			continue
+		}
+		sampled = sampled || c.Estimate < 1
+		known = append(known, fmt.Sprintf("%s %.0f%% (%s)", text(c.Service), 100*c.Estimate, text(c.Basis)))
+	}
+	if !sampled {
+		return ""
+	}
+	s := "sampling: "
+	if len(known) > 0 {
+		s += "traces kept: " + strings.Join(known, "; ")
+	}
+	if len(unknown) > 0 {
+		if len(known) > 0 {
+			s += "; "
+		}
+		s += "cannot be told for " + strings.Join(unknown, ", ")
+	}
+	return s
 }
 
 func findingJSON(f analyze.Finding, ui string) FindingJSON {
@@ -120,6 +167,9 @@ func ReportText(w io.Writer, r analyze.Report, ui string, st Style) error {
 	}
 	if u := unverifiedSummary(r); u != "" {
 		summary += "; " + u
+	}
+	if smp := samplingSummary(r, text); smp != "" {
+		summary += "\n" + smp
 	}
 	if !st.TTY {
 		var b strings.Builder
@@ -184,6 +234,9 @@ func ReportMarkdown(w io.Writer, r analyze.Report, ui string) error {
 			fmt.Fprintf(&b, "| `%s` | %s | %d | %d |\n", f.Rule, Markdown(f.Where), f.Traces, f.Occurrences)
 		}
 	}
+	if smp := samplingSummary(r, Markdown); smp != "" {
+		b.WriteString("\n" + smp + "\n")
+	}
 	fmt.Fprintf(&b, "\n%s, %s analysed", N(r.Traces, "trace"), N(r.Spans, "span"))
 	if len(r.Incomplete) > 0 {
 		fmt.Fprintf(&b, "; %d incomplete traces left out", len(r.Incomplete))
@@ -200,8 +253,10 @@ func ReportMarkdown(w io.Writer, r analyze.Report, ui string) error {
 func ReportSentences(w io.Writer, r analyze.Report, text func(string) string, counts bool) error {
 	if len(r.Findings) == 0 {
 		_, err := fmt.Fprintln(w, "no breaks: every hop carries its trace context")
-		if u := unverifiedSummary(r); u != "" && err == nil {
-			_, err = fmt.Fprintln(w, u)
+		for _, line := range []string{unverifiedSummary(r), samplingSummary(r, text)} {
+			if line != "" && err == nil {
+				_, err = fmt.Fprintln(w, line)
+			}
 		}
 		return err
 	}
@@ -236,9 +291,12 @@ func ReportSentences(w io.Writer, r analyze.Report, text func(string) string, co
 			return err
 		}
 	}
-	if u := unverifiedSummary(r); u != "" {
-		_, err := fmt.Fprintln(w, u)
-		return err
+	for _, line := range []string{unverifiedSummary(r), samplingSummary(r, text)} {
+		if line != "" {
+			if _, err := fmt.Fprintln(w, line); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

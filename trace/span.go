@@ -94,6 +94,19 @@ func (a Attributes) Get(key string) (string, bool) {
 	return "", false
 }
 
+// Sampler returns what a Jaeger client's sampler tags on a root span say,
+// "TYPE PARAM" (sampler.type and sampler.param, e.g. "probabilistic 0.3"),
+// or "" when the span carries no sampler.type. OpenTelemetry SDKs do not
+// tag their spans so.
+func (s *Span) Sampler() string {
+	typ, ok := s.Attributes.Get("sampler.type")
+	if !ok || typ == "" {
+		return ""
+	}
+	param, _ := s.Attributes.Get("sampler.param")
+	return strings.TrimSpace(typ + " " + param)
+}
+
 // Resource describes the process that emitted a span. Spans of one process
 // share one *Resource; treat it as read-only.
 type Resource struct {

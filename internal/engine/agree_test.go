@@ -27,7 +27,7 @@ func summary(g *graph.Graph) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "traces %d spans %d\n", g.Traces, g.Spans)
 	for _, n := range g.Nodes {
-		fmt.Fprintf(&b, "node %s %d %d %v %v %v\n", n.Key, n.Spans, n.Errors, n.Instances, n.Operations, n.Partitions)
+		fmt.Fprintf(&b, "node %s %d %d %v %v %v %v\n", n.Key, n.Spans, n.Errors, n.Instances, n.Operations, n.Partitions, n.Samplers)
 	}
 	for _, e := range g.Edges {
 		fmt.Fprintf(&b, "edge %s %s %s %s %q %d %d %v %v %v %v\n", e.From.Key, e.To.Key, e.Kind, e.Relation, e.Group, e.Count, e.Errors, e.P50, e.P95, e.P99, e.ClientIDs)
@@ -164,7 +164,8 @@ func shapeOf(data []byte) shape {
 	return shape{
 		cfg: synth.Config{Traces: 1 + at(0)%120, SpansPerTrace: 2 + at(1)%24, Services: 2 + at(2)%10, Topics: 1 + at(3)%5,
 			Partitions: 1 + at(12)%4, BrokenShare: float64(at(4)) / 255, LinkShare: float64(at(5)) / 255, FanOut: 1 + at(6)%3,
-			Shuffle: flags&1 != 0, MessagingOnly: flags&2 != 0, Seed: uint64(at(10)), SampleRatio: []float64{0, 0.3, 0.6, 0.9}[at(15)%4]},
+			Shuffle: flags&1 != 0, MessagingOnly: flags&2 != 0, Seed: uint64(at(10)), SampleRatio: []float64{0, 0.3, 0.6, 0.9}[at(15)%4],
+			SamplerTags: at(15)&4 != 0},
 		sample:  []float64{0, 0.5, 0.8, 0.95}[at(16)%4],
 		unshare: flags&4 != 0, drop: []int{0, 7, 13, 29}[flags>>3&3], passThrough: flags&32 != 0, skew: flags&64 != 0, relink: flags&128 != 0,
 		incomplete: []int{0, 0, 3, 11}[at(11)%4], tol: time.Duration(at(13)%3) * time.Millisecond,
@@ -284,7 +285,7 @@ var seeds = [][]byte{
 	{60, 20, 6, 2, 255, 60, 3, 2 | 4 | 8 | 64, 3, 4, 3, 3, 3, 2, 9},
 	{119, 8, 11, 5, 30, 255, 1, 16 | 32 | 64 | 128, 1, 2 | 8, 4, 1, 0, 0, 1},
 	{90, 12, 8, 4, 50, 0, 1, 8 | 128, 2, 3, 6, 2, 2, 1, 2},
-	{110, 10, 6, 3, 120, 160, 2, 32 | 128, 2, 2 | 8, 7, 0, 0, 0, 3, 1, 1},
+	{110, 10, 6, 3, 120, 160, 2, 32 | 128, 2, 2 | 8, 7, 0, 0, 0, 3, 1 | 4, 1},
 	{5, 3, 2, 1, 200, 100, 2, 1 | 2 | 4 | 24 | 32 | 64, 3, 4 | 8, 5, 3, 1, 2, 3},
 }
 
@@ -357,12 +358,16 @@ func TestFilesAgree(t *testing.T) {
 // on from their input, so the agreement is about something.
 func TestSeedsCover(t *testing.T) {
 	rels, kinds, rules, unverified := map[graph.Relation]bool{}, map[graph.StitchKind]bool{}, map[analyze.Rule]bool{}, map[analyze.Rule]bool{}
+	samplers := false
 	for _, s := range seeds {
 		sh := shapeOf(s)
 		ts, inc := sh.traces()
 		g := graph.Build(ts)
 		for _, e := range g.Edges {
 			rels[e.Relation] = true
+		}
+		for _, n := range g.Nodes {
+			samplers = samplers || len(n.Samplers) > 0
 		}
 		for _, st := range g.Stitches {
 			kinds[st.Kind] = true
@@ -382,6 +387,9 @@ func TestSeedsCover(t *testing.T) {
 		if !rules[r] {
 			t.Errorf("no %s finding from the seeds (found %v)", r, rules)
 		}
+	}
+	if !samplers {
+		t.Error("no sampler tags in the seeds' sets")
 	}
 	if len(unverified) != 2 {
 		t.Errorf("unverifiable from the seeds: %v, want both rules", unverified)

@@ -236,6 +236,7 @@ func (a *Analyzer) Finish() (*graph.Graph, analyze.Report) {
 	// The report is judged while the graph's latency percentiles are
 	// computed, which it does not read.
 	g := a.b.GraphWith(func() { rep = a.judge() })
+	rep.Coverage = analyze.EstimateCoverage(g)
 	return g, rep
 }
 

@@ -20,6 +20,7 @@ type node struct {
 	instances     map[string]struct{}
 	operations    map[string]struct{}
 	partitions    map[int32]struct{}
+	samplers      map[string]struct{}
 }
 
 // edge is a graph edge while it is built. Its latency samples are logged
@@ -202,6 +203,9 @@ func (b *Builder) Merge(o *Builder) {
 		}
 		for k := range n.partitions {
 			t.notePartition(k)
+		}
+		for k := range n.samplers {
+			addTo(&t.samplers, k)
 		}
 		to[n.seq], toSeq[n.seq] = t, t.seq
 	}
@@ -417,6 +421,8 @@ func (b *Builder) addSpan(spans []trace.Span, i int, s *trace.Span, in spanInfo)
 	var p *trace.Span
 	if pi >= 0 {
 		p = &spans[pi]
+	} else if pi == noParent {
+		b.noteSampler(svc, s)
 	}
 
 	if m := in.View; m != nil && m.Destination != "" {
@@ -494,6 +500,13 @@ func (b *Builder) addSpan(spans []trace.Span, i int, s *trace.Span, in spanInfo)
 
 // The spans below are few, and what they keep is large: their work is
 // kept out of addSpan, whose frame and registers serve the usual spans.
+
+// noteSampler notes what root span s says of its sampler, if anything.
+func (b *Builder) noteSampler(svc *node, s *trace.Span) {
+	if smp := s.Sampler(); smp != "" {
+		addTo(&svc.samplers, smp)
+	}
+}
 
 // addRoot keeps a root produce span: an origin, or a stream processor that
 // lost the context of its input. Graph decides which.

@@ -106,7 +106,7 @@ func (b *Builder) export() *graph.Graph {
 	g.Nodes = make([]*graph.Node, len(b.nodeList))
 	for i, n := range b.nodeList {
 		nodes[i] = graph.Node{Key: n.kind.String() + ":" + n.name, Kind: n.kind, Name: n.name, Spans: n.spans, Errors: n.errors,
-			Instances: keys(n.instances), Operations: keys(n.operations), Partitions: keys(n.partitions)}
+			Instances: keys(n.instances), Operations: keys(n.operations), Partitions: keys(n.partitions), Samplers: keys(n.samplers)}
 		g.Nodes[i] = &nodes[i]
 	}
 	edges := make([]graph.Edge, len(b.edgeList))

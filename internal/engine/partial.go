@@ -53,6 +53,7 @@ type wireNode struct {
 	Spans, Errors         int
 	Instances, Operations []string
 	Partitions            []int32
+	Samplers              []string
 }
 
 type wireEdge struct {
@@ -157,7 +158,7 @@ func (p *Partial) MarshalBinary() ([]byte, error) {
 	}
 	for _, n := range b.nodeList {
 		w.Nodes = append(w.Nodes, wireNode{Kind: n.kind, Name: n.name, Spans: n.spans, Errors: n.errors,
-			Instances: keys(n.instances), Operations: keys(n.operations), Partitions: keys(n.partitions)})
+			Instances: keys(n.instances), Operations: keys(n.operations), Partitions: keys(n.partitions), Samplers: keys(n.samplers)})
 	}
 	counts := make([]int, len(b.edgeList))
 	for i, e := range b.edgeList {
@@ -279,6 +280,9 @@ func decodePartial(data []byte) (*Analyzer, error) {
 		}
 		for _, v := range n.Partitions {
 			t.notePartition(v)
+		}
+		for _, v := range n.Samplers {
+			addTo(&t.samplers, v)
 		}
 	}
 	nodes := func(is ...int32) bool {

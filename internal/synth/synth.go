@@ -39,6 +39,9 @@ type Config struct {
 	// starts a trace sampled on its own, so its producer's trace may be
 	// gone while it stays. Zero (or 1 and above) keeps every trace.
 	SampleRatio float64
+	// SamplerTags tags root spans as Jaeger clients do: sampler.type
+	// probabilistic and sampler.param the ratio.
+	SamplerTags bool
 	Seed        uint64
 }
 
@@ -97,6 +100,19 @@ func Generate(cfg Config) []trace.Trace {
 	if cfg.SampleRatio > 0 && cfg.SampleRatio < 1 {
 		keep := rand.New(rand.NewPCG(cfg.Seed, 0x73616d706c65)) // a stream of its own: the shape stays as it was
 		g.out = slices.DeleteFunc(g.out, func(trace.Trace) bool { return keep.Float64() >= cfg.SampleRatio })
+	}
+	if cfg.SamplerTags {
+		param := "1"
+		if cfg.SampleRatio > 0 && cfg.SampleRatio < 1 {
+			param = strconv.FormatFloat(cfg.SampleRatio, 'g', -1, 64)
+		}
+		for i := range g.out {
+			for j := range g.out[i].Spans {
+				if s := &g.out[i].Spans[j]; len(s.Refs) == 0 {
+					s.Attributes = append(s.Attributes, trace.Attribute{Key: "sampler.type", Value: "probabilistic"}, trace.Attribute{Key: "sampler.param", Value: param})
+				}
+			}
+		}
 	}
 	var strs trace.Strings
 	for i := range g.out {
