@@ -51,6 +51,7 @@ type State struct {
 	Components  []Component `json:"components"`
 	Endpoints   Endpoints   `json:"endpoints"`
 	Propagation string      `json:"propagation"`
+	Sample      float64     `json:"sample,omitempty"` // the share of traces kept; 0: all
 	dir         string
 }
 

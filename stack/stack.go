@@ -56,6 +56,9 @@ type Options struct {
 	JaegerGRPCPort, JaegerUIPort, OTLPPort, APIPort int
 	// Propagation is the join's mode: lost, links or parent.
 	Propagation string
+	// Sample makes every service keep this share of traces, deciding at
+	// each root and following the parent elsewhere (0: all).
+	Sample float64
 	// Live makes github-source page the real GitHub API (GITHUB_TOKEN).
 	Live bool
 	// Replicas runs several instances of a consumer service in one consumer
@@ -126,6 +129,9 @@ func (o *Options) defaults() error {
 	case services.PropagationLost, services.PropagationLinks, services.PropagationParent:
 	default:
 		return fmt.Errorf("--propagation %q: want lost, links or parent", o.Propagation)
+	}
+	if !(o.Sample >= 0 && o.Sample <= 1) {
+		return fmt.Errorf("--sample %v: want a ratio from 0 to 1 (0: keep every trace)", o.Sample)
 	}
 	for name, n := range o.Replicas {
 		if name != Flatten && name != Join {
@@ -209,7 +215,7 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 		}
 	}
 
-	st = &State{dir: o.StateDir, Propagation: o.Propagation}
+	st = &State{dir: o.StateDir, Propagation: o.Propagation, Sample: o.Sample}
 	defer func() {
 		if err != nil {
 			for i := len(st.Components) - 1; i >= 0; i-- {
@@ -310,6 +316,9 @@ func serviceComponent(o *Options, st *State, name string, r int, brokers []strin
 	}
 	argv := []string{o.Exe, "stack", "serve", name, "--brokers", strings.Join(brokers, ","), "--otlp", otlp,
 		"--health", addr(hp), "--instance", fmt.Sprintf("%s-%d", name, r)}
+	if o.Sample > 0 && o.Sample < 1 {
+		argv = append(argv, "--sample", strconv.FormatFloat(o.Sample, 'g', -1, 64))
+	}
 	switch name {
 	case Join:
 		argv = append(argv, "--propagation", o.Propagation)

@@ -39,6 +39,7 @@ func (o *StackOptions) register(cmd *cobra.Command) {
 	f.IntVar(&o.OTLPPort, "otlp-port", 4317, "OTLP gRPC port of the Jaeger the stack starts")
 	f.IntVar(&o.APIPort, "api-port", 3100, "port of stargazers-api")
 	f.StringVar(&o.Propagation, "propagation", "lost", "join's trace propagation: lost (like ksqlDB), links (the fix) or parent")
+	f.Float64Var(&o.Sample, "sample", 0, "every service keeps this share of traces (`RATIO`, parent-based as SDKs sample; 0: all)")
 	f.BoolVar(&o.Live, "live", false, "github-source pages the real GitHub API (needs GITHUB_TOKEN) instead of the bundled fixture")
 	f.DurationVar(&o.Timeout, "wait", 60*time.Second, "how long to wait for each component to become healthy")
 	f.StringArrayVar(&o.Replicas, "replicas", nil, "run `service=N` instances of stargazers-flatten or stargazers-join in one consumer group (repeatable)")
@@ -61,6 +62,9 @@ func (o *StackOptions) prepare(ios *IOStreams) error {
 	}
 	if o.Live && ios.Getenv("GITHUB_TOKEN") == "" {
 		return usagef("--live needs a GitHub token in GITHUB_TOKEN")
+	}
+	if !(o.Sample >= 0 && o.Sample <= 1) {
+		return usagef("--sample %v: want a ratio from 0 to 1 (0: keep every trace)", o.Sample)
 	}
 	o.Progress = ios.ErrOut
 	return nil
@@ -101,7 +105,11 @@ all on 127.0.0.1.`,
 
 func printEndpoints(ios *IOStreams, st *stack.State) {
 	e := st.Endpoints
-	fmt.Fprintf(ios.Out, "stargazers stack is up (join propagation: %s)\n", st.Propagation)
+	sampling := ""
+	if st.Sample > 0 && st.Sample < 1 {
+		sampling = fmt.Sprintf(", keeping %g of traces", st.Sample)
+	}
+	fmt.Fprintf(ios.Out, "stargazers stack is up (join propagation: %s%s)\n", st.Propagation, sampling)
 	if e.JaegerUI != "" {
 		fmt.Fprintf(ios.Out, "  Jaeger UI          %s\n", e.JaegerUI)
 	}
@@ -328,6 +336,7 @@ func newCmdStackServe(ios *IOStreams) *cobra.Command {
 	f.StringVar(&cfg.Health, "health", "127.0.0.1:0", "health (and API) listen address")
 	f.StringVar(&cfg.Instance, "instance", "", "service.instance.id")
 	f.StringVar(&propagation, "propagation", "lost", "join propagation")
+	f.Float64Var(&cfg.Sample, "sample", 0, "keep this share of traces (parent-based ratio sampler; 0: all)")
 	f.IntVar(&port, "port", 9092, "broker port")
 	f.BoolVar(&live, "live", false, "page the real GitHub API")
 	return cmd

@@ -745,3 +745,96 @@ func TestStackReadiness(t *testing.T) {
 		t.Errorf("stack status does not say why:\n%s", out)
 	}
 }
+
+// runOut runs ktrace and returns its stdout and exit code.
+func runOut(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	out, err := exec.Command(ktraceBin, args...).Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), 0
+}
+
+// TestStackSampled: every service samples 30% of its traces (stack up
+// --sample 0.3, parent-based as SDKs sample). With the linked join nothing
+// is a violation — report --broken finds no break, check (spec-less and
+// with the stack's spec) passes or is inconclusive — the hops whose other
+// end was sampled out are counted apart, and the join has no origin edge.
+// With the default join the break inside the join is still named, and its
+// outputs paired with no input are unverified, not origins.
+func TestStackSampled(t *testing.T) {
+	for _, propagation := range []string{services.PropagationLinks, services.PropagationLost} {
+		t.Run(propagation, func(t *testing.T) {
+			o := stackOptions(t, propagation)
+			o.Sample = 0.3
+			st := upStack(t, o)
+			if st.Sample != 0.3 {
+				t.Fatalf("state says sample %v", st.Sample)
+			}
+			if _, err := stack.Traffic(context.Background(), o.StateDir, 0, 0); err != nil {
+				t.Fatal(err)
+			}
+			waitAnswer(t, st.Endpoints.API) // sampling drops spans, never records
+			traces := stableTraces(t, st.Endpoints.JaegerQuery)
+			g := graph.Build(traces)
+			joined := map[graph.Relation]int{}
+			for _, e := range g.EdgesFrom("service:stargazers-join") {
+				joined[e.Relation] += e.Count
+			}
+			if joined[graph.RelSpan] != 0 || len(joined) == 0 {
+				t.Errorf("join's outputs by relation %v: want none drawn as an origin", joined)
+			}
+			q := st.Endpoints.JaegerQuery
+			report, rc := runOut(t, "report", "--broken", "--jaeger", q, "--settle", "500ms", "-o", "json")
+			var rep render.ReportJSON
+			if err := json.Unmarshal([]byte(report), &rep); err != nil {
+				t.Fatalf("report: exit %d, %v: %s", rc, err, report)
+			}
+			spec, sc := runOut(t, "check", "--spec", "../../examples/stargazers-check.yaml", "--jaeger", q, "-o", "json",
+				"--poll", "300ms", "--stable-polls", "2", "--wait", "60s")
+			all, ac := runOut(t, "check", "--jaeger", q, "-o", "json", "--poll", "300ms", "--stable-polls", "2", "--wait", "60s")
+			var specDoc, allDoc render.CheckJSON
+			if json.Unmarshal([]byte(spec), &specDoc) != nil || json.Unmarshal([]byte(all), &allDoc) != nil {
+				t.Fatalf("check output:\n%s\n%s", spec, all)
+			}
+			if propagation == services.PropagationLinks {
+				if rc != 0 || len(rep.Findings) != 0 {
+					t.Errorf("links: report --broken exit %d, findings %+v", rc, rep.Findings)
+				}
+				if sc == 1 || ac == 1 || specDoc.Verdict == "fail" || allDoc.Verdict == "fail" {
+					t.Errorf("links: check %d (%s), spec-less %d (%s)\n%s\n%s", sc, specDoc.Verdict, ac, allDoc.Verdict, spec, all)
+				}
+				unverifiable := len(rep.Unverifiable)
+				for _, f := range specDoc.Flows {
+					for _, h := range f.Hops {
+						unverifiable += h.Unverifiable
+					}
+				}
+				if unverifiable == 0 {
+					t.Errorf("links: nothing counted unverifiable:\n%s\n%s", report, spec)
+				}
+				return
+			}
+			if joined[graph.RelUnverified] == 0 {
+				t.Errorf("lost: no unverified output of the join: %v", joined)
+			}
+			named := false
+			for _, f := range rep.Findings {
+				named = named || (f.Rule == "lost-inside" && f.Service == "stargazers-join")
+			}
+			if !named || rc != 0 {
+				t.Errorf("lost: report --broken (exit %d) does not name the join: %+v", rc, rep.Findings)
+			}
+			if ac != 1 || !strings.Contains(all, `"from": "stargazers-join"`) {
+				t.Errorf("lost: spec-less check exit %d:\n%s", ac, all)
+			}
+			if h := specDoc.Flows[0].Hops[2]; h.From != "stargazers-join" || h.Continuous != 0 || h.Verdict == "pass" {
+				t.Errorf("lost: check's join hop %+v", h)
+			}
+		})
+	}
+}

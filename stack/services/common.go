@@ -32,6 +32,11 @@ type Config struct {
 	Instance string
 	// Log receives the service's log lines; nil means stderr.
 	Log io.Writer
+	// Sample, between 0 and 1, makes the service sample its traces as an
+	// SDK's parent-based ratio sampler does: a span with a parent follows
+	// the parent's decision, a root keeps this share of traces (by trace
+	// ID). Zero keeps every trace.
+	Sample float64
 }
 
 func (c *Config) logger(service string) *log.Logger {
@@ -58,6 +63,9 @@ func (c *Config) provider(ctx context.Context, service string) (*sdktrace.Tracer
 		attribute.String("host.name", host),
 	)
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	if c.Sample > 0 && c.Sample < 1 {
+		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.Sample))))
+	}
 	if c.OTLP != "" {
 		exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(c.OTLP), otlptracegrpc.WithInsecure())
 		if err != nil {
