@@ -83,8 +83,10 @@ type checker struct {
 
 // Why a hop cannot be told.
 const (
-	whyLinkOut   = "linked trace not in the data"
-	whyParentOut = "parent span not in the data"
+	whyLinkOut       = "linked trace not in the data"
+	whyLinkUnsampled = "linked trace not sampled (its trace flags say so)"
+	whyLinkLost      = "linked trace sampled, yet not in the data"
+	whyParentOut     = "parent span not in the data"
 )
 
 // outOfData says why span s's way back leaves the data — a link (on it,
@@ -94,6 +96,12 @@ func (c *checker) outOfData(kind string, s *trace.Span) string {
 	for cur := s; cur != nil; cur = c.parent(cur) {
 		for _, r := range cur.Refs {
 			if r.Type == trace.RefLink && c.byKey[spanKey{r.TraceID, r.SpanID}] == nil {
+				switch r.Sampled {
+				case trace.SampledNo:
+					return whyLinkUnsampled
+				case trace.SampledYes:
+					return whyLinkLost
+				}
 				return whyLinkOut
 			}
 		}
@@ -258,7 +266,9 @@ func (c *checker) flow(f Flow, file string) FlowResult {
 			if !ok {
 				if why := c.outOfData(h.Kind, s); why != "" {
 					h.Unverifiable++
-					h.Why = why
+					if h.Why == "" {
+						h.Why = why // the first, in the spans' order
+					}
 					unverifiable[i][s] = true
 					continue
 				}

@@ -71,7 +71,20 @@ type Ref struct {
 	Type    RefType
 	TraceID TraceID
 	SpanID  SpanID
+	// Sampled is what the reference says of its span's sampling, where
+	// the source says it (an OTLP link's W3C trace flags).
+	Sampled Sampled
 }
+
+// Sampled says whether a referenced span was sampled, as far as known.
+type Sampled uint8
+
+// Sampled values.
+const (
+	SampledUnknown Sampled = iota
+	SampledYes
+	SampledNo
+)
 
 // Attribute is one key/value pair. Values are kept as their string form:
 // ktrace compares and displays them, it never computes with them, and the

@@ -37,6 +37,10 @@ type otlpSpan struct {
 	Links        []struct {
 		TraceID string `json:"traceId"`
 		SpanID  string `json:"spanId"`
+		// Flags are W3C trace flags in bits 0-7; bit 8 says the flags
+		// were set (OTLP's SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK, which
+		// SDKs that fill link flags set), so 0 is read as unknown.
+		Flags uint32 `json:"flags"`
 	} `json:"links"`
 	Status struct {
 		Code    json.RawMessage `json:"code"`
@@ -219,6 +223,12 @@ func convertOTLP(os *otlpSpan, resource *trace.Resource) (trace.Span, error) {
 		}
 		if ref.SpanID, err = otlpSpanID(l.SpanID); err != nil {
 			return s, err
+		}
+		if l.Flags&0x100 != 0 {
+			ref.Sampled = trace.SampledNo
+			if l.Flags&1 != 0 {
+				ref.Sampled = trace.SampledYes
+			}
 		}
 		s.Refs = append(s.Refs, ref)
 	}

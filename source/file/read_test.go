@@ -481,3 +481,42 @@ func TestInFlight(t *testing.T) {
 		t.Error("acquire after stop reported success")
 	}
 }
+
+// TestLinkFlags: an OTLP link's W3C trace flags say whether its span was
+// sampled, when the flags are marked as set (bit 8); a snapshot keeps what
+// they say, and a snapshot without it reads as before.
+func TestLinkFlags(t *testing.T) {
+	in := `{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"a"}}]},
+	"scopeSpans":[{"spans":[{"traceId":"00000000000000000000000000000001","spanId":"0000000000000002","name":"x",
+	"kind":"SPAN_KIND_CONSUMER","startTimeUnixNano":1,"endTimeUnixNano":2,
+	"links":[{"traceId":"00000000000000000000000000000009","spanId":"0000000000000001","flags":769},
+	         {"traceId":"00000000000000000000000000000009","spanId":"0000000000000002","flags":256},
+	         {"traceId":"00000000000000000000000000000009","spanId":"0000000000000003","flags":1},
+	         {"traceId":"00000000000000000000000000000009","spanId":"0000000000000004"}]}]}]}]}`
+	var set trace.Set
+	if _, err := Read(strings.NewReader(in), "x", &set, &trace.Resources{}); err != nil {
+		t.Fatal(err)
+	}
+	want := []trace.Sampled{trace.SampledYes, trace.SampledNo, trace.SampledUnknown, trace.SampledUnknown}
+	check := func(how string, s trace.Span) {
+		t.Helper()
+		if len(s.Refs) != len(want) {
+			t.Fatalf("%s: refs %+v", how, s.Refs)
+		}
+		for i, r := range s.Refs {
+			if r.Sampled != want[i] || r.SpanID != trace.SpanID(i+1) {
+				t.Errorf("%s: link %d says %v, want %v", how, i, r.Sampled, want[i])
+			}
+		}
+	}
+	check("otlp", set.Traces()[0].Spans[0])
+	var b bytes.Buffer
+	if err := WriteSnapshot(&b, "test", set.Traces()); err != nil {
+		t.Fatal(err)
+	}
+	var again trace.Set
+	if _, err := Read(&b, "snapshot", &again, &trace.Resources{}); err != nil {
+		t.Fatal(err)
+	}
+	check("snapshot", again.Traces()[0].Spans[0])
+}

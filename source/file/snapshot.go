@@ -62,7 +62,10 @@ type snapSpan struct {
 	D int64       `json:"d,omitempty"`
 	E bool        `json:"e,omitempty"`
 	M string      `json:"m,omitempty"`
-	R [][3]string `json:"r,omitempty"`
+	// R are the refs: type, trace ID, span ID, and — when the source said
+	// it (an OTLP link's flags) — "sampled" or "unsampled". Readers before
+	// the fourth element ignore it.
+	R [][]string `json:"r,omitempty"`
 	A [][2]string `json:"a,omitempty"`
 	P int         `json:"p"`
 }
@@ -142,7 +145,14 @@ func (sw *SnapshotWriter) write(t *trace.Trace, from, to int) error {
 		ss := snapSpan{I: s.SpanID.String(), O: s.Operation, K: uint8(s.Kind), S: s.Start.UnixNano(),
 			D: int64(s.Duration), E: s.Error, M: s.StatusMessage, A: pairs(s.Attributes), P: id}
 		for _, r := range s.Refs {
-			ss.R = append(ss.R, [3]string{r.Type.String(), r.TraceID.String(), r.SpanID.String()})
+			ref := []string{r.Type.String(), r.TraceID.String(), r.SpanID.String()}
+			switch r.Sampled {
+			case trace.SampledYes:
+				ref = append(ref, "sampled")
+			case trace.SampledNo:
+				ref = append(ref, "unsampled")
+			}
+			ss.R = append(ss.R, ref)
 		}
 		st.Spans[i] = ss
 	}
@@ -553,9 +563,20 @@ func convertTrace(st *snapTrace) (*decodedTrace, error) {
 		if len(ss.R) > 0 {
 			from := len(refs)
 			for _, r := range ss.R {
+				if len(r) < 3 || len(r) > 4 {
+					return nil, fmt.Errorf("span %s: a ref of %d fields, want 3 or 4", ss.I, len(r))
+				}
 				ref := trace.Ref{Type: trace.RefParent}
 				if r[0] == "link" {
 					ref.Type = trace.RefLink
+				}
+				if len(r) == 4 {
+					switch r[3] {
+					case "sampled":
+						ref.Sampled = trace.SampledYes
+					case "unsampled":
+						ref.Sampled = trace.SampledNo
+					}
 				}
 				if ref.TraceID, err = trace.ParseTraceID(r[1]); err != nil {
 					return nil, err
