@@ -51,7 +51,8 @@ type State struct {
 	Components  []Component `json:"components"`
 	Endpoints   Endpoints   `json:"endpoints"`
 	Propagation string      `json:"propagation"`
-	Sample      float64     `json:"sample,omitempty"` // the share of traces kept; 0: all
+	Sample      float64     `json:"sample,omitempty"`      // the share of traces the services keep; 0: all
+	TailSample  float64     `json:"tail_sample,omitempty"` // the share of traces Jaeger keeps; 0: all
 	dir         string
 }
 

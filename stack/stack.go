@@ -59,6 +59,9 @@ type Options struct {
 	// Sample makes every service keep this share of traces, deciding at
 	// each root and following the parent elsewhere (0: all).
 	Sample float64
+	// TailSample makes the stack's Jaeger keep this share of whole traces
+	// (tail sampling in the collector; 0: all).
+	TailSample float64
 	// Live makes github-source page the real GitHub API (GITHUB_TOKEN).
 	Live bool
 	// Replicas runs several instances of a consumer service in one consumer
@@ -132,6 +135,12 @@ func (o *Options) defaults() error {
 	}
 	if !(o.Sample >= 0 && o.Sample <= 1) {
 		return fmt.Errorf("--sample %v: want a ratio from 0 to 1 (0: keep every trace)", o.Sample)
+	}
+	if !(o.TailSample >= 0 && o.TailSample <= 1) {
+		return fmt.Errorf("--tail-sample %v: want a ratio from 0 to 1 (0: keep every trace)", o.TailSample)
+	}
+	if o.TailSample > 0 && o.TailSample < 1 && (o.JaegerEndpoint != "" || o.OTLPEndpoint != "") {
+		return fmt.Errorf("--tail-sample configures the Jaeger the stack starts, not an existing one")
 	}
 	for name, n := range o.Replicas {
 		if name != Flatten && name != Join {
@@ -215,7 +224,7 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 		}
 	}
 
-	st = &State{dir: o.StateDir, Propagation: o.Propagation, Sample: o.Sample}
+	st = &State{dir: o.StateDir, Propagation: o.Propagation, Sample: o.Sample, TailSample: o.TailSample}
 	defer func() {
 		if err != nil {
 			for i := len(st.Components) - 1; i >= 0; i-- {
@@ -259,7 +268,7 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 	st.Endpoints.JaegerQuery = o.JaegerEndpoint
 	if ownJaeger {
 		jo := jaeger.Options{Bin: jbin, Dir: filepath.Join(o.StateDir, "jaeger"), Persist: o.Persist,
-			OTLPGRPCPort: o.OTLPPort, QueryGRPCPort: o.JaegerGRPCPort, UIPort: o.JaegerUIPort}
+			OTLPGRPCPort: o.OTLPPort, QueryGRPCPort: o.JaegerGRPCPort, UIPort: o.JaegerUIPort, TailSample: o.TailSample}
 		argv, err := jo.Prepare()
 		if err != nil {
 			return st, err

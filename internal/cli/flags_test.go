@@ -102,10 +102,12 @@ func TestFlagsRejected(t *testing.T) {
 // A sampling ratio outside 0..1 is a usage error, before anything starts.
 func TestStackSampleFlag(t *testing.T) {
 	for _, cmd := range [][]string{{"stack", "up"}, {"demo"}} {
-		for _, bad := range []string{"1.5", "-0.1", "NaN"} {
-			r := run(t, "", nil, append(cmd, "--sample", bad, "--state-dir", t.TempDir())...)
-			if r.code != ExitUsage || !strings.Contains(r.err, "--sample") {
-				t.Errorf("%v --sample %s: exit %d: %s", cmd, bad, r.code, r.err)
+		for _, flag := range []string{"--sample", "--tail-sample"} {
+			for _, bad := range []string{"1.5", "-0.1", "NaN"} {
+				r := run(t, "", nil, append(cmd, flag, bad, "--state-dir", t.TempDir())...)
+				if r.code != ExitUsage || !strings.Contains(r.err, flag+" ") {
+					t.Errorf("%v %s %s: exit %d: %s", cmd, flag, bad, r.code, r.err)
+				}
 			}
 		}
 	}

@@ -40,6 +40,7 @@ func (o *StackOptions) register(cmd *cobra.Command) {
 	f.IntVar(&o.APIPort, "api-port", 3100, "port of stargazers-api")
 	f.StringVar(&o.Propagation, "propagation", "lost", "join's trace propagation: lost (like ksqlDB), links (the fix) or parent")
 	f.Float64Var(&o.Sample, "sample", 0, "every service keeps this share of traces (`RATIO`, parent-based as SDKs sample; 0: all)")
+	f.Float64Var(&o.TailSample, "tail-sample", 0, "the stack's Jaeger keeps this share of whole traces (`RATIO`, tail_sampling; 0: all)")
 	f.BoolVar(&o.Live, "live", false, "github-source pages the real GitHub API (needs GITHUB_TOKEN) instead of the bundled fixture")
 	f.DurationVar(&o.Timeout, "wait", 60*time.Second, "how long to wait for each component to become healthy")
 	f.StringArrayVar(&o.Replicas, "replicas", nil, "run `service=N` instances of stargazers-flatten or stargazers-join in one consumer group (repeatable)")
@@ -65,6 +66,9 @@ func (o *StackOptions) prepare(ios *IOStreams) error {
 	}
 	if !(o.Sample >= 0 && o.Sample <= 1) {
 		return usagef("--sample %v: want a ratio from 0 to 1 (0: keep every trace)", o.Sample)
+	}
+	if !(o.TailSample >= 0 && o.TailSample <= 1) {
+		return usagef("--tail-sample %v: want a ratio from 0 to 1 (0: keep every trace)", o.TailSample)
 	}
 	o.Progress = ios.ErrOut
 	return nil
@@ -107,7 +111,10 @@ func printEndpoints(ios *IOStreams, st *stack.State) {
 	e := st.Endpoints
 	sampling := ""
 	if st.Sample > 0 && st.Sample < 1 {
-		sampling = fmt.Sprintf(", keeping %g of traces", st.Sample)
+		sampling = fmt.Sprintf(", services keeping %g of traces", st.Sample)
+	}
+	if st.TailSample > 0 && st.TailSample < 1 {
+		sampling += fmt.Sprintf(", Jaeger keeping %g of traces", st.TailSample)
 	}
 	fmt.Fprintf(ios.Out, "stargazers stack is up (join propagation: %s%s)\n", st.Propagation, sampling)
 	if e.JaegerUI != "" {

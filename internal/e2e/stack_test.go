@@ -765,15 +765,29 @@ func runOut(t *testing.T, args ...string) (string, int) {
 // with the stack's spec) passes or is inconclusive — the hops whose other
 // end was sampled out are counted apart, and the join has no origin edge.
 // With the default join the break inside the join is still named, and its
-// outputs paired with no input are unverified, not origins.
+// outputs paired with no input are unverified, not origins. The linked join
+// again with Jaeger's tail_sampling processor keeping 30% of whole traces
+// (stack up --tail-sample 0.3).
 func TestStackSampled(t *testing.T) {
-	for _, propagation := range []string{services.PropagationLinks, services.PropagationLost} {
-		t.Run(propagation, func(t *testing.T) {
+	for _, c := range []struct {
+		propagation string
+		tail        bool
+	}{{services.PropagationLinks, false}, {services.PropagationLost, false}, {services.PropagationLinks, true}} {
+		propagation := c.propagation
+		name := propagation
+		if c.tail {
+			name += "-tail"
+		}
+		t.Run(name, func(t *testing.T) {
 			o := stackOptions(t, propagation)
-			o.Sample = 0.3
+			if c.tail {
+				o.TailSample = 0.3
+			} else {
+				o.Sample = 0.3
+			}
 			st := upStack(t, o)
-			if st.Sample != 0.3 {
-				t.Fatalf("state says sample %v", st.Sample)
+			if st.Sample != o.Sample || st.TailSample != o.TailSample {
+				t.Fatalf("state says sample %v, tail %v", st.Sample, st.TailSample)
 			}
 			if _, err := stack.Traffic(context.Background(), o.StateDir, 0, 0); err != nil {
 				t.Fatal(err)

@@ -69,6 +69,10 @@ type Options struct {
 	Persist bool
 	// MaxTraces bounds the in-memory store; default 100000.
 	MaxTraces int
+	// TailSample, between 0 and 1, keeps that share of whole traces with
+	// the collector's tail_sampling processor (a probabilistic policy,
+	// decided after a trace has been quiet for 2 s); 0 keeps all.
+	TailSample float64
 }
 
 // Process is a running Jaeger.
@@ -126,12 +130,24 @@ func (o *Options) Config() string {
 		data := filepath.Join(o.Dir, "badger")
 		storage = fmt.Sprintf("        badger:\n          directories:\n            keys: %q\n            values: %q\n          ephemeral: false\n", data+"/keys", data+"/values")
 	}
+	processors, tail := "[batch]", ""
+	if o.TailSample > 0 && o.TailSample < 1 {
+		processors = "[tail_sampling, batch]"
+		tail = fmt.Sprintf(`  tail_sampling:
+    decision_wait: 2s
+    policies:
+      - name: keep-a-share
+        type: probabilistic
+        probabilistic:
+          sampling_percentage: %g
+`, 100*o.TailSample)
+	}
 	return fmt.Sprintf(`service:
   extensions: [jaeger_storage, jaeger_query, healthcheckv2]
   pipelines:
     traces:
       receivers: [otlp]
-      processors: [batch]
+      processors: %s
       exporters: [jaeger_storage_exporter]
   telemetry:
     resource:
@@ -166,10 +182,10 @@ extensions:
 processors:
   batch:
     timeout: 200ms
-exporters:
+%sexporters:
   jaeger_storage_exporter:
     trace_storage: store
-`, o.addr(o.HealthPort), o.QueryAddr(), o.addr(o.UIPort), storage, o.OTLPAddr(), o.addr(o.OTLPHTTPPort))
+`, processors, o.addr(o.HealthPort), o.QueryAddr(), o.addr(o.UIPort), storage, o.OTLPAddr(), o.addr(o.OTLPHTTPPort), tail)
 }
 
 // Prepare picks free ports for the ports left zero, writes the config into
