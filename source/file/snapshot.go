@@ -55,17 +55,17 @@ type snapResource struct {
 }
 
 type snapSpan struct {
-	I string      `json:"i"`
-	O string      `json:"o,omitempty"`
-	K uint8       `json:"k,omitempty"`
-	S int64       `json:"s"`
-	D int64       `json:"d,omitempty"`
-	E bool        `json:"e,omitempty"`
-	M string      `json:"m,omitempty"`
+	I string `json:"i"`
+	O string `json:"o,omitempty"`
+	K uint8  `json:"k,omitempty"`
+	S int64  `json:"s"`
+	D int64  `json:"d,omitempty"`
+	E bool   `json:"e,omitempty"`
+	M string `json:"m,omitempty"`
 	// R are the refs: type, trace ID, span ID, and — when the source said
 	// it (an OTLP link's flags) — "sampled" or "unsampled". Readers before
 	// the fourth element ignore it.
-	R [][]string `json:"r,omitempty"`
+	R [][]string  `json:"r,omitempty"`
 	A [][2]string `json:"a,omitempty"`
 	P int         `json:"p"`
 }
