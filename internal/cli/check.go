@@ -127,6 +127,16 @@ func checkRun(ctx context.Context, opts *CheckOptions) error {
 	}
 
 	var flows []analyze.FlowResult
+	if opts.Source.Kafka != "" {
+		if spec != nil {
+			return usagef("check --spec follows flows span by span and needs the traces; --kafka gives a stream's merged graph: check it without --spec")
+		}
+		g, _, err := opts.Source.analyzeSource(ctx, opts.IO, 0, 0)
+		if err != nil {
+			return err
+		}
+		return writeCheck(opts, []analyze.FlowResult{analyze.CheckAll(g, opts.MinContinuity, opts.MinTraces)})
+	}
 	if opts.Source.Jaeger == "" {
 		set, err := opts.Source.load(ctx, opts.IO)
 		if err != nil {

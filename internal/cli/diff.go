@@ -19,6 +19,7 @@ type DiffOptions struct {
 	IO           *IOStreams
 	A, B         string
 	Jaeger       string
+	Kafka, Group string
 	Timeout      time.Duration
 	Output       string
 	FailOnChange bool
@@ -80,12 +81,26 @@ continuity changes and p95 latency regressions beyond --latency-threshold.`,
 	f.BoolVar(&opts.FailOnChange, "fail-on-change", false, "exit 1 when anything changed")
 	f.Float64Var(&opts.Threshold, "latency-threshold", 0.2, "relative p95 increase reported as a regression (0.2 = 20%)")
 	f.StringVar(&opts.Jaeger, "jaeger", "", "compare two time windows of this Jaeger (query gRPC `host:port`); A and B are START..END")
+	f.StringVar(&opts.Kafka, "kafka", "", "compare two time windows of what a `ktrace stream` published (Kafka brokers `host:port,...`, with --group); A and B are START..END")
+	f.StringVar(&opts.Group, "group", "", "--kafka: the stream's consumer group `name`")
 	f.DurationVar(&opts.Timeout, "timeout", 30*time.Second, "Jaeger: deadline for each call")
 	return cmd
 }
 
 func (o *DiffOptions) graphOf(ctx context.Context, arg string) (*graph.Graph, error) {
 	src := SourceOptions{}
+	if o.Kafka != "" {
+		since, until, ok := strings.Cut(arg, "..")
+		if !ok {
+			return nil, usagef("%q: with --kafka, A and B are time windows START..END (RFC 3339)", arg)
+		}
+		src = jaegerSource("", since, until)
+		src.Kafka, src.Group = o.Kafka, o.Group
+		if err := src.validate(o.IO); err != nil {
+			return nil, err
+		}
+		return src.buildGraph(ctx, o.IO)
+	}
 	if o.Jaeger != "" {
 		since, until, ok := strings.Cut(arg, "..")
 		if !ok {

@@ -19,12 +19,15 @@ import (
 	"github.com/ktrace-dev/ktrace/source"
 	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/source/jaeger"
+	"github.com/ktrace-dev/ktrace/stream"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // SourceOptions are the flags that choose where traces come from.
 type SourceOptions struct {
 	Jaeger     string
+	Kafka      string // brokers of a ktrace stream's results
+	Group      string // its consumer group
 	Files      []string
 	Fixtures   []string
 	Services   []string
@@ -72,13 +75,15 @@ func (o *SourceOptions) dialJaeger() (jaegerClient, error) {
 func (o *SourceOptions) register(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.Jaeger, "jaeger", "", "Jaeger query gRPC `host:port` (Jaeger's default port is 16685)")
+	f.StringVar(&o.Kafka, "kafka", "", "read what `ktrace stream` published: Kafka brokers `host:port,...` (with --group)")
+	f.StringVar(&o.Group, "group", "", "--kafka: the stream's consumer group `name`")
 	f.StringArrayVar(&o.Files, "file", nil, "read traces from a Jaeger JSON, OTLP JSON or snapshot `file` (repeatable, - for stdin)")
 	f.StringArrayVar(&o.Fixtures, "fixture", nil, "read a bundled trace set by `name` (repeatable; see README)")
 	f.StringArrayVar(&o.Services, "service", nil, "Jaeger: search this `service` (repeatable; default every service)")
 	f.BoolVar(&o.ByService, "by-service", false, "Jaeger: ask each service in turn, not all at once (faster for a short window on a Badger store with a long history)")
 	f.StringVar(&o.Operation, "operation", "", "Jaeger: only traces with this operation")
 	f.StringArrayVar(&o.Tags, "tag", nil, "Jaeger: only traces with this tag, `k=v` (repeatable)")
-	f.StringVar(&o.Since, "since", "", "Jaeger: window start, RFC 3339 `time` (default now minus --lookback)")
+	f.StringVar(&o.Since, "since", "", "Jaeger and --kafka: window start, an RFC 3339 `time` or a duration back from --until such as 15m (default --lookback)")
 	f.StringVar(&o.Until, "until", "", "Jaeger: window end, RFC 3339 `time` (default now)")
 	f.DurationVar(&o.Lookback, "lookback", time.Hour, "Jaeger: window length when --since is not given")
 	f.IntVar(&o.Limit, "limit", 0, "Jaeger: stop after this many traces (0: no limit)")
@@ -96,7 +101,7 @@ func (o *SourceOptions) register(cmd *cobra.Command) {
 }
 
 func (o *SourceOptions) hasSource() bool {
-	return o.Jaeger != "" || len(o.Files) > 0 || len(o.Fixtures) > 0
+	return o.Jaeger != "" || o.Kafka != "" || len(o.Files) > 0 || len(o.Fixtures) > 0
 }
 
 func usagef(format string, args ...any) error {
@@ -123,7 +128,17 @@ func jaegerAddr(addr string) (string, error) {
 // validate checks flag values before any work starts.
 func (o *SourceOptions) validate(ios *IOStreams) error {
 	if !o.hasSource() {
-		return usagef("no trace source: give --jaeger host:port, --file path or --fixture name")
+		return usagef("no trace source: give --jaeger host:port, --file path, --fixture name or --kafka host:port --group name")
+	}
+	if o.Kafka != "" {
+		switch {
+		case o.Group == "":
+			return usagef("--kafka needs --group, the consumer group of the ktrace stream to read")
+		case o.Jaeger != "" || len(o.Files)+len(o.Fixtures) > 0:
+			return usagef("--kafka reads a stream's results alone: give no --jaeger, --file or --fixture with it")
+		}
+	} else if o.Group != "" {
+		return usagef("--group goes with --kafka")
 	}
 	if o.Jaeger != "" {
 		addr, err := jaegerAddr(o.Jaeger)
@@ -178,11 +193,13 @@ func (o *SourceOptions) window() (time.Time, time.Time, error) {
 	}
 	start := end.Add(-o.Lookback)
 	if o.Since != "" {
-		t, err := time.Parse(time.RFC3339, o.Since)
-		if err != nil {
-			return time.Time{}, time.Time{}, usagef("--since %q: want an RFC 3339 time like 2026-01-02T15:04:05Z", o.Since)
+		if d, err := time.ParseDuration(o.Since); err == nil && d > 0 {
+			start = end.Add(-d)
+		} else if t, err := time.Parse(time.RFC3339, o.Since); err == nil {
+			start = t
+		} else {
+			return time.Time{}, time.Time{}, usagef("--since %q: want an RFC 3339 time like 2026-01-02T15:04:05Z, or a duration such as 15m", o.Since)
 		}
-		start = t
 	}
 	if !end.After(start) {
 		return time.Time{}, time.Time{}, usagef("--since must be before --until")
@@ -198,6 +215,9 @@ func (o *SourceOptions) jaegerConfig() jaeger.Config {
 // load reads every trace the flags name into one set, reporting progress
 // and warnings on stderr.
 func (o *SourceOptions) load(ctx context.Context, ios *IOStreams) (*trace.Set, error) {
+	if o.Kafka != "" {
+		return nil, usagef("this needs the traces themselves; --kafka gives a stream's merged graph and breaks (graph, report, spof, docs, diff, and check without --spec read it)")
+	}
 	set := &trace.Set{}
 	for t, err := range o.inputs(ios) {
 		if err != nil {
@@ -400,6 +420,9 @@ func (o *SourceOptions) describe() string {
 	for _, f := range o.Fixtures {
 		parts = append(parts, "fixture "+f)
 	}
+	if o.Kafka != "" {
+		parts = append(parts, "kafka "+o.Kafka+" group "+o.Group)
+	}
 	return strings.Join(parts, "; ")
 }
 
@@ -455,6 +478,9 @@ func (o *SourceOptions) buildGraph(ctx context.Context, ios *IOStreams) (*graph.
 // read; traces that changed (or are new) are incomplete: analysed for the
 // graph, left out of the breaks.
 func (o *SourceOptions) analyzeSource(ctx context.Context, ios *IOStreams, skew, settle time.Duration) (*graph.Graph, analyze.Report, error) {
+	if o.Kafka != "" {
+		return o.readKafka(ctx, ios)
+	}
 	opts := engine.Options{SkewTolerance: skew}
 	if o.Jaeger != "" && len(o.Files)+len(o.Fixtures) == 0 && settle > 0 {
 		before := spanCounts{}
@@ -479,6 +505,34 @@ func (o *SourceOptions) analyzeSource(ctx context.Context, ios *IOStreams, skew,
 	}
 	opts.Incomplete = func(t *trace.Trace) bool { return incomplete[t.ID] }
 	return engine.Run(ctx, engine.Slice(set.Traces()), opts)
+}
+
+// readKafka merges the partial results a ktrace stream group published in
+// the window: the graph and breaks of the traces it analysed (with the
+// stream's skew tolerance).
+func (o *SourceOptions) readKafka(ctx context.Context, ios *IOStreams) (*graph.Graph, analyze.Report, error) {
+	start, end, _ := o.window()
+	if o.Since == "" && o.Until == "" {
+		start, end = time.Time{}, time.Time{} // everything published
+	}
+	p := newProgress(ios)
+	part, err := stream.ReadResults(ctx, strings.Split(o.Kafka, ","), o.Group, start, end, func(n int) {
+		p.update("reading the results of group %s: %d partials", o.Group, n)
+	})
+	p.clear()
+	if errors.Is(err, stream.ErrNoResults) {
+		fmt.Fprintf(ios.ErrOut, "ktrace: warning: %v\n", err)
+		g, rep, err := engine.Run(ctx, engine.Slice(nil), engine.Options{})
+		return g, rep, err
+	}
+	if err != nil {
+		return nil, analyze.Report{}, withCode(ExitBackend, err)
+	}
+	g, rep := part.Finish()
+	if g.Traces == 0 {
+		fmt.Fprintln(ios.ErrOut, "ktrace: warning: no traces found")
+	}
+	return g, rep, nil
 }
 
 // wait sleeps for settle, saying so on stderr, unless ctx ends first.

@@ -374,3 +374,34 @@ func decodePartial(data []byte) (*Analyzer, error) {
 	}
 	return a, nil
 }
+
+// EdgeCount is what a partial holds of one edge before it is finished:
+// what its own traces found, without the consumers still to be paired
+// across partials.
+type EdgeCount struct {
+	From, To      string // node keys
+	Kind          graph.EdgeKind
+	Relation      graph.Relation
+	Group         string
+	Count, Errors int
+	Latencies     []int64 // nanoseconds, in no order
+}
+
+// Edges returns the partial's edges as its traces found them (for
+// metrics). The partial stays usable.
+func (p *Partial) Edges() []EdgeCount {
+	b := p.a.b
+	b.flushEdges()
+	counts := make([]int, len(b.edgeList))
+	for i, e := range b.edgeList {
+		counts[i] = e.nlat
+	}
+	lat := make([][]int64, len(b.edgeList))
+	gatherSamples(b.edgeList, append(b.logs[:len(b.logs):len(b.logs)], sampleLog{b.samples, b.edgeList}), counts, lat)
+	out := make([]EdgeCount, len(b.edgeList))
+	for i, e := range b.edgeList {
+		out[i] = EdgeCount{From: e.from.kind.String() + ":" + e.from.name, To: e.to.kind.String() + ":" + e.to.name,
+			Kind: e.kind, Relation: e.rel, Group: e.group, Count: e.count, Errors: e.errors, Latencies: lat[i]}
+	}
+	return out
+}

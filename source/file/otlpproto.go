@@ -186,7 +186,11 @@ func MarshalOTLPProto(traces []trace.Trace) ([]byte, error) {
 				ss = &tracepb.ScopeSpans{}
 				rs := &tracepb.ResourceSpans{ScopeSpans: []*tracepb.ScopeSpans{ss}}
 				if s.Resource != nil {
-					rs.Resource = &resourcepb.Resource{Attributes: protoKVs(s.Resource.Attributes)}
+					attrs := s.Resource.Attributes
+					if _, ok := attrs.Get("service.name"); !ok {
+						attrs = append(trace.Attributes{{Key: "service.name", Value: s.Resource.Service}}, attrs...)
+					}
+					rs.Resource = &resourcepb.Resource{Attributes: protoKVs(attrs)}
 				}
 				td.ResourceSpans = append(td.ResourceSpans, rs)
 				blocks[s.Resource] = ss

@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ktrace-dev/ktrace/stream"
+)
+
+// StreamOptions are `ktrace stream`'s.
+type StreamOptions struct {
+	IO       *IOStreams
+	Brokers  string
+	Topic    string
+	Group    string
+	Encoding string
+	Listen   string
+	Idle     time.Duration
+	Window   time.Duration
+}
+
+// NewCmdStream builds `ktrace stream`.
+func NewCmdStream(ios *IOStreams, runF func(context.Context, *StreamOptions) error) *cobra.Command {
+	opts := &StreamOptions{IO: ios}
+	cmd := &cobra.Command{
+		Use:   "stream",
+		Short: "Analyse the span topic on Kafka, as one member of a consumer group",
+		Long: `Reads the topic a collector's kafka exporter writes spans to, as one
+member of a Kafka consumer group: run as many as the topic has partitions,
+and Kafka spreads the work. Spans are re-keyed by trace ID through
+ktrace.GROUP.spans, gathered per partition until a trace has been quiet for
+--trace-idle, analysed, and published every --window as partial results to
+ktrace.GROUP.results, which graph, report, spof, docs, diff and check (without
+--spec) read with --kafka and --group. Undecodable records are counted,
+logged once per partition, and skipped. /metrics (Prometheus, with the
+OpenTelemetry servicegraph connector's metric names), /healthz and /readyz
+are served on --listen.`,
+		Example: `  ktrace stream --kafka-brokers 127.0.0.1:9092 --topic otlp_spans --group ktrace --listen 127.0.0.1:9464
+  ktrace report --broken --kafka 127.0.0.1:9092 --group ktrace --since 15m`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.Brokers == "" || opts.Topic == "" || opts.Group == "" {
+				return usagef("stream needs --kafka-brokers, --topic and --group")
+			}
+			if opts.Encoding != stream.EncodingProto && opts.Encoding != stream.EncodingJSON {
+				return usagef("--encoding %q: want %s or %s", opts.Encoding, stream.EncodingProto, stream.EncodingJSON)
+			}
+			if opts.Idle <= 0 || opts.Window <= 0 {
+				return usagef("--trace-idle and --window must be positive")
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return streamRun(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Brokers, "kafka-brokers", "", "Kafka brokers `host:port,...`")
+	f.StringVar(&opts.Topic, "topic", "otlp_spans", "the span `topic` the collector writes")
+	f.StringVar(&opts.Group, "group", "", "consumer group `name`; it also names the internal topics")
+	f.StringVar(&opts.Encoding, "encoding", stream.EncodingProto, "the span topic's encoding: otlp_proto or otlp_json")
+	f.StringVar(&opts.Listen, "listen", "", "serve /metrics, /healthz and /readyz on `host:port` (none by default)")
+	f.DurationVar(&opts.Idle, "trace-idle", 5*time.Second, "a trace is complete once quiet this long")
+	f.DurationVar(&opts.Window, "window", time.Minute, "publish partial results this often")
+	return cmd
+}
+
+func streamRun(ctx context.Context, opts *StreamOptions) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	err := stream.Run(ctx, stream.Config{Brokers: strings.Split(opts.Brokers, ","), Topic: opts.Topic, Group: opts.Group,
+		Encoding: opts.Encoding, TraceIdle: opts.Idle, Window: opts.Window, Listen: opts.Listen, Log: opts.IO.ErrOut})
+	if err != nil && ctx.Err() == nil {
+		return withCode(ExitBackend, err)
+	}
+	return nil
+}

@@ -1,0 +1,154 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ktrace-dev/ktrace/fixtures"
+	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// spanRecords are a trace set's spans as OTLP protobuf records the way a
+// collector's kafka exporter writes them by default: batches of spans of
+// many traces, not keyed by trace, a trace's spans in several batches.
+func spanRecords(t *testing.T, topic string, ts []trace.Trace) []*kgo.Record {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(9, 9))
+	var spans []trace.Span
+	for _, tr := range ts {
+		spans = append(spans, tr.Spans...)
+	}
+	rng.Shuffle(len(spans), func(i, j int) { spans[i], spans[j] = spans[j], spans[i] })
+	var recs []*kgo.Record
+	for len(spans) > 0 {
+		n := min(len(spans), 1+rng.IntN(30))
+		var batch []trace.Trace
+		at := map[trace.TraceID]int{}
+		for _, s := range spans[:n] {
+			i, ok := at[s.TraceID]
+			if !ok {
+				i = len(batch)
+				at[s.TraceID] = i
+				batch = append(batch, trace.Trace{ID: s.TraceID})
+			}
+			batch[i].Spans = append(batch[i].Spans, s)
+		}
+		data, err := file.MarshalOTLPProto(batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Topic: topic, Value: data})
+		spans = spans[n:]
+	}
+	return recs
+}
+
+// TestStreamProcesses: three `ktrace stream` processes in one consumer
+// group read the recorded stack run's spans from a topic of six
+// partitions, written as an exporter writes them (not keyed by trace, a
+// record that is not OTLP among them); one is killed with SIGKILL while
+// they read, and the other two take its partitions over. graph, report --broken and check read from
+// what they published with --kafka give what the same commands give on
+// the recorded run itself.
+func TestStreamProcesses(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "otlp_spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	r, err := fixtures.Open("stargazers-lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set trace.Set
+	if _, err := file.Read(r, "stargazers-lost", &set, &trace.Resources{}); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	recs := spanRecords(t, "otlp_spans", set.Traces())
+	recs = append(recs[:len(recs)/3:len(recs)/3], append([]*kgo.Record{{Topic: "otlp_spans", Value: []byte("\xff not OTLP")}}, recs[len(recs)/3:]...)...)
+	producer, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+
+	var logs [3]*bytes.Buffer
+	var procs [3]*exec.Cmd
+	for i := range procs {
+		logs[i] = &bytes.Buffer{}
+		procs[i] = exec.Command(ktraceBin, "stream", "--kafka-brokers", brokers, "--topic", "otlp_spans", "--group", "g",
+			"--trace-idle", "1s", "--window", "700ms")
+		procs[i].Stderr = logs[i]
+		if err := procs[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for i, p := range procs {
+			if p.ProcessState == nil {
+				p.Process.Signal(syscall.SIGTERM)
+				p.Wait()
+			}
+			t.Logf("member %d:\n%s", i, logs[i])
+		}
+	}()
+	ctx := context.Background()
+	if err := producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // reading, before any trace is quiet long enough to publish
+	procs[1].Process.Signal(syscall.SIGKILL)
+	procs[1].Wait()
+
+	want, _ := runOut(t, "graph", "--fixture", "stargazers-lost", "-o", "json")
+	var got string
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(time.Second) {
+		got, _ = runOut(t, "graph", "--kafka", brokers, "--group", "g", "-o", "json")
+		if got == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			os.WriteFile("/tmp/stream-got.json", []byte(got), 0o644)
+			os.WriteFile("/tmp/stream-want.json", []byte(want), 0o644)
+			t.Fatalf("the graph read with --kafka never became the recorded run's:\n%s\nwant\n%s", head(got), head(want))
+		}
+	}
+	wantRep, wc := runOut(t, "report", "--broken", "--fixture", "stargazers-lost", "-o", "json")
+	gotRep, gc := runOut(t, "report", "--broken", "--kafka", brokers, "--group", "g", "-o", "json")
+	if gotRep != wantRep || gc != wc {
+		t.Errorf("report --broken --kafka (exit %d) differs from the recorded run's (exit %d):\n%s\nwant\n%s", gc, wc, head(gotRep), head(wantRep))
+	}
+	if _, code := runOut(t, "check", "--kafka", brokers, "--group", "g"); code != 1 {
+		t.Errorf("check --kafka exited %d, want 1 (the join loses context)", code)
+	}
+	skipped := false
+	for _, l := range logs {
+		skipped = skipped || strings.Contains(l.String(), "skipping an undecodable record at otlp_spans/")
+	}
+	if !skipped {
+		t.Error("no member said it skipped the record that is not OTLP")
+	}
+}
+
+func head(s string) string {
+	if len(s) > 3000 {
+		return s[:3000] + fmt.Sprintf("... (%d bytes)", len(s))
+	}
+	return s
+}

@@ -1,0 +1,156 @@
+package stream
+
+import (
+	"time"
+
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// assembler gathers the spans of the traces of one partition of the
+// repartitioned span topic, where every span of a trace lands (they are
+// keyed by trace ID). A trace is complete once no span of it has come for
+// the idle time. What is safe to publish is bounded by offsets: a
+// complete trace is published only when every record before its last one
+// is covered too — none belongs to a trace still open — so that a
+// consumer that starts again from the committed offset reads no published
+// trace twice and loses none.
+type assembler struct {
+	open map[trace.TraceID]*partial
+	done []*partial // complete, not yet published
+	next int64      // the offset after the last record read
+	// committed is the offset a new owner would read from: the first
+	// record of the segment being gathered.
+	committed int64
+	// published remembers the traces published lately (at most
+	// maxPublished, oldest forgotten first), so that spans that come for
+	// them after are known as late.
+	published map[trace.TraceID]bool
+	order     []trace.TraceID
+}
+
+// maxPublished bounds the published traces an assembler remembers.
+const maxPublished = 1 << 16
+
+// partial is one trace being gathered.
+type partial struct {
+	t           trace.Trace
+	seen        map[trace.SpanID]bool
+	first, last int64 // offsets of its first and last records
+	lastSeen    time.Time
+}
+
+func newAssembler(from int64) *assembler {
+	return &assembler{open: map[trace.TraceID]*partial{}, next: from, committed: from, published: map[trace.TraceID]bool{}}
+}
+
+// add takes the spans of one record (trace fragments) at offset off. A
+// span seen before (the repartitioning wrote a record twice) is dropped.
+// It returns how many spans came for traces already complete (late): for
+// one not yet published, they join it; for one published, they are
+// counted and not analysed (the published result is not changed).
+func (a *assembler) add(off int64, frags []trace.Trace, now time.Time) (late int) {
+	for _, f := range frags {
+		if a.published[f.ID] {
+			late += len(f.Spans)
+			continue
+		}
+		p := a.open[f.ID]
+		if p == nil {
+			for _, d := range a.done {
+				if d.t.ID == f.ID { // complete, not yet published: open again
+					p = d
+					a.done = removePartial(a.done, d)
+					late += len(f.Spans)
+					break
+				}
+			}
+			if p == nil {
+				p = &partial{t: trace.Trace{ID: f.ID}, seen: map[trace.SpanID]bool{}, first: off}
+			}
+			a.open[f.ID] = p
+		}
+		for _, s := range f.Spans {
+			if !p.seen[s.SpanID] {
+				p.seen[s.SpanID] = true
+				p.t.Spans = append(p.t.Spans, s)
+			}
+		}
+		p.last, p.lastSeen = off, now
+	}
+	a.next = off + 1
+	return late
+}
+
+func removePartial(list []*partial, p *partial) []*partial {
+	for i, q := range list {
+		if q == p {
+			return append(list[:i], list[i+1:]...)
+		}
+	}
+	return list
+}
+
+// complete moves the traces idle since before cutoff to done.
+func (a *assembler) complete(cutoff time.Time) {
+	for id, p := range a.open {
+		if p.lastSeen.Before(cutoff) {
+			delete(a.open, id)
+			a.done = append(a.done, p)
+		}
+	}
+}
+
+// cut returns the complete traces that may be published and the offset to
+// commit once they are: the first record of the oldest trace still open,
+// else the next record. The traces returned leave the assembler.
+func (a *assembler) cut() ([]trace.Trace, int64) {
+	commit := a.next
+	for _, p := range a.open {
+		commit = min(commit, p.first)
+	}
+	// A complete trace that reaches past the commit point is kept back,
+	// and holds the point below its own first record, which may keep
+	// back others: until nothing changes.
+	for changed := true; changed; {
+		changed = false
+		for _, p := range a.done {
+			if p.last >= commit && p.first < commit {
+				commit, changed = p.first, true
+			}
+		}
+	}
+	var out []trace.Trace
+	keep := a.done[:0]
+	for _, p := range a.done {
+		if p.last < commit {
+			out = append(out, p.t)
+			a.remember(p.t.ID)
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	a.done = keep
+	return out, commit
+}
+
+// remember notes trace id as published.
+func (a *assembler) remember(id trace.TraceID) {
+	a.published[id] = true
+	a.order = append(a.order, id)
+	if len(a.order) > maxPublished {
+		delete(a.published, a.order[0])
+		a.order = a.order[1:]
+	}
+}
+
+// pending counts the spans of traces not yet published.
+func (a *assembler) pending() int {
+	n := 0
+	for _, p := range a.open {
+		n += len(p.t.Spans)
+	}
+	for _, p := range a.done {
+		n += len(p.t.Spans)
+	}
+	return n
+}

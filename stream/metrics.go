@@ -1,0 +1,85 @@
+package stream
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/engine"
+)
+
+// metrics are a member's Prometheus metrics: the OpenTelemetry
+// servicegraph connector's, by its metric and label names, so that the
+// service-graph views built on them draw ktrace's graph (topics as nodes,
+// connection_type messaging_system); and ktrace's own.
+type metrics struct {
+	reg                       *prometheus.Registry
+	requests, failed          *prometheus.CounterVec
+	serverSeconds, clientSecs *prometheus.HistogramVec
+	hops                      *prometheus.CounterVec
+	spansIn, traces, late     prometheus.Counter
+	undecodable, invalid      prometheus.Counter
+	pending, partitions       prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	edge := []string{"client", "server", "connection_type"}
+	buckets := []float64{0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1, 1.4, 2, 5, 10, 15}
+	m := &metrics{reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "traces_service_graph_request_total",
+			Help: "Requests (spans, records) between two nodes of the service graph."}, edge),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "traces_service_graph_request_failed_total",
+			Help: "Failed requests between two nodes of the service graph."}, edge),
+		serverSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "traces_service_graph_request_server_seconds",
+			Help: "Latency of requests between two nodes, as ktrace measures the edge.", Buckets: buckets}, edge),
+		clientSecs: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "traces_service_graph_request_client_seconds",
+			Help: "Latency of requests between two nodes, as ktrace measures the edge.", Buckets: buckets}, edge),
+		hops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ktrace_hop_records_total",
+			Help: "Records of each messaging hop, by how ktrace found them (parent, link, stitched, unverified, span)."},
+			[]string{"from", "to", "group", "relation"}),
+		spansIn:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_spans_in_total", Help: "Spans read from the span topic."}),
+		traces:      prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_traces_total", Help: "Traces analysed and published."}),
+		late:        prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_late_spans_total", Help: "Spans that came after their trace was complete."}),
+		undecodable: prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_undecodable_records_total", Help: "Records skipped as undecodable."}),
+		invalid:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_invalid_traces_total", Help: "Traces left out as invalid."}),
+		pending:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "ktrace_stream_pending_spans", Help: "Spans of traces not yet published."}),
+		partitions:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "ktrace_stream_partitions", Help: "Partitions of the spans topic this member holds."}),
+	}
+	m.reg.MustRegister(m.requests, m.failed, m.serverSeconds, m.clientSecs, m.hops, m.spansIn, m.traces, m.late,
+		m.undecodable, m.invalid, m.pending, m.partitions)
+	return m
+}
+
+func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
+
+// name is a node's name from its key.
+func name(key string) string {
+	_, n, _ := strings.Cut(key, ":")
+	return n
+}
+
+// observe counts what a published partial found.
+func (m *metrics) observe(p *engine.Partial) {
+	for _, e := range p.Edges() {
+		ct := ""
+		switch e.Kind {
+		case graph.EdgeProduce, graph.EdgeConsume:
+			ct = "messaging_system"
+			m.hops.WithLabelValues(name(e.From), name(e.To), e.Group, e.Relation.String()).Add(float64(e.Count))
+		case graph.EdgePeer:
+			ct = "virtual_node"
+		}
+		l := []string{name(e.From), name(e.To), ct}
+		m.requests.WithLabelValues(l...).Add(float64(e.Count))
+		m.failed.WithLabelValues(l...).Add(float64(e.Errors))
+		for _, ns := range e.Latencies {
+			s := time.Duration(max(ns, 0)).Seconds()
+			m.serverSeconds.WithLabelValues(l...).Observe(s)
+			m.clientSecs.WithLabelValues(l...).Observe(s)
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ktrace-dev/ktrace/internal/engine"
+)
+
+// ErrNoResults says a group has published nothing (yet).
+var ErrNoResults = errors.New("no results published")
+
+// ReadResults reads group's partial results — the last value of every
+// key, published from from to to (zero times: no bound) — and merges them
+// into one partial. It reads up to the end the topic had when it began;
+// progress, if not nil, hears how many partials were read.
+func ReadResults(ctx context.Context, brokers []string, group string, from, to time.Time, progress func(read int)) (*engine.Partial, error) {
+	topic := ResultsTopic(group)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach Kafka at %v: %w", brokers, err)
+	}
+	if err := ends.Error(); err != nil {
+		return nil, fmt.Errorf("results of group %s (%s): %w", group, topic, err)
+	}
+	want := map[int32]int64{} // partition → end offset
+	consume := map[string]map[int32]kgo.Offset{topic: {}}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+			consume[topic][o.Partition] = kgo.NewOffset().AtStart()
+		}
+	})
+	if len(want) == 0 {
+		return nil, fmt.Errorf("group %s: %w (is ktrace stream running on its span topic?)", group, ErrNoResults)
+	}
+	cl.AddConsumePartitions(consume)
+	latest := map[string]*kgo.Record{}
+	read := 0
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return nil, fmt.Errorf("reading %s: %w", topic, ferr)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			latest[string(r.Key)] = r
+			read++
+			if r.Offset+1 >= want[r.Partition] {
+				delete(want, r.Partition)
+			}
+		})
+		if progress != nil {
+			progress(read)
+		}
+	}
+	var all *engine.Partial
+	for key, r := range latest {
+		if r.Timestamp.Before(from) || !to.IsZero() && r.Timestamp.After(to) || len(r.Value) == 0 {
+			continue
+		}
+		p := &engine.Partial{}
+		if err := p.UnmarshalBinary(r.Value); err != nil {
+			return nil, fmt.Errorf("result %s of group %s: %w", key, group, err)
+		}
+		if all == nil {
+			all = p
+		} else if err := all.Merge(p); err != nil {
+			return nil, fmt.Errorf("result %s of group %s: %w", key, group, err)
+		}
+	}
+	if all == nil {
+		return nil, fmt.Errorf("group %s: %w in the window asked for", group, ErrNoResults)
+	}
+	return all, nil
+}

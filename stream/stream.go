@@ -1,0 +1,511 @@
+// Package stream is `ktrace stream`: ktrace as members of one Kafka
+// consumer group reading the span topic a collector's kafka exporter
+// writes, each instance analysing its share and publishing partial results
+// that any reader merges into the whole graph and report.
+//
+// The work is spread by Kafka alone: instances never talk to each other.
+//
+//	span topic (any partitioning) ──> decode ──> ktrace.GROUP.spans, keyed by trace ID
+//	ktrace.GROUP.spans ──> gather each trace on its partition until idle
+//	    ──> the engine, per segment of a partition ──> ktrace.GROUP.results
+//	ktrace.GROUP.results ──> ReadResults: the partials merged (engine.Partial)
+//
+// Repartitioning by trace ID brings a trace's spans to one partition,
+// whatever partition the exporter wrote them to (by default it does not
+// key them by trace). A trace is complete once none of its spans has come
+// for the idle time. A partition's complete traces are published as one
+// partial (the engine's mergeable result) per segment, keyed by the
+// partition and the offset the segment starts at, and the offset after it
+// is committed: a trace is published only when every record before its
+// last one is covered, so a member that takes the partition over reads no
+// published trace again; a member that stopped between publishing and
+// committing is overwritten by its successor's segment of the same key,
+// and a reader keeps the last value of every key.
+//
+// Pairing across traces (a consumer's producer in another trace, links)
+// happens where the partials merge: a partial carries what pairing needs.
+package stream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ktrace-dev/ktrace/internal/engine"
+	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// Encodings of the span topic.
+const (
+	EncodingProto = "otlp_proto"
+	EncodingJSON  = "otlp_json"
+)
+
+// Config configures a member.
+type Config struct {
+	Brokers []string
+	// Topic is the span topic; Group the consumer group, which also names
+	// the internal topics (SpansTopic, ResultsTopic).
+	Topic, Group string
+	// Encoding is EncodingProto (default) or EncodingJSON.
+	Encoding string
+	// TraceIdle: a trace is complete once none of its spans came for this
+	// long (default 5s). Window: how often partials are published
+	// (default 1m).
+	TraceIdle, Window time.Duration
+	// SkewTolerance is the break analysis' (default 10ms).
+	SkewTolerance time.Duration
+	// Listen serves /metrics, /healthz and /readyz there ("": not).
+	Listen string
+	// Instance names the member in its log (default host-pid).
+	Instance string
+	// Log receives progress and problems (nil: stderr).
+	Log io.Writer
+}
+
+// SpansTopic is the group's repartitioned span topic.
+func SpansTopic(group string) string { return "ktrace." + group + ".spans" }
+
+// ResultsTopic is the group's topic of partial results (compacted).
+func ResultsTopic(group string) string { return "ktrace." + group + ".results" }
+
+func (c *Config) defaults() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("no Kafka brokers")
+	case c.Topic == "":
+		return errors.New("no span topic")
+	case c.Group == "":
+		return errors.New("no consumer group")
+	}
+	if c.Encoding == "" {
+		c.Encoding = EncodingProto
+	}
+	if c.Encoding != EncodingProto && c.Encoding != EncodingJSON {
+		return fmt.Errorf("encoding %q: want %s or %s", c.Encoding, EncodingProto, EncodingJSON)
+	}
+	if c.TraceIdle <= 0 {
+		c.TraceIdle = 5 * time.Second
+	}
+	if c.Window <= 0 {
+		c.Window = time.Minute
+	}
+	if c.SkewTolerance == 0 {
+		c.SkewTolerance = 10 * time.Millisecond
+	}
+	if c.Instance == "" {
+		host, _ := os.Hostname()
+		c.Instance = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if c.Log == nil {
+		c.Log = os.Stderr
+	}
+	return nil
+}
+
+// member is one running member of the group.
+type member struct {
+	cfg   Config
+	log   *log.Logger
+	cl    *kgo.Client
+	spans string // SpansTopic
+	res   trace.Resources
+	strs  trace.Strings
+
+	mu         sync.Mutex
+	assemblers map[int32]*assembler // by partition of the spans topic
+	poisoned   map[string]bool      // topic/partition already logged
+	metrics    *metrics
+	ready      atomic.Bool
+}
+
+// Run runs a member until ctx ends, then publishes what it may and
+// leaves the group.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.defaults(); err != nil {
+		return err
+	}
+	m := &member{cfg: cfg, log: log.New(cfg.Log, "ktrace stream "+cfg.Instance+" ", log.LstdFlags|log.Lmsgprefix),
+		spans: SpansTopic(cfg.Group), assemblers: map[int32]*assembler{}, poisoned: map[string]bool{}, metrics: newMetrics()}
+	if err := m.ensureTopics(ctx); err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.SessionTimeout(10*time.Second), // a member that died gives its partitions up within seconds
+		kgo.RebalanceTimeout(15*time.Second),
+		// Rebalances wait until a poll's records are handled: a partition
+		// is never handed over while its records are being gathered.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeTopics(cfg.Topic, m.spans),
+		kgo.DisableAutoCommit(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // a trace's records on one partition
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.OnPartitionsAssigned(m.assigned),
+		kgo.OnPartitionsRevoked(m.revoked),
+		kgo.OnPartitionsLost(m.lost),
+	)
+	if err != nil {
+		return err
+	}
+	m.cl = cl
+	defer cl.Close()
+	if cfg.Listen != "" {
+		stop, err := m.serve(cfg.Listen)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	m.log.Printf("reading %s (%s) in group %s", cfg.Topic, cfg.Encoding, cfg.Group)
+	// One loop: poll (for at most a tick), handle, complete the idle
+	// traces, publish when a window has passed, and only then let a
+	// rebalance happen (its callbacks run here, between polls).
+	tick := min(cfg.TraceIdle/2, time.Second)
+	lastPublish := time.Now()
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, tick)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if fs.IsClientClosed() {
+			break
+		}
+		if fs.NumRecords() > 0 {
+			m.ready.Store(true)
+		}
+		if err := m.handle(ctx, fs); err != nil {
+			m.log.Printf("%v", err)
+		}
+		now := time.Now()
+		m.completeIdle(now)
+		if now.Sub(lastPublish) >= cfg.Window {
+			lastPublish = now
+			m.publishAll(ctx)
+		}
+		cl.AllowRebalance()
+	}
+	return m.stop()
+}
+
+// stop publishes what may be published and commits, before leaving.
+func (m *member) stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m.completeIdle(time.Now())
+	m.publishAll(ctx)
+	m.cl.LeaveGroup()
+	return nil
+}
+
+// ensureTopics creates the internal topics when missing: the spans topic
+// with as many partitions as the span topic, the results topic compacted.
+func (m *member) ensureTopics(ctx context.Context) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	details, err := adm.ListTopics(ctx, m.cfg.Topic)
+	if err != nil {
+		return fmt.Errorf("cannot reach Kafka at %v: %w", m.cfg.Brokers, err)
+	}
+	td, ok := details[m.cfg.Topic]
+	if !ok || td.Err != nil {
+		return fmt.Errorf("span topic %s: not found", m.cfg.Topic)
+	}
+	parts := int32(len(td.Partitions))
+	compact := "compact"
+	for topic, cfg := range map[string]map[string]*string{m.spans: nil, ResultsTopic(m.cfg.Group): {"cleanup.policy": &compact}} {
+		n := parts
+		if topic != m.spans {
+			n = 1
+		}
+		resp, err := adm.CreateTopics(ctx, n, -1, cfg, topic)
+		if err != nil {
+			return err
+		}
+		if r := resp[topic]; r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("creating %s: %w", topic, r.Err)
+		}
+	}
+	return nil
+}
+
+// handle processes one poll: span topic records are decoded and written
+// to the spans topic keyed by trace ID, then their offsets committed;
+// spans topic records go to their partition's assembler.
+func (m *member) handle(ctx context.Context, fs kgo.Fetches) error {
+	fs.EachError(func(topic string, p int32, err error) {
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			m.log.Printf("fetching %s/%d: %v", topic, p, err)
+		}
+	})
+	var out []*kgo.Record
+	inputs := map[int32]int64{} // span topic partition → next offset
+	now := time.Now()
+	fs.EachRecord(func(r *kgo.Record) {
+		if r.Topic == m.cfg.Topic {
+			inputs[r.Partition] = r.Offset + 1
+			frags, err := m.decode(r.Value)
+			if err != nil {
+				m.poison(r, err)
+				return
+			}
+			m.metrics.spansIn.Add(float64(countSpans(frags)))
+			for _, f := range frags {
+				data, err := file.MarshalOTLPProto([]trace.Trace{f})
+				if err != nil {
+					m.poison(r, err)
+					continue
+				}
+				out = append(out, &kgo.Record{Topic: m.spans, Key: []byte(f.ID.String()), Value: data})
+			}
+			return
+		}
+		frags, err := file.OTLPProto(r.Value, &m.res, &m.strs)
+		if err != nil {
+			m.poison(r, err)
+			frags = nil
+		}
+		m.mu.Lock()
+		a := m.assemblers[r.Partition]
+		if a == nil { // not assigned through the callback (yet): start here
+			a = newAssembler(r.Offset)
+			m.assemblers[r.Partition] = a
+		}
+		if late := a.add(r.Offset, frags, now); late > 0 {
+			m.metrics.late.Add(float64(late))
+		}
+		m.mu.Unlock()
+	})
+	if len(out) > 0 {
+		if err := m.cl.ProduceSync(ctx, out...).FirstErr(); err != nil {
+			return fmt.Errorf("writing %s: %w (the span records will be read again)", m.spans, err)
+		}
+	}
+	if len(inputs) > 0 {
+		offsets := map[string]map[int32]kgo.EpochOffset{m.cfg.Topic: {}}
+		for p, o := range inputs {
+			offsets[m.cfg.Topic][p] = kgo.EpochOffset{Epoch: -1, Offset: o}
+		}
+		m.commit(ctx, offsets)
+	}
+	return nil
+}
+
+func (m *member) decode(value []byte) ([]trace.Trace, error) {
+	if m.cfg.Encoding == EncodingJSON {
+		var out []trace.Trace
+		for t, err := range file.Traces(bytes.NewReader(value), "span record", &m.res) {
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, *t)
+		}
+		return out, nil
+	}
+	return file.OTLPProto(value, &m.res, &m.strs)
+}
+
+func countSpans(ts []trace.Trace) int {
+	n := 0
+	for i := range ts {
+		n += len(ts[i].Spans)
+	}
+	return n
+}
+
+// poison counts an undecodable record, logs it once per partition, and
+// skips it.
+func (m *member) poison(r *kgo.Record, err error) {
+	m.metrics.undecodable.Inc()
+	key := fmt.Sprintf("%s/%d", r.Topic, r.Partition)
+	m.mu.Lock()
+	first := !m.poisoned[key]
+	m.poisoned[key] = true
+	m.mu.Unlock()
+	if first {
+		m.log.Printf("skipping an undecodable record at %s offset %d: %v (later ones on this partition are counted, not logged)", key, r.Offset, err)
+	}
+}
+
+func (m *member) commit(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) {
+	m.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			m.log.Printf("committing offsets: %v", err)
+		}
+	})
+}
+
+// completeIdle completes the traces idle for the idle time.
+func (m *member) completeIdle(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pending := 0
+	for _, a := range m.assemblers {
+		a.complete(now.Add(-m.cfg.TraceIdle))
+		pending += a.pending()
+	}
+	m.metrics.pending.Set(float64(pending))
+}
+
+// publishAll publishes every assigned partition's segment.
+func (m *member) publishAll(ctx context.Context) {
+	m.mu.Lock()
+	var parts []int32
+	for p := range m.assemblers {
+		parts = append(parts, p)
+	}
+	m.mu.Unlock()
+	for _, p := range parts {
+		m.publish(ctx, p)
+	}
+}
+
+// publish publishes partition p's complete traces as one partial and
+// commits the offset after them.
+func (m *member) publish(ctx context.Context, p int32) {
+	m.mu.Lock()
+	a := m.assemblers[p]
+	if a == nil {
+		m.mu.Unlock()
+		return
+	}
+	traces, commit := a.cut()
+	start := a.committed
+	m.mu.Unlock()
+	if len(traces) > 0 {
+		if err := m.publishTraces(ctx, p, start, traces); err != nil {
+			m.log.Printf("publishing partition %d: %v (its traces will be read again)", p, err)
+			m.mu.Lock()
+			// Not published: read again from where the segment started.
+			delete(m.assemblers, p)
+			m.mu.Unlock()
+			m.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{m.spans: {p: {Epoch: -1, Offset: start}}})
+			return
+		}
+	}
+	if commit > start {
+		m.commit(ctx, map[string]map[int32]kgo.EpochOffset{m.spans: {p: {Epoch: -1, Offset: commit}}})
+		m.mu.Lock()
+		a.committed = commit
+		m.mu.Unlock()
+	}
+}
+
+// publishTraces analyses traces into a partial and writes it, keyed by
+// the partition and the offset its segment starts at.
+func (m *member) publishTraces(ctx context.Context, p int32, start int64, traces []trace.Trace) error {
+	valid := traces[:0]
+	for i := range traces {
+		traces[i].Pack()
+		if err := trace.Validate(&traces[i]); err != nil {
+			m.metrics.invalid.Inc()
+			m.log.Printf("leaving out trace %s: %v", traces[i].ID, err)
+			continue
+		}
+		valid = append(valid, traces[i])
+	}
+	part, err := engine.Collect(ctx, engine.Slice(valid), engine.Options{SkewTolerance: m.cfg.SkewTolerance, Workers: 1})
+	if err != nil {
+		return err
+	}
+	data, err := part.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	m.metrics.observe(part)
+	rec := &kgo.Record{Topic: ResultsTopic(m.cfg.Group), Key: []byte(fmt.Sprintf("p%05d/%020d", p, start)), Value: data}
+	if err := m.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		return err
+	}
+	m.metrics.traces.Add(float64(len(valid)))
+	return nil
+}
+
+// assigned starts an assembler for each new partition of the spans topic,
+// from the group's committed offset.
+func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	parts := assigned[m.spans]
+	if len(parts) == 0 {
+		return
+	}
+	committed, err := kadm.NewClient(cl).FetchOffsetsForTopics(ctx, m.cfg.Group, m.spans)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range parts {
+		from := int64(0)
+		if err == nil {
+			if o, ok := committed.Lookup(m.spans, p); ok && o.At >= 0 {
+				from = o.At
+			}
+		}
+		m.assemblers[p] = newAssembler(from)
+	}
+	m.metrics.partitions.Set(float64(len(m.assemblers)))
+	m.ready.Store(true) // in the group, holding partitions
+}
+
+// revoked publishes and commits what the partitions taken away may
+// publish, and forgets them; traces still open are read again by the new
+// owner.
+func (m *member) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	for _, p := range revoked[m.spans] {
+		m.publish(ctx, p)
+		m.mu.Lock()
+		delete(m.assemblers, p)
+		m.mu.Unlock()
+	}
+	m.mu.Lock()
+	m.metrics.partitions.Set(float64(len(m.assemblers)))
+	m.mu.Unlock()
+}
+
+// lost forgets the partitions lost without a chance to publish.
+func (m *member) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range lost[m.spans] {
+		delete(m.assemblers, p)
+	}
+}
+
+// serve serves /metrics, /healthz and /readyz on addr.
+func (m *member) serve(addr string) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.metrics.handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !m.ready.Load() {
+			http.Error(w, "not ready: no fetch from Kafka yet", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	m.log.Printf("serving /metrics, /healthz and /readyz on http://%s", ln.Addr())
+	return func() { srv.Close() }, nil
+}

@@ -1,0 +1,207 @@
+package stream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ktrace-dev/ktrace/analyze"
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/synth"
+	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/stream"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+func summary(g *graph.Graph) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "traces %d spans %d\n", g.Traces, g.Spans)
+	for _, n := range g.Nodes {
+		fmt.Fprintf(&b, "node %s %d %d %v %v %v\n", n.Key, n.Spans, n.Errors, n.Instances, n.Operations, n.Partitions)
+	}
+	for _, e := range g.Edges {
+		fmt.Fprintf(&b, "edge %s %s %s %s %q %d %d %v %v %v\n", e.From.Key, e.To.Key, e.Kind, e.Relation, e.Group, e.Count, e.Errors, e.P50, e.P95, e.P99)
+	}
+	for _, s := range g.Stitches {
+		fmt.Fprintf(&b, "stitch %+v\n", s)
+	}
+	return b.String()
+}
+
+// produceSpans writes the traces' spans to topic as OTLP protobuf records
+// the way a collector's exporter does by default: batches of spans of
+// many traces, a trace's spans spread over batches, the batches spread
+// over the partitions with no regard to trace IDs. A few records are not
+// OTLP at all.
+func produceSpans(t *testing.T, brokers []string, topic string, ts []trace.Trace) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rng := rand.New(rand.NewPCG(4, 4))
+	var spans []trace.Span
+	for _, tr := range ts {
+		spans = append(spans, tr.Spans...)
+	}
+	rng.Shuffle(len(spans), func(i, j int) { spans[i], spans[j] = spans[j], spans[i] })
+	var recs []*kgo.Record
+	for len(spans) > 0 {
+		n := min(len(spans), 1+rng.IntN(40))
+		byTrace := map[trace.TraceID]*trace.Trace{}
+		var batch []trace.Trace
+		for _, s := range spans[:n] {
+			if byTrace[s.TraceID] == nil {
+				batch = append(batch, trace.Trace{ID: s.TraceID})
+				byTrace[s.TraceID] = &batch[len(batch)-1]
+			}
+		}
+		for _, s := range spans[:n] {
+			for i := range batch {
+				if batch[i].ID == s.TraceID {
+					batch[i].Spans = append(batch[i].Spans, s)
+				}
+			}
+		}
+		data, err := file.MarshalOTLPProto(batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Topic: topic, Value: data})
+		if rng.IntN(25) == 0 {
+			recs = append(recs, &kgo.Record{Topic: topic, Value: []byte("not a span batch")})
+		}
+		spans = spans[n:]
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStreamMembers: three members of one group read a span topic of six
+// partitions not keyed by trace; merged, their partial results give the
+// graph and the break report graph.Build and analyze.Breaks give over the
+// same traces — hops stitched across traces whose spans went to different
+// members included — and a record that is not OTLP is counted and skipped.
+func TestStreamMembers(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "otlp_spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	ts := synth.Generate(synth.Config{Traces: 300, SpansPerTrace: 12, BrokenShare: 0.3, LinkShare: 0.3, Seed: 8})
+	var logs sync.Map
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range 3 {
+		var buf strings.Builder
+		var mu sync.Mutex
+		logs.Store(i, func() string { mu.Lock(); defer mu.Unlock(); return buf.String() })
+		cfg := stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
+			Window: 400 * time.Millisecond, Instance: fmt.Sprintf("m%d", i), Log: lockedWriter{&mu, &buf}}
+		if i == 0 {
+			cfg.Listen = listen
+		}
+		wg.Go(func() {
+			if err := stream.Run(ctx, cfg); err != nil {
+				t.Errorf("member %d: %v", i, err)
+			}
+		})
+	}
+	defer func() { cancel(); wg.Wait() }()
+	produceSpans(t, brokers, "otlp_spans", ts)
+
+	// The references over the same traces.
+	want := graph.Build(ts)
+	wantRep := analyze.Breaks(ts, want, analyze.Options{SkewTolerance: 10 * time.Millisecond})
+
+	var got *graph.Graph
+	var rep analyze.Report
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		p, err := stream.ReadResults(context.Background(), brokers, "g", time.Time{}, time.Time{}, nil)
+		if err == nil {
+			got, rep = p.Finish()
+			if got.Traces == len(ts) {
+				break
+			}
+		} else if !errors.Is(err, stream.ErrNoResults) {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			n := -1
+			if got != nil {
+				n = got.Traces
+			}
+			t.Fatalf("merged results hold %d of %d traces", n, len(ts))
+		}
+	}
+	if g, w := summary(got), summary(want); g != w {
+		t.Fatalf("the merged graph differs from graph.Build's:\n%s\nwant\n%s", g, w)
+	}
+	if !reflect.DeepEqual(rep.Findings, wantRep.Findings) {
+		t.Fatalf("the merged report differs from analyze.Breaks':\n got %+v\nwant %+v", rep.Findings, wantRep.Findings)
+	}
+	if len(got.Stitches) == 0 {
+		t.Fatal("no stitches: the set does not test pairing across members")
+	}
+	poisoned := false
+	logs.Range(func(_, f any) bool {
+		poisoned = poisoned || strings.Contains(f.(func() string)(), "skipping an undecodable record at otlp_spans/")
+		return true
+	})
+	if !poisoned {
+		t.Error("no member said it skipped an undecodable record")
+	}
+
+	// Member 0's metrics: the servicegraph connector's names, topics as
+	// nodes of messaging_system connections, and its own counts.
+	for path, want := range map[string][]string{
+		"/metrics": {`traces_service_graph_request_total{client="svc-`, `connection_type="messaging_system"`,
+			`traces_service_graph_request_server_seconds_bucket{`, "ktrace_stream_spans_in_total ", `ktrace_hop_records_total{`},
+		"/readyz":  {"ready"},
+		"/healthz": {"ok"},
+	} {
+		resp, err := http.Get("http://" + listen + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, w := range want {
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), w) {
+				t.Errorf("%s: %d, want %q in:\n%.2000s", path, resp.StatusCode, w, body)
+			}
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
