@@ -44,6 +44,8 @@ type Endpoints struct {
 	// Map is the live service map (ktrace serve), when there is a Jaeger
 	// to read.
 	Map string `json:"map,omitempty"`
+	// Streams are the ktrace stream members' metrics (--spans-via-kafka).
+	Streams []string `json:"streams,omitempty"`
 }
 
 // State is state.json.

@@ -30,6 +30,11 @@ const (
 	API     = services.APIName
 	// Map is `ktrace serve` on the stack's Jaeger: the live service map.
 	Map = "map"
+	// With --spans-via-kafka: the Jaeger that writes spans to Kafka (the
+	// one named Jaeger reads them back and serves the query API), and the
+	// ktrace stream members, Stream-1, Stream-2, ...
+	JaegerCollector = "jaeger-collector"
+	Stream          = "ktrace-stream"
 )
 
 // Services are the stack's own services.
@@ -62,6 +67,13 @@ type Options struct {
 	// TailSample makes the stack's Jaeger keep this share of whole traces
 	// (tail sampling in the collector; 0: all).
 	TailSample float64
+	// SpansViaKafka sends the spans through Kafka: a Jaeger collector
+	// writes them (kafka exporter, not keyed by trace) to SpanTopic, of six
+	// partitions; a Jaeger ingester stores them for the query API; and
+	// StreamReplicas `ktrace stream` members (default 3) analyse them in
+	// the consumer group StreamGroup.
+	SpansViaKafka  bool
+	StreamReplicas int
 	// Live makes github-source page the real GitHub API (GITHUB_TOKEN).
 	Live bool
 	// Replicas runs several instances of a consumer service in one consumer
@@ -135,6 +147,19 @@ func (o *Options) defaults() error {
 	}
 	if !(o.Sample >= 0 && o.Sample <= 1) {
 		return fmt.Errorf("--sample %v: want a ratio from 0 to 1 (0: keep every trace)", o.Sample)
+	}
+	if o.SpansViaKafka {
+		if o.JaegerEndpoint != "" || o.OTLPEndpoint != "" {
+			return fmt.Errorf("--spans-via-kafka runs the stack's own Jaeger collector and ingester, not an existing one")
+		}
+		if o.StreamReplicas == 0 {
+			o.StreamReplicas = 3
+		}
+		if o.StreamReplicas < 1 || o.StreamReplicas > SpanPartitions {
+			return fmt.Errorf("--stream-replicas %d: want 1 to %d (the span topic's partitions)", o.StreamReplicas, SpanPartitions)
+		}
+	} else if o.StreamReplicas != 0 {
+		return fmt.Errorf("--stream-replicas goes with --spans-via-kafka")
 	}
 	if !(o.TailSample >= 0 && o.TailSample <= 1) {
 		return fmt.Errorf("--tail-sample %v: want a ratio from 0 to 1 (0: keep every trace)", o.TailSample)
@@ -269,6 +294,23 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 	if ownJaeger {
 		jo := jaeger.Options{Bin: jbin, Dir: filepath.Join(o.StateDir, "jaeger"), Persist: o.Persist,
 			OTLPGRPCPort: o.OTLPPort, QueryGRPCPort: o.JaegerGRPCPort, UIPort: o.JaegerUIPort, TailSample: o.TailSample}
+		if o.SpansViaKafka {
+			// The collector takes the services' OTLP on the stack's OTLP
+			// port; the ingester serves the query API and the UI.
+			if err := ensureSpanTopic(ctx, brokers); err != nil {
+				return st, err
+			}
+			co := jaeger.Options{Bin: jbin, Dir: filepath.Join(o.StateDir, "jaeger-collector"), OTLPGRPCPort: o.OTLPPort,
+				Role: jaeger.RoleCollector, KafkaBrokers: brokers, SpanTopic: SpanTopic, TailSample: o.TailSample}
+			argv, err := co.Prepare()
+			if err != nil {
+				return st, err
+			}
+			if err := launch(Component{Name: JaegerCollector, Argv: argv, Health: co.HealthURL()}); err != nil {
+				return st, err
+			}
+			jo.OTLPGRPCPort, jo.Role, jo.KafkaBrokers, jo.SpanTopic, jo.TailSample = 0, jaeger.RoleIngester, brokers, SpanTopic, 0
+		}
 		argv, err := jo.Prepare()
 		if err != nil {
 			return st, err
@@ -277,8 +319,24 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 			return st, err
 		}
 		otlp = jo.OTLPAddr()
+		if o.SpansViaKafka {
+			otlp = addr(o.OTLPPort)
+		}
 		st.Endpoints.JaegerQuery = jo.QueryAddr()
 		st.Endpoints.JaegerUI = jo.UIURL()
+		for r := 1; r <= o.StreamReplicas; r++ {
+			hp, err := jaeger.FreePort()
+			if err != nil {
+				return st, err
+			}
+			c := Component{Name: fmt.Sprintf("%s-%d", Stream, r), Health: healthURL(hp),
+				Argv: []string{o.Exe, "stream", "--kafka-brokers", strings.Join(brokers, ","), "--topic", SpanTopic,
+					"--group", StreamGroup, "--listen", addr(hp), "--trace-idle", "2s", "--window", "5s"}}
+			if err := launch(c); err != nil {
+				return st, err
+			}
+			st.Endpoints.Streams = append(st.Endpoints.Streams, "http://"+addr(hp)+"/metrics")
+		}
 	} else if otlp == "" {
 		otlp = jaegerOTLPGuess(o.JaegerEndpoint)
 	}
@@ -350,6 +408,32 @@ func jaegerOTLPGuess(query string) string {
 		host = query
 	}
 	return net.JoinHostPort(host, "4317")
+}
+
+// Spans through Kafka (--spans-via-kafka).
+const (
+	SpanTopic      = "otlp_spans" // the collector's kafka exporter's default topic
+	SpanPartitions = 6
+	StreamGroup    = "ktrace"
+)
+
+// ensureSpanTopic creates the span topic, of SpanPartitions partitions.
+func ensureSpanTopic(ctx context.Context, brokers []string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	res, err := kadm.NewClient(cl).CreateTopics(ctx, SpanPartitions, -1, nil, SpanTopic)
+	if err != nil {
+		return fmt.Errorf("creating topic %s: %w", SpanTopic, err)
+	}
+	for _, r := range res.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("creating topic %s: %w", r.Topic, r.Err)
+		}
+	}
+	return nil
 }
 
 // ensureTopics checks an existing cluster answers and creates the stack's

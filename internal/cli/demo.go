@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"reflect"
 	"time"
@@ -94,6 +95,24 @@ func demoRun(ctx context.Context, ios *IOStreams, opts *StackOptions, keep bool,
 	g, rep, err := engine.Run(ctx, engine.Slice(set.Traces()), engine.Options{SkewTolerance: 10 * time.Millisecond})
 	if err != nil {
 		return err
+	}
+	if opts.SpansViaKafka {
+		// What the stream members published, once it holds every trace
+		// Jaeger has: the same graph, read from Kafka.
+		fmt.Fprintf(ios.ErrOut, "reading the graph ktrace stream published (--kafka %s --group %s)...\n", st.Endpoints.Kafka, stack.StreamGroup)
+		ks := jaegerSource("", "", "")
+		ks.Kafka, ks.Group = st.Endpoints.Kafka, stack.StreamGroup
+		for {
+			kg, krep, err := ks.readKafka(ctx, &IOStreams{In: ios.In, Out: ios.Out, ErrOut: io.Discard, Getenv: ios.Getenv})
+			if err == nil && kg.Traces >= g.Traces {
+				g, rep = kg, krep
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("ktrace stream did not publish Jaeger's %d traces before the deadline", g.Traces)
+			}
+			time.Sleep(time.Second)
+		}
 	}
 	if err := render.GraphText(ios.Out, g, ios.Style()); err != nil {
 		return err

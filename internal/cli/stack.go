@@ -41,6 +41,8 @@ func (o *StackOptions) register(cmd *cobra.Command) {
 	f.StringVar(&o.Propagation, "propagation", "lost", "join's trace propagation: lost (like ksqlDB), links (the fix) or parent")
 	f.Float64Var(&o.Sample, "sample", 0, "every service keeps this share of traces (`RATIO`, parent-based as SDKs sample; 0: all)")
 	f.Float64Var(&o.TailSample, "tail-sample", 0, "the stack's Jaeger keeps this share of whole traces (`RATIO`, tail_sampling; 0: all)")
+	f.BoolVar(&o.SpansViaKafka, "spans-via-kafka", false, "spans go through Kafka: a Jaeger collector writes them to otlp_spans, a Jaeger ingester stores them, ktrace stream members analyse them")
+	f.IntVar(&o.StreamReplicas, "stream-replicas", 0, "with --spans-via-kafka: how many ktrace stream members (default 3, at most 6)")
 	f.BoolVar(&o.Live, "live", false, "github-source pages the real GitHub API (needs GITHUB_TOKEN) instead of the bundled fixture")
 	f.DurationVar(&o.Timeout, "wait", 60*time.Second, "how long to wait for each component to become healthy")
 	f.StringArrayVar(&o.Replicas, "replicas", nil, "run `service=N` instances of stargazers-flatten or stargazers-join in one consumer group (repeatable)")
@@ -129,6 +131,12 @@ func printEndpoints(ios *IOStreams, st *stack.State) {
 	fmt.Fprintf(ios.Out, "  stargazers API     %s\n", e.API)
 	fmt.Fprintf(ios.Out, "  Kafka              %s\n", e.Kafka)
 	fmt.Fprintf(ios.Out, "  OTLP               %s\n", e.OTLP)
+	for i, m := range e.Streams {
+		fmt.Fprintf(ios.Out, "  ktrace stream %d    %s\n", i+1, m)
+	}
+	if len(e.Streams) > 0 {
+		fmt.Fprintf(ios.Out, "  spans via Kafka    %s → ktrace graph --kafka %s --group %s\n", stack.SpanTopic, e.Kafka, stack.StreamGroup)
+	}
 }
 
 func newCmdStackUp(ios *IOStreams) *cobra.Command {

@@ -537,10 +537,22 @@ func TestStackBadInput(t *testing.T) {
 
 // ktrace demo runs end to end and says where traces break.
 func TestDemo(t *testing.T) {
+	for _, viaKafka := range []bool{false, true} {
+		t.Run(fmt.Sprint("spans via kafka ", viaKafka), func(t *testing.T) { demo(t, viaKafka) })
+	}
+}
+
+// demo runs ktrace demo, with --spans-via-kafka (the graph read from what
+// ktrace stream published) or without.
+func demo(t *testing.T, viaKafka bool) {
 	o := stackOptions(t, "")
-	cmd := exec.Command(ktraceBin, "demo", "--state-dir", o.StateDir, "--kafka-port", fmt.Sprint(o.KafkaPort),
+	args := []string{"demo", "--state-dir", o.StateDir, "--kafka-port", fmt.Sprint(o.KafkaPort),
 		"--jaeger-grpc-port", fmt.Sprint(o.JaegerGRPCPort), "--jaeger-ui-port", fmt.Sprint(o.JaegerUIPort),
-		"--otlp-port", fmt.Sprint(o.OTLPPort), "--api-port", fmt.Sprint(o.APIPort))
+		"--otlp-port", fmt.Sprint(o.OTLPPort), "--api-port", fmt.Sprint(o.APIPort)}
+	if viaKafka {
+		args = append(args, "--spans-via-kafka")
+	}
+	cmd := exec.Command(ktraceBin, args...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -558,6 +570,9 @@ func TestDemo(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "starting jaeger") || strings.Contains(out, "starting jaeger") {
 		t.Error("progress not on stderr only")
+	}
+	if viaKafka != strings.Contains(stderr.String(), "reading the graph ktrace stream published") {
+		t.Errorf("spans via Kafka %v, yet stderr says:\n%s", viaKafka, stderr.String())
 	}
 	if _, err := stack.Load(o.StateDir); !errors.Is(err, stack.ErrNotRunning) {
 		t.Errorf("demo left the stack running: %v", err)

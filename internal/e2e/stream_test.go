@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/ktrace-dev/ktrace/fixtures"
 	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/stack"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -151,4 +154,46 @@ func head(s string) string {
 		return s[:3000] + fmt.Sprintf("... (%d bytes)", len(s))
 	}
 	return s
+}
+
+// TestStackSpansViaKafka: the stack's services → a real Jaeger v2
+// collector (kafka exporter, spans not keyed by trace) → the embedded
+// broker (six partitions) → three `ktrace stream` members; a Jaeger
+// ingester stores the same spans. The graph and the break report read
+// with --kafka equal those read from the ingester's Jaeger.
+func TestStackSpansViaKafka(t *testing.T) {
+	o := stackOptions(t, "lost")
+	o.SpansViaKafka = true
+	st := upStack(t, o)
+	if len(st.Endpoints.Streams) != 3 || st.Component(stack.JaegerCollector) == nil {
+		t.Fatalf("stream members %v, collector %v", st.Endpoints.Streams, st.Component(stack.JaegerCollector))
+	}
+	if _, err := stack.Traffic(context.Background(), o.StateDir, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswer(t, st.Endpoints.API)
+	stableTraces(t, st.Endpoints.JaegerQuery)
+	q, k := st.Endpoints.JaegerQuery, st.Endpoints.Kafka
+	want, _ := runOut(t, "graph", "--jaeger", q, "-o", "json")
+	var got string
+	for deadline := time.Now().Add(90 * time.Second); got != want; time.Sleep(time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the graph read with --kafka never became the ingester's:\n%s\nwant\n%s", head(got), head(want))
+		}
+		got, _ = runOut(t, "graph", "--kafka", k, "--group", stack.StreamGroup, "-o", "json")
+	}
+	wantRep, _ := runOut(t, "report", "--broken", "--jaeger", q, "--settle", "0s", "-o", "json")
+	gotRep, _ := runOut(t, "report", "--broken", "--kafka", k, "--group", stack.StreamGroup, "-o", "json")
+	if gotRep != wantRep || !strings.Contains(gotRep, `"rule": "lost-inside"`) {
+		t.Errorf("report --broken --kafka differs from the ingester's:\n%s\nwant\n%s", head(gotRep), head(wantRep))
+	}
+	resp, err := http.Get(st.Endpoints.Streams[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "ktrace_stream_spans_in_total") {
+		t.Errorf("stream metrics:\n%.1000s", body)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -73,7 +74,21 @@ type Options struct {
 	// the collector's tail_sampling processor (a probabilistic policy,
 	// decided after a trace has been quiet for 2 s); 0 keeps all.
 	TailSample float64
+	// Role is "" (all in one: OTLP in, the store, the query API),
+	// RoleCollector (OTLP in, spans out to SpanTopic on KafkaBrokers with
+	// the kafka exporter, otlp_proto, not keyed by trace) or RoleIngester
+	// (spans in from SpanTopic with the kafka receiver, the store, the
+	// query API).
+	Role         string
+	KafkaBrokers []string
+	SpanTopic    string
 }
+
+// Roles of a Jaeger through Kafka.
+const (
+	RoleCollector = "collector"
+	RoleIngester  = "ingester"
+)
 
 // Process is a running Jaeger.
 type Process struct {
@@ -130,6 +145,9 @@ func (o *Options) Config() string {
 		data := filepath.Join(o.Dir, "badger")
 		storage = fmt.Sprintf("        badger:\n          directories:\n            keys: %q\n            values: %q\n          ephemeral: false\n", data+"/keys", data+"/values")
 	}
+	if o.Role == RoleCollector {
+		return o.collectorConfig()
+	}
 	processors, tail := "[batch]", ""
 	if o.TailSample > 0 && o.TailSample < 1 {
 		processors = "[tail_sampling, batch]"
@@ -142,11 +160,28 @@ func (o *Options) Config() string {
           sampling_percentage: %g
 `, 100*o.TailSample)
 	}
+	receivers, receiver := "[otlp]", fmt.Sprintf(`  otlp:
+    protocols:
+      grpc:
+        endpoint: %q
+      http:
+        endpoint: %q
+`, o.OTLPAddr(), o.addr(o.OTLPHTTPPort))
+	if o.Role == RoleIngester {
+		receivers, receiver = "[kafka]", fmt.Sprintf(`  kafka:
+    brokers: %s
+    group_id: jaeger-ingester
+    initial_offset: earliest
+    traces:
+      topic: %q
+      encoding: otlp_proto
+`, quoteList(o.KafkaBrokers), o.SpanTopic)
+	}
 	return fmt.Sprintf(`service:
   extensions: [jaeger_storage, jaeger_query, healthcheckv2]
   pipelines:
     traces:
-      receivers: [otlp]
+      receivers: %s
       processors: %s
       exporters: [jaeger_storage_exporter]
   telemetry:
@@ -173,6 +208,37 @@ extensions:
     backends:
       store:
 %sreceivers:
+%sprocessors:
+  batch:
+    timeout: 200ms
+%sexporters:
+  jaeger_storage_exporter:
+    trace_storage: store
+`, receivers, processors, o.addr(o.HealthPort), o.QueryAddr(), o.addr(o.UIPort), storage, receiver, tail)
+}
+
+// collectorConfig is a collector's: OTLP in, spans to Kafka.
+func (o *Options) collectorConfig() string {
+	return fmt.Sprintf(`service:
+  extensions: [healthcheckv2]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [kafka]
+  telemetry:
+    resource:
+      service.name: jaeger-collector
+    metrics:
+      level: none
+    logs:
+      level: warn
+extensions:
+  healthcheckv2:
+    use_v2: true
+    http:
+      endpoint: %q
+receivers:
   otlp:
     protocols:
       grpc:
@@ -182,10 +248,22 @@ extensions:
 processors:
   batch:
     timeout: 200ms
-%sexporters:
-  jaeger_storage_exporter:
-    trace_storage: store
-`, processors, o.addr(o.HealthPort), o.QueryAddr(), o.addr(o.UIPort), storage, o.OTLPAddr(), o.addr(o.OTLPHTTPPort), tail)
+exporters:
+  kafka:
+    brokers: %s
+    traces:
+      topic: %q
+      encoding: otlp_proto
+`, o.addr(o.HealthPort), o.OTLPAddr(), o.addr(o.OTLPHTTPPort), quoteList(o.KafkaBrokers), o.SpanTopic)
+}
+
+// quoteList is a YAML flow list of quoted strings.
+func quoteList(list []string) string {
+	q := make([]string, len(list))
+	for i, s := range list {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // Prepare picks free ports for the ports left zero, writes the config into
