@@ -20,7 +20,8 @@ type metrics struct {
 	reg                       *prometheus.Registry
 	requests, failed          *prometheus.CounterVec
 	serverSeconds, clientSecs *prometheus.HistogramVec
-	hops                      *prometheus.CounterVec
+	hops, lost                *prometheus.CounterVec
+	lag                       *prometheus.GaugeVec
 	spansIn, traces, late     prometheus.Counter
 	undecodable, invalid      prometheus.Counter
 	pending, partitions       prometheus.Gauge
@@ -41,6 +42,11 @@ func newMetrics() *metrics {
 		hops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ktrace_hop_records_total",
 			Help: "Records of each messaging hop, by how ktrace found them (parent, link, stitched, unverified, span)."},
 			[]string{"from", "to", "group", "relation"}),
+		lost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ktrace_lost_context_total",
+			Help: "Where trace context was lost, by break rule and place, as this member's traces show it (a lost hop whose ends other members gathered is found where the partials merge)."},
+			[]string{"rule", "where"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ktrace_stream_lag_records",
+			Help: "Records behind the end of each partition this member reads."}, []string{"topic", "partition"}),
 		spansIn:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_spans_in_total", Help: "Spans read from the span topic."}),
 		traces:      prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_traces_total", Help: "Traces analysed and published."}),
 		late:        prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_late_spans_total", Help: "Spans that came after their trace was complete."}),
@@ -49,7 +55,7 @@ func newMetrics() *metrics {
 		pending:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "ktrace_stream_pending_spans", Help: "Spans of traces not yet published."}),
 		partitions:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "ktrace_stream_partitions", Help: "Partitions of the spans topic this member holds."}),
 	}
-	m.reg.MustRegister(m.requests, m.failed, m.serverSeconds, m.clientSecs, m.hops, m.spansIn, m.traces, m.late,
+	m.reg.MustRegister(m.requests, m.failed, m.serverSeconds, m.clientSecs, m.hops, m.lost, m.lag, m.spansIn, m.traces, m.late,
 		m.undecodable, m.invalid, m.pending, m.partitions)
 	return m
 }
@@ -60,6 +66,18 @@ func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, pro
 func name(key string) string {
 	_, n, _ := strings.Cut(key, ":")
 	return n
+}
+
+// observeBreaks counts the breaks a published partial's traces show.
+func (m *metrics) observeBreaks(data []byte) {
+	var p engine.Partial
+	if p.UnmarshalBinary(data) != nil {
+		return
+	}
+	_, rep := p.Finish()
+	for _, f := range rep.Findings {
+		m.lost.WithLabelValues(string(f.Rule), f.Where).Add(float64(f.Occurrences))
+	}
 }
 
 // observe counts what a published partial found.

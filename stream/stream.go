@@ -36,6 +36,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -187,9 +188,6 @@ func Run(ctx context.Context, cfg Config) error {
 		if fs.IsClientClosed() {
 			break
 		}
-		if fs.NumRecords() > 0 {
-			m.ready.Store(true)
-		}
 		if err := m.handle(ctx, fs); err != nil {
 			m.log.Printf("%v", err)
 		}
@@ -253,9 +251,19 @@ func (m *member) ensureTopics(ctx context.Context) error {
 // to the spans topic keyed by trace ID, then their offsets committed;
 // spans topic records go to their partition's assembler.
 func (m *member) handle(ctx context.Context, fs kgo.Fetches) error {
+	healthy := true
 	fs.EachError(func(topic string, p int32, err error) {
 		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 			m.log.Printf("fetching %s/%d: %v", topic, p, err)
+			healthy = false
+		}
+	})
+	// Ready while polls reach Kafka: a member that holds no partition has
+	// nothing to do, and is ready to.
+	m.ready.Store(healthy)
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if n := len(p.Records); n > 0 {
+			m.metrics.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(0, p.HighWatermark-p.Records[n-1].Offset-1)))
 		}
 	})
 	var out []*kgo.Record
@@ -433,6 +441,7 @@ func (m *member) publishTraces(ctx context.Context, p int32, start int64, traces
 		return err
 	}
 	m.metrics.observe(part)
+	m.metrics.observeBreaks(data)
 	rec := &kgo.Record{Topic: ResultsTopic(m.cfg.Group), Key: []byte(fmt.Sprintf("p%05d/%020d", p, start)), Value: data}
 	if err := m.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return err
@@ -461,7 +470,6 @@ func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 		m.assemblers[p] = newAssembler(from)
 	}
 	m.metrics.partitions.Set(float64(len(m.assemblers)))
-	m.ready.Store(true) // in the group, holding partitions
 }
 
 // revoked publishes and commits what the partitions taken away may
@@ -499,7 +507,7 @@ func (m *member) serve(addr string) (func(), error) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !m.ready.Load() {
-			http.Error(w, "not ready: no fetch from Kafka yet", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: Kafka has not answered the last poll", http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ready\n")

@@ -45,9 +45,12 @@ func summary(g *graph.Graph) string {
 // many traces, a trace's spans spread over batches, the batches spread
 // over the partitions with no regard to trace IDs. A few records are not
 // OTLP at all.
-func produceSpans(t *testing.T, brokers []string, topic string, ts []trace.Trace) {
+func produceSpans(t *testing.T, brokers []string, topic string, ts []trace.Trace, keyed bool) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if keyed { // as partition_traces_by_id does: one trace a record, keyed by its ID
+		cl, err = kgo.NewClient(kgo.SeedBrokers(brokers...))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +62,17 @@ func produceSpans(t *testing.T, brokers []string, topic string, ts []trace.Trace
 	}
 	rng.Shuffle(len(spans), func(i, j int) { spans[i], spans[j] = spans[j], spans[i] })
 	var recs []*kgo.Record
+	if keyed {
+		for _, tr := range ts {
+			data, err := file.MarshalOTLPProto([]trace.Trace{tr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(tr.ID.String()), Value: data})
+		}
+		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte("x"), Value: []byte("not a span batch")})
+		spans = nil
+	}
 	for len(spans) > 0 {
 		n := min(len(spans), 1+rng.IntN(40))
 		byTrace := map[trace.TraceID]*trace.Trace{}
@@ -96,7 +110,18 @@ func produceSpans(t *testing.T, brokers []string, topic string, ts []trace.Trace
 // graph and the break report graph.Build and analyze.Breaks give over the
 // same traces — hops stitched across traces whose spans went to different
 // members included — and a record that is not OTLP is counted and skipped.
+// Also with the topic keyed by trace ID, and with the third member joining
+// half way.
 func TestStreamMembers(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		keyed, later bool
+	}{{"scattered", false, false}, {"keyed by trace", true, false}, {"a member joins half way", false, true}} {
+		t.Run(c.name, func(t *testing.T) { members(t, c.keyed, c.later) })
+	}
+}
+
+func members(t *testing.T, keyed, later bool) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "otlp_spans"))
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +138,7 @@ func TestStreamMembers(t *testing.T) {
 	ln.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for i := range 3 {
+	start := func(i int) {
 		var buf strings.Builder
 		var mu sync.Mutex
 		logs.Store(i, func() string { mu.Lock(); defer mu.Unlock(); return buf.String() })
@@ -129,7 +154,17 @@ func TestStreamMembers(t *testing.T) {
 		})
 	}
 	defer func() { cancel(); wg.Wait() }()
-	produceSpans(t, brokers, "otlp_spans", ts)
+	start(0)
+	start(1)
+	if later {
+		produceSpans(t, brokers, "otlp_spans", ts[:len(ts)/2], keyed)
+		time.Sleep(time.Second)
+		start(2)
+		produceSpans(t, brokers, "otlp_spans", ts[len(ts)/2:], keyed)
+	} else {
+		start(2)
+		produceSpans(t, brokers, "otlp_spans", ts, keyed)
+	}
 
 	// The references over the same traces.
 	want := graph.Build(ts)
@@ -177,7 +212,8 @@ func TestStreamMembers(t *testing.T) {
 	// nodes of messaging_system connections, and its own counts.
 	for path, want := range map[string][]string{
 		"/metrics": {`traces_service_graph_request_total{client="svc-`, `connection_type="messaging_system"`,
-			`traces_service_graph_request_server_seconds_bucket{`, "ktrace_stream_spans_in_total ", `ktrace_hop_records_total{`},
+			`traces_service_graph_request_server_seconds_bucket{`, "ktrace_stream_spans_in_total ", `ktrace_hop_records_total{`,
+			`ktrace_lost_context_total{rule="`, `ktrace_stream_lag_records{partition="`},
 		"/readyz":  {"ready"},
 		"/healthz": {"ok"},
 	} {
