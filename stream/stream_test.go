@@ -20,25 +20,11 @@ import (
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/synth"
+	"github.com/ktrace-dev/ktrace/internal/testenv"
 	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/stream"
 	"github.com/ktrace-dev/ktrace/trace"
 )
-
-func summary(g *graph.Graph) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "traces %d spans %d\n", g.Traces, g.Spans)
-	for _, n := range g.Nodes {
-		fmt.Fprintf(&b, "node %s %d %d %v %v %v\n", n.Key, n.Spans, n.Errors, n.Instances, n.Operations, n.Partitions)
-	}
-	for _, e := range g.Edges {
-		fmt.Fprintf(&b, "edge %s %s %s %s %q %d %d %v %v %v\n", e.From.Key, e.To.Key, e.Kind, e.Relation, e.Group, e.Count, e.Errors, e.P50, e.P95, e.P99)
-	}
-	for _, s := range g.Stitches {
-		fmt.Fprintf(&b, "stitch %+v\n", s)
-	}
-	return b.String()
-}
 
 // produceSpans writes the traces' spans to topic as OTLP protobuf records
 // the way a collector's exporter does by default: batches of spans of
@@ -190,7 +176,7 @@ func members(t *testing.T, keyed, later bool) {
 			t.Fatalf("merged results hold %d of %d traces", n, len(ts))
 		}
 	}
-	if g, w := summary(got), summary(want); g != w {
+	if g, w := testenv.GraphSummary(got), testenv.GraphSummary(want); g != w {
 		t.Fatalf("the merged graph differs from graph.Build's:\n%s\nwant\n%s", g, w)
 	}
 	if !reflect.DeepEqual(rep.Findings, wantRep.Findings) {

@@ -18,25 +18,10 @@ import (
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/internal/synth"
+	"github.com/ktrace-dev/ktrace/internal/testenv"
 	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/trace"
 )
-
-// summary is everything a graph says, in its order.
-func summary(g *graph.Graph) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "traces %d spans %d\n", g.Traces, g.Spans)
-	for _, n := range g.Nodes {
-		fmt.Fprintf(&b, "node %s %d %d %v %v %v %v\n", n.Key, n.Spans, n.Errors, n.Instances, n.Operations, n.Partitions, n.Samplers)
-	}
-	for _, e := range g.Edges {
-		fmt.Fprintf(&b, "edge %s %s %s %s %q %d %d %v %v %v %v\n", e.From.Key, e.To.Key, e.Kind, e.Relation, e.Group, e.Count, e.Errors, e.P50, e.P95, e.P99, e.ClientIDs)
-	}
-	for _, s := range g.Stitches {
-		fmt.Fprintf(&b, "stitch %+v\n", s)
-	}
-	return b.String()
-}
 
 // plan is how a run of the engine is cut: workers per partial, the traces
 // cut into parts, each collected into a partial of its own, the partials
@@ -113,7 +98,7 @@ func agree(t testing.TB, ts []trace.Trace, tol time.Duration, incomplete map[tra
 	o := engine.Options{SkewTolerance: tol, Incomplete: func(tr *trace.Trace) bool { return incomplete[tr.ID] }}
 	for _, p := range plans {
 		g, rep := runPlan(t, ts, o, p)
-		if got, w := summary(g), summary(want); got != w {
+		if got, w := testenv.GraphSummary(g), testenv.GraphSummary(want); got != w {
 			t.Fatalf("%s: the graph differs from graph.Build's:\n%s", p, diff(got, w))
 		}
 		if !reflect.DeepEqual(rep, wantRep) {

@@ -1,4 +1,5 @@
-// Package testenv starts the real services ktrace's tests talk to.
+// Package testenv starts the real services ktrace's tests talk to, and holds
+// what several packages' tests compare results by.
 package testenv
 
 import (

@@ -241,28 +241,29 @@ var errStopped = errors.New("stopped")
 // error ends the sequence as its last value. It is the iterator every
 // source gives (see also jaeger.Client.Traces).
 func Traces(r io.Reader, name string, res *trace.Resources) source.Traces {
-	return func(yield func(*trace.Trace, error) bool) {
-		_, err := ReadEach(r, name, func(t trace.Trace) error {
-			if !yield(&t, nil) {
-				return errStopped
-			}
-			return nil
-		}, res)
-		if err != nil && !errors.Is(err, errStopped) {
-			yield(nil, err)
-		}
-	}
+	return yielding(func(add func(trace.Trace) error) error {
+		_, err := ReadEach(r, name, add, res)
+		return err
+	})
 }
 
 // FileTraces is Traces over the file at path ("-" is stdin).
 func FileTraces(path string, stdin io.Reader, res *trace.Resources) source.Traces {
+	return yielding(func(add func(trace.Trace) error) error {
+		_, err := ReadFileEach(path, stdin, add, res)
+		return err
+	})
+}
+
+// yielding turns a read that hands each trace to add into the sequence.
+func yielding(read func(add func(trace.Trace) error) error) source.Traces {
 	return func(yield func(*trace.Trace, error) bool) {
-		_, err := ReadFileEach(path, stdin, func(t trace.Trace) error {
+		err := read(func(t trace.Trace) error {
 			if !yield(&t, nil) {
 				return errStopped
 			}
 			return nil
-		}, res)
+		})
 		if err != nil && !errors.Is(err, errStopped) {
 			yield(nil, err)
 		}

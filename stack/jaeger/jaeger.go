@@ -138,27 +138,36 @@ func (o *Options) OTLPAddr() string { return o.addr(o.OTLPGRPCPort) }
 // UIURL is the Jaeger UI.
 func (o *Options) UIURL() string { return "http://" + o.addr(o.UIPort) }
 
-// Config renders the Jaeger v2 (OpenTelemetry Collector) configuration.
+// Config renders the Jaeger v2 (OpenTelemetry Collector) configuration of
+// o's role.
 func (o *Options) Config() string {
 	storage := fmt.Sprintf("        memory:\n          max_traces: %d\n", o.MaxTraces)
 	if o.Persist {
 		data := filepath.Join(o.Dir, "badger")
 		storage = fmt.Sprintf("        badger:\n          directories:\n            keys: %q\n            values: %q\n          ephemeral: false\n", data+"/keys", data+"/values")
 	}
+	name, extensions := "jaeger", "[jaeger_storage, jaeger_query, healthcheckv2]"
+	query := fmt.Sprintf(`  jaeger_query:
+    enable_tracing: false
+    storage:
+      traces: store
+    grpc:
+      endpoint: %q
+    http:
+      endpoint: %q
+  jaeger_storage:
+    backends:
+      store:
+%s`, o.QueryAddr(), o.addr(o.UIPort), storage)
+	exporters, exporter := "[jaeger_storage_exporter]", "  jaeger_storage_exporter:\n    trace_storage: store\n"
 	if o.Role == RoleCollector {
-		return o.collectorConfig()
-	}
-	processors, tail := "[batch]", ""
-	if o.TailSample > 0 && o.TailSample < 1 {
-		processors = "[tail_sampling, batch]"
-		tail = fmt.Sprintf(`  tail_sampling:
-    decision_wait: 2s
-    policies:
-      - name: keep-a-share
-        type: probabilistic
-        probabilistic:
-          sampling_percentage: %g
-`, 100*o.TailSample)
+		name, extensions, query = "jaeger-collector", "[healthcheckv2]", ""
+		exporters, exporter = "[kafka]", fmt.Sprintf(`  kafka:
+    brokers: %s
+    traces:
+      topic: %q
+      encoding: otlp_proto
+`, quoteList(o.KafkaBrokers), o.SpanTopic)
 	}
 	receivers, receiver := "[otlp]", fmt.Sprintf(`  otlp:
     protocols:
@@ -177,16 +186,28 @@ func (o *Options) Config() string {
       encoding: otlp_proto
 `, quoteList(o.KafkaBrokers), o.SpanTopic)
 	}
+	processors, tail := "[batch]", ""
+	if o.TailSample > 0 && o.TailSample < 1 {
+		processors = "[tail_sampling, batch]"
+		tail = fmt.Sprintf(`  tail_sampling:
+    decision_wait: 2s
+    policies:
+      - name: keep-a-share
+        type: probabilistic
+        probabilistic:
+          sampling_percentage: %g
+`, 100*o.TailSample)
+	}
 	return fmt.Sprintf(`service:
-  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
+  extensions: %s
   pipelines:
     traces:
       receivers: %s
       processors: %s
-      exporters: [jaeger_storage_exporter]
+      exporters: %s
   telemetry:
     resource:
-      service.name: jaeger
+      service.name: %s
     metrics:
       level: none
     logs:
@@ -196,65 +217,12 @@ extensions:
     use_v2: true
     http:
       endpoint: %q
-  jaeger_query:
-    enable_tracing: false
-    storage:
-      traces: store
-    grpc:
-      endpoint: %q
-    http:
-      endpoint: %q
-  jaeger_storage:
-    backends:
-      store:
 %sreceivers:
 %sprocessors:
   batch:
     timeout: 200ms
 %sexporters:
-  jaeger_storage_exporter:
-    trace_storage: store
-`, receivers, processors, o.addr(o.HealthPort), o.QueryAddr(), o.addr(o.UIPort), storage, receiver, tail)
-}
-
-// collectorConfig is a collector's: OTLP in, spans to Kafka.
-func (o *Options) collectorConfig() string {
-	return fmt.Sprintf(`service:
-  extensions: [healthcheckv2]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [kafka]
-  telemetry:
-    resource:
-      service.name: jaeger-collector
-    metrics:
-      level: none
-    logs:
-      level: warn
-extensions:
-  healthcheckv2:
-    use_v2: true
-    http:
-      endpoint: %q
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: %q
-      http:
-        endpoint: %q
-processors:
-  batch:
-    timeout: 200ms
-exporters:
-  kafka:
-    brokers: %s
-    traces:
-      topic: %q
-      encoding: otlp_proto
-`, o.addr(o.HealthPort), o.OTLPAddr(), o.addr(o.OTLPHTTPPort), quoteList(o.KafkaBrokers), o.SpanTopic)
+%s`, extensions, receivers, processors, exporters, name, o.addr(o.HealthPort), query, receiver, tail, exporter)
 }
 
 // quoteList is a YAML flow list of quoted strings.
