@@ -88,3 +88,29 @@ func TestOTLPProto(t *testing.T) {
 		}
 	}
 }
+
+// FuzzOTLPProto: any bytes as a span record give traces or an error,
+// never a panic, and what is read writes and reads back the same.
+func FuzzOTLPProto(f *testing.F) {
+	data, _ := MarshalOTLPProto(synth.Generate(synth.Config{Traces: 3, BrokenShare: 0.5, LinkShare: 0.5, Seed: 1}))
+	f.Add(data)
+	f.Add([]byte{})
+	f.Add([]byte{0x0a, 0x02, 0x12, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ts, err := OTLPProto(b, &trace.Resources{}, &trace.Strings{})
+		if err != nil {
+			return
+		}
+		again, err := MarshalOTLPProto(ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := OTLPProto(again, &trace.Resources{}, &trace.Strings{})
+		if err != nil {
+			t.Fatalf("what was read does not read back: %v", err)
+		}
+		if n, m := len(plain(ts)), len(plain(back)); n != m {
+			t.Fatalf("%d traces read, %d read back", n, m)
+		}
+	})
+}
