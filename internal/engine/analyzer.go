@@ -11,23 +11,23 @@ import (
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
-// Analyzer builds the service graph and finds the breaks in one pass,
+// analyzer builds the service graph and finds the breaks in one pass,
 // reading each span once and keeping no traces: feed it traces one at a
 // time (from a stream, say) and call Finish. It gives what graph.Build
 // followed by analyze.Breaks gives.
 //
 // Breaks needs the finished graph (who is called by others, which topics
 // have producers, which consumers were stitched), which one pass cannot
-// have. So the Analyzer counts what needs nothing global at once (orphans,
+// have. So the analyzer counts what needs nothing global at once (orphans,
 // skew, multiple roots), counts the rest as candidates keyed the way their
 // findings are (a server root per service and operation, a processor's
 // unexplained produce span per service and topic), keeps the few that must
 // be judged one by one (consumer roots, produce spans whose only claim to
 // continue their input is a link), and judges them all in Finish. Lost hops
 // come from the graph's stitches.
-type Analyzer struct {
+type analyzer struct {
 	tol time.Duration // skew tolerance
-	b   *Builder
+	b   *builder
 	idx spanIndex
 
 	found       *collector // orphans, skew, multiple roots
@@ -86,15 +86,15 @@ type linkedProducer struct {
 	counted bool // its trace was already counted for key, unlinked
 }
 
-// NewAnalyzer returns an empty analyzer that reports clock skew beyond tol.
-func NewAnalyzer(tol time.Duration) *Analyzer {
-	return &Analyzer{tol: tol, b: NewBuilder(), found: newCollector(), serverRoots: newCollector(), inside: newCollector()}
+// newAnalyzer returns an empty analyzer that reports clock skew beyond tol.
+func newAnalyzer(tol time.Duration) *analyzer {
+	return &analyzer{tol: tol, b: newBuilder(), found: newCollector(), serverRoots: newCollector(), inside: newCollector()}
 }
 
 // Add folds one trace in; an incomplete one (still arriving) is added to
 // the graph only, and listed in the report. The analyzer does not keep t.
 // Traces must be distinct by ID.
-func (a *Analyzer) Add(t *trace.Trace, incomplete bool) {
+func (a *analyzer) Add(t *trace.Trace, incomplete bool) {
 	a.idx.Reset(t.Spans)
 	if incomplete {
 		a.b.AddIndexed(t, &a.idx)
@@ -151,7 +151,7 @@ func (a *Analyzer) Add(t *trace.Trace, incomplete bool) {
 
 // root counts a root span as a candidate mid-graph root; pending is what
 // the builder's AddSpan returned for it.
-func (a *Analyzer) root(s *trace.Span, svc string, m *trace.Messaging, pending int) {
+func (a *analyzer) root(s *trace.Span, svc string, m *trace.Messaging, pending int) {
 	if s.Kind == trace.KindServer {
 		// Most traces start at a server span: its finding is found by the
 		// names' addresses before their bytes are hashed.
@@ -174,7 +174,7 @@ func (a *Analyzer) root(s *trace.Span, svc string, m *trace.Messaging, pending i
 
 // producer counts produce span j as a candidate lost-inside when nothing
 // above it in the trace is a consumer or server span.
-func (a *Analyzer) producer(spans []trace.Span, j int, svc, topic string) {
+func (a *analyzer) producer(spans []trace.Span, j int, svc, topic string) {
 	a.links = a.links[:0]
 	cur := j
 	for steps := 0; steps <= len(spans); steps++ {
@@ -209,7 +209,7 @@ func (a *Analyzer) producer(spans []trace.Span, j int, svc, topic string) {
 
 // Merge folds o, which was fed the traces that come after a's, into a.
 // o is spent afterwards.
-func (a *Analyzer) Merge(o *Analyzer) {
+func (a *analyzer) Merge(o *analyzer) {
 	// The builder numbers o's pending consumers after a's.
 	base := int32(a.b.Pending())
 	a.b.Merge(o.b)
@@ -227,11 +227,11 @@ func (a *Analyzer) Merge(o *Analyzer) {
 	a.traces += o.traces
 	a.spans += o.spans
 	a.incomplete = append(a.incomplete, o.incomplete...)
-	*o = Analyzer{}
+	*o = analyzer{}
 }
 
 // Finish returns the graph and the report. The analyzer is spent afterwards.
-func (a *Analyzer) Finish() (*graph.Graph, analyze.Report) {
+func (a *analyzer) Finish() (*graph.Graph, analyze.Report) {
 	var rep analyze.Report
 	// The report is judged while the graph's latency percentiles are
 	// computed, which it does not read.
@@ -241,7 +241,7 @@ func (a *Analyzer) Finish() (*graph.Graph, analyze.Report) {
 }
 
 // judge finds the breaks in the builder's finished graph.
-func (a *Analyzer) judge() analyze.Report {
+func (a *analyzer) judge() analyze.Report {
 	x := newWhole(a.b)
 	out := a.found
 
@@ -349,7 +349,7 @@ func (a *Analyzer) judge() analyze.Report {
 // judgeLinked counts the linked produce spans, in services that consume,
 // none of whose links points at a consumer span: as unverified outputs
 // when a link points at a trace not in the data, else as lost inside.
-func (a *Analyzer) judgeLinked(x *whole, inside, outputs *collector) {
+func (a *analyzer) judgeLinked(x *whole, inside, outputs *collector) {
 	want := map[spanKey]bool{}
 	for _, lp := range a.linked {
 		if len(x.consumes[lp.key.a]) > 0 {
@@ -449,7 +449,7 @@ type whole struct {
 	consumes       map[string][]string
 }
 
-func newWhole(b *Builder) *whole {
+func newWhole(b *builder) *whole {
 	x := &whole{calledByOthers: map[string]bool{}, producedTopics: map[string]bool{}, consumes: map[string][]string{}}
 	for _, e := range b.edgeList {
 		switch {

@@ -13,7 +13,7 @@ type node struct {
 	kind          graph.NodeKind
 	name          string
 	spans, errors int
-	seq           int32  // index in Builder.nodeList
+	seq           int32  // index in builder.nodeList
 	partBits      uint64 // partitions below 64 in partitions
 	opSeen        bitSet // the builder's name ids of operations
 	caller        *node  // a service's unknown:NAME node, once made
@@ -24,7 +24,7 @@ type node struct {
 }
 
 // edge is a graph edge while it is built. Its latency samples are logged
-// in the order they come (Builder.samples), not in the edge; nlat counts
+// in the order they come (builder.samples), not in the edge; nlat counts
 // them.
 type edge struct {
 	from, to      *node
@@ -33,7 +33,7 @@ type edge struct {
 	group         string
 	count, errors int
 	nlat          int
-	seq           int32 // index in Builder.edgeList
+	seq           int32 // index in builder.edgeList
 	clientIDs     map[string]struct{}
 	p50, p95, p99 time.Duration
 }
@@ -116,9 +116,9 @@ type keyedConsumer struct {
 	start int64
 }
 
-// Builder accumulates traces into a graph. Add traces in any order, then
+// builder accumulates traces into a graph. Add traces in any order, then
 // call Graph once. It keeps only what pairing needs, not the traces.
-type Builder struct {
+type builder struct {
 	nodeList []*node
 	traceIDs chunkList[trace.TraceID] // the traces added: the data, for what is not in it
 	edgeList []*edge
@@ -168,9 +168,9 @@ type Builder struct {
 	logs    []sampleLog
 }
 
-// NewBuilder returns an empty builder.
-func NewBuilder() *Builder {
-	return &Builder{
+// newBuilder returns an empty builder.
+func newBuilder() *builder {
+	return &builder{
 		edges:    make([]edgeSlot, 512),
 		edgeMask: 511,
 		keyed:    map[keyedKey][]keyedConsumer{},
@@ -181,7 +181,7 @@ func NewBuilder() *Builder {
 
 // Merge folds o, which was fed the traces that come after b's, into b, as
 // if b had been fed them itself. o is spent afterwards.
-func (b *Builder) Merge(o *Builder) {
+func (b *builder) Merge(o *builder) {
 	b.traces += o.traces
 	b.spans += o.spans
 	for _, c := range o.traceIDs.Chunks() {
@@ -246,10 +246,10 @@ func (b *Builder) Merge(o *Builder) {
 	for k, list := range o.keyed {
 		b.keyed[k] = append(b.keyed[k], list...)
 	}
-	*o = Builder{}
+	*o = builder{}
 }
 
-func (b *Builder) node(kind graph.NodeKind, name string) *node {
+func (b *builder) node(kind graph.NodeKind, name string) *node {
 	n, ok := b.nodes[kind][name]
 	if !ok {
 		if b.nodes[kind] == nil {
@@ -264,7 +264,7 @@ func (b *Builder) node(kind graph.NodeKind, name string) *node {
 
 // service returns the service node of a span's resource, noting the
 // resource's instance the first time the resource is seen.
-func (b *Builder) service(s *trace.Span) *node {
+func (b *builder) service(s *trace.Span) *node {
 	c := b.resCache.slot(s.Resource)
 	if c.node != nil && c.r == s.Resource {
 		return c.node
@@ -282,7 +282,7 @@ func (b *Builder) service(s *trace.Span) *node {
 }
 
 // topic returns the node of topic name.
-func (b *Builder) topic(name string) *node {
+func (b *builder) topic(name string) *node {
 	id := b.names.id(name)
 	if int(id) < len(b.topicByID) {
 		if n := b.topicByID[id]; n != nil {
@@ -309,7 +309,7 @@ func (n *node) notePartition(p int32) {
 }
 
 // observeClient is observe that also records a Kafka client id.
-func (b *Builder) observeClient(e *edgeSlot, err bool, latency int64, client string) {
+func (b *builder) observeClient(e *edgeSlot, err bool, latency int64, client string) {
 	if client != "" {
 		addTo(&b.edgeList[e.seq1-1].clientIDs, client)
 	}
@@ -318,7 +318,7 @@ func (b *Builder) observeClient(e *edgeSlot, err bool, latency int64, client str
 
 // observe counts a span (or record) behind e, with its latency, logged in
 // room made for it (Begin makes room for a trace's spans).
-func (b *Builder) observe(e *edgeSlot, err bool, latency int64) {
+func (b *builder) observe(e *edgeSlot, err bool, latency int64) {
 	e.count++
 	if err {
 		e.errors++
@@ -327,7 +327,7 @@ func (b *Builder) observe(e *edgeSlot, err bool, latency int64) {
 }
 
 // addLatency logs a latency sample of edge e that observe did not count.
-func (b *Builder) addLatency(e *edge, v int64) {
+func (b *builder) addLatency(e *edge, v int64) {
 	e.nlat++
 	b.samples.add(e.seq, v)
 }
@@ -340,14 +340,14 @@ func addTo[K comparable](m *map[K]struct{}, k K) {
 }
 
 // Add folds one trace into the graph. The builder does not keep t.
-func (b *Builder) Add(t *trace.Trace) {
+func (b *builder) Add(t *trace.Trace) {
 	b.idx.Reset(t.Spans)
 	b.AddIndexed(t, &b.idx)
 }
 
 // AddIndexed is Add for a caller that has already indexed t (idx.Reset(t.Spans)),
 // to read each trace once for several purposes.
-func (b *Builder) AddIndexed(t *trace.Trace, idx *spanIndex) {
+func (b *builder) AddIndexed(t *trace.Trace, idx *spanIndex) {
 	b.Begin(t, idx)
 	for i := range t.Spans {
 		b.addSpan(t.Spans, i, &t.Spans[i], idx.Info(i))
@@ -358,7 +358,7 @@ func (b *Builder) AddIndexed(t *trace.Trace, idx *spanIndex) {
 // AddSpan once for each of its spans before the next Begin or Graph. A
 // caller with its own work per span does it in the same loop, so a large
 // trace is walked once.
-func (b *Builder) Begin(t *trace.Trace, idx *spanIndex) {
+func (b *builder) Begin(t *trace.Trace, idx *spanIndex) {
 	b.traces++
 	b.spans += len(t.Spans)
 	b.traceIDs.Add(t.ID)
@@ -375,19 +375,19 @@ func (b *Builder) Begin(t *trace.Trace, idx *spanIndex) {
 // whose producer is not its parent, it returns the span's number among such
 // consumers, counted from 0 across the builder's traces (and those of
 // builders merged into it, after its own), for Stitched; else -1.
-func (b *Builder) AddSpan(i int) int {
+func (b *builder) AddSpan(i int) int {
 	return b.addSpan(b.curSpans, i, &b.curSpans[i], b.cur.Info(i))
 }
 
 // AddSpanInfo is AddSpan for a caller that has the span (the trace's
 // spans[i]) and what the index knows of it (Info(i)) at hand, so that they
 // are not read twice.
-func (b *Builder) AddSpanInfo(i int, s *trace.Span, in spanInfo) int {
+func (b *builder) AddSpanInfo(i int, s *trace.Span, in spanInfo) int {
 	return b.addSpan(b.curSpans, i, s, in)
 }
 
 // loggedElsewhere counts the samples in the logs of builders merged into b.
-func (b *Builder) loggedElsewhere() int {
+func (b *builder) loggedElsewhere() int {
 	n := 0
 	for _, lg := range b.logs {
 		n += lg.list.Len()
@@ -396,18 +396,18 @@ func (b *Builder) loggedElsewhere() int {
 }
 
 // Pending returns the number of pending consumers so far (see AddSpan).
-func (b *Builder) Pending() int { return b.pending.Len() }
+func (b *builder) Pending() int { return b.pending.Len() }
 
 // Stitched reports whether pending consumer k (as AddSpan numbered it) was
 // stitched to its producer as a hop. Ask it once the consumers are resolved:
 // after Graph returns, or from GraphWith's f.
-func (b *Builder) Stitched(k int) bool {
+func (b *builder) Stitched(k int) bool {
 	return b.hopStitched.has(k)
 }
 
 // addSpan adds span i of spans, s, which the index says in of, and
 // returns what AddSpan does.
-func (b *Builder) addSpan(spans []trace.Span, i int, s *trace.Span, in spanInfo) int {
+func (b *builder) addSpan(spans []trace.Span, i int, s *trace.Span, in spanInfo) int {
 	svcName := s.Service()
 	svc := b.service(s)
 	svc.spans++
@@ -502,7 +502,7 @@ func (b *Builder) addSpan(spans []trace.Span, i int, s *trace.Span, in spanInfo)
 // kept out of addSpan, whose frame and registers serve the usual spans.
 
 // noteSampler notes what root span s says of its sampler, if anything.
-func (b *Builder) noteSampler(svc *node, s *trace.Span) {
+func (b *builder) noteSampler(svc *node, s *trace.Span) {
 	if smp := s.Sampler(); smp != "" {
 		addTo(&svc.samplers, smp)
 	}
@@ -510,20 +510,20 @@ func (b *Builder) noteSampler(svc *node, s *trace.Span) {
 
 // addRoot keeps a root produce span: an origin, or a stream processor that
 // lost the context of its input. Graph decides which.
-func (b *Builder) addRoot(s *trace.Span, svc, topic *node, m *trace.Messaging) {
+func (b *builder) addRoot(s *trace.Span, svc, topic *node, m *trace.Messaging) {
 	b.roots = append(b.roots, rootProducer{ref: spanRef(s), node: svc, topic: topic, key: m.Key, client: m.ClientID,
 		start: s.Start.UnixNano(), dur: int64(s.Duration), err: s.Error})
 }
 
 // addKeyed keeps a consumer span that names its record's key.
-func (b *Builder) addKeyed(s *trace.Span, svcName string, m *trace.Messaging) {
+func (b *builder) addKeyed(s *trace.Span, svcName string, m *trace.Messaging) {
 	k := keyedKey{svcName, m.Key}
 	b.keyed[k] = append(b.keyed[k], keyedConsumer{ref: spanRef(s), topic: m.Destination, start: s.Start.UnixNano()})
 }
 
 // addPending keeps a consumer span whose producer is not its parent, and
 // returns its number among the pending consumers.
-func (b *Builder) addPending(s *trace.Span, svc, topic *node, m *trace.Messaging, missingParent bool) int {
+func (b *builder) addPending(s *trace.Span, svc, topic *node, m *trace.Messaging, missingParent bool) int {
 	pc := pendingConsumer{ref: spanRef(s), node: svc, topic: topic, group: m.ConsumerGroup, client: m.ClientID,
 		partition: m.Partition, offset: m.Offset, msgID: m.MessageID,
 		start: s.Start.UnixNano(), err: s.Error, missingParent: missingParent}
@@ -538,7 +538,7 @@ func (b *Builder) addPending(s *trace.Span, svc, topic *node, m *trace.Messaging
 
 // addPeer counts a client or producer span with no child in another
 // service against what it names as its peer, if anything.
-func (b *Builder) addPeer(s *trace.Span, svc *node, svcName string) {
+func (b *builder) addPeer(s *trace.Span, svc *node, svcName string) {
 	peer := s.Peer()
 	var target *node
 	switch {

@@ -35,7 +35,7 @@
 // The rules do not depend on the order of the traces, so the traces of a
 // run are shared among the workers in batches, each worker folding them
 // into an analyzer of its own, and the analyzers merge: in one process
-// (Analyzer.Merge, which renumbers nodes and edges without copying the big
+// (analyzer.Merge, which renumbers nodes and edges without copying the big
 // lists), or across processes as Partials. A partial carries what pairing
 // needs across traces — the consumers that lost their context, the
 // producers they could pair with, root producers and the consumer spans

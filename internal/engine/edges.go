@@ -42,7 +42,7 @@ func packEdge(from, to, group int32, kind graph.EdgeKind, rel graph.Relation) (u
 
 // edge returns the slot of the edge from from to to, making the edge if
 // it is new. The slot is b's to write until the next call.
-func (b *Builder) edge(from, to *node, kind graph.EdgeKind, rel graph.Relation, group string) *edgeSlot {
+func (b *builder) edge(from, to *node, kind graph.EdgeKind, rel graph.Relation, group string) *edgeSlot {
 	gid := int32(-1)
 	if group != "" {
 		gid = b.names.id(group)
@@ -74,14 +74,14 @@ func edgeHash(key uint64) uint64 {
 }
 
 // newEdge makes the edge k and returns its number.
-func (b *Builder) newEdge(k edgeKey, from, to *node, group string) int32 {
+func (b *builder) newEdge(k edgeKey, from, to *node, group string) int32 {
 	e := &edge{from: from, to: to, kind: k.kind, rel: k.rel, group: group, seq: int32(len(b.edgeList))}
 	b.edgeList = append(b.edgeList, e)
 	return e.seq
 }
 
 // bigEdge is edge for a key that does not pack.
-func (b *Builder) bigEdge(k edgeKey, from, to *node, group string) *edgeSlot {
+func (b *builder) bigEdge(k edgeKey, from, to *node, group string) *edgeSlot {
 	sl := b.bigEdges[k]
 	if sl == nil {
 		if b.bigEdges == nil {
@@ -94,7 +94,7 @@ func (b *Builder) bigEdge(k edgeKey, from, to *node, group string) *edgeSlot {
 }
 
 // growEdges doubles the edge table.
-func (b *Builder) growEdges() {
+func (b *builder) growEdges() {
 	old := b.edges
 	b.edges = make([]edgeSlot, 2*len(old))
 	b.edgeMask = uint64(len(b.edges) - 1)
@@ -110,7 +110,7 @@ func (b *Builder) growEdges() {
 }
 
 // flushEdges adds the counts the slots hold to their edges.
-func (b *Builder) flushEdges() {
+func (b *builder) flushEdges() {
 	flush := func(sl *edgeSlot) {
 		if sl.seq1 != 0 {
 			e := b.edgeList[sl.seq1-1]

@@ -42,7 +42,7 @@ func TestPackEdge(t *testing.T) {
 // TestBigEdges: edges between nodes numbered past what a packed key holds
 // are counted as the others are.
 func TestBigEdges(t *testing.T) {
-	b := NewBuilder()
+	b := newBuilder()
 	var far []*node
 	for i := 0; i < 0x10005; i++ {
 		n := b.node(graph.KindService, "svc-"+strconv.Itoa(i))
@@ -79,7 +79,7 @@ func TestBigEdges(t *testing.T) {
 func TestEdgesFlushedBeforeOverflow(t *testing.T) {
 	ts := synth.Generate(synth.Standard(20000))
 	counts := func(flushEvery int) map[string]int {
-		b := NewBuilder()
+		b := newBuilder()
 		for i := range ts {
 			forced := flushEvery > 0 && i%flushEvery == 0
 			if forced {

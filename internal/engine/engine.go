@@ -50,7 +50,7 @@ func Run(ctx context.Context, traces source.Traces, o Options) (*graph.Graph, an
 // two ends were seen by different partials is still stitched. Latency
 // samples travel whole: percentiles stay exact.
 type Partial struct {
-	a *Analyzer
+	a *analyzer
 }
 
 // Collect reads traces, as Run does, into a partial.
@@ -81,10 +81,10 @@ func Collect(ctx context.Context, traces source.Traces, o Options) (*Partial, er
 		default:
 		}
 	}
-	as := make([]*Analyzer, workers)
+	as := make([]*analyzer, workers)
 	var wg sync.WaitGroup
 	for w := range workers - 1 {
-		as[w] = NewAnalyzer(o.SkewTolerance)
+		as[w] = newAnalyzer(o.SkewTolerance)
 		wg.Go(func() {
 			for b := range batches {
 				for _, it := range b {
@@ -94,7 +94,7 @@ func Collect(ctx context.Context, traces source.Traces, o Options) (*Partial, er
 			}
 		})
 	}
-	own := NewAnalyzer(o.SkewTolerance)
+	own := newAnalyzer(o.SkewTolerance)
 	as[workers-1] = own
 	send := func(b []item) {
 		select {

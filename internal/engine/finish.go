@@ -16,14 +16,14 @@ import (
 // Graph resolves the consumers whose producer was not their parent — through
 // span links, else by stitching — and returns the finished graph. Call it
 // once; the builder is spent afterwards.
-func (b *Builder) Graph() *graph.Graph { return b.GraphWith(nil) }
+func (b *builder) Graph() *graph.Graph { return b.GraphWith(nil) }
 
 // GraphWith is Graph that also calls f while the edges' latency percentiles
 // are still being computed on the other CPUs, so that a caller's own
 // finishing work overlaps with them: f may read anything of the builder
 // but an edge's percentiles, and must not change it. GraphWith returns once
 // both are done.
-func (b *Builder) GraphWith(f func()) *graph.Graph {
+func (b *builder) GraphWith(f func()) *graph.Graph {
 	m := b.matchPending()
 	// The walk's latency samples are all logged: they are gathered on
 	// another CPU while this one resolves the pending consumers, which log
@@ -100,7 +100,7 @@ func (b *Builder) GraphWith(f func()) *graph.Graph {
 }
 
 // export returns the builder's graph in graph's types.
-func (b *Builder) export() *graph.Graph {
+func (b *builder) export() *graph.Graph {
 	g := &graph.Graph{Traces: b.traces, Spans: b.spans}
 	nodes := make([]graph.Node, len(b.nodeList))
 	g.Nodes = make([]*graph.Node, len(b.nodeList))
@@ -253,7 +253,7 @@ func keys[K comparable](m map[K]struct{}) []K {
 
 // absent returns those of tids that are not in the data (none is looked
 // for when tids is empty).
-func (b *Builder) absent(tids []trace.TraceID) map[trace.TraceID]bool {
+func (b *builder) absent(tids []trace.TraceID) map[trace.TraceID]bool {
 	if len(tids) == 0 {
 		return nil
 	}
@@ -272,7 +272,7 @@ func (b *Builder) absent(tids []trace.TraceID) map[trace.TraceID]bool {
 // absentLinked returns the traces not in the data that pending consumers
 // not paired through a link (m says which) link to. Usually there are
 // none, and the traces are not looked through.
-func (b *Builder) absentLinked(m []match) map[trace.TraceID]bool {
+func (b *builder) absentLinked(m []match) map[trace.TraceID]bool {
 	var tids []trace.TraceID
 	for i := 0; i < b.pending.Len(); i++ {
 		if m[i].linkPos < 0 {
@@ -288,7 +288,7 @@ func (b *Builder) absentLinked(m []match) map[trace.TraceID]bool {
 // its first link to a producer of its topic points to (linkPos is the
 // link's position among the span's links, -1: none), the producer of its
 // record (topic, partition, offset), and the latest producer of its message
-// ID (any topic), as an index into Builder.producers (-1: none). The first
+// ID (any topic), as an index into builder.producers (-1: none). The first
 // two are copied as the scan meets them, so that resolving the consumers
 // does not look through the producers again at random.
 type match struct {
@@ -310,7 +310,7 @@ type hit struct {
 // the smaller side) with the producers (scanned once, shared among the
 // CPUs). Where several producers of one record or message ID match, the
 // latest wins (laterProducer), as graph's rules say.
-func (b *Builder) matchPending() []match {
+func (b *builder) matchPending() []match {
 	if b.pending.Len() == 0 {
 		return nil
 	}
@@ -422,7 +422,7 @@ func laterSpan(aStart int64, a graph.SpanRef, bStart int64, b graph.SpanRef) boo
 }
 
 // ref is the span reference of a remembered producer.
-func (b *Builder) ref(p *producer) graph.SpanRef {
+func (b *builder) ref(p *producer) graph.SpanRef {
 	return graph.SpanRef{TraceID: p.tid, SpanID: p.sid, Service: b.nodeList[p.svc].name}
 }
 
@@ -433,7 +433,7 @@ func (b *Builder) ref(p *producer) graph.SpanRef {
 // consumer span (laterSpan). Otherwise the span is an unverified
 // pass-through in a service that consumes, an origin of data in one that
 // does not.
-func (b *Builder) resolveRoots() {
+func (b *builder) resolveRoots() {
 	b.samples.reserve(len(b.roots))
 	consumes := map[*node]bool{} // services with a consumer span counted
 	if len(b.roots) > 0 {

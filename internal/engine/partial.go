@@ -241,7 +241,7 @@ func (p *Partial) UnmarshalBinary(data []byte) error {
 	return nil
 }
 
-func decodePartial(data []byte) (*Analyzer, error) {
+func decodePartial(data []byte) (*analyzer, error) {
 	rest, ok := bytes.CutPrefix(data, []byte(partialMagic))
 	if !ok || len(rest) == 0 {
 		return nil, errors.New("no partial header")
@@ -253,7 +253,7 @@ func decodePartial(data []byte) (*Analyzer, error) {
 	if err := gob.NewDecoder(bytes.NewReader(rest[1:])).Decode(&w); err != nil {
 		return nil, err
 	}
-	a := NewAnalyzer(w.SkewTolerance)
+	a := newAnalyzer(w.SkewTolerance)
 	b := a.b
 	a.traces, a.spans, a.incomplete = w.Traces, w.Spans, w.Incomplete
 	b.traces, b.spans = w.GraphTraces, w.GraphSpans
