@@ -16,6 +16,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
@@ -31,7 +34,7 @@ import (
 // many traces, a trace's spans spread over batches, the batches spread
 // over the partitions with no regard to trace IDs. A few records are not
 // OTLP at all.
-func produceSpans(t *testing.T, brokers []string, topic string, ts []trace.Trace, keyed bool) {
+func produceSpans(t *testing.T, brokers []string, topic string, ts []trace.Trace, keyed bool, encoding string) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	if keyed { // as partition_traces_by_id does: one trace a record, keyed by its ID
@@ -80,6 +83,15 @@ func produceSpans(t *testing.T, brokers []string, topic string, ts []trace.Trace
 		if err != nil {
 			t.Fatal(err)
 		}
+		if encoding == stream.EncodingJSON {
+			var td tracepb.TracesData
+			if err := proto.Unmarshal(data, &td); err != nil {
+				t.Fatal(err)
+			}
+			if data, err = protojson.Marshal(&td); err != nil {
+				t.Fatal(err)
+			}
+		}
 		recs = append(recs, &kgo.Record{Topic: topic, Value: data})
 		if rng.IntN(25) == 0 {
 			recs = append(recs, &kgo.Record{Topic: topic, Value: []byte("not a span batch")})
@@ -102,12 +114,14 @@ func TestStreamMembers(t *testing.T) {
 	for _, c := range []struct {
 		name         string
 		keyed, later bool
-	}{{"scattered", false, false}, {"keyed by trace", true, false}, {"a member joins half way", false, true}} {
-		t.Run(c.name, func(t *testing.T) { members(t, c.keyed, c.later) })
+		encoding     string
+	}{{"scattered", false, false, ""}, {"keyed by trace", true, false, ""}, {"a member joins half way", false, true, ""},
+		{"otlp_json", false, false, stream.EncodingJSON}} {
+		t.Run(c.name, func(t *testing.T) { members(t, c.keyed, c.later, c.encoding) })
 	}
 }
 
-func members(t *testing.T, keyed, later bool) {
+func members(t *testing.T, keyed, later bool, encoding string) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "otlp_spans"))
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +143,7 @@ func members(t *testing.T, keyed, later bool) {
 		var mu sync.Mutex
 		logs.Store(i, func() string { mu.Lock(); defer mu.Unlock(); return buf.String() })
 		cfg := stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
-			Window: 400 * time.Millisecond, Instance: fmt.Sprintf("m%d", i), Log: lockedWriter{&mu, &buf}}
+			Window: 400 * time.Millisecond, Instance: fmt.Sprintf("m%d", i), Log: lockedWriter{&mu, &buf}, Encoding: encoding}
 		if i == 0 {
 			cfg.Listen = listen
 		}
@@ -143,13 +157,13 @@ func members(t *testing.T, keyed, later bool) {
 	start(0)
 	start(1)
 	if later {
-		produceSpans(t, brokers, "otlp_spans", ts[:len(ts)/2], keyed)
+		produceSpans(t, brokers, "otlp_spans", ts[:len(ts)/2], keyed, encoding)
 		time.Sleep(time.Second)
 		start(2)
-		produceSpans(t, brokers, "otlp_spans", ts[len(ts)/2:], keyed)
+		produceSpans(t, brokers, "otlp_spans", ts[len(ts)/2:], keyed, encoding)
 	} else {
 		start(2)
-		produceSpans(t, brokers, "otlp_spans", ts, keyed)
+		produceSpans(t, brokers, "otlp_spans", ts, keyed, encoding)
 	}
 
 	// The references over the same traces.
