@@ -113,28 +113,33 @@ func (c *Component) Alive() bool { return owns(c.Pid, c.Start, c.Argv) }
 
 // Healthy asks the component's health endpoint.
 func (c *Component) Healthy() bool {
-	ok, _ := c.health()
+	ok, _, _ := c.health()
 	return ok
 }
 
 // health asks the component's health endpoint, and says why it is not
 // healthy when it says so (a service reports "not ready" with a reason:
-// Kafka unreachable, restoring state, no partitions).
-func (c *Component) health() (bool, string) {
+// Kafka unreachable, restoring state, no partitions), and what it says of
+// itself when healthy (a ktrace stream member: its partitions).
+func (c *Component) health() (ok bool, reason, detail string) {
 	client := &http.Client{Timeout: 2 * time.Second}
 	resp, err := client.Get(c.Health)
 	if err != nil {
-		return false, "no answer at " + c.Health
+		return false, "no answer at " + c.Health, ""
 	}
 	defer resp.Body.Close()
+	var h struct {
+		services.Health
+		Detail string `json:"detail"`
+	}
+	decoded := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&h) == nil
 	if resp.StatusCode == http.StatusOK {
-		return true, ""
+		return true, "", h.Detail
 	}
-	var h services.Health
-	if json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&h) == nil && h.Reason != "" {
-		return false, h.Reason
+	if decoded && h.Reason != "" {
+		return false, h.Reason, ""
 	}
-	return false, resp.Status
+	return false, resp.Status, ""
 }
 
 // start spawns the component detached, logging to its log file, and reaps
@@ -222,7 +227,7 @@ func logTail(path string, from int64) string {
 func (c *Component) waitHealthy(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		ok, why := c.health()
+		ok, why, _ := c.health()
 		if ok {
 			return nil
 		}

@@ -42,8 +42,10 @@ type ComponentStatus struct {
 	Name   string `json:"name"`
 	Pid    int    `json:"pid"`
 	Status string `json:"status"` // healthy, unhealthy, stopped
-	// Reason says why a running component is unhealthy.
+	// Reason says why a running component is unhealthy; Detail what a
+	// healthy one says of itself (a ktrace stream member: its partitions).
 	Reason string `json:"reason,omitempty"`
+	Detail string `json:"detail,omitempty"`
 	Health string `json:"health"`
 }
 
@@ -59,8 +61,8 @@ func Status(dir string) (*State, []ComponentStatus, error) {
 		s := ComponentStatus{Name: c.Name, Pid: c.Pid, Health: c.Health, Status: "stopped"}
 		if c.Alive() {
 			s.Status = "unhealthy"
-			if ok, why := c.health(); ok {
-				s.Status = "healthy"
+			if ok, why, detail := c.health(); ok {
+				s.Status, s.Detail = "healthy", detail
 			} else {
 				s.Reason = why
 			}

@@ -29,6 +29,7 @@ package stream
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,7 +37,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -496,6 +499,25 @@ func (m *member) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32)
 	}
 }
 
+// holding says which partitions of the spans topic the member holds.
+func (m *member) holding() string {
+	m.mu.Lock()
+	parts := make([]int, 0, len(m.assemblers))
+	for p := range m.assemblers {
+		parts = append(parts, int(p))
+	}
+	m.mu.Unlock()
+	if len(parts) == 0 {
+		return "no partition of " + m.spans
+	}
+	slices.Sort(parts)
+	s := make([]string, len(parts))
+	for i, p := range parts {
+		s[i] = strconv.Itoa(p)
+	}
+	return "partitions " + strings.Join(s, ", ") + " of " + m.spans
+}
+
 // serve serves /metrics, /healthz and /readyz on addr.
 func (m *member) serve(addr string) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
@@ -504,7 +526,10 @@ func (m *member) serve(addr string) (func(), error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.metrics.handler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{"status": "ok", "detail": m.holding()})
+	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !m.ready.Load() {
 			http.Error(w, "not ready: Kafka has not answered the last poll", http.StatusServiceUnavailable)

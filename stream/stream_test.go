@@ -215,7 +215,7 @@ func members(t *testing.T, keyed, later bool, encoding string) {
 			`traces_service_graph_request_server_seconds_bucket{`, "ktrace_stream_spans_in_total ", `ktrace_hop_records_total{`,
 			`ktrace_lost_context_total{rule="`, `ktrace_stream_lag_records{partition="`},
 		"/readyz":  {"ready"},
-		"/healthz": {"ok"},
+		"/healthz": {`"status":"ok"`, `"detail":"partition`},
 	} {
 		resp, err := http.Get("http://" + listen + path)
 		if err != nil {

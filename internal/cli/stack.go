@@ -221,6 +221,9 @@ func newCmdStackStatus(ios *IOStreams) *cobra.Command {
 					if s.Reason != "" {
 						status += " (" + s.Reason + ")"
 					}
+					if s.Detail != "" {
+						status += " (" + s.Detail + ")"
+					}
 					fmt.Fprintf(ios.Out, "%s\t%s\tpid %d\t%s\n", s.Name, status, s.Pid, s.Health)
 				}
 			}

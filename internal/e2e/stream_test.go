@@ -187,6 +187,17 @@ func TestStackSpansViaKafka(t *testing.T) {
 	if gotRep != wantRep || !strings.Contains(gotRep, `"rule": "lost-inside"`) {
 		t.Errorf("report --broken --kafka differs from the ingester's:\n%s\nwant\n%s", head(gotRep), head(wantRep))
 	}
+	// stack status lists the members with the partitions each holds.
+	status, _ := runOut(t, "stack", "status", "--state-dir", o.StateDir)
+	held := 0
+	for _, line := range strings.Split(status, "\n") {
+		if strings.HasPrefix(line, stack.Stream+"-") && strings.Contains(line, "healthy (partitions ") {
+			held++
+		}
+	}
+	if held == 0 {
+		t.Errorf("stack status lists no stream member with its partitions:\n%s", status)
+	}
 	resp, err := http.Get(st.Endpoints.Streams[0])
 	if err != nil {
 		t.Fatal(err)
