@@ -48,12 +48,23 @@ func stackOptions(t *testing.T, propagation string) stack.Options {
 }
 
 // upStack starts a stack and stops it at cleanup, checking that no
-// component outlives Down.
-func upStack(t *testing.T, o stack.Options) *stack.State {
+// component outlives Down. A port the test picked free and something else
+// took before the stack bound it (tests of other packages run alongside)
+// is picked again, up to three times: o is updated.
+func upStack(t *testing.T, o *stack.Options) *stack.State {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := stack.Up(ctx, o)
+	var st *stack.State
+	var err error
+	for attempt := 1; ; attempt++ {
+		if st, err = stack.Up(ctx, *o); err == nil || attempt == 3 || !strings.Contains(err.Error(), "already in use") {
+			break
+		}
+		t.Logf("a port was taken meanwhile (%v); picking others", err)
+		o.StateDir = t.TempDir()
+		o.KafkaPort, o.JaegerGRPCPort, o.JaegerUIPort, o.OTLPPort, o.APIPort = freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +237,7 @@ func checkStackGraph(t *testing.T, traces []trace.Trace, joinRelation string) *g
 // new traces back to its inputs.
 func TestStackLostPropagation(t *testing.T) {
 	o := stackOptions(t, services.PropagationLost)
-	st := upStack(t, o)
+	st := upStack(t, &o)
 	if _, err := stack.Traffic(context.Background(), o.StateDir, 0, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +314,7 @@ func TestStackLinksPropagationOnExistingKafka(t *testing.T) {
 	o := stackOptions(t, services.PropagationLinks)
 	o.KafkaBrokers = cluster.ListenAddrs()
 	o.JaegerEndpoint, o.OTLPEndpoint = external.QueryAddr(), external.OTLPAddr()
-	st := upStack(t, o)
+	st := upStack(t, &o)
 	if st.Component(stack.Broker) != nil || st.Component(stack.Jaeger) != nil {
 		t.Fatal("started an embedded broker or Jaeger although existing ones were given")
 	}
@@ -345,7 +356,7 @@ func TestStackLinksPropagationOnExistingKafka(t *testing.T) {
 // Killing the join mid-traffic and restarting it loses and duplicates nothing.
 func TestStackJoinRestart(t *testing.T) {
 	o := stackOptions(t, services.PropagationLost)
-	st := upStack(t, o)
+	st := upStack(t, &o)
 	done := make(chan error, 1)
 	go func() {
 		_, err := stack.Traffic(context.Background(), o.StateDir, 0, 150)
@@ -385,7 +396,7 @@ func TestStackJoinRestart(t *testing.T) {
 func TestStackSkipsMalformedEvents(t *testing.T) {
 	o := stackOptions(t, services.PropagationLost)
 	o.Persist = true
-	st := upStack(t, o)
+	st := upStack(t, &o)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Endpoints.Kafka))
 	if err != nil {
 		t.Fatal(err)
@@ -511,11 +522,11 @@ func TestStackBadInput(t *testing.T) {
 		if err != nil || len(list) != 1 || list[0].Status != "stopped" {
 			t.Errorf("status of stale state: %+v %v", list, err)
 		}
-		upStack(t, o) // replaces the stale state
+		upStack(t, &o) // replaces the stale state
 	})
 	t.Run("already running and stale state", func(t *testing.T) {
 		o := stackOptions(t, "")
-		st := upStack(t, o)
+		st := upStack(t, &o)
 		if _, err := stack.Up(ctx, o); !errors.Is(err, stack.ErrRunning) {
 			t.Errorf("second up: %v", err)
 		}
@@ -655,7 +666,7 @@ func checkExit(t *testing.T, jaegerAddr string, want int) {
 func TestStackReplicasAndSPOF(t *testing.T) {
 	o := stackOptions(t, services.PropagationLost)
 	o.Replicas = map[string]int{stack.Join: 2}
-	st := upStack(t, o)
+	st := upStack(t, &o)
 	if st.Component(stack.Join+"-2") == nil {
 		t.Fatal("no second join replica")
 	}
@@ -715,7 +726,7 @@ func health(t *testing.T, c *stack.Component) (int, services.Health) {
 // stack status says why.
 func TestStackReadiness(t *testing.T) {
 	o := stackOptions(t, services.PropagationLost)
-	st := upStack(t, o)
+	st := upStack(t, &o)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for i := 0; i < 3; i++ {
@@ -800,7 +811,7 @@ func TestStackSampled(t *testing.T) {
 			} else {
 				o.Sample = 0.3
 			}
-			st := upStack(t, o)
+			st := upStack(t, &o)
 			if st.Sample != o.Sample || st.TailSample != o.TailSample {
 				t.Fatalf("state says sample %v, tail %v", st.Sample, st.TailSample)
 			}

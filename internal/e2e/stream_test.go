@@ -164,7 +164,7 @@ func head(s string) string {
 func TestStackSpansViaKafka(t *testing.T) {
 	o := stackOptions(t, "lost")
 	o.SpansViaKafka = true
-	st := upStack(t, o)
+	st := upStack(t, &o)
 	if len(st.Endpoints.Streams) != 3 || st.Component(stack.JaegerCollector) == nil {
 		t.Fatalf("stream members %v, collector %v", st.Endpoints.Streams, st.Component(stack.JaegerCollector))
 	}

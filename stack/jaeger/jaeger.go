@@ -256,7 +256,23 @@ func (o *Options) HealthURL() string { return "http://" + o.addr(o.HealthPort) +
 // Start writes the config, starts Jaeger and waits (up to the context's
 // deadline) until its health endpoint answers. On failure it stops the
 // process and returns an error that quotes the end of Jaeger's log.
+//
+// Ports left zero are picked free; one can be taken by another program
+// before Jaeger binds it, so a start-up that fails with "address already in
+// use" is tried again, up to three times, with those ports picked anew.
 func Start(ctx context.Context, o Options) (*Process, error) {
+	picked := o // the ports to pick again
+	for attempt := 1; ; attempt++ {
+		p, err := start(ctx, o)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return p, err
+		}
+		o.OTLPGRPCPort, o.OTLPHTTPPort, o.QueryGRPCPort, o.UIPort, o.HealthPort =
+			picked.OTLPGRPCPort, picked.OTLPHTTPPort, picked.QueryGRPCPort, picked.UIPort, picked.HealthPort
+	}
+}
+
+func start(ctx context.Context, o Options) (*Process, error) {
 	argv, err := o.Prepare()
 	if err != nil {
 		return nil, err
