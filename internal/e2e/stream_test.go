@@ -96,7 +96,7 @@ func TestStreamProcesses(t *testing.T) {
 	for i := range procs {
 		logs[i] = &bytes.Buffer{}
 		procs[i] = exec.Command(ktraceBin, "stream", "--kafka-brokers", brokers, "--topic", "otlp_spans", "--group", "g",
-			"--trace-idle", "1s", "--window", "700ms")
+			"--trace-idle", "2s", "--window", "700ms")
 		procs[i].Stderr = logs[i]
 		if err := procs[i].Start(); err != nil {
 			t.Fatal(err)
