@@ -379,7 +379,7 @@ func (c *checker) flow(f Flow, file string) FlowResult {
 // better reports whether outcome a of a trace's end span says more for the
 // trace than b: continued beats unverified beats lost.
 func better(a, b outcome) bool {
-	rank := map[outcome]int{continued: 0, unverified: 1, lost: 2}
+	rank := [...]int{continued: 0, unverified: 1, lost: 2}
 	return rank[a] < rank[b]
 }
 

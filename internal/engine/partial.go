@@ -160,12 +160,7 @@ func (p *Partial) MarshalBinary() ([]byte, error) {
 		w.Nodes = append(w.Nodes, wireNode{Kind: n.kind, Name: n.name, Spans: n.spans, Errors: n.errors,
 			Instances: keys(n.instances), Operations: keys(n.operations), Partitions: keys(n.partitions), Samplers: keys(n.samplers)})
 	}
-	counts := make([]int, len(b.edgeList))
-	for i, e := range b.edgeList {
-		counts[i] = e.nlat
-	}
-	lat := make([][]int64, len(b.edgeList))
-	gatherSamples(b.edgeList, append(b.logs[:len(b.logs):len(b.logs)], sampleLog{b.samples, b.edgeList}), counts, lat)
+	lat := b.edgeSamples()
 	for i, e := range b.edgeList {
 		w.Edges = append(w.Edges, wireEdge{From: e.from.seq, To: e.to.seq, Kind: e.kind, Relation: e.rel, Group: e.group,
 			Count: e.count, Errors: e.errors, ClientIDs: keys(e.clientIDs), Latencies: lat[i]})
@@ -375,6 +370,18 @@ func decodePartial(data []byte) (*analyzer, error) {
 	return a, nil
 }
 
+// edgeSamples returns each edge's latency samples, gathered from the logs,
+// which stay as they are (the builder stays usable).
+func (b *builder) edgeSamples() [][]int64 {
+	counts := make([]int, len(b.edgeList))
+	for i, e := range b.edgeList {
+		counts[i] = e.nlat
+	}
+	lat := make([][]int64, len(b.edgeList))
+	gatherSamples(b.edgeList, append(b.logs[:len(b.logs):len(b.logs)], sampleLog{b.samples, b.edgeList}), counts, lat)
+	return lat
+}
+
 // EdgeCount is what a partial holds of one edge before it is finished:
 // what its own traces found, without the consumers still to be paired
 // across partials.
@@ -392,12 +399,7 @@ type EdgeCount struct {
 func (p *Partial) Edges() []EdgeCount {
 	b := p.a.b
 	b.flushEdges()
-	counts := make([]int, len(b.edgeList))
-	for i, e := range b.edgeList {
-		counts[i] = e.nlat
-	}
-	lat := make([][]int64, len(b.edgeList))
-	gatherSamples(b.edgeList, append(b.logs[:len(b.logs):len(b.logs)], sampleLog{b.samples, b.edgeList}), counts, lat)
+	lat := b.edgeSamples()
 	out := make([]EdgeCount, len(b.edgeList))
 	for i, e := range b.edgeList {
 		out[i] = EdgeCount{From: e.from.kind.String() + ":" + e.from.name, To: e.to.kind.String() + ":" + e.to.name,
