@@ -479,6 +479,9 @@ func (o *SourceOptions) buildGraph(ctx context.Context, ios *IOStreams) (*graph.
 // graph, left out of the breaks.
 func (o *SourceOptions) analyzeSource(ctx context.Context, ios *IOStreams, skew, settle time.Duration) (*graph.Graph, analyze.Report, error) {
 	if o.Kafka != "" {
+		if skew != 0 && skew != 10*time.Millisecond {
+			fmt.Fprintf(ios.ErrOut, "ktrace: warning: --skew-tolerance %s does not apply to --kafka: the stream judged clock skew with its own 10ms\n", skew)
+		}
 		return o.readKafka(ctx, ios)
 	}
 	opts := engine.Options{SkewTolerance: skew}
