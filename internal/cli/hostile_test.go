@@ -3,7 +3,9 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -271,6 +273,25 @@ func TestHostileNames(t *testing.T) {
 		if out, err := exec.Command("dot", "-Tsvg", "-o", os.DevNull, filepath.Join(dir, "graph.dot")).CombinedOutput(); err != nil {
 			t.Errorf("dot rejects graph.dot: %v\n%s", err, out)
 		}
+		// ktrace's own SVG is well-formed XML whose only elements are
+		// the drawing's: no name adds one.
+		svg, _ := os.ReadFile(filepath.Join(dir, "graph.svg"))
+		dec := xml.NewDecoder(bytes.NewReader(svg))
+		for {
+			tok, err := dec.Token()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("graph.svg is not well-formed: %v", err)
+			}
+			if el, ok := tok.(xml.StartElement); ok && !svgElements[el.Name.Local] {
+				t.Errorf("graph.svg holds a <%s> element", el.Name.Local)
+			}
+			if cd, ok := tok.(xml.CharData); ok && controlChars.Match(cd) {
+				t.Errorf("graph.svg holds a control character: %q", cd)
+			}
+		}
 	})
 
 	t.Run("Mermaid parses and dot renders", func(t *testing.T) {
@@ -289,6 +310,10 @@ func TestHostileNames(t *testing.T) {
 		}
 	})
 }
+
+// svgElements are the elements render.SVG draws with.
+var svgElements = map[string]bool{"svg": true, "defs": true, "marker": true, "path": true, "rect": true, "g": true,
+	"title": true, "polygon": true, "ellipse": true, "text": true}
 
 func boolInt(b bool) int {
 	if b {
