@@ -135,7 +135,9 @@ type member struct {
 	assemblers map[int32]*assembler // by partition of the spans topic
 	poisoned   map[string]bool      // topic/partition already logged
 	metrics    *metrics
-	ready      atomic.Bool
+	// Ready while Kafka answers: the last poll fetched without error and
+	// the last ping (once a second) was answered.
+	fetched, reachable atomic.Bool
 }
 
 // Run runs a member until ctx ends, then publishes what it may and
@@ -149,6 +151,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := m.ensureTopics(ctx); err != nil {
 		return err
 	}
+	m.reachable.Store(true) // it answered ensureTopics
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
@@ -183,8 +186,12 @@ func Run(ctx context.Context, cfg Config) error {
 	// traces, publish when a window has passed, and only then let a
 	// rebalance happen (its callbacks run here, between polls).
 	tick := min(cfg.TraceIdle/2, time.Second)
-	lastPublish := time.Now()
+	lastPublish, lastPing := time.Now(), time.Time{}
 	for ctx.Err() == nil {
+		if time.Since(lastPing) >= time.Second {
+			lastPing = time.Now()
+			m.ping(ctx)
+		}
 		pctx, cancel := context.WithTimeout(ctx, tick)
 		fs := cl.PollFetches(pctx)
 		cancel()
@@ -261,9 +268,8 @@ func (m *member) handle(ctx context.Context, fs kgo.Fetches) error {
 			healthy = false
 		}
 	})
-	// Ready while polls reach Kafka: a member that holds no partition has
-	// nothing to do, and is ready to.
-	m.ready.Store(healthy)
+	// A member that holds no partition has nothing to do, and is ready to.
+	m.fetched.Store(healthy)
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		if n := len(p.Records); n > 0 {
 			m.metrics.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(0, p.HighWatermark-p.Records[n-1].Offset-1)))
@@ -320,6 +326,24 @@ func (m *member) handle(ctx context.Context, fs kgo.Fetches) error {
 		m.commit(ctx, offsets)
 	}
 	return nil
+}
+
+// ping asks Kafka for its metadata, and says when the answer stops or
+// comes back.
+func (m *member) ping(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	err := m.cl.Ping(pctx)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	was := m.reachable.Swap(err == nil)
+	switch {
+	case err != nil && was:
+		m.log.Printf("Kafka at %v does not answer: %v (not ready until it does)", m.cfg.Brokers, err)
+	case err == nil && !was:
+		m.log.Printf("Kafka at %v answers", m.cfg.Brokers)
+	}
 }
 
 func (m *member) decode(value []byte) ([]trace.Trace, error) {
@@ -531,8 +555,12 @@ func (m *member) serve(addr string) (func(), error) {
 		json.NewEncoder(w).Encode(map[string]string{"status": "ok", "detail": m.holding()})
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !m.ready.Load() {
-			http.Error(w, "not ready: Kafka has not answered the last poll", http.StatusServiceUnavailable)
+		switch {
+		case !m.reachable.Load():
+			http.Error(w, "not ready: Kafka does not answer", http.StatusServiceUnavailable)
+			return
+		case !m.fetched.Load():
+			http.Error(w, "not ready: the last poll of Kafka failed", http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ready\n")

@@ -108,25 +108,39 @@ func produceSpans(t *testing.T, brokers []string, topic string, ts []trace.Trace
 // graph and the break report graph.Build and analyze.Breaks give over the
 // same traces — hops stitched across traces whose spans went to different
 // members included — and a record that is not OTLP is counted and skipped.
-// Also with the topic keyed by trace ID, and with the third member joining
-// half way.
+// Also with the topic keyed by trace ID, with the third member joining
+// half way, and with the broker stopped half way and started again from
+// its data directory (the members say they are not ready meanwhile).
 func TestStreamMembers(t *testing.T) {
-	for _, c := range []struct {
-		name         string
-		keyed, later bool
-		encoding     string
-	}{{"scattered", false, false, ""}, {"keyed by trace", true, false, ""}, {"a member joins half way", false, true, ""},
-		{"otlp_json", false, false, stream.EncodingJSON}} {
-		t.Run(c.name, func(t *testing.T) { members(t, c.keyed, c.later, c.encoding) })
+	for _, c := range []membersCase{{name: "scattered"}, {name: "keyed by trace", keyed: true}, {name: "a member joins half way", later: true},
+		{name: "otlp_json", encoding: stream.EncodingJSON}, {name: "the broker restarts", restart: true}} {
+		t.Run(c.name, func(t *testing.T) { members(t, c) })
 	}
 }
 
-func members(t *testing.T, keyed, later bool, encoding string) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "otlp_spans"))
+type membersCase struct {
+	name                  string
+	keyed, later, restart bool
+	encoding              string
+}
+
+func members(t *testing.T, c membersCase) {
+	keyed, encoding := c.keyed, c.encoding
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(6, "otlp_spans")}
+	if c.restart { // the broker keeps its data on disk, on a port it can listen on again
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		opts = append(opts, kfake.DataDir(t.TempDir()), kfake.Ports(port))
+	}
+	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Close()
+	defer func() { cluster.Close() }()
 	brokers := cluster.ListenAddrs()
 	ts := synth.Generate(synth.Config{Traces: 300, SpansPerTrace: 12, BrokenShare: 0.3, LinkShare: 0.3, Seed: 8})
 	var logs sync.Map
@@ -157,12 +171,24 @@ func members(t *testing.T, keyed, later bool, encoding string) {
 	defer func() { cancel(); wg.Wait() }()
 	start(0)
 	start(1)
-	if later {
+	switch {
+	case c.later:
 		produceSpans(t, brokers, "otlp_spans", ts[:len(ts)/2], keyed, encoding)
 		time.Sleep(time.Second)
 		start(2)
 		produceSpans(t, brokers, "otlp_spans", ts[len(ts)/2:], keyed, encoding)
-	} else {
+	case c.restart:
+		start(2)
+		produceSpans(t, brokers, "otlp_spans", ts[:len(ts)/2], keyed, encoding)
+		time.Sleep(3 * time.Second) // some of it published, some not
+		cluster.Close()
+		waitReady(t, listen[:], false)
+		if cluster, err = kfake.NewCluster(opts...); err != nil {
+			t.Fatalf("starting the broker again: %v", err)
+		}
+		waitReady(t, listen[:], true)
+		produceSpans(t, brokers, "otlp_spans", ts[len(ts)/2:], keyed, encoding)
+	default:
 		start(2)
 		produceSpans(t, brokers, "otlp_spans", ts, keyed, encoding)
 	}
@@ -208,6 +234,14 @@ func members(t *testing.T, keyed, later bool, encoding string) {
 	if !poisoned {
 		t.Error("no member said it skipped an undecodable record")
 	}
+	if c.restart {
+		logs.Range(func(i, f any) bool {
+			if l := f.(func() string)(); !strings.Contains(l, "does not answer") || !strings.Contains(l, "answers\n") {
+				t.Errorf("member %d did not say Kafka stopped and came back:\n%s", i, l)
+			}
+			return true
+		})
+	}
 
 	// The members' metrics: the servicegraph connector's names, topics as
 	// nodes of messaging_system connections, and their own counts. (A
@@ -249,4 +283,30 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// waitReady waits until every member's /readyz says ready (or, with ready
+// false, not ready), for at most 30 seconds.
+func waitReady(t *testing.T, listen []string, ready bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		all := true
+		var last string
+		for _, l := range listen {
+			resp, err := http.Get("http://" + l + "/readyz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = string(body)
+			all = all && (resp.StatusCode == http.StatusOK) == ready
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("members not all ready=%v after 30s (last said %q)", ready, last)
+		}
+	}
 }
