@@ -22,6 +22,12 @@
 // committing is overwritten by its successor's segment of the same key,
 // and a reader keeps the last value of every key.
 //
+// The repartitioning is Kafka's consume-transform-produce in transactions:
+// the span records written and the span topic's offsets committed
+// together (group GROUP), and the spans topic read committed only (group
+// SpansGroup), so a member killed half way through a batch leaves no
+// record written twice.
+//
 // Pairing across traces (a consumer's producer in another trace, links)
 // happens where the partials merge: a partial carries what pairing needs.
 package stream
@@ -85,6 +91,10 @@ type Config struct {
 // SpansTopic is the group's repartitioned span topic.
 func SpansTopic(group string) string { return "ktrace." + group + ".spans" }
 
+// SpansGroup is the consumer group, beside the group itself, whose members
+// gather the spans topic's traces.
+func SpansGroup(group string) string { return "ktrace." + group + ".spans" }
+
 // ResultsTopic is the group's topic of partial results (compacted).
 func ResultsTopic(group string) string { return "ktrace." + group + ".results" }
 
@@ -128,16 +138,19 @@ type member struct {
 	log   *log.Logger
 	cl    *kgo.Client
 	spans string // SpansTopic
-	res   trace.Resources
-	strs  trace.Strings
+	// Decoding state: the span topic's (read by repartition) and the
+	// spans topic's (read by gather), each used by one goroutine.
+	inRes, res   trace.Resources
+	inStrs, strs trace.Strings
 
 	mu         sync.Mutex
 	assemblers map[int32]*assembler // by partition of the spans topic
 	poisoned   map[string]bool      // topic/partition already logged
 	metrics    *metrics
-	// Ready while Kafka answers: the last poll fetched without error and
-	// the last ping (once a second) was answered.
-	fetched, reachable atomic.Bool
+	// Ready while Kafka answers: the last polls (of the span topic and of
+	// the spans topic) fetched without error and the last ping (once a
+	// second) was answered.
+	fetchedIn, fetched, reachable atomic.Bool
 }
 
 // Run runs a member until ctx ends, then publishes what it may and
@@ -152,18 +165,43 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	m.reachable.Store(true) // it answered ensureTopics
-	cl, err := kgo.NewClient(
+	// The repartitioning: the span topic in group Group, read and written
+	// on in transactions. The transactional ID is the member's: a member
+	// started again under its name fences its earlier self.
+	in, err := kgo.NewGroupTransactSession(
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.TransactionalID("ktrace-stream-"+cfg.Group+"-"+cfg.Instance),
+		// A member killed in a transaction holds readers of the spans
+		// topic back until the transaction times out.
+		kgo.TransactionTimeout(10*time.Second),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.SessionTimeout(10*time.Second),
+		kgo.RebalanceTimeout(15*time.Second),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // a trace's records on one partition
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+	)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	// The gathering: the spans topic in group SpansGroup, committed
+	// records only.
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(SpansGroup(cfg.Group)),
 		kgo.SessionTimeout(10*time.Second), // a member that died gives its partitions up within seconds
 		kgo.RebalanceTimeout(15*time.Second),
 		// Rebalances wait until a poll's records are handled: a partition
 		// is never handed over while its records are being gathered.
 		kgo.BlockRebalanceOnPoll(),
-		kgo.ConsumeTopics(cfg.Topic, m.spans),
+		kgo.ConsumeTopics(m.spans),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // a trace's records on one partition
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.OnPartitionsAssigned(m.assigned),
 		kgo.OnPartitionsRevoked(m.revoked),
@@ -182,25 +220,30 @@ func Run(ctx context.Context, cfg Config) error {
 		defer stop()
 	}
 	m.log.Printf("reading %s (%s) in group %s", cfg.Topic, cfg.Encoding, cfg.Group)
-	// One loop: poll (for at most a tick), handle, complete the idle
+	ctx, stopAll := context.WithCancel(ctx)
+	defer stopAll()
+	var failed error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := m.repartition(ctx, in); err != nil {
+			failed = err
+			stopAll()
+		}
+	})
+	// One loop: poll (for at most a tick), gather, complete the idle
 	// traces, publish when a window has passed, and only then let a
 	// rebalance happen (its callbacks run here, between polls).
 	tick := min(cfg.TraceIdle/2, time.Second)
-	lastPublish, lastPing := time.Now(), time.Time{}
+	wg.Go(func() { m.watch(ctx) })
+	lastPublish := time.Now()
 	for ctx.Err() == nil {
-		if time.Since(lastPing) >= time.Second {
-			lastPing = time.Now()
-			m.ping(ctx)
-		}
 		pctx, cancel := context.WithTimeout(ctx, tick)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if fs.IsClientClosed() {
 			break
 		}
-		if err := m.handle(ctx, fs); err != nil {
-			m.log.Printf("%v", err)
-		}
+		m.gather(fs)
 		now := time.Now()
 		m.completeIdle(now)
 		if now.Sub(lastPublish) >= cfg.Window {
@@ -209,7 +252,12 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		cl.AllowRebalance()
 	}
-	return m.stop()
+	wg.Wait()
+	in.Close() // leaves the group: its partitions go to the others now
+	if err := m.stop(); err != nil {
+		return err
+	}
+	return failed
 }
 
 // stop publishes what may be published and commits, before leaving.
@@ -257,30 +305,50 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	return nil
 }
 
-// handle processes one poll: span topic records are decoded and written
-// to the spans topic keyed by trace ID, then their offsets committed;
-// spans topic records go to their partition's assembler.
-func (m *member) handle(ctx context.Context, fs kgo.Fetches) error {
+// fetchErrors logs a poll's errors, and says whether there were none.
+func (m *member) fetchErrors(fs kgo.Fetches) bool {
 	healthy := true
 	fs.EachError(func(topic string, p int32, err error) {
-		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		case topic == "": // not of one partition: the group's, the client's
+			m.log.Printf("polling: %v", err)
+			healthy = false
+		default:
 			m.log.Printf("fetching %s/%d: %v", topic, p, err)
 			healthy = false
 		}
 	})
-	// A member that holds no partition has nothing to do, and is ready to.
-	m.fetched.Store(healthy)
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		if n := len(p.Records); n > 0 {
 			m.metrics.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(0, p.HighWatermark-p.Records[n-1].Offset-1)))
 		}
 	})
-	var out []*kgo.Record
-	inputs := map[int32]int64{} // span topic partition → next offset
-	now := time.Now()
-	fs.EachRecord(func(r *kgo.Record) {
-		if r.Topic == m.cfg.Topic {
-			inputs[r.Partition] = r.Offset + 1
+	return healthy
+}
+
+// repartition reads the span topic until ctx ends: each poll's records
+// decoded and written to the spans topic keyed by trace ID, in one
+// transaction with the commit of their offsets. A transaction that
+// aborts (a rebalance took the partitions meanwhile) is read again; one
+// that cannot end (the member was fenced, or Kafka failed it) ends the
+// member with its error.
+func (m *member) repartition(ctx context.Context, s *kgo.GroupTransactSession) error {
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := s.PollFetches(pctx)
+		cancel()
+		if fs.IsClientClosed() {
+			return nil
+		}
+		// A member that holds no partition has nothing to do, and is
+		// ready to.
+		m.fetchedIn.Store(m.fetchErrors(fs))
+		if fs.NumRecords() == 0 {
+			continue
+		}
+		var out []*kgo.Record
+		fs.EachRecord(func(r *kgo.Record) {
 			frags, err := m.decode(r.Value)
 			if err != nil {
 				m.poison(r, err)
@@ -295,8 +363,33 @@ func (m *member) handle(ctx context.Context, fs kgo.Fetches) error {
 				}
 				out = append(out, &kgo.Record{Topic: m.spans, Key: []byte(f.ID.String()), Value: data})
 			}
-			return
+		})
+		if err := s.Begin(); err != nil {
+			return fmt.Errorf("beginning a transaction: %w", err)
 		}
+		for _, r := range out {
+			s.Produce(ctx, r, func(_ *kgo.Record, err error) {
+				if err != nil && ctx.Err() == nil {
+					m.log.Printf("writing %s: %v (the transaction aborts; its span records are read again)", m.spans, err)
+				}
+			})
+		}
+		committed, err := s.End(ctx, kgo.TryCommit)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			return fmt.Errorf("ending a transaction: %w", err)
+		case err == nil && !committed:
+			m.log.Printf("a transaction aborted (the group rebalanced): its span records are read again")
+		}
+	}
+	return nil
+}
+
+// gather hands a poll of the spans topic to its partitions' assemblers.
+func (m *member) gather(fs kgo.Fetches) {
+	m.fetched.Store(m.fetchErrors(fs))
+	now := time.Now()
+	fs.EachRecord(func(r *kgo.Record) {
 		frags, err := file.OTLPProto(r.Value, &m.res, &m.strs)
 		if err != nil {
 			m.poison(r, err)
@@ -313,43 +406,38 @@ func (m *member) handle(ctx context.Context, fs kgo.Fetches) error {
 		}
 		m.mu.Unlock()
 	})
-	if len(out) > 0 {
-		if err := m.cl.ProduceSync(ctx, out...).FirstErr(); err != nil {
-			return fmt.Errorf("writing %s: %w (the span records will be read again)", m.spans, err)
-		}
-	}
-	if len(inputs) > 0 {
-		offsets := map[string]map[int32]kgo.EpochOffset{m.cfg.Topic: {}}
-		for p, o := range inputs {
-			offsets[m.cfg.Topic][p] = kgo.EpochOffset{Epoch: -1, Offset: o}
-		}
-		m.commit(ctx, offsets)
-	}
-	return nil
 }
 
-// ping asks Kafka for its metadata, and says when the answer stops or
-// comes back.
-func (m *member) ping(ctx context.Context) {
-	pctx, cancel := context.WithTimeout(ctx, time.Second)
-	err := m.cl.Ping(pctx)
-	cancel()
-	if ctx.Err() != nil {
-		return
-	}
-	was := m.reachable.Swap(err == nil)
-	switch {
-	case err != nil && was:
-		m.log.Printf("Kafka at %v does not answer: %v (not ready until it does)", m.cfg.Brokers, err)
-	case err == nil && !was:
-		m.log.Printf("Kafka at %v answers", m.cfg.Brokers)
+// watch asks Kafka for its metadata once a second until ctx ends, and
+// says when the answer stops or comes back.
+func (m *member) watch(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := m.cl.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		was := m.reachable.Swap(err == nil)
+		switch {
+		case err != nil && was:
+			m.log.Printf("Kafka at %v does not answer: %v (not ready until it does)", m.cfg.Brokers, err)
+		case err == nil && !was:
+			m.log.Printf("Kafka at %v answers", m.cfg.Brokers)
+		}
 	}
 }
 
+// decode decodes a record of the span topic.
 func (m *member) decode(value []byte) ([]trace.Trace, error) {
 	if m.cfg.Encoding == EncodingJSON {
 		var out []trace.Trace
-		for t, err := range file.Traces(bytes.NewReader(value), "span record", &m.res) {
+		for t, err := range file.Traces(bytes.NewReader(value), "span record", &m.inRes) {
 			if err != nil {
 				return nil, err
 			}
@@ -357,7 +445,7 @@ func (m *member) decode(value []byte) ([]trace.Trace, error) {
 		}
 		return out, nil
 	}
-	return file.OTLPProto(value, &m.res, &m.strs)
+	return file.OTLPProto(value, &m.inRes, &m.inStrs)
 }
 
 func countSpans(ts []trace.Trace) int {
@@ -382,12 +470,23 @@ func (m *member) poison(r *kgo.Record, err error) {
 	}
 }
 
-func (m *member) commit(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) {
-	m.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
-		if err != nil {
-			m.log.Printf("committing offsets: %v", err)
-		}
-	})
+// commit commits the spans topic's partition p up to offset.
+func (m *member) commit(ctx context.Context, p int32, offset int64) error {
+	var failed error
+	m.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{m.spans: {p: {Epoch: -1, Offset: offset}}},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			failed = err
+			if resp != nil {
+				for _, t := range resp.Topics {
+					for _, tp := range t.Partitions {
+						if err := kerr.ErrorForCode(tp.ErrorCode); err != nil {
+							failed = err
+						}
+					}
+				}
+			}
+		})
+	return failed
 }
 
 // completeIdle completes the traces idle for the idle time.
@@ -430,20 +529,31 @@ func (m *member) publish(ctx context.Context, p int32) {
 	if len(traces) > 0 {
 		if err := m.publishTraces(ctx, p, start, traces); err != nil {
 			m.log.Printf("publishing partition %d: %v (its traces will be read again)", p, err)
-			m.mu.Lock()
-			// Not published: read again from where the segment started.
-			delete(m.assemblers, p)
-			m.mu.Unlock()
-			m.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{m.spans: {p: {Epoch: -1, Offset: start}}})
+			m.rewind(p, start)
 			return
 		}
 	}
 	if commit > start {
-		m.commit(ctx, map[string]map[int32]kgo.EpochOffset{m.spans: {p: {Epoch: -1, Offset: commit}}})
+		if err := m.commit(ctx, p, commit); err != nil {
+			// Published and not committed: read again from the
+			// segment's start, it is published again under the same
+			// key, whole.
+			m.log.Printf("committing partition %d: %v (its segment will be read and published again)", p, err)
+			m.rewind(p, start)
+			return
+		}
 		m.mu.Lock()
 		a.committed = commit
 		m.mu.Unlock()
 	}
+}
+
+// rewind forgets partition p's traces and reads it again from offset.
+func (m *member) rewind(p int32, offset int64) {
+	m.mu.Lock()
+	delete(m.assemblers, p)
+	m.mu.Unlock()
+	m.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{m.spans: {p: {Epoch: -1, Offset: offset}}})
 }
 
 // publishTraces analyses traces into a partial and writes it, keyed by
@@ -559,7 +669,7 @@ func (m *member) serve(addr string) (func(), error) {
 		case !m.reachable.Load():
 			http.Error(w, "not ready: Kafka does not answer", http.StatusServiceUnavailable)
 			return
-		case !m.fetched.Load():
+		case !m.fetched.Load() || !m.fetchedIn.Load():
 			http.Error(w, "not ready: the last poll of Kafka failed", http.StatusServiceUnavailable)
 			return
 		}
