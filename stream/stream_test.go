@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -109,11 +111,14 @@ func produceSpans(t *testing.T, brokers []string, topic string, ts []trace.Trace
 // same traces — hops stitched across traces whose spans went to different
 // members included — and a record that is not OTLP is counted and skipped.
 // Also with the topic keyed by trace ID, with the third member joining
-// half way, and with the broker stopped half way and started again from
-// its data directory (the members say they are not ready meanwhile).
+// half way, with the broker stopped half way and started again from its
+// data directory (the members say they are not ready meanwhile), and with
+// the first re-keying transactions aborted (their span records, written
+// twice, are read once).
 func TestStreamMembers(t *testing.T) {
 	for _, c := range []membersCase{{name: "scattered"}, {name: "keyed by trace", keyed: true}, {name: "a member joins half way", later: true},
-		{name: "otlp_json", encoding: stream.EncodingJSON}, {name: "the broker restarts", restart: true}} {
+		{name: "otlp_json", encoding: stream.EncodingJSON}, {name: "the broker restarts", restart: true},
+		{name: "transactions abort", abort: true}} {
 		t.Run(c.name, func(t *testing.T) { members(t, c) })
 	}
 }
@@ -121,7 +126,10 @@ func TestStreamMembers(t *testing.T) {
 type membersCase struct {
 	name                  string
 	keyed, later, restart bool
-	encoding              string
+	// abort fails the first transactions' offset commits as a rebalance
+	// would: they abort, and their records are written again.
+	abort    bool
+	encoding string
 }
 
 func members(t *testing.T, c membersCase) {
@@ -141,6 +149,11 @@ func members(t *testing.T, c membersCase) {
 		t.Fatal(err)
 	}
 	defer func() { cluster.Close() }()
+	if c.abort {
+		for range 3 {
+			cluster.ControlKey(int16(kmsg.TxnOffsetCommit), failTxnOffsetCommit)
+		}
+	}
 	brokers := cluster.ListenAddrs()
 	ts := synth.Generate(synth.Config{Traces: 300, SpansPerTrace: 12, BrokenShare: 0.3, LinkShare: 0.3, Seed: 8})
 	var logs sync.Map
@@ -234,6 +247,16 @@ func members(t *testing.T, c membersCase) {
 	if !poisoned {
 		t.Error("no member said it skipped an undecodable record")
 	}
+	if c.abort {
+		total := 0
+		for i := range ts {
+			total += len(ts[i].Spans)
+		}
+		committed, all := spansIn(t, brokers, kgo.ReadCommitted()), spansIn(t, brokers, kgo.ReadUncommitted())
+		if committed != total || all <= total {
+			t.Errorf("the spans topic holds %d spans read committed, %d in all; want %d, and more in all (aborted)", committed, all, total)
+		}
+	}
 	if c.restart {
 		logs.Range(func(i, f any) bool {
 			if l := f.(func() string)(); !strings.Contains(l, "does not answer") || !strings.Contains(l, "answers\n") {
@@ -309,4 +332,63 @@ func waitReady(t *testing.T, listen []string, ready bool) {
 			t.Fatalf("members not all ready=%v after 30s (last said %q)", ready, last)
 		}
 	}
+}
+
+// failTxnOffsetCommit answers a transaction's offset commit as a broker
+// does when the group is rebalancing.
+func failTxnOffsetCommit(req kmsg.Request) (kmsg.Response, error, bool) {
+	r := req.(*kmsg.TxnOffsetCommitRequest)
+	resp := r.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+	for _, t := range r.Topics {
+		rt := kmsg.NewTxnOffsetCommitResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+			rp.Partition, rp.ErrorCode = p.Partition, kerr.RebalanceInProgress.Code
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, nil, true
+}
+
+// spansIn counts the spans in group g's spans topic, read at isolation.
+func spansIn(t *testing.T, brokers []string, isolation kgo.IsolationLevel) int {
+	t.Helper()
+	topic := stream.SpansTopic("g")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(isolation),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	// The topic is complete by now: read until two polls of a second
+	// each come back empty.
+	n := 0
+	for empty := 0; empty < 2; {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		if fs.NumRecords() == 0 {
+			empty++
+			continue
+		}
+		empty = 0
+		fs.EachRecord(func(r *kgo.Record) {
+			ts, err := file.OTLPProto(r.Value, &trace.Resources{}, &trace.Strings{})
+			if err != nil {
+				t.Fatalf("%s/%d offset %d: %v", topic, r.Partition, r.Offset, err)
+			}
+			n += countSpans(ts)
+		})
+	}
+	return n
+}
+
+func countSpans(ts []trace.Trace) int {
+	n := 0
+	for i := range ts {
+		n += len(ts[i].Spans)
+	}
+	return n
 }
