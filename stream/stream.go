@@ -10,6 +10,9 @@
 //	    ──> the engine, per segment of a partition ──> ktrace.GROUP.results
 //	ktrace.GROUP.results ──> ReadResults: the partials merged (engine.Partial)
 //
+// (With Config.ByTraceID, the span topic is already partitioned by trace
+// ID and is gathered directly.)
+//
 // Repartitioning by trace ID brings a trace's spans to one partition,
 // whatever partition the exporter wrote them to (by default it does not
 // key them by trace). A trace is complete once none of its spans has come
@@ -74,6 +77,10 @@ type Config struct {
 	Topic, Group string
 	// Encoding is EncodingProto (default) or EncodingJSON.
 	Encoding string
+	// ByTraceID says the span topic is partitioned by trace ID (the
+	// exporter's partition_traces_by_id): members gather it directly, in
+	// group Group, with no re-keying and no spans topic.
+	ByTraceID bool
 	// TraceIdle: a trace is complete once none of its spans came for this
 	// long (default 5s). Window: how often partials are published
 	// (default 1m).
@@ -161,38 +168,27 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	m := &member{cfg: cfg, log: log.New(cfg.Log, "ktrace stream "+cfg.Instance+" ", log.LstdFlags|log.Lmsgprefix),
 		spans: SpansTopic(cfg.Group), assemblers: map[int32]*assembler{}, poisoned: map[string]bool{}, metrics: newMetrics()}
+	gatherGroup := SpansGroup(cfg.Group)
+	if cfg.ByTraceID {
+		m.spans, gatherGroup = cfg.Topic, cfg.Group
+	}
 	if err := m.ensureTopics(ctx); err != nil {
 		return err
 	}
 	m.reachable.Store(true) // it answered ensureTopics
-	// The repartitioning: the span topic in group Group, read and written
-	// on in transactions. The transactional ID is the member's: a member
-	// started again under its name fences its earlier self.
-	in, err := kgo.NewGroupTransactSession(
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(cfg.Topic),
-		kgo.TransactionalID("ktrace-stream-"+cfg.Group+"-"+cfg.Instance),
-		// A member killed in a transaction holds readers of the spans
-		// topic back until the transaction times out.
-		kgo.TransactionTimeout(10*time.Second),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
-		kgo.SessionTimeout(10*time.Second),
-		kgo.RebalanceTimeout(15*time.Second),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // a trace's records on one partition
-		kgo.ProducerBatchCompression(kgo.NoCompression()),
-	)
-	if err != nil {
-		return err
+	var in *kgo.GroupTransactSession
+	if !cfg.ByTraceID {
+		var err error
+		if in, err = m.rekeying(); err != nil {
+			return err
+		}
+		defer in.Close()
 	}
-	defer in.Close()
-	// The gathering: the spans topic in group SpansGroup, committed
-	// records only.
+	// The gathering: the spans topic in group SpansGroup (or the span
+	// topic itself in group Group), committed records only.
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ConsumerGroup(SpansGroup(cfg.Group)),
+		kgo.ConsumerGroup(gatherGroup),
 		kgo.SessionTimeout(10*time.Second), // a member that died gives its partitions up within seconds
 		kgo.RebalanceTimeout(15*time.Second),
 		// Rebalances wait until a poll's records are handled: a partition
@@ -224,12 +220,17 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopAll()
 	var failed error
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := m.repartition(ctx, in); err != nil {
-			failed = err
-			stopAll()
-		}
-	})
+	if in != nil {
+		wg.Go(func() {
+			if err := m.repartition(ctx, in); err != nil {
+				failed = err
+				stopAll()
+			}
+			in.Close() // leaves the group: its partitions go to the others now
+		})
+	} else {
+		m.fetchedIn.Store(true) // nothing to re-key
+	}
 	// One loop: poll (for at most a tick), gather, complete the idle
 	// traces, publish when a window has passed, and only then let a
 	// rebalance happen (its callbacks run here, between polls).
@@ -253,7 +254,6 @@ func Run(ctx context.Context, cfg Config) error {
 		cl.AllowRebalance()
 	}
 	wg.Wait()
-	in.Close() // leaves the group: its partitions go to the others now
 	if err := m.stop(); err != nil {
 		return err
 	}
@@ -289,7 +289,11 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	}
 	parts := int32(len(td.Partitions))
 	compact := "compact"
-	for topic, cfg := range map[string]map[string]*string{m.spans: nil, ResultsTopic(m.cfg.Group): {"cleanup.policy": &compact}} {
+	topics := map[string]map[string]*string{ResultsTopic(m.cfg.Group): {"cleanup.policy": &compact}}
+	if !m.cfg.ByTraceID {
+		topics[m.spans] = nil
+	}
+	for topic, cfg := range topics {
 		n := parts
 		if topic != m.spans {
 			n = 1
@@ -304,6 +308,30 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	}
 	return nil
 }
+
+// rekeying is the client that re-keys the span topic: in group Group,
+// reading and writing in transactions. The transactional ID is the
+// member's: a member started again under its name fences its earlier self.
+func (m *member) rekeying() (*kgo.GroupTransactSession, error) {
+	cfg := m.cfg
+	return kgo.NewGroupTransactSession(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.TransactionalID("ktrace-stream-"+cfg.Group+"-"+cfg.Instance),
+		// A member killed in a transaction holds readers of the spans
+		// topic back until the transaction times out.
+		kgo.TransactionTimeout(10*time.Second),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.SessionTimeout(10*time.Second),
+		kgo.RebalanceTimeout(15*time.Second),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // a trace's records on one partition
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+	)
+}
+
 
 // fetchErrors logs a poll's errors, and says whether there were none.
 func (m *member) fetchErrors(fs kgo.Fetches) bool {
@@ -349,7 +377,7 @@ func (m *member) repartition(ctx context.Context, s *kgo.GroupTransactSession) e
 		}
 		var out []*kgo.Record
 		fs.EachRecord(func(r *kgo.Record) {
-			frags, err := m.decode(r.Value)
+			frags, err := decode(r.Value, m.cfg.Encoding, &m.inRes, &m.inStrs)
 			if err != nil {
 				m.poison(r, err)
 				return
@@ -385,15 +413,23 @@ func (m *member) repartition(ctx context.Context, s *kgo.GroupTransactSession) e
 	return nil
 }
 
-// gather hands a poll of the spans topic to its partitions' assemblers.
+// gather hands a poll of the spans topic (with ByTraceID, of the span
+// topic) to its partitions' assemblers.
 func (m *member) gather(fs kgo.Fetches) {
 	m.fetched.Store(m.fetchErrors(fs))
 	now := time.Now()
+	encoding := EncodingProto
+	if m.cfg.ByTraceID {
+		encoding = m.cfg.Encoding
+	}
 	fs.EachRecord(func(r *kgo.Record) {
-		frags, err := file.OTLPProto(r.Value, &m.res, &m.strs)
+		frags, err := decode(r.Value, encoding, &m.res, &m.strs)
 		if err != nil {
 			m.poison(r, err)
 			frags = nil
+		}
+		if m.cfg.ByTraceID {
+			m.metrics.spansIn.Add(float64(countSpans(frags)))
 		}
 		m.mu.Lock()
 		a := m.assemblers[r.Partition]
@@ -433,11 +469,12 @@ func (m *member) watch(ctx context.Context) {
 	}
 }
 
-// decode decodes a record of the span topic.
-func (m *member) decode(value []byte) ([]trace.Trace, error) {
-	if m.cfg.Encoding == EncodingJSON {
+// decode decodes a record of the span topic (or, as EncodingProto, of the
+// spans topic) with the decoding state of the goroutine that reads it.
+func decode(value []byte, encoding string, res *trace.Resources, strs *trace.Strings) ([]trace.Trace, error) {
+	if encoding == EncodingJSON {
 		var out []trace.Trace
-		for t, err := range file.Traces(bytes.NewReader(value), "span record", &m.inRes) {
+		for t, err := range file.Traces(bytes.NewReader(value), "span record", res) {
 			if err != nil {
 				return nil, err
 			}
@@ -445,7 +482,7 @@ func (m *member) decode(value []byte) ([]trace.Trace, error) {
 		}
 		return out, nil
 	}
-	return file.OTLPProto(value, &m.inRes, &m.inStrs)
+	return file.OTLPProto(value, res, strs)
 }
 
 func countSpans(ts []trace.Trace) int {

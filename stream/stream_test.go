@@ -110,7 +110,8 @@ func produceSpans(t *testing.T, brokers []string, topic string, ts []trace.Trace
 // graph and the break report graph.Build and analyze.Breaks give over the
 // same traces — hops stitched across traces whose spans went to different
 // members included — and a record that is not OTLP is counted and skipped.
-// Also with the topic keyed by trace ID, with the third member joining
+// Also with the topic keyed by trace ID (read directly, ByTraceID), with
+// the third member joining
 // half way, with the broker stopped half way and started again from its
 // data directory (the members say they are not ready meanwhile), and with
 // the first re-keying transactions aborted (their span records, written
@@ -173,7 +174,7 @@ func members(t *testing.T, c membersCase) {
 		var mu sync.Mutex
 		logs.Store(i, func() string { mu.Lock(); defer mu.Unlock(); return buf.String() })
 		cfg := stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 2 * time.Second, // generous: a loaded machine must not make spans late
-			Window: 400 * time.Millisecond, Instance: fmt.Sprintf("m%d", i), Log: lockedWriter{&mu, &buf}, Encoding: encoding}
+			Window: 400 * time.Millisecond, Instance: fmt.Sprintf("m%d", i), Log: lockedWriter{&mu, &buf}, Encoding: encoding, ByTraceID: keyed}
 		cfg.Listen = listen[i]
 		wg.Go(func() {
 			if err := stream.Run(ctx, cfg); err != nil {

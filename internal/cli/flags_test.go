@@ -76,6 +76,13 @@ func TestFlagsReachOptions(t *testing.T) {
 	if d.A != "a.json" || d.B != "b.json" || !d.FailOnChange || d.Threshold != 0.5 {
 		t.Errorf("diff: %+v", *d)
 	}
+	var st *StreamOptions
+	parse(t, NewCmdStream(quietIO(), func(_ context.Context, o *StreamOptions) error { st = o; return nil }),
+		"--kafka-brokers", "k1:9092,k2:9092", "--group", "g", "--partitioned-by-trace", "--encoding", "otlp_json", "--trace-idle", "2s")
+	if st.Brokers != "k1:9092,k2:9092" || st.Group != "g" || !st.ByTraceID || st.Encoding != "otlp_json" || st.Idle != 2*time.Second ||
+		st.Topic != "otlp_spans" || st.Window != time.Minute || st.Listen != "" {
+		t.Errorf("stream: %+v", *st)
+	}
 }
 
 // Bad values stop at parsing, before any work (runF is never called).

@@ -15,14 +15,15 @@ import (
 
 // StreamOptions are `ktrace stream`'s.
 type StreamOptions struct {
-	IO       *IOStreams
-	Brokers  string
-	Topic    string
-	Group    string
-	Encoding string
-	Listen   string
-	Idle     time.Duration
-	Window   time.Duration
+	IO        *IOStreams
+	Brokers   string
+	Topic     string
+	Group     string
+	Encoding  string
+	ByTraceID bool
+	Listen    string
+	Idle      time.Duration
+	Window    time.Duration
 }
 
 // NewCmdStream builds `ktrace stream`.
@@ -65,6 +66,7 @@ are served on --listen.`,
 	f.StringVar(&opts.Topic, "topic", "otlp_spans", "the span `topic` the collector writes")
 	f.StringVar(&opts.Group, "group", "", "consumer group `name`; it also names the internal topics")
 	f.StringVar(&opts.Encoding, "encoding", stream.EncodingProto, "the span topic's encoding: otlp_proto or otlp_json")
+	f.BoolVar(&opts.ByTraceID, "partitioned-by-trace", false, "the span topic is partitioned by trace ID (the exporter's partition_traces_by_id): read it directly, without re-keying")
 	f.StringVar(&opts.Listen, "listen", "", "serve /metrics, /healthz and /readyz on `host:port` (none by default)")
 	f.DurationVar(&opts.Idle, "trace-idle", 5*time.Second, "a trace is complete once quiet this long")
 	f.DurationVar(&opts.Window, "window", time.Minute, "publish partial results this often")
@@ -75,7 +77,7 @@ func streamRun(ctx context.Context, opts *StreamOptions) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	err := stream.Run(ctx, stream.Config{Brokers: strings.Split(opts.Brokers, ","), Topic: opts.Topic, Group: opts.Group,
-		Encoding: opts.Encoding, TraceIdle: opts.Idle, Window: opts.Window, Listen: opts.Listen, Log: opts.IO.ErrOut})
+		Encoding: opts.Encoding, ByTraceID: opts.ByTraceID, TraceIdle: opts.Idle, Window: opts.Window, Listen: opts.Listen, Log: opts.IO.ErrOut})
 	if err != nil && ctx.Err() == nil {
 		return withCode(ExitBackend, err)
 	}

@@ -53,9 +53,20 @@ func main() {
 	flag.IntVar(&pageSize, "page-size", 1000, "FindTraces depth per call for the Jaeger drains and graphs")
 	fanOut := flag.Int("fanout", 1, "calls or hops each step makes from one span (1: chains)")
 	linkShare := flag.Float64("link-share", 0.3, "share of broken hops whose consumer links to its producer")
+	withStream := flag.Bool("stream", true, "also measure ktrace stream against Jaeger's kafka receiver → spanmetrics")
+	onlyStream := flag.Bool("only-stream", false, "measure ktrace stream only")
+	streamSpans := flag.Int("stream-spans", 500_000, "spans written to the span topic for the stream runs")
 	flag.Parse()
 	ctx := context.Background()
 	stopOnSignal()
+	if *onlyStream {
+		work, err := os.MkdirTemp("", "ktrace-bench-")
+		check(err)
+		defer os.RemoveAll(work)
+		streamSet(ctx, work, buildKtrace(work), *streamSpans, *perTrace, *linkShare)
+		table()
+		return
+	}
 	work, err := os.MkdirTemp("", "ktrace-bench-")
 	check(err)
 	defer os.RemoveAll(work)
@@ -124,13 +135,7 @@ func main() {
 	// 2. The CLI on a snapshot: wall time and peak resident memory per span.
 	snap := filepath.Join(work, "set.ktrace")
 	writeSnapshot(snap, ts)
-	bin := filepath.Join(work, "ktrace")
-	// Built in ktrace's own module (bench/run starts in bench/), with its
-	// own go.sum, as users build it.
-	build := exec.Command("go", "build", "-o", bin, "./cmd/ktrace")
-	build.Dir = ".."
-	build.Stderr = os.Stderr
-	check(build.Run())
+	bin := buildKtrace(work)
 	cmd := exec.Command(bin, "graph", "--file", snap, "-o", "json")
 	start := time.Now()
 	rss := peakRSS(cmd)
@@ -187,6 +192,32 @@ func main() {
 		jaegerRuns(ctx, work, ts, n, len(g.Edges), *memory, *badger, bin)
 	}
 
+	if *withStream {
+		streamSet(ctx, work, bin, *streamSpans, *perTrace, *linkShare)
+	}
+	table()
+}
+
+// buildKtrace builds the CLI into work, in ktrace's own module (bench/run
+// starts in bench/), with its own go.sum, as users build it.
+func buildKtrace(work string) string {
+	bin := filepath.Join(work, "ktrace")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/ktrace")
+	build.Dir = ".."
+	build.Stderr = os.Stderr
+	check(build.Run())
+	return bin
+}
+
+// streamSet measures the stream runs on a set of their own.
+func streamSet(ctx context.Context, work, bin string, spans, perTrace int, linkShare float64) {
+	cfg := synth.Standard(spans)
+	cfg.Traces, cfg.SpansPerTrace, cfg.LinkShare = spans/perTrace, perTrace, linkShare
+	streamRuns(ctx, work, bin, synth.Generate(cfg), 300)
+}
+
+// table prints the rows recorded.
+func table() {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "MEASURE\tFIGURE\tNOTE\n")
 	for _, r := range rows {

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ktrace-dev/ktrace/source/file"
+	sj "github.com/ktrace-dev/ktrace/stack/jaeger"
+	"github.com/ktrace-dev/ktrace/stream"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// streamRuns measures ktrace stream on a span topic against Jaeger v2's
+// kafka receiver feeding its spanmetrics connector, on the same records:
+// CPU time per span of each (the processes' own, from their start on an
+// empty topic until the last span is analysed), ktrace with 1, 2 and 4
+// members, what ktrace's internal topics carry against the input, and the
+// members' peak resident memory.
+func streamRuns(ctx context.Context, work, bin string, ts []trace.Trace, perRecord int) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	check(err)
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	recs, n := exporterRecords(ts, perRecord)
+	fmt.Fprintf(os.Stderr, "stream: %d spans in %d records of about %d spans\n", n, len(recs), perRecord)
+
+	jaegerCPU := jaegerSpanmetrics(ctx, work, cluster, brokers, recs, n)
+	jaegerRate := float64(n) / jaegerCPU.Seconds()
+	record("Jaeger v2 kafka receiver → spanmetrics connector, from a topic", fmt.Sprintf("%.0f spans/CPU-s", jaegerRate),
+		fmt.Sprintf("%d spans, %s of CPU (its process, start-up excluded)", n, jaegerCPU.Round(time.Millisecond)))
+	var one float64
+	for _, members := range []int{1, 2, 4} {
+		r := ktraceStream(ctx, work, bin, cluster, brokers, recs, n, len(ts), members)
+		perSpan := r.cpu.Seconds() / float64(n)
+		if members == 1 {
+			one = perSpan
+		}
+		record(fmt.Sprintf("ktrace stream, %d member(s), from a topic", members), fmt.Sprintf("%.0f spans/CPU-s", float64(n)/r.cpu.Seconds()),
+			fmt.Sprintf("%.2f× Jaeger's per CPU (goal ≥ 3); CPU per span %.2f× one member's (goal ≤ 1.2); %s of CPU, %s wall (trace-idle 1s and window 1s included); internal topics %.0f%% of the input's %d MiB (goal ≤ 10%%); peak %d MiB resident per member",
+				float64(n)/r.cpu.Seconds()/jaegerRate, perSpan/one, r.cpu.Round(time.Millisecond), r.wall.Round(time.Millisecond),
+				100*float64(r.internal)/float64(r.input), r.input>>20, r.rss>>20))
+	}
+}
+
+// exporterRecords encodes the spans as a collector's kafka exporter
+// writes them by default: OTLP protobuf records of about perRecord spans
+// each, in the order the spans come, keyed by nothing.
+func exporterRecords(ts []trace.Trace, perRecord int) ([][]byte, int) {
+	var out [][]byte
+	var batch []trace.Trace
+	n, inBatch := 0, 0
+	flush := func() {
+		if inBatch > 0 {
+			data, err := file.MarshalOTLPProto(batch)
+			check(err)
+			out = append(out, data)
+		}
+		batch, inBatch = nil, 0
+	}
+	for i := range ts {
+		spans := ts[i].Spans
+		for len(spans) > 0 {
+			k := min(len(spans), perRecord-inBatch)
+			batch = append(batch, trace.Trace{ID: ts[i].ID, Spans: spans[:k]})
+			spans, inBatch, n = spans[k:], inBatch+k, n+k
+			if inBatch == perRecord {
+				flush()
+			}
+		}
+	}
+	flush()
+	return out, n
+}
+
+// produceRecords writes recs to topic, spread over its partitions.
+func produceRecords(ctx context.Context, brokers []string, topic string, recs [][]byte) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	check(err)
+	defer cl.Close()
+	for _, r := range recs {
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Value: r}, func(_ *kgo.Record, err error) { check(err) })
+	}
+	check(cl.Flush(ctx))
+}
+
+// cpuOf is the CPU time (user and system) a process has used so far.
+func cpuOf(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	check(err)
+	// The fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
+
+// residentPeak is a process's peak resident memory so far.
+func residentPeak(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	check(err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func waitHTTP(ctx context.Context, url string) {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			check(fmt.Errorf("%s did not answer within a minute", url))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func freeAddr() string {
+	p, err := sj.FreePort()
+	check(err)
+	return "127.0.0.1:" + strconv.Itoa(p)
+}
+
+type streamResult struct {
+	cpu, wall            time.Duration
+	internal, input, rss int64
+}
+
+func topicBytes(cluster *kfake.Cluster, topic string) int64 {
+	var n int64
+	for _, p := range cluster.PartitionInfos(topic) {
+		n += p.NumBytes
+	}
+	return n
+}
+
+// ktraceStream runs members `ktrace stream` processes on a topic of their
+// own, writes the records once they are ready, and waits until their
+// merged results hold every trace.
+func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster, brokers []string, recs [][]byte, spans, traces, members int) streamResult {
+	topic, group := fmt.Sprintf("spans-%d", members), fmt.Sprintf("bench%d", members)
+	check(cluster.CreateTopic(topic, 6, nil))
+	var cmds []*exec.Cmd
+	for i := 0; i < members; i++ {
+		listen := freeAddr()
+		log, err := os.Create(filepath.Join(work, fmt.Sprintf("stream-%d-%d.log", members, i)))
+		check(err)
+		defer log.Close()
+		cmd := exec.Command(bin, "stream", "--kafka-brokers", strings.Join(brokers, ","), "--topic", topic, "--group", group,
+			"--listen", listen, "--trace-idle", "1s", "--window", "1s")
+		cmd.Stderr = log
+		check(cmd.Start())
+		cmds = append(cmds, cmd)
+		defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+		waitHTTP(ctx, "http://"+listen+"/readyz")
+	}
+	time.Sleep(2 * time.Second) // the group settled
+	cpu := func() time.Duration {
+		var d time.Duration
+		for _, c := range cmds {
+			d += cpuOf(c.Process.Pid)
+		}
+		return d
+	}
+	before, start := cpu(), time.Now()
+	produceRecords(ctx, brokers, topic, recs)
+	for {
+		p, err := stream.ReadResults(ctx, brokers, group, time.Time{}, time.Time{}, nil)
+		if err == nil {
+			if g, _ := p.Finish(); g.Traces >= traces {
+				break
+			}
+		}
+		if time.Since(start) > 10*time.Minute {
+			check(fmt.Errorf("ktrace stream ×%d: not done after 10 minutes", members))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r := streamResult{cpu: cpu() - before, wall: time.Since(start), input: topicBytes(cluster, topic),
+		internal: topicBytes(cluster, stream.SpansTopic(group)) + topicBytes(cluster, stream.ResultsTopic(group))}
+	for _, c := range cmds {
+		r.rss = max(r.rss, residentPeak(c.Process.Pid))
+	}
+	fmt.Fprintf(os.Stderr, "ktrace stream ×%d: %s CPU for %d spans\n", members, r.cpu, spans)
+	return r
+}
+
+// jaegerSpanmetrics runs the Jaeger v2 binary as a kafka receiver feeding
+// the spanmetrics connector (metrics out to a Prometheus endpoint, no
+// trace storage), writes the records once it is ready, and waits until its
+// receiver has accepted every span.
+func jaegerSpanmetrics(ctx context.Context, work string, cluster *kfake.Cluster, brokers []string, recs [][]byte, spans int) time.Duration {
+	bin, err := sj.FindBinary("")
+	check(err)
+	topic := "spans-jaeger"
+	check(cluster.CreateTopic(topic, 6, nil))
+	health, telemetry, metrics := freeAddr(), freeAddr(), freeAddr()
+	th, tp, _ := strings.Cut(telemetry, ":")
+	config := fmt.Sprintf(`service:
+  extensions: [healthcheckv2]
+  pipelines:
+    traces:
+      receivers: [kafka]
+      exporters: [spanmetrics]
+    metrics:
+      receivers: [spanmetrics]
+      exporters: [prometheus]
+  telemetry:
+    metrics:
+      level: normal
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: %q
+                port: %s
+    logs:
+      level: warn
+extensions:
+  healthcheckv2:
+    use_v2: true
+    http:
+      endpoint: %q
+receivers:
+  kafka:
+    brokers: [%q]
+    group_id: jaeger-spanmetrics
+    initial_offset: earliest
+    traces:
+      topic: %q
+      encoding: otlp_proto
+connectors:
+  spanmetrics: {}
+exporters:
+  prometheus:
+    endpoint: %q
+`, th, tp, health, brokers[0], topic, metrics)
+	path := filepath.Join(work, "jaeger-spanmetrics.yaml")
+	check(os.WriteFile(path, []byte(config), 0o600))
+	log, err := os.Create(filepath.Join(work, "jaeger-spanmetrics.log"))
+	check(err)
+	defer log.Close()
+	cmd := exec.Command(bin, "--config", path)
+	cmd.Stdout, cmd.Stderr = log, log
+	check(cmd.Start())
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	waitHTTP(ctx, "http://"+health+"/status")
+	time.Sleep(2 * time.Second) // the group settled
+	before, start := cpuOf(cmd.Process.Pid), time.Now()
+	produceRecords(ctx, brokers, topic, recs)
+	for accepted(telemetry) < spans {
+		if time.Since(start) > 10*time.Minute {
+			check(fmt.Errorf("Jaeger: %d of %d spans accepted after 10 minutes", accepted(telemetry), spans))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	d := cpuOf(cmd.Process.Pid) - before
+	fmt.Fprintf(os.Stderr, "Jaeger kafka → spanmetrics: %s CPU for %d spans\n", d, spans)
+	return d
+}
+
+// accepted is the spans Jaeger's receivers have accepted, from its own
+// telemetry.
+func accepted(telemetry string) int {
+	resp, err := http.Get("http://" + telemetry + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	n := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "otelcol_receiver_accepted_spans") {
+			if f := strings.Fields(line); len(f) >= 2 {
+				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+				n += v
+			}
+		}
+	}
+	return int(n)
+}

@@ -1,0 +1,77 @@
+package stream_test
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ktrace-dev/ktrace/internal/synth"
+	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/stream"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// BenchmarkMember: one member, in process with the broker, reads 100,000
+// spans (records of 300, as an exporter writes them) until its results
+// hold every trace. Profile it with -cpuprofile; bench/run measures the
+// process against Jaeger's.
+func BenchmarkMember(b *testing.B) {
+	ts := synth.Generate(synth.Config{Traces: 5000, SpansPerTrace: 20, BrokenShare: 0.1, LinkShare: 0.3, Seed: 3})
+	var recs []*kgo.Record
+	var batch []trace.Trace
+	n := 0
+	for i := range ts {
+		batch = append(batch, ts[i])
+		if n += len(ts[i].Spans); n >= 300 || i == len(ts)-1 {
+			data, err := file.MarshalOTLPProto(batch)
+			if err != nil {
+				b.Fatal(err)
+			}
+			recs = append(recs, &kgo.Record{Value: data})
+			batch, n = nil, 0
+		}
+	}
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "otlp_spans"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		brokers := cluster.ListenAddrs()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("otlp_spans"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+		cl.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		b.StartTimer()
+		go func() {
+			done <- stream.Run(ctx, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 200 * time.Millisecond,
+				Window: 200 * time.Millisecond, Instance: "bench", Log: io.Discard})
+		}()
+		for {
+			p, err := stream.ReadResults(context.Background(), brokers, "g", time.Time{}, time.Time{}, nil)
+			if err == nil {
+				if g, _ := p.Finish(); g.Traces == len(ts) {
+					break
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		b.StopTimer()
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		cluster.Close()
+	}
+	b.ReportMetric(float64(len(ts)*20*b.N)/b.Elapsed().Seconds(), "spans/s")
+}
