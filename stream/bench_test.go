@@ -16,12 +16,20 @@ import (
 )
 
 // BenchmarkMember: one member, in process with the broker, reads 100,000
-// spans (records of 300, as an exporter writes them) until its results
-// hold every trace. Profile it with -cpuprofile; bench/run measures the
-// process against Jaeger's.
+// spans until its results hold every trace: records of about 300 spans
+// as an exporter writes them by default, and a record per trace keyed by
+// its ID (partition_traces_by_id, read with ByTraceID). Profile it with
+// -cpuprofile; bench/run measures the process against Jaeger's.
 func BenchmarkMember(b *testing.B) {
 	ts := synth.Generate(synth.Config{Traces: 5000, SpansPerTrace: 20, BrokenShare: 0.1, LinkShare: 0.3, Seed: 3})
-	var recs []*kgo.Record
+	var scattered, keyed []*kgo.Record
+	for i := range ts {
+		data, err := file.MarshalOTLPProto(ts[i : i+1])
+		if err != nil {
+			b.Fatal(err)
+		}
+		keyed = append(keyed, &kgo.Record{Key: []byte(ts[i].ID.String()), Value: data})
+	}
 	var batch []trace.Trace
 	n := 0
 	for i := range ts {
@@ -31,10 +39,15 @@ func BenchmarkMember(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			recs = append(recs, &kgo.Record{Value: data})
+			scattered = append(scattered, &kgo.Record{Value: data})
 			batch, n = nil, 0
 		}
 	}
+	b.Run("scattered", func(b *testing.B) { member(b, ts, scattered, false) })
+	b.Run("keyed", func(b *testing.B) { member(b, ts, keyed, true) })
+}
+
+func member(b *testing.B, ts []trace.Trace, recs []*kgo.Record, byTraceID bool) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "otlp_spans"))
@@ -42,7 +55,7 @@ func BenchmarkMember(b *testing.B) {
 			b.Fatal(err)
 		}
 		brokers := cluster.ListenAddrs()
-		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("otlp_spans"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("otlp_spans"))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -55,7 +68,7 @@ func BenchmarkMember(b *testing.B) {
 		b.StartTimer()
 		go func() {
 			done <- stream.Run(ctx, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 200 * time.Millisecond,
-				Window: 200 * time.Millisecond, Instance: "bench", Log: io.Discard})
+				Window: 200 * time.Millisecond, Instance: "bench", Log: io.Discard, ByTraceID: byTraceID})
 		}()
 		for {
 			p, err := stream.ReadResults(context.Background(), brokers, "g", time.Time{}, time.Time{}, nil)

@@ -144,7 +144,10 @@ type member struct {
 	cfg   Config
 	log   *log.Logger
 	cl    *kgo.Client
-	spans string // SpansTopic
+	spans string // SpansTopic (with ByTraceID, the span topic)
+	// gatherGroup is the group that gathers spans: SpansGroup (with
+	// ByTraceID, Group).
+	gatherGroup string
 	// Decoding state: the span topic's (read by repartition) and the
 	// spans topic's (read by gather), each used by one goroutine.
 	inRes, res   trace.Resources
@@ -168,9 +171,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	m := &member{cfg: cfg, log: log.New(cfg.Log, "ktrace stream "+cfg.Instance+" ", log.LstdFlags|log.Lmsgprefix),
 		spans: SpansTopic(cfg.Group), assemblers: map[int32]*assembler{}, poisoned: map[string]bool{}, metrics: newMetrics()}
-	gatherGroup := SpansGroup(cfg.Group)
+	m.gatherGroup = SpansGroup(cfg.Group)
 	if cfg.ByTraceID {
-		m.spans, gatherGroup = cfg.Topic, cfg.Group
+		m.spans, m.gatherGroup = cfg.Topic, cfg.Group
 	}
 	if err := m.ensureTopics(ctx); err != nil {
 		return err
@@ -188,7 +191,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// topic itself in group Group), committed records only.
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ConsumerGroup(gatherGroup),
+		kgo.ConsumerGroup(m.gatherGroup),
 		kgo.SessionTimeout(10*time.Second), // a member that died gives its partitions up within seconds
 		kgo.RebalanceTimeout(15*time.Second),
 		// Rebalances wait until a poll's records are handled: a partition
@@ -631,7 +634,7 @@ func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 	if len(parts) == 0 {
 		return
 	}
-	committed, err := kadm.NewClient(cl).FetchOffsetsForTopics(ctx, m.cfg.Group, m.spans)
+	committed, err := kadm.NewClient(cl).FetchOffsetsForTopics(ctx, m.gatherGroup, m.spans)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, p := range parts {

@@ -188,7 +188,9 @@ func members(t *testing.T, c membersCase) {
 	switch {
 	case c.later:
 		produceSpans(t, brokers, "otlp_spans", ts[:len(ts)/2], keyed, encoding)
-		time.Sleep(time.Second)
+		// Past the trace-idle time and a window: segments are
+		// published before partitions move to the new member.
+		time.Sleep(3 * time.Second)
 		start(2)
 		produceSpans(t, brokers, "otlp_spans", ts[len(ts)/2:], keyed, encoding)
 	case c.restart:

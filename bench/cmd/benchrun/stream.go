@@ -36,13 +36,13 @@ func streamRuns(ctx context.Context, work, bin string, ts []trace.Trace, perReco
 	recs, n := exporterRecords(ts, perRecord)
 	fmt.Fprintf(os.Stderr, "stream: %d spans in %d records of about %d spans\n", n, len(recs), perRecord)
 
-	jaegerCPU := jaegerSpanmetrics(ctx, work, cluster, brokers, recs, n)
+	jaegerCPU := jaegerSpanmetrics(ctx, work, cluster, brokers, "scattered", recs, n)
 	jaegerRate := float64(n) / jaegerCPU.Seconds()
 	record("Jaeger v2 kafka receiver → spanmetrics connector, from a topic", fmt.Sprintf("%.0f spans/CPU-s", jaegerRate),
 		fmt.Sprintf("%d spans, %s of CPU (its process, start-up excluded)", n, jaegerCPU.Round(time.Millisecond)))
 	var one float64
 	for _, members := range []int{1, 2, 4} {
-		r := ktraceStream(ctx, work, bin, cluster, brokers, recs, n, len(ts), members)
+		r := ktraceStream(ctx, work, bin, cluster, brokers, recs, n, len(ts), members, false)
 		perSpan := r.cpu.Seconds() / float64(n)
 		if members == 1 {
 			one = perSpan
@@ -52,20 +52,41 @@ func streamRuns(ctx context.Context, work, bin string, ts []trace.Trace, perReco
 				float64(n)/r.cpu.Seconds()/jaegerRate, perSpan/one, r.cpu.Round(time.Millisecond), r.wall.Round(time.Millisecond),
 				100*float64(r.internal)/float64(r.input), r.input>>20, r.rss>>20))
 	}
+	// The exporter's partition_traces_by_id: a record per trace, keyed by
+	// its ID; ktrace reads it with --partitioned-by-trace.
+	keyed := byTrace(ts)
+	jk := jaegerSpanmetrics(ctx, work, cluster, brokers, "keyed", keyed, n)
+	r := ktraceStream(ctx, work, bin, cluster, brokers, keyed, n, len(ts), 1, true)
+	record("keyed by trace ID: Jaeger, then ktrace stream --partitioned-by-trace (1 member)",
+		fmt.Sprintf("%.0f, %.0f spans/CPU-s", float64(n)/jk.Seconds(), float64(n)/r.cpu.Seconds()),
+		fmt.Sprintf("%.2f× Jaeger's per CPU; internal topics %.0f%% of the input's %d MiB; peak %d MiB resident",
+			jk.Seconds()/r.cpu.Seconds(), 100*float64(r.internal)/float64(r.input), r.input>>20, r.rss>>20))
+}
+
+// byTrace encodes each trace as a record of its own keyed by its ID, as
+// the exporter's partition_traces_by_id does.
+func byTrace(ts []trace.Trace) []*kgo.Record {
+	out := make([]*kgo.Record, len(ts))
+	for i := range ts {
+		data, err := file.MarshalOTLPProto(ts[i : i+1])
+		check(err)
+		out[i] = &kgo.Record{Key: []byte(ts[i].ID.String()), Value: data}
+	}
+	return out
 }
 
 // exporterRecords encodes the spans as a collector's kafka exporter
 // writes them by default: OTLP protobuf records of about perRecord spans
 // each, in the order the spans come, keyed by nothing.
-func exporterRecords(ts []trace.Trace, perRecord int) ([][]byte, int) {
-	var out [][]byte
+func exporterRecords(ts []trace.Trace, perRecord int) ([]*kgo.Record, int) {
+	var out []*kgo.Record
 	var batch []trace.Trace
 	n, inBatch := 0, 0
 	flush := func() {
 		if inBatch > 0 {
 			data, err := file.MarshalOTLPProto(batch)
 			check(err)
-			out = append(out, data)
+			out = append(out, &kgo.Record{Value: data})
 		}
 		batch, inBatch = nil, 0
 	}
@@ -84,14 +105,15 @@ func exporterRecords(ts []trace.Trace, perRecord int) ([][]byte, int) {
 	return out, n
 }
 
-// produceRecords writes recs to topic, spread over its partitions.
-func produceRecords(ctx context.Context, brokers []string, topic string, recs [][]byte) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+// produceRecords writes recs to topic: keyed ones by their key, the
+// others spread over its partitions.
+func produceRecords(ctx context.Context, brokers []string, topic string, recs []*kgo.Record) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.ProducerBatchCompression(kgo.NoCompression()))
 	check(err)
 	defer cl.Close()
 	for _, r := range recs {
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Value: r}, func(_ *kgo.Record, err error) { check(err) })
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value}, func(_ *kgo.Record, err error) { check(err) })
 	}
 	check(cl.Flush(ctx))
 }
@@ -159,17 +181,21 @@ func topicBytes(cluster *kfake.Cluster, topic string) int64 {
 // ktraceStream runs members `ktrace stream` processes on a topic of their
 // own, writes the records once they are ready, and waits until their
 // merged results hold every trace.
-func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster, brokers []string, recs [][]byte, spans, traces, members int) streamResult {
-	topic, group := fmt.Sprintf("spans-%d", members), fmt.Sprintf("bench%d", members)
+func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster, brokers []string, recs []*kgo.Record, spans, traces, members int, byTraceID bool) streamResult {
+	topic, group := fmt.Sprintf("spans-%d-%v", members, byTraceID), fmt.Sprintf("bench%d-%v", members, byTraceID)
 	check(cluster.CreateTopic(topic, 6, nil))
 	var cmds []*exec.Cmd
 	for i := 0; i < members; i++ {
 		listen := freeAddr()
-		log, err := os.Create(filepath.Join(work, fmt.Sprintf("stream-%d-%d.log", members, i)))
+		log, err := os.Create(filepath.Join(work, fmt.Sprintf("%s-%d.log", topic, i)))
 		check(err)
 		defer log.Close()
-		cmd := exec.Command(bin, "stream", "--kafka-brokers", strings.Join(brokers, ","), "--topic", topic, "--group", group,
-			"--listen", listen, "--trace-idle", "1s", "--window", "1s")
+		args := []string{"stream", "--kafka-brokers", strings.Join(brokers, ","), "--topic", topic, "--group", group,
+			"--listen", listen, "--trace-idle", "1s", "--window", "1s"}
+		if byTraceID {
+			args = append(args, "--partitioned-by-trace")
+		}
+		cmd := exec.Command(bin, args...)
 		cmd.Stderr = log
 		check(cmd.Start())
 		cmds = append(cmds, cmd)
@@ -211,10 +237,10 @@ func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster,
 // the spanmetrics connector (metrics out to a Prometheus endpoint, no
 // trace storage), writes the records once it is ready, and waits until its
 // receiver has accepted every span.
-func jaegerSpanmetrics(ctx context.Context, work string, cluster *kfake.Cluster, brokers []string, recs [][]byte, spans int) time.Duration {
+func jaegerSpanmetrics(ctx context.Context, work string, cluster *kfake.Cluster, brokers []string, name string, recs []*kgo.Record, spans int) time.Duration {
 	bin, err := sj.FindBinary("")
 	check(err)
-	topic := "spans-jaeger"
+	topic := "spans-jaeger-" + name
 	check(cluster.CreateTopic(topic, 6, nil))
 	health, telemetry, metrics := freeAddr(), freeAddr(), freeAddr()
 	th, tp, _ := strings.Cut(telemetry, ":")
@@ -246,7 +272,7 @@ extensions:
 receivers:
   kafka:
     brokers: [%q]
-    group_id: jaeger-spanmetrics
+    group_id: %s
     initial_offset: earliest
     traces:
       topic: %q
@@ -256,10 +282,10 @@ connectors:
 exporters:
   prometheus:
     endpoint: %q
-`, th, tp, health, brokers[0], topic, metrics)
-	path := filepath.Join(work, "jaeger-spanmetrics.yaml")
+`, th, tp, health, brokers[0], topic, topic, metrics)
+	path := filepath.Join(work, topic+".yaml")
 	check(os.WriteFile(path, []byte(config), 0o600))
-	log, err := os.Create(filepath.Join(work, "jaeger-spanmetrics.log"))
+	log, err := os.Create(filepath.Join(work, topic+".log"))
 	check(err)
 	defer log.Close()
 	cmd := exec.Command(bin, "--config", path)
