@@ -3,6 +3,7 @@ package stream
 import (
 	"time"
 
+	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -21,6 +22,12 @@ type assembler struct {
 	// committed is the offset a new owner would read from: the first
 	// record of the segment being gathered.
 	committed int64
+	// folded is the segment's complete traces analysed so far (nil:
+	// none), foldedTraces how many, and foldedTo the offset to commit
+	// once it is published.
+	folded       *engine.Partial
+	foldedTraces int
+	foldedTo     int64
 	// published remembers the traces published lately (at most
 	// maxPublished, oldest forgotten first), so that spans that come for
 	// them after are known as late.
@@ -40,7 +47,7 @@ type partial struct {
 }
 
 func newAssembler(from int64) *assembler {
-	return &assembler{open: map[trace.TraceID]*partial{}, next: from, committed: from, published: map[trace.TraceID]bool{}}
+	return &assembler{open: map[trace.TraceID]*partial{}, next: from, committed: from, foldedTo: from, published: map[trace.TraceID]bool{}}
 }
 
 // add takes the spans of one record (trace fragments) at offset off. A

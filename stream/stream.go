@@ -16,8 +16,10 @@
 // Repartitioning by trace ID brings a trace's spans to one partition,
 // whatever partition the exporter wrote them to (by default it does not
 // key them by trace). A trace is complete once none of its spans has come
-// for the idle time. A partition's complete traces are published as one
-// partial (the engine's mergeable result) per segment, keyed by the
+// for the idle time. A partition's complete traces are analysed as they
+// complete, into the partial (the engine's mergeable result) of the
+// segment being gathered, so that a member holds only open traces as
+// spans; the partial is published once a window, keyed by the
 // partition and the offset the segment starts at, and the offset after it
 // is committed: a trace is published only when every record before its
 // last one is covered, so a member that takes the partition over reads no
@@ -250,6 +252,7 @@ func Run(ctx context.Context, cfg Config) error {
 		m.gather(fs)
 		now := time.Now()
 		m.completeIdle(now)
+		m.foldAll(ctx)
 		if now.Sub(lastPublish) >= cfg.Window {
 			lastPublish = now
 			m.publishAll(ctx)
@@ -541,33 +544,110 @@ func (m *member) completeIdle(now time.Time) {
 	m.metrics.pending.Set(float64(pending))
 }
 
-// publishAll publishes every assigned partition's segment.
+// publishAll publishes every partition held.
 func (m *member) publishAll(ctx context.Context) {
-	m.mu.Lock()
-	var parts []int32
-	for p := range m.assemblers {
-		parts = append(parts, p)
-	}
-	m.mu.Unlock()
-	for _, p := range parts {
+	for _, p := range m.held() {
 		m.publish(ctx, p)
 	}
 }
 
-// publish publishes partition p's complete traces as one partial and
-// commits the offset after them.
+// fold analyses partition p's complete traces that may be published into
+// the partial of the segment being gathered, so that only open traces are
+// held as spans: memory follows the trace-idle time, not the window.
+func (m *member) fold(ctx context.Context, p int32) error {
+	m.mu.Lock()
+	a := m.assemblers[p]
+	if a == nil {
+		m.mu.Unlock()
+		return nil
+	}
+	traces, commit := a.cut()
+	m.mu.Unlock()
+	valid := traces[:0]
+	for i := range traces {
+		traces[i].Pack()
+		if err := trace.Validate(&traces[i]); err != nil {
+			m.metrics.invalid.Inc()
+			m.log.Printf("leaving out trace %s: %v", traces[i].ID, err)
+			continue
+		}
+		valid = append(valid, traces[i])
+	}
+	var part *engine.Partial
+	if len(valid) > 0 {
+		var err error
+		if part, err = engine.Collect(ctx, engine.Slice(valid), engine.Options{SkewTolerance: m.cfg.SkewTolerance, Workers: 1}); err != nil {
+			return err
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.assemblers[p] != a { // rewound or revoked meanwhile
+		return nil
+	}
+	switch {
+	case part == nil:
+	case a.folded == nil:
+		a.folded = part
+	default:
+		if err := a.folded.Merge(part); err != nil {
+			return err
+		}
+	}
+	a.foldedTo, a.foldedTraces = max(a.foldedTo, commit), a.foldedTraces+len(valid)
+	return nil
+}
+
+// foldAll folds every partition held.
+func (m *member) foldAll(ctx context.Context) {
+	for _, p := range m.held() {
+		if err := m.fold(ctx, p); err != nil {
+			m.log.Printf("analysing partition %d: %v (its segment will be read again)", p, err)
+			m.rewind(p, m.segmentStart(p))
+		}
+	}
+}
+
+// held lists the partitions held.
+func (m *member) held() []int32 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var parts []int32
+	for p := range m.assemblers {
+		parts = append(parts, p)
+	}
+	return parts
+}
+
+// segmentStart is where partition p's segment being gathered starts.
+func (m *member) segmentStart(p int32) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if a := m.assemblers[p]; a != nil {
+		return a.committed
+	}
+	return 0
+}
+
+// publish folds partition p's complete traces, publishes the segment's
+// partial, keyed by the partition and the offset the segment starts at,
+// and commits the offset after it.
 func (m *member) publish(ctx context.Context, p int32) {
+	if err := m.fold(ctx, p); err != nil {
+		m.log.Printf("analysing partition %d: %v (its segment will be read again)", p, err)
+		m.rewind(p, m.segmentStart(p))
+		return
+	}
 	m.mu.Lock()
 	a := m.assemblers[p]
 	if a == nil {
 		m.mu.Unlock()
 		return
 	}
-	traces, commit := a.cut()
-	start := a.committed
+	part, traces, start, commit := a.folded, a.foldedTraces, a.committed, a.foldedTo
 	m.mu.Unlock()
-	if len(traces) > 0 {
-		if err := m.publishTraces(ctx, p, start, traces); err != nil {
+	if part != nil {
+		if err := m.publishPartial(ctx, p, start, part, traces); err != nil {
 			m.log.Printf("publishing partition %d: %v (its traces will be read again)", p, err)
 			m.rewind(p, start)
 			return
@@ -582,10 +662,10 @@ func (m *member) publish(ctx context.Context, p int32) {
 			m.rewind(p, start)
 			return
 		}
-		m.mu.Lock()
-		a.committed = commit
-		m.mu.Unlock()
 	}
+	m.mu.Lock()
+	a.committed, a.folded, a.foldedTraces = max(commit, start), nil, 0
+	m.mu.Unlock()
 }
 
 // rewind forgets partition p's traces and reads it again from offset.
@@ -596,23 +676,9 @@ func (m *member) rewind(p int32, offset int64) {
 	m.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{m.spans: {p: {Epoch: -1, Offset: offset}}})
 }
 
-// publishTraces analyses traces into a partial and writes it, keyed by
-// the partition and the offset its segment starts at.
-func (m *member) publishTraces(ctx context.Context, p int32, start int64, traces []trace.Trace) error {
-	valid := traces[:0]
-	for i := range traces {
-		traces[i].Pack()
-		if err := trace.Validate(&traces[i]); err != nil {
-			m.metrics.invalid.Inc()
-			m.log.Printf("leaving out trace %s: %v", traces[i].ID, err)
-			continue
-		}
-		valid = append(valid, traces[i])
-	}
-	part, err := engine.Collect(ctx, engine.Slice(valid), engine.Options{SkewTolerance: m.cfg.SkewTolerance, Workers: 1})
-	if err != nil {
-		return err
-	}
+// publishPartial writes a segment's partial, keyed by the partition and
+// the offset the segment starts at.
+func (m *member) publishPartial(ctx context.Context, p int32, start int64, part *engine.Partial, traces int) error {
 	data, err := part.MarshalBinary()
 	if err != nil {
 		return err
@@ -623,7 +689,7 @@ func (m *member) publishTraces(ctx context.Context, p int32, start int64, traces
 	if err := m.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return err
 	}
-	m.metrics.traces.Add(float64(len(valid)))
+	m.metrics.traces.Add(float64(traces))
 	return nil
 }
 
