@@ -338,7 +338,6 @@ func (m *member) rekeying() (*kgo.GroupTransactSession, error) {
 	)
 }
 
-
 // fetchErrors logs a poll's errors, and says whether there were none.
 func (m *member) fetchErrors(fs kgo.Fetches) bool {
 	healthy := true
