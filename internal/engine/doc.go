@@ -5,6 +5,14 @@
 //	Run(ctx, traces, Options) (*graph.Graph, analyze.Report, error)
 //	Collect(ctx, traces, Options) (*Partial, error)
 //	(*Partial).Merge, Finish, MarshalBinary, UnmarshalBinary
+//	DecodeOTLP(data, resources, strings) ([]trace.Trace, bool)
+//
+// DecodeOTLP reads OTLP protobuf straight off the wire (protowire) into
+// spans, twice as fast as file.OTLPProto (the OTLP protos), which is its
+// plain reference: it reads only the plain form SDKs and collectors write
+// and declines anything else, and FuzzDecodeOTLP (otlp_test.go) holds it
+// equal to the reference wherever it does not decline. ktrace stream
+// decodes its span records with it.
 //
 // What it gives is what the plain references give: graph.Build for the
 // graph, analyze.Breaks for the report. The rules are written there first,
