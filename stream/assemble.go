@@ -150,6 +150,15 @@ func (a *assembler) remember(id trace.TraceID) {
 	}
 }
 
+// doneSpans counts the spans of the complete traces not yet published.
+func (a *assembler) doneSpans() int {
+	n := 0
+	for _, p := range a.done {
+		n += len(p.t.Spans)
+	}
+	return n
+}
+
 // pending counts the spans of traces not yet published.
 func (a *assembler) pending() int {
 	n := 0

@@ -553,13 +553,20 @@ func (m *member) publishAll(ctx context.Context) {
 	}
 }
 
+// foldSpans is how many spans of complete traces a partition gathers
+// before they are analysed ahead of the window: each analysis has a
+// fixed cost in time and memory, so it waits for a batch worth it.
+const foldSpans = 20000
+
 // fold analyses partition p's complete traces that may be published into
-// the partial of the segment being gathered, so that only open traces are
-// held as spans: memory follows the trace-idle time, not the window.
-func (m *member) fold(ctx context.Context, p int32) error {
+// the partial of the segment being gathered — all of them with force,
+// else once they hold foldSpans spans — so that only open traces and a
+// batch of complete ones are held as spans: memory follows the trace-idle
+// time, not the window.
+func (m *member) fold(ctx context.Context, p int32, force bool) error {
 	m.mu.Lock()
 	a := m.assemblers[p]
-	if a == nil {
+	if a == nil || (!force && a.doneSpans() < foldSpans) {
 		m.mu.Unlock()
 		return nil
 	}
@@ -603,7 +610,7 @@ func (m *member) fold(ctx context.Context, p int32) error {
 // foldAll folds every partition held.
 func (m *member) foldAll(ctx context.Context) {
 	for _, p := range m.held() {
-		if err := m.fold(ctx, p); err != nil {
+		if err := m.fold(ctx, p, false); err != nil {
 			m.log.Printf("analysing partition %d: %v (its segment will be read again)", p, err)
 			m.rewind(p, m.segmentStart(p))
 		}
@@ -635,7 +642,7 @@ func (m *member) segmentStart(p int32) int64 {
 // partial, keyed by the partition and the offset the segment starts at,
 // and commits the offset after it.
 func (m *member) publish(ctx context.Context, p int32) {
-	if err := m.fold(ctx, p); err != nil {
+	if err := m.fold(ctx, p, true); err != nil {
 		m.log.Printf("analysing partition %d: %v (its segment will be read again)", p, err)
 		m.rewind(p, m.segmentStart(p))
 		return

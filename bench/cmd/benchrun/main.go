@@ -56,6 +56,8 @@ func main() {
 	withStream := flag.Bool("stream", true, "also measure ktrace stream against Jaeger's kafka receiver → spanmetrics")
 	onlyStream := flag.Bool("only-stream", false, "measure ktrace stream only")
 	streamSpans := flag.Int("stream-spans", 500_000, "spans written to the span topic for the stream runs")
+	soak := flag.Duration("soak", 0, "with -only-stream: also run one member this long at -soak-rate spans/s and record its memory")
+	soakRate := flag.Int("soak-rate", 20_000, "spans per second in the -soak run")
 	flag.Parse()
 	ctx := context.Background()
 	stopOnSignal()
@@ -63,7 +65,13 @@ func main() {
 		work, err := os.MkdirTemp("", "ktrace-bench-")
 		check(err)
 		defer os.RemoveAll(work)
-		streamSet(ctx, work, buildKtrace(work), *streamSpans, *perTrace, *linkShare)
+		bin := buildKtrace(work)
+		if *soak > 0 {
+			cfg := synth.Standard(100_000)
+			streamSoak(ctx, work, bin, synth.Generate(cfg), *soakRate, *soak)
+		} else {
+			streamSet(ctx, work, bin, *streamSpans, *perTrace, *linkShare)
+		}
 		table()
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -327,4 +328,87 @@ func accepted(telemetry string) int {
 		}
 	}
 	return int(n)
+}
+
+// streamSoak runs one ktrace stream member for d while spans arrive at a
+// constant rate (traces of the set, written again under new trace IDs),
+// and records its resident memory each ten seconds: memory bounded by the
+// window's state stays flat; memory that grows with the spans seen does
+// not.
+func streamSoak(ctx context.Context, work, bin string, ts []trace.Trace, rate int, d time.Duration) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	check(err)
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	topic := "soak"
+	check(cluster.CreateTopic(topic, 6, nil))
+	listen := freeAddr()
+	log, err := os.Create(filepath.Join(work, "soak.log"))
+	check(err)
+	defer log.Close()
+	cmd := exec.Command(bin, "stream", "--kafka-brokers", strings.Join(brokers, ","), "--topic", topic, "--group", "soak",
+		"--listen", listen, "--trace-idle", "5s", "--window", "1m")
+	cmd.Stderr = log
+	check(cmd.Start())
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	waitHTTP(ctx, "http://"+listen+"/readyz")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	check(err)
+	defer cl.Close()
+	start, sent, k := time.Now(), 0, 0
+	var samples []string
+	var first, last int64
+	nextSample := start.Add(10 * time.Second)
+	for time.Since(start) < d {
+		// Keep to the rate: write the traces due by now.
+		due := int(time.Since(start).Seconds() * float64(rate))
+		for ; sent < due; k++ {
+			t := ts[k%len(ts)]
+			t.Spans = slices.Clone(t.Spans)
+			for j := range t.Spans {
+				t.Spans[j].Refs = slices.Clone(t.Spans[j].Refs)
+			}
+			reID(&t, trace.TraceID{High: uint64(k/len(ts)) + 1, Low: uint64(k%len(ts)) + 1})
+			data, err := file.MarshalOTLPProto([]trace.Trace{t})
+			check(err)
+			cl.Produce(ctx, &kgo.Record{Topic: topic, Value: data}, func(_ *kgo.Record, err error) { check(err) })
+			sent += len(t.Spans)
+		}
+		if time.Now().After(nextSample) {
+			nextSample = nextSample.Add(10 * time.Second)
+			rss := resident(cmd.Process.Pid)
+			if first == 0 && time.Since(start) > time.Minute {
+				first = rss
+			}
+			last = rss
+			samples = append(samples, fmt.Sprintf("%d", rss>>20))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	check(cl.Flush(ctx))
+	if resp, err := http.Get("http://" + listen + "/metrics"); err == nil {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "ktrace_stream") {
+				fmt.Fprintln(os.Stderr, sc.Text())
+			}
+		}
+		resp.Body.Close()
+	}
+	record(fmt.Sprintf("ktrace stream at %d spans/s for %s", rate, d), fmt.Sprintf("%d → %d MiB", first>>20, last>>20),
+		fmt.Sprintf("resident memory after the first minute and at the end (trace-idle 5s, window 1m; %d spans written); every 10 s: %s MiB",
+			sent, strings.Join(samples, " ")))
+}
+
+// resident is a process's resident memory now.
+func resident(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	check(err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
