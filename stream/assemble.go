@@ -23,10 +23,12 @@ type assembler struct {
 	// record of the segment being gathered.
 	committed int64
 	// folded is the segment's complete traces analysed so far (nil:
-	// none), foldedTraces how many, and foldedTo the offset to commit
+	// none), foldedTraces and foldedSpans how many, and foldedTo the
+	// offset to commit
 	// once it is published.
 	folded       *engine.Partial
 	foldedTraces int
+	foldedSpans  int
 	foldedTo     int64
 	// published remembers the traces published lately (at most
 	// maxPublished, oldest forgotten first), so that spans that come for

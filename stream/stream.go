@@ -201,6 +201,7 @@ func Run(ctx context.Context, cfg Config) error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeTopics(m.spans),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ProducerBatchMaxBytes(resultMaxBytes),
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
@@ -295,7 +296,8 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	}
 	parts := int32(len(td.Partitions))
 	compact := "compact"
-	topics := map[string]map[string]*string{ResultsTopic(m.cfg.Group): {"cleanup.policy": &compact}}
+	maxBytes := strconv.Itoa(resultMaxBytes)
+	topics := map[string]map[string]*string{ResultsTopic(m.cfg.Group): {"cleanup.policy": &compact, "max.message.bytes": &maxBytes}}
 	if !m.cfg.ByTraceID {
 		topics[m.spans] = nil
 	}
@@ -382,6 +384,18 @@ func (m *member) repartition(ctx context.Context, s *kgo.GroupTransactSession) e
 		}
 		var out []*kgo.Record
 		fs.EachRecord(func(r *kgo.Record) {
+			if m.cfg.Encoding == EncodingProto {
+				// Cut per trace as the spans came, without decoding
+				// them: a bad span fails in its trace's piece, which
+				// the gathering counts and skips.
+				if pieces, ok := engine.SplitOTLP(r.Value); ok {
+					for _, p := range pieces {
+						m.metrics.spansIn.Add(float64(p.Spans))
+						out = append(out, &kgo.Record{Topic: m.spans, Key: []byte(p.ID.String()), Value: p.Data})
+					}
+					return
+				}
+			}
 			frags, err := decode(r.Value, m.cfg.Encoding, &m.inRes, &m.inStrs)
 			if err != nil {
 				m.poison(r, err)
@@ -572,8 +586,9 @@ func (m *member) fold(ctx context.Context, p int32, force bool) error {
 	}
 	traces, commit := a.cut()
 	m.mu.Unlock()
-	valid := traces[:0]
+	valid, spans := traces[:0], 0
 	for i := range traces {
+		spans += len(traces[i].Spans)
 		traces[i].Pack()
 		if err := trace.Validate(&traces[i]); err != nil {
 			m.metrics.invalid.Inc()
@@ -603,16 +618,34 @@ func (m *member) fold(ctx context.Context, p int32, force bool) error {
 			return err
 		}
 	}
-	a.foldedTo, a.foldedTraces = max(a.foldedTo, commit), a.foldedTraces+len(valid)
+	a.foldedTo, a.foldedTraces, a.foldedSpans = max(a.foldedTo, commit), a.foldedTraces+len(valid), a.foldedSpans+spans
 	return nil
 }
 
-// foldAll folds every partition held.
+// publishSpans bounds the spans of a segment: one that has folded as
+// many is published without waiting for the window, so that a partial
+// stays well inside the largest record Kafka takes (resultMaxBytes; a
+// partial costs some 10–20 bytes a span).
+const publishSpans = 100_000
+
+// resultMaxBytes is the largest result record, set on the results topic
+// and the producer.
+const resultMaxBytes = 16 << 20
+
+// foldAll folds every partition held, and publishes those whose segment
+// is full.
 func (m *member) foldAll(ctx context.Context) {
 	for _, p := range m.held() {
 		if err := m.fold(ctx, p, false); err != nil {
 			m.log.Printf("analysing partition %d: %v (its segment will be read again)", p, err)
 			m.rewind(p, m.segmentStart(p))
+			continue
+		}
+		m.mu.Lock()
+		full := m.assemblers[p] != nil && m.assemblers[p].foldedSpans >= publishSpans
+		m.mu.Unlock()
+		if full {
+			m.publish(ctx, p)
 		}
 	}
 }
@@ -673,7 +706,7 @@ func (m *member) publish(ctx context.Context, p int32) {
 		}
 	}
 	m.mu.Lock()
-	a.committed, a.folded, a.foldedTraces = max(commit, start), nil, 0
+	a.committed, a.folded, a.foldedTraces, a.foldedSpans = max(commit, start), nil, 0, 0
 	m.mu.Unlock()
 }
 

@@ -395,3 +395,44 @@ func countSpans(ts []trace.Trace) int {
 	}
 	return n
 }
+
+// TestStreamLongWindow: with a window longer than the test, a partition
+// whose segment has folded enough spans publishes it without waiting (a
+// whole window's partial would outgrow a Kafka record), and a member that
+// stops publishes the rest.
+func TestStreamLongWindow(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "otlp_spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	ts := synth.Generate(synth.Config{Traces: 6000, SpansPerTrace: 20, BrokenShare: 0.1, Seed: 9})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- stream.Run(ctx, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: time.Second,
+			Window: time.Hour, Instance: "m", Log: io.Discard, ByTraceID: true})
+	}()
+	produceSpans(t, brokers, "otlp_spans", ts, true, "")
+	traces := func() int {
+		p, err := stream.ReadResults(context.Background(), brokers, "g", time.Time{}, time.Time{}, nil)
+		if err != nil {
+			return 0
+		}
+		g, _ := p.Finish()
+		return g.Traces
+	}
+	for deadline := time.Now().Add(60 * time.Second); traces() == 0; time.Sleep(300 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("nothing published within a minute of a one-hour window")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := traces(); got != len(ts) {
+		t.Fatalf("after the member stopped, %d of %d traces published", got, len(ts))
+	}
+}

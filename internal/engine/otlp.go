@@ -611,3 +611,159 @@ func anyValue(msg []byte) (raw []byte, v string, ok bool) {
 	}
 	return raw, v, true
 }
+
+// A TracePiece is one trace's spans cut out of an OTLP message.
+type TracePiece struct {
+	ID    trace.TraceID
+	Spans int
+	Data  []byte // an OTLP protobuf TracesData message
+}
+
+// SplitOTLP cuts one OTLP protobuf TracesData message into a message per
+// trace, in the order the traces first appear, copying each span's bytes
+// with its resource and scope as they came: only trace IDs are read. A
+// message that file.OTLPProto reads is cut into pieces that it reads as
+// the spans of each trace (FuzzSplitOTLP holds it so); one that it does
+// not read is cut as far as its structure allows, and the pieces that
+// hold the bad parts fail when they are read. ok is false, and nothing
+// returned, for what does not have the plain form (as DecodeOTLP).
+func SplitOTLP(data []byte) (pieces []TracePiece, ok bool) {
+	type run struct {
+		rs, ss int // which resource and scope block
+		spans  [][]byte
+	}
+	type block struct{ resource, schema []byte }
+	var resources, scopes []block // by index; the raw fields to copy
+	type traceRuns struct {
+		id   trace.TraceID
+		runs []run
+	}
+	var order []*traceRuns
+	at := map[trace.TraceID]*traceRuns{}
+	r := wire{msg: data}
+	for r.next() {
+		if r.f.num != 1 || r.f.typ != protowire.BytesType {
+			return nil, false
+		}
+		rsIdx := len(resources)
+		resources = append(resources, block{})
+		var seen uint32
+		inScopes := false
+		rs := wire{msg: r.f.bytes}
+		for rs.next() {
+			f := rs.f
+			if f.typ != protowire.BytesType || (f.num != 2 && !once(&seen, f.num)) {
+				return nil, false
+			}
+			switch f.num {
+			case 1:
+				if inScopes {
+					return nil, false
+				}
+				resources[rsIdx].resource = f.bytes
+			case 3:
+				resources[rsIdx].schema = f.bytes
+			case 2:
+				inScopes = true
+				ssIdx := len(scopes)
+				scopes = append(scopes, block{})
+				var ssSeen uint32
+				ss := wire{msg: f.bytes}
+				for ss.next() {
+					g := ss.f
+					if g.typ != protowire.BytesType || (g.num != 2 && !once(&ssSeen, g.num)) {
+						return nil, false
+					}
+					switch g.num {
+					case 1:
+						scopes[ssIdx].resource = g.bytes
+					case 3:
+						scopes[ssIdx].schema = g.bytes
+					case 2:
+						id, ok := spanTraceIDOf(g.bytes)
+						if !ok {
+							return nil, false
+						}
+						t := at[id]
+						if t == nil {
+							t = &traceRuns{id: id}
+							at[id] = t
+							order = append(order, t)
+						}
+						if n := len(t.runs); n == 0 || t.runs[n-1].rs != rsIdx || t.runs[n-1].ss != ssIdx {
+							t.runs = append(t.runs, run{rs: rsIdx, ss: ssIdx})
+						}
+						last := &t.runs[len(t.runs)-1]
+						last.spans = append(last.spans, g.bytes)
+					default:
+						return nil, false
+					}
+				}
+				if ss.bad {
+					return nil, false
+				}
+			default:
+				return nil, false
+			}
+		}
+		if rs.bad {
+			return nil, false
+		}
+	}
+	if r.bad {
+		return nil, false
+	}
+	// Each piece: a ResourceSpans of one ScopeSpans for each run.
+	appendField := func(b []byte, num protowire.Number, v []byte) []byte {
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		return protowire.AppendBytes(b, v)
+	}
+	pieces = make([]TracePiece, len(order))
+	var ssBuf, rsBuf []byte
+	for i, t := range order {
+		var msg []byte
+		n := 0
+		for _, ru := range t.runs {
+			n += len(ru.spans)
+			ssBuf = ssBuf[:0]
+			if sc := scopes[ru.ss]; sc.resource != nil {
+				ssBuf = appendField(ssBuf, 1, sc.resource)
+			}
+			for _, sp := range ru.spans {
+				ssBuf = appendField(ssBuf, 2, sp)
+			}
+			if sc := scopes[ru.ss]; sc.schema != nil {
+				ssBuf = appendField(ssBuf, 3, sc.schema)
+			}
+			rsBuf = rsBuf[:0]
+			if rb := resources[ru.rs]; rb.resource != nil {
+				rsBuf = appendField(rsBuf, 1, rb.resource)
+			}
+			rsBuf = appendField(rsBuf, 2, ssBuf)
+			if rb := resources[ru.rs]; rb.schema != nil {
+				rsBuf = appendField(rsBuf, 3, rb.schema)
+			}
+			msg = appendField(msg, 1, rsBuf)
+		}
+		pieces[i] = TracePiece{ID: t.id, Spans: n, Data: msg}
+	}
+	return pieces, true
+}
+
+// spanTraceIDOf reads a span's trace ID, given once, valid.
+func spanTraceIDOf(span []byte) (trace.TraceID, bool) {
+	var id []byte
+	r := wire{msg: span}
+	for r.next() {
+		if r.f.num == spanTraceID {
+			if id != nil || r.f.typ != protowire.BytesType {
+				return trace.TraceID{}, false
+			}
+			id = r.f.bytes
+		}
+	}
+	if r.bad {
+		return trace.TraceID{}, false
+	}
+	return traceIDOf(id)
+}

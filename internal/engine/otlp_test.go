@@ -171,3 +171,46 @@ func BenchmarkDecodeOTLP(b *testing.B) {
 		})
 	}
 }
+
+// agreeSplit fails unless the pieces SplitOTLP cuts data into read, with
+// file.OTLPProto, as the traces the whole reads as; it says whether it
+// cut.
+func agreeSplit(t *testing.T, data []byte) bool {
+	t.Helper()
+	pieces, ok := engine.SplitOTLP(data)
+	whole, err := file.OTLPProto(data, &trace.Resources{}, &trace.Strings{})
+	if !ok || err != nil {
+		return ok
+	}
+	var got []trace.Trace
+	for _, p := range pieces {
+		ts, err := file.OTLPProto(p.Data, &trace.Resources{}, &trace.Strings{})
+		if err != nil || len(ts) != 1 || ts[0].ID != p.ID {
+			t.Fatalf("piece %s reads as %d traces (%v)", p.ID, len(ts), err)
+		}
+		got = append(got, ts...)
+	}
+	if !reflect.DeepEqual(got, whole) {
+		t.Fatalf("the pieces read as\n%+v\nthe whole as\n%+v", got, whole)
+	}
+	return true
+}
+
+func TestSplitOTLP(t *testing.T) {
+	for name, data := range map[string][]byte{"rich": richOTLP(t), "synthetic": synthOTLP(t)} {
+		if !agreeSplit(t, data) {
+			t.Errorf("%s: SplitOTLP declined", name)
+		}
+	}
+}
+
+// FuzzSplitOTLP: for any bytes that file.OTLPProto reads, SplitOTLP
+// declines or cuts them into pieces that read as the same traces.
+//
+//	go test ./internal/engine -run '^$' -fuzz FuzzSplitOTLP -fuzztime 10m
+func FuzzSplitOTLP(f *testing.F) {
+	f.Add(richOTLP(f))
+	f.Add(synthOTLP(f))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) { agreeSplit(t, data) })
+}

@@ -386,6 +386,10 @@ func streamSoak(ctx context.Context, work, bin string, ts []trace.Trace, rate in
 		time.Sleep(20 * time.Millisecond)
 	}
 	check(cl.Flush(ctx))
+	if b, err := os.ReadFile(filepath.Join(work, "soak.log")); err == nil {
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		fmt.Fprintf(os.Stderr, "the member's log, %d lines, the last:\n%s\n", len(lines), strings.Join(lines[max(0, len(lines)-8):], "\n"))
+	}
 	if resp, err := http.Get("http://" + listen + "/metrics"); err == nil {
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
