@@ -331,7 +331,6 @@ func (m *member) rekeying() (*kgo.GroupTransactSession, error) {
 		// topic back until the transaction times out.
 		kgo.TransactionTimeout(10*time.Second),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 		kgo.SessionTimeout(10*time.Second),
 		kgo.RebalanceTimeout(15*time.Second),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

@@ -299,7 +299,7 @@ exporters:
 	produceRecords(ctx, brokers, topic, recs)
 	for accepted(telemetry) < spans {
 		if time.Since(start) > 10*time.Minute {
-			check(fmt.Errorf("Jaeger: %d of %d spans accepted after 10 minutes", accepted(telemetry), spans))
+			check(fmt.Errorf("jaeger: %d of %d spans accepted after 10 minutes", accepted(telemetry), spans))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
