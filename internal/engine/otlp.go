@@ -179,7 +179,7 @@ func (d *otlpDecoder) scopeSpans(msg []byte, resource *trace.Resource) bool {
 		var ok bool
 		switch f.num {
 		case 1:
-			ok = scope(f.bytes)
+			ok = check(f.bytes, scopeFields)
 		case 2:
 			ok = d.span(f.bytes, resource)
 		case 3: // schema_url
@@ -192,25 +192,44 @@ func (d *otlpDecoder) scopeSpans(msg []byte, resource *trace.Resource) bool {
 	return !r.bad
 }
 
-// scope checks an InstrumentationScope, which ktrace does not keep.
-func scope(msg []byte) bool {
+// checked says how a field of a message ktrace does not keep is checked:
+// its wire type, whether it may repeat, and a check of its bytes (nil:
+// none).
+type checked struct {
+	typ      protowire.Type
+	repeated bool
+	valid    func([]byte) bool
+}
+
+// scopeFields and eventFields are an InstrumentationScope's and a span
+// event's fields, by number.
+var (
+	scopeFields = []checked{
+		1: {protowire.BytesType, false, utf8.Valid},   // name
+		2: {protowire.BytesType, false, utf8.Valid},   // version
+		3: {protowire.BytesType, true, validKeyValue}, // attributes
+		4: {protowire.VarintType, false, nil},         // dropped_attributes_count
+	}
+	eventFields = []checked{
+		1: {protowire.Fixed64Type, false, nil},        // time_unix_nano
+		2: {protowire.BytesType, false, utf8.Valid},   // name
+		3: {protowire.BytesType, true, validKeyValue}, // attributes
+		4: {protowire.VarintType, false, nil},         // dropped_attributes_count
+	}
+)
+
+// check checks a message ktrace does not keep against its fields: known
+// numbers of the right type, singular ones once, values valid.
+func check(msg []byte, fields []checked) bool {
 	var seen uint32
 	r := wire{msg: msg}
 	for r.next() {
 		f := r.f
-		if f.num != 3 && !once(&seen, f.num) {
+		if f.num < 1 || int(f.num) >= len(fields) {
 			return false
 		}
-		var ok bool
-		switch {
-		case (f.num == 1 || f.num == 2) && f.typ == protowire.BytesType: // name, version
-			ok = utf8.Valid(f.bytes)
-		case f.num == 3 && f.typ == protowire.BytesType: // attributes
-			ok = validKeyValue(f.bytes)
-		case f.num == 4 && f.typ == protowire.VarintType: // dropped_attributes_count
-			ok = true
-		}
-		if !ok {
+		c := fields[f.num]
+		if c.typ != f.typ || (!c.repeated && !once(&seen, f.num)) || (c.valid != nil && !c.valid(f.bytes)) {
 			return false
 		}
 	}
@@ -272,7 +291,7 @@ func (d *otlpDecoder) span(msg []byte, resource *trace.Resource) bool {
 			s.Attributes = append(s.Attributes, a)
 			continue
 		case spanEvents:
-			if !event(f.bytes) {
+			if !check(f.bytes, eventFields) {
 				return false
 			}
 			continue
@@ -438,33 +457,6 @@ func link(msg []byte) (trace.Ref, bool) {
 		}
 	}
 	return ref, true
-}
-
-// event checks a span event, which ktrace does not keep.
-func event(msg []byte) bool {
-	var seen uint32
-	r := wire{msg: msg}
-	for r.next() {
-		f := r.f
-		if f.num != 3 && !once(&seen, f.num) {
-			return false
-		}
-		var ok bool
-		switch {
-		case f.num == 1 && f.typ == protowire.Fixed64Type: // time_unix_nano
-			ok = true
-		case f.num == 2 && f.typ == protowire.BytesType: // name
-			ok = utf8.Valid(f.bytes)
-		case f.num == 3 && f.typ == protowire.BytesType: // attributes
-			ok = validKeyValue(f.bytes)
-		case f.num == 4 && f.typ == protowire.VarintType: // dropped_attributes_count
-			ok = true
-		}
-		if !ok {
-			return false
-		}
-	}
-	return !r.bad
 }
 
 func traceIDOf(b []byte) (trace.TraceID, bool) {

@@ -131,11 +131,17 @@ func cpuOf(pid int) time.Duration {
 }
 
 // residentPeak is a process's peak resident memory so far.
-func residentPeak(pid int) int64 {
+func residentPeak(pid int) int64 { return statusBytes(pid, "VmHWM") }
+
+// resident is a process's resident memory now.
+func resident(pid int) int64 { return statusBytes(pid, "VmRSS") }
+
+// statusBytes reads a field of /proc/PID/status given in kB.
+func statusBytes(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	check(err)
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return kb << 10
 		}
@@ -402,17 +408,4 @@ func streamSoak(ctx context.Context, work, bin string, ts []trace.Trace, rate in
 	record(fmt.Sprintf("ktrace stream at %d spans/s for %s", rate, d), fmt.Sprintf("%d → %d MiB", first>>20, last>>20),
 		fmt.Sprintf("resident memory after the first minute and at the end (trace-idle 5s, window 1m; %d spans written); every 10 s: %s MiB",
 			sent, strings.Join(samples, " ")))
-}
-
-// resident is a process's resident memory now.
-func resident(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	check(err)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
