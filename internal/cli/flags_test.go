@@ -106,6 +106,40 @@ func TestFlagsRejected(t *testing.T) {
 	}
 }
 
+// A flag that the sources given would not read is a usage error that
+// names it, not silently ignored; the same flags with a source that reads
+// them are taken.
+func TestFlagsForOtherSources(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		flag string // "" when accepted
+	}{
+		{[]string{"--fixture", "kafka-e2e", "--service", "a"}, "--service"},
+		{[]string{"--file", "x.json", "--since", "15m"}, "--since"},
+		{[]string{"--fixture", "kafka-e2e", "--jaeger-token", "t"}, "--jaeger-token"},
+		{[]string{"--kafka", "k:9092", "--group", "g", "--page-size", "10"}, "--page-size"},
+		{[]string{"--kafka", "k:9092", "--group", "g", "--max-record-mib", "8"}, "--max-record-mib"},
+		{[]string{"--kafka", "k:9092", "--group", "g", "--since", "15m"}, ""},
+		{[]string{"--jaeger", "j:16685", "--file", "x.json", "--service", "a", "--since", "15m"}, ""},
+		{[]string{"--fixture", "kafka-e2e", "--max-record-mib", "8"}, ""},
+	} {
+		called := false
+		cmd := NewCmdGraph(quietIO(), func(context.Context, *GraphOptions) error { called = true; return nil })
+		cmd.SetArgs(c.args)
+		var stderr bytes.Buffer
+		cmd.SetOut(&bytes.Buffer{})
+		cmd.SetErr(&stderr)
+		err := cmd.ExecuteContext(context.Background())
+		switch {
+		case c.flag == "" && (err != nil || !called):
+			t.Errorf("%v: refused: %v", c.args, err)
+		case c.flag != "" && (err == nil || called || !strings.Contains(err.Error(), c.flag+" applies to")):
+			t.Errorf("%v: want a usage error naming %s, got %v (ran: %v)", c.args, c.flag, err, called)
+		}
+	}
+	oneLineErr(t, run(t, "", nil, "graph", "--fixture", "kafka-e2e", "--service", "a"), ExitUsage, "--service applies to --jaeger and --kafka only")
+}
+
 // A sampling ratio outside 0..1 is a usage error, before anything starts.
 func TestStackSampleFlag(t *testing.T) {
 	for _, cmd := range [][]string{{"stack", "up"}, {"demo"}} {

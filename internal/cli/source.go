@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,6 +53,9 @@ type SourceOptions struct {
 
 	now  func() time.Time
 	dial func(jaeger.Config) (jaegerClient, error) // nil: jaeger.Dial
+	// changed says whether a flag was given (nil: no flags, as for
+	// diff's sides).
+	changed func(name string) bool
 }
 
 // jaegerClient is what the commands ask of Jaeger: jaeger.Client, or a
@@ -74,6 +78,7 @@ func (o *SourceOptions) dialJaeger() (jaegerClient, error) {
 
 func (o *SourceOptions) register(cmd *cobra.Command) {
 	f := cmd.Flags()
+	o.changed = func(name string) bool { return f.Changed(name) }
 	f.StringVar(&o.Jaeger, "jaeger", "", "Jaeger query gRPC `host:port` (Jaeger's default port is 16685)")
 	f.StringVar(&o.Kafka, "kafka", "", "read what `ktrace stream` published: Kafka brokers `host:port,...` (with --group)")
 	f.StringVar(&o.Group, "group", "", "--kafka: the stream's consumer group `name`")
@@ -140,6 +145,9 @@ func (o *SourceOptions) validate(ios *IOStreams) error {
 	} else if o.Group != "" {
 		return usagef("--group goes with --kafka")
 	}
+	if err := o.noStrayFlags(); err != nil {
+		return err
+	}
 	if o.Jaeger != "" {
 		addr, err := jaegerAddr(o.Jaeger)
 		if err != nil {
@@ -176,6 +184,42 @@ func (o *SourceOptions) validate(ios *IOStreams) error {
 	}
 	_, _, err := o.window()
 	return err
+}
+
+// Flags that only one kind of source reads.
+var (
+	jaegerOnlyFlags = []string{"service", "by-service", "operation", "tag", "limit", "page-size", "parallel", "timeout",
+		"jaeger-max-recv", "jaeger-tls", "jaeger-ca", "jaeger-cert", "jaeger-key", "jaeger-server-name", "jaeger-token"}
+	windowFlags = []string{"since", "until", "lookback"} // Jaeger's and --kafka's
+)
+
+// noStrayFlags refuses a flag that the sources given would not read, so
+// that nothing the user asked for is silently ignored.
+func (o *SourceOptions) noStrayFlags() error {
+	if o.changed == nil || o.Jaeger != "" {
+		return nil
+	}
+	names, reader := jaegerOnlyFlags, "--jaeger"
+	if o.Kafka == "" {
+		names, reader = append(slices.Clone(names), windowFlags...), "--jaeger and --kafka"
+	}
+	for _, n := range names {
+		if o.changed(n) {
+			return usagef("--%s applies to %s only: it would have no effect on %s", n, reader, o.describeKind())
+		}
+	}
+	if o.changed("max-record-mib") && len(o.Files)+len(o.Fixtures) == 0 {
+		return usagef("--max-record-mib applies to --file and --fixture only")
+	}
+	return nil
+}
+
+// describeKind names the kind of source given, for messages.
+func (o *SourceOptions) describeKind() string {
+	if o.Kafka != "" {
+		return "--kafka"
+	}
+	return "--file and --fixture"
 }
 
 func (o *SourceOptions) window() (time.Time, time.Time, error) {
