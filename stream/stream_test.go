@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"reflect"
@@ -46,12 +45,6 @@ func produceSpans(t *testing.T, brokers []string, topic string, ts []trace.Trace
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	rng := rand.New(rand.NewPCG(4, 4))
-	var spans []trace.Span
-	for _, tr := range ts {
-		spans = append(spans, tr.Spans...)
-	}
-	rng.Shuffle(len(spans), func(i, j int) { spans[i], spans[j] = spans[j], spans[i] })
 	var recs []*kgo.Record
 	if keyed {
 		for _, tr := range ts {
@@ -62,43 +55,26 @@ func produceSpans(t *testing.T, brokers []string, topic string, ts []trace.Trace
 			recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(tr.ID.String()), Value: data})
 		}
 		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte("x"), Value: []byte("not a span batch")})
-		spans = nil
-	}
-	for len(spans) > 0 {
-		n := min(len(spans), 1+rng.IntN(40))
-		byTrace := map[trace.TraceID]*trace.Trace{}
-		var batch []trace.Trace
-		for _, s := range spans[:n] {
-			if byTrace[s.TraceID] == nil {
-				batch = append(batch, trace.Trace{ID: s.TraceID})
-				byTrace[s.TraceID] = &batch[len(batch)-1]
-			}
-		}
-		for _, s := range spans[:n] {
-			for i := range batch {
-				if batch[i].ID == s.TraceID {
-					batch[i].Spans = append(batch[i].Spans, s)
-				}
-			}
-		}
-		data, err := file.MarshalOTLPProto(batch)
+	} else {
+		batches, err := testenv.ExporterBatches(ts, 4, 40)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if encoding == stream.EncodingJSON {
-			var td tracepb.TracesData
-			if err := proto.Unmarshal(data, &td); err != nil {
-				t.Fatal(err)
+		for i, data := range batches {
+			if encoding == stream.EncodingJSON {
+				var td tracepb.TracesData
+				if err := proto.Unmarshal(data, &td); err != nil {
+					t.Fatal(err)
+				}
+				if data, err = protojson.Marshal(&td); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if data, err = protojson.Marshal(&td); err != nil {
-				t.Fatal(err)
+			recs = append(recs, &kgo.Record{Topic: topic, Value: data})
+			if i%25 == 3 {
+				recs = append(recs, &kgo.Record{Topic: topic, Value: []byte("not a span batch")})
 			}
 		}
-		recs = append(recs, &kgo.Record{Topic: topic, Value: data})
-		if rng.IntN(25) == 0 {
-			recs = append(recs, &kgo.Record{Topic: topic, Value: []byte("not a span batch")})
-		}
-		spans = spans[n:]
 	}
 	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)

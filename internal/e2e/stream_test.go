@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,42 +19,23 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ktrace-dev/ktrace/fixtures"
+	"github.com/ktrace-dev/ktrace/internal/testenv"
 	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/stack"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
-// spanRecords are a trace set's spans as OTLP protobuf records the way a
-// collector's kafka exporter writes them by default: batches of spans of
-// many traces, not keyed by trace, a trace's spans in several batches.
+// spanRecords are a trace set's spans as records the way a collector's
+// kafka exporter writes them by default (testenv.ExporterBatches).
 func spanRecords(t *testing.T, topic string, ts []trace.Trace) []*kgo.Record {
 	t.Helper()
-	rng := rand.New(rand.NewPCG(9, 9))
-	var spans []trace.Span
-	for _, tr := range ts {
-		spans = append(spans, tr.Spans...)
+	batches, err := testenv.ExporterBatches(ts, 9, 30)
+	if err != nil {
+		t.Fatal(err)
 	}
-	rng.Shuffle(len(spans), func(i, j int) { spans[i], spans[j] = spans[j], spans[i] })
-	var recs []*kgo.Record
-	for len(spans) > 0 {
-		n := min(len(spans), 1+rng.IntN(30))
-		var batch []trace.Trace
-		at := map[trace.TraceID]int{}
-		for _, s := range spans[:n] {
-			i, ok := at[s.TraceID]
-			if !ok {
-				i = len(batch)
-				at[s.TraceID] = i
-				batch = append(batch, trace.Trace{ID: s.TraceID})
-			}
-			batch[i].Spans = append(batch[i].Spans, s)
-		}
-		data, err := file.MarshalOTLPProto(batch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, &kgo.Record{Topic: topic, Value: data})
-		spans = spans[n:]
+	recs := make([]*kgo.Record, len(batches))
+	for i, b := range batches {
+		recs[i] = &kgo.Record{Topic: topic, Value: b}
 	}
 	return recs
 }
