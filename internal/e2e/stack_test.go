@@ -557,17 +557,30 @@ func TestDemo(t *testing.T) {
 // ktrace stream published) or without.
 func demo(t *testing.T, viaKafka bool) {
 	o := stackOptions(t, "")
-	args := []string{"demo", "--state-dir", o.StateDir, "--kafka-port", fmt.Sprint(o.KafkaPort),
-		"--jaeger-grpc-port", fmt.Sprint(o.JaegerGRPCPort), "--jaeger-ui-port", fmt.Sprint(o.JaegerUIPort),
-		"--otlp-port", fmt.Sprint(o.OTLPPort), "--api-port", fmt.Sprint(o.APIPort)}
-	if viaKafka {
-		args = append(args, "--spans-via-kafka")
-	}
-	cmd := exec.Command(ktraceBin, args...)
 	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("demo: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	// Ports picked free may be taken meanwhile on a busy machine: then
+	// the demo runs again on others (as upStack does).
+	for attempt := 1; ; attempt++ {
+		args := []string{"demo", "--state-dir", o.StateDir, "--kafka-port", fmt.Sprint(o.KafkaPort),
+			"--jaeger-grpc-port", fmt.Sprint(o.JaegerGRPCPort), "--jaeger-ui-port", fmt.Sprint(o.JaegerUIPort),
+			"--otlp-port", fmt.Sprint(o.OTLPPort), "--api-port", fmt.Sprint(o.APIPort)}
+		if viaKafka {
+			args = append(args, "--spans-via-kafka")
+		}
+		cmd := exec.Command(ktraceBin, args...)
+		stdout.Reset()
+		stderr.Reset()
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(stderr.String(), "already in use") {
+			t.Fatalf("demo: %v\n%s\n%s", err, stdout.String(), stderr.String())
+		}
+		t.Logf("a port was taken meanwhile; picking others")
+		o.StateDir = t.TempDir()
+		o.KafkaPort, o.JaegerGRPCPort, o.JaegerUIPort, o.OTLPPort, o.APIPort = freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
 	}
 	out := stdout.String()
 	for _, want := range []string{
@@ -593,35 +606,57 @@ func demo(t *testing.T, viaKafka bool) {
 // --foreground stays attached and stops the stack on Ctrl-C.
 func TestStackForeground(t *testing.T) {
 	o := stackOptions(t, "")
-	cmd := exec.Command(ktraceBin, "stack", "up", "--foreground", "--state-dir", o.StateDir, "--kafka-port", fmt.Sprint(o.KafkaPort),
-		"--jaeger-grpc-port", fmt.Sprint(o.JaegerGRPCPort), "--jaeger-ui-port", fmt.Sprint(o.JaegerUIPort),
-		"--otlp-port", fmt.Sprint(o.OTLPPort), "--api-port", fmt.Sprint(o.APIPort))
-	var stdout testenv.Buffer
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	var cmd *exec.Cmd
+	var stdout, stderr *testenv.Buffer
+	var exited chan error
 	var st *stack.State
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if !strings.Contains(stdout.String(), "Jaeger UI") {
-			continue // up has not finished
+	// Ports picked free may be taken meanwhile on a busy machine: then
+	// the stack starts again on others (as upStack does).
+	for attempt := 1; st == nil; attempt++ {
+		cmd = exec.Command(ktraceBin, "stack", "up", "--foreground", "--state-dir", o.StateDir, "--kafka-port", fmt.Sprint(o.KafkaPort),
+			"--jaeger-grpc-port", fmt.Sprint(o.JaegerGRPCPort), "--jaeger-ui-port", fmt.Sprint(o.JaegerUIPort),
+			"--otlp-port", fmt.Sprint(o.OTLPPort), "--api-port", fmt.Sprint(o.APIPort))
+		stdout, stderr = &testenv.Buffer{}, &testenv.Buffer{}
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-		if s, list, err := stack.Status(o.StateDir); err == nil && len(list) == 7 && list[6].Status == "healthy" {
-			st = s
+		exited = make(chan error, 1)
+		go func(cmd *exec.Cmd, exited chan error) { exited <- cmd.Wait() }(cmd, exited)
+		early := false
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && !early; time.Sleep(200 * time.Millisecond) {
+			select {
+			case err := <-exited:
+				exited <- err
+				early = true
+				continue
+			default:
+			}
+			if !strings.Contains(stdout.String(), "Jaeger UI") {
+				continue // up has not finished
+			}
+			if s, list, err := stack.Status(o.StateDir); err == nil && len(list) == 7 && list[6].Status == "healthy" {
+				st = s
+				break
+			}
+		}
+		if st != nil {
 			break
 		}
-	}
-	if st == nil {
+		if early && attempt < 3 && strings.Contains(stderr.String(), "already in use") {
+			t.Logf("a port was taken meanwhile; picking others")
+			o.StateDir = t.TempDir()
+			o.KafkaPort, o.JaegerGRPCPort, o.JaegerUIPort, o.OTLPPort, o.APIPort = freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
+			continue
+		}
 		cmd.Process.Kill()
 		// The components run in sessions of their own: stop them too.
 		stack.Down(o.StateDir, nil)
-		t.Fatal("stack did not come up in the foreground")
+		t.Fatalf("stack did not come up in the foreground:\n%s", stderr.String())
 	}
 	cmd.Process.Signal(os.Interrupt)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
-	case err := <-done:
+	case err := <-exited:
 		if err != nil {
 			t.Errorf("foreground stack exited with %v", err)
 		}
