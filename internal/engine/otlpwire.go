@@ -1,0 +1,92 @@
+package engine
+
+import (
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// The wire format's primitives that DecodeOTLP and SplitOTLP read with.
+
+// field is one field of a message: its number and wire type, and its
+// value (the bytes of a length-delimited field, else the number).
+type field struct {
+	num   protowire.Number
+	typ   protowire.Type
+	bytes []byte
+	n     uint64
+}
+
+// wire reads a message's fields in order: for r.next() { use r.f }, then
+// r.bad says whether the message was malformed.
+type wire struct {
+	msg []byte
+	f   field
+	bad bool
+}
+
+func (r *wire) next() bool {
+	if len(r.msg) == 0 || r.bad {
+		return false
+	}
+	num, typ, n := protowire.ConsumeTag(r.msg)
+	if n < 0 {
+		r.bad = true
+		return false
+	}
+	r.msg = r.msg[n:]
+	r.f = field{num: num, typ: typ}
+	switch typ {
+	case protowire.VarintType:
+		r.f.n, n = protowire.ConsumeVarint(r.msg)
+	case protowire.Fixed64Type:
+		r.f.n, n = protowire.ConsumeFixed64(r.msg)
+	case protowire.Fixed32Type:
+		var v uint32
+		v, n = protowire.ConsumeFixed32(r.msg)
+		r.f.n = uint64(v)
+	case protowire.BytesType:
+		r.f.bytes, n = protowire.ConsumeBytes(r.msg)
+	default: // groups: not in OTLP
+		n = -1
+	}
+	if n < 0 {
+		r.bad = true
+		return false
+	}
+	r.msg = r.msg[n:]
+	return true
+}
+
+// once notes field num as seen, and says whether it was not before.
+func once(seen *uint32, num protowire.Number) bool {
+	bit := uint32(1) << (num & 31)
+	if *seen&bit != 0 {
+		return false
+	}
+	*seen |= bit
+	return true
+}
+
+func traceIDOf(b []byte) (trace.TraceID, bool) {
+	if len(b) != 16 {
+		return trace.TraceID{}, false
+	}
+	var id trace.TraceID
+	for i := range 8 {
+		id.High = id.High<<8 | uint64(b[i])
+		id.Low = id.Low<<8 | uint64(b[8+i])
+	}
+	return id, !id.IsZero()
+}
+
+func spanIDOf(b []byte) (trace.SpanID, bool) {
+	if len(b) != 8 {
+		return 0, false
+	}
+	var id uint64
+	for _, c := range b {
+		id = id<<8 | uint64(c)
+	}
+	return trace.SpanID(id), true
+}
