@@ -1,0 +1,105 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ktrace-dev/ktrace/internal/engine"
+	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// rekeying is the client that re-keys the span topic: in group Group,
+// reading and writing in transactions. The transactional ID is the
+// member's: a member started again under its name fences its earlier self.
+func (m *member) rekeying() (*kgo.GroupTransactSession, error) {
+	cfg := m.cfg
+	return kgo.NewGroupTransactSession(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.TransactionalID("ktrace-stream-"+cfg.Group+"-"+cfg.Instance),
+		// A member killed in a transaction holds readers of the spans
+		// topic back until the transaction times out.
+		kgo.TransactionTimeout(10*time.Second),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.SessionTimeout(10*time.Second),
+		kgo.RebalanceTimeout(15*time.Second),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // a trace's records on one partition
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+	)
+}
+
+// repartition reads the span topic until ctx ends: each poll's records
+// decoded and written to the spans topic keyed by trace ID, in one
+// transaction with the commit of their offsets. A transaction that
+// aborts (a rebalance took the partitions meanwhile) is read again; one
+// that cannot end (the member was fenced, or Kafka failed it) ends the
+// member with its error.
+func (m *member) repartition(ctx context.Context, s *kgo.GroupTransactSession) error {
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := s.PollFetches(pctx)
+		cancel()
+		if fs.IsClientClosed() {
+			return nil
+		}
+		// A member that holds no partition has nothing to do, and is
+		// ready to.
+		m.fetchedIn.Store(m.fetchErrors(fs))
+		if fs.NumRecords() == 0 {
+			continue
+		}
+		var out []*kgo.Record
+		fs.EachRecord(func(r *kgo.Record) {
+			if m.cfg.Encoding == EncodingProto {
+				// Cut per trace as the spans came, without decoding
+				// them: a bad span fails in its trace's piece, which
+				// the gathering counts and skips.
+				if pieces, ok := engine.SplitOTLP(r.Value); ok {
+					for _, p := range pieces {
+						m.metrics.spansIn.Add(float64(p.Spans))
+						out = append(out, &kgo.Record{Topic: m.spans, Key: []byte(p.ID.String()), Value: p.Data})
+					}
+					return
+				}
+			}
+			frags, err := decode(r.Value, m.cfg.Encoding, &m.inRes, &m.inStrs)
+			if err != nil {
+				m.poison(r, err)
+				return
+			}
+			m.metrics.spansIn.Add(float64(countSpans(frags)))
+			for _, f := range frags {
+				data, err := file.MarshalOTLPProto([]trace.Trace{f})
+				if err != nil {
+					m.poison(r, err)
+					continue
+				}
+				out = append(out, &kgo.Record{Topic: m.spans, Key: []byte(f.ID.String()), Value: data})
+			}
+		})
+		if err := s.Begin(); err != nil {
+			return fmt.Errorf("beginning a transaction: %w", err)
+		}
+		for _, r := range out {
+			s.Produce(ctx, r, func(_ *kgo.Record, err error) {
+				if err != nil && ctx.Err() == nil {
+					m.log.Printf("writing %s: %v (the transaction aborts; its span records are read again)", m.spans, err)
+				}
+			})
+		}
+		committed, err := s.End(ctx, kgo.TryCommit)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			return fmt.Errorf("ending a transaction: %w", err)
+		case err == nil && !committed:
+			m.log.Printf("a transaction aborted (the group rebalanced): its span records are read again")
+		}
+	}
+	return nil
+}

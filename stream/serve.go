@@ -1,0 +1,60 @@
+package stream
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// holding says which partitions of the spans topic the member holds.
+func (m *member) holding() string {
+	m.mu.Lock()
+	parts := make([]int, 0, len(m.assemblers))
+	for p := range m.assemblers {
+		parts = append(parts, int(p))
+	}
+	m.mu.Unlock()
+	if len(parts) == 0 {
+		return "no partition of " + m.spans
+	}
+	slices.Sort(parts)
+	s := make([]string, len(parts))
+	for i, p := range parts {
+		s[i] = strconv.Itoa(p)
+	}
+	return "partitions " + strings.Join(s, ", ") + " of " + m.spans
+}
+
+// serve serves /metrics, /healthz and /readyz on addr.
+func (m *member) serve(addr string) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.metrics.handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{"status": "ok", "detail": m.holding()})
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case !m.reachable.Load():
+			http.Error(w, "not ready: Kafka does not answer", http.StatusServiceUnavailable)
+			return
+		case !m.fetched.Load() || !m.fetchedIn.Load():
+			http.Error(w, "not ready: the last poll of Kafka failed", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	m.log.Printf("serving /metrics, /healthz and /readyz on http://%s", ln.Addr())
+	return func() { srv.Close() }, nil
+}
