@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/engine"
 )
@@ -69,12 +70,7 @@ func name(key string) string {
 }
 
 // observeBreaks counts the breaks a published partial's traces show.
-func (m *metrics) observeBreaks(data []byte) {
-	var p engine.Partial
-	if p.UnmarshalBinary(data) != nil {
-		return
-	}
-	_, rep := p.Finish()
+func (m *metrics) observeBreaks(rep analyze.Report) {
 	for _, f := range rep.Findings {
 		m.lost.WithLabelValues(string(f.Rule), f.Where).Add(float64(f.Occurrences))
 	}

@@ -235,18 +235,21 @@ func (m *member) rewind(p int32, offset int64) {
 }
 
 // publishPartial writes a segment's partial, keyed by the partition and
-// the offset the segment starts at.
+// the offset the segment starts at, and once it is written counts it in
+// the metrics (a segment that fails is read and published again: counted
+// once). The partial is spent.
 func (m *member) publishPartial(ctx context.Context, p int32, start int64, part *engine.Partial, traces int) error {
 	data, err := part.MarshalBinary()
 	if err != nil {
 		return err
 	}
-	m.metrics.observe(part)
-	m.metrics.observeBreaks(data)
 	rec := &kgo.Record{Topic: ResultsTopic(m.cfg.Group), Key: []byte(fmt.Sprintf("p%05d/%020d", p, start)), Value: data}
 	if err := m.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return err
 	}
+	m.metrics.observe(part)
+	_, rep := part.Finish()
+	m.metrics.observeBreaks(rep)
 	m.metrics.traces.Add(float64(traces))
 	return nil
 }
