@@ -30,15 +30,34 @@ type assembler struct {
 	foldedTraces int
 	foldedSpans  int
 	foldedTo     int64
-	// published remembers the traces published lately (at most
-	// maxPublished, oldest forgotten first), so that spans that come for
-	// them after are known as late.
-	published map[trace.TraceID]bool
+	// published remembers, for the traces analysed lately (at most
+	// maxPublished, oldest forgotten first), the segment they went into
+	// (its first offset), so that spans coming for them after (late) are
+	// merged into that segment; segments remembers those segments (at
+	// most maxSegments).
+	published map[trace.TraceID]int64
 	order     []trace.TraceID
+	segments  map[int64]*segment
+	segOrder  []int64
 }
 
-// maxPublished bounds the published traces an assembler remembers.
-const maxPublished = 1 << 16
+// maxPublished and maxSegments bound the analysed traces and their
+// segments an assembler remembers. Spans that come for a trace forgotten
+// are analysed as a trace of their own.
+const (
+	maxPublished = 1 << 16
+	maxSegments  = 1024
+)
+
+// segment is a segment whose traces were analysed: where its records lie
+// in the partition, so that it can be read again, and the late spans
+// that came for its traces.
+type segment struct {
+	first, last int64 // offsets of its traces' first and last records
+	late        []trace.Trace
+	// dirty: late spans came since it was last published.
+	dirty bool
+}
 
 // partial is one trace being gathered.
 type partial struct {
@@ -49,17 +68,21 @@ type partial struct {
 }
 
 func newAssembler(from int64) *assembler {
-	return &assembler{open: map[trace.TraceID]*partial{}, next: from, committed: from, foldedTo: from, published: map[trace.TraceID]bool{}}
+	return &assembler{open: map[trace.TraceID]*partial{}, next: from, committed: from, foldedTo: from,
+		published: map[trace.TraceID]int64{}, segments: map[int64]*segment{}}
 }
 
 // add takes the spans of one record (trace fragments) at offset off. A
 // span seen before (the repartitioning wrote a record twice) is dropped.
 // It returns how many spans came for traces already complete (late): for
-// one not yet published, they join it; for one published, they are
-// counted and not analysed (the published result is not changed).
+// one not yet analysed, they join it; for one analysed, they are kept
+// with its segment, which is analysed again with them when it is next
+// published (the member's republish).
 func (a *assembler) add(off int64, frags []trace.Trace, now time.Time) (late int) {
 	for _, f := range frags {
-		if a.published[f.ID] {
+		if start, ok := a.published[f.ID]; ok && a.segments[start] != nil {
+			s := a.segments[start]
+			s.late, s.dirty = append(s.late, f), true
 			late += len(f.Spans)
 			continue
 		}
@@ -133,7 +156,7 @@ func (a *assembler) cut() ([]trace.Trace, int64) {
 	for _, p := range a.done {
 		if p.last < commit {
 			out = append(out, p.t)
-			a.remember(p.t.ID)
+			a.remember(p.t.ID, p.first, p.last)
 		} else {
 			keep = append(keep, p)
 		}
@@ -142,14 +165,40 @@ func (a *assembler) cut() ([]trace.Trace, int64) {
 	return out, commit
 }
 
-// remember notes trace id as published.
-func (a *assembler) remember(id trace.TraceID) {
-	a.published[id] = true
-	a.order = append(a.order, id)
+// remember notes trace id, whose records lie from first to last, as
+// analysed into the segment being gathered.
+func (a *assembler) remember(id trace.TraceID, first, last int64) {
+	s := a.segments[a.committed]
+	if s == nil {
+		s = &segment{first: first, last: last}
+		a.segments[a.committed] = s
+		a.segOrder = append(a.segOrder, a.committed)
+		if len(a.segOrder) > maxSegments {
+			delete(a.segments, a.segOrder[0])
+			a.segOrder = a.segOrder[1:]
+		}
+	}
+	s.first, s.last = min(s.first, first), max(s.last, last)
+	if _, ok := a.published[id]; !ok {
+		a.order = append(a.order, id)
+	}
+	a.published[id] = a.committed
 	if len(a.order) > maxPublished {
 		delete(a.published, a.order[0])
 		a.order = a.order[1:]
 	}
+}
+
+// dirty lists the segments late spans came for since they were last
+// published, by their first offsets, oldest first.
+func (a *assembler) dirty() []int64 {
+	var out []int64
+	for _, start := range a.segOrder {
+		if s := a.segments[start]; s != nil && s.dirty {
+			out = append(out, start)
+		}
+	}
+	return out
 }
 
 // doneSpans counts the spans of the complete traces not yet published.

@@ -13,7 +13,8 @@ import (
 // covered, and commits an offset from which a restart reads no published
 // trace again and misses no unpublished one — on random interleavings,
 // with spans written twice and spans that come after their trace was
-// published (late: counted, not published again).
+// published (late: counted, kept with the segment the trace went into,
+// whose remembered offsets cover every record of its traces).
 func TestAssembleCut(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	t0 := time.Unix(0, 0)
@@ -27,13 +28,14 @@ func TestAssembleCut(t *testing.T) {
 		published := map[trace.TraceID]int{}
 		publishedAt := map[trace.TraceID]int{} // the log's length when it was published: later records are late
 		var commits []int64
+		lateSpans := 0
 		now := t0
 		for step := 0; step < 60; step++ {
 			now = now.Add(time.Duration(rng.IntN(3)) * time.Second)
 			tid := trace.TraceID{Low: uint64(1 + rng.IntN(8) + step/10*8)}
 			r := rec{tid, trace.SpanID(1 + rng.IntN(5))}
 			log = append(log, r)
-			a.add(int64(len(log)-1), []trace.Trace{{ID: r.tid, Spans: []trace.Span{{TraceID: r.tid, SpanID: r.span}}}}, now)
+			lateSpans += a.add(int64(len(log)-1), []trace.Trace{{ID: r.tid, Spans: []trace.Span{{TraceID: r.tid, SpanID: r.span}}}}, now)
 			if rng.IntN(4) == 0 {
 				a.complete(now.Add(-2 * time.Second))
 				out, commit := a.cut()
@@ -51,6 +53,9 @@ func TestAssembleCut(t *testing.T) {
 					t.Fatalf("round %d: commit went back from %d to %d", round, commits[n-1], commit)
 				}
 				commits = append(commits, commit)
+				if rng.IntN(2) == 0 { // published: the next segment starts at the commit
+					a.committed = commit
+				}
 				// Every trace with a record at or past the commit is unpublished.
 				for off := commit; off < int64(len(log)); off++ {
 					if at, ok := publishedAt[log[off].tid]; ok && off < int64(at) && !stillHeld(a, log[off].tid) {
@@ -64,6 +69,28 @@ func TestAssembleCut(t *testing.T) {
 			if n > 1 {
 				t.Fatalf("round %d: trace %v published %d times", round, id, n)
 			}
+			start := a.published[id]
+			seg := a.segments[start]
+			for off, r := range log {
+				if r.tid == id && off < publishedAt[id] && (int64(off) < max(seg.first, start) || int64(off) > seg.last) {
+					t.Fatalf("round %d: trace %v has record %d outside its segment at %d (%d to %d)", round, id, off, start, seg.first, seg.last)
+				}
+			}
+		}
+		kept, reopened := 0, 0
+		for _, seg := range a.segments {
+			kept += countSpans(seg.late)
+			if len(seg.late) > 0 && !seg.dirty {
+				t.Fatalf("round %d: a segment with late spans is not marked to be published again", round)
+			}
+		}
+		for off, r := range log {
+			if at, ok := publishedAt[r.tid]; ok && off >= at {
+				reopened++ // late for a published trace (written twice or not)
+			}
+		}
+		if kept > lateSpans || kept != reopened {
+			t.Fatalf("round %d: %d late spans kept with their segments, %d counted late, %d records came after their trace was published", round, kept, lateSpans, reopened)
 		}
 	}
 }

@@ -77,8 +77,70 @@ func (m *metrics) observeBreaks(rep analyze.Report) {
 }
 
 // observe counts what a published partial found.
-func (m *metrics) observe(p *engine.Partial) {
-	for _, e := range p.Edges() {
+func (m *metrics) observe(p *engine.Partial) { m.observeEdges(p.Edges()) }
+
+// observeChange counts what a segment published again with its late
+// spans found beyond what it found before (base; nil: nothing): full's
+// edges less base's, its breaks less base's. Counters only go up: a break
+// a late span mends stays counted. The partials are spent.
+func (m *metrics) observeChange(base, full *engine.Partial) {
+	var edges []engine.EdgeCount
+	var was analyze.Report
+	if base != nil {
+		edges = base.Edges()
+		_, was = base.Finish()
+	}
+	m.observeEdges(edgesAdded(edges, full.Edges()))
+	_, is := full.Finish()
+	before := map[[2]string]int{}
+	for _, f := range was.Findings {
+		before[[2]string{string(f.Rule), f.Where}] += f.Occurrences
+	}
+	for _, f := range is.Findings {
+		if n := f.Occurrences - before[[2]string{string(f.Rule), f.Where}]; n > 0 {
+			m.lost.WithLabelValues(string(f.Rule), f.Where).Add(float64(n))
+		}
+	}
+}
+
+// edgesAdded is what full's edges hold beyond base's: counts, errors and
+// latency samples (as multisets).
+func edgesAdded(base, full []engine.EdgeCount) []engine.EdgeCount {
+	type key struct {
+		from, to string
+		kind     graph.EdgeKind
+		rel      graph.Relation
+		group    string
+	}
+	was := map[key]engine.EdgeCount{}
+	for _, e := range base {
+		was[key{e.From, e.To, e.Kind, e.Relation, e.Group}] = e
+	}
+	var out []engine.EdgeCount
+	for _, e := range full {
+		b := was[key{e.From, e.To, e.Kind, e.Relation, e.Group}]
+		d := engine.EdgeCount{From: e.From, To: e.To, Kind: e.Kind, Relation: e.Relation, Group: e.Group,
+			Count: max(e.Count-b.Count, 0), Errors: max(e.Errors-b.Errors, 0)}
+		old := map[int64]int{}
+		for _, ns := range b.Latencies {
+			old[ns]++
+		}
+		for _, ns := range e.Latencies {
+			if old[ns] > 0 {
+				old[ns]--
+			} else {
+				d.Latencies = append(d.Latencies, ns)
+			}
+		}
+		if d.Count > 0 || d.Errors > 0 || len(d.Latencies) > 0 {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func (m *metrics) observeEdges(edges []engine.EdgeCount) {
+	for _, e := range edges {
 		ct := ""
 		switch e.Kind {
 		case graph.EdgeProduce, graph.EdgeConsume:

@@ -19,12 +19,8 @@ import (
 func (m *member) gather(fs kgo.Fetches) {
 	m.fetched.Store(m.fetchErrors(fs))
 	now := time.Now()
-	encoding := EncodingProto
-	if m.cfg.ByTraceID {
-		encoding = m.cfg.Encoding
-	}
 	fs.EachRecord(func(r *kgo.Record) {
-		frags, err := decode(r.Value, encoding, &m.res, &m.strs)
+		frags, err := decode(r.Value, m.gatherEncoding(), &m.res, &m.strs)
 		if err != nil {
 			m.poison(r, err)
 			frags = nil
@@ -43,6 +39,15 @@ func (m *member) gather(fs kgo.Fetches) {
 		}
 		m.mu.Unlock()
 	})
+}
+
+// gatherEncoding is the encoding of the topic gathered: the spans topic's,
+// or with ByTraceID the span topic's.
+func (m *member) gatherEncoding() string {
+	if m.cfg.ByTraceID {
+		return m.cfg.Encoding
+	}
+	return EncodingProto
 }
 
 // commit commits the spans topic's partition p up to offset.
@@ -102,23 +107,10 @@ func (m *member) fold(ctx context.Context, p int32, force bool) error {
 	}
 	traces, commit := a.cut()
 	m.mu.Unlock()
-	valid, spans := traces[:0], 0
-	for i := range traces {
-		spans += len(traces[i].Spans)
-		traces[i].Pack()
-		if err := trace.Validate(&traces[i]); err != nil {
-			m.metrics.invalid.Inc()
-			m.log.Printf("leaving out trace %s: %v", traces[i].ID, err)
-			continue
-		}
-		valid = append(valid, traces[i])
-	}
-	var part *engine.Partial
-	if len(valid) > 0 {
-		var err error
-		if part, err = engine.Collect(ctx, engine.Slice(valid), engine.Options{SkewTolerance: m.cfg.SkewTolerance, Workers: 1}); err != nil {
-			return err
-		}
+	spans := countSpans(traces)
+	part, valid, err := m.analyse(ctx, traces, true)
+	if err != nil {
+		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -134,8 +126,32 @@ func (m *member) fold(ctx context.Context, p int32, force bool) error {
 			return err
 		}
 	}
-	a.foldedTo, a.foldedTraces, a.foldedSpans = max(a.foldedTo, commit), a.foldedTraces+len(valid), a.foldedSpans+spans
+	a.foldedTo, a.foldedTraces, a.foldedSpans = max(a.foldedTo, commit), a.foldedTraces+valid, a.foldedSpans+spans
 	return nil
+}
+
+// analyse packs and checks traces and analyses those valid into a
+// partial (nil: none), with report counting and logging those left out
+// (not when they are analysed again). It returns the partial and how many
+// traces it holds. The traces' slice is reused.
+func (m *member) analyse(ctx context.Context, traces []trace.Trace, report bool) (*engine.Partial, int, error) {
+	valid := traces[:0]
+	for i := range traces {
+		traces[i].Pack()
+		if err := trace.Validate(&traces[i]); err != nil {
+			if report {
+				m.metrics.invalid.Inc()
+				m.log.Printf("leaving out trace %s: %v", traces[i].ID, err)
+			}
+			continue
+		}
+		valid = append(valid, traces[i])
+	}
+	if len(valid) == 0 {
+		return nil, 0, nil
+	}
+	part, err := engine.Collect(ctx, engine.Slice(valid), engine.Options{SkewTolerance: m.cfg.SkewTolerance, Workers: 1})
+	return part, len(valid), err
 }
 
 // publishSpans bounds the spans of a segment: one that has folded as
@@ -203,7 +219,21 @@ func (m *member) publish(ctx context.Context, p int32) {
 		return
 	}
 	part, traces, start, commit := a.folded, a.foldedTraces, a.committed, a.foldedTo
+	dirty := a.dirty()
 	m.mu.Unlock()
+	// Segments late spans came for are analysed again with them and
+	// published whole, the one being gathered among them.
+	for _, seg := range dirty {
+		n, err := m.republish(ctx, p, a, seg, seg == start)
+		if err != nil {
+			m.log.Printf("publishing partition %d's segment at %d again with its late spans: %v (its traces will be read again)", p, seg, err)
+			m.rewind(p, start)
+			return
+		}
+		if seg == start {
+			part, traces = nil, n
+		}
+	}
 	if part != nil {
 		if err := m.publishPartial(ctx, p, start, part, traces); err != nil {
 			m.log.Printf("publishing partition %d: %v (its traces will be read again)", p, err)
@@ -234,17 +264,11 @@ func (m *member) rewind(p int32, offset int64) {
 	m.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{m.spans: {p: {Epoch: -1, Offset: offset}}})
 }
 
-// publishPartial writes a segment's partial, keyed by the partition and
-// the offset the segment starts at, and once it is written counts it in
-// the metrics (a segment that fails is read and published again: counted
-// once). The partial is spent.
+// publishPartial writes a segment's partial and once it is written counts
+// it in the metrics (a segment that fails is read and published again:
+// counted once). The partial is spent.
 func (m *member) publishPartial(ctx context.Context, p int32, start int64, part *engine.Partial, traces int) error {
-	data, err := part.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	rec := &kgo.Record{Topic: ResultsTopic(m.cfg.Group), Key: []byte(fmt.Sprintf("p%05d/%020d", p, start)), Value: data}
-	if err := m.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+	if err := m.writeResult(ctx, p, start, part); err != nil {
 		return err
 	}
 	m.metrics.observe(part)
@@ -252,6 +276,113 @@ func (m *member) publishPartial(ctx context.Context, p int32, start int64, part 
 	m.metrics.observeBreaks(rep)
 	m.metrics.traces.Add(float64(traces))
 	return nil
+}
+
+// writeResult writes a segment's partial to the results topic, keyed by
+// the partition and the offset the segment starts at.
+func (m *member) writeResult(ctx context.Context, p int32, start int64, part *engine.Partial) error {
+	data, err := part.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	rec := &kgo.Record{Topic: ResultsTopic(m.cfg.Group), Key: []byte(fmt.Sprintf("p%05d/%020d", p, start)), Value: data}
+	return m.cl.ProduceSync(ctx, rec).FirstErr()
+}
+
+// republish analyses partition p's segment at start again — its records
+// read again from the topic, with the late spans that came for its
+// traces — and publishes it under its key, so that a reader's last value
+// of the key holds them. current says it is the segment being gathered,
+// not yet published. It returns how many traces the segment holds.
+func (m *member) republish(ctx context.Context, p int32, a *assembler, start int64, current bool) (int, error) {
+	m.mu.Lock()
+	s := a.segments[start]
+	first, last, late := s.first, s.last, s.late
+	s.dirty = false
+	m.mu.Unlock()
+	recs, err := m.reread(ctx, p, first, last)
+	if err != nil {
+		return 0, err
+	}
+	// Two assemblies of the segment: as published before, and with its
+	// late spans. Records in it may hold late spans of older segments'
+	// traces: those are left to their own segments.
+	was, is := newAssembler(first), newAssembler(first)
+	now := time.Now()
+	for _, r := range recs {
+		frags, err := decode(r.Value, m.gatherEncoding(), &m.res, &m.strs)
+		if err != nil {
+			continue // counted when first read
+		}
+		own := frags[:0]
+		m.mu.Lock()
+		for _, f := range frags {
+			if seg, ok := a.published[f.ID]; !ok || seg == start {
+				own = append(own, f)
+			}
+		}
+		m.mu.Unlock()
+		was.add(r.Offset, own, now)
+		is.add(r.Offset, own, now)
+	}
+	is.add(last, late, now)
+	var parts [2]*engine.Partial
+	n := 0
+	for i, asm := range []*assembler{was, is} {
+		asm.complete(now.Add(time.Hour))
+		traces, _ := asm.cut()
+		if parts[i], n, err = m.analyse(ctx, traces, false); err != nil {
+			return 0, err
+		}
+	}
+	switch {
+	case parts[1] == nil:
+		return 0, nil
+	case current: // not published before: counted whole
+		return n, m.publishPartial(ctx, p, start, parts[1], n)
+	}
+	if err := m.writeResult(ctx, p, start, parts[1]); err != nil {
+		return 0, err
+	}
+	m.metrics.observeChange(parts[0], parts[1])
+	return n, nil
+}
+
+// reread reads partition p of the gathered topic again: its committed
+// records from offset first to last, both of which must be there.
+func (m *member) reread(ctx context.Context, p int32, first, last int64) ([]*kgo.Record, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{m.spans: {p: kgo.NewOffset().At(first)}}),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), // gone: nothing to read, said below
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var recs []*kgo.Record
+	for {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("reading %s/%d from offset %d: %w", m.spans, p, first, err)
+		}
+		if err := fs.Err(); err != nil {
+			return nil, fmt.Errorf("reading %s/%d from offset %d: %w", m.spans, p, first, err)
+		}
+		for _, r := range fs.Records() {
+			if len(recs) == 0 && r.Offset != first {
+				return nil, fmt.Errorf("reading %s/%d: offset %d is no longer on the topic", m.spans, p, first)
+			}
+			if r.Offset > last {
+				return recs, nil
+			}
+			recs = append(recs, r)
+			if r.Offset == last {
+				return recs, nil
+			}
+		}
+	}
 }
 
 // assigned starts an assembler for each new partition of the spans topic,

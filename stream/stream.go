@@ -25,7 +25,10 @@
 // last one is covered, so a member that takes the partition over reads no
 // published trace again; a member that stopped between publishing and
 // committing is overwritten by its successor's segment of the same key,
-// and a reader keeps the last value of every key.
+// and a reader keeps the last value of every key. The last value is also
+// how late spans (come after their trace was analysed) are merged: their
+// trace's segment is read again from the topic and published again with
+// them.
 //
 // The repartitioning is Kafka's consume-transform-produce in transactions:
 // the span records written and the span topic's offsets committed

@@ -412,3 +412,116 @@ func TestStreamLongWindow(t *testing.T) {
 		t.Fatalf("after the member stopped, %d of %d traces published", got, len(ts))
 	}
 }
+
+// TestStreamLateSpans: spans that come after their trace was analysed and
+// published — a consumer's span minutes behind its producer, say — are
+// merged into the segment their trace went into: the merged results
+// become the graph and the break report of the whole traces, and the
+// late spans are counted. Re-keyed and keyed by trace ID.
+func TestStreamLateSpans(t *testing.T) {
+	for _, keyed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keyed=%v", keyed), func(t *testing.T) { lateSpans(t, keyed) })
+	}
+}
+
+func lateSpans(t *testing.T, keyed bool) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	ts := synth.Generate(synth.Config{Traces: 60, SpansPerTrace: 12, BrokenShare: 0.3, LinkShare: 0.3, Seed: 5})
+	// Every other trace loses a span to later: a consumer's where there
+	// is one (its children, if any, come in time: orphans until then).
+	var early, late []trace.Trace
+	lateCount := 0
+	for i, tr := range ts {
+		if i%2 == 1 {
+			early = append(early, tr)
+			continue
+		}
+		k := len(tr.Spans) - 1
+		for j, s := range tr.Spans {
+			if s.Kind == trace.KindConsumer {
+				k = j
+				break
+			}
+		}
+		rest := append(append([]trace.Span(nil), tr.Spans[:k]...), tr.Spans[k+1:]...)
+		early = append(early, trace.Trace{ID: tr.ID, Spans: rest})
+		late = append(late, trace.Trace{ID: tr.ID, Spans: []trace.Span{tr.Spans[k]}})
+		lateCount++
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- stream.Run(ctx, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 500 * time.Millisecond,
+			Window: 300 * time.Millisecond, Instance: "m", Log: io.Discard, ByTraceID: keyed, Listen: listen})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	results := func() (*graph.Graph, analyze.Report) {
+		p, err := stream.ReadResults(context.Background(), brokers, "g", time.Time{}, time.Time{}, nil)
+		if err != nil {
+			return nil, analyze.Report{}
+		}
+		return p.Finish()
+	}
+	// The early spans, analysed and published.
+	produceSpans(t, brokers, "otlp_spans", early, keyed, "")
+	wantEarly := graph.Build(early)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if g, _ := results(); g != nil && g.Traces == len(ts) {
+			if s, w := testenv.GraphSummary(g), testenv.GraphSummary(wantEarly); s != w {
+				t.Fatalf("before the late spans, the results differ from graph.Build's:\n%s\nwant\n%s", s, w)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the early spans not published within a minute")
+		}
+	}
+	// The late spans, merged.
+	produceSpans(t, brokers, "otlp_spans", late, keyed, "")
+	want := graph.Build(ts)
+	wantRep := analyze.Breaks(ts, want, analyze.Options{SkewTolerance: 10 * time.Millisecond})
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		g, rep := results()
+		if g != nil && testenv.GraphSummary(g) == testenv.GraphSummary(want) {
+			if g.Traces != len(ts) {
+				t.Fatalf("the results hold %d traces, want %d (a late span counted as a trace)", g.Traces, len(ts))
+			}
+			if !reflect.DeepEqual(rep.Findings, wantRep.Findings) {
+				t.Fatalf("with the late spans, the report differs from analyze.Breaks':\n got %+v\nwant %+v", rep.Findings, wantRep.Findings)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			s := "nothing"
+			if g != nil {
+				s = testenv.GraphSummary(g)
+			}
+			t.Fatalf("the late spans not merged within a minute: the results hold\n%s\nwant\n%s", s, testenv.GraphSummary(want))
+		}
+	}
+	resp, err := http.Get("http://" + listen + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if w := fmt.Sprintf("ktrace_stream_late_spans_total %d\n", lateCount); !strings.Contains(string(body), w) {
+		t.Errorf("/metrics: want %q in:\n%.3000s", w, body)
+	}
+}

@@ -38,7 +38,9 @@ and Kafka spreads the work. Spans are re-keyed by trace ID through
 ktrace.GROUP.spans, gathered per partition until a trace has been quiet for
 --trace-idle, analysed, and published every --window as partial results to
 ktrace.GROUP.results, which graph, report, spof, docs, diff and check (without
---spec) read with --kafka and --group. Undecodable records are counted,
+--spec) read with --kafka and --group. Spans that come after their trace was
+analysed are merged: their segment is read again and published again with
+them at the next window. Undecodable records are counted,
 logged once per partition, and skipped. /metrics (Prometheus, with the
 OpenTelemetry servicegraph connector's metric names), /healthz and /readyz
 are served on --listen.`,
