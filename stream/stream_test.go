@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -417,21 +418,31 @@ func TestStreamLongWindow(t *testing.T) {
 // published — a consumer's span minutes behind its producer, say — are
 // merged into the segment their trace went into: the merged results
 // become the graph and the break report of the whole traces, and the
-// late spans are counted. Re-keyed and keyed by trace ID.
+// late spans are counted. Re-keyed and keyed by trace ID; and for traces
+// analysed into a segment not yet published (a window longer than the
+// test: the member publishes it when it stops).
 func TestStreamLateSpans(t *testing.T) {
-	for _, keyed := range []bool{false, true} {
-		t.Run(fmt.Sprintf("keyed=%v", keyed), func(t *testing.T) { lateSpans(t, keyed) })
+	for _, c := range []struct {
+		name           string
+		keyed, pending bool
+	}{{"re-keyed", false, false}, {"keyed", true, false}, {"segment not yet published", true, true}} {
+		t.Run(c.name, func(t *testing.T) { lateSpans(t, c.keyed, c.pending) })
 	}
 }
 
-func lateSpans(t *testing.T, keyed bool) {
+func lateSpans(t *testing.T, keyed, pending bool) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
 	brokers := cluster.ListenAddrs()
-	ts := synth.Generate(synth.Config{Traces: 60, SpansPerTrace: 12, BrokenShare: 0.3, LinkShare: 0.3, Seed: 5})
+	cfg := synth.Config{Traces: 60, SpansPerTrace: 12, BrokenShare: 0.3, LinkShare: 0.3, Seed: 5}
+	window := 300 * time.Millisecond
+	if pending { // enough for each partition to analyse ahead of the window (foldSpans)
+		cfg.Traces, window = 4400, time.Hour
+	}
+	ts := synth.Generate(cfg)
 	// Every other trace loses a span to later: a consumer's where there
 	// is one (its children, if any, come in time: orphans until then).
 	var early, late []trace.Trace
@@ -463,14 +474,40 @@ func lateSpans(t *testing.T, keyed bool) {
 	done := make(chan error, 1)
 	go func() {
 		done <- stream.Run(ctx, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 500 * time.Millisecond,
-			Window: 300 * time.Millisecond, Instance: "m", Log: io.Discard, ByTraceID: keyed, Listen: listen})
+			Window: window, Instance: "m", Log: io.Discard, ByTraceID: keyed, Listen: listen})
 	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
 		}
-	}()
+	}
+	defer stop()
+	metric := func(name string) string {
+		resp, err := http.Get("http://" + listen + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for _, l := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(l, name+" "); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	waitMetric := func(name, want string) {
+		for deadline := time.Now().Add(60 * time.Second); metric(name) != want; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is %q, want %s", name, metric(name), want)
+			}
+		}
+	}
 	results := func() (*graph.Graph, analyze.Report) {
 		p, err := stream.ReadResults(context.Background(), brokers, "g", time.Time{}, time.Time{}, nil)
 		if err != nil {
@@ -478,10 +515,10 @@ func lateSpans(t *testing.T, keyed bool) {
 		}
 		return p.Finish()
 	}
-	// The early spans, analysed and published.
+	// The early spans, analysed and published (pending: analysed only).
 	produceSpans(t, brokers, "otlp_spans", early, keyed, "")
 	wantEarly := graph.Build(early)
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); !pending; time.Sleep(200 * time.Millisecond) {
 		if g, _ := results(); g != nil && g.Traces == len(ts) {
 			if s, w := testenv.GraphSummary(g), testenv.GraphSummary(wantEarly); s != w {
 				t.Fatalf("before the late spans, the results differ from graph.Build's:\n%s\nwant\n%s", s, w)
@@ -492,8 +529,19 @@ func lateSpans(t *testing.T, keyed bool) {
 			t.Fatal("the early spans not published within a minute")
 		}
 	}
+	if pending {
+		waitMetric("ktrace_stream_spans_in_total", strconv.Itoa(countSpans(early)))
+		waitMetric("ktrace_stream_pending_spans", "0")
+		if g, _ := results(); g != nil {
+			t.Fatalf("%d traces published within a one-hour window", g.Traces)
+		}
+	}
 	// The late spans, merged.
 	produceSpans(t, brokers, "otlp_spans", late, keyed, "")
+	waitMetric("ktrace_stream_late_spans_total", strconv.Itoa(lateCount))
+	if pending {
+		stop() // publishes the segment
+	}
 	want := graph.Build(ts)
 	wantRep := analyze.Breaks(ts, want, analyze.Options{SkewTolerance: 10 * time.Millisecond})
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
@@ -512,16 +560,7 @@ func lateSpans(t *testing.T, keyed bool) {
 			if g != nil {
 				s = testenv.GraphSummary(g)
 			}
-			t.Fatalf("the late spans not merged within a minute: the results hold\n%s\nwant\n%s", s, testenv.GraphSummary(want))
+			t.Fatalf("the late spans not merged within a minute: the results hold\n%.3000s\nwant\n%.3000s", s, testenv.GraphSummary(want))
 		}
-	}
-	resp, err := http.Get("http://" + listen + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if w := fmt.Sprintf("ktrace_stream_late_spans_total %d\n", lateCount); !strings.Contains(string(body), w) {
-		t.Errorf("/metrics: want %q in:\n%.3000s", w, body)
 	}
 }
