@@ -22,6 +22,9 @@ type assembler struct {
 	// committed is the offset a new owner would read from: the first
 	// record of the segment being gathered.
 	committed int64
+	// restoreTo is the partition's end when it was assigned: until next
+	// reaches it, the member reads again what its last owner read.
+	restoreTo int64
 	// folded is the segment's complete traces analysed so far (nil:
 	// none), foldedTraces and foldedSpans how many, and foldedTo the
 	// offset to commit
@@ -71,6 +74,10 @@ func newAssembler(from int64) *assembler {
 	return &assembler{open: map[trace.TraceID]*partial{}, next: from, committed: from, foldedTo: from,
 		published: map[trace.TraceID]int64{}, segments: map[int64]*segment{}}
 }
+
+// restoring says the assembler has not yet read what its partition held
+// when it was assigned.
+func (a *assembler) restoring() bool { return a.next < a.restoreTo }
 
 // add takes the spans of one record (trace fragments) at offset off. A
 // span seen before (the repartitioning wrote a record twice) is dropped.

@@ -20,10 +20,13 @@ func (m *member) gather(fs kgo.Fetches) {
 	m.fetched.Store(m.fetchErrors(fs))
 	now := time.Now()
 	fs.EachRecord(func(r *kgo.Record) {
-		frags, err := decode(r.Value, m.gatherEncoding(), &m.res, &m.strs)
-		if err != nil {
-			m.poison(r, err)
-			frags = nil
+		var frags []trace.Trace
+		if !r.Attrs.IsControl() { // a transaction's end: only its offset counts
+			var err error
+			if frags, err = decode(r.Value, m.gatherEncoding(), &m.res, &m.strs); err != nil {
+				m.poison(r, err)
+				frags = nil
+			}
 		}
 		if m.cfg.ByTraceID {
 			m.metrics.spansIn.Add(float64(countSpans(frags)))
@@ -34,7 +37,12 @@ func (m *member) gather(fs kgo.Fetches) {
 			a = newAssembler(r.Offset)
 			m.assemblers[r.Partition] = a
 		}
-		if late := a.add(r.Offset, frags, now); late > 0 {
+		restoring := a.restoring()
+		late := a.add(r.Offset, frags, now)
+		if restoring && !a.restoring() {
+			m.log.Printf("partition %d of %s restored", r.Partition, m.spans)
+		}
+		if late > 0 {
 			m.metrics.late.Add(float64(late))
 		}
 		m.mu.Unlock()
@@ -386,13 +394,18 @@ func (m *member) reread(ctx context.Context, p int32, first, last int64) ([]*kgo
 }
 
 // assigned starts an assembler for each new partition of the spans topic,
-// from the group's committed offset.
+// from the group's committed offset, restoring until it has read what the
+// partition held when it came: the records of the traces its last owner
+// left open.
 func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	parts := assigned[m.spans]
 	if len(parts) == 0 {
 		return
 	}
-	committed, err := kadm.NewClient(cl).FetchOffsetsForTopics(ctx, m.gatherGroup, m.spans)
+	adm := kadm.NewClient(cl)
+	committed, err := adm.FetchOffsetsForTopics(ctx, m.gatherGroup, m.spans)
+	// The end a read-committed consumer reaches: the last stable offset.
+	ends, endErr := adm.ListCommittedOffsets(ctx, m.spans)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, p := range parts {
@@ -402,7 +415,14 @@ func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 				from = o.At
 			}
 		}
-		m.assemblers[p] = newAssembler(from)
+		a := newAssembler(from)
+		if endErr == nil {
+			if o, ok := ends.Lookup(m.spans, p); ok && o.Err == nil && o.Offset > from {
+				a.restoreTo = o.Offset
+				m.log.Printf("partition %d of %s: restoring, offsets %d to %d", p, m.spans, from, o.Offset)
+			}
+		}
+		m.assemblers[p] = a
 	}
 	m.metrics.partitions.Set(float64(len(m.assemblers)))
 }

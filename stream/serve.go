@@ -30,12 +30,39 @@ func (m *member) holding() string {
 	return "partitions " + strings.Join(s, ", ") + " of " + m.spans
 }
 
+// restoring lists the partitions held that are still being read again
+// up to where they ended when assigned ("": none).
+func (m *member) restoring() string {
+	m.mu.Lock()
+	var parts []int
+	for p, a := range m.assemblers {
+		if a.restoring() {
+			parts = append(parts, int(p))
+		}
+	}
+	m.mu.Unlock()
+	slices.Sort(parts)
+	s := make([]string, len(parts))
+	for i, p := range parts {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ", ")
+}
+
 // serve serves /metrics, /healthz and /readyz on addr.
 func (m *member) serve(addr string) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
+	srv := &http.Server{Handler: m.handler(), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	m.log.Printf("serving /metrics, /healthz and /readyz on http://%s", ln.Addr())
+	return func() { srv.Close() }, nil
+}
+
+// handler answers /metrics, /healthz and /readyz.
+func (m *member) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.metrics.handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -51,10 +78,11 @@ func (m *member) serve(addr string) (func(), error) {
 			http.Error(w, "not ready: the last poll of Kafka failed", http.StatusServiceUnavailable)
 			return
 		}
+		if parts := m.restoring(); parts != "" {
+			http.Error(w, "not ready: restoring partitions "+parts+" of "+m.spans+" (reading again the records of the traces left open)", http.StatusServiceUnavailable)
+			return
+		}
 		io.WriteString(w, "ready\n")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	m.log.Printf("serving /metrics, /healthz and /readyz on http://%s", ln.Addr())
-	return func() { srv.Close() }, nil
+	return mux
 }

@@ -198,6 +198,9 @@ func Run(ctx context.Context, cfg Config) error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeTopics(m.spans),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transactions' ends come as records too, so that a partition's
+		// offsets are all seen: restoring ends at the last stable offset.
+		kgo.KeepControlRecords(),
 		kgo.ProducerBatchMaxBytes(resultMaxBytes),
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

@@ -237,6 +237,17 @@ func members(t *testing.T, c membersCase) {
 			t.Errorf("the spans topic holds %d spans read committed, %d in all; want %d, and more in all (aborted)", committed, all, total)
 		}
 	}
+	if c.later { // partitions moved, and their new owners read again what was left open
+		restored := false
+		logs.Range(func(_, f any) bool {
+			l := f.(func() string)()
+			restored = restored || strings.Contains(l, ": restoring, offsets ") && strings.Contains(l, " restored\n")
+			return true
+		})
+		if !restored {
+			t.Error("no member said it restored a partition it was assigned")
+		}
+	}
 	if c.restart {
 		logs.Range(func(i, f any) bool {
 			if l := f.(func() string)(); !strings.Contains(l, "does not answer") || !strings.Contains(l, "answers\n") {
