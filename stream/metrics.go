@@ -152,10 +152,11 @@ func (m *metrics) observeEdges(edges []engine.EdgeCount) {
 		l := []string{name(e.From), name(e.To), ct}
 		m.requests.WithLabelValues(l...).Add(float64(e.Count))
 		m.failed.WithLabelValues(l...).Add(float64(e.Errors))
+		server, client := m.serverSeconds.WithLabelValues(l...), m.clientSecs.WithLabelValues(l...)
 		for _, ns := range e.Latencies {
 			s := time.Duration(max(ns, 0)).Seconds()
-			m.serverSeconds.WithLabelValues(l...).Observe(s)
-			m.clientSecs.WithLabelValues(l...).Observe(s)
+			server.Observe(s)
+			client.Observe(s)
 		}
 	}
 }
