@@ -17,8 +17,10 @@ import (
 // the spans topic carries every span again, and zstd at its fastest
 // brings it from 136% of the exporter's (uncompressed) bytes to about 18%,
 // for a few percent of a member's CPU. Brokers older than zstd (Kafka
-// 2.1) get lz4.
-var internalCompression = []kgo.CompressionCodec{kgo.ZstdCompression().WithLevel(int(zstd.SpeedFastest)), kgo.Lz4Compression(), kgo.NoCompression()}
+// 2.1) get lz4. (A new list each time: the client rewrites it.)
+func internalCompression() kgo.ProducerOpt {
+	return kgo.ProducerBatchCompression(kgo.ZstdCompression().WithLevel(int(zstd.SpeedFastest)), kgo.Lz4Compression(), kgo.NoCompression())
+}
 
 // rekeying is the client that re-keys the span topic: in group Group,
 // reading and writing in transactions. The transactional ID is the
@@ -38,7 +40,7 @@ func (m *member) rekeying() (*kgo.GroupTransactSession, error) {
 		kgo.RebalanceTimeout(15*time.Second),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // a trace's records on one partition
-		kgo.ProducerBatchCompression(internalCompression...),
+		internalCompression(),
 	)
 }
 

@@ -17,16 +17,18 @@ var ErrNoResults = errors.New("no results published")
 
 // ReadResults reads group's partial results — the last value of every
 // key, published from from to to (zero times: no bound) — and merges them
-// into one partial. It reads up to the end the topic had when it began;
-// progress, if not nil, hears how many partials were read.
+// into one partial. It reads what transactions committed, up to the end
+// the topic had when it began (its last stable offset); progress, if not
+// nil, hears how many partials were read.
 func ReadResults(ctx context.Context, brokers []string, group string, from, to time.Time, progress func(read int)) (*engine.Partial, error) {
 	topic := ResultsTopic(group)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	// Transactions' ends come as records too, so that the end is reached.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach Kafka at %v: %w", brokers, err)
 	}
@@ -58,8 +60,10 @@ func ReadResults(ctx context.Context, brokers []string, group string, from, to t
 			return nil, fmt.Errorf("reading %s: %w", topic, ferr)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			latest[string(r.Key)] = r
-			read++
+			if !r.Attrs.IsControl() {
+				latest[string(r.Key)] = r
+				read++
+			}
 			if r.Offset+1 >= want[r.Partition] {
 				delete(want, r.Partition)
 			}

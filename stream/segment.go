@@ -2,13 +2,10 @@ package stream
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/trace"
@@ -58,25 +55,6 @@ func (m *member) gatherEncoding() string {
 	return EncodingProto
 }
 
-// commit commits the spans topic's partition p up to offset.
-func (m *member) commit(ctx context.Context, p int32, offset int64) error {
-	var failed error
-	m.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{m.spans: {p: {Epoch: -1, Offset: offset}}},
-		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-			failed = err
-			if resp != nil {
-				for _, t := range resp.Topics {
-					for _, tp := range t.Partitions {
-						if err := kerr.ErrorForCode(tp.ErrorCode); err != nil {
-							failed = err
-						}
-					}
-				}
-			}
-		})
-	return failed
-}
-
 // completeIdle completes the traces idle for the idle time.
 func (m *member) completeIdle(now time.Time) {
 	m.mu.Lock()
@@ -90,11 +68,7 @@ func (m *member) completeIdle(now time.Time) {
 }
 
 // publishAll publishes every partition held.
-func (m *member) publishAll(ctx context.Context) {
-	for _, p := range m.held() {
-		m.publish(ctx, p)
-	}
-}
+func (m *member) publishAll(ctx context.Context) error { return m.publish(ctx, m.held()) }
 
 // foldSpans is how many spans of complete traces a partition gathers
 // before they are analysed ahead of the window: each analysis has a
@@ -174,7 +148,8 @@ const resultMaxBytes = 16 << 20
 
 // foldAll folds every partition held, and publishes those whose segment
 // is full.
-func (m *member) foldAll(ctx context.Context) {
+func (m *member) foldAll(ctx context.Context) error {
+	var full []int32
 	for _, p := range m.held() {
 		if err := m.fold(ctx, p, false); err != nil {
 			m.log.Printf("analysing partition %d: %v (its segment will be read again)", p, err)
@@ -182,12 +157,12 @@ func (m *member) foldAll(ctx context.Context) {
 			continue
 		}
 		m.mu.Lock()
-		full := m.assemblers[p] != nil && m.assemblers[p].foldedSpans >= publishSpans
-		m.mu.Unlock()
-		if full {
-			m.publish(ctx, p)
+		if m.assemblers[p] != nil && m.assemblers[p].foldedSpans >= publishSpans {
+			full = append(full, p)
 		}
+		m.mu.Unlock()
 	}
+	return m.publish(ctx, full)
 }
 
 // held lists the partitions held.
@@ -211,186 +186,12 @@ func (m *member) segmentStart(p int32) int64 {
 	return 0
 }
 
-// publish folds partition p's complete traces, publishes the segment's
-// partial, keyed by the partition and the offset the segment starts at,
-// and commits the offset after it.
-func (m *member) publish(ctx context.Context, p int32) {
-	if err := m.fold(ctx, p, true); err != nil {
-		m.log.Printf("analysing partition %d: %v (its segment will be read again)", p, err)
-		m.rewind(p, m.segmentStart(p))
-		return
-	}
-	m.mu.Lock()
-	a := m.assemblers[p]
-	if a == nil {
-		m.mu.Unlock()
-		return
-	}
-	part, traces, start, commit := a.folded, a.foldedTraces, a.committed, a.foldedTo
-	dirty := a.dirty()
-	m.mu.Unlock()
-	// Segments late spans came for are analysed again with them and
-	// published whole, the one being gathered among them.
-	for _, seg := range dirty {
-		n, err := m.republish(ctx, p, a, seg, seg == start)
-		if err != nil {
-			m.log.Printf("publishing partition %d's segment at %d again with its late spans: %v (its traces will be read again)", p, seg, err)
-			m.rewind(p, start)
-			return
-		}
-		if seg == start {
-			part, traces = nil, n
-		}
-	}
-	if part != nil {
-		if err := m.publishPartial(ctx, p, start, part, traces); err != nil {
-			m.log.Printf("publishing partition %d: %v (its traces will be read again)", p, err)
-			m.rewind(p, start)
-			return
-		}
-	}
-	if commit > start {
-		if err := m.commit(ctx, p, commit); err != nil {
-			// Published and not committed: read again from the
-			// segment's start, it is published again under the same
-			// key, whole.
-			m.log.Printf("committing partition %d: %v (its segment will be read and published again)", p, err)
-			m.rewind(p, start)
-			return
-		}
-	}
-	m.mu.Lock()
-	a.committed, a.folded, a.foldedTraces, a.foldedSpans = max(commit, start), nil, 0, 0
-	m.mu.Unlock()
-}
-
 // rewind forgets partition p's traces and reads it again from offset.
 func (m *member) rewind(p int32, offset int64) {
 	m.mu.Lock()
 	delete(m.assemblers, p)
 	m.mu.Unlock()
-	m.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{m.spans: {p: {Epoch: -1, Offset: offset}}})
-}
-
-// publishPartial writes a segment's partial and once it is written counts
-// it in the metrics (a segment that fails is read and published again:
-// counted once). The partial is spent.
-func (m *member) publishPartial(ctx context.Context, p int32, start int64, part *engine.Partial, traces int) error {
-	if err := m.writeResult(ctx, p, start, part); err != nil {
-		return err
-	}
-	m.metrics.observe(part)
-	_, rep := part.Finish()
-	m.metrics.observeBreaks(rep)
-	m.metrics.traces.Add(float64(traces))
-	return nil
-}
-
-// writeResult writes a segment's partial to the results topic, keyed by
-// the partition and the offset the segment starts at.
-func (m *member) writeResult(ctx context.Context, p int32, start int64, part *engine.Partial) error {
-	data, err := part.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	rec := &kgo.Record{Topic: ResultsTopic(m.cfg.Group), Key: []byte(fmt.Sprintf("p%05d/%020d", p, start)), Value: data}
-	return m.cl.ProduceSync(ctx, rec).FirstErr()
-}
-
-// republish analyses partition p's segment at start again — its records
-// read again from the topic, with the late spans that came for its
-// traces — and publishes it under its key, so that a reader's last value
-// of the key holds them. current says it is the segment being gathered,
-// not yet published. It returns how many traces the segment holds.
-func (m *member) republish(ctx context.Context, p int32, a *assembler, start int64, current bool) (int, error) {
-	m.mu.Lock()
-	s := a.segments[start]
-	first, last, late := s.first, s.last, s.late
-	s.dirty = false
-	m.mu.Unlock()
-	recs, err := m.reread(ctx, p, first, last)
-	if err != nil {
-		return 0, err
-	}
-	// Two assemblies of the segment: as published before, and with its
-	// late spans. Records in it may hold late spans of older segments'
-	// traces: those are left to their own segments.
-	was, is := newAssembler(first), newAssembler(first)
-	now := time.Now()
-	for _, r := range recs {
-		frags, err := decode(r.Value, m.gatherEncoding(), &m.res, &m.strs)
-		if err != nil {
-			continue // counted when first read
-		}
-		own := frags[:0]
-		m.mu.Lock()
-		for _, f := range frags {
-			if seg, ok := a.published[f.ID]; !ok || seg == start {
-				own = append(own, f)
-			}
-		}
-		m.mu.Unlock()
-		was.add(r.Offset, own, now)
-		is.add(r.Offset, own, now)
-	}
-	is.add(last, late, now)
-	var parts [2]*engine.Partial
-	n := 0
-	for i, asm := range []*assembler{was, is} {
-		asm.complete(now.Add(time.Hour))
-		traces, _ := asm.cut()
-		if parts[i], n, err = m.analyse(ctx, traces, false); err != nil {
-			return 0, err
-		}
-	}
-	switch {
-	case parts[1] == nil:
-		return 0, nil
-	case current: // not published before: counted whole
-		return n, m.publishPartial(ctx, p, start, parts[1], n)
-	}
-	if err := m.writeResult(ctx, p, start, parts[1]); err != nil {
-		return 0, err
-	}
-	m.metrics.observeChange(parts[0], parts[1])
-	return n, nil
-}
-
-// reread reads partition p of the gathered topic again: its committed
-// records from offset first to last, both of which must be there.
-func (m *member) reread(ctx context.Context, p int32, first, last int64) ([]*kgo.Record, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{m.spans: {p: kgo.NewOffset().At(first)}}),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), // gone: nothing to read, said below
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var recs []*kgo.Record
-	for {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("reading %s/%d from offset %d: %w", m.spans, p, first, err)
-		}
-		if err := fs.Err(); err != nil {
-			return nil, fmt.Errorf("reading %s/%d from offset %d: %w", m.spans, p, first, err)
-		}
-		for _, r := range fs.Records() {
-			if len(recs) == 0 && r.Offset != first {
-				return nil, fmt.Errorf("reading %s/%d: offset %d is no longer on the topic", m.spans, p, first)
-			}
-			if r.Offset > last {
-				return recs, nil
-			}
-			recs = append(recs, r)
-			if r.Offset == last {
-				return recs, nil
-			}
-		}
-	}
+	m.sess.Client().SetOffsets(map[string]map[int32]kgo.EpochOffset{m.spans: {p: {Epoch: -1, Offset: offset}}})
 }
 
 // assigned starts an assembler for each new partition of the spans topic,
@@ -427,19 +228,17 @@ func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 	m.metrics.partitions.Set(float64(len(m.assemblers)))
 }
 
-// revoked publishes and commits what the partitions taken away may
-// publish, and forgets them; traces still open are read again by the new
-// owner.
-func (m *member) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
-	for _, p := range revoked[m.spans] {
-		m.publish(ctx, p)
-		m.mu.Lock()
-		delete(m.assemblers, p)
-		m.mu.Unlock()
-	}
+// revoked forgets the partitions taken away: their new owners read again
+// what was not published. (Publishing here cannot be: a transaction
+// cannot end inside the rebalance, and the session aborts the next one,
+// which reads every partition again from its committed offset.)
+func (m *member) revoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range revoked[m.spans] {
+		delete(m.assemblers, p)
+	}
 	m.metrics.partitions.Set(float64(len(m.assemblers)))
-	m.mu.Unlock()
 }
 
 // lost forgets the partitions lost without a chance to publish.

@@ -20,15 +20,13 @@
 // complete, into the partial (the engine's mergeable result) of the
 // segment being gathered, so that a member holds only open traces as
 // spans; the partial is published once a window, keyed by the
-// partition and the offset the segment starts at, and the offset after it
-// is committed: a trace is published only when every record before its
-// last one is covered, so a member that takes the partition over reads no
-// published trace again; a member that stopped between publishing and
-// committing is overwritten by its successor's segment of the same key,
-// and a reader keeps the last value of every key. The last value is also
-// how late spans (come after their trace was analysed) are merged: their
-// trace's segment is read again from the topic and published again with
-// them.
+// partition and the offset the segment starts at, in a transaction with
+// the commit of the offset after it: a trace is published only when every
+// record before its last one is covered, so a member that takes the
+// partition over reads no published trace again. A reader keeps the last
+// value of every key: that is how late spans (come after their trace was
+// analysed) are merged: their trace's segment is read again from the
+// topic and published again with them.
 //
 // The repartitioning is Kafka's consume-transform-produce in transactions:
 // the span records written and the span topic's offsets committed
@@ -140,10 +138,15 @@ func (c *Config) defaults() error {
 
 // member is one running member of the group.
 type member struct {
-	cfg   Config
-	log   *log.Logger
-	cl    *kgo.Client
-	spans string // SpansTopic (with ByTraceID, the span topic)
+	cfg Config
+	log *log.Logger
+	// sess gathers the spans topic and writes results, in transactions
+	// with the commits of its offsets (set under mu: the pings read it);
+	// restarts counts its restarts in a row, the last at lastRestart.
+	sess        *kgo.GroupTransactSession
+	restarts    int
+	lastRestart time.Time
+	spans       string // SpansTopic (with ByTraceID, the span topic)
 	// gatherGroup is the group that gathers spans: SpansGroup (with
 	// ByTraceID, Group).
 	gatherGroup string
@@ -186,34 +189,11 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer in.Close()
 	}
-	// The gathering: the spans topic in group SpansGroup (or the span
-	// topic itself in group Group), committed records only.
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ConsumerGroup(m.gatherGroup),
-		kgo.SessionTimeout(10*time.Second), // a member that died gives its partitions up within seconds
-		kgo.RebalanceTimeout(15*time.Second),
-		// Rebalances wait until a poll's records are handled: a partition
-		// is never handed over while its records are being gathered.
-		kgo.BlockRebalanceOnPoll(),
-		kgo.ConsumeTopics(m.spans),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// Transactions' ends come as records too, so that a partition's
-		// offsets are all seen: restoring ends at the last stable offset.
-		kgo.KeepControlRecords(),
-		kgo.ProducerBatchMaxBytes(resultMaxBytes),
-		kgo.DisableAutoCommit(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.ProducerBatchCompression(internalCompression...),
-		kgo.OnPartitionsAssigned(m.assigned),
-		kgo.OnPartitionsRevoked(m.revoked),
-		kgo.OnPartitionsLost(m.lost),
-	)
+	sess, err := m.gathering()
 	if err != nil {
 		return err
 	}
-	m.cl = cl
-	defer cl.Close()
+	m.setSession(sess)
 	if cfg.Listen != "" {
 		stop, err := m.serve(cfg.Listen)
 		if err != nil {
@@ -225,12 +205,13 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, stopAll := context.WithCancel(ctx)
 	defer stopAll()
 	var failed error
+	var failOnce sync.Once
+	fail := func(err error) { failOnce.Do(func() { failed = err; stopAll() }) }
 	var wg sync.WaitGroup
 	if in != nil {
 		wg.Go(func() {
 			if err := m.repartition(ctx, in); err != nil {
-				failed = err
-				stopAll()
+				fail(err)
 			}
 			in.Close() // leaves the group: its partitions go to the others now
 		})
@@ -238,14 +219,13 @@ func Run(ctx context.Context, cfg Config) error {
 		m.fetchedIn.Store(true) // nothing to re-key
 	}
 	// One loop: poll (for at most a tick), gather, complete the idle
-	// traces, publish when a window has passed, and only then let a
-	// rebalance happen (its callbacks run here, between polls).
+	// traces, publish when a window has passed.
 	tick := min(cfg.TraceIdle/2, time.Second)
 	wg.Go(func() { m.watch(ctx) })
 	lastPublish := time.Now()
 	for ctx.Err() == nil {
 		pctx, cancel := context.WithTimeout(ctx, tick)
-		fs := cl.PollFetches(pctx)
+		fs := m.sess.PollFetches(pctx)
 		cancel()
 		if fs.IsClientClosed() {
 			break
@@ -253,18 +233,95 @@ func Run(ctx context.Context, cfg Config) error {
 		m.gather(fs)
 		now := time.Now()
 		m.completeIdle(now)
-		m.foldAll(ctx)
-		if now.Sub(lastPublish) >= cfg.Window {
+		err := m.foldAll(ctx)
+		if err == nil && now.Sub(lastPublish) >= cfg.Window {
 			lastPublish = now
-			m.publishAll(ctx)
+			err = m.publishAll(ctx)
 		}
-		cl.AllowRebalance()
+		if err != nil && ctx.Err() == nil {
+			if err := m.restart(ctx, err); err != nil {
+				fail(err)
+			}
+		}
 	}
 	wg.Wait()
-	if err := m.stop(); err != nil {
+	if failed != nil {
+		m.sess.Close()
+		return failed
+	}
+	return m.stop()
+}
+
+// restart starts the gathering again with a new session after a
+// transaction could not end (Kafka fenced it, or failed it): the member
+// leaves the group and joins again, and reads every partition it is given
+// from its committed offset. It gives up after the fifth failure in a
+// row within a minute.
+func (m *member) restart(ctx context.Context, why error) error {
+	if time.Since(m.lastRestart) > time.Minute {
+		m.restarts = 0
+	}
+	m.restarts++
+	m.lastRestart = time.Now()
+	if m.restarts > 5 {
+		return why
+	}
+	m.log.Printf("a transaction of results could not end (%v): starting the gathering again, from the committed offsets", why)
+	m.sess.Close()
+	m.forgetAll()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(time.Second):
+	}
+	sess, err := m.gathering()
+	if err != nil {
 		return err
 	}
-	return failed
+	m.setSession(sess)
+	return nil
+}
+
+// setSession makes sess the gathering session.
+func (m *member) setSession(sess *kgo.GroupTransactSession) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sess = sess
+}
+
+// gathering is the client that gathers the spans topic and writes the
+// results: in group SpansGroup (or, with ByTraceID, the span topic itself
+// in group Group), committed records only, results written in
+// transactions with the commits of the offsets after them.
+func (m *member) gathering() (*kgo.GroupTransactSession, error) {
+	cfg := m.cfg
+	return kgo.NewGroupTransactSession(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(m.gatherGroup),
+		kgo.TransactionalID("ktrace-stream-"+cfg.Group+"-"+cfg.Instance+"-results"),
+		// A member killed in a transaction holds readers of the results
+		// back until it times out.
+		kgo.TransactionTimeout(20*time.Second),
+		kgo.SessionTimeout(10*time.Second), // a member that died gives its partitions up within seconds
+		kgo.RebalanceTimeout(15*time.Second),
+		// Rebalances are not held back until a poll's records are
+		// handled (BlockRebalanceOnPoll): a transaction's end waits for
+		// the group, which would wait for it. Instead the session aborts
+		// the transaction after a rebalance, and every partition is read
+		// again from what was committed.
+		kgo.ConsumeTopics(m.spans),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transactions' ends come as records too, so that a partition's
+		// offsets are all seen: restoring ends at the last stable offset.
+		kgo.KeepControlRecords(),
+		kgo.ProducerBatchMaxBytes(resultMaxBytes),
+		kgo.DisableAutoCommit(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		internalCompression(),
+		kgo.OnPartitionsAssigned(m.assigned),
+		kgo.OnPartitionsRevoked(m.revoked),
+		kgo.OnPartitionsLost(m.lost),
+	)
 }
 
 // stop publishes what may be published and commits, before leaving.
@@ -272,9 +329,9 @@ func (m *member) stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	m.completeIdle(time.Now())
-	m.publishAll(ctx)
-	m.cl.LeaveGroup()
-	return nil
+	err := m.publishAll(ctx)
+	m.sess.Close() // leaves the group
+	return err
 }
 
 // ensureTopics creates the internal topics when missing: the spans topic
@@ -349,7 +406,10 @@ func (m *member) watch(ctx context.Context) {
 		case <-time.After(time.Second):
 		}
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := m.cl.Ping(pctx)
+		m.mu.Lock()
+		cl := m.sess.Client()
+		m.mu.Unlock()
+		err := cl.Ping(pctx)
 		cancel()
 		if ctx.Err() != nil {
 			return

@@ -96,7 +96,7 @@ func produceSpans(t *testing.T, brokers []string, topic string, ts []trace.Trace
 func TestStreamMembers(t *testing.T) {
 	for _, c := range []membersCase{{name: "scattered"}, {name: "keyed by trace", keyed: true}, {name: "a member joins half way", later: true},
 		{name: "otlp_json", encoding: stream.EncodingJSON}, {name: "the broker restarts", restart: true},
-		{name: "transactions abort", abort: true}} {
+		{name: "transactions abort", abort: true}, {name: "a results transaction is fenced", fenced: true}} {
 		t.Run(c.name, func(t *testing.T) { members(t, c) })
 	}
 }
@@ -106,7 +106,11 @@ type membersCase struct {
 	keyed, later, restart bool
 	// abort fails the first transactions' offset commits as a rebalance
 	// would: they abort, and their records are written again.
-	abort    bool
+	abort bool
+	// fenced answers the first transactional commit of the gathering
+	// group's offsets as a broker does to a fenced producer: the member
+	// starts its gathering again.
+	fenced   bool
 	encoding string
 }
 
@@ -129,8 +133,11 @@ func members(t *testing.T, c membersCase) {
 	defer func() { cluster.Close() }()
 	if c.abort {
 		for range 3 {
-			cluster.ControlKey(int16(kmsg.TxnOffsetCommit), failTxnOffsetCommit)
+			cluster.ControlKey(int16(kmsg.TxnOffsetCommit), failTxnOffsetCommit(kerr.RebalanceInProgress, ""))
 		}
+	}
+	if c.fenced {
+		cluster.ControlKey(int16(kmsg.TxnOffsetCommit), failTxnOffsetCommit(kerr.ProducerFenced, stream.SpansGroup("g")))
 	}
 	brokers := cluster.ListenAddrs()
 	ts := synth.Generate(synth.Config{Traces: 300, SpansPerTrace: 12, BrokenShare: 0.3, LinkShare: 0.3, Seed: 8})
@@ -237,6 +244,16 @@ func members(t *testing.T, c membersCase) {
 			t.Errorf("the spans topic holds %d spans read committed, %d in all; want %d, and more in all (aborted)", committed, all, total)
 		}
 	}
+	if c.fenced {
+		restarted := false
+		logs.Range(func(_, f any) bool {
+			restarted = restarted || strings.Contains(f.(func() string)(), "starting the gathering again, from the committed offsets")
+			return true
+		})
+		if !restarted {
+			t.Error("no member said it started its gathering again after its transaction was fenced")
+		}
+	}
 	if c.later { // partitions moved, and their new owners read again what was left open
 		restored := false
 		logs.Range(func(_, f any) bool {
@@ -325,22 +342,27 @@ func waitReady(t *testing.T, listen []string, ready bool) {
 	}
 }
 
-// failTxnOffsetCommit answers a transaction's offset commit as a broker
-// does when the group is rebalancing.
-func failTxnOffsetCommit(req kmsg.Request) (kmsg.Response, error, bool) {
-	r := req.(*kmsg.TxnOffsetCommitRequest)
-	resp := r.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
-	for _, t := range r.Topics {
-		rt := kmsg.NewTxnOffsetCommitResponseTopic()
-		rt.Topic = t.Topic
-		for _, p := range t.Partitions {
-			rp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
-			rp.Partition, rp.ErrorCode = p.Partition, kerr.RebalanceInProgress.Code
-			rt.Partitions = append(rt.Partitions, rp)
+// failTxnOffsetCommit answers a transaction's offset commit (of group, or
+// any: "") with err for every partition, once.
+func failTxnOffsetCommit(err *kerr.Error, group string) func(kmsg.Request) (kmsg.Response, error, bool) {
+	return func(req kmsg.Request) (kmsg.Response, error, bool) {
+		r := req.(*kmsg.TxnOffsetCommitRequest)
+		if group != "" && r.Group != group {
+			return nil, nil, false
 		}
-		resp.Topics = append(resp.Topics, rt)
+		resp := r.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+		for _, t := range r.Topics {
+			rt := kmsg.NewTxnOffsetCommitResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+				rp.Partition, rp.ErrorCode = p.Partition, err.Code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
 	}
-	return resp, nil, true
 }
 
 // spansIn counts the spans in group g's spans topic, read at isolation.

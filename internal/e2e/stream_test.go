@@ -73,6 +73,7 @@ func TestStreamProcesses(t *testing.T) {
 
 	var logs [3]*bytes.Buffer
 	var procs [3]*exec.Cmd
+	var exited [3]chan error // a member's exit, once it has
 	for i := range procs {
 		logs[i] = &bytes.Buffer{}
 		procs[i] = exec.Command(ktraceBin, "stream", "--kafka-brokers", brokers, "--topic", "otlp_spans", "--group", "g",
@@ -81,12 +82,16 @@ func TestStreamProcesses(t *testing.T) {
 		if err := procs[i].Start(); err != nil {
 			t.Fatal(err)
 		}
+		exited[i] = make(chan error, 1)
+		go func() { exited[i] <- procs[i].Wait() }()
 	}
 	defer func() {
 		for i, p := range procs {
-			if p.ProcessState == nil {
+			if i != 1 {
 				p.Process.Signal(syscall.SIGTERM)
-				p.Wait()
+				if err := <-exited[i]; err != nil {
+					t.Errorf("member %d stopped with %v", i, err)
+				}
 			}
 			t.Logf("member %d:\n%s", i, logs[i])
 		}
@@ -97,7 +102,7 @@ func TestStreamProcesses(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // reading, before any trace is quiet long enough to publish
 	procs[1].Process.Signal(syscall.SIGKILL)
-	procs[1].Wait()
+	<-exited[1]
 
 	want, _ := runOut(t, "graph", "--fixture", "stargazers-lost", "-o", "json")
 	var got string
@@ -126,6 +131,14 @@ func TestStreamProcesses(t *testing.T) {
 	}
 	if !skipped {
 		t.Error("no member said it skipped the record that is not OTLP")
+	}
+	for _, i := range []int{0, 2} { // the others run on, whatever the rebalances
+		select {
+		case err := <-exited[i]:
+			exited[i] <- err
+			t.Errorf("member %d exited (%v) while the others ran", i, err)
+		default:
+		}
 	}
 }
 
