@@ -75,6 +75,27 @@ func newAssembler(from int64) *assembler {
 		published: map[trace.TraceID]int64{}, segments: map[int64]*segment{}}
 }
 
+// again is the assembler of the same partition read again from from,
+// the offset its last published segment ended at: what it gathered since
+// is dropped, what it remembers of the published segments is kept, so
+// that spans coming for their traces are still known as late.
+func (a *assembler) again(from int64) *assembler {
+	n := newAssembler(from)
+	for _, start := range a.segOrder {
+		if s := a.segments[start]; s != nil && start < from {
+			n.segments[start] = s
+			n.segOrder = append(n.segOrder, start)
+		}
+	}
+	for _, id := range a.order {
+		if start, ok := a.published[id]; ok && n.segments[start] != nil {
+			n.published[id] = start
+			n.order = append(n.order, id)
+		}
+	}
+	return n
+}
+
 // restoring says the assembler has not yet read what its partition held
 // when it was assigned.
 func (a *assembler) restoring() bool { return a.next < a.restoreTo }

@@ -107,3 +107,38 @@ func stillHeld(a *assembler, id trace.TraceID) bool {
 	}
 	return false
 }
+
+// TestAssemblerAgain: read again from the end of its last published
+// segment, an assembler still knows the spans that come for the traces
+// of published segments as late, and takes those of the segment it was
+// gathering, dropped, as new.
+func TestAssemblerAgain(t *testing.T) {
+	span := func(tid uint64, sid trace.SpanID) []trace.Trace {
+		id := trace.TraceID{Low: tid}
+		return []trace.Trace{{ID: id, Spans: []trace.Span{{TraceID: id, SpanID: sid}}}}
+	}
+	t0 := time.Unix(0, 0)
+	a := newAssembler(0)
+	a.add(0, span(1, 1), t0)
+	a.add(1, span(1, 2), t0)
+	a.complete(t0.Add(time.Second))
+	if out, commit := a.cut(); len(out) != 1 || commit != 2 {
+		t.Fatalf("cut %d traces up to %d", len(out), commit)
+	}
+	a.committed = 2 // published
+	a.add(2, span(2, 1), t0)
+	a.complete(t0.Add(time.Second))
+	if out, _ := a.cut(); len(out) != 1 { // analysed into the segment at 2, not published
+		t.Fatalf("cut %d traces", len(out))
+	}
+	b := a.again(2)
+	if late := b.add(2, span(2, 1), t0); late != 0 {
+		t.Errorf("a span of the dropped segment's trace counted late (%d)", late)
+	}
+	if late := b.add(3, span(1, 3), t0); late != 1 || len(b.segments[0].late) != 1 || !b.segments[0].dirty {
+		t.Errorf("a span of a published trace: %d late, %d kept with its segment", late, len(b.segments[0].late))
+	}
+	if b.next != 4 || b.committed != 2 || len(b.open) != 1 {
+		t.Errorf("read again: next %d, committed %d, %d open", b.next, b.committed, len(b.open))
+	}
+}

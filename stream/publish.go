@@ -62,7 +62,7 @@ func (m *member) publish(ctx context.Context, parts []int32) error {
 	switch err := m.transact(ctx, outs); {
 	case errors.Is(err, errAborted):
 		m.log.Printf("publishing: %v; every partition is read again from its committed offset", err)
-		m.forgetAll()
+		m.readAgain()
 		return nil
 	case err != nil:
 		return err
@@ -209,12 +209,16 @@ func (m *member) published(o *outcome) {
 	}
 }
 
-// forgetAll forgets every partition's traces: after an abort the session
-// reads them all again from their committed offsets.
-func (m *member) forgetAll() {
+// readAgain drops what every partition gathered since its last
+// published segment, keeping what it remembers of the segments published:
+// after an abort the session reads them all again from their committed
+// offsets.
+func (m *member) readAgain() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	clear(m.assemblers)
+	for p, a := range m.assemblers {
+		m.assemblers[p] = a.again(a.committed)
+	}
 }
 
 // again analyses partition p's segment at start again — its records read

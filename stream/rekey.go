@@ -48,9 +48,32 @@ func (m *member) rekeying() (*kgo.GroupTransactSession, error) {
 // decoded and written to the spans topic keyed by trace ID, in one
 // transaction with the commit of their offsets. A transaction that
 // aborts (a rebalance took the partitions meanwhile) is read again; one
-// that cannot end (the member was fenced, or Kafka failed it) ends the
-// member with its error.
+// that cannot end (Kafka fenced it, or failed it) starts the re-keying
+// again with a new session, which reads the span topic from the
+// committed offsets. s is closed when it returns.
 func (m *member) repartition(ctx context.Context, s *kgo.GroupTransactSession) error {
+	var r restarts
+	for {
+		err := m.rekey(ctx, s)
+		s.Close() // leaves the group: its partitions go to the others now
+		if err == nil {
+			return nil
+		}
+		m.log.Printf("%v: starting the re-keying again, from the committed offsets", err)
+		if !r.again(ctx) {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if s, err = m.rekeying(); err != nil {
+			return err
+		}
+	}
+}
+
+// rekey re-keys until ctx ends or a transaction cannot end.
+func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 	for ctx.Err() == nil {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := s.PollFetches(pctx)

@@ -217,6 +217,9 @@ func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 			}
 		}
 		a := newAssembler(from)
+		if old := m.retained[p]; old != nil {
+			a = old.again(from)
+		}
 		if endErr == nil {
 			if o, ok := ends.Lookup(m.spans, p); ok && o.Err == nil && o.Offset > from {
 				a.restoreTo = o.Offset

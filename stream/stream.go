@@ -142,11 +142,9 @@ type member struct {
 	log *log.Logger
 	// sess gathers the spans topic and writes results, in transactions
 	// with the commits of its offsets (set under mu: the pings read it);
-	// restarts counts its restarts in a row, the last at lastRestart.
-	sess        *kgo.GroupTransactSession
-	restarts    int
-	lastRestart time.Time
-	spans       string // SpansTopic (with ByTraceID, the span topic)
+	sess           *kgo.GroupTransactSession
+	gatherRestarts restarts
+	spans          string // SpansTopic (with ByTraceID, the span topic)
 	// gatherGroup is the group that gathers spans: SpansGroup (with
 	// ByTraceID, Group).
 	gatherGroup string
@@ -157,8 +155,12 @@ type member struct {
 
 	mu         sync.Mutex
 	assemblers map[int32]*assembler // by partition of the spans topic
-	poisoned   map[string]bool      // topic/partition already logged
-	metrics    *metrics
+	// retained are the assemblers of a gathering started again: what
+	// they remember of published segments goes on to the partitions
+	// given again.
+	retained map[int32]*assembler
+	poisoned map[string]bool // topic/partition already logged
+	metrics  *metrics
 	// Ready while Kafka answers: the last polls (of the span topic and of
 	// the spans topic) fetched without error and the last ping (once a
 	// second) was answered.
@@ -187,7 +189,6 @@ func Run(ctx context.Context, cfg Config) error {
 		if in, err = m.rekeying(); err != nil {
 			return err
 		}
-		defer in.Close()
 	}
 	sess, err := m.gathering()
 	if err != nil {
@@ -213,7 +214,6 @@ func Run(ctx context.Context, cfg Config) error {
 			if err := m.repartition(ctx, in); err != nil {
 				fail(err)
 			}
-			in.Close() // leaves the group: its partitions go to the others now
 		})
 	} else {
 		m.fetchedIn.Store(true) // nothing to re-key
@@ -252,27 +252,46 @@ func Run(ctx context.Context, cfg Config) error {
 	return m.stop()
 }
 
-// restart starts the gathering again with a new session after a
-// transaction could not end (Kafka fenced it, or failed it): the member
-// leaves the group and joins again, and reads every partition it is given
-// from its committed offset. It gives up after the fifth failure in a
-// row within a minute.
-func (m *member) restart(ctx context.Context, why error) error {
-	if time.Since(m.lastRestart) > time.Minute {
-		m.restarts = 0
+// restarts counts a client's restarts after transactions that could not
+// end (Kafka fenced them, or failed them).
+type restarts struct {
+	n    int
+	last time.Time
+}
+
+// again says whether to start again, after a second: not after the fifth
+// failure in a row within a minute, nor once ctx has ended.
+func (r *restarts) again(ctx context.Context) bool {
+	if time.Since(r.last) > time.Minute {
+		r.n = 0
 	}
-	m.restarts++
-	m.lastRestart = time.Now()
-	if m.restarts > 5 {
-		return why
+	r.n++
+	r.last = time.Now()
+	if r.n > 5 {
+		return false
 	}
-	m.log.Printf("a transaction of results could not end (%v): starting the gathering again, from the committed offsets", why)
-	m.sess.Close()
-	m.forgetAll()
 	select {
 	case <-ctx.Done():
-		return nil
+		return false
 	case <-time.After(time.Second):
+		return true
+	}
+}
+
+// restart starts the gathering again with a new session after a
+// transaction could not end: the member leaves the group and joins again,
+// and reads every partition it is given from its committed offset.
+func (m *member) restart(ctx context.Context, why error) error {
+	m.log.Printf("a transaction of results could not end (%v): starting the gathering again, from the committed offsets", why)
+	m.sess.Close()
+	m.mu.Lock()
+	m.retained, m.assemblers = m.assemblers, map[int32]*assembler{}
+	m.mu.Unlock()
+	if !m.gatherRestarts.again(ctx) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return why
 	}
 	sess, err := m.gathering()
 	if err != nil {
