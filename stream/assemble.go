@@ -105,7 +105,7 @@ func (a *assembler) restoring() bool { return a.next < a.restoreTo }
 // It returns how many spans came for traces already complete (late): for
 // one not yet analysed, they join it; for one analysed, they are kept
 // with its segment, which is analysed again with them when it is next
-// published (the member's republish).
+// published (the member's reanalyse).
 func (a *assembler) add(off int64, frags []trace.Trace, now time.Time) (late int) {
 	for _, f := range frags {
 		if start, ok := a.published[f.ID]; ok && a.segments[start] != nil {

@@ -42,7 +42,8 @@ var errAborted = errors.New("the transaction aborted (the group rebalanced)")
 // together or not at all. The work is done before the transaction
 // begins, so that it stays short. A transaction that aborts reads every
 // partition again from its committed offset (the session rewinds them
-// all); one that cannot end ends the member with its error.
+// all); the error of one that cannot end is returned (the member starts
+// its gathering again).
 func (m *member) publish(ctx context.Context, parts []int32) error {
 	var outs []*outcome
 	for _, p := range parts {
@@ -92,7 +93,7 @@ func (m *member) prepare(ctx context.Context, p int32) (*outcome, error) {
 	dirty := a.dirty()
 	m.mu.Unlock()
 	for _, seg := range dirty {
-		r, err := m.again(ctx, p, a, seg)
+		r, err := m.reanalyse(ctx, p, a, seg)
 		if err != nil {
 			return nil, fmt.Errorf("reading the segment at %d again for its late spans: %w", seg, err)
 		}
@@ -221,11 +222,12 @@ func (m *member) readAgain() {
 	}
 }
 
-// again analyses partition p's segment at start again — its records read
-// again from the topic, with the late spans that came for its traces —
-// into a result under the segment's key, so that a reader's last value of
-// the key holds them. Its base is the segment as it was published.
-func (m *member) again(ctx context.Context, p int32, a *assembler, start int64) (result, error) {
+// reanalyse analyses partition p's segment at start again — its records
+// read again from the topic, with the late spans that came for its
+// traces — into a result under the segment's key, so that a reader's last
+// value of the key holds them. Its base is the segment as it was
+// published.
+func (m *member) reanalyse(ctx context.Context, p int32, a *assembler, start int64) (result, error) {
 	m.mu.Lock()
 	s := a.segments[start]
 	first, last, late := s.first, s.last, s.late
