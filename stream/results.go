@@ -17,9 +17,10 @@ var ErrNoResults = errors.New("no results published")
 
 // ReadResults reads group's partial results — the last value of every
 // key, published from from to to (zero times: no bound) — and merges them
-// into one partial. It reads what transactions committed, up to the end
-// the topic had when it began (its last stable offset); progress, if not
-// nil, hears how many partials were read.
+// into one partial. It reads what transactions committed, from the first
+// result published at from up to the end the topic had when it began (its
+// last stable offset); progress, if not nil, hears how many partials were
+// read.
 func ReadResults(ctx context.Context, brokers []string, group string, from, to time.Time, progress func(read int)) (*engine.Partial, error) {
 	topic := ResultsTopic(group)
 	// Transactions' ends come as records too, so that the end is reached.
@@ -28,27 +29,51 @@ func ReadResults(ctx context.Context, brokers []string, group string, from, to t
 		return nil, err
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListCommittedOffsets(ctx, topic)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach Kafka at %v: %w", brokers, err)
 	}
 	if err := ends.Error(); err != nil {
 		return nil, fmt.Errorf("results of group %s (%s): %w", group, topic, err)
 	}
+	// A key's last value is the one read: one published before from is
+	// left out whatever it was, so reading starts at from.
+	var starts kadm.ListedOffsets
+	if !from.IsZero() {
+		if starts, err = adm.ListOffsetsAfterMilli(ctx, from.UnixMilli(), topic); err == nil {
+			err = starts.Error()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("results of group %s (%s) since %s: %w", group, topic, from.Format(time.RFC3339), err)
+		}
+	}
 	want := map[int32]int64{} // partition → end offset
 	consume := map[string]map[int32]kgo.Offset{topic: {}}
+	published := false
 	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-			consume[topic][o.Partition] = kgo.NewOffset().AtStart()
+		if o.Offset <= 0 {
+			return
 		}
+		published = true
+		start := kgo.NewOffset().AtStart()
+		if s, ok := starts.Lookup(topic, o.Partition); ok {
+			if s.Offset >= o.Offset {
+				return // nothing published since from
+			}
+			start = kgo.NewOffset().At(s.Offset)
+		}
+		want[o.Partition] = o.Offset
+		consume[topic][o.Partition] = start
 	})
-	if len(want) == 0 {
+	if !published {
 		return nil, fmt.Errorf("group %s: %w (is ktrace stream running on its span topic?)", group, ErrNoResults)
 	}
-	cl.AddConsumePartitions(consume)
 	latest := map[string]*kgo.Record{}
 	read := 0
+	if len(want) > 0 {
+		cl.AddConsumePartitions(consume)
+	}
 	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {

@@ -84,6 +84,10 @@ type Config struct {
 	TraceIdle, Window time.Duration
 	// SkewTolerance is the break analysis' (default 10ms).
 	SkewTolerance time.Duration
+	// ResultsRetention is how long the results topic keeps a result
+	// (default 7 days), set when the topic is made: every segment has a
+	// key of its own, so compaction alone would keep them all.
+	ResultsRetention time.Duration
 	// Listen serves /metrics, /healthz and /readyz there ("": not).
 	Listen string
 	// Instance names the member in its log (default host-pid).
@@ -125,6 +129,9 @@ func (c *Config) defaults() error {
 	}
 	if c.SkewTolerance == 0 {
 		c.SkewTolerance = 10 * time.Millisecond
+	}
+	if c.ResultsRetention <= 0 {
+		c.ResultsRetention = 7 * 24 * time.Hour
 	}
 	if c.Instance == "" {
 		host, _ := os.Hostname()
@@ -371,9 +378,11 @@ func (m *member) ensureTopics(ctx context.Context) error {
 		return fmt.Errorf("span topic %s: not found", m.cfg.Topic)
 	}
 	parts := int32(len(td.Partitions))
-	compact := "compact"
+	compact := "compact,delete"
 	maxBytes := strconv.Itoa(resultMaxBytes)
-	topics := map[string]map[string]*string{ResultsTopic(m.cfg.Group): {"cleanup.policy": &compact, "max.message.bytes": &maxBytes}}
+	retention := strconv.FormatInt(m.cfg.ResultsRetention.Milliseconds(), 10)
+	topics := map[string]map[string]*string{ResultsTopic(m.cfg.Group): {"cleanup.policy": &compact, "max.message.bytes": &maxBytes,
+		"retention.ms": &retention}}
 	if !m.cfg.ByTraceID {
 		topics[m.spans] = nil
 	}

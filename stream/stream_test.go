@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -420,7 +421,9 @@ func countSpans(ts []trace.Trace) int {
 // TestStreamLongWindow: with a window longer than the test, a partition
 // whose segment has folded enough spans publishes it without waiting (a
 // whole window's partial would outgrow a Kafka record), and a member that
-// stops publishes the rest.
+// stops publishes the rest. The results topic keeps results for the
+// retention asked for, compacted, and a reader from a time after the
+// last result finds none.
 func TestStreamLongWindow(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "otlp_spans"))
 	if err != nil {
@@ -433,7 +436,7 @@ func TestStreamLongWindow(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- stream.Run(ctx, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: time.Second,
-			Window: time.Hour, Instance: "m", Log: io.Discard, ByTraceID: true})
+			Window: time.Hour, Instance: "m", Log: io.Discard, ByTraceID: true, ResultsRetention: 36 * time.Hour})
 	}()
 	produceSpans(t, brokers, "otlp_spans", ts, true, "")
 	traces := func() int {
@@ -456,6 +459,34 @@ func TestStreamLongWindow(t *testing.T) {
 	if got := traces(); got != len(ts) {
 		t.Fatalf("after the member stopped, %d of %d traces published", got, len(ts))
 	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	configs, err := kadm.NewClient(cl).DescribeTopicConfigs(context.Background(), stream.ResultsTopic("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"cleanup.policy": "compact,delete", "retention.ms": "129600000"} {
+		if c, err := configs.On(stream.ResultsTopic("g"), nil); err != nil {
+			t.Fatal(err)
+		} else if got := configValue(c, key); got != want {
+			t.Errorf("the results topic's %s is %q, want %q", key, got, want)
+		}
+	}
+	if _, err := stream.ReadResults(context.Background(), brokers, "g", time.Now().Add(time.Hour), time.Time{}, nil); !errors.Is(err, stream.ErrNoResults) {
+		t.Errorf("results since an hour ahead: %v, want none", err)
+	}
+}
+
+func configValue(c kadm.ResourceConfig, key string) string {
+	for _, kv := range c.Configs {
+		if kv.Key == key && kv.Value != nil {
+			return *kv.Value
+		}
+	}
+	return ""
 }
 
 // TestStreamLateSpans: spans that come after their trace was analysed and

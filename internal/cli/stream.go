@@ -24,6 +24,7 @@ type StreamOptions struct {
 	Listen    string
 	Idle      time.Duration
 	Window    time.Duration
+	Retention time.Duration
 }
 
 // NewCmdStream builds `ktrace stream`.
@@ -54,8 +55,8 @@ are served on --listen.`,
 			if opts.Encoding != stream.EncodingProto && opts.Encoding != stream.EncodingJSON {
 				return usagef("--encoding %q: want %s or %s", opts.Encoding, stream.EncodingProto, stream.EncodingJSON)
 			}
-			if opts.Idle <= 0 || opts.Window <= 0 {
-				return usagef("--trace-idle and --window must be positive")
+			if opts.Idle <= 0 || opts.Window <= 0 || opts.Retention <= 0 {
+				return usagef("--trace-idle, --window and --results-retention must be positive")
 			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
@@ -72,6 +73,7 @@ are served on --listen.`,
 	f.StringVar(&opts.Listen, "listen", "", "serve /metrics, /healthz and /readyz on `host:port` (none by default)")
 	f.DurationVar(&opts.Idle, "trace-idle", 5*time.Second, "a trace is complete once quiet this long")
 	f.DurationVar(&opts.Window, "window", time.Minute, "publish partial results this often")
+	f.DurationVar(&opts.Retention, "results-retention", 7*24*time.Hour, "how long ktrace.GROUP.results keeps results (set when it is made)")
 	return cmd
 }
 
@@ -79,7 +81,8 @@ func streamRun(ctx context.Context, opts *StreamOptions) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	err := stream.Run(ctx, stream.Config{Brokers: strings.Split(opts.Brokers, ","), Topic: opts.Topic, Group: opts.Group,
-		Encoding: opts.Encoding, ByTraceID: opts.ByTraceID, TraceIdle: opts.Idle, Window: opts.Window, Listen: opts.Listen, Log: opts.IO.ErrOut})
+		Encoding: opts.Encoding, ByTraceID: opts.ByTraceID, TraceIdle: opts.Idle, Window: opts.Window, Listen: opts.Listen, Log: opts.IO.ErrOut,
+		ResultsRetention: opts.Retention})
 	if err != nil && ctx.Err() == nil {
 		return withCode(ExitBackend, err)
 	}
