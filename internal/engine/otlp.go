@@ -49,43 +49,26 @@ func (d *otlpDecoder) tracesData(msg []byte) bool {
 }
 
 func (d *otlpDecoder) resourceSpans(msg []byte) bool {
-	var seen uint32
 	var resource *trace.Resource
-	scopes := 0
-	r := wire{msg: msg}
-	for r.next() {
-		f := r.f
-		if f.typ != protowire.BytesType || (f.num != 2 && !once(&seen, f.num)) {
-			return false
-		}
-		switch f.num {
-		case 1: // resource: needed before the spans
-			if scopes > 0 {
-				return false
-			}
-			attrs, ok := d.resource(f.bytes)
+	return container(msg, true, func(num protowire.Number, b []byte) bool {
+		switch num {
+		case 1: // the resource: needed before the spans
+			attrs, ok := d.resource(b)
 			if !ok {
 				return false
 			}
 			svc, _ := attrs.Get("service.name")
 			resource = d.res.Get(svc, attrs)
+			return true
 		case 2:
 			if resource == nil {
 				resource = d.res.Get("", nil)
 			}
-			scopes++
-			if !d.scopeSpans(f.bytes, resource) {
-				return false
-			}
-		case 3: // schema_url
-			if !utf8.Valid(f.bytes) {
-				return false
-			}
-		default:
-			return false
+			return d.scopeSpans(b, resource)
+		default: // schema_url
+			return utf8.Valid(b)
 		}
-	}
-	return !r.bad
+	})
 }
 
 func (d *otlpDecoder) resource(msg []byte) (trace.Attributes, bool) {
@@ -109,27 +92,16 @@ func (d *otlpDecoder) resource(msg []byte) (trace.Attributes, bool) {
 }
 
 func (d *otlpDecoder) scopeSpans(msg []byte, resource *trace.Resource) bool {
-	var seen uint32
-	r := wire{msg: msg}
-	for r.next() {
-		f := r.f
-		if f.typ != protowire.BytesType || (f.num != 2 && !once(&seen, f.num)) {
-			return false
-		}
-		var ok bool
-		switch f.num {
+	return container(msg, false, func(num protowire.Number, b []byte) bool {
+		switch num {
 		case 1:
-			ok = check(f.bytes, scopeFields)
+			return check(b, scopeFields)
 		case 2:
-			ok = d.span(f.bytes, resource)
-		case 3: // schema_url
-			ok = utf8.Valid(f.bytes)
+			return d.span(b, resource)
+		default: // schema_url
+			return utf8.Valid(b)
 		}
-		if !ok {
-			return false
-		}
-	}
-	return !r.bad
+	})
 }
 
 // checked says how a field of a message ktrace does not keep is checked:

@@ -47,6 +47,15 @@ type splitter struct {
 // block is a resource's (or a scope's) raw message and schema URL.
 type block struct{ msg, schema []byte }
 
+// set keeps field 1 (the message) or 3 (the schema URL) of a container.
+func (b *block) set(num protowire.Number, v []byte) {
+	if num == 1 {
+		b.msg = v
+	} else {
+		b.schema = v
+	}
+}
+
 type traceRuns struct {
 	id   trace.TraceID
 	runs []run
@@ -61,58 +70,25 @@ type run struct {
 func (sp *splitter) resourceSpans(msg []byte) bool {
 	rs := len(sp.resources)
 	sp.resources = append(sp.resources, block{})
-	var seen uint32
-	inScopes := false
-	r := wire{msg: msg}
-	for r.next() {
-		f := r.f
-		if f.typ != protowire.BytesType || (f.num != 2 && !once(&seen, f.num)) {
-			return false
+	return container(msg, true, func(num protowire.Number, b []byte) bool {
+		if num == 2 {
+			return sp.scopeSpans(b, rs)
 		}
-		switch f.num {
-		case 1: // the resource: before the scopes, as DecodeOTLP wants it
-			if inScopes {
-				return false
-			}
-			sp.resources[rs].msg = f.bytes
-		case 2:
-			inScopes = true
-			if !sp.scopeSpans(f.bytes, rs) {
-				return false
-			}
-		case 3:
-			sp.resources[rs].schema = f.bytes
-		default:
-			return false
-		}
-	}
-	return !r.bad
+		sp.resources[rs].set(num, b)
+		return true
+	})
 }
 
 func (sp *splitter) scopeSpans(msg []byte, rs int) bool {
 	ss := len(sp.scopes)
 	sp.scopes = append(sp.scopes, block{})
-	var seen uint32
-	r := wire{msg: msg}
-	for r.next() {
-		f := r.f
-		if f.typ != protowire.BytesType || (f.num != 2 && !once(&seen, f.num)) {
-			return false
+	return container(msg, false, func(num protowire.Number, b []byte) bool {
+		if num == 2 {
+			return sp.span(b, rs, ss)
 		}
-		switch f.num {
-		case 1:
-			sp.scopes[ss].msg = f.bytes
-		case 2:
-			if !sp.span(f.bytes, rs, ss) {
-				return false
-			}
-		case 3:
-			sp.scopes[ss].schema = f.bytes
-		default:
-			return false
-		}
-	}
-	return !r.bad
+		sp.scopes[ss].set(num, b)
+		return true
+	})
 }
 
 func (sp *splitter) span(msg []byte, rs, ss int) bool {

@@ -58,6 +58,31 @@ func (r *wire) next() bool {
 	return true
 }
 
+// container reads a ResourceSpans or a ScopeSpans message in the plain
+// form: every field a byte string, 1 (the resource or the scope) and 3
+// (the schema URL) at most once, 2 (a scope or a span) repeated, and with
+// headFirst 1 before any 2. It hands every field to take, and says whether
+// the message had that form and take took every field. DecodeOTLP and
+// SplitOTLP both read the two levels with it, so they decline alike.
+func container(msg []byte, headFirst bool, take func(num protowire.Number, b []byte) bool) bool {
+	var seen uint32
+	children := false
+	r := wire{msg: msg}
+	for r.next() {
+		f := r.f
+		switch {
+		case f.typ != protowire.BytesType, f.num < 1 || f.num > 3, f.num != 2 && !once(&seen, f.num),
+			headFirst && f.num == 1 && children:
+			return false
+		}
+		children = children || f.num == 2
+		if !take(f.num, f.bytes) {
+			return false
+		}
+	}
+	return !r.bad
+}
+
 // once notes field num as seen, and says whether it was not before.
 func once(seen *uint32, num protowire.Number) bool {
 	bit := uint32(1) << (num & 31)
