@@ -50,23 +50,24 @@ func (m *member) rekeying() (*kgo.GroupTransactSession, error) {
 // aborts (a rebalance took the partitions meanwhile) is read again; one
 // that cannot end (Kafka fenced it, or failed it) starts the re-keying
 // again with a new session, which reads the span topic from the
-// committed offsets. s is closed when it returns.
-func (m *member) repartition(ctx context.Context, s *kgo.GroupTransactSession) error {
+// committed offsets.
+func (m *member) repartition(ctx context.Context) error {
 	var r restarts
 	for {
-		err := m.rekey(ctx, s)
+		s, err := m.rekeying()
+		if err != nil {
+			return err
+		}
+		err = m.rekey(ctx, s)
 		s.Close() // leaves the group: its partitions go to the others now
 		if err == nil {
 			return nil
 		}
-		m.log.Printf("%v: starting the re-keying again, from the committed offsets", err)
+		m.log.Printf("a re-keying transaction could not end (%v): starting the re-keying again, from the committed offsets", err)
 		if !r.again(ctx) {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
-		}
-		if s, err = m.rekeying(); err != nil {
 			return err
 		}
 	}

@@ -219,6 +219,7 @@ func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 		a := newAssembler(from)
 		if old := m.retained[p]; old != nil {
 			a = old.again(from)
+			delete(m.retained, p)
 		}
 		if endErr == nil {
 			if o, ok := ends.Lookup(m.spans, p); ok && o.Err == nil && o.Offset > from {
@@ -231,24 +232,16 @@ func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 	m.metrics.partitions.Set(float64(len(m.assemblers)))
 }
 
-// revoked forgets the partitions taken away: their new owners read again
-// what was not published. (Publishing here cannot be: a transaction
-// cannot end inside the rebalance, and the session aborts the next one,
-// which reads every partition again from its committed offset.)
-func (m *member) revoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+// forget forgets the partitions taken away (revoked) or lost: their new
+// owners read again what was not published. (Publishing here cannot be:
+// a transaction cannot end inside the rebalance, and the session aborts
+// the next one, which reads every partition again from its committed
+// offset.)
+func (m *member) forget(_ context.Context, _ *kgo.Client, gone map[string][]int32) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, p := range revoked[m.spans] {
+	for _, p := range gone[m.spans] {
 		delete(m.assemblers, p)
 	}
 	m.metrics.partitions.Set(float64(len(m.assemblers)))
-}
-
-// lost forgets the partitions lost without a chance to publish.
-func (m *member) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, p := range lost[m.spans] {
-		delete(m.assemblers, p)
-	}
 }

@@ -190,13 +190,6 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	m.reachable.Store(true) // it answered ensureTopics
-	var in *kgo.GroupTransactSession
-	if !cfg.ByTraceID {
-		var err error
-		if in, err = m.rekeying(); err != nil {
-			return err
-		}
-	}
 	sess, err := m.gathering()
 	if err != nil {
 		return err
@@ -216,9 +209,9 @@ func Run(ctx context.Context, cfg Config) error {
 	var failOnce sync.Once
 	fail := func(err error) { failOnce.Do(func() { failed = err; stopAll() }) }
 	var wg sync.WaitGroup
-	if in != nil {
+	if !cfg.ByTraceID {
 		wg.Go(func() {
-			if err := m.repartition(ctx, in); err != nil {
+			if err := m.repartition(ctx); err != nil {
 				fail(err)
 			}
 		})
@@ -345,8 +338,8 @@ func (m *member) gathering() (*kgo.GroupTransactSession, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		internalCompression(),
 		kgo.OnPartitionsAssigned(m.assigned),
-		kgo.OnPartitionsRevoked(m.revoked),
-		kgo.OnPartitionsLost(m.lost),
+		kgo.OnPartitionsRevoked(m.forget),
+		kgo.OnPartitionsLost(m.forget),
 	)
 }
 
