@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"slices"
 	"time"
 
 	"github.com/ktrace-dev/ktrace/internal/engine"
@@ -53,14 +54,19 @@ const (
 )
 
 // segment is a segment whose traces were analysed: where its records lie
-// in the partition, so that it can be read again, and the late spans
-// that came for its traces.
+// in the partition, so that it can be read again, its traces, and the
+// records that brought late spans for them. It is what the segments
+// topic keeps (segments.go), so that a partition's next owner knows it.
 type segment struct {
 	first, last int64 // offsets of its traces' first and last records
-	late        []trace.Trace
-	// dirty: late spans came since it was last published.
-	dirty bool
+	traces      []trace.TraceID
+	lateAt      []int64 // offsets of the records with late spans, ascending
+	// settled is how many of lateAt the segment's published result holds.
+	settled int
 }
+
+// dirty says late spans came since the segment was last published.
+func (s *segment) dirty() bool { return len(s.lateAt) > s.settled }
 
 // partial is one trace being gathered.
 type partial struct {
@@ -110,7 +116,9 @@ func (a *assembler) add(off int64, frags []trace.Trace, now time.Time) (late int
 	for _, f := range frags {
 		if start, ok := a.published[f.ID]; ok && a.segments[start] != nil {
 			s := a.segments[start]
-			s.late, s.dirty = append(s.late, f), true
+			if n := len(s.lateAt); n == 0 || s.lateAt[n-1] < off {
+				s.lateAt = append(s.lateAt, off)
+			}
 			late += len(f.Spans)
 			continue
 		}
@@ -207,13 +215,45 @@ func (a *assembler) remember(id trace.TraceID, first, last int64) {
 		}
 	}
 	s.first, s.last = min(s.first, first), max(s.last, last)
+	s.traces = append(s.traces, id)
+	a.note(id, a.committed)
+}
+
+// note notes trace id as analysed into the segment at start, forgetting
+// the oldest trace noted past maxPublished.
+func (a *assembler) note(id trace.TraceID, start int64) {
 	if _, ok := a.published[id]; !ok {
 		a.order = append(a.order, id)
 	}
-	a.published[id] = a.committed
+	a.published[id] = start
 	if len(a.order) > maxPublished {
 		delete(a.published, a.order[0])
 		a.order = a.order[1:]
+	}
+}
+
+// know takes segments published by an earlier owner of the partition, in
+// the order they were published, as if this assembler had published them
+// (those at or past its committed offset are not published: left out).
+func (a *assembler) know(segs map[int64]*segment) {
+	starts := make([]int64, 0, len(segs))
+	for start := range segs {
+		if start < a.committed && a.segments[start] == nil {
+			starts = append(starts, start)
+		}
+	}
+	slices.Sort(starts)
+	for _, start := range starts {
+		s := segs[start]
+		a.segments[start] = s
+		a.segOrder = append(a.segOrder, start)
+		if len(a.segOrder) > maxSegments {
+			delete(a.segments, a.segOrder[0])
+			a.segOrder = a.segOrder[1:]
+		}
+		for _, id := range s.traces {
+			a.note(id, start)
+		}
 	}
 }
 
@@ -222,7 +262,7 @@ func (a *assembler) remember(id trace.TraceID, first, last int64) {
 func (a *assembler) dirty() []int64 {
 	var out []int64
 	for _, start := range a.segOrder {
-		if s := a.segments[start]; s != nil && s.dirty {
+		if s := a.segments[start]; s != nil && s.dirty() {
 			out = append(out, start)
 		}
 	}

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -71,6 +72,9 @@ func TestAssembleCut(t *testing.T) {
 			}
 			start := a.published[id]
 			seg := a.segments[start]
+			if !slices.Contains(seg.traces, id) {
+				t.Fatalf("round %d: trace %v is not among the traces of its segment at %d", round, id, start)
+			}
 			for off, r := range log {
 				if r.tid == id && off < publishedAt[id] && (int64(off) < max(seg.first, start) || int64(off) > seg.last) {
 					t.Fatalf("round %d: trace %v has record %d outside its segment at %d (%d to %d)", round, id, off, start, seg.first, seg.last)
@@ -79,8 +83,8 @@ func TestAssembleCut(t *testing.T) {
 		}
 		kept, reopened := 0, 0
 		for _, seg := range a.segments {
-			kept += countSpans(seg.late)
-			if len(seg.late) > 0 && !seg.dirty {
+			kept += len(seg.lateAt) // a span a record
+			if len(seg.lateAt) > 0 && !seg.dirty() {
 				t.Fatalf("round %d: a segment with late spans is not marked to be published again", round)
 			}
 		}
@@ -135,10 +139,76 @@ func TestAssemblerAgain(t *testing.T) {
 	if late := b.add(2, span(2, 1), t0); late != 0 {
 		t.Errorf("a span of the dropped segment's trace counted late (%d)", late)
 	}
-	if late := b.add(3, span(1, 3), t0); late != 1 || len(b.segments[0].late) != 1 || !b.segments[0].dirty {
-		t.Errorf("a span of a published trace: %d late, %d kept with its segment", late, len(b.segments[0].late))
+	if late := b.add(3, span(1, 3), t0); late != 1 || !slices.Equal(b.segments[0].lateAt, []int64{3}) || !b.segments[0].dirty() {
+		t.Errorf("a span of a published trace: %d late, its segment has late records at %v", late, b.segments[0].lateAt)
 	}
 	if b.next != 4 || b.committed != 2 || len(b.open) != 1 {
 		t.Errorf("read again: next %d, committed %d, %d open", b.next, b.committed, len(b.open))
+	}
+}
+
+// TestAssemblerKnows: a partition's next owner, given the segments its
+// last owner published through their records, takes spans for their
+// traces as late, in the segment each went into, and a segment at or past
+// its committed offset (not published) as not known.
+func TestAssemblerKnows(t *testing.T) {
+	span := func(tid uint64, sid trace.SpanID) []trace.Trace {
+		id := trace.TraceID{Low: tid}
+		return []trace.Trace{{ID: id, Spans: []trace.Span{{TraceID: id, SpanID: sid}}}}
+	}
+	t0 := time.Unix(0, 0)
+	a := newAssembler(0)
+	for i, tid := range []uint64{1, 2, 1, 2} {
+		a.add(int64(i), span(tid, trace.SpanID(i+1)), t0)
+	}
+	a.complete(t0.Add(time.Second))
+	a.cut()
+	a.committed = 4 // published: the segment at 0
+	a.add(4, span(3, 1), t0)
+	a.add(5, span(1, 9), t0) // late
+	a.complete(t0.Add(time.Second))
+	a.cut() // trace 3 analysed into the segment at 4, not published
+	records := map[int64]*segment{}
+	for start, s := range a.segments {
+		got, back, err := unmarshalSegment(s.marshal(start))
+		if err != nil || got != start {
+			t.Fatalf("segment at %d read back as at %d: %v", start, got, err)
+		}
+		records[start] = back
+	}
+	if s := records[0]; s.first != 0 || s.last != 3 || len(s.traces) != 2 || !slices.Equal(s.lateAt, []int64{5}) || s.dirty() {
+		t.Fatalf("segment at 0 read back as %+v", *s)
+	}
+	b := newAssembler(4)
+	b.know(records)
+	if len(b.segments) != 1 || b.segments[0] == nil {
+		t.Fatalf("the new owner knows segments %v, want the one at 0", b.segOrder)
+	}
+	if late := b.add(6, span(2, 7), t0); late != 1 || !slices.Equal(b.segments[0].lateAt, []int64{5, 6}) || !b.segments[0].dirty() {
+		t.Errorf("a span of a trace published by the last owner: %d late, late records %v", late, b.segments[0].lateAt)
+	}
+	if late := b.add(7, span(3, 2), t0); late != 0 || b.open[trace.TraceID{Low: 3}] == nil {
+		t.Errorf("a span of a trace not published: %d late", late)
+	}
+}
+
+// TestSegmentRecord: a segment record reads back as written, and bytes
+// that are not one give an error, never a panic.
+func TestSegmentRecord(t *testing.T) {
+	s := &segment{first: 10, last: 90, traces: []trace.TraceID{{High: 1, Low: 2}, {High: 3, Low: 4}}, lateAt: []int64{95, 120}}
+	b := s.marshal(7)
+	start, back, err := unmarshalSegment(b)
+	if err != nil || start != 7 || back.first != 10 || back.last != 90 || !slices.Equal(back.traces, s.traces) || !slices.Equal(back.lateAt, s.lateAt) || back.settled != 2 {
+		t.Fatalf("read back as %d %+v, %v", start, back, err)
+	}
+	for i := range b {
+		if _, _, err := unmarshalSegment(b[:i]); err == nil {
+			t.Errorf("the first %d bytes read as a segment", i)
+		}
+	}
+	for _, bad := range [][]byte{nil, {2}, append(append([]byte{}, b...), 0), {1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}} {
+		if _, _, err := unmarshalSegment(bad); err == nil {
+			t.Errorf("%x read as a segment", bad)
+		}
 	}
 }

@@ -4,23 +4,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ktrace-dev/ktrace/internal/engine"
+	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // A result is a segment's partial ready to be written, and what it counts
 // in the metrics once written: all of it, or (again: the segment was
 // published before, base is what it held then) what it gained.
 type result struct {
-	rec    *kgo.Record
+	rec *kgo.Record
+	// seg is the segment's record in the segments topic (nil: none).
+	seg    *kgo.Record
 	part   *engine.Partial
 	base   *engine.Partial
 	again  bool
 	traces int
+	// settled: published again, how many of the segment's late records
+	// it holds.
+	settled int
 }
 
 // An outcome is what publishing one partition writes: its results, and
@@ -30,7 +37,9 @@ type outcome struct {
 	a             *assembler
 	start, commit int64
 	results       []result
-	republished   []int64 // the segments published again, by first offset
+	// republished are the segments published again, by first offset,
+	// with how many of their late records they now hold.
+	republished map[int64]int
 }
 
 // errAborted says a transaction aborted: the group rebalanced meanwhile.
@@ -91,13 +100,20 @@ func (m *member) prepare(ctx context.Context, p int32) (*outcome, error) {
 	o := &outcome{p: p, a: a, start: a.committed, commit: a.foldedTo}
 	part, traces := a.folded, a.foldedTraces
 	dirty := a.dirty()
+	var current *kgo.Record
+	if s := a.segments[o.start]; s != nil {
+		current = m.segmentRecord(p, o.start, s)
+	}
 	m.mu.Unlock()
 	for _, seg := range dirty {
 		r, err := m.reanalyse(ctx, p, a, seg)
 		if err != nil {
 			return nil, fmt.Errorf("reading the segment at %d again for its late spans: %w", seg, err)
 		}
-		o.republished = append(o.republished, seg)
+		if o.republished == nil {
+			o.republished = map[int64]int{}
+		}
+		o.republished[seg] = r.settled
 		if seg == o.start { // the one being gathered: counted whole, in place of the folded partial
 			r.again, r.base, part = false, nil, nil
 		}
@@ -110,7 +126,7 @@ func (m *member) prepare(ctx context.Context, p int32) (*outcome, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.traces = traces
+		r.traces, r.seg = traces, current
 		o.results = append(o.results, r)
 	}
 	if len(o.results) == 0 && o.commit <= o.start {
@@ -126,8 +142,14 @@ func (m *member) result(p int32, start int64, part *engine.Partial) (result, err
 	if err != nil {
 		return result{}, err
 	}
-	rec := &kgo.Record{Topic: ResultsTopic(m.cfg.Group), Key: []byte(fmt.Sprintf("p%05d/%020d", p, start)), Value: data}
+	rec := &kgo.Record{Topic: ResultsTopic(m.cfg.Group), Key: segmentKey(p, start), Value: data}
 	return result{rec: rec, part: part}, nil
+}
+
+// segmentRecord is the record of partition p's segment s, starting at
+// start, in the segments topic (called with mu held).
+func (m *member) segmentRecord(p int32, start int64, s *segment) *kgo.Record {
+	return &kgo.Record{Topic: SegmentsTopic(m.cfg.Group), Partition: p, Key: segmentKey(p, start), Value: s.marshal(start)}
 }
 
 // transact writes the outcomes' results and commits their offsets in one
@@ -146,6 +168,9 @@ func (m *member) transact(ctx context.Context, outs []*outcome) error {
 	for _, o := range outs {
 		for _, r := range o.results {
 			recs = append(recs, r.rec)
+			if r.seg != nil {
+				recs = append(recs, r.seg)
+			}
 		}
 	}
 	try := kgo.TryCommit
@@ -191,9 +216,9 @@ func (m *member) published(o *outcome) {
 	if m.assemblers[o.p] == o.a {
 		a := o.a
 		a.committed, a.folded, a.foldedTraces, a.foldedSpans = max(o.commit, o.start), nil, 0, 0
-		for _, seg := range o.republished {
+		for seg, settled := range o.republished {
 			if s := a.segments[seg]; s != nil {
-				s.dirty = false
+				s.settled = settled
 			}
 		}
 	}
@@ -223,41 +248,63 @@ func (m *member) readAgain() {
 }
 
 // reanalyse analyses partition p's segment at start again — its records
-// read again from the topic, with the late spans that came for its
-// traces — into a result under the segment's key, so that a reader's last
+// and those that brought late spans for its traces, read again from the
+// topic — into a result under the segment's key, so that a reader's last
 // value of the key holds them. Its base is the segment as it was
-// published.
+// published last.
 func (m *member) reanalyse(ctx context.Context, p int32, a *assembler, start int64) (result, error) {
 	m.mu.Lock()
 	s := a.segments[start]
-	first, last, late := s.first, s.last, s.late
+	first, last, lateAt, settled := s.first, s.last, s.lateAt, s.settled
+	own := make(map[trace.TraceID]bool, len(s.traces))
+	for _, id := range s.traces {
+		own[id] = true
+	}
+	seg := m.segmentRecord(p, start, s)
 	m.mu.Unlock()
 	recs, err := m.reread(ctx, p, first, last)
 	if err != nil {
 		return result{}, err
 	}
-	// Two assemblies of the segment: as published before, and with its
-	// late spans. Records in it may hold late spans of older segments'
-	// traces: those are left to their own segments.
+	// Two assemblies of the segment: as published last (with the late
+	// spans settled), and with all its late spans. Records hold spans of other segments' traces too
+	// (late ones of older segments, early ones of newer): only the
+	// segment's own traces are taken.
 	was, is := newAssembler(first), newAssembler(first)
 	now := time.Now()
-	for _, r := range recs {
+	mine := func(r *kgo.Record) []trace.Trace {
 		frags, err := decode(r.Value, m.gatherEncoding(), &m.res, &m.strs)
 		if err != nil {
-			continue // counted when first read
+			return nil // counted when first read
 		}
-		own := frags[:0]
-		m.mu.Lock()
+		kept := frags[:0]
 		for _, f := range frags {
-			if seg, ok := a.published[f.ID]; !ok || seg == start {
-				own = append(own, f)
+			if own[f.ID] {
+				kept = append(kept, f)
 			}
 		}
-		m.mu.Unlock()
-		was.add(r.Offset, own, now)
-		is.add(r.Offset, own, now)
+		return kept
 	}
-	is.add(last, late, now)
+	for _, r := range recs {
+		frags := mine(r)
+		was.add(r.Offset, frags, now)
+		is.add(r.Offset, frags, now)
+	}
+	settledTo := int64(-1) // late records up to it were published
+	if settled > 0 {
+		settledTo = lateAt[settled-1]
+	}
+	lateRecs, err := m.rereadAt(ctx, p, lateAt)
+	if err != nil {
+		return result{}, err
+	}
+	for _, r := range lateRecs {
+		frags := mine(r)
+		if r.Offset <= settledTo {
+			was.add(r.Offset, frags, now)
+		}
+		is.add(r.Offset, frags, now)
+	}
 	var parts [2]*engine.Partial
 	n := 0
 	for i, asm := range []*assembler{was, is} {
@@ -268,11 +315,38 @@ func (m *member) reanalyse(ctx context.Context, p int32, a *assembler, start int
 		}
 	}
 	if parts[1] == nil {
-		return result{}, nil
+		return result{settled: len(lateAt)}, nil
 	}
 	r, err := m.result(p, start, parts[1])
-	r.base, r.again, r.traces = parts[0], true, n
+	r.base, r.again, r.traces, r.seg, r.settled = parts[0], true, n, seg, len(lateAt)
 	return r, err
+}
+
+// rereadGap is how far apart two late records may be and still be read
+// in one pass, the records between them skipped.
+const rereadGap = 1000
+
+// rereadAt reads the records at offsets (ascending) of partition p of the
+// gathered topic again, a pass for each run of them.
+func (m *member) rereadAt(ctx context.Context, p int32, offsets []int64) ([]*kgo.Record, error) {
+	var out []*kgo.Record
+	for i := 0; i < len(offsets); {
+		j := i + 1
+		for j < len(offsets) && offsets[j]-offsets[j-1] <= rereadGap {
+			j++
+		}
+		recs, err := m.reread(ctx, p, offsets[i], offsets[j-1])
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			if _, found := slices.BinarySearch(offsets[i:j], r.Offset); found {
+				out = append(out, r)
+			}
+		}
+		i = j
+	}
+	return out, nil
 }
 
 // reread reads partition p of the gathered topic again: its committed

@@ -197,16 +197,24 @@ func (m *member) rewind(p int32, offset int64) {
 // assigned starts an assembler for each new partition of the spans topic,
 // from the group's committed offset, restoring until it has read what the
 // partition held when it came: the records of the traces its last owner
-// left open.
+// left open. What it knows of the segments published before comes from
+// the segments topic (restoreSegments): spans coming late for their
+// traces are merged into them.
 func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	parts := assigned[m.spans]
 	if len(parts) == 0 {
 		return
 	}
+	m.restoringSegments.Add(1)
+	defer m.restoringSegments.Add(-1)
 	adm := kadm.NewClient(cl)
 	committed, err := adm.FetchOffsetsForTopics(ctx, m.gatherGroup, m.spans)
 	// The end a read-committed consumer reaches: the last stable offset.
 	ends, endErr := adm.ListCommittedOffsets(ctx, m.spans)
+	known, knownErr := m.restoreSegments(ctx, parts)
+	if knownErr != nil {
+		m.log.Printf("partitions %v: the segments published before are not known (%v): spans coming late for their traces are taken for traces of their own", parts, knownErr)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, p := range parts {
@@ -217,10 +225,7 @@ func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 			}
 		}
 		a := newAssembler(from)
-		if old := m.retained[p]; old != nil {
-			a = old.again(from)
-			delete(m.retained, p)
-		}
+		a.know(known[p])
 		if endErr == nil {
 			if o, ok := ends.Lookup(m.spans, p); ok && o.Err == nil && o.Offset > from {
 				a.restoreTo = o.Offset

@@ -26,7 +26,9 @@
 // partition over reads no published trace again. A reader keeps the last
 // value of every key: that is how late spans (come after their trace was
 // analysed) are merged: their trace's segment is read again from the
-// topic and published again with them.
+// topic and published again with them. Which traces each segment holds is
+// written to ktrace.GROUP.segments with it (SegmentsTopic), so that a
+// partition's next owner knows them.
 //
 // The repartitioning is Kafka's consume-transform-produce in transactions:
 // the span records written and the span topic's offsets committed
@@ -162,16 +164,15 @@ type member struct {
 
 	mu         sync.Mutex
 	assemblers map[int32]*assembler // by partition of the spans topic
-	// retained are the assemblers of a gathering started again: what
-	// they remember of published segments goes on to the partitions
-	// given again.
-	retained map[int32]*assembler
-	poisoned map[string]bool // topic/partition already logged
-	metrics  *metrics
+	poisoned   map[string]bool      // topic/partition already logged
+	metrics    *metrics
 	// Ready while Kafka answers: the last polls (of the span topic and of
 	// the spans topic) fetched without error and the last ping (once a
 	// second) was answered.
 	fetchedIn, fetched, reachable atomic.Bool
+	// restoringSegments counts the assignments reading the segments
+	// topic back: not ready meanwhile.
+	restoringSegments atomic.Int32
 }
 
 // Run runs a member until ctx ends, then publishes what it may and
@@ -285,7 +286,7 @@ func (m *member) restart(ctx context.Context, why error) error {
 	m.log.Printf("a transaction of results could not end (%v): starting the gathering again, from the committed offsets", why)
 	m.sess.Close()
 	m.mu.Lock()
-	m.retained, m.assemblers = m.assemblers, map[int32]*assembler{}
+	m.assemblers = map[int32]*assembler{}
 	m.mu.Unlock()
 	if !m.gatherRestarts.again(ctx) {
 		if ctx.Err() != nil {
@@ -337,6 +338,7 @@ func (m *member) gathering() (*kgo.GroupTransactSession, error) {
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		internalCompression(),
+		kgo.RecordPartitioner(partitioner(SegmentsTopic(cfg.Group))),
 		kgo.OnPartitionsAssigned(m.assigned),
 		kgo.OnPartitionsRevoked(m.forget),
 		kgo.OnPartitionsLost(m.forget),
@@ -354,7 +356,8 @@ func (m *member) stop() error {
 }
 
 // ensureTopics creates the internal topics when missing: the spans topic
-// with as many partitions as the span topic, the results topic compacted.
+// with as many partitions as the span topic, the results topic compacted,
+// the segments topic with as many partitions as the topic gathered.
 func (m *member) ensureTopics(ctx context.Context) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...))
 	if err != nil {
@@ -362,38 +365,66 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	details, err := adm.ListTopics(ctx, m.cfg.Topic)
+	parts, err := partitions(ctx, adm, m.cfg.Topic)
 	if err != nil {
-		return fmt.Errorf("cannot reach Kafka at %v: %w", m.cfg.Brokers, err)
+		return fmt.Errorf("span topic %s: %w", m.cfg.Topic, err)
 	}
-	td, ok := details[m.cfg.Topic]
-	if !ok || td.Err != nil {
-		return fmt.Errorf("span topic %s: not found", m.cfg.Topic)
-	}
-	parts := int32(len(td.Partitions))
-	compact := "compact,delete"
 	maxBytes := strconv.Itoa(resultMaxBytes)
 	retention := strconv.FormatInt(m.cfg.ResultsRetention.Milliseconds(), 10)
-	topics := map[string]map[string]*string{ResultsTopic(m.cfg.Group): {"cleanup.policy": &compact, "max.message.bytes": &maxBytes,
-		"retention.ms": &retention}}
-	if !m.cfg.ByTraceID {
-		topics[m.spans] = nil
+	if err := create(ctx, adm, ResultsTopic(m.cfg.Group), 1, map[string]*string{"cleanup.policy": ptr("compact,delete"),
+		"max.message.bytes": &maxBytes, "retention.ms": &retention}); err != nil {
+		return err
 	}
-	for topic, cfg := range topics {
-		n := parts
-		if topic != m.spans {
-			n = 1
-		}
-		resp, err := adm.CreateTopics(ctx, n, -1, cfg, topic)
-		if err != nil {
+	if !m.cfg.ByTraceID {
+		if err := create(ctx, adm, m.spans, parts, nil); err != nil {
 			return err
 		}
-		if r := resp[topic]; r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("creating %s: %w", topic, r.Err)
+		if parts, err = partitions(ctx, adm, m.spans); err != nil {
+			return fmt.Errorf("spans topic %s: %w", m.spans, err)
 		}
+	}
+	segments := SegmentsTopic(m.cfg.Group)
+	if err := create(ctx, adm, segments, parts, map[string]*string{"cleanup.policy": ptr("delete"),
+		"retention.ms": ptr(strconv.FormatInt(segmentsRetention.Milliseconds(), 10))}); err != nil {
+		return err
+	}
+	switch n, err := partitions(ctx, adm, segments); {
+	case err != nil:
+		return fmt.Errorf("segments topic %s: %w", segments, err)
+	case n != parts:
+		return fmt.Errorf("segments topic %s has %d partitions, %s has %d: they must be as many (delete %s, and it is made again)",
+			segments, n, m.spans, parts, segments)
 	}
 	return nil
 }
+
+// partitions counts topic's partitions.
+func partitions(ctx context.Context, adm *kadm.Client, topic string) (int32, error) {
+	details, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("cannot reach Kafka: %w", err)
+	}
+	td, ok := details[topic]
+	if !ok || td.Err != nil {
+		return 0, errors.New("not found")
+	}
+	return int32(len(td.Partitions)), nil
+}
+
+// create creates topic with n partitions and configs cfg, unless it is
+// there.
+func create(ctx context.Context, adm *kadm.Client, topic string, n int32, cfg map[string]*string) error {
+	resp, err := adm.CreateTopics(ctx, n, -1, cfg, topic)
+	if err != nil {
+		return err
+	}
+	if r := resp[topic]; r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("creating %s: %w", topic, r.Err)
+	}
+	return nil
+}
+
+func ptr(s string) *string { return &s }
 
 // fetchErrors logs a poll's errors, and says whether there were none.
 func (m *member) fetchErrors(fs kgo.Fetches) bool {

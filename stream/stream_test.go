@@ -161,14 +161,6 @@ func members(t *testing.T, c membersCase) {
 		logs.Store(i, func() string { mu.Lock(); defer mu.Unlock(); return buf.String() })
 		cfg := stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 2 * time.Second, // generous: a loaded machine must not make spans late
 			Window: 400 * time.Millisecond, Instance: fmt.Sprintf("m%d", i), Log: lockedWriter{&mu, &buf}, Encoding: encoding, ByTraceID: keyed}
-		if c.fenced {
-			// The re-keying started again holds its partitions' spans
-			// back for seconds, and the gathering started again gives
-			// partitions to other members, who do not know which
-			// traces were published: spans late across that count
-			// their trace twice. Longer than the restarts.
-			cfg.TraceIdle = 8 * time.Second
-		}
 		cfg.Listen = listen[i]
 		wg.Go(func() {
 			if err := stream.Run(ctx, cfg); err != nil {
@@ -498,14 +490,19 @@ func configValue(c kadm.ResourceConfig, key string) string {
 // test: the member publishes it when it stops).
 func TestStreamLateSpans(t *testing.T) {
 	for _, c := range []struct {
-		name           string
-		keyed, pending bool
-	}{{"re-keyed", false, false}, {"keyed", true, false}, {"segment not yet published", true, true}} {
-		t.Run(c.name, func(t *testing.T) { lateSpans(t, c.keyed, c.pending) })
+		name                  string
+		keyed, pending, moved bool
+	}{{"re-keyed", false, false, false}, {"keyed", true, false, false}, {"segment not yet published", true, true, false},
+		{"the partitions move", false, false, true}} {
+		t.Run(c.name, func(t *testing.T) { lateSpans(t, c.keyed, c.pending, c.moved) })
 	}
 }
 
-func lateSpans(t *testing.T, keyed, pending bool) {
+// lateSpans: late spans merged into their traces' segments (pending:
+// segments not yet published; moved: half the late spans come after the
+// partitions moved to another member, which knows the segments through
+// the segments topic and merges the late spans with those merged before).
+func lateSpans(t *testing.T, keyed, pending, moved bool) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"))
 	if err != nil {
 		t.Fatal(err)
@@ -539,29 +536,35 @@ func lateSpans(t *testing.T, keyed, pending bool) {
 		late = append(late, trace.Trace{ID: tr.ID, Spans: []trace.Span{tr.Spans[k]}})
 		lateCount++
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := ln.Addr().String()
-	ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- stream.Run(ctx, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 500 * time.Millisecond,
-			Window: window, Instance: "m", Log: io.Discard, ByTraceID: keyed, Listen: listen})
-	}()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if err := <-done; err != nil {
-				t.Error(err)
+	var listen string
+	stopped := true
+	var stop func()
+	start := func(instance string) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		listen = ln.Addr().String()
+		ln.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- stream.Run(ctx, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 500 * time.Millisecond,
+				Window: window, Instance: instance, Log: io.Discard, ByTraceID: keyed, Listen: listen})
+		}()
+		stopped = false
+		stop = func() {
+			if !stopped {
+				stopped = true
+				cancel()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
 			}
 		}
 	}
-	defer stop()
+	start("m")
+	defer func() { stop() }()
 	metric := func(name string) string {
 		resp, err := http.Get("http://" + listen + "/metrics")
 		if err != nil {
@@ -621,6 +624,25 @@ func lateSpans(t *testing.T, keyed, pending bool) {
 		}
 	}
 	// The late spans, merged.
+	if moved {
+		// The first half merged and published by this member; the
+		// second half read by the next owner of the partitions.
+		half := late[:len(late)/2]
+		produceSpans(t, brokers, "otlp_spans", half, keyed, "")
+		waitMetric("ktrace_stream_late_spans_total", strconv.Itoa(len(half)))
+		want := testenv.GraphSummary(graph.Build(merged(early, half)))
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if g, _ := results(); g != nil && testenv.GraphSummary(g) == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the first late spans not merged within a minute")
+			}
+		}
+		stop()
+		start("m2")
+		late, lateCount = late[len(half):], lateCount-len(half)
+	}
 	produceSpans(t, brokers, "otlp_spans", late, keyed, "")
 	waitMetric("ktrace_stream_late_spans_total", strconv.Itoa(lateCount))
 	if pending {
@@ -647,4 +669,17 @@ func lateSpans(t *testing.T, keyed, pending bool) {
 			t.Fatalf("the late spans not merged within a minute: the results hold\n%.3000s\nwant\n%.3000s", s, testenv.GraphSummary(want))
 		}
 	}
+}
+
+// merged is the traces of a with the spans b holds for them.
+func merged(a, b []trace.Trace) []trace.Trace {
+	more := map[trace.TraceID][]trace.Span{}
+	for _, t := range b {
+		more[t.ID] = append(more[t.ID], t.Spans...)
+	}
+	out := make([]trace.Trace, len(a))
+	for i, t := range a {
+		out[i] = trace.Trace{ID: t.ID, Spans: append(append([]trace.Span(nil), t.Spans...), more[t.ID]...)}
+	}
+	return out
 }

@@ -41,7 +41,8 @@ ktrace.GROUP.spans, gathered per partition until a trace has been quiet for
 ktrace.GROUP.results, which graph, report, spof, docs, diff and check (without
 --spec) read with --kafka and --group. Spans that come after their trace was
 analysed are merged: their segment is read again and published again with
-them at the next window. Undecodable records are counted,
+them at the next window; ktrace.GROUP.segments keeps which traces each segment
+holds, so a member given a partition merges them too. Undecodable records are counted,
 logged once per partition, and skipped. /metrics (Prometheus, with the
 OpenTelemetry servicegraph connector's metric names), /healthz and /readyz
 are served on --listen.`,

@@ -232,7 +232,8 @@ func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster,
 		time.Sleep(200 * time.Millisecond)
 	}
 	r := streamResult{cpu: cpu() - before, wall: time.Since(start), input: topicBytes(cluster, topic),
-		internal: topicBytes(cluster, stream.SpansTopic(group)) + topicBytes(cluster, stream.ResultsTopic(group))}
+		internal: topicBytes(cluster, stream.SpansTopic(group)) + topicBytes(cluster, stream.ResultsTopic(group)) +
+			topicBytes(cluster, stream.SegmentsTopic(group))}
 	for _, c := range cmds {
 		r.rss = max(r.rss, residentPeak(c.Process.Pid))
 	}
