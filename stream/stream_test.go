@@ -639,9 +639,21 @@ func lateSpans(t *testing.T, keyed, pending, moved bool) {
 				t.Fatal("the first late spans not merged within a minute")
 			}
 		}
+		before := edgeCounts(t, brokers)
 		stop()
 		start("m2")
 		late, lateCount = late[len(half):], lateCount-len(half)
+		// The next owner counts what the second half adds, not the
+		// first half again: its base is the segment as last published.
+		defer func() {
+			if t.Failed() {
+				return
+			}
+			added := edgeCounts(t, brokers) - before
+			if got := metricSum(t, listen, "traces_service_graph_request_total"); got != float64(added) {
+				t.Errorf("the next owner counted %v requests, want the %d the second late spans added", got, added)
+			}
+		}()
 	}
 	produceSpans(t, brokers, "otlp_spans", late, keyed, "")
 	waitMetric("ktrace_stream_late_spans_total", strconv.Itoa(lateCount))
@@ -682,4 +694,40 @@ func merged(a, b []trace.Trace) []trace.Trace {
 		out[i] = trace.Trace{ID: t.ID, Spans: append(append([]trace.Span(nil), t.Spans...), more[t.ID]...)}
 	}
 	return out
+}
+
+// edgeCounts is the requests behind the edges of group g's results, as
+// the partials count them (each segment's own traces).
+func edgeCounts(t *testing.T, brokers []string) int {
+	p, err := stream.ReadResults(context.Background(), brokers, "g", time.Time{}, time.Time{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range p.Edges() {
+		n += e.Count
+	}
+	return n
+}
+
+// metricSum sums a metric's series served on listen.
+func metricSum(t *testing.T, listen, name string) float64 {
+	resp, err := http.Get("http://" + listen + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	sum := 0.0
+	for _, l := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(l, name+"{"); ok {
+			_, v, _ := strings.Cut(rest, "} ")
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", l, err)
+			}
+			sum += f
+		}
+	}
+	return sum
 }
