@@ -68,10 +68,14 @@ type segment struct {
 // dirty says late spans came since the segment was last published.
 func (s *segment) dirty() bool { return len(s.lateAt) > s.settled }
 
-// partial is one trace being gathered.
+// partial is one trace being gathered, as its records' pieces of OTLP
+// protobuf one after another (pieces of a TracesData message are one
+// too): it is decoded once complete, so that the spans a member holds are
+// bytes the garbage collector need not look into.
 type partial struct {
-	t           trace.Trace
-	seen        map[trace.SpanID]bool
+	id          trace.TraceID
+	data        []byte
+	spans       int
 	first, last int64 // offsets of its first and last records
 	lastSeen    time.Time
 }
@@ -106,43 +110,38 @@ func (a *assembler) again(from int64) *assembler {
 // when it was assigned.
 func (a *assembler) restoring() bool { return a.next < a.restoreTo }
 
-// add takes the spans of one record (trace fragments) at offset off. A
-// span seen before (the repartitioning wrote a record twice) is dropped.
-// It returns how many spans came for traces already complete (late): for
-// one not yet analysed, they join it; for one analysed, they are kept
-// with its segment, which is analysed again with them when it is next
+// add takes the pieces of one record (a piece a trace) at offset off. It
+// returns how many spans came for traces already complete (late): for one
+// not yet analysed, they join it; for one analysed, the record is noted
+// with its segment, which is analysed again with it when it is next
 // published (the member's reanalyse).
-func (a *assembler) add(off int64, frags []trace.Trace, now time.Time) (late int) {
-	for _, f := range frags {
+func (a *assembler) add(off int64, pieces []engine.TracePiece, now time.Time) (late int) {
+	for _, f := range pieces {
 		if start, ok := a.published[f.ID]; ok && a.segments[start] != nil {
 			s := a.segments[start]
 			if n := len(s.lateAt); n == 0 || s.lateAt[n-1] < off {
 				s.lateAt = append(s.lateAt, off)
 			}
-			late += len(f.Spans)
+			late += f.Spans
 			continue
 		}
 		p := a.open[f.ID]
 		if p == nil {
 			for _, d := range a.done {
-				if d.t.ID == f.ID { // complete, not yet published: open again
+				if d.id == f.ID { // complete, not yet published: open again
 					p = d
 					a.done = removePartial(a.done, d)
-					late += len(f.Spans)
+					late += f.Spans
 					break
 				}
 			}
 			if p == nil {
-				p = &partial{t: trace.Trace{ID: f.ID}, seen: map[trace.SpanID]bool{}, first: off}
+				p = &partial{id: f.ID, first: off}
 			}
 			a.open[f.ID] = p
 		}
-		for _, s := range f.Spans {
-			if !p.seen[s.SpanID] {
-				p.seen[s.SpanID] = true
-				p.t.Spans = append(p.t.Spans, s)
-			}
-		}
+		p.data = append(p.data, f.Data...)
+		p.spans += f.Spans
 		p.last, p.lastSeen = off, now
 	}
 	a.next = off + 1
@@ -171,7 +170,7 @@ func (a *assembler) complete(cutoff time.Time) {
 // cut returns the complete traces that may be published and the offset to
 // commit once they are: the first record of the oldest trace still open,
 // else the next record. The traces returned leave the assembler.
-func (a *assembler) cut() ([]trace.Trace, int64) {
+func (a *assembler) cut() ([]*partial, int64) {
 	commit := a.next
 	for _, p := range a.open {
 		commit = min(commit, p.first)
@@ -187,12 +186,12 @@ func (a *assembler) cut() ([]trace.Trace, int64) {
 			}
 		}
 	}
-	var out []trace.Trace
+	var out []*partial
 	keep := a.done[:0]
 	for _, p := range a.done {
 		if p.last < commit {
-			out = append(out, p.t)
-			a.remember(p.t.ID, p.first, p.last)
+			out = append(out, p)
+			a.remember(p.id, p.first, p.last)
 		} else {
 			keep = append(keep, p)
 		}
@@ -273,7 +272,7 @@ func (a *assembler) dirty() []int64 {
 func (a *assembler) doneSpans() int {
 	n := 0
 	for _, p := range a.done {
-		n += len(p.t.Spans)
+		n += p.spans
 	}
 	return n
 }
@@ -282,10 +281,10 @@ func (a *assembler) doneSpans() int {
 func (a *assembler) pending() int {
 	n := 0
 	for _, p := range a.open {
-		n += len(p.t.Spans)
+		n += p.spans
 	}
 	for _, p := range a.done {
-		n += len(p.t.Spans)
+		n += p.spans
 	}
 	return n
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -36,17 +37,17 @@ func TestAssembleCut(t *testing.T) {
 			tid := trace.TraceID{Low: uint64(1 + rng.IntN(8) + step/10*8)}
 			r := rec{tid, trace.SpanID(1 + rng.IntN(5))}
 			log = append(log, r)
-			lateSpans += a.add(int64(len(log)-1), []trace.Trace{{ID: r.tid, Spans: []trace.Span{{TraceID: r.tid, SpanID: r.span}}}}, now)
+			lateSpans += a.add(int64(len(log)-1), []engine.TracePiece{{ID: r.tid, Spans: 1, Data: []byte{byte(r.span)}}}, now)
 			if rng.IntN(4) == 0 {
 				a.complete(now.Add(-2 * time.Second))
 				out, commit := a.cut()
 				for _, tr := range out {
-					published[tr.ID]++
-					publishedAt[tr.ID] = len(log)
+					published[tr.id]++
+					publishedAt[tr.id] = len(log)
 					// Every record of a published trace is before the commit.
 					for off, r := range log {
-						if r.tid == tr.ID && int64(off) >= commit {
-							t.Fatalf("round %d: trace %v published with record %d at or past the commit %d", round, tr.ID, off, commit)
+						if r.tid == tr.id && int64(off) >= commit {
+							t.Fatalf("round %d: trace %v published with record %d at or past the commit %d", round, tr.id, off, commit)
 						}
 					}
 				}
@@ -105,7 +106,7 @@ func stillHeld(a *assembler, id trace.TraceID) bool {
 		return true
 	}
 	for _, p := range a.done {
-		if p.t.ID == id {
+		if p.id == id {
 			return true
 		}
 	}
@@ -117,9 +118,8 @@ func stillHeld(a *assembler, id trace.TraceID) bool {
 // of published segments as late, and takes those of the segment it was
 // gathering, dropped, as new.
 func TestAssemblerAgain(t *testing.T) {
-	span := func(tid uint64, sid trace.SpanID) []trace.Trace {
-		id := trace.TraceID{Low: tid}
-		return []trace.Trace{{ID: id, Spans: []trace.Span{{TraceID: id, SpanID: sid}}}}
+	span := func(tid uint64, sid trace.SpanID) []engine.TracePiece {
+		return []engine.TracePiece{{ID: trace.TraceID{Low: tid}, Spans: 1, Data: []byte{byte(sid)}}}
 	}
 	t0 := time.Unix(0, 0)
 	a := newAssembler(0)
@@ -152,9 +152,8 @@ func TestAssemblerAgain(t *testing.T) {
 // traces as late, in the segment each went into, and a segment at or past
 // its committed offset (not published) as not known.
 func TestAssemblerKnows(t *testing.T) {
-	span := func(tid uint64, sid trace.SpanID) []trace.Trace {
-		id := trace.TraceID{Low: tid}
-		return []trace.Trace{{ID: id, Spans: []trace.Span{{TraceID: id, SpanID: sid}}}}
+	span := func(tid uint64, sid trace.SpanID) []engine.TracePiece {
+		return []engine.TracePiece{{ID: trace.TraceID{Low: tid}, Spans: 1, Data: []byte{byte(sid)}}}
 	}
 	t0 := time.Unix(0, 0)
 	a := newAssembler(0)
@@ -209,6 +208,28 @@ func TestSegmentRecord(t *testing.T) {
 	for _, bad := range [][]byte{nil, {2}, append(append([]byte{}, b...), 0), {1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}} {
 		if _, _, err := unmarshalSegment(bad); err == nil {
 			t.Errorf("%x read as a segment", bad)
+		}
+	}
+}
+
+// TestDistinct: a span whose ID came before is dropped, the order kept,
+// for short traces and long ones.
+func TestDistinct(t *testing.T) {
+	for _, n := range []int{3, 200} {
+		var spans []trace.Span
+		for i := range n {
+			spans = append(spans, trace.Span{SpanID: trace.SpanID(i + 1), Operation: "first"})
+		}
+		with := append(append([]trace.Span(nil), spans...), trace.Span{SpanID: 2, Operation: "again"}, trace.Span{SpanID: trace.SpanID(n + 1)})
+		got := distinct(with)
+		want := append(spans, trace.Span{SpanID: trace.SpanID(n + 1)})
+		if len(got) != len(want) {
+			t.Fatalf("%d spans: %d left, want %d", n, len(got), len(want))
+		}
+		for i := range want {
+			if got[i].SpanID != want[i].SpanID || got[i].Operation != want[i].Operation {
+				t.Fatalf("%d spans: span %d is %v %q, want %v %q", n, i, got[i].SpanID, got[i].Operation, want[i].SpanID, want[i].Operation)
+			}
 		}
 	}
 }

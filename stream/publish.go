@@ -272,8 +272,8 @@ func (m *member) reanalyse(ctx context.Context, p int32, a *assembler, start int
 	// segment's own traces are taken.
 	was, is := newAssembler(first), newAssembler(first)
 	now := time.Now()
-	mine := func(r *kgo.Record) []trace.Trace {
-		frags, err := decode(r.Value, m.gatherEncoding(), &m.res, &m.strs)
+	mine := func(r *kgo.Record) []engine.TracePiece {
+		frags, err := m.pieces(r.Value, m.gatherEncoding(), &m.res, &m.strs)
 		if err != nil {
 			return nil // counted when first read
 		}
@@ -310,7 +310,7 @@ func (m *member) reanalyse(ctx context.Context, p int32, a *assembler, start int
 	for i, asm := range []*assembler{was, is} {
 		asm.complete(now.Add(time.Hour))
 		traces, _ := asm.cut()
-		if parts[i], n, err = m.analyse(ctx, traces, false); err != nil {
+		if parts[i], n, err = m.analyse(ctx, p, traces, false); err != nil {
 			return result{}, err
 		}
 	}

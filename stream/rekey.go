@@ -7,10 +7,6 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/ktrace-dev/ktrace/internal/engine"
-	"github.com/ktrace-dev/ktrace/source/file"
-	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // internalCompression is how the internal topics' records are compressed:
@@ -90,31 +86,14 @@ func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 		}
 		var out []*kgo.Record
 		fs.EachRecord(func(r *kgo.Record) {
-			if m.cfg.Encoding == EncodingProto {
-				// Cut per trace as the spans came, without decoding
-				// them: a bad span fails in its trace's piece, which
-				// the gathering counts and skips.
-				if pieces, ok := engine.SplitOTLP(r.Value); ok {
-					for _, p := range pieces {
-						m.metrics.spansIn.Add(float64(p.Spans))
-						out = append(out, &kgo.Record{Topic: m.spans, Key: []byte(p.ID.String()), Value: p.Data})
-					}
-					return
-				}
-			}
-			frags, err := decode(r.Value, m.cfg.Encoding, &m.inRes, &m.inStrs)
+			pieces, err := m.pieces(r.Value, m.cfg.Encoding, &m.inRes, &m.inStrs)
 			if err != nil {
 				m.poison(r, err)
 				return
 			}
-			m.metrics.spansIn.Add(float64(countSpans(frags)))
-			for _, f := range frags {
-				data, err := file.MarshalOTLPProto([]trace.Trace{f})
-				if err != nil {
-					m.poison(r, err)
-					continue
-				}
-				out = append(out, &kgo.Record{Topic: m.spans, Key: []byte(f.ID.String()), Value: data})
+			m.metrics.spansIn.Add(float64(pieceSpans(pieces)))
+			for _, p := range pieces {
+				out = append(out, &kgo.Record{Topic: m.spans, Key: []byte(p.ID.String()), Value: p.Data})
 			}
 		})
 		if err := s.Begin(); err != nil {

@@ -2,12 +2,14 @@ package stream
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ktrace-dev/ktrace/internal/engine"
+	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -17,16 +19,16 @@ func (m *member) gather(fs kgo.Fetches) {
 	m.fetched.Store(m.fetchErrors(fs))
 	now := time.Now()
 	fs.EachRecord(func(r *kgo.Record) {
-		var frags []trace.Trace
+		var frags []engine.TracePiece
 		if !r.Attrs.IsControl() { // a transaction's end: only its offset counts
 			var err error
-			if frags, err = decode(r.Value, m.gatherEncoding(), &m.res, &m.strs); err != nil {
+			if frags, err = m.pieces(r.Value, m.gatherEncoding(), &m.res, &m.strs); err != nil {
 				m.poison(r, err)
 				frags = nil
 			}
 		}
 		if m.cfg.ByTraceID {
-			m.metrics.spansIn.Add(float64(countSpans(frags)))
+			m.metrics.spansIn.Add(float64(pieceSpans(frags)))
 		}
 		m.mu.Lock()
 		a := m.assemblers[r.Partition]
@@ -89,8 +91,11 @@ func (m *member) fold(ctx context.Context, p int32, force bool) error {
 	}
 	traces, commit := a.cut()
 	m.mu.Unlock()
-	spans := countSpans(traces)
-	part, valid, err := m.analyse(ctx, traces, true)
+	spans := 0
+	for _, t := range traces {
+		spans += t.spans
+	}
+	part, valid, err := m.analyse(ctx, p, traces, true)
 	if err != nil {
 		return err
 	}
@@ -112,28 +117,78 @@ func (m *member) fold(ctx context.Context, p int32, force bool) error {
 	return nil
 }
 
-// analyse packs and checks traces and analyses those valid into a
-// partial (nil: none), with report counting and logging those left out
-// (not when they are analysed again). It returns the partial and how many
-// traces it holds. The traces' slice is reused.
-func (m *member) analyse(ctx context.Context, traces []trace.Trace, report bool) (*engine.Partial, int, error) {
-	valid := traces[:0]
-	for i := range traces {
-		traces[i].Pack()
-		if err := trace.Validate(&traces[i]); err != nil {
+// analyse decodes and checks the traces gathered on partition p, and
+// analyses those valid into a partial (nil: none), with report counting
+// and logging those left out (not when they are analysed again). It
+// returns the partial and how many traces it holds.
+func (m *member) analyse(ctx context.Context, p int32, gathered []*partial, report bool) (*engine.Partial, int, error) {
+	valid := make([]trace.Trace, 0, len(gathered))
+	for _, g := range gathered {
+		t, err := m.decodeTrace(g)
+		if err == nil {
+			err = trace.Validate(&t)
+		}
+		if err != nil {
 			if report {
 				m.metrics.invalid.Inc()
-				m.log.Printf("leaving out trace %s: %v", traces[i].ID, err)
+				m.log.Printf("leaving out trace %s (records %d to %d of %s/%d): %v", g.id, g.first, g.last, m.spans, p, err)
 			}
 			continue
 		}
-		valid = append(valid, traces[i])
+		valid = append(valid, t)
 	}
 	if len(valid) == 0 {
 		return nil, 0, nil
 	}
 	part, err := engine.Collect(ctx, engine.Slice(valid), engine.Options{SkewTolerance: m.cfg.SkewTolerance, Workers: 1})
 	return part, len(valid), err
+}
+
+// decodeTrace decodes a trace gathered: its spans, each once (a record
+// written twice upstream brings its spans twice).
+func (m *member) decodeTrace(g *partial) (trace.Trace, error) {
+	ts, ok := engine.DecodeOTLP(g.data, &m.res, &m.strs)
+	if !ok {
+		var err error
+		if ts, err = file.OTLPProto(g.data, &m.res, &m.strs); err != nil {
+			return trace.Trace{}, err
+		}
+		for i := range ts {
+			ts[i].Pack()
+		}
+	}
+	if len(ts) != 1 || ts[0].ID != g.id {
+		return trace.Trace{}, fmt.Errorf("its records hold %d traces, not trace %s alone", len(ts), g.id)
+	}
+	t := ts[0]
+	t.Spans = distinct(t.Spans)
+	return t, nil
+}
+
+// distinct drops the spans whose ID came before, keeping the order.
+func distinct(spans []trace.Span) []trace.Span {
+	if len(spans) > 64 {
+		seen := make(map[trace.SpanID]bool, len(spans))
+		out := spans[:0]
+		for _, s := range spans {
+			if !seen[s.SpanID] {
+				seen[s.SpanID] = true
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	out := spans[:0]
+next:
+	for _, s := range spans {
+		for _, o := range out {
+			if o.SpanID == s.SpanID {
+				continue next
+			}
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // publishSpans bounds the spans of a segment: one that has folded as

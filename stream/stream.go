@@ -495,10 +495,35 @@ func decode(value []byte, encoding string, res *trace.Resources, strs *trace.Str
 	return file.OTLPProto(value, res, strs) // what the fast path declines, and why it is bad
 }
 
-func countSpans(ts []trace.Trace) int {
+// pieces cuts a record into a piece of OTLP protobuf per trace: as the
+// spans came, without decoding them, where the record has the plain form
+// (engine.SplitOTLP; a bad span then fails in its trace's piece, when it
+// is decoded), else decoded (which says what is wrong) and written again.
+func (m *member) pieces(value []byte, encoding string, res *trace.Resources, strs *trace.Strings) ([]engine.TracePiece, error) {
+	if encoding == EncodingProto {
+		if pieces, ok := engine.SplitOTLP(value); ok {
+			return pieces, nil
+		}
+	}
+	ts, err := decode(value, encoding, res, strs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]engine.TracePiece, 0, len(ts))
+	for _, t := range ts {
+		data, err := file.MarshalOTLPProto([]trace.Trace{t})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, engine.TracePiece{ID: t.ID, Spans: len(t.Spans), Data: data})
+	}
+	return out, nil
+}
+
+func pieceSpans(pieces []engine.TracePiece) int {
 	n := 0
-	for i := range ts {
-		n += len(ts[i].Spans)
+	for _, p := range pieces {
+		n += p.Spans
 	}
 	return n
 }
