@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/ktrace-dev/ktrace/internal/engine"
+	"github.com/ktrace-dev/ktrace/internal/synth"
+	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -231,5 +233,25 @@ func TestDistinct(t *testing.T) {
 				t.Fatalf("%d spans: span %d is %v %q, want %v %q", n, i, got[i].SpanID, got[i].Operation, want[i].SpanID, want[i].Operation)
 			}
 		}
+	}
+}
+
+// TestDecodeTrace: a trace gathered decodes once complete, its spans
+// once each though a record came twice; pieces that hold another trace
+// than their key says (a record of the spans topic not written by the
+// re-keying) are refused, not analysed under the key's trace.
+func TestDecodeTrace(t *testing.T) {
+	ts := synth.Generate(synth.Config{Traces: 2, SpansPerTrace: 6, Seed: 1})
+	one, err := file.MarshalOTLPProto(ts[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &member{}
+	got, err := m.decodeTrace(&partial{id: ts[0].ID, data: append(append([]byte(nil), one...), one...)})
+	if err != nil || got.ID != ts[0].ID || len(got.Spans) != len(ts[0].Spans) {
+		t.Fatalf("a trace whose record came twice: %d spans, %v; want %d", len(got.Spans), err, len(ts[0].Spans))
+	}
+	if _, err := m.decodeTrace(&partial{id: ts[1].ID, data: one}); err == nil {
+		t.Fatal("a piece of another trace than its key's decoded")
 	}
 }

@@ -273,7 +273,7 @@ func (m *member) reanalyse(ctx context.Context, p int32, a *assembler, start int
 	was, is := newAssembler(first), newAssembler(first)
 	now := time.Now()
 	mine := func(r *kgo.Record) []engine.TracePiece {
-		frags, err := m.pieces(r.Value, m.gatherEncoding(), &m.res, &m.strs)
+		frags, err := m.gathered(r)
 		if err != nil {
 			return nil // counted when first read
 		}

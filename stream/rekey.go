@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -93,7 +94,8 @@ func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 			}
 			m.metrics.spansIn.Add(float64(pieceSpans(pieces)))
 			for _, p := range pieces {
-				out = append(out, &kgo.Record{Topic: m.spans, Key: []byte(p.ID.String()), Value: p.Data})
+				out = append(out, &kgo.Record{Topic: m.spans, Key: []byte(p.ID.String()), Value: p.Data,
+					Headers: []kgo.RecordHeader{{Key: spansHeader, Value: strconv.AppendInt(nil, int64(p.Spans), 10)}}})
 			}
 		})
 		if err := s.Begin(); err != nil {

@@ -22,7 +22,7 @@ func (m *member) gather(fs kgo.Fetches) {
 		var frags []engine.TracePiece
 		if !r.Attrs.IsControl() { // a transaction's end: only its offset counts
 			var err error
-			if frags, err = m.pieces(r.Value, m.gatherEncoding(), &m.res, &m.strs); err != nil {
+			if frags, err = m.gathered(r); err != nil {
 				m.poison(r, err)
 				frags = nil
 			}

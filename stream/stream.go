@@ -520,6 +520,27 @@ func (m *member) pieces(value []byte, encoding string, res *trace.Resources, str
 	return out, nil
 }
 
+// spansHeader is the header in which the re-keying writes how many spans
+// a record of the spans topic holds.
+const spansHeader = "ktrace-spans"
+
+// gathered cuts a record of the topic gathered into pieces: one of the
+// spans topic, written by the re-keying, is one already (its key the
+// trace's ID, its spans counted in a header), and is taken as it is (a
+// piece that is not what its key says fails when its trace is decoded);
+// any other is cut by pieces.
+func (m *member) gathered(r *kgo.Record) ([]engine.TracePiece, error) {
+	if !m.cfg.ByTraceID {
+		id, err := trace.ParseTraceID(string(r.Key))
+		for _, h := range r.Headers {
+			if n, nerr := strconv.Atoi(string(h.Value)); h.Key == spansHeader && err == nil && nerr == nil && n > 0 {
+				return []engine.TracePiece{{ID: id, Spans: n, Data: r.Value}}, nil
+			}
+		}
+	}
+	return m.pieces(r.Value, m.gatherEncoding(), &m.res, &m.strs)
+}
+
 func pieceSpans(pieces []engine.TracePiece) int {
 	n := 0
 	for _, p := range pieces {

@@ -20,7 +20,8 @@ type TracePiece struct {
 // the spans of each trace (FuzzSplitOTLP holds it so); one that it does
 // not read is cut as far as its structure allows, and the pieces that
 // hold the bad parts fail when they are read. ok is false, and nothing
-// returned, for what does not have the plain form (as DecodeOTLP).
+// returned, for what does not have the plain form (as DecodeOTLP). A
+// message that holds one trace is its own piece: its Data is data.
 func SplitOTLP(data []byte) (pieces []TracePiece, ok bool) {
 	var sp splitter
 	sp.at = map[trace.TraceID]*traceRuns{}
@@ -32,6 +33,13 @@ func SplitOTLP(data []byte) (pieces []TracePiece, ok bool) {
 	}
 	if r.bad {
 		return nil, false
+	}
+	if len(sp.order) == 1 {
+		n := 0
+		for _, ru := range sp.order[0].runs {
+			n += len(ru.spans)
+		}
+		return []TracePiece{{ID: sp.order[0].id, Spans: n, Data: data}}, true
 	}
 	return sp.pieces(), true
 }
