@@ -1,8 +1,11 @@
+//go:build unix
+
 package stream_test
 
 import (
 	"context"
 	"io"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,6 +51,7 @@ func BenchmarkMember(b *testing.B) {
 }
 
 func member(b *testing.B, ts []trace.Trace, recs []*kgo.Record, byTraceID bool) {
+	var cpu time.Duration // of the process: the member and the broker
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "otlp_spans"))
@@ -65,6 +69,7 @@ func member(b *testing.B, ts []trace.Trace, recs []*kgo.Record, byTraceID bool) 
 		cl.Close()
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
+		before := cpuTime()
 		b.StartTimer()
 		go func() {
 			done <- stream.Run(ctx, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 200 * time.Millisecond,
@@ -80,6 +85,7 @@ func member(b *testing.B, ts []trace.Trace, recs []*kgo.Record, byTraceID bool) 
 			time.Sleep(50 * time.Millisecond)
 		}
 		b.StopTimer()
+		cpu += cpuTime() - before
 		cancel()
 		if err := <-done; err != nil {
 			b.Fatal(err)
@@ -87,4 +93,14 @@ func member(b *testing.B, ts []trace.Trace, recs []*kgo.Record, byTraceID bool) 
 		cluster.Close()
 	}
 	b.ReportMetric(float64(len(ts)*20*b.N)/b.Elapsed().Seconds(), "spans/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(len(ts)*20*b.N), "cpu-ns/span")
+}
+
+// cpuTime is the CPU time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
