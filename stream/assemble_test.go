@@ -255,3 +255,32 @@ func TestDecodeTrace(t *testing.T) {
 		t.Fatal("a piece of another trace than its key's decoded")
 	}
 }
+
+// TestDecodeAll: traces gathered decode as one message, in their order;
+// when one of them is not what its key says, the batch is refused (and
+// decoded trace by trace, so that only that one is left out).
+func TestDecodeAll(t *testing.T) {
+	ts := synth.Generate(synth.Config{Traces: 3, SpansPerTrace: 5, Seed: 2})
+	var gathered []*partial
+	for i := range ts {
+		data, err := file.MarshalOTLPProto(ts[i : i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		gathered = append(gathered, &partial{id: ts[i].ID, data: data})
+	}
+	m := &member{}
+	got := m.decodeAll(gathered)
+	if len(got) != len(ts) {
+		t.Fatalf("decoded %d traces, want %d", len(got), len(ts))
+	}
+	for i := range ts {
+		if got[i].ID != ts[i].ID || len(got[i].Spans) != len(ts[i].Spans) {
+			t.Fatalf("trace %d: %s with %d spans, want %s with %d", i, got[i].ID, len(got[i].Spans), ts[i].ID, len(ts[i].Spans))
+		}
+	}
+	gathered[1].id = ts[0].ID
+	if got := m.decodeAll(gathered); got != nil {
+		t.Fatal("a batch with a piece of another trace than its key's decoded")
+	}
+}
