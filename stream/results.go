@@ -74,28 +74,16 @@ func ReadResults(ctx context.Context, brokers []string, group string, from, to t
 	if len(want) > 0 {
 		cl.AddConsumePartitions(consume)
 	}
-	for len(want) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
-		if ferr != nil {
-			return nil, fmt.Errorf("reading %s: %w", topic, ferr)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() {
-				latest[string(r.Key)] = r
-				read++
-			}
-			if r.Offset+1 >= want[r.Partition] {
-				delete(want, r.Partition)
-			}
-		})
+	err = readTo(ctx, cl, topic, want, func(r *kgo.Record) {
+		latest[string(r.Key)] = r
+		read++
+	}, func() {
 		if progress != nil {
 			progress(read)
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	var all *engine.Partial
 	for key, r := range latest {
@@ -116,4 +104,32 @@ func ReadResults(ctx context.Context, brokers []string, group string, from, to t
 		return nil, fmt.Errorf("group %s: %w in the window asked for", group, ErrNoResults)
 	}
 	return all, nil
+}
+
+// readTo polls cl, which consumes partitions of topic read committed with
+// their transactions' ends (KeepControlRecords), until each partition in
+// want has reached its end offset there, handing each data record to
+// each, and saying after every poll to polled.
+func readTo(ctx context.Context, cl *kgo.Client, topic string, want map[int32]int64, each func(*kgo.Record), polled func()) error {
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("reading %s: %w", topic, err)
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return fmt.Errorf("reading %s: %w", topic, ferr)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if !r.Attrs.IsControl() {
+				each(r)
+			}
+			if r.Offset+1 >= want[r.Partition] {
+				delete(want, r.Partition)
+			}
+		})
+		polled()
+	}
+	return nil
 }

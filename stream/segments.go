@@ -176,29 +176,16 @@ func (m *member) restoreSegments(ctx context.Context, parts []int32) (map[int32]
 		return out, nil
 	}
 	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume})
-	for len(want) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", topic, err)
+	err = readTo(ctx, cl, topic, want, func(r *kgo.Record) {
+		start, s, err := unmarshalSegment(r.Value)
+		if err != nil {
+			m.log.Printf("skipping record %d of %s/%d: %v", r.Offset, topic, r.Partition, err)
+			return
 		}
-		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
-		if ferr != nil {
-			return nil, fmt.Errorf("reading %s: %w", topic, ferr)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() {
-				start, s, err := unmarshalSegment(r.Value)
-				if err != nil {
-					m.log.Printf("skipping record %d of %s/%d: %v", r.Offset, topic, r.Partition, err)
-				} else {
-					out[r.Partition][start] = s
-				}
-			}
-			if r.Offset+1 >= want[r.Partition] {
-				delete(want, r.Partition)
-			}
-		})
+		out[r.Partition][start] = s
+	}, func() {})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
