@@ -384,8 +384,11 @@ func (m *member) ensureTopics(ctx context.Context) error {
 		}
 	}
 	segments := SegmentsTopic(m.cfg.Group)
+	// Kafka deletes whole log segments: they are rolled often enough for
+	// the retention to hold.
 	if err := create(ctx, adm, segments, parts, map[string]*string{"cleanup.policy": ptr("delete"),
-		"retention.ms": ptr(strconv.FormatInt(segmentsRetention.Milliseconds(), 10))}); err != nil {
+		"retention.ms": ptr(strconv.FormatInt(segmentsRetention.Milliseconds(), 10)),
+		"segment.ms":   ptr(strconv.FormatInt((segmentsRetention / 6).Milliseconds(), 10))}); err != nil {
 		return err
 	}
 	switch n, err := partitions(ctx, adm, segments); {

@@ -456,15 +456,20 @@ func TestStreamLongWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	configs, err := kadm.NewClient(cl).DescribeTopicConfigs(context.Background(), stream.ResultsTopic("g"))
+	configs, err := kadm.NewClient(cl).DescribeTopicConfigs(context.Background(), stream.ResultsTopic("g"), stream.SegmentsTopic("g"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for key, want := range map[string]string{"cleanup.policy": "compact,delete", "retention.ms": "129600000"} {
-		if c, err := configs.On(stream.ResultsTopic("g"), nil); err != nil {
-			t.Fatal(err)
-		} else if got := configValue(c, key); got != want {
-			t.Errorf("the results topic's %s is %q, want %q", key, got, want)
+	for topic, keys := range map[string]map[string]string{
+		stream.ResultsTopic("g"):  {"cleanup.policy": "compact,delete", "retention.ms": "129600000"},
+		stream.SegmentsTopic("g"): {"cleanup.policy": "delete", "retention.ms": "3600000", "segment.ms": "600000"},
+	} {
+		for key, want := range keys {
+			if c, err := configs.On(topic, nil); err != nil {
+				t.Fatal(err)
+			} else if got := configValue(c, key); got != want {
+				t.Errorf("%s's %s is %q, want %q", topic, key, got, want)
+			}
 		}
 	}
 	if _, err := stream.ReadResults(context.Background(), brokers, "g", time.Now().Add(time.Hour), time.Time{}, nil); !errors.Is(err, stream.ErrNoResults) {
@@ -730,4 +735,22 @@ func metricSum(t *testing.T, listen, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestStreamSegmentsPartitions: a segments topic made before with another
+// number of partitions than the topic gathered is refused, in one line,
+// before anything is read (a partition's segments would be looked for on
+// another's).
+func TestStreamSegmentsPartitions(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "otlp_spans"), kfake.SeedTopics(1, stream.SegmentsTopic("g")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = stream.Run(ctx, stream.Config{Brokers: cluster.ListenAddrs(), Topic: "otlp_spans", Group: "g", Log: io.Discard, ByTraceID: true})
+	if err == nil || !strings.Contains(err.Error(), "has 1 partitions, otlp_spans has 4") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("got %v, want a one-line error naming both counts", err)
+	}
 }
