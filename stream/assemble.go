@@ -38,15 +38,19 @@ type assembler struct {
 	// maxPublished, oldest forgotten first), the segment they went into
 	// (its first offset), so that spans coming for them after (late) are
 	// merged into that segment; segments remembers those segments (at
-	// most maxSegments).
+	// most maxSegments, and no more of the oldest than the newer ones'
+	// traces leave room for under maxPublished), held counts their
+	// traces.
 	published map[trace.TraceID]int64
 	order     []trace.TraceID
 	segments  map[int64]*segment
 	segOrder  []int64
+	held      int
 }
 
 // maxPublished and maxSegments bound the analysed traces and their
-// segments an assembler remembers. Spans that come for a trace forgotten
+// segments an assembler remembers (so memory, and what a new owner reads
+// back from the segments topic). Spans that come for a trace forgotten
 // are analysed as a trace of their own.
 const (
 	maxPublished = 1 << 16
@@ -95,6 +99,7 @@ func (a *assembler) again(from int64) *assembler {
 		if s := a.segments[start]; s != nil && start < from {
 			n.segments[start] = s
 			n.segOrder = append(n.segOrder, start)
+			n.held += len(s.traces)
 		}
 	}
 	for _, id := range a.order {
@@ -208,14 +213,26 @@ func (a *assembler) remember(id trace.TraceID, first, last int64) {
 		s = &segment{first: first, last: last}
 		a.segments[a.committed] = s
 		a.segOrder = append(a.segOrder, a.committed)
-		if len(a.segOrder) > maxSegments {
-			delete(a.segments, a.segOrder[0])
-			a.segOrder = a.segOrder[1:]
-		}
 	}
 	s.first, s.last = min(s.first, first), max(s.last, last)
 	s.traces = append(s.traces, id)
+	a.held++
+	a.trim()
 	a.note(id, a.committed)
+}
+
+// trim forgets the oldest segments: past maxSegments, and while the newer
+// ones hold maxPublished traces.
+func (a *assembler) trim() {
+	for len(a.segOrder) > 1 {
+		oldest := a.segments[a.segOrder[0]]
+		if len(a.segOrder) <= maxSegments && a.held-len(oldest.traces) < maxPublished {
+			return
+		}
+		a.held -= len(oldest.traces)
+		delete(a.segments, a.segOrder[0])
+		a.segOrder = a.segOrder[1:]
+	}
 }
 
 // note notes trace id as analysed into the segment at start, forgetting
@@ -246,10 +263,8 @@ func (a *assembler) know(segs map[int64]*segment) {
 		s := segs[start]
 		a.segments[start] = s
 		a.segOrder = append(a.segOrder, start)
-		if len(a.segOrder) > maxSegments {
-			delete(a.segments, a.segOrder[0])
-			a.segOrder = a.segOrder[1:]
-		}
+		a.held += len(s.traces)
+		a.trim()
 		for _, id := range s.traces {
 			a.note(id, start)
 		}

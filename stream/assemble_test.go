@@ -284,3 +284,31 @@ func TestDecodeAll(t *testing.T) {
 		t.Fatal("a batch with a piece of another trace than its key's decoded")
 	}
 }
+
+// TestAssemblerBounds: what an assembler remembers of published segments
+// stays bounded whatever their sizes: at most maxSegments segments, and
+// no more old ones than the newer ones' traces leave room for under
+// maxPublished.
+func TestAssemblerBounds(t *testing.T) {
+	for _, c := range []struct{ segments, traces int }{{3000, 1}, {20, 20000}} {
+		a := newAssembler(0)
+		id := uint64(0)
+		for seg := range c.segments {
+			a.committed = int64(seg) * int64(c.traces)
+			for range c.traces {
+				id++
+				a.remember(trace.TraceID{Low: id}, int64(id), int64(id))
+			}
+		}
+		held := 0
+		for _, s := range a.segments {
+			held += len(s.traces)
+		}
+		newest := a.segments[a.segOrder[len(a.segOrder)-1]]
+		if len(a.segments) != len(a.segOrder) || len(a.segments) > maxSegments || held != a.held ||
+			held-len(a.segments[a.segOrder[0]].traces) >= maxPublished || newest == nil || len(a.published) > maxPublished {
+			t.Errorf("%d segments of %d traces: %d segments remembered holding %d traces (counted %d), %d traces noted",
+				c.segments, c.traces, len(a.segments), held, a.held, len(a.published))
+		}
+	}
+}

@@ -122,10 +122,14 @@ func readTo(ctx context.Context, cl *kgo.Client, topic string, want map[int32]in
 			return fmt.Errorf("reading %s: %w", topic, ferr)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
+			end, ok := want[r.Partition]
+			if !ok || r.Offset >= end { // past the end asked for
+				return
+			}
 			if !r.Attrs.IsControl() {
 				each(r)
 			}
-			if r.Offset+1 >= want[r.Partition] {
+			if r.Offset+1 >= end {
 				delete(want, r.Partition)
 			}
 		})

@@ -129,7 +129,11 @@ func partitioner(segments string) kgo.Partitioner {
 }
 
 // restoreSegments reads back the newest segments of partitions parts that
-// transactions committed, by partition and start (the last value of each).
+// transactions committed, by partition and start (the last value of each):
+// backwards in growing runs of records, until they hold maxPublished
+// traces (what an assembler remembers), restoreRecords were read, or the
+// partition's start — so that few big segments are read as quickly as
+// many small ones.
 func (m *member) restoreSegments(ctx context.Context, parts []int32) (map[int32]map[int64]*segment, error) {
 	topic := SegmentsTopic(m.cfg.Group)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
@@ -155,37 +159,53 @@ func (m *member) restoreSegments(ctx context.Context, parts []int32) (map[int32]
 		return nil, fmt.Errorf("reading %s: %w", topic, err)
 	}
 	out := map[int32]map[int64]*segment{}
-	want := map[int32]int64{}
-	consume := map[int32]kgo.Offset{}
 	for _, p := range parts {
-		out[p] = map[int64]*segment{}
 		end, ok := ends.Lookup(topic, p)
 		if !ok {
 			return nil, fmt.Errorf("%s has no partition %d (it must have as many as %s)", topic, p, m.spans)
 		}
-		from := max(end.Offset-restoreRecords, 0)
+		first := int64(0)
 		if s, ok := starts.Lookup(topic, p); ok {
-			from = max(from, s.Offset)
+			first = s.Offset
 		}
-		if from < end.Offset {
-			want[p] = end.Offset
-			consume[p] = kgo.NewOffset().At(from)
+		segs := map[int64]*segment{}
+		traces := 0
+		for run, to := int64(64), end.Offset; to > first && traces < maxPublished && end.Offset-to < restoreRecords; run *= 4 {
+			from := max(end.Offset-run, first)
+			older, err := m.readSegments(ctx, topic, p, from, to)
+			if err != nil {
+				return nil, err
+			}
+			for start, s := range older {
+				if segs[start] == nil { // a newer value read already
+					segs[start] = s
+					traces += len(s.traces)
+				}
+			}
+			to = from
 		}
+		out[p] = segs
 	}
-	if len(want) == 0 {
-		return out, nil
+	return out, nil
+}
+
+// readSegments reads partition p of the segments topic from offset from
+// up to to: the last value of each segment there.
+func (m *member) readSegments(ctx context.Context, topic string, p int32, from, to int64) (map[int64]*segment, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(from)}}))
+	if err != nil {
+		return nil, err
 	}
-	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume})
-	err = readTo(ctx, cl, topic, want, func(r *kgo.Record) {
+	defer cl.Close()
+	segs := map[int64]*segment{}
+	err = readTo(ctx, cl, topic, map[int32]int64{p: to}, func(r *kgo.Record) {
 		start, s, err := unmarshalSegment(r.Value)
 		if err != nil {
 			m.log.Printf("skipping record %d of %s/%d: %v", r.Offset, topic, r.Partition, err)
 			return
 		}
-		out[r.Partition][start] = s
+		segs[start] = s
 	}, func() {})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return segs, err
 }
