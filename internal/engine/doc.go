@@ -9,14 +9,14 @@
 //	SplitOTLP(data) ([]TracePiece, bool)
 //
 // DecodeOTLP reads OTLP protobuf straight off the wire (protowire) into
-// spans, two and a half times as fast as file.OTLPProto (the OTLP protos), which is its
-// plain reference: it reads only the plain form SDKs and collectors write
-// and declines anything else, and FuzzDecodeOTLP (otlp_test.go) holds it
-// equal to the reference wherever it does not decline. ktrace stream
-// decodes its span records with it. SplitOTLP cuts a message into one per
-// trace by reading only the trace IDs and copying the spans' bytes (what
-// ktrace stream's re-keying writes); FuzzSplitOTLP holds that the pieces
-// read, with file.OTLPProto, as the whole does.
+// spans, two and a half times as fast as file.OTLPProto (the OTLP
+// protos), which is its plain reference: it reads only the plain form SDKs
+// and collectors write and declines anything else, and FuzzDecodeOTLP
+// (otlp_test.go) holds it equal to the reference wherever it does not
+// decline. ktrace stream decodes its span records with it. SplitOTLP cuts
+// a message into one per trace by reading only the trace IDs and copying
+// the spans' bytes (what ktrace stream's re-keying writes); FuzzSplitOTLP
+// holds that the pieces read, with file.OTLPProto, as the whole does.
 //
 // What it gives is what the plain references give: graph.Build for the
 // graph, analyze.Breaks for the report. The rules are written there first,
