@@ -87,13 +87,13 @@ func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 		}
 		var out []*kgo.Record
 		fs.EachRecord(func(r *kgo.Record) {
-			pieces, err := m.pieces(r.Value, m.cfg.Encoding, &m.inRes, &m.inStrs)
+			cut, err := pieces(r.Value, m.cfg.Encoding, &m.inRes, &m.inStrs)
 			if err != nil {
 				m.poison(r, err)
 				return
 			}
-			m.metrics.spansIn.Add(float64(pieceSpans(pieces)))
-			for _, p := range pieces {
+			m.metrics.spansIn.Add(float64(pieceSpans(cut)))
+			for _, p := range cut {
 				out = append(out, &kgo.Record{Topic: m.spans, Key: []byte(p.ID.String()), Value: p.Data,
 					Headers: []kgo.RecordHeader{{Key: spansHeader, Value: strconv.AppendInt(nil, int64(p.Spans), 10)}}})
 			}

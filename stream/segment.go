@@ -9,7 +9,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ktrace-dev/ktrace/internal/engine"
-	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -46,15 +45,6 @@ func (m *member) gather(fs kgo.Fetches) {
 		}
 		m.mu.Unlock()
 	})
-}
-
-// gatherEncoding is the encoding of the topic gathered: the spans topic's,
-// or with ByTraceID the span topic's.
-func (m *member) gatherEncoding() string {
-	if m.cfg.ByTraceID {
-		return m.cfg.Encoding
-	}
-	return EncodingProto
 }
 
 // completeIdle completes the traces idle for the idle time.
@@ -179,15 +169,9 @@ func (m *member) decodeAll(gathered []*partial) []trace.Trace {
 // decodeTrace decodes a trace gathered: its spans, each once (a record
 // written twice upstream brings its spans twice).
 func (m *member) decodeTrace(g *partial) (trace.Trace, error) {
-	ts, ok := engine.DecodeOTLP(g.data, &m.res, &m.strs)
-	if !ok {
-		var err error
-		if ts, err = file.OTLPProto(g.data, &m.res, &m.strs); err != nil {
-			return trace.Trace{}, err
-		}
-		for i := range ts {
-			ts[i].Pack()
-		}
+	ts, err := decode(g.data, EncodingProto, &m.res, &m.strs)
+	if err != nil {
+		return trace.Trace{}, err
 	}
 	if len(ts) != 1 || ts[0].ID != g.id {
 		return trace.Trace{}, fmt.Errorf("its records hold %d traces, not trace %s alone", len(ts), g.id)

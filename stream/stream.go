@@ -502,7 +502,7 @@ func decode(value []byte, encoding string, res *trace.Resources, strs *trace.Str
 // spans came, without decoding them, where the record has the plain form
 // (engine.SplitOTLP; a bad span then fails in its trace's piece, when it
 // is decoded), else decoded (which says what is wrong) and written again.
-func (m *member) pieces(value []byte, encoding string, res *trace.Resources, strs *trace.Strings) ([]engine.TracePiece, error) {
+func pieces(value []byte, encoding string, res *trace.Resources, strs *trace.Strings) ([]engine.TracePiece, error) {
 	if encoding == EncodingProto {
 		if pieces, ok := engine.SplitOTLP(value); ok {
 			return pieces, nil
@@ -533,15 +533,29 @@ const spansHeader = "ktrace-spans"
 // piece that is not what its key says fails when its trace is decoded);
 // any other is cut by pieces.
 func (m *member) gathered(r *kgo.Record) ([]engine.TracePiece, error) {
-	if !m.cfg.ByTraceID {
-		id, err := trace.ParseTraceID(string(r.Key))
-		for _, h := range r.Headers {
-			if n, nerr := strconv.Atoi(string(h.Value)); h.Key == spansHeader && err == nil && nerr == nil && n > 0 {
-				return []engine.TracePiece{{ID: id, Spans: n, Data: r.Value}}, nil
-			}
+	if m.cfg.ByTraceID {
+		return pieces(r.Value, m.cfg.Encoding, &m.res, &m.strs)
+	}
+	if p, ok := rekeyed(r); ok {
+		return []engine.TracePiece{p}, nil
+	}
+	return pieces(r.Value, EncodingProto, &m.res, &m.strs)
+}
+
+// rekeyed reads a record of the spans topic as the re-keying wrote it:
+// false when its key is not a trace ID or its header is missing.
+func rekeyed(r *kgo.Record) (engine.TracePiece, bool) {
+	id, err := trace.ParseTraceID(string(r.Key))
+	if err != nil {
+		return engine.TracePiece{}, false
+	}
+	for _, h := range r.Headers {
+		if h.Key == spansHeader {
+			n, err := strconv.Atoi(string(h.Value))
+			return engine.TracePiece{ID: id, Spans: n, Data: r.Value}, err == nil && n > 0
 		}
 	}
-	return m.pieces(r.Value, m.gatherEncoding(), &m.res, &m.strs)
+	return engine.TracePiece{}, false
 }
 
 func pieceSpans(pieces []engine.TracePiece) int {
