@@ -282,7 +282,7 @@ func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 	committed, err := adm.FetchOffsetsForTopics(ctx, m.gatherGroup, m.spans)
 	// The end a read-committed consumer reaches: the last stable offset.
 	ends, endErr := adm.ListCommittedOffsets(ctx, m.spans)
-	known, knownErr := m.restoreSegments(ctx, parts)
+	known, knownErr := m.restoreSegments(ctx, adm, parts)
 	if knownErr != nil {
 		m.log.Printf("partitions %v: the segments published before are not known (%v): spans coming late for their traces are taken for traces of their own", parts, knownErr)
 	}

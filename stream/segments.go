@@ -134,16 +134,11 @@ func partitioner(segments string) kgo.Partitioner {
 // traces (what an assembler remembers), restoreRecords were read, or the
 // partition's start — so that few big segments are read as quickly as
 // many small ones.
-func (m *member) restoreSegments(ctx context.Context, parts []int32) (map[int32]map[int64]*segment, error) {
+// adm lists the topic's offsets.
+func (m *member) restoreSegments(ctx context.Context, adm *kadm.Client, parts []int32) (map[int32]map[int64]*segment, error) {
 	topic := SegmentsTopic(m.cfg.Group)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	adm := kadm.NewClient(cl)
 	ends, err := adm.ListCommittedOffsets(ctx, topic)
 	if err == nil {
 		err = ends.Error()
@@ -183,6 +178,9 @@ func (m *member) restoreSegments(ctx context.Context, parts []int32) (map[int32]
 				}
 			}
 			to = from
+		}
+		if len(segs) > 0 {
+			m.log.Printf("partition %d of %s: %d segments (%d traces) published before, read back from %s", p, m.spans, len(segs), traces, topic)
 		}
 		out[p] = segs
 	}

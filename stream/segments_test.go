@@ -6,6 +6,7 @@ import (
 	"log"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -54,7 +55,7 @@ func TestRestoreSegments(t *testing.T) {
 				t.Fatal(err)
 			}
 			m := &member{cfg: Config{Brokers: cluster.ListenAddrs(), Group: "g"}, log: log.New(io.Discard, "", 0), spans: "otlp_spans"}
-			got, err := m.restoreSegments(context.Background(), []int32{0, 1})
+			got, err := m.restoreSegments(context.Background(), kadm.NewClient(cl), []int32{0, 1})
 			if err != nil {
 				t.Fatal(err)
 			}
