@@ -267,9 +267,9 @@ func (m *member) reanalyse(ctx context.Context, p int32, a *assembler, start int
 		return result{}, err
 	}
 	// Two assemblies of the segment: as published last (with the late
-	// spans settled), and with all its late spans. Records hold spans of other segments' traces too
-	// (late ones of older segments, early ones of newer): only the
-	// segment's own traces are taken.
+	// spans settled), and with all its late spans. Records hold spans of
+	// other segments' traces too (late ones of older segments, early ones
+	// of newer): only the segment's own traces are taken.
 	was, is := newAssembler(first), newAssembler(first)
 	now := time.Now()
 	mine := func(r *kgo.Record) []engine.TracePiece {

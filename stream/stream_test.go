@@ -571,13 +571,7 @@ func lateSpans(t *testing.T, keyed, pending, moved bool) {
 	start("m")
 	defer func() { stop() }()
 	metric := func(name string) string {
-		resp, err := http.Get("http://" + listen + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		for _, l := range strings.Split(string(body), "\n") {
+		for _, l := range metricLines(t, listen) {
 			if v, ok := strings.CutPrefix(l, name+" "); ok {
 				return v
 			}
@@ -715,16 +709,24 @@ func edgeCounts(t *testing.T, brokers []string) int {
 	return n
 }
 
-// metricSum sums a metric's series served on listen.
-func metricSum(t *testing.T, listen, name string) float64 {
+// metricLines is what a member serves on listen's /metrics, a line each.
+func metricLines(t *testing.T, listen string) []string {
 	resp, err := http.Get("http://" + listen + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(string(body), "\n")
+}
+
+// metricSum sums a metric's series served on listen.
+func metricSum(t *testing.T, listen, name string) float64 {
 	sum := 0.0
-	for _, l := range strings.Split(string(body), "\n") {
+	for _, l := range metricLines(t, listen) {
 		if rest, ok := strings.CutPrefix(l, name+"{"); ok {
 			_, v, _ := strings.Cut(rest, "} ")
 			f, err := strconv.ParseFloat(v, 64)
