@@ -13,30 +13,26 @@ import (
 
 // holding says which partitions of the spans topic the member holds.
 func (m *member) holding() string {
-	m.mu.Lock()
-	parts := make([]int, 0, len(m.assemblers))
-	for p := range m.assemblers {
-		parts = append(parts, int(p))
-	}
-	m.mu.Unlock()
-	if len(parts) == 0 {
+	parts := m.listHeld(func(*assembler) bool { return true })
+	if parts == "" {
 		return "no partition of " + m.spans
 	}
-	slices.Sort(parts)
-	s := make([]string, len(parts))
-	for i, p := range parts {
-		s[i] = strconv.Itoa(p)
-	}
-	return "partitions " + strings.Join(s, ", ") + " of " + m.spans
+	return "partitions " + parts + " of " + m.spans
 }
 
 // restoring lists the partitions held that are still being read again
 // up to where they ended when assigned ("": none).
 func (m *member) restoring() string {
+	return m.listHeld((*assembler).restoring)
+}
+
+// listHeld lists, in order, the partitions held whose assembler is
+// which ("": none).
+func (m *member) listHeld(which func(*assembler) bool) string {
 	m.mu.Lock()
 	var parts []int
 	for p, a := range m.assemblers {
-		if a.restoring() {
+		if which(a) {
 			parts = append(parts, int(p))
 		}
 	}
