@@ -5,6 +5,7 @@
 //	Run(ctx, traces, Options) (*graph.Graph, analyze.Report, error)
 //	Collect(ctx, traces, Options) (*Partial, error)
 //	(*Partial).Merge, Finish, MarshalBinary, UnmarshalBinary
+//	(*Partial).Pairing, Settle, Facts; Pair(judged, context)
 //	DecodeOTLP(data, resources, strings) ([]trace.Trace, bool)
 //	SplitOTLP(data) ([]TracePiece, bool)
 //
@@ -54,6 +55,15 @@
 // links may point at — so a hop whose two ends were seen by different
 // partials is still stitched. Latency samples travel whole: percentiles
 // stay exact.
+//
+// Pairing (pairing.go) cuts what of a partial pairs across traces into
+// parts by pairing key, for ktrace stream's members to send through a
+// topic: the consumers that lost their context and copies of the
+// producers by their record's topic and partition (or message ID), root
+// producers and keyed consumers by service and record key, linked
+// produce spans and consumer spans by trace. Pair judges one key's parts;
+// Settle counts a partial's own. TestPairingAddsUp and FuzzPairing hold
+// that what the pieces settle adds up to what the whole set settles.
 //
 // A partial's bytes are a header ("ktrace-partial", a format version byte)
 // and the analyzer's state flattened into plain records, written with

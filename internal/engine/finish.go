@@ -34,6 +34,17 @@ func (b *builder) GraphWith(f func()) *graph.Graph {
 		early = startGather(edges, append(b.logs, sampleLog{b.samples, edges}))
 		b.samples, b.logs = latLog{}, nil
 	}
+	b.resolve(m)
+	logs := append(b.logs, sampleLog{b.samples, b.edgeList})
+	b.samples, b.logs = latLog{}, nil
+	finishEdges(b.edgeList, f, early, logs)
+	return b.export()
+}
+
+// resolve joins the pending consumers with what m says they found — a
+// link, their record's producer, a message ID's — and counts their edges,
+// then resolves the root producers. The pairing lists are spent.
+func (b *builder) resolve(m []match) {
 	b.stitches = make([]graph.Stitch, 0, b.pending.Len()) // at most one per pending consumer
 	absent := b.absentLinked(m)
 	b.samples.reserve(b.pending.Len())
@@ -93,10 +104,6 @@ func (b *builder) GraphWith(f func()) *graph.Graph {
 	b.resolveRoots()
 	b.flushEdges()
 	b.edges = nil
-	logs := append(b.logs, sampleLog{b.samples, b.edgeList})
-	b.samples, b.logs = latLog{}, nil
-	finishEdges(b.edgeList, f, early, logs)
-	return b.export()
 }
 
 // export returns the builder's graph in graph's types.

@@ -149,7 +149,19 @@ func (r wireRef) in() graph.SpanRef {
 // MarshalBinary writes the partial in ktrace's versioned partial format.
 // The partial stays usable.
 func (p *Partial) MarshalBinary() ([]byte, error) {
-	a, b := p.a, p.a.b
+	w := p.a.wire()
+	var buf bytes.Buffer
+	buf.WriteString(partialMagic)
+	buf.WriteByte(partialVersion)
+	if err := gob.NewEncoder(&buf).Encode(&w); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// wire flattens the analyzer's state; the analyzer stays usable.
+func (a *analyzer) wire() wirePartial {
+	b := a.b
 	b.flushEdges()
 	w := wirePartial{SkewTolerance: a.tol, Traces: a.traces, Spans: a.spans, GraphTraces: b.traces, GraphSpans: b.spans,
 		Incomplete: a.incomplete}
@@ -216,13 +228,7 @@ func (p *Partial) MarshalBinary() ([]byte, error) {
 			}
 		}
 	}
-	var buf bytes.Buffer
-	buf.WriteString(partialMagic)
-	buf.WriteByte(partialVersion)
-	if err := gob.NewEncoder(&buf).Encode(&w); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return w
 }
 
 // UnmarshalBinary reads a partial MarshalBinary wrote, replacing p's
@@ -248,6 +254,12 @@ func decodePartial(data []byte) (*analyzer, error) {
 	if err := gob.NewDecoder(bytes.NewReader(rest[1:])).Decode(&w); err != nil {
 		return nil, err
 	}
+	return fromWire(&w)
+}
+
+// fromWire makes an analyzer of flattened state, checking every number
+// that indexes something.
+func fromWire(w *wirePartial) (*analyzer, error) {
 	a := newAnalyzer(w.SkewTolerance)
 	b := a.b
 	a.traces, a.spans, a.incomplete = w.Traces, w.Spans, w.Incomplete

@@ -1,0 +1,266 @@
+package engine
+
+// Pairing across members. A partial's consumers that lost their context
+// can only be judged with the producers of other partials; ktrace stream
+// sends them, and copies of the producers, through a topic keyed by where
+// the two halves meet, so that one member judges each consumer once.
+
+import (
+	"errors"
+	"hash/fnv"
+	"strconv"
+
+	"github.com/ktrace-dev/ktrace/analyze"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// Pairing takes out of p what pairs across traces and returns the rest
+// (local) and, in n parts by pairing key, what was taken (nil: nothing
+// for that part). A part holds the consumers that lost their context
+// whose key is its own, with the consumer roots among them, and a copy
+// of each of p's producers of its keys; and the set's edges, counted
+// zero, which say what the whole set knows (which topics have producers,
+// which services are called). Keys: a producer's is the topic and
+// partition it wrote (and, with a message ID, the ID, in any topic); a
+// consumer's is its record's topic and partition, or its message ID when
+// it names no offset, so a consumer meets the producer of its record, of
+// its message ID, and the producers it links to that wrote its
+// partition. Consumers except holds pending too were taken before (the
+// same segment, published again with late spans) and are left out. p
+// stays usable.
+//
+// local's Finish counts what p's own traces show; Pair over every part
+// of a key counts the rest: the two add up to what the merged partials'
+// Finish counts of the consume edges and the hop breaks.
+func (p *Partial) Pairing(n int, except *Partial) (local *Partial, parts []*Partial, err error) {
+	if n < 1 {
+		return nil, nil, errors.New("pairing into no parts")
+	}
+	w := p.a.wire()
+	taken := map[wireSpan]bool{}
+	if except != nil {
+		eb := except.a.b
+		for i := 0; i < eb.pending.Len(); i++ {
+			r := eb.pending.At(i).ref
+			taken[wireSpan{r.TraceID, r.SpanID}] = true
+		}
+	}
+	nodes := make([]wireNode, len(w.Nodes))
+	for i, nd := range w.Nodes {
+		nodes[i] = wireNode{Kind: nd.Kind, Name: nd.Name}
+	}
+	facts := make([]wireEdge, len(w.Edges))
+	for i, e := range w.Edges {
+		facts[i] = wireEdge{From: e.From, To: e.To, Kind: e.Kind, Relation: e.Relation, Group: e.Group}
+	}
+	pw := make([]*wirePartial, n)
+	part := func(k int) *wirePartial {
+		if pw[k] == nil {
+			pw[k] = &wirePartial{SkewTolerance: w.SkewTolerance, Nodes: nodes, Edges: facts}
+		}
+		return pw[k]
+	}
+	topicKey := func(topic int32, partition int32) int {
+		return keyPart(n, w.Nodes[topic].Name+"\x00"+strconv.Itoa(int(max(partition, -1))))
+	}
+	msgKey := func(id string) int { return keyPart(n, "\x01"+id) }
+
+	// Each producer, in the part of its partition; with a message ID, in
+	// that ID's part too.
+	type at struct{ k, j int }
+	copies := make([][]at, len(w.Producers))
+	add := func(k, j int) int {
+		for _, c := range copies[j] {
+			if c.k == k {
+				return c.j
+			}
+		}
+		t := part(k)
+		t.Producers = append(t.Producers, w.Producers[j])
+		t.TraceIDs = append(t.TraceIDs, w.Producers[j].Span.Trace)
+		copies[j] = append(copies[j], at{k, len(t.Producers) - 1})
+		return len(t.Producers) - 1
+	}
+	for j, pr := range w.Producers {
+		add(topicKey(pr.Topic, pr.Partition), j)
+	}
+	for _, m := range w.MsgIDs {
+		add(msgKey(m.ID), m.Producer)
+		for _, c := range copies[m.Producer] {
+			pw[c.k].MsgIDs = append(pw[c.k].MsgIDs, wireMsgID{c.j, m.ID})
+		}
+	}
+
+	incomplete := map[trace.TraceID]bool{}
+	for _, id := range w.Incomplete {
+		incomplete[id] = true
+	}
+	moved := make([]at, len(w.Pending)) // k -1: left out
+	for i, pc := range w.Pending {
+		if taken[pc.Ref.Span] {
+			moved[i] = at{-1, -1}
+			continue
+		}
+		var k int
+		switch {
+		case pc.Partition >= 0 && pc.Offset >= 0:
+			k = topicKey(pc.Topic, pc.Partition)
+		case pc.MsgID != "":
+			k = msgKey(pc.MsgID)
+		default:
+			k = topicKey(pc.Topic, pc.Partition)
+		}
+		t := part(k)
+		t.Pending = append(t.Pending, pc)
+		t.TraceIDs = append(t.TraceIDs, pc.Ref.Span.Trace)
+		if incomplete[pc.Ref.Span.Trace] {
+			t.Incomplete = append(t.Incomplete, pc.Ref.Span.Trace)
+		}
+		moved[i] = at{k, len(t.Pending) - 1}
+	}
+	// Root producers with a record key, and the consumer spans with one,
+	// in the part of their service and key: a pass-through pairs them.
+	passKey := func(service, key string) int { return keyPart(n, "\x02"+service+"\x00"+key) }
+	var roots []wireRoot
+	for _, r := range w.Roots {
+		if r.Key == "" {
+			roots = append(roots, r)
+			continue
+		}
+		t := part(passKey(w.Nodes[r.Node].Name, r.Key))
+		t.Roots = append(t.Roots, r)
+		t.TraceIDs = append(t.TraceIDs, r.Ref.Span.Trace)
+	}
+	for _, c := range w.Keyed {
+		t := part(passKey(c.Service, c.Key))
+		t.Keyed = append(t.Keyed, c)
+	}
+
+	// Produce spans linked in place of a parent, in the part of the
+	// trace their first link names; each trace's consumer spans and the
+	// trace itself in its own: the links are judged there.
+	traceKey := func(id trace.TraceID) int {
+		return keyPart(n, "\x03"+strconv.FormatUint(id.High, 16)+":"+strconv.FormatUint(id.Low, 16))
+	}
+	var linked []wireLinked
+	for _, l := range w.Linked {
+		if len(l.Links) == 0 {
+			linked = append(linked, l)
+			continue
+		}
+		t := part(traceKey(l.Links[0].Trace))
+		t.Linked = append(t.Linked, l)
+	}
+	for _, c := range w.Consumers {
+		t := part(traceKey(c.Trace))
+		t.Consumers = append(t.Consumers, c)
+	}
+	for _, id := range w.TraceIDs {
+		t := part(traceKey(id))
+		t.TraceIDs = append(t.TraceIDs, id)
+	}
+
+	lw := w
+	lw.Producers, lw.MsgIDs, lw.Pending, lw.ConsRoots, lw.Roots, lw.Keyed = nil, nil, nil, nil, roots, nil
+	lw.Linked, lw.Consumers = linked, nil
+	for _, r := range w.ConsRoots {
+		switch {
+		case r.Pending < 0:
+			lw.ConsRoots = append(lw.ConsRoots, r)
+		case moved[r.Pending].k >= 0:
+			t := pw[moved[r.Pending].k]
+			r.Pending = int32(moved[r.Pending].j)
+			t.ConsRoots = append(t.ConsRoots, r)
+		}
+	}
+	la, err := fromWire(&lw)
+	if err != nil {
+		return nil, nil, err
+	}
+	parts = make([]*Partial, n)
+	for k, t := range pw {
+		if t == nil {
+			continue
+		}
+		a, err := fromWire(t)
+		if err != nil {
+			return nil, nil, err
+		}
+		parts[k] = &Partial{a: a}
+	}
+	return &Partial{a: la}, parts, nil
+}
+
+// keyPart is the part of n a pairing key falls in.
+func keyPart(n int, key string) int {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return int(h.Sum64() % uint64(n))
+}
+
+// Pair judges the consumers of judged, parts of one key that Pairing
+// made, pairing them with the producers of judged and of context (parts
+// of the same key from before and after, whose own consumers are judged
+// elsewhere or were already), and returns what they add: their consume
+// edges with their latency samples, and the breaks they show (lost hops,
+// unverified hops, consumer roots). The partials are spent.
+func Pair(judged, context []*Partial) ([]EdgeCount, analyze.Report, error) {
+	if len(judged) == 0 {
+		return nil, analyze.Report{}, nil
+	}
+	x := judged[0]
+	for _, j := range judged[1:] {
+		if err := x.Merge(j); err != nil {
+			return nil, analyze.Report{}, err
+		}
+	}
+	for _, c := range context {
+		c.a.b.pending, c.a.b.roots = chunkList[pendingConsumer]{}, nil
+		c.a.consRoots, c.a.incomplete, c.a.linked = nil, nil, nil
+		if err := x.Merge(c); err != nil {
+			return nil, analyze.Report{}, err
+		}
+	}
+	edges, rep, _ := x.Settle()
+	return edges, rep, nil
+}
+
+// Settle is Finish for counting: it resolves what the partial holds and
+// returns its edges with their latency samples (those with something to
+// count), its report, and its facts as they are once its consumers are
+// paired. The partial is spent.
+func (p *Partial) Settle() ([]EdgeCount, analyze.Report, *Partial) {
+	a := p.a
+	b := a.b
+	m := b.matchPending()
+	b.flushEdges()
+	b.resolve(m)
+	rep := a.judge()
+	var out []EdgeCount
+	for _, e := range p.Edges() {
+		if e.Count > 0 || e.Errors > 0 || len(e.Latencies) > 0 {
+			out = append(out, e)
+		}
+	}
+	facts := p.Facts()
+	p.a = nil
+	return out, rep, facts
+}
+
+// Facts is what p knows of the whole set: its nodes and edges, counted
+// zero. Merged into a partial before it settles, it lets breaks that
+// depend on the whole set (which services are called, which topics have
+// producers, which topics a service consumes) be judged with more than
+// the partial's own traces. p stays usable.
+func (p *Partial) Facts() *Partial {
+	b := p.a.b
+	b.flushEdges()
+	a := newAnalyzer(p.a.tol)
+	for _, n := range b.nodeList {
+		a.b.node(n.kind, n.name)
+	}
+	for _, e := range b.edgeList {
+		a.b.edge(a.b.nodeList[e.from.seq], a.b.nodeList[e.to.seq], e.kind, e.rel, e.group)
+	}
+	return &Partial{a: a}
+}
