@@ -24,6 +24,7 @@ type metrics struct {
 	hops, lost                *prometheus.CounterVec
 	lag                       *prometheus.GaugeVec
 	spansIn, traces, late     prometheus.Counter
+	pairs                     prometheus.Counter
 	undecodable, invalid      prometheus.Counter
 	pending, partitions       prometheus.Gauge
 }
@@ -44,19 +45,20 @@ func newMetrics() *metrics {
 			Help: "Records of each messaging hop, by how ktrace found them (parent, link, stitched, unverified, span)."},
 			[]string{"from", "to", "group", "relation"}),
 		lost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ktrace_lost_context_total",
-			Help: "Where trace context was lost, by break rule and place, as this member's traces show it (a lost hop whose ends other members gathered is found where the partials merge)."},
+			Help: "Where trace context was lost, by break rule and place: a hop or a link across traces is counted by the member that pairs it."},
 			[]string{"rule", "where"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ktrace_stream_lag_records",
 			Help: "Records behind the end of each partition this member reads."}, []string{"topic", "partition"}),
 		spansIn:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_spans_in_total", Help: "Spans read from the span topic."}),
 		traces:      prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_traces_total", Help: "Traces analysed and published."}),
 		late:        prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_late_spans_total", Help: "Spans that came after their trace was complete."}),
+		pairs:       prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_pair_parts_total", Help: "Parts of the pairs topic this member judged."}),
 		undecodable: prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_undecodable_records_total", Help: "Records skipped as undecodable."}),
 		invalid:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_invalid_traces_total", Help: "Traces left out as invalid."}),
 		pending:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "ktrace_stream_pending_spans", Help: "Spans of traces not yet published."}),
 		partitions:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "ktrace_stream_partitions", Help: "Partitions of the spans topic this member holds."}),
 	}
-	m.reg.MustRegister(m.requests, m.failed, m.serverSeconds, m.clientSecs, m.hops, m.lost, m.lag, m.spansIn, m.traces, m.late,
+	m.reg.MustRegister(m.requests, m.failed, m.serverSeconds, m.clientSecs, m.hops, m.lost, m.lag, m.spansIn, m.traces, m.late, m.pairs,
 		m.undecodable, m.invalid, m.pending, m.partitions)
 	return m
 }
@@ -69,36 +71,49 @@ func name(key string) string {
 	return n
 }
 
-// observeBreaks counts the breaks a published partial's traces show.
+// observeBreaks counts the breaks a report shows.
 func (m *metrics) observeBreaks(rep analyze.Report) {
 	for _, f := range rep.Findings {
 		m.lost.WithLabelValues(string(f.Rule), f.Where).Add(float64(f.Occurrences))
 	}
 }
 
-// observe counts what a published partial found.
-func (m *metrics) observe(p *engine.Partial) { m.observeEdges(p.Edges()) }
+// settle counts a segment's own traces (local: what engine.Pairing left
+// of its partial; the rest is counted where it pairs) with what the member
+// knows of the whole set, and learns what they add to it. local is spent.
+func (m *member) settle(local *engine.Partial) ([]engine.EdgeCount, analyze.Report) {
+	if facts := m.knownFacts(); facts != nil {
+		if err := local.Merge(facts); err != nil {
+			m.log.Printf("counting a segment: %v", err)
+		}
+	}
+	edges, rep, facts := local.Settle()
+	m.learn(facts)
+	return edges, rep
+}
+
+// observe counts what a published segment's own traces show.
+func (m *member) observe(local *engine.Partial) {
+	edges, rep := m.settle(local)
+	m.metrics.observeEdges(edges)
+	m.metrics.observeBreaks(rep)
+}
 
 // observeChange counts what a segment published again with its late
-// spans found beyond what it found before (base; nil: nothing): full's
-// edges less base's, its breaks less base's. Counters only go up: a break
-// a late span mends stays counted. The partials are spent.
-func (m *metrics) observeChange(base, full *engine.Partial) {
-	var edges []engine.EdgeCount
-	var was analyze.Report
-	if base != nil {
-		edges = base.Edges()
-		_, was = base.Finish()
-	}
-	m.observeEdges(edgesAdded(edges, full.Edges()))
-	_, is := full.Finish()
+// spans shows beyond what it showed before (base): full's edges less
+// base's, its breaks less base's. Counters only go up: a break a late
+// span mends stays counted. The partials are spent.
+func (m *member) observeChange(base, full *engine.Partial) {
+	was, wasRep := m.settle(base)
+	is, isRep := m.settle(full)
+	m.metrics.observeEdges(edgesAdded(was, is))
 	before := map[[2]string]int{}
-	for _, f := range was.Findings {
+	for _, f := range wasRep.Findings {
 		before[[2]string{string(f.Rule), f.Where}] += f.Occurrences
 	}
-	for _, f := range is.Findings {
+	for _, f := range isRep.Findings {
 		if n := f.Occurrences - before[[2]string{string(f.Rule), f.Where}]; n > 0 {
-			m.lost.WithLabelValues(string(f.Rule), f.Where).Add(float64(n))
+			m.metrics.lost.WithLabelValues(string(f.Rule), f.Where).Add(float64(n))
 		}
 	}
 }

@@ -20,11 +20,15 @@ import (
 type result struct {
 	rec *kgo.Record
 	// seg is the segment's record in the segments topic (nil: none).
-	seg    *kgo.Record
-	part   *engine.Partial
-	base   *engine.Partial
-	again  bool
-	traces int
+	seg   *kgo.Record
+	part  *engine.Partial
+	base  *engine.Partial
+	again bool
+	// pairs are its records of the pairs topic; local what its own
+	// traces count, localBase what they counted before (again).
+	pairs            []*kgo.Record
+	local, localBase *engine.Partial
+	traces           int
 	// settled: published again, how many of the segment's late records
 	// it holds.
 	settled int
@@ -132,6 +136,11 @@ func (m *member) prepare(ctx context.Context, p int32) (*outcome, error) {
 	if len(o.results) == 0 && o.commit <= o.start {
 		return nil, nil
 	}
+	for i := range o.results {
+		if err := m.pairing(&o.results[i]); err != nil {
+			return nil, err
+		}
+	}
 	return o, nil
 }
 
@@ -171,6 +180,7 @@ func (m *member) transact(ctx context.Context, outs []*outcome) error {
 			if r.seg != nil {
 				recs = append(recs, r.seg)
 			}
+			recs = append(recs, r.pairs...)
 		}
 	}
 	try := kgo.TryCommit
@@ -225,12 +235,10 @@ func (m *member) published(o *outcome) {
 	m.mu.Unlock()
 	for _, r := range o.results {
 		if r.again {
-			m.metrics.observeChange(r.base, r.part)
+			m.observeChange(r.localBase, r.local)
 			continue
 		}
-		m.metrics.observe(r.part)
-		_, rep := r.part.Finish()
-		m.metrics.observeBreaks(rep)
+		m.observe(r.local)
 		m.metrics.traces.Add(float64(r.traces))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -112,12 +113,13 @@ func (r *segmentReader) count(size int) int {
 	return int(v)
 }
 
-// partitioner puts a segment record on the partition it names (the
-// gathered partition it describes), and any other record on a partition
-// by its key, so that a key's values stay in order.
-func partitioner(segments string) kgo.Partitioner {
+// partitioner puts a record of the numbered topics on the partition it
+// names (a segment record: the gathered partition it describes; a pairs
+// record: its pairing key's part), and any other record on a partition by
+// its key, so that a key's values stay in order.
+func partitioner(numbered ...string) kgo.Partitioner {
 	return kgo.BasicConsistentPartitioner(func(topic string) func(*kgo.Record, int) int {
-		if topic == segments {
+		if slices.Contains(numbered, topic) {
 			return func(r *kgo.Record, _ int) int { return int(r.Partition) }
 		}
 		return func(r *kgo.Record, n int) int {

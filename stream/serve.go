@@ -78,6 +78,10 @@ func (m *member) handler() http.Handler {
 			http.Error(w, "not ready: reading back the segments published before from "+SegmentsTopic(m.cfg.Group), http.StatusServiceUnavailable)
 			return
 		}
+		if m.restoringPairs.Load() > 0 {
+			http.Error(w, "not ready: reading the parts judged before from "+PairsTopic(m.cfg.Group), http.StatusServiceUnavailable)
+			return
+		}
 		if parts := m.restoring(); parts != "" {
 			http.Error(w, "not ready: restoring partitions "+parts+" of "+m.spans+" (reading again the records of the traces left open)", http.StatusServiceUnavailable)
 			return

@@ -36,8 +36,15 @@
 // SpansGroup), so a member killed half way through a batch leaves no
 // record written twice.
 //
-// Pairing across traces (a consumer's producer in another trace, links)
-// happens where the partials merge: a partial carries what pairing needs.
+// Pairing across traces (a consumer's producer in another trace, links,
+// pass-throughs) happens twice. Where the partials merge, for the results:
+// a partial carries what pairing needs. And for the members' metrics,
+// through ktrace.GROUP.pairs (PairsTopic): with each segment, a member
+// writes what of it pairs across traces, a part per pairing key on that
+// key's partition, in the same transaction; the members of group
+// PairsGroup judge each part once the parts it may pair with had time to
+// come (Config.pairWait) and count what it adds, so that the members'
+// /metrics, summed, count what the merged results count.
 package stream
 
 import (
@@ -171,8 +178,15 @@ type member struct {
 	// second) was answered.
 	fetchedIn, fetched, reachable atomic.Bool
 	// restoringSegments counts the assignments reading the segments
-	// topic back: not ready meanwhile.
-	restoringSegments atomic.Int32
+	// topic back, restoringPairs those of the pairs topic reading the
+	// parts judged before: not ready meanwhile.
+	restoringSegments, restoringPairs atomic.Int32
+	// pairKeys is how many partitions the pairs topic has: a part each.
+	pairKeys int
+	// known is what the member knows of the whole set (engine.Facts),
+	// learnt from all it counted.
+	knownMu sync.Mutex
+	known   *engine.Partial
 }
 
 // Run runs a member until ctx ends, then publishes what it may and
@@ -210,6 +224,11 @@ func Run(ctx context.Context, cfg Config) error {
 	var failOnce sync.Once
 	fail := func(err error) { failOnce.Do(func() { failed = err; stopAll() }) }
 	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := m.judging(ctx); err != nil {
+			fail(err)
+		}
+	})
 	if !cfg.ByTraceID {
 		wg.Go(func() {
 			if err := m.repartition(ctx); err != nil {
@@ -338,7 +357,7 @@ func (m *member) gathering() (*kgo.GroupTransactSession, error) {
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		internalCompression(),
-		kgo.RecordPartitioner(partitioner(SegmentsTopic(cfg.Group))),
+		kgo.RecordPartitioner(partitioner(SegmentsTopic(cfg.Group), PairsTopic(cfg.Group))),
 		kgo.OnPartitionsAssigned(m.assigned),
 		kgo.OnPartitionsRevoked(m.forget),
 		kgo.OnPartitionsLost(m.forget),
@@ -357,7 +376,9 @@ func (m *member) stop() error {
 
 // ensureTopics creates the internal topics when missing: the spans topic
 // with as many partitions as the span topic, the results topic compacted,
-// the segments topic with as many partitions as the topic gathered.
+// the segments topic with as many partitions as the topic gathered, and
+// the pairs topic with as many to begin with (any number works: it is a
+// pairing key's part each).
 func (m *member) ensureTopics(ctx context.Context) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...))
 	if err != nil {
@@ -398,6 +419,17 @@ func (m *member) ensureTopics(ctx context.Context) error {
 		return fmt.Errorf("segments topic %s has %d partitions, %s has %d: they must be as many (delete %s, and it is made again)",
 			segments, n, m.spans, parts, segments)
 	}
+	pairs := PairsTopic(m.cfg.Group)
+	if err := create(ctx, adm, pairs, parts, map[string]*string{"cleanup.policy": ptr("delete"),
+		"retention.ms": ptr(strconv.FormatInt(pairsRetention.Milliseconds(), 10)),
+		"segment.ms":   ptr(strconv.FormatInt((pairsRetention / 6).Milliseconds(), 10))}); err != nil {
+		return err
+	}
+	n, err := partitions(ctx, adm, pairs)
+	if err != nil {
+		return fmt.Errorf("pairs topic %s: %w", pairs, err)
+	}
+	m.pairKeys = int(n)
 	return nil
 }
 

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -277,6 +279,11 @@ func members(t *testing.T, c membersCase) {
 			return true
 		})
 	}
+
+	// What the members count, summed, is what the merged results say:
+	// every edge, and every break (the hops across traces, counted by
+	// the members that pair them through the pairs topic).
+	metricsAgree(t, listen[:], want, wantRep)
 
 	// The members' metrics: the servicegraph connector's names, topics as
 	// nodes of messaging_system connections, and their own counts. (A
@@ -709,6 +716,83 @@ func edgeCounts(t *testing.T, brokers []string) int {
 	return n
 }
 
+// metricsAgree waits until the sums of the members' request, failed and
+// lost-context counters, served on listen, are what g and rep count. A
+// member that took a trace for complete before its last spans came
+// (late spans, under load or while partitions move) counted what the
+// trace showed then, and a counter cannot take it back: then each edge's
+// sums must be at least what g counts (a consumer whose producer came
+// late was judged without it: its break is counted as it was judged).
+func metricsAgree(t *testing.T, listen []string, g *graph.Graph, rep analyze.Report) {
+	t.Helper()
+	label := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	want := map[string]float64{}
+	for _, e := range g.Edges {
+		ct := ""
+		switch e.Kind {
+		case graph.EdgeProduce, graph.EdgeConsume:
+			ct = "messaging_system"
+		case graph.EdgePeer:
+			ct = "virtual_node"
+		}
+		l := fmt.Sprintf(`{client="%s",connection_type="%s",server="%s"}`, label.Replace(e.From.Name), ct, label.Replace(e.To.Name))
+		want["traces_service_graph_request_total"+l] += float64(e.Count)
+		want["traces_service_graph_request_failed_total"+l] += float64(e.Errors)
+	}
+	for _, f := range rep.Findings {
+		want[fmt.Sprintf(`ktrace_lost_context_total{rule="%s",where="%s"}`, f.Rule, label.Replace(f.Where))] += float64(f.Occurrences)
+	}
+	var got map[string]float64
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		got = map[string]float64{}
+		for _, l := range listen {
+			for _, line := range metricLines(t, l) {
+				for _, name := range []string{"traces_service_graph_request_total{", "traces_service_graph_request_failed_total{", "ktrace_lost_context_total{"} {
+					if strings.HasPrefix(line, name) {
+						i := strings.LastIndexByte(line, ' ')
+						k, v := line[:i], line[i+1:]
+						f, err := strconv.ParseFloat(v, 64)
+						if err != nil {
+							t.Fatalf("%s: %v", line, err)
+						}
+						if f != 0 {
+							got[k] += f
+						}
+					}
+				}
+			}
+		}
+		for k, v := range want {
+			if v == 0 {
+				delete(want, k)
+			}
+		}
+		late := 0.0
+		for _, l := range listen {
+			late += metricSum(t, l, "ktrace_stream_late_spans_total")
+		}
+		short := func(k string) bool { return strings.HasPrefix(k, "traces_service_graph_") && got[k] < want[k] }
+		if reflect.DeepEqual(got, want) || late > 0 && !slices.ContainsFunc(slices.Collect(maps.Keys(want)), short) {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if got[k] != want[k] {
+			fmt.Fprintf(&b, "%s: %v, want %v\n", k, got[k], want[k])
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(got)) {
+		if _, ok := want[k]; !ok {
+			fmt.Fprintf(&b, "%s: %v, want none\n", k, got[k])
+		}
+	}
+	t.Fatalf("the members' metrics, summed, differ from the merged results:\n%s", b.String())
+}
+
 // metricLines is what a member serves on listen's /metrics, a line each.
 func metricLines(t *testing.T, listen string) []string {
 	resp, err := http.Get("http://" + listen + "/metrics")
@@ -727,9 +811,8 @@ func metricLines(t *testing.T, listen string) []string {
 func metricSum(t *testing.T, listen, name string) float64 {
 	sum := 0.0
 	for _, l := range metricLines(t, listen) {
-		if rest, ok := strings.CutPrefix(l, name+"{"); ok {
-			_, v, _ := strings.Cut(rest, "} ")
-			f, err := strconv.ParseFloat(v, 64)
+		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") {
+			f, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
 			if err != nil {
 				t.Fatalf("%s: %v", l, err)
 			}

@@ -42,7 +42,10 @@ ktrace.GROUP.results, which graph, report, spof, docs, diff and check (without
 --spec) read with --kafka and --group. Spans that come after their trace was
 analysed are merged: their segment is read again and published again with
 them at the next window; ktrace.GROUP.segments keeps which traces each segment
-holds, so a member given a partition merges them too. Undecodable records are counted,
+holds, so a member given a partition merges them too. What pairs across
+traces (a consumer that lost its context and its producer, links,
+pass-throughs) goes through ktrace.GROUP.pairs, keyed by where the two halves
+meet, so that the member holding that key counts the hop. Undecodable records are counted,
 logged once per partition, and skipped. /metrics (Prometheus, with the
 OpenTelemetry servicegraph connector's metric names), /healthz and /readyz
 are served on --listen.`,

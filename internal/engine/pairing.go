@@ -203,26 +203,27 @@ func keyPart(n int, key string) int {
 // of the same key from before and after, whose own consumers are judged
 // elsewhere or were already), and returns what they add: their consume
 // edges with their latency samples, and the breaks they show (lost hops,
-// unverified hops, consumer roots). The partials are spent.
-func Pair(judged, context []*Partial) ([]EdgeCount, analyze.Report, error) {
+// unverified hops, consumer roots), and the facts they make known. The
+// partials are spent.
+func Pair(judged, context []*Partial) ([]EdgeCount, analyze.Report, *Partial, error) {
 	if len(judged) == 0 {
-		return nil, analyze.Report{}, nil
+		return nil, analyze.Report{}, nil, errors.New("no parts to judge")
 	}
 	x := judged[0]
 	for _, j := range judged[1:] {
 		if err := x.Merge(j); err != nil {
-			return nil, analyze.Report{}, err
+			return nil, analyze.Report{}, nil, err
 		}
 	}
 	for _, c := range context {
 		c.a.b.pending, c.a.b.roots = chunkList[pendingConsumer]{}, nil
 		c.a.consRoots, c.a.incomplete, c.a.linked = nil, nil, nil
 		if err := x.Merge(c); err != nil {
-			return nil, analyze.Report{}, err
+			return nil, analyze.Report{}, nil, err
 		}
 	}
-	edges, rep, _ := x.Settle()
-	return edges, rep, nil
+	edges, rep, facts := x.Settle()
+	return edges, rep, facts, nil
 }
 
 // Settle is Finish for counting: it resolves what the partial holds and
