@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -21,24 +22,17 @@ import (
 // on the partition of that key, in the transaction that publishes the
 // segment. Whatever partitions the two halves of a hop came from, they
 // meet on one partition of this topic, and the member that holds it
-// judges the hop: its /metrics count the stitches that traces of
-// different members complete.
+// judges the hop once both halves had Config.PairWait to be published: its
+// /metrics count the stitches that traces of different members complete.
 func PairsTopic(group string) string { return "ktrace." + group + ".pairs" }
 
 // PairsGroup is the consumer group whose members judge the pairs topic.
 func PairsGroup(group string) string { return "ktrace." + group + ".pairs" }
 
 // pairsRetention is how long the pairs topic keeps a part: it is judged
-// once its pairing wait has passed (pairWait), and read as context for
+// once its pairing wait has passed (Config.PairWait), and read as context for
 // parts judged after it.
 const pairsRetention = time.Hour
-
-// pairWait is how long after a part was published a member waits for the
-// parts it may pair with: two halves of a hop are paired when their
-// segments are published within it of each other. A partition's segment
-// is published every window, once its traces have been idle for the
-// trace-idle time.
-func (c *Config) pairWait() time.Duration { return 2*c.Window + c.TraceIdle }
 
 // contextWaits is how many pairing waits before the parts judged the
 // parts they are judged against may have been published: a member that
@@ -61,30 +55,65 @@ type pairs struct {
 	// context (parts judged before it came) has been read.
 	held  map[int32][]heldPart
 	ready map[int32]bool
+	// said is, by partition and partition gathered, when the members
+	// gathering it last said all it had complete was published.
+	said map[int32]map[int32]time.Time
+	// last is when each partition was last judged: at most every half
+	// wait, so that a part is read as context a few times, not at every
+	// poll.
+	last map[int32]time.Time
+}
+
+// marks are the records that say, on every partition of the pairs topic,
+// that partition p of the topic gathered published all it had complete
+// (none while it is being restored): a part is judged only once every
+// partition gathered has said so a pairing wait after it.
+func (m *member) marks(p int32) []*kgo.Record {
+	m.mu.Lock()
+	a := m.assemblers[p]
+	restoring := a == nil || a.restoring()
+	m.mu.Unlock()
+	if restoring {
+		return nil
+	}
+	recs := make([]*kgo.Record, m.pairKeys)
+	for k := range recs {
+		recs[k] = &kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: markKey(p), Value: []byte{}}
+	}
+	return recs
+}
+
+// markKey is the key of partition p's marks; the keys of its parts start
+// with it (segmentKey).
+func markKey(p int32) []byte { return fmt.Appendf(nil, "p%05d", p) }
+
+// gatheredOf is the partition of the topic gathered that a record of the
+// pairs topic came from.
+func gatheredOf(key []byte) (int32, bool) {
+	if len(key) < 6 || key[0] != 'p' {
+		return 0, false
+	}
+	p, err := strconv.Atoi(string(key[1:6]))
+	return int32(p), err == nil
 }
 
 // pairParts writes the pairing parts of a segment's partial as records
 // of the pairs topic, keyed like the segment's result.
-func (m *member) pairParts(key []byte, parts []*engine.Partial) ([]*kgo.Record, error) {
+func (m *member) pairParts(key []byte, parts [][]byte) []*kgo.Record {
 	var recs []*kgo.Record
-	for k, part := range parts {
-		if part == nil {
-			continue
+	for k, data := range parts {
+		if data != nil {
+			recs = append(recs, &kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: key, Value: data})
 		}
-		data, err := part.MarshalBinary()
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, &kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: key, Value: data})
 	}
-	return recs, nil
+	return recs
 }
 
 // judging reads the pairs topic in group PairsGroup until ctx ends: each
 // part, once its pairing wait has passed, is judged against the parts
 // around it, its offset committed, and what it adds counted.
 func (m *member) judging(ctx context.Context) error {
-	pr := &pairs{held: map[int32][]heldPart{}, ready: map[int32]bool{}}
+	pr := &pairs{held: map[int32][]heldPart{}, ready: map[int32]bool{}, last: map[int32]time.Time{}, said: map[int32]map[int32]time.Time{}}
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(m.cfg.Brokers...),
 		kgo.ConsumerGroup(PairsGroup(m.cfg.Group)),
@@ -108,11 +137,11 @@ func (m *member) judging(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	wait := m.cfg.pairWait()
+	wait := m.cfg.PairWait
 	tick := min(m.cfg.TraceIdle/2, time.Second)
-	// Parts are judged once Kafka has answered for a whole wait: while it
-	// does not, the members cannot publish the parts that would pair.
-	answering := time.Now()
+	// Waits are counted in time Kafka answered: while it does not, the
+	// members cannot publish the parts that would pair.
+	var down outages
 	for ctx.Err() == nil {
 		pctx, cancel := context.WithTimeout(ctx, tick)
 		fs := cl.PollFetches(pctx)
@@ -120,30 +149,105 @@ func (m *member) judging(ctx context.Context) error {
 		if fs.IsClientClosed() {
 			return nil
 		}
+		failed := !m.reachable.Load()
 		fs.EachError(func(topic string, p int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 				m.log.Printf("fetching %s/%d: %v", topic, p, err)
-				answering = time.Now()
+				failed = true
 			}
 		})
-		if !m.reachable.Load() {
-			answering = time.Now()
-		}
+		now := time.Now()
+		down.note(failed, now)
 		pr.mu.Lock()
-		fs.EachRecord(func(r *kgo.Record) {
-			pr.held[r.Partition] = append(pr.held[r.Partition], heldPart{offset: r.Offset, at: r.Timestamp, data: r.Value})
-		})
+		fs.EachRecord(func(r *kgo.Record) { pr.add(r, false) })
 		pr.mu.Unlock()
-		if now := time.Now(); now.Sub(answering) >= wait {
-			m.judge(ctx, cl, pr, now, wait)
+		if !failed {
+			m.judge(ctx, cl, pr, now, wait, &down)
 		}
 	}
 	return nil
 }
 
+// outages are the times Kafka did not answer the member.
+type outages struct {
+	since time.Time // of the one going on (zero: none)
+	past  [][2]time.Time
+}
+
+// note says whether Kafka answers at now.
+func (o *outages) note(down bool, now time.Time) {
+	switch {
+	case down && o.since.IsZero():
+		o.since = now
+	case !down && !o.since.IsZero():
+		o.past = append(o.past, [2]time.Time{o.since, now})
+		o.since = time.Time{}
+		if len(o.past) > 100 {
+			o.past = o.past[1:]
+		}
+	}
+}
+
+// between is how long Kafka answered from a to b.
+func (o *outages) between(a, b time.Time) time.Duration {
+	d := b.Sub(a)
+	overlap := func(from, to time.Time) {
+		if from.Before(a) {
+			from = a
+		}
+		if to.After(b) {
+			to = b
+		}
+		if to.After(from) {
+			d -= to.Sub(from)
+		}
+	}
+	for _, o := range o.past {
+		overlap(o[0], o[1])
+	}
+	if !o.since.IsZero() {
+		overlap(o.since, b)
+	}
+	return d
+}
+
+// add holds a record of the pairs topic (called with mu held): a part, or
+// a mark; each says its partition gathered published what it had.
+func (pr *pairs) add(r *kgo.Record, judged bool) {
+	if g, ok := gatheredOf(r.Key); ok {
+		said := pr.said[r.Partition]
+		if said == nil {
+			said = map[int32]time.Time{}
+			pr.said[r.Partition] = said
+		}
+		if r.Timestamp.After(said[g]) {
+			said[g] = r.Timestamp
+		}
+	}
+	if len(r.Value) > 0 {
+		pr.held[r.Partition] = append(pr.held[r.Partition], heldPart{offset: r.Offset, at: r.Timestamp, data: r.Value, judged: judged})
+	}
+}
+
+// saidSince is the earliest time every one of n partitions gathered last
+// said it published what it had, on partition p (zero: one has not).
+func (pr *pairs) saidSince(p int32, n int) time.Time {
+	var earliest time.Time
+	for g := range int32(n) {
+		t, ok := pr.said[p][g]
+		if !ok {
+			return time.Time{}
+		}
+		if earliest.IsZero() || t.Before(earliest) {
+			earliest = t
+		}
+	}
+	return earliest
+}
+
 // judged marks the parts at offsets of partition p judged, and lets go of
-// those judged before a time.
-func (pr *pairs) judged(p int32, offsets []int64, before time.Time) {
+// the judged parts that are old.
+func (pr *pairs) judged(p int32, offsets []int64, old func(at time.Time) bool) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	kept := pr.held[p][:0]
@@ -151,7 +255,7 @@ func (pr *pairs) judged(p int32, offsets []int64, before time.Time) {
 		if _, ok := slices.BinarySearch(offsets, h.offset); ok {
 			h.judged = true
 		}
-		if !h.judged || !h.at.Before(before) {
+		if !h.judged || !old(h.at) {
 			kept = append(kept, h)
 		}
 	}
@@ -166,6 +270,8 @@ func (pr *pairs) drop(gone map[string][]int32) {
 		for _, p := range ps {
 			delete(pr.held, p)
 			delete(pr.ready, p)
+			delete(pr.last, p)
+			delete(pr.said, p)
 		}
 	}
 }
@@ -177,21 +283,23 @@ func (pr *pairs) drop(gone map[string][]int32) {
 func (m *member) pairContext(ctx context.Context, pr *pairs, p int32, committed int64) {
 	m.restoringPairs.Add(1)
 	defer m.restoringPairs.Add(-1)
-	var ctxParts []heldPart
+	var recs []*kgo.Record
 	if committed > 0 {
-		since := time.Now().Add(-(contextWaits + 1) * m.cfg.pairWait())
-		recs, err := m.readPairs(ctx, p, since, committed)
-		if err != nil {
+		since := time.Now().Add(-(contextWaits + 1) * m.cfg.PairWait)
+		var err error
+		if recs, err = m.readPairs(ctx, p, since, committed); err != nil {
 			m.log.Printf("reading the pairs before offset %d of %s/%d: %v (its first parts are judged without them)",
 				committed, PairsTopic(m.cfg.Group), p, err)
-		}
-		for _, r := range recs {
-			ctxParts = append(ctxParts, heldPart{offset: r.Offset, at: r.Timestamp, data: r.Value, judged: true})
 		}
 	}
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
-	pr.held[p] = append(ctxParts, pr.held[p]...)
+	after := pr.held[p]
+	pr.held[p] = nil
+	for _, r := range recs {
+		pr.add(r, true)
+	}
+	pr.held[p] = append(pr.held[p], after...)
 	pr.ready[p] = true
 }
 
@@ -240,7 +348,7 @@ func (m *member) readPairs(ctx context.Context, p int32, since time.Time, end in
 // has passed by now, against every part held from a wait before them;
 // commits the offset after them; and counts what they add. Parts judged
 // over two waits ago are let go.
-func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.Time, wait time.Duration) {
+func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.Time, wait time.Duration, down *outages) {
 	type batch struct {
 		p               int32
 		judged, context [][]byte
@@ -249,16 +357,21 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 		earliest        time.Time
 	}
 	var batches []batch
-	cut := now.Add(-wait)
 	pr.mu.Lock()
 	for p, held := range pr.held {
-		if !pr.ready[p] {
+		if !pr.ready[p] || now.Sub(pr.last[p]) < wait/2 {
 			continue
 		}
 		b := batch{p: p, next: -1}
+		// A part is judged a wait after it came, once every partition
+		// gathered has said, a wait after it, that it published what it
+		// had: a member that stopped, or took a partition over, holds
+		// the judgement back, not the other half of a hop. Waits are
+		// counted in time Kafka answered.
+		said := pr.saidSince(p, m.gatheredParts)
 		taking := make([]bool, len(held))
 		for i := range held {
-			if h := &held[i]; !h.judged && h.at.Before(cut) {
+			if h := &held[i]; !h.judged && down.between(h.at, now) >= wait && !said.IsZero() && down.between(h.at, said) >= wait {
 				if len(b.judged) == 0 || h.at.Before(b.earliest) {
 					b.earliest = h.at
 				}
@@ -269,6 +382,7 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 		if len(b.judged) == 0 {
 			continue
 		}
+		pr.last[p] = now
 		// The offset to commit: the first part still to judge, or past
 		// the last.
 		for i, h := range held {
@@ -281,7 +395,7 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 			b.next = held[len(held)-1].offset + 1
 		}
 		for i, h := range held {
-			if !taking[i] && !h.at.Before(b.earliest.Add(-contextWaits*wait)) {
+			if !taking[i] && (!h.at.Before(b.earliest) || down.between(h.at, b.earliest) <= contextWaits*wait) {
 				b.context = append(b.context, h.data)
 			}
 		}
@@ -301,7 +415,7 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 			m.log.Printf("committing %s/%d: %v (its parts are judged again)", PairsTopic(m.cfg.Group), b.p, err)
 			continue
 		}
-		pr.judged(b.p, b.offsets, cut.Add(-(contextWaits+1)*wait))
+		pr.judged(b.p, b.offsets, func(at time.Time) bool { return down.between(at, now) > (contextWaits+1)*wait })
 		if len(judged) == 0 {
 			continue
 		}
@@ -367,19 +481,19 @@ func (m *member) pairing(r *result) error {
 	var base *engine.Partial
 	if r.again {
 		base = r.base
-		local, _, err := base.Pairing(m.pairKeys, nil)
-		if err != nil {
-			return err
-		}
-		r.localBase = local
 	}
 	local, parts, err := r.part.Pairing(m.pairKeys, base)
 	if err != nil {
 		return err
 	}
 	r.local = local
-	r.pairs, err = m.pairParts(r.rec.Key, parts)
-	return err
+	if base != nil {
+		if r.localBase, _, err = base.Pairing(m.pairKeys, nil); err != nil {
+			return err
+		}
+	}
+	r.pairs = m.pairParts(r.rec.Key, parts)
+	return nil
 }
 
 // knownFacts is a copy of what the member knows of the whole set (nil:

@@ -59,6 +59,7 @@ var errAborted = errors.New("the transaction aborted (the group rebalanced)")
 // its gathering again).
 func (m *member) publish(ctx context.Context, parts []int32) error {
 	var outs []*outcome
+	var marks []*kgo.Record
 	for _, p := range parts {
 		o, err := m.prepare(ctx, p)
 		if err != nil {
@@ -69,11 +70,12 @@ func (m *member) publish(ctx context.Context, parts []int32) error {
 		if o != nil {
 			outs = append(outs, o)
 		}
+		marks = append(marks, m.marks(p)...)
 	}
-	if len(outs) == 0 {
+	if len(outs) == 0 && len(marks) == 0 {
 		return nil
 	}
-	switch err := m.transact(ctx, outs); {
+	switch err := m.transact(ctx, outs, marks); {
 	case errors.Is(err, errAborted):
 		m.log.Printf("publishing: %v; every partition is read again from its committed offset", err)
 		m.readAgain()
@@ -161,19 +163,23 @@ func (m *member) segmentRecord(p int32, start int64, s *segment) *kgo.Record {
 	return &kgo.Record{Topic: SegmentsTopic(m.cfg.Group), Partition: p, Key: segmentKey(p, start), Value: s.marshal(start)}
 }
 
-// transact writes the outcomes' results and commits their offsets in one
-// transaction.
-func (m *member) transact(ctx context.Context, outs []*outcome) error {
+// transact writes the outcomes' results and the marks, and commits the
+// outcomes' offsets, in one transaction.
+func (m *member) transact(ctx context.Context, outs []*outcome, marks []*kgo.Record) error {
 	offsets := map[int32]int64{}
 	for _, o := range outs {
 		if o.commit > o.start {
 			offsets[o.p] = o.commit
 		}
 	}
+	// Once begun, a transaction is ended even when the member is being
+	// stopped meanwhile: left open, it would hold the next one back.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer cancel()
 	if err := m.sess.Begin(); err != nil {
 		return fmt.Errorf("beginning a transaction: %w", err)
 	}
-	var recs []*kgo.Record
+	recs := marks
 	for _, o := range outs {
 		for _, r := range o.results {
 			recs = append(recs, r.rec)

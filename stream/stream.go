@@ -43,7 +43,7 @@
 // writes what of it pairs across traces, a part per pairing key on that
 // key's partition, in the same transaction; the members of group
 // PairsGroup judge each part once the parts it may pair with had time to
-// come (Config.pairWait) and count what it adds, so that the members'
+// come (Config.PairWait) and count what it adds, so that the members'
 // /metrics, summed, count what the merged results count.
 package stream
 
@@ -91,6 +91,11 @@ type Config struct {
 	// long (default 5s). Window: how often partials are published
 	// (default 1m).
 	TraceIdle, Window time.Duration
+	// PairWait: a member judges what pairs across traces (a hop whose
+	// producer and consumer are in different traces) once the segments of
+	// both halves had this long to be published (default two windows and
+	// the trace-idle time). Raise it where members lag behind each other.
+	PairWait time.Duration
 	// SkewTolerance is the break analysis' (default 10ms).
 	SkewTolerance time.Duration
 	// ResultsRetention is how long the results topic keeps a result
@@ -135,6 +140,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Window <= 0 {
 		c.Window = time.Minute
+	}
+	if c.PairWait <= 0 {
+		c.PairWait = 2*c.Window + c.TraceIdle
 	}
 	if c.SkewTolerance == 0 {
 		c.SkewTolerance = 10 * time.Millisecond
@@ -181,8 +189,9 @@ type member struct {
 	// topic back, restoringPairs those of the pairs topic reading the
 	// parts judged before: not ready meanwhile.
 	restoringSegments, restoringPairs atomic.Int32
-	// pairKeys is how many partitions the pairs topic has: a part each.
-	pairKeys int
+	// pairKeys is how many partitions the pairs topic has: a part each;
+	// gatheredParts how many the topic gathered has.
+	pairKeys, gatheredParts int
 	// known is what the member knows of the whole set (engine.Facts),
 	// learnt from all it counted.
 	knownMu sync.Mutex
@@ -429,7 +438,7 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pairs topic %s: %w", pairs, err)
 	}
-	m.pairKeys = int(n)
+	m.pairKeys, m.gatheredParts = int(n), int(parts)
 	return nil
 }
 

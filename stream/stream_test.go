@@ -561,8 +561,10 @@ func lateSpans(t *testing.T, keyed, pending, moved bool) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
+			// Hops across traces are judged, and counted, an hour on:
+			// the metrics below are what the segments count.
 			done <- stream.Run(ctx, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 500 * time.Millisecond,
-				Window: window, Instance: instance, Log: io.Discard, ByTraceID: keyed, Listen: listen})
+				Window: window, Instance: instance, Log: io.Discard, ByTraceID: keyed, Listen: listen, PairWait: time.Hour})
 		}()
 		stopped = false
 		stop = func() {

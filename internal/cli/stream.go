@@ -24,6 +24,7 @@ type StreamOptions struct {
 	Listen    string
 	Idle      time.Duration
 	Window    time.Duration
+	PairWait  time.Duration
 	Retention time.Duration
 }
 
@@ -59,8 +60,8 @@ are served on --listen.`,
 			if opts.Encoding != stream.EncodingProto && opts.Encoding != stream.EncodingJSON {
 				return usagef("--encoding %q: want %s or %s", opts.Encoding, stream.EncodingProto, stream.EncodingJSON)
 			}
-			if opts.Idle <= 0 || opts.Window <= 0 || opts.Retention <= 0 {
-				return usagef("--trace-idle, --window and --results-retention must be positive")
+			if opts.Idle <= 0 || opts.Window <= 0 || opts.Retention <= 0 || opts.PairWait < 0 {
+				return usagef("--trace-idle, --window and --results-retention must be positive, --pair-wait not negative")
 			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
@@ -77,6 +78,7 @@ are served on --listen.`,
 	f.StringVar(&opts.Listen, "listen", "", "serve /metrics, /healthz and /readyz on `host:port` (none by default)")
 	f.DurationVar(&opts.Idle, "trace-idle", 5*time.Second, "a trace is complete once quiet this long")
 	f.DurationVar(&opts.Window, "window", time.Minute, "publish partial results this often")
+	f.DurationVar(&opts.PairWait, "pair-wait", 0, "count a hop across traces once its halves' segments had this long to be published (0: two windows and the trace-idle time)")
 	f.DurationVar(&opts.Retention, "results-retention", 7*24*time.Hour, "how long ktrace.GROUP.results keeps results (set when it is made)")
 	return cmd
 }
@@ -86,7 +88,7 @@ func streamRun(ctx context.Context, opts *StreamOptions) error {
 	defer stop()
 	err := stream.Run(ctx, stream.Config{Brokers: strings.Split(opts.Brokers, ","), Topic: opts.Topic, Group: opts.Group,
 		Encoding: opts.Encoding, ByTraceID: opts.ByTraceID, TraceIdle: opts.Idle, Window: opts.Window, Listen: opts.Listen, Log: opts.IO.ErrOut,
-		ResultsRetention: opts.Retention})
+		ResultsRetention: opts.Retention, PairWait: opts.PairWait})
 	if err != nil && ctx.Err() == nil {
 		return withCode(ExitBackend, err)
 	}

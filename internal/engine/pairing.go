@@ -8,6 +8,7 @@ package engine
 import (
 	"errors"
 	"hash/fnv"
+	"slices"
 	"strconv"
 
 	"github.com/ktrace-dev/ktrace/analyze"
@@ -15,8 +16,8 @@ import (
 )
 
 // Pairing takes out of p what pairs across traces and returns the rest
-// (local) and, in n parts by pairing key, what was taken (nil: nothing
-// for that part). A part holds the consumers that lost their context
+// (local) and, in n parts by pairing key, what was taken, as partials'
+// bytes (nil: nothing for that part). A part holds the consumers that lost their context
 // whose key is its own, with the consumer roots among them, and a copy
 // of each of p's producers of its keys; and the set's edges, counted
 // zero, which say what the whole set knows (which topics have producers,
@@ -27,16 +28,16 @@ import (
 // its message ID, and the producers it links to that wrote its
 // partition. Consumers except holds pending too were taken before (the
 // same segment, published again with late spans) and are left out. p
-// stays usable.
+// itself becomes local: what was taken is taken out of it.
 //
 // local's Finish counts what p's own traces show; Pair over every part
 // of a key counts the rest: the two add up to what the merged partials'
 // Finish counts of the consume edges and the hop breaks.
-func (p *Partial) Pairing(n int, except *Partial) (local *Partial, parts []*Partial, err error) {
+func (p *Partial) Pairing(n int, except *Partial) (local *Partial, parts [][]byte, err error) {
 	if n < 1 {
 		return nil, nil, errors.New("pairing into no parts")
 	}
-	w := p.a.wire()
+	w := p.a.wireOf(true)
 	taken := map[wireSpan]bool{}
 	if except != nil {
 		eb := except.a.b
@@ -45,14 +46,7 @@ func (p *Partial) Pairing(n int, except *Partial) (local *Partial, parts []*Part
 			taken[wireSpan{r.TraceID, r.SpanID}] = true
 		}
 	}
-	nodes := make([]wireNode, len(w.Nodes))
-	for i, nd := range w.Nodes {
-		nodes[i] = wireNode{Kind: nd.Kind, Name: nd.Name}
-	}
-	facts := make([]wireEdge, len(w.Edges))
-	for i, e := range w.Edges {
-		facts[i] = wireEdge{From: e.From, To: e.To, Kind: e.Kind, Relation: e.Relation, Group: e.Group}
-	}
+	nodes, facts := w.Nodes, w.Edges
 	pw := make([]*wirePartial, n)
 	part := func(k int) *wirePartial {
 		if pw[k] == nil {
@@ -121,10 +115,8 @@ func (p *Partial) Pairing(n int, except *Partial) (local *Partial, parts []*Part
 	// Root producers with a record key, and the consumer spans with one,
 	// in the part of their service and key: a pass-through pairs them.
 	passKey := func(service, key string) int { return keyPart(n, "\x02"+service+"\x00"+key) }
-	var roots []wireRoot
 	for _, r := range w.Roots {
 		if r.Key == "" {
-			roots = append(roots, r)
 			continue
 		}
 		t := part(passKey(w.Nodes[r.Node].Name, r.Key))
@@ -142,10 +134,8 @@ func (p *Partial) Pairing(n int, except *Partial) (local *Partial, parts []*Part
 	traceKey := func(id trace.TraceID) int {
 		return keyPart(n, "\x03"+strconv.FormatUint(id.High, 16)+":"+strconv.FormatUint(id.Low, 16))
 	}
-	var linked []wireLinked
 	for _, l := range w.Linked {
 		if len(l.Links) == 0 {
-			linked = append(linked, l)
 			continue
 		}
 		t := part(traceKey(l.Links[0].Trace))
@@ -160,35 +150,30 @@ func (p *Partial) Pairing(n int, except *Partial) (local *Partial, parts []*Part
 		t.TraceIDs = append(t.TraceIDs, id)
 	}
 
-	lw := w
-	lw.Producers, lw.MsgIDs, lw.Pending, lw.ConsRoots, lw.Roots, lw.Keyed = nil, nil, nil, nil, roots, nil
-	lw.Linked, lw.Consumers = linked, nil
 	for _, r := range w.ConsRoots {
-		switch {
-		case r.Pending < 0:
-			lw.ConsRoots = append(lw.ConsRoots, r)
-		case moved[r.Pending].k >= 0:
+		if r.Pending >= 0 && moved[r.Pending].k >= 0 {
 			t := pw[moved[r.Pending].k]
 			r.Pending = int32(moved[r.Pending].j)
 			t.ConsRoots = append(t.ConsRoots, r)
 		}
 	}
-	la, err := fromWire(&lw)
-	if err != nil {
-		return nil, nil, err
-	}
-	parts = make([]*Partial, n)
+	// What is left: p's own traces.
+	a, b := p.a, p.a.b
+	b.producers, b.msgIDs, b.pending, b.keyed = producers{}, nil, chunkList[pendingConsumer]{}, nil
+	a.consRoots = slices.DeleteFunc(a.consRoots, func(r consumerRoot) bool { return r.pending >= 0 })
+	b.roots = slices.DeleteFunc(b.roots, func(r rootProducer) bool { return r.key != "" })
+	a.linked = slices.DeleteFunc(a.linked, func(l linkedProducer) bool { return len(l.links) > 0 })
+	a.consumers, a.merged = chunkList[spanKey]{}, nil
+	parts = make([][]byte, n)
 	for k, t := range pw {
 		if t == nil {
 			continue
 		}
-		a, err := fromWire(t)
-		if err != nil {
+		if parts[k], err = encodeWire(t); err != nil {
 			return nil, nil, err
 		}
-		parts[k] = &Partial{a: a}
 	}
-	return &Partial{a: la}, parts, nil
+	return p, parts, nil
 }
 
 // keyPart is the part of n a pairing key falls in.

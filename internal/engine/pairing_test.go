@@ -74,13 +74,9 @@ func pairingCounts(t *testing.T, ts []trace.Trace, o engine.Options, segments, k
 			t.Fatal(err)
 		}
 		got.add(local.Settle())
-		for i, part := range parts {
-			if part == nil {
+		for i, data := range parts {
+			if data == nil {
 				continue
-			}
-			data, err := part.MarshalBinary()
-			if err != nil {
-				t.Fatal(err)
 			}
 			back := &engine.Partial{}
 			if err := back.UnmarshalBinary(data); err != nil {

@@ -150,17 +150,26 @@ func (r wireRef) in() graph.SpanRef {
 // The partial stays usable.
 func (p *Partial) MarshalBinary() ([]byte, error) {
 	w := p.a.wire()
+	return encodeWire(&w)
+}
+
+// encodeWire writes flattened state in the partial format.
+func encodeWire(w *wirePartial) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString(partialMagic)
 	buf.WriteByte(partialVersion)
-	if err := gob.NewEncoder(&buf).Encode(&w); err != nil {
+	if err := gob.NewEncoder(&buf).Encode(w); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
 }
 
 // wire flattens the analyzer's state; the analyzer stays usable.
-func (a *analyzer) wire() wirePartial {
+func (a *analyzer) wire() wirePartial { return a.wireOf(false) }
+
+// wireOf is wire; pairing leaves out what pairing does not read: the
+// nodes' and edges' details, the latency samples, the findings.
+func (a *analyzer) wireOf(pairing bool) wirePartial {
 	b := a.b
 	b.flushEdges()
 	w := wirePartial{SkewTolerance: a.tol, Traces: a.traces, Spans: a.spans, GraphTraces: b.traces, GraphSpans: b.spans,
@@ -169,13 +178,23 @@ func (a *analyzer) wire() wirePartial {
 		w.TraceIDs = append(w.TraceIDs, c...)
 	}
 	for _, n := range b.nodeList {
+		if pairing {
+			w.Nodes = append(w.Nodes, wireNode{Kind: n.kind, Name: n.name})
+			continue
+		}
 		w.Nodes = append(w.Nodes, wireNode{Kind: n.kind, Name: n.name, Spans: n.spans, Errors: n.errors,
 			Instances: keys(n.instances), Operations: keys(n.operations), Partitions: keys(n.partitions), Samplers: keys(n.samplers)})
 	}
-	lat := b.edgeSamples()
-	for i, e := range b.edgeList {
-		w.Edges = append(w.Edges, wireEdge{From: e.from.seq, To: e.to.seq, Kind: e.kind, Relation: e.rel, Group: e.group,
-			Count: e.count, Errors: e.errors, ClientIDs: keys(e.clientIDs), Latencies: lat[i]})
+	if pairing {
+		for _, e := range b.edgeList {
+			w.Edges = append(w.Edges, wireEdge{From: e.from.seq, To: e.to.seq, Kind: e.kind, Relation: e.rel, Group: e.group})
+		}
+	} else {
+		lat := b.edgeSamples()
+		for i, e := range b.edgeList {
+			w.Edges = append(w.Edges, wireEdge{From: e.from.seq, To: e.to.seq, Kind: e.kind, Relation: e.rel, Group: e.group,
+				Count: e.count, Errors: e.errors, ClientIDs: keys(e.clientIDs), Latencies: lat[i]})
+		}
 	}
 	b.producers.stretches(0, b.producers.Len(), func(run *producerRun, c []producer) {
 		for _, pr := range c {
@@ -207,6 +226,9 @@ func (a *analyzer) wire() wirePartial {
 		}
 	}
 	for i, c := range []*collector{a.found, a.serverRoots, a.inside} {
+		if pairing {
+			break
+		}
 		for _, f := range c.order {
 			w.Findings[i] = append(w.Findings[i], wireFinding{f.key.rule, f.key.a, f.key.b, f.key.c, f.Finding, f.last, f.first})
 		}
