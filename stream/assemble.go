@@ -26,6 +26,10 @@ type assembler struct {
 	// restoreTo is the partition's end when it was assigned: until next
 	// reaches it, the member reads again what its last owner read.
 	restoreTo int64
+	// caughtUp is when the assembler began, or finished restoring: the
+	// traces it read again are published a trace-idle time and a window
+	// after.
+	caughtUp time.Time
 	// folded is the segment's complete traces analysed so far (nil:
 	// none), foldedTraces and foldedSpans how many, and foldedTo the
 	// offset to commit
@@ -86,7 +90,7 @@ type partial struct {
 
 func newAssembler(from int64) *assembler {
 	return &assembler{open: map[trace.TraceID]*partial{}, next: from, committed: from, foldedTo: from,
-		published: map[trace.TraceID]int64{}, segments: map[int64]*segment{}}
+		published: map[trace.TraceID]int64{}, segments: map[int64]*segment{}, caughtUp: time.Now()}
 }
 
 // again is the assembler of the same partition read again from from,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,8 +36,12 @@ func PairsGroup(group string) string { return "ktrace." + group + ".pairs" }
 const pairsRetention = time.Hour
 
 // contextWaits is how many pairing waits before the parts judged the
-// parts they are judged against may have been published: a member that
-// lags, or Kafka that stops, moves halves apart.
+// parts they are judged against may have been published: a producer's
+// trace completes before its consumer's, and is published up to a window
+// and the trace-idle time before it — or longer, when its partition moved
+// between members in between (a rebalance, a member restarted). Judged
+// parts are held one wait longer: a member holds about four waits of
+// pairing data of the partitions of the pairs topic it holds.
 const contextWaits = 3
 
 // A heldPart is a part of the pairs topic a member holds: to judge, or
@@ -46,6 +51,17 @@ type heldPart struct {
 	at     time.Time
 	data   []byte
 	judged bool
+	// from and to are when its spans started (Unix ns); timed false:
+	// the record did not say.
+	from, to int64
+	timed    bool
+}
+
+// near says whether h's spans may pair with spans that started from
+// from to to, slack around: a producer starts before its consumer, by
+// the consumer's lag.
+func (h heldPart) near(from, to int64, slack time.Duration) bool {
+	return !h.timed || h.to >= from-slack.Nanoseconds() && h.from <= to+slack.Nanoseconds()
 }
 
 // pairs is what a member holds of the pairs topic's partitions.
@@ -65,15 +81,17 @@ type pairs struct {
 }
 
 // marks are the records that say, on every partition of the pairs topic,
-// that partition p of the topic gathered published all it had complete
-// (none while it is being restored): a part is judged only once every
-// partition gathered has said so a pairing wait after it.
+// that partition p of the topic gathered published all it had complete:
+// none while it is being restored, nor until what it read again had the
+// time to be published (a trace-idle time and a window after it caught
+// up). A part is judged only once every partition gathered has said so a
+// pairing wait after it.
 func (m *member) marks(p int32) []*kgo.Record {
 	m.mu.Lock()
 	a := m.assemblers[p]
-	restoring := a == nil || a.restoring()
+	quiet := a == nil || a.restoring() || time.Since(a.caughtUp) < m.cfg.TraceIdle+m.cfg.Window
 	m.mu.Unlock()
-	if restoring {
+	if quiet {
 		return nil
 	}
 	recs := make([]*kgo.Record, m.pairKeys)
@@ -99,14 +117,36 @@ func gatheredOf(key []byte) (int32, bool) {
 
 // pairParts writes the pairing parts of a segment's partial as records
 // of the pairs topic, keyed like the segment's result.
-func (m *member) pairParts(key []byte, parts [][]byte) []*kgo.Record {
+func (m *member) pairParts(key []byte, parts []engine.PairingPart) []*kgo.Record {
 	var recs []*kgo.Record
-	for k, data := range parts {
-		if data != nil {
-			recs = append(recs, &kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: key, Value: data})
+	for k, part := range parts {
+		if part.Data != nil {
+			recs = append(recs, &kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: key, Value: part.Data,
+				Headers: []kgo.RecordHeader{{Key: startsHeader, Value: fmt.Appendf(nil, "%d-%d", part.From, part.To)}}})
 		}
 	}
 	return recs
+}
+
+// startsHeader names the header of a part's record that says when its
+// earliest and latest spans started (Unix nanoseconds, "FROM-TO").
+const startsHeader = "ktrace-starts"
+
+// startsOf reads a part record's startsHeader (ok false: none, or not
+// readable).
+func startsOf(r *kgo.Record) (from, to int64, ok bool) {
+	for _, h := range r.Headers {
+		if h.Key == startsHeader {
+			a, b, found := strings.Cut(string(h.Value), "-")
+			if !found {
+				return 0, 0, false
+			}
+			from, err1 := strconv.ParseInt(a, 10, 64)
+			to, err2 := strconv.ParseInt(b, 10, 64)
+			return from, to, err1 == nil && err2 == nil && from <= to
+		}
+	}
+	return 0, 0, false
 }
 
 // judging reads the pairs topic in group PairsGroup until ctx ends: each
@@ -225,7 +265,9 @@ func (pr *pairs) add(r *kgo.Record, judged bool) {
 		}
 	}
 	if len(r.Value) > 0 {
-		pr.held[r.Partition] = append(pr.held[r.Partition], heldPart{offset: r.Offset, at: r.Timestamp, data: r.Value, judged: judged})
+		h := heldPart{offset: r.Offset, at: r.Timestamp, data: r.Value, judged: judged}
+		h.from, h.to, h.timed = startsOf(r)
+		pr.held[r.Partition] = append(pr.held[r.Partition], h)
 	}
 }
 
@@ -246,16 +288,33 @@ func (pr *pairs) saidSince(p int32, n int) time.Time {
 }
 
 // judged marks the parts at offsets of partition p judged, and lets go of
-// the judged parts that are old.
-func (pr *pairs) judged(p int32, offsets []int64, old func(at time.Time) bool) {
+// the judged parts no part still to judge can pair with: whose spans
+// started keep before the earliest of those (or, none left, the latest
+// span held); untimed, those published that long ago (old).
+func (pr *pairs) judged(p int32, offsets []int64, keep time.Duration, old func(at time.Time) bool) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
-	kept := pr.held[p][:0]
-	for _, h := range pr.held[p] {
+	held := pr.held[p]
+	var horizon int64
+	waiting, any := false, false
+	for i := range held {
+		h := &held[i]
 		if _, ok := slices.BinarySearch(offsets, h.offset); ok {
 			h.judged = true
 		}
-		if !h.judged || !old(h.at) {
+		switch {
+		case !h.timed:
+		case !h.judged && (!waiting || h.from < horizon):
+			horizon, waiting = h.from, true
+		case !waiting && (!any || h.to > horizon):
+			horizon = h.to
+		}
+		any = any || h.timed
+	}
+	kept := held[:0]
+	for _, h := range held {
+		gone := h.judged && (h.timed && h.to < horizon-keep.Nanoseconds() || !h.timed && old(h.at))
+		if !gone {
 			kept = append(kept, h)
 		}
 	}
@@ -355,6 +414,8 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 		offsets         []int64 // of judged
 		next            int64
 		earliest        time.Time
+		from, to        int64 // of the judged parts' spans
+		timed           bool
 	}
 	var batches []batch
 	pr.mu.Lock()
@@ -375,6 +436,15 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 				if len(b.judged) == 0 || h.at.Before(b.earliest) {
 					b.earliest = h.at
 				}
+				if h.timed {
+					if !b.timed || h.from < b.from {
+						b.from = h.from
+					}
+					if !b.timed || h.to > b.to {
+						b.to = h.to
+					}
+					b.timed = true
+				}
 				b.judged, b.offsets = append(b.judged, h.data), append(b.offsets, h.offset)
 				taking[i] = true
 			}
@@ -394,8 +464,15 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 		if b.next < 0 {
 			b.next = held[len(held)-1].offset + 1
 		}
+		// The parts they are judged against: those whose spans started
+		// near theirs, however far apart in time the parts were
+		// published (a partition that moved publishes late).
 		for i, h := range held {
-			if !taking[i] && (!h.at.Before(b.earliest) || down.between(h.at, b.earliest) <= contextWaits*wait) {
+			near := h.near(b.from, b.to, contextWaits*wait)
+			if !b.timed {
+				near = !h.at.Before(b.earliest) || down.between(h.at, b.earliest) <= contextWaits*wait
+			}
+			if !taking[i] && near {
 				b.context = append(b.context, h.data)
 			}
 		}
@@ -415,7 +492,7 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 			m.log.Printf("committing %s/%d: %v (its parts are judged again)", PairsTopic(m.cfg.Group), b.p, err)
 			continue
 		}
-		pr.judged(b.p, b.offsets, func(at time.Time) bool { return down.between(at, now) > (contextWaits+1)*wait })
+		pr.judged(b.p, b.offsets, (contextWaits+1)*wait, func(at time.Time) bool { return down.between(at, now) > (contextWaits+1)*wait })
 		if len(judged) == 0 {
 			continue
 		}

@@ -38,6 +38,7 @@ func (m *member) gather(fs kgo.Fetches) {
 		restoring := a.restoring()
 		late := a.add(r.Offset, frags, now)
 		if restoring && !a.restoring() {
+			a.caughtUp = now
 			m.log.Printf("partition %d of %s restored", r.Partition, m.spans)
 		}
 		if late > 0 {

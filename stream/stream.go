@@ -93,7 +93,7 @@ type Config struct {
 	TraceIdle, Window time.Duration
 	// PairWait: a member judges what pairs across traces (a hop whose
 	// producer and consumer are in different traces) once the segments of
-	// both halves had this long to be published (default two windows and
+	// both halves had this long to be published (default a window and
 	// the trace-idle time). Raise it where members lag behind each other.
 	PairWait time.Duration
 	// SkewTolerance is the break analysis' (default 10ms).
@@ -142,7 +142,7 @@ func (c *Config) defaults() error {
 		c.Window = time.Minute
 	}
 	if c.PairWait <= 0 {
-		c.PairWait = 2*c.Window + c.TraceIdle
+		c.PairWait = c.Window + c.TraceIdle
 	}
 	if c.SkewTolerance == 0 {
 		c.SkewTolerance = 10 * time.Millisecond

@@ -78,7 +78,7 @@ are served on --listen.`,
 	f.StringVar(&opts.Listen, "listen", "", "serve /metrics, /healthz and /readyz on `host:port` (none by default)")
 	f.DurationVar(&opts.Idle, "trace-idle", 5*time.Second, "a trace is complete once quiet this long")
 	f.DurationVar(&opts.Window, "window", time.Minute, "publish partial results this often")
-	f.DurationVar(&opts.PairWait, "pair-wait", 0, "count a hop across traces once its halves' segments had this long to be published (0: two windows and the trace-idle time)")
+	f.DurationVar(&opts.PairWait, "pair-wait", 0, "count a hop across traces once its halves' segments had this long to be published (0: a window and the trace-idle time)")
 	f.DurationVar(&opts.Retention, "results-retention", 7*24*time.Hour, "how long ktrace.GROUP.results keeps results (set when it is made)")
 	return cmd
 }

@@ -17,7 +17,7 @@ import (
 
 // Pairing takes out of p what pairs across traces and returns the rest
 // (local) and, in n parts by pairing key, what was taken, as partials'
-// bytes (nil: nothing for that part). A part holds the consumers that lost their context
+// bytes with the times of their spans (PairingPart). A part holds the consumers that lost their context
 // whose key is its own, with the consumer roots among them, and a copy
 // of each of p's producers of its keys; and the set's edges, counted
 // zero, which say what the whole set knows (which topics have producers,
@@ -33,7 +33,7 @@ import (
 // local's Finish counts what p's own traces show; Pair over every part
 // of a key counts the rest: the two add up to what the merged partials'
 // Finish counts of the consume edges and the hop breaks.
-func (p *Partial) Pairing(n int, except *Partial) (local *Partial, parts [][]byte, err error) {
+func (p *Partial) Pairing(n int, except *Partial) (local *Partial, parts []PairingPart, err error) {
 	if n < 1 {
 		return nil, nil, errors.New("pairing into no parts")
 	}
@@ -70,8 +70,7 @@ func (p *Partial) Pairing(n int, except *Partial) (local *Partial, parts [][]byt
 			}
 		}
 		t := part(k)
-		t.Producers = append(t.Producers, w.Producers[j])
-		t.TraceIDs = append(t.TraceIDs, w.Producers[j].Span.Trace)
+		t.Producers = append(t.Producers, w.Producers[j]) // its trace is there too: Pair says so
 		copies[j] = append(copies[j], at{k, len(t.Producers) - 1})
 		return len(t.Producers) - 1
 	}
@@ -164,16 +163,55 @@ func (p *Partial) Pairing(n int, except *Partial) (local *Partial, parts [][]byt
 	b.roots = slices.DeleteFunc(b.roots, func(r rootProducer) bool { return r.key != "" })
 	a.linked = slices.DeleteFunc(a.linked, func(l linkedProducer) bool { return len(l.links) > 0 })
 	a.consumers, a.merged = chunkList[spanKey]{}, nil
-	parts = make([][]byte, n)
+	parts = make([]PairingPart, n)
 	for k, t := range pw {
 		if t == nil {
 			continue
 		}
-		if parts[k], err = encodeWire(t); err != nil {
+		parts[k].From, parts[k].To = t.starts()
+		if parts[k].Data, err = encodeWire(t); err != nil {
 			return nil, nil, err
 		}
 	}
 	return p, parts, nil
+}
+
+// A PairingPart is a part Pairing made: its bytes (nil: nothing), and the
+// starts of its earliest and latest spans that pair (Unix nanoseconds;
+// both zero: none has a start), so that parts whose spans could pair can
+// be told by their times.
+type PairingPart struct {
+	Data     []byte
+	From, To int64
+}
+
+// starts are the earliest and latest starts of the spans a part holds
+// that pair: producers, consumers that lost their context, root
+// producers and keyed consumers.
+func (w *wirePartial) starts() (from, to int64) {
+	first := true
+	see := func(t int64) {
+		if first || t < from {
+			from = t
+		}
+		if first || t > to {
+			to = t
+		}
+		first = false
+	}
+	for _, pr := range w.Producers {
+		see(pr.Start)
+	}
+	for _, pc := range w.Pending {
+		see(pc.Start)
+	}
+	for _, r := range w.Roots {
+		see(r.Start)
+	}
+	for _, c := range w.Keyed {
+		see(c.Start)
+	}
+	return from, to
 }
 
 // keyPart is the part of n a pairing key falls in.
@@ -207,6 +245,13 @@ func Pair(judged, context []*Partial) ([]EdgeCount, analyze.Report, *Partial, er
 			return nil, analyze.Report{}, nil, err
 		}
 	}
+	// A producer's trace is in the set (parts do not list them twice).
+	b := x.a.b
+	b.producers.stretches(0, b.producers.Len(), func(_ *producerRun, c []producer) {
+		for _, pr := range c {
+			b.traceIDs.Add(pr.tid)
+		}
+	})
 	edges, rep, facts := x.Settle()
 	return edges, rep, facts, nil
 }

@@ -74,12 +74,15 @@ func pairingCounts(t *testing.T, ts []trace.Trace, o engine.Options, segments, k
 			t.Fatal(err)
 		}
 		got.add(local.Settle())
-		for i, data := range parts {
-			if data == nil {
+		for i, part := range parts {
+			if part.Data == nil {
 				continue
 			}
+			if part.From > part.To {
+				t.Fatalf("a part's spans start from %d to %d", part.From, part.To)
+			}
 			back := &engine.Partial{}
-			if err := back.UnmarshalBinary(data); err != nil {
+			if err := back.UnmarshalBinary(part.Data); err != nil {
 				t.Fatal(err)
 			}
 			byKey[i] = append(byKey[i], back)

@@ -233,7 +233,7 @@ func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster,
 	}
 	r := streamResult{cpu: cpu() - before, wall: time.Since(start), input: topicBytes(cluster, topic),
 		internal: topicBytes(cluster, stream.SpansTopic(group)) + topicBytes(cluster, stream.ResultsTopic(group)) +
-			topicBytes(cluster, stream.SegmentsTopic(group))}
+			topicBytes(cluster, stream.SegmentsTopic(group)) + topicBytes(cluster, stream.PairsTopic(group))}
 	for _, c := range cmds {
 		r.rss = max(r.rss, residentPeak(c.Process.Pid))
 	}
