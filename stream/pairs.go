@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -347,8 +348,10 @@ func (m *member) pairContext(ctx context.Context, pr *pairs, p int32, committed 
 		since := time.Now().Add(-(contextWaits + 1) * m.cfg.PairWait)
 		var err error
 		if recs, err = m.readPairs(ctx, p, since, committed); err != nil {
-			m.log.Printf("reading the pairs before offset %d of %s/%d: %v (its first parts are judged without them)",
+			m.log.Printf("reading the parts before offset %d of %s/%d: %v (its first parts are judged without them)",
 				committed, PairsTopic(m.cfg.Group), p, err)
+		} else {
+			m.log.Printf("partition %d of %s: read back %d parts judged before offset %d", p, PairsTopic(m.cfg.Group), len(recs), committed)
 		}
 	}
 	pr.mu.Lock()
@@ -366,41 +369,33 @@ func (m *member) pairContext(ctx context.Context, pr *pairs, p int32, committed 
 // at or after since up to offset end (not included).
 func (m *member) readPairs(ctx context.Context, p int32, since time.Time, end int64) ([]*kgo.Record, error) {
 	topic := PairsTopic(m.cfg.Group)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().AfterMilli(since.UnixMilli())}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	adm, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...))
+	if err != nil {
+		return nil, err
+	}
+	defer adm.Close()
+	offsets, err := kadm.NewClient(adm).ListOffsetsAfterMilli(ctx, since.UnixMilli(), topic)
+	if err == nil {
+		err = offsets.Error()
+	}
+	if err != nil {
+		return nil, err
+	}
+	start, ok := offsets.Lookup(topic, p)
+	if !ok || start.Offset < 0 || start.Offset >= end {
+		return nil, nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(start.Offset)}}))
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	var recs []*kgo.Record
-	for {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return recs, err
-		}
-		if err := fs.Err(); err != nil {
-			return recs, err
-		}
-		done := false
-		fs.EachPartition(func(f kgo.FetchTopicPartition) {
-			for _, r := range f.Records {
-				if r.Offset >= end {
-					done = true
-					return
-				}
-				recs = append(recs, r)
-			}
-			if f.HighWatermark <= end && len(f.Records) > 0 && f.Records[len(f.Records)-1].Offset >= f.HighWatermark-1 {
-				done = true
-			}
-		})
-		if done {
-			return recs, nil
-		}
-	}
+	err = readTo(ctx, cl, topic, map[int32]int64{p: end}, func(r *kgo.Record) { recs = append(recs, r) }, func() {})
+	return recs, err
 }
 
 // judge judges, on each partition ready, the parts whose pairing wait

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -840,4 +841,130 @@ func TestStreamSegmentsPartitions(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "has 1 partitions, otlp_spans has 4") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("got %v, want a one-line error naming both counts", err)
 	}
+}
+
+// TestStreamPairsReadBack: a member given a partition of the pairs topic
+// that another member judged parts of reads those parts back, to pair
+// the next parts with, and does not count them again.
+func TestStreamPairsReadBack(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	ts := synth.Generate(synth.Config{Traces: 200, SpansPerTrace: 10, BrokenShare: 0.3, Seed: 5})
+	run := func(instance string, log io.Writer) (listen string, stop func()) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		listen = ln.Addr().String()
+		ln.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- stream.Run(ctx, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
+				Window: 300 * time.Millisecond, Instance: instance, Log: log, Listen: listen})
+		}()
+		return listen, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	listen, stop := run("m", io.Discard)
+	produceSpans(t, brokers, "otlp_spans", ts, false, "")
+	for deadline := time.Now().Add(60 * time.Second); metricSum(t, listen, "ktrace_stream_pair_parts_total") == 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no part of the pairs topic judged within a minute")
+		}
+	}
+	judged := metricSum(t, listen, "ktrace_stream_pair_parts_total")
+	stop()
+	var mu sync.Mutex
+	var buf strings.Builder
+	listen, stop = run("m2", lockedWriter{&mu, &buf})
+	defer stop()
+	readBack := regexp.MustCompile(`read back (\d+) parts judged before offset`)
+	n := 0
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		mu.Lock()
+		for _, m := range readBack.FindAllStringSubmatch(buf.String(), -1) {
+			k, _ := strconv.Atoi(m[1])
+			n += k
+		}
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the next member read no part judged before back; it said:\n%s", buf.String())
+		}
+	}
+	if n < int(judged) {
+		t.Errorf("the next member read back %d parts, want at least the %v judged before", n, judged)
+	}
+	// The next member judges the rest, and nothing twice.
+	parts := pairParts(t, brokers)
+	for deadline := time.Now().Add(30 * time.Second); metricSum(t, listen, "ktrace_stream_pair_parts_total") < float64(parts)-judged; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	time.Sleep(2 * time.Second) // more than a wait: anything judged twice would be by now
+	if got := metricSum(t, listen, "ktrace_stream_pair_parts_total"); got != float64(parts)-judged {
+		t.Errorf("the next member judged %v parts, want the %v of %d the first did not", got, float64(parts)-judged, parts)
+	}
+}
+
+// pairParts counts the parts the pairs topic of group g holds, read
+// committed, up to its end when called (members keep writing marks).
+func pairParts(t *testing.T, brokers []string) int {
+	t.Helper()
+	topic := stream.PairsTopic("g")
+	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	ends, err := kadm.NewClient(adm).ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.KeepControlRecords(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := 0
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s: %v", topic, ctx.Err())
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			end, ok := want[r.Partition]
+			if !ok || r.Offset >= end {
+				return
+			}
+			if !r.Attrs.IsControl() && len(r.Value) > 0 { // a part, not a mark
+				n++
+			}
+			if r.Offset+1 >= end {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	return n
 }
