@@ -553,28 +553,16 @@ func lateSpans(t *testing.T, keyed, pending, moved bool) {
 	stopped := true
 	var stop func()
 	start := func(instance string) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		listen = ln.Addr().String()
-		ln.Close()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() {
-			// Hops across traces are judged, and counted, an hour on:
-			// the metrics below are what the segments count.
-			done <- stream.Run(ctx, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 500 * time.Millisecond,
-				Window: window, Instance: instance, Log: io.Discard, ByTraceID: keyed, Listen: listen, PairWait: time.Hour})
-		}()
+		listen = freeAddr(t)
+		// Hops across traces are judged, and counted, an hour on: the
+		// metrics below are what the segments count.
+		end := startMember(t, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 500 * time.Millisecond,
+			Window: window, Instance: instance, Log: io.Discard, ByTraceID: keyed, Listen: listen, PairWait: time.Hour})
 		stopped = false
 		stop = func() {
 			if !stopped {
 				stopped = true
-				cancel()
-				if err := <-done; err != nil {
-					t.Error(err)
-				}
+				end()
 			}
 		}
 	}
@@ -855,24 +843,9 @@ func TestStreamPairsReadBack(t *testing.T) {
 	brokers := cluster.ListenAddrs()
 	ts := synth.Generate(synth.Config{Traces: 200, SpansPerTrace: 10, BrokenShare: 0.3, Seed: 5})
 	run := func(instance string, log io.Writer) (listen string, stop func()) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		listen = ln.Addr().String()
-		ln.Close()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() {
-			done <- stream.Run(ctx, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
-				Window: 300 * time.Millisecond, Instance: instance, Log: log, Listen: listen})
-		}()
-		return listen, func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
-		}
+		listen = freeAddr(t)
+		return listen, startMember(t, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
+			Window: 300 * time.Millisecond, Instance: instance, Log: log, Listen: listen})
 	}
 	listen, stop := run("m", io.Discard)
 	produceSpans(t, brokers, "otlp_spans", ts, false, "")
@@ -916,6 +889,30 @@ func TestStreamPairsReadBack(t *testing.T) {
 	time.Sleep(2 * time.Second) // more than a wait: anything judged twice would be by now
 	if got := metricSum(t, listen, "ktrace_stream_pair_parts_total"); got != float64(parts)-judged {
 		t.Errorf("the next member judged %v parts, want the %v of %d the first did not", got, float64(parts)-judged, parts)
+	}
+}
+
+// freeAddr is a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startMember runs a member until the function it returns is called.
+func startMember(t *testing.T, cfg stream.Config) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- stream.Run(ctx, cfg) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }
 
