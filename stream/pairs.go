@@ -37,11 +37,14 @@ func PairsGroup(group string) string { return "ktrace." + group + ".pairs" }
 const pairsRetention = time.Hour
 
 // contextWaits is how many pairing waits before the parts judged the
-// parts they are judged against may have been published: a producer's
-// trace completes before its consumer's, and is published up to a window
-// and the trace-idle time before it — or longer, when its partition moved
-// between members in between (a rebalance, a member restarted). Judged
-// parts are held one wait longer: a member holds about four waits of
+// parts they are judged against may have been published, for parts that
+// do not say when their spans started: a producer's trace completes
+// before its consumer's, and is published up to a window and the
+// trace-idle time before it — or longer, when its partition moved between
+// members in between (a rebalance, a member restarted). Parts that say
+// are judged against those whose spans started within a wait of theirs,
+// however far apart they were published, and let go two waits after the
+// earliest span still to judge: a member holds about two waits of the
 // pairing data of the partitions of the pairs topic it holds.
 const contextWaits = 3
 
@@ -463,7 +466,7 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 		// near theirs, however far apart in time the parts were
 		// published (a partition that moved publishes late).
 		for i, h := range held {
-			near := h.near(b.from, b.to, contextWaits*wait)
+			near := h.near(b.from, b.to, wait)
 			if !b.timed {
 				near = !h.at.Before(b.earliest) || down.between(h.at, b.earliest) <= contextWaits*wait
 			}
@@ -487,7 +490,7 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 			m.log.Printf("committing %s/%d: %v (its parts are judged again)", PairsTopic(m.cfg.Group), b.p, err)
 			continue
 		}
-		pr.judged(b.p, b.offsets, (contextWaits+1)*wait, func(at time.Time) bool { return down.between(at, now) > (contextWaits+1)*wait })
+		pr.judged(b.p, b.offsets, 2*wait, func(at time.Time) bool { return down.between(at, now) > (contextWaits+1)*wait })
 		if len(judged) == 0 {
 			continue
 		}

@@ -844,8 +844,10 @@ func TestStreamPairsReadBack(t *testing.T) {
 	ts := synth.Generate(synth.Config{Traces: 200, SpansPerTrace: 10, BrokenShare: 0.3, Seed: 5})
 	run := func(instance string, log io.Writer) (listen string, stop func()) {
 		listen = freeAddr(t)
+		// The parts read back are those of the last four waits: a wait
+		// longer than the test's steps, however slow the machine.
 		return listen, startMember(t, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
-			Window: 300 * time.Millisecond, Instance: instance, Log: log, Listen: listen})
+			Window: 300 * time.Millisecond, Instance: instance, Log: log, Listen: listen, PairWait: 3 * time.Second})
 	}
 	listen, stop := run("m", io.Discard)
 	produceSpans(t, brokers, "otlp_spans", ts, false, "")
@@ -886,7 +888,7 @@ func TestStreamPairsReadBack(t *testing.T) {
 			break
 		}
 	}
-	time.Sleep(2 * time.Second) // more than a wait: anything judged twice would be by now
+	time.Sleep(4 * time.Second) // more than a wait: anything judged twice would be by now
 	if got := metricSum(t, listen, "ktrace_stream_pair_parts_total"); got != float64(parts)-judged {
 		t.Errorf("the next member judged %v parts, want the %v of %d the first did not", got, float64(parts)-judged, parts)
 	}
