@@ -593,4 +593,8 @@ func (m *member) learn(facts *engine.Partial) {
 	if err := m.known.Merge(facts); err != nil {
 		m.log.Printf("learning the set's edges: %v", err)
 	}
+	// A merged partial keeps what each part brought along (their lists,
+	// their edges' logs): the facts alone, made again, stay the size of
+	// the graph.
+	m.known = m.known.Facts()
 }
