@@ -2,7 +2,6 @@ package stream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -193,13 +192,7 @@ func (m *member) judging(ctx context.Context) error {
 		if fs.IsClientClosed() {
 			return nil
 		}
-		failed := !m.reachable.Load()
-		fs.EachError(func(topic string, p int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-				m.log.Printf("fetching %s/%d: %v", topic, p, err)
-				failed = true
-			}
-		})
+		failed := !m.fetchErrors(fs) || !m.reachable.Load()
 		now := time.Now()
 		down.note(failed, now)
 		pr.mu.Lock()
@@ -478,14 +471,7 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 	}
 	pr.mu.Unlock()
 	for _, b := range batches {
-		judged, err := m.readParts(b.p, b.judged)
-		if err != nil {
-			continue
-		}
-		context, err := m.readParts(b.p, b.context)
-		if err != nil {
-			continue
-		}
+		judged, context := m.readParts(b.p, b.judged), m.readParts(b.p, b.context)
 		if err := commitPairs(ctx, cl, PairsTopic(m.cfg.Group), b.p, b.next); err != nil {
 			m.log.Printf("committing %s/%d: %v (its parts are judged again)", PairsTopic(m.cfg.Group), b.p, err)
 			continue
@@ -509,8 +495,9 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 	}
 }
 
-// readParts reads parts of the pairs topic's partition p.
-func (m *member) readParts(p int32, data [][]byte) ([]*engine.Partial, error) {
+// readParts reads parts of the pairs topic's partition p; one that
+// does not read is logged, counted and skipped.
+func (m *member) readParts(p int32, data [][]byte) []*engine.Partial {
 	out := make([]*engine.Partial, 0, len(data))
 	for _, d := range data {
 		part := &engine.Partial{}
@@ -521,7 +508,7 @@ func (m *member) readParts(p int32, data [][]byte) ([]*engine.Partial, error) {
 		}
 		out = append(out, part)
 	}
-	return out, nil
+	return out
 }
 
 // commitPairs commits offset next of partition p of the pairs topic for

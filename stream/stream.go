@@ -414,11 +414,7 @@ func (m *member) ensureTopics(ctx context.Context) error {
 		}
 	}
 	segments := SegmentsTopic(m.cfg.Group)
-	// Kafka deletes whole log segments: they are rolled often enough for
-	// the retention to hold.
-	if err := create(ctx, adm, segments, parts, map[string]*string{"cleanup.policy": ptr("delete"),
-		"retention.ms": ptr(strconv.FormatInt(segmentsRetention.Milliseconds(), 10)),
-		"segment.ms":   ptr(strconv.FormatInt((segmentsRetention / 6).Milliseconds(), 10))}); err != nil {
+	if err := create(ctx, adm, segments, parts, deletedAfter(segmentsRetention)); err != nil {
 		return err
 	}
 	switch n, err := partitions(ctx, adm, segments); {
@@ -429,9 +425,7 @@ func (m *member) ensureTopics(ctx context.Context) error {
 			segments, n, m.spans, parts, segments)
 	}
 	pairs := PairsTopic(m.cfg.Group)
-	if err := create(ctx, adm, pairs, parts, map[string]*string{"cleanup.policy": ptr("delete"),
-		"retention.ms": ptr(strconv.FormatInt(pairsRetention.Milliseconds(), 10)),
-		"segment.ms":   ptr(strconv.FormatInt((pairsRetention / 6).Milliseconds(), 10))}); err != nil {
+	if err := create(ctx, adm, pairs, parts, deletedAfter(pairsRetention)); err != nil {
 		return err
 	}
 	n, err := partitions(ctx, adm, pairs)
@@ -469,6 +463,15 @@ func create(ctx context.Context, adm *kadm.Client, topic string, n int32, cfg ma
 }
 
 func ptr(s string) *string { return &s }
+
+// deletedAfter is the config of a topic whose records are deleted after
+// retention; Kafka deletes whole log segments, so they are rolled often
+// enough for the retention to hold.
+func deletedAfter(retention time.Duration) map[string]*string {
+	return map[string]*string{"cleanup.policy": ptr("delete"),
+		"retention.ms": ptr(strconv.FormatInt(retention.Milliseconds(), 10)),
+		"segment.ms":   ptr(strconv.FormatInt((retention / 6).Milliseconds(), 10))}
+}
 
 // fetchErrors logs a poll's errors, and says whether there were none.
 func (m *member) fetchErrors(fs kgo.Fetches) bool {
