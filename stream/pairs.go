@@ -125,14 +125,14 @@ func (m *member) pairParts(key []byte, parts []engine.PairingPart) []*kgo.Record
 	for k, part := range parts {
 		if part.Data != nil {
 			recs = append(recs, &kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: key, Value: part.Data,
-				Headers: []kgo.RecordHeader{{Key: startsHeader, Value: fmt.Appendf(nil, "%d-%d", part.From, part.To)}}})
+				Headers: []kgo.RecordHeader{{Key: startsHeader, Value: fmt.Appendf(nil, "%d:%d", part.From, part.To)}}})
 		}
 	}
 	return recs
 }
 
 // startsHeader names the header of a part's record that says when its
-// earliest and latest spans started (Unix nanoseconds, "FROM-TO").
+// earliest and latest spans started (Unix nanoseconds, "FROM:TO").
 const startsHeader = "ktrace-starts"
 
 // startsOf reads a part record's startsHeader (ok false: none, or not
@@ -140,7 +140,7 @@ const startsHeader = "ktrace-starts"
 func startsOf(r *kgo.Record) (from, to int64, ok bool) {
 	for _, h := range r.Headers {
 		if h.Key == startsHeader {
-			a, b, found := strings.Cut(string(h.Value), "-")
+			a, b, found := strings.Cut(string(h.Value), ":")
 			if !found {
 				return 0, 0, false
 			}
