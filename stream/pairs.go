@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -43,8 +44,10 @@ const pairsRetention = time.Hour
 // members in between (a rebalance, a member restarted). Parts that say
 // are judged against those whose spans started within a wait of theirs,
 // however far apart they were published, and let go two waits after the
-// earliest span still to judge: a member holds about two waits of the
-// pairing data of the partitions of the pairs topic it holds.
+// earliest span still to judge, or once published contextWaits+1 waits
+// ago, whichever comes first: a member holds about two waits of the
+// pairing data of the partitions of the pairs topic it holds, and at
+// most four.
 const contextWaits = 3
 
 // A heldPart is a part of the pairs topic a member holds: to judge, or
@@ -262,7 +265,8 @@ func (pr *pairs) add(r *kgo.Record, judged bool) {
 		}
 	}
 	if len(r.Value) > 0 {
-		h := heldPart{offset: r.Offset, at: r.Timestamp, data: r.Value, judged: judged}
+		// A copy: the value is a slice of the whole fetched batch.
+		h := heldPart{offset: r.Offset, at: r.Timestamp, data: bytes.Clone(r.Value), judged: judged}
 		h.from, h.to, h.timed = startsOf(r)
 		pr.held[r.Partition] = append(pr.held[r.Partition], h)
 	}
@@ -287,7 +291,10 @@ func (pr *pairs) saidSince(p int32, n int) time.Time {
 // judged marks the parts at offsets of partition p judged, and lets go of
 // the judged parts no part still to judge can pair with: whose spans
 // started keep before the earliest of those (or, none left, the latest
-// span held); untimed, those published that long ago (old).
+// span held); and, whatever their spans' times say, those published long
+// ago (old). Span times are the senders' clocks: spans whose times do
+// not move on (a stuck clock, data sent again) would otherwise be held
+// for ever.
 func (pr *pairs) judged(p int32, offsets []int64, keep time.Duration, old func(at time.Time) bool) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
@@ -310,7 +317,7 @@ func (pr *pairs) judged(p int32, offsets []int64, keep time.Duration, old func(a
 	}
 	kept := held[:0]
 	for _, h := range held {
-		gone := h.judged && (h.timed && h.to < horizon-keep.Nanoseconds() || !h.timed && old(h.at))
+		gone := h.judged && (h.timed && h.to < horizon-keep.Nanoseconds() || old(h.at))
 		if !gone {
 			kept = append(kept, h)
 		}
