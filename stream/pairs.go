@@ -374,12 +374,12 @@ func (m *member) readPairs(ctx context.Context, p int32, since time.Time, end in
 	topic := PairsTopic(m.cfg.Group)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	adm, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
 	if err != nil {
 		return nil, err
 	}
-	defer adm.Close()
-	offsets, err := kadm.NewClient(adm).ListOffsetsAfterMilli(ctx, since.UnixMilli(), topic)
+	defer cl.Close()
+	offsets, err := kadm.NewClient(cl).ListOffsetsAfterMilli(ctx, since.UnixMilli(), topic)
 	if err == nil {
 		err = offsets.Error()
 	}
@@ -390,12 +390,7 @@ func (m *member) readPairs(ctx context.Context, p int32, since time.Time, end in
 	if !ok || start.Offset < 0 || start.Offset >= end {
 		return nil, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(start.Offset)}}))
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
+	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(start.Offset)}})
 	var recs []*kgo.Record
 	err = readTo(ctx, cl, topic, map[int32]int64{p: end}, func(r *kgo.Record) { recs = append(recs, r) }, func() {})
 	return recs, err
