@@ -2,12 +2,9 @@ package jaeger
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -21,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/ktrace-dev/ktrace/internal/tlsconf"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -109,24 +107,9 @@ func Dial(cfg Config) (*Client, error) {
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: cfg.Timeout}),
 	}
 	if cfg.TLS {
-		tc := &tls.Config{ServerName: cfg.ServerName, MinVersion: tls.VersionTLS12}
-		if cfg.CAFile != "" {
-			pem, err := os.ReadFile(cfg.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("reading --jaeger-ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--jaeger-ca %s: no PEM certificates in it", cfg.CAFile)
-			}
-			tc.RootCAs = pool
-		}
-		if cfg.CertFile != "" || cfg.KeyFile != "" {
-			cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("loading --jaeger-cert/--jaeger-key: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
+		tc, err := tlsconf.Load("jaeger", cfg.CAFile, cfg.CertFile, cfg.KeyFile, cfg.ServerName)
+		if err != nil {
+			return nil, err
 		}
 		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
 	} else {
