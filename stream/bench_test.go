@@ -72,11 +72,11 @@ func member(b *testing.B, ts []trace.Trace, recs []*kgo.Record, byTraceID bool) 
 		before := cpuTime()
 		b.StartTimer()
 		go func() {
-			done <- stream.Run(ctx, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 200 * time.Millisecond,
+			done <- stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 200 * time.Millisecond,
 				Window: 200 * time.Millisecond, Instance: "bench", Log: io.Discard, ByTraceID: byTraceID})
 		}()
 		for {
-			p, err := stream.ReadResults(context.Background(), brokers, "g", time.Time{}, time.Time{}, nil)
+			p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
 			if err == nil {
 				if g, _ := p.Finish(); g.Traces == len(ts) {
 					break

@@ -25,8 +25,7 @@ func internalCompression() kgo.ProducerOpt {
 // member's: a member started again under its name fences its earlier self.
 func (m *member) rekeying() (*kgo.GroupTransactSession, error) {
 	cfg := m.cfg
-	return kgo.NewGroupTransactSession(
-		kgo.SeedBrokers(cfg.Brokers...),
+	return kgo.NewGroupTransactSession(cfg.Kafka.opts(
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.TransactionalID("ktrace-stream-"+cfg.Group+"-"+cfg.Instance),
@@ -39,7 +38,7 @@ func (m *member) rekeying() (*kgo.GroupTransactSession, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // a trace's records on one partition
 		internalCompression(),
-	)
+	)...)
 }
 
 // repartition reads the span topic until ctx ends: each poll's records

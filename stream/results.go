@@ -21,10 +21,10 @@ var ErrNoResults = errors.New("no results published")
 // result published at from up to the end the topic had when it began (its
 // last stable offset); progress, if not nil, hears how many partials were
 // read.
-func ReadResults(ctx context.Context, brokers []string, group string, from, to time.Time, progress func(read int)) (*engine.Partial, error) {
+func ReadResults(ctx context.Context, k Kafka, group string, from, to time.Time, progress func(read int)) (*engine.Partial, error) {
 	topic := ResultsTopic(group)
 	// Transactions' ends come as records too, so that the end is reached.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	cl, err := kgo.NewClient(k.opts(kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
 	if err != nil {
 		return nil, err
 	}
@@ -32,7 +32,7 @@ func ReadResults(ctx context.Context, brokers []string, group string, from, to t
 	adm := kadm.NewClient(cl)
 	ends, err := adm.ListCommittedOffsets(ctx, topic)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach Kafka at %v: %w", brokers, err)
+		return nil, k.unreachable(err)
 	}
 	if err := ends.Error(); err != nil {
 		return nil, fmt.Errorf("results of group %s (%s): %w", group, topic, err)

@@ -54,7 +54,7 @@ func TestRestoreSegments(t *testing.T) {
 			if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 				t.Fatal(err)
 			}
-			m := &member{cfg: Config{Brokers: cluster.ListenAddrs(), Group: "g"}, log: log.New(io.Discard, "", 0), spans: "otlp_spans"}
+			m := &member{cfg: Config{Kafka: Kafka{Brokers: cluster.ListenAddrs()}, Group: "g"}, log: log.New(io.Discard, "", 0), spans: "otlp_spans"}
 			got, err := m.restoreSegments(context.Background(), kadm.NewClient(cl), []int32{0, 1})
 			if err != nil {
 				t.Fatal(err)

@@ -50,6 +50,7 @@ package stream
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -63,6 +64,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/source/file"
@@ -75,9 +77,41 @@ const (
 	EncodingJSON  = "otlp_json"
 )
 
+// Kafka is where the brokers are, and how to reach them.
+type Kafka struct {
+	Brokers []string
+	// TLS, when not nil, encrypts every connection (and, with
+	// certificates, authenticates the client).
+	TLS *tls.Config
+	// SASL, when not nil, authenticates every connection.
+	SASL sasl.Mechanism
+}
+
+// opts are the client options that reach k, then extra.
+func (k Kafka) opts(extra ...kgo.Opt) []kgo.Opt {
+	opts := []kgo.Opt{kgo.SeedBrokers(k.Brokers...)}
+	if k.TLS != nil {
+		opts = append(opts, kgo.DialTLSConfig(k.TLS.Clone()))
+	}
+	if k.SASL != nil {
+		opts = append(opts, kgo.SASL(k.SASL))
+	}
+	return append(opts, extra...)
+}
+
+// unreachable says Kafka at k did not answer: err, with a hint where the
+// broker hung up on a client that logs in (a broker may refuse a SASL
+// login so).
+func (k Kafka) unreachable(err error) error {
+	if k.SASL != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		return fmt.Errorf("cannot reach Kafka at %v: %w (the broker hung up on the SASL login: is the user or password wrong?)", k.Brokers, err)
+	}
+	return fmt.Errorf("cannot reach Kafka at %v: %w", k.Brokers, err)
+}
+
 // Config configures a member.
 type Config struct {
-	Brokers []string
+	Kafka Kafka
 	// Topic is the span topic; Group the consumer group, which also names
 	// the internal topics (SpansTopic, ResultsTopic).
 	Topic, Group string
@@ -122,7 +156,7 @@ func ResultsTopic(group string) string { return "ktrace." + group + ".results" }
 
 func (c *Config) defaults() error {
 	switch {
-	case len(c.Brokers) == 0:
+	case len(c.Kafka.Brokers) == 0:
 		return errors.New("no Kafka brokers")
 	case c.Topic == "":
 		return errors.New("no span topic")
@@ -343,8 +377,7 @@ func (m *member) setSession(sess *kgo.GroupTransactSession) {
 // transactions with the commits of the offsets after them.
 func (m *member) gathering() (*kgo.GroupTransactSession, error) {
 	cfg := m.cfg
-	return kgo.NewGroupTransactSession(
-		kgo.SeedBrokers(cfg.Brokers...),
+	return kgo.NewGroupTransactSession(cfg.Kafka.opts(
 		kgo.ConsumerGroup(m.gatherGroup),
 		kgo.TransactionalID("ktrace-stream-"+cfg.Group+"-"+cfg.Instance+"-results"),
 		// A member killed in a transaction holds readers of the results
@@ -370,7 +403,7 @@ func (m *member) gathering() (*kgo.GroupTransactSession, error) {
 		kgo.OnPartitionsAssigned(m.assigned),
 		kgo.OnPartitionsRevoked(m.forget),
 		kgo.OnPartitionsLost(m.forget),
-	)
+	)...)
 }
 
 // stop publishes what may be published and commits, before leaving.
@@ -389,13 +422,13 @@ func (m *member) stop() error {
 // the pairs topic with as many to begin with (any number works: it is a
 // pairing key's part each).
 func (m *member) ensureTopics(ctx context.Context) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...))
+	cl, err := kgo.NewClient(m.cfg.Kafka.opts()...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	parts, err := partitions(ctx, adm, m.cfg.Topic)
+	parts, err := partitions(ctx, m.cfg.Kafka, adm, m.cfg.Topic)
 	if err != nil {
 		return fmt.Errorf("span topic %s: %w", m.cfg.Topic, err)
 	}
@@ -409,7 +442,7 @@ func (m *member) ensureTopics(ctx context.Context) error {
 		if err := create(ctx, adm, m.spans, parts, nil); err != nil {
 			return err
 		}
-		if parts, err = partitions(ctx, adm, m.spans); err != nil {
+		if parts, err = partitions(ctx, m.cfg.Kafka, adm, m.spans); err != nil {
 			return fmt.Errorf("spans topic %s: %w", m.spans, err)
 		}
 	}
@@ -417,7 +450,7 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	if err := create(ctx, adm, segments, parts, deletedAfter(segmentsRetention)); err != nil {
 		return err
 	}
-	switch n, err := partitions(ctx, adm, segments); {
+	switch n, err := partitions(ctx, m.cfg.Kafka, adm, segments); {
 	case err != nil:
 		return fmt.Errorf("segments topic %s: %w", segments, err)
 	case n != parts:
@@ -428,7 +461,7 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	if err := create(ctx, adm, pairs, parts, deletedAfter(pairsRetention)); err != nil {
 		return err
 	}
-	n, err := partitions(ctx, adm, pairs)
+	n, err := partitions(ctx, m.cfg.Kafka, adm, pairs)
 	if err != nil {
 		return fmt.Errorf("pairs topic %s: %w", pairs, err)
 	}
@@ -437,10 +470,10 @@ func (m *member) ensureTopics(ctx context.Context) error {
 }
 
 // partitions counts topic's partitions.
-func partitions(ctx context.Context, adm *kadm.Client, topic string) (int32, error) {
+func partitions(ctx context.Context, k Kafka, adm *kadm.Client, topic string) (int32, error) {
 	details, err := adm.ListTopics(ctx, topic)
 	if err != nil {
-		return 0, fmt.Errorf("cannot reach Kafka: %w", err)
+		return 0, k.unreachable(err)
 	}
 	td, ok := details[topic]
 	if !ok || td.Err != nil {
@@ -516,9 +549,9 @@ func (m *member) watch(ctx context.Context) {
 		was := m.reachable.Swap(err == nil)
 		switch {
 		case err != nil && was:
-			m.log.Printf("Kafka at %v does not answer: %v (not ready until it does)", m.cfg.Brokers, err)
+			m.log.Printf("Kafka at %v does not answer: %v (not ready until it does)", m.cfg.Kafka.Brokers, err)
 		case err == nil && !was:
-			m.log.Printf("Kafka at %v answers", m.cfg.Brokers)
+			m.log.Printf("Kafka at %v answers", m.cfg.Kafka.Brokers)
 		}
 	}
 }

@@ -162,7 +162,7 @@ func members(t *testing.T, c membersCase) {
 		var buf strings.Builder
 		var mu sync.Mutex
 		logs.Store(i, func() string { mu.Lock(); defer mu.Unlock(); return buf.String() })
-		cfg := stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 2 * time.Second, // generous: a loaded machine must not make spans late
+		cfg := stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 2 * time.Second, // generous: a loaded machine must not make spans late
 			Window: 400 * time.Millisecond, Instance: fmt.Sprintf("m%d", i), Log: lockedWriter{&mu, &buf}, Encoding: encoding, ByTraceID: keyed}
 		cfg.Listen = listen[i]
 		wg.Go(func() {
@@ -205,7 +205,7 @@ func members(t *testing.T, c membersCase) {
 	var got *graph.Graph
 	var rep analyze.Report
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(300 * time.Millisecond) {
-		p, err := stream.ReadResults(context.Background(), brokers, "g", time.Time{}, time.Time{}, nil)
+		p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
 		if err == nil {
 			got, rep = p.Finish()
 			if got.Traces == len(ts) {
@@ -435,12 +435,12 @@ func TestStreamLongWindow(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- stream.Run(ctx, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: time.Second,
+		done <- stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: time.Second,
 			Window: time.Hour, Instance: "m", Log: io.Discard, ByTraceID: true, ResultsRetention: 36 * time.Hour})
 	}()
 	produceSpans(t, brokers, "otlp_spans", ts, true, "")
 	traces := func() int {
-		p, err := stream.ReadResults(context.Background(), brokers, "g", time.Time{}, time.Time{}, nil)
+		p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
 		if err != nil {
 			return 0
 		}
@@ -480,7 +480,7 @@ func TestStreamLongWindow(t *testing.T) {
 			}
 		}
 	}
-	if _, err := stream.ReadResults(context.Background(), brokers, "g", time.Now().Add(time.Hour), time.Time{}, nil); !errors.Is(err, stream.ErrNoResults) {
+	if _, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Now().Add(time.Hour), time.Time{}, nil); !errors.Is(err, stream.ErrNoResults) {
 		t.Errorf("results since an hour ahead: %v, want none", err)
 	}
 }
@@ -556,7 +556,7 @@ func lateSpans(t *testing.T, keyed, pending, moved bool) {
 		listen = freeAddr(t)
 		// Hops across traces are judged, and counted, an hour on: the
 		// metrics below are what the segments count.
-		end := startMember(t, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 500 * time.Millisecond,
+		end := startMember(t, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 500 * time.Millisecond,
 			Window: window, Instance: instance, Log: io.Discard, ByTraceID: keyed, Listen: listen, PairWait: time.Hour})
 		stopped = false
 		stop = func() {
@@ -587,7 +587,7 @@ func lateSpans(t *testing.T, keyed, pending, moved bool) {
 		waitMetricFor(name, want, func(v string) bool { return v == want })
 	}
 	results := func() (*graph.Graph, analyze.Report) {
-		p, err := stream.ReadResults(context.Background(), brokers, "g", time.Time{}, time.Time{}, nil)
+		p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
 		if err != nil {
 			return nil, analyze.Report{}
 		}
@@ -696,7 +696,7 @@ func merged(a, b []trace.Trace) []trace.Trace {
 // edgeCounts is the requests behind the edges of group g's results, as
 // the partials count them (each segment's own traces).
 func edgeCounts(t *testing.T, brokers []string) int {
-	p, err := stream.ReadResults(context.Background(), brokers, "g", time.Time{}, time.Time{}, nil)
+	p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -825,7 +825,7 @@ func TestStreamSegmentsPartitions(t *testing.T) {
 	defer cluster.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err = stream.Run(ctx, stream.Config{Brokers: cluster.ListenAddrs(), Topic: "otlp_spans", Group: "g", Log: io.Discard, ByTraceID: true})
+	err = stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: cluster.ListenAddrs()}, Topic: "otlp_spans", Group: "g", Log: io.Discard, ByTraceID: true})
 	if err == nil || !strings.Contains(err.Error(), "has 1 partitions, otlp_spans has 4") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("got %v, want a one-line error naming both counts", err)
 	}
@@ -846,7 +846,7 @@ func TestStreamPairsReadBack(t *testing.T) {
 		listen = freeAddr(t)
 		// The parts read back are those of the last four waits: a wait
 		// longer than the test's steps, however slow the machine.
-		return listen, startMember(t, stream.Config{Brokers: brokers, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
+		return listen, startMember(t, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
 			Window: 300 * time.Millisecond, Instance: instance, Log: log, Listen: listen, PairWait: 3 * time.Second})
 	}
 	listen, stop := run("m", io.Discard)

@@ -20,6 +20,7 @@ type DiffOptions struct {
 	A, B         string
 	Jaeger       string
 	Kafka, Group string
+	KafkaConn    KafkaOptions
 	Timeout      time.Duration
 	Output       string
 	FailOnChange bool
@@ -70,6 +71,11 @@ continuity changes and p95 latency regressions beyond --latency-threshold.`,
 			if opts.A == "-" && opts.B == "-" {
 				return usagef("only one of A and B can be stdin")
 			}
+			for _, n := range kafkaFlags {
+				if opts.Kafka == "" && cmd.Flags().Changed(n) {
+					return usagef("--%s applies to --kafka only", n)
+				}
+			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -83,6 +89,7 @@ continuity changes and p95 latency regressions beyond --latency-threshold.`,
 	f.StringVar(&opts.Jaeger, "jaeger", "", "compare two time windows of this Jaeger (query gRPC `host:port`); A and B are START..END")
 	f.StringVar(&opts.Kafka, "kafka", "", "compare two time windows of what a `ktrace stream` published (Kafka brokers `host:port,...`, with --group); A and B are START..END")
 	f.StringVar(&opts.Group, "group", "", "--kafka: the stream's consumer group `name`")
+	opts.KafkaConn.addFlags(f)
 	f.DurationVar(&opts.Timeout, "timeout", 30*time.Second, "Jaeger: deadline for each call")
 	return cmd
 }
@@ -95,7 +102,7 @@ func (o *DiffOptions) graphOf(ctx context.Context, arg string) (*graph.Graph, er
 			return nil, usagef("%q: with --kafka, A and B are time windows START..END (RFC 3339)", arg)
 		}
 		src = jaegerSource("", since, until)
-		src.Kafka, src.Group = o.Kafka, o.Group
+		src.Kafka, src.Group, src.KafkaConn = o.Kafka, o.Group, o.KafkaConn
 		if err := src.validate(o.IO); err != nil {
 			return nil, err
 		}

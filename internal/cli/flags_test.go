@@ -123,6 +123,9 @@ func TestFlagsForOtherSources(t *testing.T) {
 		{[]string{"--kafka", "k:9092", "--group", "g", "--since", "15m"}, ""},
 		{[]string{"--jaeger", "j:16685", "--file", "x.json", "--service", "a", "--since", "15m"}, ""},
 		{[]string{"--fixture", "kafka-e2e", "--max-record-mib", "8"}, ""},
+		{[]string{"--fixture", "kafka-e2e", "--kafka-tls"}, "--kafka-tls"},
+		{[]string{"--jaeger", "j:16685", "--kafka-user", "u"}, "--kafka-user"},
+		{[]string{"--kafka", "k:9092", "--group", "g", "--kafka-tls"}, ""},
 	} {
 		called := false
 		cmd := NewCmdGraph(quietIO(), func(context.Context, *GraphOptions) error { called = true; return nil })
@@ -139,6 +142,72 @@ func TestFlagsForOtherSources(t *testing.T) {
 		}
 	}
 	oneLineErr(t, run(t, "", nil, "graph", "--fixture", "kafka-e2e", "--service", "a"), ExitUsage, "--service applies to --jaeger and --kafka only")
+}
+
+// How to reach Kafka: flags that do not go together, files that do not
+// read and a missing password are usage errors that name the problem,
+// before anything starts, and never print the password; the password is
+// taken from KTRACE_KAFKA_PASSWORD or the first line of a file, and
+// plain SASL without TLS is warned of.
+func TestKafkaConnFlags(t *testing.T) {
+	notPEM := write(t, "ca.txt", []byte("not a certificate"))
+	passFile := write(t, "pass", []byte("from-a-file\nsecond line\n"))
+	stream := []string{"stream", "--kafka-brokers", "127.0.0.1:1", "--group", "g"}
+	graph := []string{"graph", "--kafka", "127.0.0.1:1", "--group", "g"}
+	env := map[string]string{"KTRACE_KAFKA_PASSWORD": "pw-in-env"}
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{append(stream, "--kafka-ca", notPEM), nil, "need --kafka-tls"},
+		{append(stream, "--kafka-tls", "--kafka-cert", notPEM), nil, "--kafka-cert and --kafka-key go together"},
+		{append(stream, "--kafka-tls", "--kafka-ca", notPEM), nil, "no PEM certificates"},
+		{append(stream, "--kafka-tls", "--kafka-ca", notPEM+".gone"), nil, "reading --kafka-ca"},
+		{append(stream, "--kafka-sasl", "plain"), env, "--kafka-sasl needs --kafka-user"},
+		{append(stream, "--kafka-user", "u"), env, "need --kafka-sasl"},
+		{append(stream, "--kafka-sasl", "gssapi", "--kafka-user", "u"), env, "want plain, scram-sha-256 or scram-sha-512"},
+		{append(stream, "--kafka-sasl", "scram-sha-512", "--kafka-user", "u"), nil, "KTRACE_KAFKA_PASSWORD"},
+		{append(stream, "--kafka-sasl", "scram-sha-512", "--kafka-user", "u", "--kafka-password-file", passFile+".gone"), nil, "reading --kafka-password-file"},
+		{append(graph, "--kafka-sasl", "scram-sha-256", "--kafka-user", "u"), nil, "KTRACE_KAFKA_PASSWORD"},
+		{append(graph, "--kafka-ca", notPEM), nil, "need --kafka-tls"},
+		{[]string{"diff", "a.json", "b.json", "--kafka-tls"}, nil, "--kafka-tls applies to --kafka only"},
+	} {
+		r := run(t, "", c.env, c.args...)
+		oneLineErr(t, r, ExitUsage, c.want)
+		if strings.Contains(r.err, "pw-in-env") {
+			t.Errorf("%v: the password printed: %q", c.args, r.err)
+		}
+	}
+
+	var got *StreamOptions
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		warn bool
+	}{
+		{append(stream, "--kafka-sasl", "PLAIN", "--kafka-user", "u"), env, true},
+		{append(stream, "--kafka-sasl", "scram-sha-256", "--kafka-user", "u", "--kafka-password-file", passFile), nil, false},
+	} {
+		ios := quietIO()
+		var stderr bytes.Buffer
+		ios.ErrOut, ios.Getenv = &stderr, func(k string) string { return c.env[k] }
+		parse(t, NewCmdStream(ios, func(_ context.Context, o *StreamOptions) error { got = o; return nil }), c.args[1:]...)
+		if got.conn.SASL == nil || got.conn.TLS != nil || len(got.conn.Brokers) != 1 {
+			t.Errorf("%v: %+v", c.args, got.conn)
+		}
+		if warned := strings.Contains(stderr.String(), "in the clear"); warned != c.warn {
+			t.Errorf("%v: warned %v: %q", c.args, warned, stderr.String())
+		}
+	}
+	o := KafkaOptions{PasswordFile: passFile}
+	if p, err := o.password(quietIO()); p != "from-a-file" || err != nil {
+		t.Errorf("the password file's first line: %q, %v", p, err)
+	}
+	o = KafkaOptions{}
+	if p, err := o.password(&IOStreams{Getenv: func(k string) string { return env[k] }}); p != "pw-in-env" || err != nil {
+		t.Errorf("the password from the environment: %q, %v", p, err)
+	}
 }
 
 // A sampling ratio outside 0..1 is a usage error, before anything starts.

@@ -50,6 +50,9 @@ type SourceOptions struct {
 	ServerName string
 	Token      string
 	MaxRecord  int
+	// KafkaConn says how to reach --kafka; validate makes kafka of it.
+	KafkaConn KafkaOptions
+	kafka     stream.Kafka
 
 	now  func() time.Time
 	dial func(jaeger.Config) (jaegerClient, error) // nil: jaeger.Dial
@@ -103,6 +106,7 @@ func (o *SourceOptions) register(cmd *cobra.Command) {
 	f.StringVar(&o.ServerName, "jaeger-server-name", "", "Jaeger: TLS server name override")
 	f.StringVar(&o.Token, "jaeger-token", "", "Jaeger: bearer token (or set KTRACE_JAEGER_TOKEN); never printed")
 	f.IntVar(&o.MaxRecord, "max-record-mib", file.DefaultMaxRecord>>20, "files: the longest snapshot record to accept, in `MiB`")
+	o.KafkaConn.addFlags(f)
 }
 
 func (o *SourceOptions) hasSource() bool {
@@ -142,6 +146,11 @@ func (o *SourceOptions) validate(ios *IOStreams) error {
 		case o.Jaeger != "" || len(o.Files)+len(o.Fixtures) > 0:
 			return usagef("--kafka reads a stream's results alone: give no --jaeger, --file or --fixture with it")
 		}
+		conn, err := o.KafkaConn.connect(ios, o.Kafka)
+		if err != nil {
+			return err
+		}
+		o.kafka = conn
 	} else if o.Group != "" {
 		return usagef("--group goes with --kafka")
 	}
@@ -196,7 +205,15 @@ var (
 // noStrayFlags refuses a flag that the sources given would not read, so
 // that nothing the user asked for is silently ignored.
 func (o *SourceOptions) noStrayFlags() error {
-	if o.changed == nil || o.Jaeger != "" {
+	if o.changed == nil {
+		return nil
+	}
+	for _, n := range kafkaFlags {
+		if o.Kafka == "" && o.changed(n) {
+			return usagef("--%s applies to --kafka only", n)
+		}
+	}
+	if o.Jaeger != "" {
 		return nil
 	}
 	names, reader := jaegerOnlyFlags, "--jaeger"
@@ -563,7 +580,11 @@ func (o *SourceOptions) readKafka(ctx context.Context, ios *IOStreams) (*graph.G
 		start, end = time.Time{}, time.Time{} // everything published
 	}
 	p := newProgress(ios)
-	part, err := stream.ReadResults(ctx, strings.Split(o.Kafka, ","), o.Group, start, end, func(n int) {
+	conn := o.kafka
+	if conn.Brokers == nil { // not validated: the brokers alone
+		conn = stream.Kafka{Brokers: strings.Split(o.Kafka, ",")}
+	}
+	part, err := stream.ReadResults(ctx, conn, o.Group, start, end, func(n int) {
 		p.update("reading the results of group %s: %d partials", o.Group, n)
 	})
 	p.clear()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -26,6 +25,8 @@ type StreamOptions struct {
 	Window    time.Duration
 	PairWait  time.Duration
 	Retention time.Duration
+	Kafka     KafkaOptions
+	conn      stream.Kafka // made from Brokers and Kafka
 }
 
 // NewCmdStream builds `ktrace stream`.
@@ -49,7 +50,9 @@ pass-throughs) goes through ktrace.GROUP.pairs, keyed by where the two halves
 meet, so that the member holding that key counts the hop. Undecodable records are counted,
 logged once per partition, and skipped. /metrics (Prometheus, with the
 OpenTelemetry servicegraph connector's metric names), /healthz and /readyz
-are served on --listen.`,
+are served on --listen. A cluster that takes TLS and SASL logins is reached
+with --kafka-tls and --kafka-sasl; the password comes from
+KTRACE_KAFKA_PASSWORD or --kafka-password-file and is never printed.`,
 		Example: `  ktrace stream --kafka-brokers 127.0.0.1:9092 --topic otlp_spans --group ktrace --listen 127.0.0.1:9464
   ktrace report --broken --kafka 127.0.0.1:9092 --group ktrace --since 15m`,
 		Args: cobra.NoArgs,
@@ -63,6 +66,11 @@ are served on --listen.`,
 			if opts.Idle <= 0 || opts.Window <= 0 || opts.Retention <= 0 || opts.PairWait < 0 {
 				return usagef("--trace-idle, --window and --results-retention must be positive, --pair-wait not negative")
 			}
+			conn, err := opts.Kafka.connect(ios, opts.Brokers)
+			if err != nil {
+				return err
+			}
+			opts.conn = conn
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -80,13 +88,14 @@ are served on --listen.`,
 	f.DurationVar(&opts.Window, "window", time.Minute, "publish partial results this often")
 	f.DurationVar(&opts.PairWait, "pair-wait", 0, "count a hop across traces once its halves' segments had this long to be published (0: a window and the trace-idle time)")
 	f.DurationVar(&opts.Retention, "results-retention", 7*24*time.Hour, "how long ktrace.GROUP.results keeps results (set when it is made)")
+	opts.Kafka.addFlags(f)
 	return cmd
 }
 
 func streamRun(ctx context.Context, opts *StreamOptions) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	err := stream.Run(ctx, stream.Config{Brokers: strings.Split(opts.Brokers, ","), Topic: opts.Topic, Group: opts.Group,
+	err := stream.Run(ctx, stream.Config{Kafka: opts.conn, Topic: opts.Topic, Group: opts.Group,
 		Encoding: opts.Encoding, ByTraceID: opts.ByTraceID, TraceIdle: opts.Idle, Window: opts.Window, Listen: opts.Listen, Log: opts.IO.ErrOut,
 		ResultsRetention: opts.Retention, PairWait: opts.PairWait})
 	if err != nil && ctx.Err() == nil {

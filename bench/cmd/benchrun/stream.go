@@ -220,7 +220,7 @@ func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster,
 	before, start := cpu(), time.Now()
 	produceRecords(ctx, brokers, topic, recs)
 	for {
-		p, err := stream.ReadResults(ctx, brokers, group, time.Time{}, time.Time{}, nil)
+		p, err := stream.ReadResults(ctx, stream.Kafka{Brokers: brokers}, group, time.Time{}, time.Time{}, nil)
 		if err == nil {
 			if g, _ := p.Finish(); g.Traces >= traces {
 				break

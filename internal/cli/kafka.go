@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/ktrace-dev/ktrace/internal/tlsconf"
+	"github.com/ktrace-dev/ktrace/stream"
+)
+
+// KafkaOptions say how to reach Kafka: `stream`'s flags, and the --kafka
+// source's. The password is read from KTRACE_KAFKA_PASSWORD or a file,
+// never from a flag (a command line is seen by every user of the
+// machine), and is never printed.
+type KafkaOptions struct {
+	TLS                       bool
+	CA, Cert, Key, ServerName string
+	SASL, User, PasswordFile  string
+}
+
+// kafkaFlags are the KafkaOptions' flags.
+var kafkaFlags = []string{"kafka-tls", "kafka-ca", "kafka-cert", "kafka-key", "kafka-server-name", "kafka-sasl", "kafka-user", "kafka-password-file"}
+
+func (o *KafkaOptions) addFlags(f *pflag.FlagSet) {
+	f.BoolVar(&o.TLS, "kafka-tls", false, "Kafka: use TLS")
+	f.StringVar(&o.CA, "kafka-ca", "", "Kafka: CA certificate `file` (PEM) for TLS (default: the system's)")
+	f.StringVar(&o.Cert, "kafka-cert", "", "Kafka: client certificate `file` (PEM) for mutual TLS")
+	f.StringVar(&o.Key, "kafka-key", "", "Kafka: client key `file` (PEM) for mutual TLS")
+	f.StringVar(&o.ServerName, "kafka-server-name", "", "Kafka: TLS server name override")
+	f.StringVar(&o.SASL, "kafka-sasl", "", "Kafka: SASL `mechanism`, plain, scram-sha-256 or scram-sha-512 (with --kafka-user)")
+	f.StringVar(&o.User, "kafka-user", "", "Kafka: SASL user `name`; the password is KTRACE_KAFKA_PASSWORD, or --kafka-password-file")
+	f.StringVar(&o.PasswordFile, "kafka-password-file", "", "Kafka: read the SASL password from this `file` (its first line); never printed")
+}
+
+// connect checks the flags and makes what reaches Kafka at brokers
+// (host:port,...): usage errors for flags that do not go together, or
+// files that do not read.
+func (o *KafkaOptions) connect(ios *IOStreams, brokers string) (stream.Kafka, error) {
+	k := stream.Kafka{Brokers: strings.Split(brokers, ",")}
+	switch {
+	case (o.Cert == "") != (o.Key == ""):
+		return k, usagef("--kafka-cert and --kafka-key go together")
+	case !o.TLS && (o.CA != "" || o.Cert != "" || o.ServerName != ""):
+		return k, usagef("--kafka-ca, --kafka-cert and --kafka-server-name need --kafka-tls")
+	case o.SASL == "" && (o.User != "" || o.PasswordFile != ""):
+		return k, usagef("--kafka-user and --kafka-password-file need --kafka-sasl")
+	case o.SASL != "" && o.User == "":
+		return k, usagef("--kafka-sasl needs --kafka-user")
+	}
+	if o.TLS {
+		tc, err := tlsconf.Load("kafka", o.CA, o.Cert, o.Key, o.ServerName)
+		if err != nil {
+			return k, usagef("%v", err)
+		}
+		k.TLS = tc
+	}
+	if o.SASL == "" {
+		return k, nil
+	}
+	pass, err := o.password(ios)
+	if err != nil {
+		return k, err
+	}
+	var mech sasl.Mechanism
+	switch strings.ToLower(o.SASL) {
+	case "plain":
+		mech = plain.Auth{User: o.User, Pass: pass}.AsMechanism()
+	case "scram-sha-256":
+		mech = scram.Auth{User: o.User, Pass: pass}.AsSha256Mechanism()
+	case "scram-sha-512":
+		mech = scram.Auth{User: o.User, Pass: pass}.AsSha512Mechanism()
+	default:
+		return k, usagef("--kafka-sasl %q: want plain, scram-sha-256 or scram-sha-512", o.SASL)
+	}
+	if !o.TLS && strings.EqualFold(o.SASL, "plain") {
+		fmt.Fprintln(ios.ErrOut, "ktrace: warning: --kafka-sasl plain without --kafka-tls sends the password in the clear")
+	}
+	k.SASL = mech
+	return k, nil
+}
+
+// password is the SASL password: the first line of --kafka-password-file,
+// else KTRACE_KAFKA_PASSWORD.
+func (o *KafkaOptions) password(ios *IOStreams) (string, error) {
+	if o.PasswordFile != "" {
+		b, err := os.ReadFile(o.PasswordFile)
+		if err != nil {
+			return "", usagef("reading --kafka-password-file: %v", err)
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		if line = strings.TrimSuffix(line, "\r"); line == "" {
+			return "", usagef("--kafka-password-file %s: its first line is empty", o.PasswordFile)
+		}
+		return line, nil
+	}
+	if ios.Getenv != nil {
+		if p := ios.Getenv("KTRACE_KAFKA_PASSWORD"); p != "" {
+			return p, nil
+		}
+	}
+	return "", usagef("--kafka-sasl needs a password: set KTRACE_KAFKA_PASSWORD, or give --kafka-password-file")
+}

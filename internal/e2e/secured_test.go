@@ -1,0 +1,183 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/ktrace-dev/ktrace/fixtures"
+	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/trace"
+)
+
+// TestStreamSecured: a broker that takes only TLS connections
+// authenticated with SASL SCRAM-SHA-256, as production clusters do. A
+// `ktrace stream` member reaches it with --kafka-tls, --kafka-ca and
+// --kafka-sasl (the password from KTRACE_KAFKA_PASSWORD), and graph
+// --kafka with the same flags reads what it published: the recorded
+// run's graph. A wrong password, or no SASL, is exit 4 in one line; the
+// password is in no output and no log.
+func TestStreamSecured(t *testing.T) {
+	dir := t.TempDir()
+	serverTLS, caFile := testCA(t, dir)
+	const user, pass = "ktrace", "s3cret-Pa55word"
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "otlp_spans"), kfake.TLS(serverTLS),
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", user, pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	secured := []string{"--kafka-tls", "--kafka-ca", caFile, "--kafka-sasl", "scram-sha-256", "--kafka-user", user}
+
+	r, err := fixtures.Open("stargazers-lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set trace.Set
+	if _, err := file.Read(r, "stargazers-lost", &set, &trace.Resources{}); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	pool := x509.NewCertPool()
+	ca, _ := os.ReadFile(caFile)
+	pool.AppendCertsFromPEM(ca)
+	producer, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+		kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}),
+		kgo.SASL(scram.Auth{User: user, Pass: pass}.AsSha256Mechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	if err := producer.ProduceSync(context.Background(), spanRecords(t, "otlp_spans", set.Traces())...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	var log bytes.Buffer
+	member := exec.Command(ktraceBin, append([]string{"stream", "--kafka-brokers", brokers, "--topic", "otlp_spans", "--group", "g",
+		"--trace-idle", "1s", "--window", "500ms"}, secured...)...)
+	member.Env = append(os.Environ(), "KTRACE_KAFKA_PASSWORD="+pass)
+	member.Stderr = &log
+	if err := member.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- member.Wait() }()
+	defer func() {
+		member.Process.Signal(syscall.SIGTERM)
+		if err := <-exited; err != nil {
+			t.Errorf("the member stopped with %v", err)
+		}
+		if strings.Contains(log.String(), pass) {
+			t.Error("the member's log holds the password")
+		}
+		t.Logf("the member:\n%s", log.String())
+	}()
+
+	ktrace := func(password string, args ...string) (stdout, stderr string, code int) {
+		cmd := exec.Command(ktraceBin, args...)
+		cmd.Env = append(os.Environ(), "KTRACE_KAFKA_PASSWORD="+password)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), errb.String(), code
+	}
+	want, _ := runOut(t, "graph", "--fixture", "stargazers-lost", "-o", "json")
+	var got string
+	for deadline := time.Now().Add(90 * time.Second); got != want; time.Sleep(time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the graph read with --kafka over TLS and SASL never became the recorded run's:\n%s\nwant\n%s", head(got), head(want))
+		}
+		got, _, _ = ktrace(pass, append([]string{"graph", "--kafka", brokers, "--group", "g", "-o", "json"}, secured...)...)
+	}
+
+	for name, c := range map[string]struct {
+		password string
+		args     []string
+	}{
+		"a wrong password": {"not-" + pass, secured},
+		"no SASL":          {pass, secured[:3]},
+	} {
+		out, stderr, code := ktrace(c.password, append([]string{"graph", "--kafka", brokers, "--group", "g"}, c.args...)...)
+		if code != 4 || out != "" || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.HasPrefix(stderr, "ktrace: ") ||
+			!strings.Contains(stderr, "SASL") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q: want exit 4 and one line", name, code, head(out), stderr)
+		}
+		if strings.Contains(stderr, pass) {
+			t.Errorf("%s: stderr holds the password: %q", name, stderr)
+		}
+	}
+	// A member given a wrong password stops, and says why.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	wrong := exec.CommandContext(ctx, ktraceBin, append([]string{"stream", "--kafka-brokers", brokers, "--topic", "otlp_spans", "--group", "g2"}, secured...)...)
+	wrong.Env = append(os.Environ(), "KTRACE_KAFKA_PASSWORD=not-"+pass)
+	stderr, err := wrong.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(string(stderr), "password") || strings.Contains(string(stderr), pass) {
+		t.Errorf("a member with a wrong password: %v, %q: want exit 4 naming the password as a cause, not the password", err, stderr)
+	}
+}
+
+// testCA makes a certificate authority and a server certificate it signs
+// for 127.0.0.1: the server's TLS configuration, and the authority's
+// certificate written to a PEM file in dir.
+func testCA(t *testing.T, dir string) (*tls.Config, string) {
+	t.Helper()
+	key := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	caKey, serverKey := key(), key()
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ktrace test CA"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	serverTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	serverDER, err := x509.CreateCertificate(rand.Reader, serverTmpl, caCert, &serverKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{serverDER}, PrivateKey: serverKey}}, MinVersion: tls.VersionTLS12}, caFile
+}
