@@ -5,19 +5,11 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,9 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/ktrace-dev/ktrace/fixtures"
-	"github.com/ktrace-dev/ktrace/source/file"
-	"github.com/ktrace-dev/ktrace/trace"
+	"github.com/ktrace-dev/ktrace/internal/testenv"
 )
 
 // TestStreamSecured: a broker that takes only TLS connections
@@ -40,8 +30,8 @@ import (
 // run's graph. A wrong password, or no SASL, is exit 4 in one line; the
 // password is in no output and no log.
 func TestStreamSecured(t *testing.T) {
-	dir := t.TempDir()
-	serverTLS, caFile := testCA(t, dir)
+	caFile, serverCert := testenv.TestCA(t)
+	serverTLS := &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}
 	const user, pass = "ktrace", "s3cret-Pa55word"
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "otlp_spans"), kfake.TLS(serverTLS),
 		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", user, pass))
@@ -52,15 +42,7 @@ func TestStreamSecured(t *testing.T) {
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
 	secured := []string{"--kafka-tls", "--kafka-ca", caFile, "--kafka-sasl", "scram-sha-256", "--kafka-user", user}
 
-	r, err := fixtures.Open("stargazers-lost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var set trace.Set
-	if _, err := file.Read(r, "stargazers-lost", &set, &trace.Resources{}); err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
+	set := recordedRun(t)
 	pool := x509.NewCertPool()
 	ca, _ := os.ReadFile(caFile)
 	pool.AppendCertsFromPEM(ca)
@@ -145,39 +127,4 @@ func TestStreamSecured(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(string(stderr), "password") || strings.Contains(string(stderr), pass) {
 		t.Errorf("a member with a wrong password: %v, %q: want exit 4 naming the password as a cause, not the password", err, stderr)
 	}
-}
-
-// testCA makes a certificate authority and a server certificate it signs
-// for 127.0.0.1: the server's TLS configuration, and the authority's
-// certificate written to a PEM file in dir.
-func testCA(t *testing.T, dir string) (*tls.Config, string) {
-	t.Helper()
-	key := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	caKey, serverKey := key(), key()
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ktrace test CA"}, NotBefore: now.Add(-time.Hour),
-		NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	serverTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"}, NotBefore: now.Add(-time.Hour),
-		NotAfter: now.Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature}
-	serverDER, err := x509.CreateCertificate(rand.Reader, serverTmpl, caCert, &serverKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{serverDER}, PrivateKey: serverKey}}, MinVersion: tls.VersionTLS12}, caFile
 }
