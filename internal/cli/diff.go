@@ -19,6 +19,7 @@ type DiffOptions struct {
 	IO           *IOStreams
 	A, B         string
 	Jaeger       string
+	JaegerConn   JaegerConn
 	Kafka, Group string
 	KafkaConn    KafkaOptions
 	Timeout      time.Duration
@@ -76,6 +77,11 @@ continuity changes and p95 latency regressions beyond --latency-threshold.`,
 					return usagef("--%s applies to --kafka only", n)
 				}
 			}
+			for _, n := range append([]string{"timeout"}, jaegerConnFlags...) {
+				if opts.Jaeger == "" && cmd.Flags().Changed(n) {
+					return usagef("--%s applies to --jaeger only", n)
+				}
+			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -87,6 +93,7 @@ continuity changes and p95 latency regressions beyond --latency-threshold.`,
 	f.BoolVar(&opts.FailOnChange, "fail-on-change", false, "exit 1 when anything changed")
 	f.Float64Var(&opts.Threshold, "latency-threshold", 0.2, "relative p95 increase reported as a regression (0.2 = 20%)")
 	f.StringVar(&opts.Jaeger, "jaeger", "", "compare two time windows of this Jaeger (query gRPC `host:port`); A and B are START..END")
+	opts.JaegerConn.addFlags(f)
 	f.StringVar(&opts.Kafka, "kafka", "", "compare two time windows of what a `ktrace stream` published (Kafka brokers `host:port,...`, with --group); A and B are START..END")
 	f.StringVar(&opts.Group, "group", "", "--kafka: the stream's consumer group `name`")
 	opts.KafkaConn.addFlags(f)
@@ -114,7 +121,7 @@ func (o *DiffOptions) graphOf(ctx context.Context, arg string) (*graph.Graph, er
 			return nil, usagef("%q: with --jaeger, A and B are time windows START..END (RFC 3339)", arg)
 		}
 		src = jaegerSource(o.Jaeger, since, until)
-		src.Timeout = o.Timeout
+		src.Timeout, src.JaegerConn = o.Timeout, o.JaegerConn
 		if err := src.validate(o.IO); err != nil {
 			return nil, err
 		}

@@ -210,6 +210,26 @@ func TestKafkaConnFlags(t *testing.T) {
 	}
 }
 
+// diff reaches a Jaeger that takes TLS and a token as every other reader
+// does; its Jaeger flags without --jaeger are usage errors.
+func TestDiffJaegerConn(t *testing.T) {
+	var d *DiffOptions
+	parse(t, NewCmdDiff(quietIO(), func(_ context.Context, o *DiffOptions) error { d = o; return nil }),
+		"--jaeger", "j:16685", "A..B", "C..D", "--jaeger-tls", "--jaeger-ca", "ca.pem", "--jaeger-token", "t")
+	if want := (JaegerConn{TLS: true, CA: "ca.pem", Token: "t"}); d.JaegerConn != want {
+		t.Errorf("diff's Jaeger connection: %+v, want %+v", d.JaegerConn, want)
+	}
+	src := jaegerSource(d.Jaeger, "", "")
+	src.JaegerConn = d.JaegerConn
+	if c := src.jaegerConfig(); !c.TLS || c.CAFile != "ca.pem" || c.Token != "t" {
+		t.Errorf("the Jaeger client's configuration: %+v", c)
+	}
+	oneLineErr(t, run(t, "", nil, "diff", "a.json", "b.json", "--jaeger-token", "t"), ExitUsage, "--jaeger-token applies to --jaeger only")
+	oneLineErr(t, run(t, "", nil, "diff", "a.json", "b.json", "--timeout", "5s"), ExitUsage, "--timeout applies to --jaeger only")
+	oneLineErr(t, run(t, "", nil, "diff", "--jaeger", "127.0.0.1:1", "2026-01-01T00:00:00Z..2026-01-01T01:00:00Z",
+		"2026-01-02T00:00:00Z..2026-01-02T01:00:00Z", "--jaeger-ca", "ca.pem"), ExitUsage, "need --jaeger-tls")
+}
+
 // A sampling ratio outside 0..1 is a usage error, before anything starts.
 func TestStackSampleFlag(t *testing.T) {
 	for _, cmd := range [][]string{{"stack", "up"}, {"demo"}} {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/fixtures"
@@ -43,13 +44,8 @@ type SourceOptions struct {
 	Parallel   int
 	Timeout    time.Duration
 	MaxRecvMiB int
-	TLS        bool
-	CA         string
-	Cert       string
-	Key        string
-	ServerName string
-	Token      string
-	MaxRecord  int
+	JaegerConn
+	MaxRecord int
 	// KafkaConn says how to reach --kafka; validate makes kafka of it.
 	KafkaConn KafkaOptions
 	kafka     stream.Kafka
@@ -99,12 +95,7 @@ func (o *SourceOptions) register(cmd *cobra.Command) {
 	f.IntVar(&o.Parallel, "parallel", 4, "Jaeger: calls in flight")
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "Jaeger: deadline for each call")
 	f.IntVar(&o.MaxRecvMiB, "jaeger-max-recv", 64, "Jaeger: gRPC receive limit in `MiB`")
-	f.BoolVar(&o.TLS, "jaeger-tls", false, "Jaeger: use TLS")
-	f.StringVar(&o.CA, "jaeger-ca", "", "Jaeger: CA certificate `file` (PEM) for TLS")
-	f.StringVar(&o.Cert, "jaeger-cert", "", "Jaeger: client certificate `file` (PEM) for mutual TLS")
-	f.StringVar(&o.Key, "jaeger-key", "", "Jaeger: client key `file` (PEM) for mutual TLS")
-	f.StringVar(&o.ServerName, "jaeger-server-name", "", "Jaeger: TLS server name override")
-	f.StringVar(&o.Token, "jaeger-token", "", "Jaeger: bearer token (or set KTRACE_JAEGER_TOKEN); never printed")
+	o.JaegerConn.addFlags(f)
 	f.IntVar(&o.MaxRecord, "max-record-mib", file.DefaultMaxRecord>>20, "files: the longest snapshot record to accept, in `MiB`")
 	o.KafkaConn.addFlags(f)
 }
@@ -132,6 +123,40 @@ func jaegerAddr(addr string) (string, error) {
 		return "", usagef("--jaeger %q: want host:port (Jaeger's query gRPC port is 16685)", addr)
 	}
 	return net.JoinHostPort(host, "16685"), nil
+}
+
+// JaegerConn says how to reach Jaeger: TLS, and a bearer token.
+type JaegerConn struct {
+	TLS                       bool
+	CA, Cert, Key, ServerName string
+	Token                     string
+}
+
+// jaegerConnFlags are JaegerConn's flags.
+var jaegerConnFlags = []string{"jaeger-tls", "jaeger-ca", "jaeger-cert", "jaeger-key", "jaeger-server-name", "jaeger-token"}
+
+func (c *JaegerConn) addFlags(f *pflag.FlagSet) {
+	f.BoolVar(&c.TLS, "jaeger-tls", false, "Jaeger: use TLS")
+	f.StringVar(&c.CA, "jaeger-ca", "", "Jaeger: CA certificate `file` (PEM) for TLS")
+	f.StringVar(&c.Cert, "jaeger-cert", "", "Jaeger: client certificate `file` (PEM) for mutual TLS")
+	f.StringVar(&c.Key, "jaeger-key", "", "Jaeger: client key `file` (PEM) for mutual TLS")
+	f.StringVar(&c.ServerName, "jaeger-server-name", "", "Jaeger: TLS server name override")
+	f.StringVar(&c.Token, "jaeger-token", "", "Jaeger: bearer token (or set KTRACE_JAEGER_TOKEN); never printed")
+}
+
+// check refuses flags that do not go together, and takes the token from
+// KTRACE_JAEGER_TOKEN when no flag gave it.
+func (c *JaegerConn) check(ios *IOStreams) error {
+	if (c.Cert == "") != (c.Key == "") {
+		return usagef("--jaeger-cert and --jaeger-key go together")
+	}
+	if !c.TLS && (c.CA != "" || c.Cert != "" || c.ServerName != "") {
+		return usagef("--jaeger-ca, --jaeger-cert and --jaeger-server-name need --jaeger-tls")
+	}
+	if c.Token == "" && ios.Getenv != nil {
+		c.Token = ios.Getenv("KTRACE_JAEGER_TOKEN")
+	}
+	return nil
 }
 
 // validate checks flag values before any work starts.
@@ -164,8 +189,8 @@ func (o *SourceOptions) validate(ios *IOStreams) error {
 		}
 		o.Jaeger = addr
 	}
-	if o.Token == "" && ios.Getenv != nil {
-		o.Token = ios.Getenv("KTRACE_JAEGER_TOKEN")
+	if err := o.JaegerConn.check(ios); err != nil {
+		return err
 	}
 	for _, t := range o.Tags {
 		if k, _, ok := strings.Cut(t, "="); !ok || k == "" {
@@ -185,20 +210,14 @@ func (o *SourceOptions) validate(ios *IOStreams) error {
 	if o.PageSize <= 0 || o.Parallel <= 0 || o.MaxRecvMiB <= 0 || o.Limit < 0 {
 		return usagef("--page-size, --parallel and --jaeger-max-recv must be positive, --limit not negative")
 	}
-	if (o.Cert == "") != (o.Key == "") {
-		return usagef("--jaeger-cert and --jaeger-key go together")
-	}
-	if !o.TLS && (o.CA != "" || o.Cert != "" || o.ServerName != "") {
-		return usagef("--jaeger-ca, --jaeger-cert and --jaeger-server-name need --jaeger-tls")
-	}
 	_, _, err := o.window()
 	return err
 }
 
 // Flags that only one kind of source reads.
 var (
-	jaegerOnlyFlags = []string{"service", "by-service", "operation", "tag", "limit", "page-size", "parallel", "timeout",
-		"jaeger-max-recv", "jaeger-tls", "jaeger-ca", "jaeger-cert", "jaeger-key", "jaeger-server-name", "jaeger-token"}
+	jaegerOnlyFlags = append([]string{"service", "by-service", "operation", "tag", "limit", "page-size", "parallel", "timeout",
+		"jaeger-max-recv"}, jaegerConnFlags...)
 	windowFlags = []string{"since", "until", "lookback"} // Jaeger's and --kafka's
 )
 
