@@ -27,8 +27,9 @@ import (
 // `ktrace stream` member reaches it with --kafka-tls, --kafka-ca and
 // --kafka-sasl (the password from KTRACE_KAFKA_PASSWORD), and graph
 // --kafka with the same flags reads what it published: the recorded
-// run's graph. A wrong password, or no SASL, is exit 4 in one line; the
-// password is in no output and no log.
+// run's graph. A wrong password, no SASL, or a server certificate not
+// trusted is exit 4 in one line naming the cause; the password is in no
+// output and no log.
 func TestStreamSecured(t *testing.T) {
 	caFile, serverCert := testenv.TestCA(t)
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}
@@ -104,14 +105,16 @@ func TestStreamSecured(t *testing.T) {
 	for name, c := range map[string]struct {
 		password string
 		args     []string
+		cause    string
 	}{
-		"a wrong password": {"not-" + pass, secured},
-		"no SASL":          {pass, secured[:3]},
+		"a wrong password":          {"not-" + pass, secured, "SASL"},
+		"no SASL":                   {pass, secured[:3], "SASL"},
+		"a certificate not trusted": {pass, append([]string{"--kafka-tls"}, secured[3:]...), "certificate"},
 	} {
 		out, stderr, code := ktrace(c.password, append([]string{"graph", "--kafka", brokers, "--group", "g"}, c.args...)...)
 		if code != 4 || out != "" || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.HasPrefix(stderr, "ktrace: ") ||
-			!strings.Contains(stderr, "SASL") {
-			t.Errorf("%s: exit %d, stdout %q, stderr %q: want exit 4 and one line", name, code, head(out), stderr)
+			!strings.Contains(stderr, c.cause) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q: want exit 4 and one line naming %q", name, code, head(out), stderr, c.cause)
 		}
 		if strings.Contains(stderr, pass) {
 			t.Errorf("%s: stderr holds the password: %q", name, stderr)
