@@ -4,10 +4,16 @@ import "strings"
 
 // Resources hands out one shared *Resource per distinct (service,
 // attributes) pair, so a million spans of one process hold one resource.
-// The zero value is ready to use; it is not safe for concurrent use.
+// Once MaxResources distinct resources are held, new ones are handed out
+// unshared: a reader that runs for weeks (ktrace stream) meets every
+// process that ever started, and the table must not grow with them. The
+// zero value is ready to use; it is not safe for concurrent use.
 type Resources struct {
 	m map[string]*Resource
 }
+
+// MaxResources bounds Resources.
+const MaxResources = 1 << 12
 
 // Get returns the shared resource equal to (service, attrs). It takes
 // ownership of attrs.
@@ -28,7 +34,9 @@ func (r *Resources) Get(service string, attrs Attributes) *Resource {
 		return res
 	}
 	res := &Resource{Service: service, Attributes: attrs}
-	r.m[k] = res
+	if len(r.m) < MaxResources {
+		r.m[k] = res
+	}
 	return res
 }
 

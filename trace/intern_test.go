@@ -24,6 +24,28 @@ func TestStringsShares(t *testing.T) {
 	}
 }
 
+// Resources held are bounded: past the cap a resource is handed out
+// whole, unshared, and those kept before are still shared.
+func TestResourcesBounded(t *testing.T) {
+	var r Resources
+	pod := func(i int) Attributes { return Attributes{{Key: "k8s.pod.name", Value: "pod-" + strconv.Itoa(i)}} }
+	first := r.Get("svc", pod(0))
+	for i := 1; i < MaxResources+100; i++ {
+		if got := r.Get("svc", pod(i)); got.Service != "svc" || got.Attributes[0].Value != "pod-"+strconv.Itoa(i) {
+			t.Fatalf("resource %d: %+v", i, got)
+		}
+	}
+	if len(r.m) != MaxResources {
+		t.Fatalf("table holds %d resources, want the cap %d", len(r.m), MaxResources)
+	}
+	if r.Get("svc", pod(0)) != first {
+		t.Fatal("a resource kept before the cap is no longer shared")
+	}
+	if late := r.Get("svc", pod(MaxResources+1)); late == r.Get("svc", pod(MaxResources+1)) || late.Attributes[0].Value != "pod-"+strconv.Itoa(MaxResources+1) {
+		t.Fatal("a resource past the cap is shared, or not what was asked")
+	}
+}
+
 func TestStringsBounded(t *testing.T) {
 	var s Strings
 	for i := 0; i < MaxStrings+100; i++ {
