@@ -169,6 +169,7 @@ func TestKafkaConnFlags(t *testing.T) {
 		{append(stream, "--kafka-sasl", "gssapi", "--kafka-user", "u"), env, "want plain, scram-sha-256 or scram-sha-512"},
 		{append(stream, "--kafka-sasl", "scram-sha-512", "--kafka-user", "u"), nil, "KTRACE_KAFKA_PASSWORD"},
 		{append(stream, "--kafka-sasl", "scram-sha-512", "--kafka-user", "u", "--kafka-password-file", passFile+".gone"), nil, "reading --kafka-password-file"},
+		{append(stream, "--kafka-sasl", "scram-sha-512", "--kafka-user", "u", "--kafka-password-file", t.TempDir()), nil, "reading --kafka-password-file"},
 		{append(graph, "--kafka-sasl", "scram-sha-256", "--kafka-user", "u"), nil, "KTRACE_KAFKA_PASSWORD"},
 		{append(graph, "--kafka-ca", notPEM), nil, "need --kafka-tls"},
 		{[]string{"diff", "a.json", "b.json", "--kafka-tls"}, nil, "--kafka-tls applies to --kafka only"},

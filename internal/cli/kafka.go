@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -89,7 +90,13 @@ func (o *KafkaOptions) connect(ios *IOStreams, brokers string) (stream.Kafka, er
 // else KTRACE_KAFKA_PASSWORD.
 func (o *KafkaOptions) password(ios *IOStreams) (string, error) {
 	if o.PasswordFile != "" {
-		b, err := os.ReadFile(o.PasswordFile)
+		f, err := os.Open(o.PasswordFile)
+		if err != nil {
+			return "", usagef("reading --kafka-password-file: %v", err)
+		}
+		defer f.Close()
+		// The first line only, read from at most the first 64 KiB.
+		b, err := io.ReadAll(io.LimitReader(f, 64<<10))
 		if err != nil {
 			return "", usagef("reading --kafka-password-file: %v", err)
 		}
