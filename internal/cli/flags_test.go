@@ -167,6 +167,7 @@ func TestKafkaConnFlags(t *testing.T) {
 		{append(stream, "--kafka-sasl", "plain"), env, "--kafka-sasl needs --kafka-user"},
 		{append(stream, "--kafka-user", "u"), env, "need --kafka-sasl"},
 		{append(stream, "--kafka-sasl", "gssapi", "--kafka-user", "u"), env, "want plain, scram-sha-256 or scram-sha-512"},
+		{append(stream, "--kafka-sasl", "gssapi", "--kafka-user", "u"), nil, "want plain, scram-sha-256 or scram-sha-512"},
 		{append(stream, "--kafka-sasl", "scram-sha-512", "--kafka-user", "u"), nil, "KTRACE_KAFKA_PASSWORD"},
 		{append(stream, "--kafka-sasl", "scram-sha-512", "--kafka-user", "u", "--kafka-password-file", passFile+".gone"), nil, "reading --kafka-password-file"},
 		{append(stream, "--kafka-sasl", "scram-sha-512", "--kafka-user", "u", "--kafka-password-file", t.TempDir()), nil, "reading --kafka-password-file"},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -53,6 +54,8 @@ func (o *KafkaOptions) connect(ios *IOStreams, brokers string) (stream.Kafka, er
 		return k, usagef("--kafka-user and --kafka-password-file need --kafka-sasl")
 	case o.SASL != "" && o.User == "":
 		return k, usagef("--kafka-sasl needs --kafka-user")
+	case o.SASL != "" && !slices.Contains([]string{"plain", "scram-sha-256", "scram-sha-512"}, strings.ToLower(o.SASL)):
+		return k, usagef("--kafka-sasl %q: want plain, scram-sha-256 or scram-sha-512", o.SASL)
 	}
 	if o.TLS {
 		tc, err := tlsconf.Load("kafka", o.CA, o.Cert, o.Key, o.ServerName)
@@ -74,10 +77,8 @@ func (o *KafkaOptions) connect(ios *IOStreams, brokers string) (stream.Kafka, er
 		mech = plain.Auth{User: o.User, Pass: pass}.AsMechanism()
 	case "scram-sha-256":
 		mech = scram.Auth{User: o.User, Pass: pass}.AsSha256Mechanism()
-	case "scram-sha-512":
-		mech = scram.Auth{User: o.User, Pass: pass}.AsSha512Mechanism()
 	default:
-		return k, usagef("--kafka-sasl %q: want plain, scram-sha-256 or scram-sha-512", o.SASL)
+		mech = scram.Auth{User: o.User, Pass: pass}.AsSha512Mechanism()
 	}
 	if !o.TLS && strings.EqualFold(o.SASL, "plain") {
 		fmt.Fprintln(ios.ErrOut, "ktrace: warning: --kafka-sasl plain without --kafka-tls sends the password in the clear")
