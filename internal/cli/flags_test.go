@@ -218,7 +218,7 @@ func TestDiffJaegerConn(t *testing.T) {
 	var d *DiffOptions
 	parse(t, NewCmdDiff(quietIO(), func(_ context.Context, o *DiffOptions) error { d = o; return nil }),
 		"--jaeger", "j:16685", "A..B", "C..D", "--jaeger-tls", "--jaeger-ca", "ca.pem", "--jaeger-token", "t")
-	if want := (JaegerConn{TLS: true, CA: "ca.pem", Token: "t"}); d.JaegerConn != want {
+	if want := (JaegerConn{tlsFlags{TLS: true, CA: "ca.pem"}, "t"}); d.JaegerConn != want {
 		t.Errorf("diff's Jaeger connection: %+v, want %+v", d.JaegerConn, want)
 	}
 	src := jaegerSource(d.Jaeger, "", "")

@@ -1,17 +1,23 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/ktrace-dev/ktrace/analyze"
+	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/internal/tlsconf"
 	"github.com/ktrace-dev/ktrace/stream"
 )
@@ -21,20 +27,15 @@ import (
 // never from a flag (a command line is seen by every user of the
 // machine), and is never printed.
 type KafkaOptions struct {
-	TLS                       bool
-	CA, Cert, Key, ServerName string
-	SASL, User, PasswordFile  string
+	tlsFlags
+	SASL, User, PasswordFile string
 }
 
 // kafkaFlags are the KafkaOptions' flags.
-var kafkaFlags = []string{"kafka-tls", "kafka-ca", "kafka-cert", "kafka-key", "kafka-server-name", "kafka-sasl", "kafka-user", "kafka-password-file"}
+var kafkaFlags = append(tlsFlagNames("kafka"), "kafka-sasl", "kafka-user", "kafka-password-file")
 
 func (o *KafkaOptions) addFlags(f *pflag.FlagSet) {
-	f.BoolVar(&o.TLS, "kafka-tls", false, "Kafka: use TLS")
-	f.StringVar(&o.CA, "kafka-ca", "", "Kafka: CA certificate `file` (PEM) for TLS (default: the system's)")
-	f.StringVar(&o.Cert, "kafka-cert", "", "Kafka: client certificate `file` (PEM) for mutual TLS")
-	f.StringVar(&o.Key, "kafka-key", "", "Kafka: client key `file` (PEM) for mutual TLS")
-	f.StringVar(&o.ServerName, "kafka-server-name", "", "Kafka: TLS server name override")
+	o.tlsFlags.add(f, "kafka", "Kafka")
 	f.StringVar(&o.SASL, "kafka-sasl", "", "Kafka: SASL `mechanism`, plain, scram-sha-256 or scram-sha-512 (with --kafka-user)")
 	f.StringVar(&o.User, "kafka-user", "", "Kafka: SASL user `name`; the password is KTRACE_KAFKA_PASSWORD, or --kafka-password-file")
 	f.StringVar(&o.PasswordFile, "kafka-password-file", "", "Kafka: read the SASL password from this `file` (its first line); never printed")
@@ -45,11 +46,10 @@ func (o *KafkaOptions) addFlags(f *pflag.FlagSet) {
 // files that do not read.
 func (o *KafkaOptions) connect(ios *IOStreams, brokers string) (stream.Kafka, error) {
 	k := stream.Kafka{Brokers: strings.Split(brokers, ",")}
+	if err := o.tlsFlags.check("kafka"); err != nil {
+		return k, err
+	}
 	switch {
-	case (o.Cert == "") != (o.Key == ""):
-		return k, usagef("--kafka-cert and --kafka-key go together")
-	case !o.TLS && (o.CA != "" || o.Cert != "" || o.ServerName != ""):
-		return k, usagef("--kafka-ca, --kafka-cert and --kafka-server-name need --kafka-tls")
 	case o.SASL == "" && (o.User != "" || o.PasswordFile != ""):
 		return k, usagef("--kafka-user and --kafka-password-file need --kafka-sasl")
 	case o.SASL != "" && o.User == "":
@@ -113,4 +113,36 @@ func (o *KafkaOptions) password(ios *IOStreams) (string, error) {
 		}
 	}
 	return "", usagef("--kafka-sasl needs a password: set KTRACE_KAFKA_PASSWORD, or give --kafka-password-file")
+}
+
+// readKafka merges the partial results a ktrace stream group published in
+// the window: the graph and breaks of the traces it analysed (with the
+// stream's skew tolerance).
+func (o *SourceOptions) readKafka(ctx context.Context, ios *IOStreams) (*graph.Graph, analyze.Report, error) {
+	start, end, _ := o.window()
+	if o.Since == "" && o.Until == "" {
+		start, end = time.Time{}, time.Time{} // everything published
+	}
+	p := newProgress(ios)
+	conn := o.kafka
+	if conn.Brokers == nil { // not validated: the brokers alone
+		conn = stream.Kafka{Brokers: strings.Split(o.Kafka, ",")}
+	}
+	part, err := stream.ReadResults(ctx, conn, o.Group, start, end, func(n int) {
+		p.update("reading the results of group %s: %d partials", o.Group, n)
+	})
+	p.clear()
+	if errors.Is(err, stream.ErrNoResults) {
+		fmt.Fprintf(ios.ErrOut, "ktrace: warning: %v\n", err)
+		g, rep, err := engine.Run(ctx, engine.Slice(nil), engine.Options{})
+		return g, rep, err
+	}
+	if err != nil {
+		return nil, analyze.Report{}, withCode(ExitBackend, err)
+	}
+	g, rep := part.Finish()
+	if g.Traces == 0 {
+		fmt.Fprintln(ios.ErrOut, "ktrace: warning: no traces found")
+	}
+	return g, rep, nil
 }

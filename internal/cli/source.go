@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/fixtures"
@@ -57,24 +55,6 @@ type SourceOptions struct {
 	changed func(name string) bool
 }
 
-// jaegerClient is what the commands ask of Jaeger: jaeger.Client, or a
-// test's fake through SourceOptions.dial.
-type jaegerClient interface {
-	Find(ctx context.Context, q jaeger.Query, set *trace.Set, progress func(jaeger.Stats)) (jaeger.Stats, error)
-	Traces(ctx context.Context, q jaeger.Query, progress func(jaeger.Stats), st *jaeger.Stats) source.Traces
-	Services(ctx context.Context) ([]string, error)
-	Operations(ctx context.Context, service string) ([]jaeger.Operation, error)
-	Close() error
-}
-
-// dialJaeger connects to the --jaeger server.
-func (o *SourceOptions) dialJaeger() (jaegerClient, error) {
-	if o.dial != nil {
-		return o.dial(o.jaegerConfig())
-	}
-	return jaeger.Dial(o.jaegerConfig())
-}
-
 func (o *SourceOptions) register(cmd *cobra.Command) {
 	f := cmd.Flags()
 	o.changed = func(name string) bool { return f.Changed(name) }
@@ -106,57 +86,6 @@ func (o *SourceOptions) hasSource() bool {
 
 func usagef(format string, args ...any) error {
 	return &usageError{fmt.Errorf(format, args...)}
-}
-
-// jaegerAddr gives an address without a port Jaeger's query gRPC port,
-// 16685, rather than let gRPC dial 443.
-func jaegerAddr(addr string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
-	switch {
-	case err == nil && port != "":
-		return addr, nil
-	case err == nil: // "host:"
-		addr = host
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]")
-	if host == "" || strings.ContainsAny(host, "/ \t") {
-		return "", usagef("--jaeger %q: want host:port (Jaeger's query gRPC port is 16685)", addr)
-	}
-	return net.JoinHostPort(host, "16685"), nil
-}
-
-// JaegerConn says how to reach Jaeger: TLS, and a bearer token.
-type JaegerConn struct {
-	TLS                       bool
-	CA, Cert, Key, ServerName string
-	Token                     string
-}
-
-// jaegerConnFlags are JaegerConn's flags.
-var jaegerConnFlags = []string{"jaeger-tls", "jaeger-ca", "jaeger-cert", "jaeger-key", "jaeger-server-name", "jaeger-token"}
-
-func (c *JaegerConn) addFlags(f *pflag.FlagSet) {
-	f.BoolVar(&c.TLS, "jaeger-tls", false, "Jaeger: use TLS")
-	f.StringVar(&c.CA, "jaeger-ca", "", "Jaeger: CA certificate `file` (PEM) for TLS")
-	f.StringVar(&c.Cert, "jaeger-cert", "", "Jaeger: client certificate `file` (PEM) for mutual TLS")
-	f.StringVar(&c.Key, "jaeger-key", "", "Jaeger: client key `file` (PEM) for mutual TLS")
-	f.StringVar(&c.ServerName, "jaeger-server-name", "", "Jaeger: TLS server name override")
-	f.StringVar(&c.Token, "jaeger-token", "", "Jaeger: bearer token (or set KTRACE_JAEGER_TOKEN); never printed")
-}
-
-// check refuses flags that do not go together, and takes the token from
-// KTRACE_JAEGER_TOKEN when no flag gave it.
-func (c *JaegerConn) check(ios *IOStreams) error {
-	if (c.Cert == "") != (c.Key == "") {
-		return usagef("--jaeger-cert and --jaeger-key go together")
-	}
-	if !c.TLS && (c.CA != "" || c.Cert != "" || c.ServerName != "") {
-		return usagef("--jaeger-ca, --jaeger-cert and --jaeger-server-name need --jaeger-tls")
-	}
-	if c.Token == "" && ios.Getenv != nil {
-		c.Token = ios.Getenv("KTRACE_JAEGER_TOKEN")
-	}
-	return nil
 }
 
 // validate checks flag values before any work starts.
@@ -287,11 +216,6 @@ func (o *SourceOptions) window() (time.Time, time.Time, error) {
 	return start, end, nil
 }
 
-func (o *SourceOptions) jaegerConfig() jaeger.Config {
-	return jaeger.Config{Addr: o.Jaeger, Timeout: o.Timeout, MaxRecvBytes: o.MaxRecvMiB << 20, TLS: o.TLS,
-		CAFile: o.CA, CertFile: o.Cert, KeyFile: o.Key, ServerName: o.ServerName, Token: o.Token}
-}
-
 // load reads every trace the flags name into one set, reporting progress
 // and warnings on stderr.
 func (o *SourceOptions) load(ctx context.Context, ios *IOStreams) (*trace.Set, error) {
@@ -321,70 +245,6 @@ func (o *SourceOptions) load(ctx context.Context, ios *IOStreams) (*trace.Set, e
 		fmt.Fprintln(ios.ErrOut, "ktrace: warning: no traces found")
 	}
 	return set, nil
-}
-
-// jaegerTraces yields each trace Jaeger has for the flags as it arrives,
-// keeping none.
-func (o *SourceOptions) jaegerTraces(ctx context.Context, ios *IOStreams) source.Traces {
-	return func(yield func(*trace.Trace, error) bool) {
-		stopped := false
-		err := o.searchJaeger(ctx, ios, func(c jaegerClient, q jaeger.Query, progress func(jaeger.Stats)) (jaeger.Stats, error) {
-			var st jaeger.Stats
-			for t, err := range c.Traces(ctx, q, progress, &st) {
-				if err != nil {
-					return st, err
-				}
-				if !yield(t, nil) {
-					stopped = true
-					break
-				}
-			}
-			return st, nil
-		})
-		if err != nil && !stopped {
-			yield(nil, err)
-		}
-	}
-}
-
-// searchJaeger runs a search for the flags, with progress and warnings on
-// stderr.
-func (o *SourceOptions) searchJaeger(ctx context.Context, ios *IOStreams, search func(jaegerClient, jaeger.Query, func(jaeger.Stats)) (jaeger.Stats, error)) error {
-	c, err := o.dialJaeger()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	start, end, _ := o.window()
-	q := jaeger.Query{Services: o.Services, ByService: o.ByService, Operation: o.Operation, Start: start, End: end,
-		PageSize: o.PageSize, Limit: o.Limit, Concurrency: o.Parallel}
-	if len(o.Tags) > 0 {
-		q.Tags = map[string]string{}
-		for _, t := range o.Tags {
-			k, v, _ := strings.Cut(t, "=")
-			q.Tags[k] = v
-		}
-	}
-	p := newProgress(ios)
-	st, err := search(c, q, func(s jaeger.Stats) {
-		p.update("fetching from %s: %d traces, %d spans, %d calls", o.Jaeger, s.Traces, s.Spans, s.Calls)
-	})
-	if err != nil {
-		p.clear()
-		return err
-	}
-	how := "all services at once"
-	if st.PerService {
-		how = "service by service"
-	}
-	p.done("fetched %s (%s) from %s in %s, %s", render.N(st.Traces, "trace"), render.N(st.Spans, "span"), o.Jaeger, render.N(st.Calls, "call"), how)
-	if st.Truncated > 0 {
-		fmt.Fprintf(ios.ErrOut, "ktrace: warning: %d time windows still returned a full page at the narrowest split; results may be truncated (raise --page-size)\n", st.Truncated)
-	}
-	if st.LimitReached {
-		fmt.Fprintf(ios.ErrOut, "ktrace: warning: stopped at --limit %d traces; more match\n", o.Limit)
-	}
-	return nil
 }
 
 // progress writes a self-overwriting status line on a terminal and a single
@@ -588,38 +448,6 @@ func (o *SourceOptions) analyzeSource(ctx context.Context, ios *IOStreams, skew,
 	}
 	opts.Incomplete = func(t *trace.Trace) bool { return incomplete[t.ID] }
 	return engine.Run(ctx, engine.Slice(set.Traces()), opts)
-}
-
-// readKafka merges the partial results a ktrace stream group published in
-// the window: the graph and breaks of the traces it analysed (with the
-// stream's skew tolerance).
-func (o *SourceOptions) readKafka(ctx context.Context, ios *IOStreams) (*graph.Graph, analyze.Report, error) {
-	start, end, _ := o.window()
-	if o.Since == "" && o.Until == "" {
-		start, end = time.Time{}, time.Time{} // everything published
-	}
-	p := newProgress(ios)
-	conn := o.kafka
-	if conn.Brokers == nil { // not validated: the brokers alone
-		conn = stream.Kafka{Brokers: strings.Split(o.Kafka, ",")}
-	}
-	part, err := stream.ReadResults(ctx, conn, o.Group, start, end, func(n int) {
-		p.update("reading the results of group %s: %d partials", o.Group, n)
-	})
-	p.clear()
-	if errors.Is(err, stream.ErrNoResults) {
-		fmt.Fprintf(ios.ErrOut, "ktrace: warning: %v\n", err)
-		g, rep, err := engine.Run(ctx, engine.Slice(nil), engine.Options{})
-		return g, rep, err
-	}
-	if err != nil {
-		return nil, analyze.Report{}, withCode(ExitBackend, err)
-	}
-	g, rep := part.Finish()
-	if g.Traces == 0 {
-		fmt.Fprintln(ios.ErrOut, "ktrace: warning: no traces found")
-	}
-	return g, rep, nil
 }
 
 // wait sleeps for settle, saying so on stderr, unless ctx ends first.
