@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +16,7 @@ import (
 	"github.com/ktrace-dev/ktrace/render"
 	"github.com/ktrace-dev/ktrace/stack"
 	"github.com/ktrace-dev/ktrace/stack/stargazers"
+	"github.com/ktrace-dev/ktrace/stream"
 )
 
 // NewCmdDemo builds `ktrace demo`.
@@ -101,7 +103,7 @@ func demoRun(ctx context.Context, ios *IOStreams, opts *StackOptions, keep bool,
 		// Jaeger has: the same graph, read from Kafka.
 		fmt.Fprintf(ios.ErrOut, "reading the graph ktrace stream published (--kafka %s --group %s)...\n", st.Endpoints.Kafka, stack.StreamGroup)
 		ks := jaegerSource("", "", "")
-		ks.Kafka, ks.Group = st.Endpoints.Kafka, stack.StreamGroup
+		ks.Kafka, ks.Group, ks.kafka = st.Endpoints.Kafka, stack.StreamGroup, stream.Kafka{Brokers: strings.Split(st.Endpoints.Kafka, ",")}
 		for {
 			kg, krep, err := ks.readKafka(ctx, &IOStreams{In: ios.In, Out: ios.Out, ErrOut: io.Discard, Getenv: ios.Getenv})
 			if err == nil && kg.Traces >= g.Traces {

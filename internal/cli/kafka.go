@@ -124,11 +124,7 @@ func (o *SourceOptions) readKafka(ctx context.Context, ios *IOStreams) (*graph.G
 		start, end = time.Time{}, time.Time{} // everything published
 	}
 	p := newProgress(ios)
-	conn := o.kafka
-	if conn.Brokers == nil { // not validated: the brokers alone
-		conn = stream.Kafka{Brokers: strings.Split(o.Kafka, ",")}
-	}
-	part, err := stream.ReadResults(ctx, conn, o.Group, start, end, func(n int) {
+	part, err := stream.ReadResults(ctx, o.kafka, o.Group, start, end, func(n int) {
 		p.update("reading the results of group %s: %d partials", o.Group, n)
 	})
 	p.clear()
