@@ -9,10 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ktrace-dev/ktrace/fixtures"
+	"github.com/ktrace-dev/ktrace/internal/testenv"
 	"github.com/ktrace-dev/ktrace/render"
 	"github.com/ktrace-dev/ktrace/source/file"
-	"github.com/ktrace-dev/ktrace/trace"
 )
 
 const spec = "../../examples/stargazers-check.yaml"
@@ -220,15 +219,7 @@ func TestConfigFilesBounded(t *testing.T) {
 // root keeps them.
 func sampled(t *testing.T, fixture string, ratio float64) string {
 	t.Helper()
-	r, err := fixtures.Open(fixture)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var set trace.Set
-	if _, err := file.Read(r, fixture, &set, &trace.Resources{}); err != nil {
-		t.Fatal(err)
-	}
+	set := testenv.Fixture(t, fixture)
 	path := filepath.Join(t.TempDir(), fixture+".ktrace")
 	f, err := os.Create(path)
 	if err != nil {

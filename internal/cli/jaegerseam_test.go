@@ -9,8 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ktrace-dev/ktrace/fixtures"
-	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/internal/testenv"
 	"github.com/ktrace-dev/ktrace/source/jaeger"
 	"github.com/ktrace-dev/ktrace/trace"
 )
@@ -74,15 +73,7 @@ func (f *fakeJaeger) Close() error { return nil }
 // streamed report, and the settled one, which reads twice and reports the
 // traces that changed in between as incomplete, not broken.
 func TestJaegerThroughTheSeam(t *testing.T) {
-	r, err := fixtures.Open("stargazers-lost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var set trace.Set
-	if _, err := file.Read(r, "stargazers-lost", &set, &trace.Resources{}); err != nil {
-		t.Fatal(err)
-	}
+	set := testenv.Fixture(t, "stargazers-lost")
 	f := &fakeJaeger{traces: set.Traces(), grow: map[trace.TraceID]bool{}}
 	for _, tr := range f.traces[:5] {
 		f.grow[tr.ID] = true

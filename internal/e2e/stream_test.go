@@ -18,9 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ktrace-dev/ktrace/fixtures"
 	"github.com/ktrace-dev/ktrace/internal/testenv"
-	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/stack"
 	"github.com/ktrace-dev/ktrace/trace"
 )
@@ -40,22 +38,6 @@ func spanRecords(t *testing.T, topic string, ts []trace.Trace) []*kgo.Record {
 	return recs
 }
 
-// recordedRun is the recorded stack run whose join loses context
-// (fixture stargazers-lost).
-func recordedRun(t *testing.T) *trace.Set {
-	t.Helper()
-	r, err := fixtures.Open("stargazers-lost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var set trace.Set
-	if _, err := file.Read(r, "stargazers-lost", &set, &trace.Resources{}); err != nil {
-		t.Fatal(err)
-	}
-	return &set
-}
-
 // TestStreamProcesses: three `ktrace stream` processes in one consumer
 // group read the recorded stack run's spans from a topic of six
 // partitions, written as an exporter writes them (not keyed by trace, a
@@ -70,7 +52,7 @@ func TestStreamProcesses(t *testing.T) {
 	}
 	defer cluster.Close()
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
-	set := recordedRun(t)
+	set := testenv.Fixture(t, "stargazers-lost")
 	recs := spanRecords(t, "otlp_spans", set.Traces())
 	recs = append(recs[:len(recs)/3:len(recs)/3], append([]*kgo.Record{{Topic: "otlp_spans", Value: []byte("\xff not OTLP")}}, recs[len(recs)/3:]...)...)
 	producer, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
