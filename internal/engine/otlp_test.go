@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 	"unsafe"
@@ -213,4 +214,35 @@ func FuzzSplitOTLP(f *testing.F) {
 	f.Add(synthOTLP(f))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) { agreeSplit(t, data) })
+}
+
+// BenchmarkSplitOTLP: records of 300 spans of 15 traces, as an exporter
+// writes them by default, and records of one trace each, as it writes
+// them partitioned by trace ID.
+func BenchmarkSplitOTLP(b *testing.B) {
+	ts := synth.Generate(synth.Standard(30000))
+	n := 0
+	for i := range ts {
+		n += len(ts[i].Spans)
+	}
+	for _, per := range []int{15, 1} {
+		var recs [][]byte
+		for i := 0; i < len(ts); i += per {
+			data, err := file.MarshalOTLPProto(ts[i:min(i+per, len(ts))])
+			if err != nil {
+				b.Fatal(err)
+			}
+			recs = append(recs, data)
+		}
+		b.Run(fmt.Sprintf("traces=%d", per), func(b *testing.B) {
+			for b.Loop() {
+				for _, r := range recs {
+					if _, ok := engine.SplitOTLP(r); !ok {
+						b.Fatal("not cut")
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*b.N), "ns/span")
+		})
+	}
 }

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"slices"
+
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/ktrace-dev/ktrace/trace"
@@ -21,10 +23,11 @@ type TracePiece struct {
 // not read is cut as far as its structure allows, and the pieces that
 // hold the bad parts fail when they are read. ok is false, and nothing
 // returned, for what does not have the plain form (as DecodeOTLP). A
-// message that holds one trace is its own piece: its Data is data.
+// message that holds one trace is its own piece: its Data is data. The
+// pieces of a message share one buffer, each written once, its size
+// reckoned first.
 func SplitOTLP(data []byte) (pieces []TracePiece, ok bool) {
-	var sp splitter
-	sp.at = map[trace.TraceID]*traceRuns{}
+	sp := splitter{at: map[trace.TraceID]int32{}}
 	r := wire{msg: data}
 	for r.next() {
 		if r.f.num != 1 || r.f.typ != protowire.BytesType || !sp.resourceSpans(r.f.bytes) {
@@ -34,22 +37,19 @@ func SplitOTLP(data []byte) (pieces []TracePiece, ok bool) {
 	if r.bad {
 		return nil, false
 	}
-	if len(sp.order) == 1 {
-		n := 0
-		for _, ru := range sp.order[0].runs {
-			n += len(ru.spans)
-		}
-		return []TracePiece{{ID: sp.order[0].id, Spans: n, Data: data}}, true
+	if len(sp.ids) == 1 {
+		return []TracePiece{{ID: sp.ids[0], Spans: len(sp.spans), Data: data}}, true
 	}
 	return sp.pieces(), true
 }
 
-// splitter gathers each trace's spans, as runs that share a resource and
-// scope block, in the order the traces first appear.
+// splitter gathers the message's spans in the order they come, each with
+// its trace and its resource and scope blocks.
 type splitter struct {
 	resources, scopes []block // by index: the raw fields to copy
-	order             []*traceRuns
-	at                map[trace.TraceID]*traceRuns
+	spans             []spanAt
+	ids               []trace.TraceID // the traces, in the order they first appear
+	at                map[trace.TraceID]int32
 }
 
 // block is a resource's (or a scope's) raw message and schema URL.
@@ -64,15 +64,11 @@ func (b *block) set(num protowire.Number, v []byte) {
 	}
 }
 
-type traceRuns struct {
-	id   trace.TraceID
-	runs []run
-}
-
-// run is spans of one trace that sit in one resource and scope block.
-type run struct {
-	rs, ss int
-	spans  [][]byte
+// spanAt is a span's bytes, the index of its trace in ids, and of its
+// resource and scope blocks.
+type spanAt struct {
+	trace, rs, ss int32
+	msg           []byte
 }
 
 func (sp *splitter) resourceSpans(msg []byte) bool {
@@ -104,51 +100,111 @@ func (sp *splitter) span(msg []byte, rs, ss int) bool {
 	if !ok {
 		return false
 	}
-	t := sp.at[id]
-	if t == nil {
-		t = &traceRuns{id: id}
+	// Spans of a trace mostly come together: the last span's trace is
+	// tried before the map.
+	var t int32
+	if n := len(sp.spans); n > 0 && sp.ids[sp.spans[n-1].trace] == id {
+		t = sp.spans[n-1].trace
+	} else if t, ok = sp.at[id]; !ok {
+		t = int32(len(sp.ids))
 		sp.at[id] = t
-		sp.order = append(sp.order, t)
+		sp.ids = append(sp.ids, id)
 	}
-	if n := len(t.runs); n == 0 || t.runs[n-1].rs != rs || t.runs[n-1].ss != ss {
-		t.runs = append(t.runs, run{rs: rs, ss: ss})
-	}
-	last := &t.runs[len(t.runs)-1]
-	last.spans = append(last.spans, msg)
+	sp.spans = append(sp.spans, spanAt{trace: t, rs: int32(rs), ss: int32(ss), msg: msg})
 	return true
 }
 
 // pieces writes each trace's message: a ResourceSpans of one ScopeSpans
-// for each of its runs.
+// for each run of its spans that share a resource and a scope block.
 func (sp *splitter) pieces() []TracePiece {
-	field := func(b []byte, num protowire.Number, v []byte) []byte {
-		if v == nil {
-			return b
-		}
-		b = protowire.AppendTag(b, num, protowire.BytesType)
-		return protowire.AppendBytes(b, v)
+	// Each trace's spans in the order they came, by a counting sort on
+	// their trace: trace t's are order[start[t]:start[t+1]].
+	start := make([]int32, len(sp.ids)+1)
+	for _, s := range sp.spans {
+		start[s.trace+1]++
 	}
-	pieces := make([]TracePiece, len(sp.order))
-	var ssBuf, rsBuf []byte
-	for i, t := range sp.order {
-		var msg []byte
-		n := 0
-		for _, ru := range t.runs {
-			n += len(ru.spans)
-			scope, resource := sp.scopes[ru.ss], sp.resources[ru.rs]
-			ssBuf = field(ssBuf[:0], 1, scope.msg)
-			for _, s := range ru.spans {
-				ssBuf = field(ssBuf, 2, s)
+	for t := range sp.ids {
+		start[t+1] += start[t]
+	}
+	order := make([]int32, len(sp.spans))
+	next := slices.Clone(start[:len(sp.ids)])
+	for i, s := range sp.spans {
+		order[next[s.trace]] = int32(i)
+		next[s.trace]++
+	}
+
+	// The runs, each with the sizes of its ScopeSpans and ResourceSpans
+	// messages, and the size of all the pieces.
+	type run struct {
+		spans        []int32 // in order
+		scope, whole int     // the ScopeSpans' size, the ResourceSpans'
+	}
+	var runs []run
+	total := 0
+	for t := range sp.ids {
+		spans := order[start[t]:start[t+1]]
+		for len(spans) > 0 {
+			first := sp.spans[spans[0]]
+			n := 1
+			for n < len(spans) && sp.spans[spans[n]].rs == first.rs && sp.spans[spans[n]].ss == first.ss {
+				n++
 			}
-			ssBuf = field(ssBuf, 3, scope.schema)
-			rsBuf = field(rsBuf[:0], 1, resource.msg)
-			rsBuf = field(rsBuf, 2, ssBuf)
-			rsBuf = field(rsBuf, 3, resource.schema)
-			msg = field(msg, 1, rsBuf)
+			scope, resource := sp.scopes[first.ss], sp.resources[first.rs]
+			ss := fieldSize(1, scope.msg) + fieldSize(3, scope.schema)
+			for _, i := range spans[:n] {
+				ss += fieldSize(2, sp.spans[i].msg)
+			}
+			rs := fieldSize(1, resource.msg) + protowire.SizeTag(2) + protowire.SizeBytes(ss) + fieldSize(3, resource.schema)
+			runs = append(runs, run{spans: spans[:n], scope: ss, whole: rs})
+			total += protowire.SizeTag(1) + protowire.SizeBytes(rs)
+			spans = spans[n:]
 		}
-		pieces[i] = TracePiece{ID: t.id, Spans: n, Data: msg}
+	}
+
+	// Every piece written once into one buffer.
+	buf := make([]byte, 0, total)
+	pieces := make([]TracePiece, len(sp.ids))
+	for t := range pieces {
+		from, spans := len(buf), 0
+		for len(runs) > 0 && sp.spans[runs[0].spans[0]].trace == int32(t) {
+			ru := runs[0]
+			runs = runs[1:]
+			first := sp.spans[ru.spans[0]]
+			scope, resource := sp.scopes[first.ss], sp.resources[first.rs]
+			buf = protowire.AppendTag(buf, 1, protowire.BytesType)
+			buf = protowire.AppendVarint(buf, uint64(ru.whole))
+			buf = appendField(buf, 1, resource.msg)
+			buf = protowire.AppendTag(buf, 2, protowire.BytesType)
+			buf = protowire.AppendVarint(buf, uint64(ru.scope))
+			buf = appendField(buf, 1, scope.msg)
+			for _, i := range ru.spans {
+				buf = appendField(buf, 2, sp.spans[i].msg)
+			}
+			buf = appendField(buf, 3, scope.schema)
+			buf = appendField(buf, 3, resource.schema)
+			spans += len(ru.spans)
+		}
+		pieces[t] = TracePiece{ID: sp.ids[t], Spans: spans, Data: buf[from:len(buf):len(buf)]}
 	}
 	return pieces
+}
+
+// fieldSize is the size of a length-delimited field num of value v, 0 for
+// no value (nil).
+func fieldSize(num protowire.Number, v []byte) int {
+	if v == nil {
+		return 0
+	}
+	return protowire.SizeTag(num) + protowire.SizeBytes(len(v))
+}
+
+// appendField appends field num of value v, nothing for no value (nil).
+func appendField(b []byte, num protowire.Number, v []byte) []byte {
+	if v == nil {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
 }
 
 // spanTraceIDOf reads a span's trace ID, given once, valid.
