@@ -272,8 +272,13 @@ func (pr *pairs) add(r *kgo.Record, judged bool) {
 }
 
 // saidSince is the earliest time every one of n partitions gathered last
-// said it published what it had, on partition p (zero: one has not).
+// said it published what it had, on partition p (zero: one has not). A
+// partition gathered that said so and is beyond n (the topic gathered
+// has grown since the member started) counts too, with those before it.
 func (pr *pairs) saidSince(p int32, n int) time.Time {
+	for g := range pr.said[p] {
+		n = max(n, int(g)+1)
+	}
 	var earliest time.Time
 	for g := range int32(n) {
 		t, ok := pr.said[p][g]
@@ -421,7 +426,7 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 		// had: a member that stopped, or took a partition over, holds
 		// the judgement back, not the other half of a hop. Waits are
 		// counted in time Kafka answered.
-		said := pr.saidSince(p, m.gatheredParts)
+		said := pr.saidSince(p, int(m.gatheredParts.Load()))
 		taking := make([]bool, len(held))
 		for i := range held {
 			if h := &held[i]; !h.judged && down.between(h.at, now) >= wait && !said.IsZero() && down.between(h.at, said) >= wait {

@@ -50,3 +50,28 @@ func TestPairsLetGo(t *testing.T) {
 		}
 	}
 }
+
+// TestPairsSaidSince: a part is judged once every partition gathered has
+// said it published what it had; partitions added to the topic gathered
+// since the member started count once they say so.
+func TestPairsSaidSince(t *testing.T) {
+	t0 := time.Now()
+	pr := &pairs{said: map[int32]map[int32]time.Time{7: {0: t0.Add(2 * time.Second), 1: t0.Add(time.Second)}}}
+	if got := pr.saidSince(7, 2); !got.Equal(t0.Add(time.Second)) {
+		t.Errorf("both partitions said: %v, want the earlier, %v", got, t0.Add(time.Second))
+	}
+	if got := pr.saidSince(7, 3); !got.IsZero() {
+		t.Errorf("one of three partitions silent: %v, want none", got)
+	}
+	pr.said[7][3] = t0
+	if got := pr.saidSince(7, 2); !got.IsZero() {
+		t.Errorf("partition 3, added since, said, and partition 2 did not: %v, want none", got)
+	}
+	pr.said[7][2] = t0.Add(3 * time.Second)
+	if got := pr.saidSince(7, 2); !got.Equal(t0) {
+		t.Errorf("all four said: %v, want the earliest, %v", got, t0)
+	}
+	if got := pr.saidSince(6, 2); !got.IsZero() {
+		t.Errorf("a partition no one said anything on: %v, want none", got)
+	}
+}

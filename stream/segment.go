@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -280,6 +281,9 @@ func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 	m.restoringSegments.Add(1)
 	defer m.restoringSegments.Add(-1)
 	adm := kadm.NewClient(cl)
+	if slices.Max(parts) >= m.gatheredParts.Load() {
+		m.grown(ctx, adm)
+	}
 	committed, err := adm.FetchOffsetsForTopics(ctx, m.gatherGroup, m.spans)
 	// The end a read-committed consumer reaches: the last stable offset.
 	ends, endErr := adm.ListCommittedOffsets(ctx, m.spans)
@@ -307,6 +311,25 @@ func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 		m.assemblers[p] = a
 	}
 	m.metrics.partitions.Set(float64(len(m.assemblers)))
+}
+
+// grown follows the topic gathered when partitions were added to it: the
+// segments topic grows to as many, and the pairs judged wait for the new
+// partitions' word too. A failure is logged: the new partitions'
+// segments cannot be written until a member starts again.
+func (m *member) grown(ctx context.Context, adm *kadm.Client) {
+	n, err := partitions(ctx, m.cfg.Kafka, adm, m.spans)
+	if err == nil {
+		var had int32
+		if had, err = partitions(ctx, m.cfg.Kafka, adm, SegmentsTopic(m.cfg.Group)); err == nil && had < n {
+			err = m.growSegments(ctx, adm, had, n)
+		}
+	}
+	if err != nil {
+		m.log.Printf("%s has grown: %v", m.spans, err)
+		return
+	}
+	m.gatheredParts.Store(n)
 }
 
 // forget forgets the partitions taken away (revoked) or lost: their new

@@ -136,6 +136,9 @@ type Config struct {
 	// (default 7 days), set when the topic is made: every segment has a
 	// key of its own, so compaction alone would keep them all.
 	ResultsRetention time.Duration
+	// MetadataMaxAge is how often a member looks for partitions added to
+	// the topics it reads (default 5m, as Kafka's clients).
+	MetadataMaxAge time.Duration
 	// Listen serves /metrics, /healthz and /readyz there ("": not).
 	Listen string
 	// Instance names the member in its log (default host-pid).
@@ -184,6 +187,9 @@ func (c *Config) defaults() error {
 	if c.ResultsRetention <= 0 {
 		c.ResultsRetention = 7 * 24 * time.Hour
 	}
+	if c.MetadataMaxAge <= 0 {
+		c.MetadataMaxAge = 5 * time.Minute
+	}
 	if c.Instance == "" {
 		host, _ := os.Hostname()
 		c.Instance = fmt.Sprintf("%s-%d", host, os.Getpid())
@@ -224,8 +230,10 @@ type member struct {
 	// parts judged before: not ready meanwhile.
 	restoringSegments, restoringPairs atomic.Int32
 	// pairKeys is how many partitions the pairs topic has: a part each;
-	// gatheredParts how many the topic gathered has.
-	pairKeys, gatheredParts int
+	// gatheredParts how many the topic gathered has (it grows when
+	// partitions are added: grow).
+	pairKeys      int
+	gatheredParts atomic.Int32
 	// known is what the member knows of the whole set (engine.Facts),
 	// learnt from all it counted.
 	knownMu sync.Mutex
@@ -391,6 +399,7 @@ func (m *member) gathering() (*kgo.GroupTransactSession, error) {
 		// the transaction after a rebalance, and every partition is read
 		// again from what was committed.
 		kgo.ConsumeTopics(m.spans),
+		kgo.MetadataMaxAge(cfg.MetadataMaxAge), kgo.MetadataMinAge(min(cfg.MetadataMaxAge, 5*time.Second)),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Transactions' ends come as records too, so that a partition's
 		// offsets are all seen: restoring ends at the last stable offset.
@@ -418,7 +427,8 @@ func (m *member) stop() error {
 
 // ensureTopics creates the internal topics when missing: the spans topic
 // with as many partitions as the span topic, the results topic compacted,
-// the segments topic with as many partitions as the topic gathered, and
+// the segments topic with as many partitions as the topic gathered (grown
+// to as many when that topic has grown), and
 // the pairs topic with as many to begin with (any number works: it is a
 // pairing key's part each).
 func (m *member) ensureTopics(ctx context.Context) error {
@@ -453,9 +463,13 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	switch n, err := partitions(ctx, m.cfg.Kafka, adm, segments); {
 	case err != nil:
 		return fmt.Errorf("segments topic %s: %w", segments, err)
-	case n != parts:
+	case n > parts:
 		return fmt.Errorf("segments topic %s has %d partitions, %s has %d: they must be as many (delete %s, and it is made again)",
 			segments, n, m.spans, parts, segments)
+	case n < parts:
+		if err := m.growSegments(ctx, adm, n, parts); err != nil {
+			return err
+		}
 	}
 	pairs := PairsTopic(m.cfg.Group)
 	if err := create(ctx, adm, pairs, parts, deletedAfter(pairsRetention)); err != nil {
@@ -465,7 +479,8 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pairs topic %s: %w", pairs, err)
 	}
-	m.pairKeys, m.gatheredParts = int(n), int(parts)
+	m.pairKeys = int(n)
+	m.gatheredParts.Store(parts)
 	return nil
 }
 
@@ -480,6 +495,22 @@ func partitions(ctx context.Context, k Kafka, adm *kadm.Client, topic string) (i
 		return 0, errors.New("not found")
 	}
 	return int32(len(td.Partitions)), nil
+}
+
+// growSegments adds partitions to the segments topic, from had to n, for
+// the topic gathered has grown to n. Another member may have added them
+// meanwhile.
+func (m *member) growSegments(ctx context.Context, adm *kadm.Client, had, n int32) error {
+	segments := SegmentsTopic(m.cfg.Group)
+	resp, err := adm.UpdatePartitions(ctx, int(n), segments)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil && !errors.Is(err, kerr.InvalidPartitions) {
+		return fmt.Errorf("adding partitions to the segments topic %s (%s has %d now): %w", segments, m.spans, n, err)
+	}
+	m.log.Printf("%s has %d partitions now: the segments topic %s grows from %d to as many", m.spans, n, segments, had)
+	return nil
 }
 
 // create creates topic with n partitions and configs cfg, unless it is

@@ -813,12 +813,14 @@ func metricSum(t *testing.T, listen, name string) float64 {
 	return sum
 }
 
-// TestStreamSegmentsPartitions: a segments topic made before with another
-// number of partitions than the topic gathered is refused, in one line,
-// before anything is read (a partition's segments would be looked for on
-// another's).
+// TestStreamSegmentsPartitions: a segments topic made before with more
+// partitions than the topic gathered is refused, in one line, before
+// anything is read (a partition's segments would be looked for on
+// another's); one with fewer (the topic gathered has grown since) grows
+// to as many.
 func TestStreamSegmentsPartitions(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "otlp_spans"), kfake.SeedTopics(1, stream.SegmentsTopic("g")))
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "otlp_spans"), kfake.SeedTopics(8, stream.SegmentsTopic("g")),
+		kfake.SeedTopics(1, stream.SegmentsTopic("h")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -826,8 +828,90 @@ func TestStreamSegmentsPartitions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: cluster.ListenAddrs()}, Topic: "otlp_spans", Group: "g", Log: io.Discard, ByTraceID: true})
-	if err == nil || !strings.Contains(err.Error(), "has 1 partitions, otlp_spans has 4") || strings.Contains(err.Error(), "\n") {
+	if err == nil || !strings.Contains(err.Error(), "has 8 partitions, otlp_spans has 4") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("got %v, want a one-line error naming both counts", err)
+	}
+	short, stop := context.WithTimeout(ctx, 3*time.Second)
+	defer stop()
+	if err := stream.Run(short, stream.Config{Kafka: stream.Kafka{Brokers: cluster.ListenAddrs()}, Topic: "otlp_spans", Group: "h", Log: io.Discard, ByTraceID: true}); err != nil {
+		t.Fatalf("with a segments topic of fewer partitions: %v", err)
+	}
+	if n := len(cluster.PartitionInfos(stream.SegmentsTopic("h"))); n != 4 {
+		t.Errorf("the segments topic has %d partitions, want 4 as otlp_spans", n)
+	}
+}
+
+// TestStreamTopicGrows: partitions added to the topic gathered while a
+// member runs (keyed by trace ID, so gathered directly) are taken up: the
+// segments topic grows to as many, and the traces written to the new
+// partitions are published with the others.
+func TestStreamTopicGrows(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	ts := synth.Generate(synth.Config{Traces: 400, SpansPerTrace: 10, BrokenShare: 0.1, Seed: 5})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
+			Window: 300 * time.Millisecond, MetadataMaxAge: 500 * time.Millisecond, Instance: "m", Log: io.Discard, ByTraceID: true})
+	}()
+	traces := func() int {
+		p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
+		if err != nil {
+			return 0
+		}
+		g, _ := p.Finish()
+		return g.Traces
+	}
+	wait := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); traces() != want; time.Sleep(300 * time.Millisecond) {
+			select {
+			case err := <-done:
+				t.Fatalf("the member stopped: %v", err)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d traces published after a minute", traces(), want)
+			}
+		}
+	}
+	produceSpans(t, brokers, "otlp_spans", ts[:200], true, "")
+	wait(200)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if resp, err := adm.UpdatePartitions(context.Background(), 5, "otlp_spans"); err != nil || resp.Error() != nil {
+		t.Fatalf("adding partitions: %v %v", err, resp.Error())
+	}
+	produceSpans(t, brokers, "otlp_spans", ts[200:], true, "")
+	wait(len(ts))
+	ends, err := adm.ListEndOffsets(context.Background(), "otlp_spans")
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := int64(0)
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Partition >= 2 {
+			added += o.Offset
+		}
+	})
+	if added == 0 {
+		t.Fatal("no trace went to the partitions added: the test tests nothing")
+	}
+	if n := len(cluster.PartitionInfos(stream.SegmentsTopic("g"))); n != 5 {
+		t.Errorf("the segments topic has %d partitions, want 5 as otlp_spans now", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 
