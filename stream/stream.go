@@ -439,6 +439,9 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	parts, err := partitions(ctx, m.cfg.Kafka, adm, m.cfg.Topic)
+	if errors.Is(err, errNoTopic) {
+		return fmt.Errorf("span topic %s: not found (no collector has written to it yet, or the exporter names another topic)", m.cfg.Topic)
+	}
 	if err != nil {
 		return fmt.Errorf("span topic %s: %w", m.cfg.Topic, err)
 	}
@@ -484,6 +487,9 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	return nil
 }
 
+// errNoTopic: the topic is not there.
+var errNoTopic = errors.New("not found")
+
 // partitions counts topic's partitions.
 func partitions(ctx context.Context, k Kafka, adm *kadm.Client, topic string) (int32, error) {
 	details, err := adm.ListTopics(ctx, topic)
@@ -492,7 +498,7 @@ func partitions(ctx context.Context, k Kafka, adm *kadm.Client, topic string) (i
 	}
 	td, ok := details[topic]
 	if !ok || td.Err != nil {
-		return 0, errors.New("not found")
+		return 0, errNoTopic
 	}
 	return int32(len(td.Partitions)), nil
 }

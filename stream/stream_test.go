@@ -841,6 +841,25 @@ func TestStreamSegmentsPartitions(t *testing.T) {
 	}
 }
 
+// TestStreamNoTopic: a span topic that is not there is named in one
+// line that says why it may not be, before anything is made.
+func TestStreamNoTopic(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: cluster.ListenAddrs()}, Topic: "otlp_spans", Group: "g", Log: io.Discard})
+	if err == nil || !strings.HasPrefix(err.Error(), "span topic otlp_spans: not found (no collector has written to it yet") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("got %v, want one line naming the topic", err)
+	}
+	if n := len(cluster.PartitionInfos(stream.ResultsTopic("g"))); n != 0 {
+		t.Errorf("the results topic was made (%d partitions)", n)
+	}
+}
+
 // TestStreamTopicGrows: partitions added to the topic gathered while a
 // member runs (keyed by trace ID, so gathered directly) are taken up: the
 // segments topic grows to as many, and the traces written to the new
