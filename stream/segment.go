@@ -143,19 +143,15 @@ func (m *member) analyse(ctx context.Context, p int32, gathered []*partial, repo
 	return part, len(valid), err
 }
 
-// decodeAll decodes the traces gathered in one message, as many as they
-// are, in their order (nil: they do not decode so, and are decoded one by
-// one, each with its own error): one decoding's fixed costs for them all.
+// decodeAll decodes the traces gathered at once, as many as they are, in
+// their order (nil: they do not decode so, and are decoded one by one,
+// each with its own error): one decoding's fixed costs for them all.
 func (m *member) decodeAll(gathered []*partial) []trace.Trace {
-	n := 0
-	for _, g := range gathered {
-		n += len(g.data)
+	msgs := make([][]byte, len(gathered))
+	for i, g := range gathered {
+		msgs[i] = g.data
 	}
-	all := make([]byte, 0, n)
-	for _, g := range gathered {
-		all = append(all, g.data...)
-	}
-	ts, ok := engine.DecodeOTLP(all, &m.res, &m.strs)
+	ts, ok := engine.DecodeOTLPMessages(msgs, &m.res, &m.strs)
 	if !ok || len(ts) != len(gathered) {
 		return nil
 	}

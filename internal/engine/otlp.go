@@ -30,9 +30,22 @@ import (
 // their attributes and references into blocks shared by many spans (what
 // trace.Trace.Pack would make), not into slices grown span by span.
 func DecodeOTLP(data []byte, res *trace.Resources, strs *trace.Strings) (traces []trace.Trace, ok bool) {
+	return DecodeOTLPMessages([][]byte{data}, res, strs)
+}
+
+// DecodeOTLPMessages decodes TracesData messages as DecodeOTLP decodes
+// them concatenated (one message that holds all their spans), without
+// copying them into one; it declines what DecodeOTLP would decline of any
+// of them. FuzzDecodeOTLP holds the two equal.
+func DecodeOTLPMessages(msgs [][]byte, res *trace.Resources, strs *trace.Strings) (traces []trace.Trace, ok bool) {
 	d := otlpDecoder{res: res, strs: strs, at: map[trace.TraceID]int{}}
-	if !d.count(data) || !d.tracesData(data) {
+	if !d.count(msgs) {
 		return nil, false
+	}
+	for _, msg := range msgs {
+		if !d.tracesData(msg) {
+			return nil, false
+		}
 	}
 	return d.out, true
 }
@@ -48,10 +61,10 @@ type otlpDecoder struct {
 	refs, ref   []trace.Ref
 }
 
-// count reads the message's spans' trace IDs, and makes each trace's
-// block of spans. false: the message is not in the plain form (the
+// count reads the messages' spans' trace IDs, and makes each trace's
+// block of spans. false: a message is not in the plain form (the
 // decoding would decline it too).
-func (d *otlpDecoder) count(data []byte) bool {
+func (d *otlpDecoder) count(msgs [][]byte) bool {
 	var spans []int
 	span := func(span []byte) {
 		var id trace.TraceID
@@ -71,23 +84,25 @@ func (d *otlpDecoder) count(data []byte) bool {
 		}
 		spans[i]++
 	}
-	r := wire{msg: data}
-	for r.next() {
-		ok := r.f.num == 1 && r.f.typ == protowire.BytesType &&
-			container(r.f.bytes, true, func(num protowire.Number, rs []byte) bool { // ResourceSpans
-				return num != 2 || container(rs, false, func(num protowire.Number, ss []byte) bool { // ScopeSpans
-					if num == 2 {
-						span(ss)
-					}
-					return true
+	for _, data := range msgs {
+		r := wire{msg: data}
+		for r.next() {
+			ok := r.f.num == 1 && r.f.typ == protowire.BytesType &&
+				container(r.f.bytes, true, func(num protowire.Number, rs []byte) bool { // ResourceSpans
+					return num != 2 || container(rs, false, func(num protowire.Number, ss []byte) bool { // ScopeSpans
+						if num == 2 {
+							span(ss)
+						}
+						return true
+					})
 				})
-			})
-		if !ok {
+			if !ok {
+				return false
+			}
+		}
+		if r.bad {
 			return false
 		}
-	}
-	if r.bad {
-		return false
 	}
 	total := 0
 	for _, n := range spans {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"unsafe"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -92,6 +94,21 @@ func agreeOTLP(t *testing.T, data []byte) bool {
 	}
 	if !reflect.DeepEqual(fast, ref) {
 		t.Fatalf("DecodeOTLP and file.OTLPProto differ:\n%+v\n%+v", fast, ref)
+	}
+	// Cut between two of its fields, it reads the same as two messages.
+	cuts := []int{0}
+	for rest := data; len(rest) > 0; {
+		_, _, n := protowire.ConsumeField(rest)
+		if n < 0 {
+			t.Fatalf("DecodeOTLP read a message whose fields do not parse")
+		}
+		rest = rest[n:]
+		cuts = append(cuts, len(data)-len(rest))
+	}
+	at := cuts[len(cuts)/2] // the start of one, or its end when it has none
+	two, ok := engine.DecodeOTLPMessages([][]byte{data[:at], data[at:]}, &trace.Resources{}, &trace.Strings{})
+	if !ok || !reflect.DeepEqual(two, ref) {
+		t.Fatalf("cut at byte %d of %d, DecodeOTLPMessages gives (%v)\n%+v\nnot\n%+v", at, len(data), ok, two, ref)
 	}
 	return true
 }
