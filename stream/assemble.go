@@ -19,7 +19,16 @@ import (
 type assembler struct {
 	open map[trace.TraceID]*partial
 	done []*partial // complete, not yet published
-	next int64      // the offset after the last record read
+	// seen lists the open traces in the order their spans came, a trace
+	// again each time: complete takes the idle ones from its front, in
+	// time proportional to them, not to all open traces (it runs after
+	// every poll). An entry older than its trace's lastSeen is passed
+	// over.
+	seen []seenAt
+	// openSpans and doneSpans count the spans of open and of complete
+	// traces.
+	openSpans, doneSpans int
+	next                 int64 // the offset after the last record read
 	// committed is the offset a new owner would read from: the first
 	// record of the segment being gathered.
 	committed int64
@@ -75,6 +84,11 @@ type segment struct {
 
 // dirty says late spans came since the segment was last published.
 func (s *segment) dirty() bool { return len(s.lateAt) > s.settled }
+
+type seenAt struct {
+	id trace.TraceID
+	at time.Time
+}
 
 // partial is one trace being gathered, as its records' pieces of OTLP
 // protobuf one after another (pieces of a TracesData message are one
@@ -140,6 +154,8 @@ func (a *assembler) add(off int64, pieces []engine.TracePiece, now time.Time) (l
 				if d.id == f.ID { // complete, not yet published: open again
 					p = d
 					a.done = removePartial(a.done, d)
+					a.doneSpans -= d.spans
+					a.openSpans += d.spans
 					late += f.Spans
 					break
 				}
@@ -151,6 +167,10 @@ func (a *assembler) add(off int64, pieces []engine.TracePiece, now time.Time) (l
 		}
 		p.data = append(p.data, f.Data...)
 		p.spans += f.Spans
+		a.openSpans += f.Spans
+		if !p.lastSeen.Equal(now) {
+			a.seen = append(a.seen, seenAt{f.ID, now})
+		}
 		p.last, p.lastSeen = off, now
 	}
 	a.next = off + 1
@@ -166,14 +186,25 @@ func removePartial(list []*partial, p *partial) []*partial {
 	return list
 }
 
-// complete moves the traces idle since before cutoff to done.
+// complete moves the traces idle since before cutoff to done, in the
+// order they were last seen.
 func (a *assembler) complete(cutoff time.Time) {
-	for id, p := range a.open {
-		if p.lastSeen.Before(cutoff) {
-			delete(a.open, id)
-			a.done = append(a.done, p)
+	n := 0
+	for _, e := range a.seen {
+		if !e.at.Before(cutoff) {
+			break
 		}
+		n++
+		p := a.open[e.id]
+		if p == nil || !p.lastSeen.Equal(e.at) { // seen again since
+			continue
+		}
+		delete(a.open, e.id)
+		a.done = append(a.done, p)
+		a.openSpans -= p.spans
+		a.doneSpans += p.spans
 	}
+	a.seen = a.seen[n:]
 }
 
 // cut returns the complete traces that may be published and the offset to
@@ -200,6 +231,7 @@ func (a *assembler) cut() ([]*partial, int64) {
 	for _, p := range a.done {
 		if p.last < commit {
 			out = append(out, p)
+			a.doneSpans -= p.spans
 			a.remember(p.id, p.first, p.last)
 		} else {
 			keep = append(keep, p)
@@ -287,23 +319,5 @@ func (a *assembler) dirty() []int64 {
 	return out
 }
 
-// doneSpans counts the spans of the complete traces not yet published.
-func (a *assembler) doneSpans() int {
-	n := 0
-	for _, p := range a.done {
-		n += p.spans
-	}
-	return n
-}
-
 // pending counts the spans of traces not yet published.
-func (a *assembler) pending() int {
-	n := 0
-	for _, p := range a.open {
-		n += p.spans
-	}
-	for _, p := range a.done {
-		n += p.spans
-	}
-	return n
-}
+func (a *assembler) pending() int { return a.openSpans + a.doneSpans }

@@ -312,3 +312,90 @@ func TestAssemblerBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestAssemblerComplete: complete moves exactly the open traces last
+// seen before the cutoff to done, oldest first, however often their
+// spans came; the counts of open and complete spans follow every add,
+// completion, reopening and cut.
+func TestAssemblerComplete(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	t0 := time.Unix(0, 0)
+	for round := 0; round < 200; round++ {
+		a := newAssembler(0)
+		now := t0
+		for step := 0; step < 80; step++ {
+			now = now.Add(time.Duration(rng.IntN(3)) * 100 * time.Millisecond)
+			var pieces []engine.TracePiece
+			for range 1 + rng.IntN(3) {
+				pieces = append(pieces, engine.TracePiece{ID: trace.TraceID{Low: uint64(1 + rng.IntN(12))}, Spans: 1 + rng.IntN(4), Data: []byte{1}})
+			}
+			a.add(int64(step), pieces, now)
+			switch rng.IntN(5) {
+			case 0:
+				cutoff := now.Add(-time.Duration(rng.IntN(6)) * 100 * time.Millisecond)
+				var want []trace.TraceID
+				for id, p := range a.open {
+					if p.lastSeen.Before(cutoff) {
+						want = append(want, id)
+					}
+				}
+				before := len(a.done)
+				a.complete(cutoff)
+				var got []trace.TraceID
+				for i, p := range a.done[before:] {
+					got = append(got, p.id)
+					if i > 0 && p.lastSeen.Before(a.done[before+i-1].lastSeen) {
+						t.Fatalf("round %d: completed out of the order last seen", round)
+					}
+				}
+				slices.SortFunc(want, func(x, y trace.TraceID) int { return int(x.Low) - int(y.Low) })
+				slices.SortFunc(got, func(x, y trace.TraceID) int { return int(x.Low) - int(y.Low) })
+				if !slices.Equal(got, want) {
+					t.Fatalf("round %d, step %d: completed %v, want %v", round, step, got, want)
+				}
+			case 1:
+				a.cut()
+			}
+			open, done := 0, 0
+			for _, p := range a.open {
+				open += p.spans
+			}
+			for _, p := range a.done {
+				done += p.spans
+			}
+			if a.openSpans != open || a.doneSpans != done || a.pending() != open+done {
+				t.Fatalf("round %d, step %d: counted %d open and %d complete spans, hold %d and %d", round, step, a.openSpans, a.doneSpans, open, done)
+			}
+		}
+	}
+}
+
+// BenchmarkAssemblerPoll: what the member does for an assembler after
+// each poll — add a poll's pieces, complete the idle traces, count the
+// pending spans — with 50,000 traces open (a partition at about 200,000
+// spans/s with a 5 s trace-idle time), of which the poll completes as
+// many as it opens.
+func BenchmarkAssemblerPoll(b *testing.B) {
+	a := newAssembler(0)
+	t0 := time.Unix(0, 0)
+	const open, perPoll = 50000, 20
+	next := uint64(1)
+	for ; next <= open; next++ {
+		a.add(int64(next), []engine.TracePiece{{ID: trace.TraceID{Low: next}, Spans: 20, Data: []byte{1}}}, t0.Add(time.Duration(next)*time.Microsecond))
+	}
+	off := int64(next)
+	for b.Loop() {
+		var pieces []engine.TracePiece
+		for range perPoll {
+			pieces = append(pieces, engine.TracePiece{ID: trace.TraceID{Low: next}, Spans: 20, Data: []byte{1}})
+			next++
+		}
+		now := t0.Add(time.Duration(next) * time.Microsecond)
+		a.add(off, pieces, now)
+		off++
+		a.complete(now.Add(-open * time.Microsecond))
+		_ = a.pending()
+		a.done = a.done[:0]
+		a.doneSpans = 0
+	}
+}

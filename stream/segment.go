@@ -77,7 +77,7 @@ const foldSpans = 20000
 func (m *member) fold(ctx context.Context, p int32, force bool) error {
 	m.mu.Lock()
 	a := m.assemblers[p]
-	if a == nil || (!force && a.doneSpans() < foldSpans) {
+	if a == nil || (!force && a.doneSpans < foldSpans) {
 		m.mu.Unlock()
 		return nil
 	}
