@@ -363,6 +363,14 @@ func TestAssemblerComplete(t *testing.T) {
 			for _, p := range a.done {
 				done += p.spans
 			}
+			if len(a.isDone) != len(a.done) {
+				t.Fatalf("round %d, step %d: %d traces marked complete, %d held", round, step, len(a.isDone), len(a.done))
+			}
+			for _, p := range a.done {
+				if !a.isDone[p.id] {
+					t.Fatalf("round %d, step %d: trace %v held complete, not marked", round, step, p.id)
+				}
+			}
 			if a.openSpans != open || a.doneSpans != done || a.pending() != open+done {
 				t.Fatalf("round %d, step %d: counted %d open and %d complete spans, hold %d and %d", round, step, a.openSpans, a.doneSpans, open, done)
 			}
@@ -397,5 +405,6 @@ func BenchmarkAssemblerPoll(b *testing.B) {
 		_ = a.pending()
 		a.done = a.done[:0]
 		a.doneSpans = 0
+		clear(a.isDone)
 	}
 }
