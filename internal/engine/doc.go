@@ -66,7 +66,8 @@
 // that what the pieces settle adds up to what the whole set settles.
 //
 // A partial's bytes are a header ("ktrace-partial", a format version byte)
-// and the analyzer's state flattened into plain records, written with
-// encoding/gob. Reading checks every number that indexes something: bytes
-// from anywhere give ErrPartial, never a panic.
+// and the analyzer's state flattened into plain records, written field by
+// field (partialwire.go; the first version, encoding/gob, is still read).
+// Reading checks every length and every number that indexes something:
+// bytes from anywhere give ErrPartial, never a panic.
 package engine

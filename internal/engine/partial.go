@@ -2,9 +2,10 @@ package engine
 
 // A partial as bytes: the analyzer's state, flattened into plain records
 // (nodes and edges by their numbers in the partial, names as strings) and
-// written with encoding/gob behind a header that names the format and its
-// version. Reading checks every number that indexes something, so bytes
-// from anywhere give an error, never a panic.
+// written field by field (partialwire.go) behind a header that names the
+// format and its version. Reading checks every length and every number
+// that indexes something, so bytes from anywhere give an error, never a
+// panic.
 
 import (
 	"bytes"
@@ -21,7 +22,10 @@ import (
 // partialMagic starts a partial's bytes; the byte after it is the version.
 const (
 	partialMagic   = "ktrace-partial\n"
-	partialVersion = 1
+	partialVersion = 2
+	// partialGob is the first version, written with encoding/gob: still
+	// read, for results published before.
+	partialGob = 1
 )
 
 // ErrPartial wraps every error of UnmarshalBinary.
@@ -155,13 +159,11 @@ func (p *Partial) MarshalBinary() ([]byte, error) {
 
 // encodeWire writes flattened state in the partial format.
 func encodeWire(w *wirePartial) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteString(partialMagic)
-	buf.WriteByte(partialVersion)
-	if err := gob.NewEncoder(&buf).Encode(w); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	out := wireWriter{b: make([]byte, 0, w.sizeHint())}
+	out.b = append(out.b, partialMagic...)
+	out.b = append(out.b, partialVersion)
+	out.partial(w)
+	return out.b, nil
 }
 
 // wire flattens the analyzer's state; the analyzer stays usable.
@@ -269,14 +271,22 @@ func decodePartial(data []byte) (*analyzer, error) {
 	if !ok || len(rest) == 0 {
 		return nil, errors.New("no partial header")
 	}
-	if rest[0] != partialVersion {
-		return nil, fmt.Errorf("format version %d, this ktrace reads %d", rest[0], partialVersion)
+	switch rest[0] {
+	case partialVersion:
+		r := wireReader{b: rest[1:]}
+		w, err := r.partial()
+		if err != nil {
+			return nil, err
+		}
+		return fromWire(w)
+	case partialGob:
+		var w wirePartial
+		if err := gob.NewDecoder(bytes.NewReader(rest[1:])).Decode(&w); err != nil {
+			return nil, err
+		}
+		return fromWire(&w)
 	}
-	var w wirePartial
-	if err := gob.NewDecoder(bytes.NewReader(rest[1:])).Decode(&w); err != nil {
-		return nil, err
-	}
-	return fromWire(&w)
+	return nil, fmt.Errorf("format version %d, this ktrace reads %d and %d", rest[0], partialGob, partialVersion)
 }
 
 // fromWire makes an analyzer of flattened state, checking every number
