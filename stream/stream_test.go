@@ -86,6 +86,17 @@ func produceSpans(t *testing.T, brokers []string, topic string, ts []trace.Trace
 	}
 }
 
+// publishedTraces is how many traces group's merged results hold (0:
+// none can be read).
+func publishedTraces(brokers []string, group string) int {
+	p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, group, time.Time{}, time.Time{}, nil)
+	if err != nil {
+		return 0
+	}
+	g, _ := p.Finish()
+	return g.Traces
+}
+
 // TestStreamMembers: three members of one group read a span topic of six
 // partitions not keyed by trace; merged, their partial results give the
 // graph and the break report graph.Build and analyze.Breaks give over the
@@ -439,14 +450,7 @@ func TestStreamLongWindow(t *testing.T) {
 			Window: time.Hour, Instance: "m", Log: io.Discard, ByTraceID: true, ResultsRetention: 36 * time.Hour})
 	}()
 	produceSpans(t, brokers, "otlp_spans", ts, true, "")
-	traces := func() int {
-		p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
-		if err != nil {
-			return 0
-		}
-		g, _ := p.Finish()
-		return g.Traces
-	}
+	traces := func() int { return publishedTraces(brokers, "g") }
 	for deadline := time.Now().Add(60 * time.Second); traces() == 0; time.Sleep(300 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("nothing published within a minute of a one-hour window")
@@ -878,14 +882,7 @@ func TestStreamTopicGrows(t *testing.T) {
 		done <- stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
 			Window: 300 * time.Millisecond, MetadataMaxAge: 500 * time.Millisecond, Instance: "m", Log: io.Discard, ByTraceID: true})
 	}()
-	traces := func() int {
-		p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
-		if err != nil {
-			return 0
-		}
-		g, _ := p.Finish()
-		return g.Traces
-	}
+	traces := func() int { return publishedTraces(brokers, "g") }
 	wait := func(want int) {
 		t.Helper()
 		for deadline := time.Now().Add(60 * time.Second); traces() != want; time.Sleep(300 * time.Millisecond) {
