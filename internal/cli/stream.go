@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -29,12 +28,6 @@ type StreamOptions struct {
 	Kafka     KafkaOptions
 	conn      stream.Kafka // made from Brokers and Kafka
 }
-
-// streamGCPercent is a member's GOGC unless the environment sets one: a
-// member's live heap is bounded by its state (the open traces, the
-// pairing data), and letting it grow to three times that, not twice,
-// spares it about a tenth of its CPU (BENCHMARKS.md).
-const streamGCPercent = 200
 
 // NewCmdStream builds `ktrace stream`.
 func NewCmdStream(ios *IOStreams, runF func(context.Context, *StreamOptions) error) *cobra.Command {
@@ -102,9 +95,6 @@ KTRACE_KAFKA_PASSWORD or --kafka-password-file and is never printed.`,
 func streamRun(ctx context.Context, opts *StreamOptions) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(streamGCPercent)
-	}
 	err := stream.Run(ctx, stream.Config{Kafka: opts.conn, Topic: opts.Topic, Group: opts.Group,
 		Encoding: opts.Encoding, ByTraceID: opts.ByTraceID, TraceIdle: opts.Idle, Window: opts.Window, Listen: opts.Listen, Log: opts.IO.ErrOut,
 		ResultsRetention: opts.Retention, PairWait: opts.PairWait})
