@@ -28,7 +28,7 @@ func (m *member) rekeying() (*kgo.GroupTransactSession, error) {
 	return kgo.NewGroupTransactSession(cfg.Kafka.opts(
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
-		kgo.MetadataMaxAge(cfg.MetadataMaxAge), kgo.MetadataMinAge(min(cfg.MetadataMaxAge, 5*time.Second)),
+		cfg.metadataAge(), cfg.metadataMinAge(),
 		kgo.TransactionalID("ktrace-stream-"+cfg.Group+"-"+cfg.Instance),
 		// A member killed in a transaction holds readers of the spans
 		// topic back until the transaction times out.

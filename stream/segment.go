@@ -316,10 +316,7 @@ func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 func (m *member) grown(ctx context.Context, adm *kadm.Client) {
 	n, err := partitions(ctx, m.cfg.Kafka, adm, m.spans)
 	if err == nil {
-		var had int32
-		if had, err = partitions(ctx, m.cfg.Kafka, adm, SegmentsTopic(m.cfg.Group)); err == nil && had < n {
-			err = m.growSegments(ctx, adm, had, n)
-		}
+		err = m.followSegments(ctx, adm, n)
 	}
 	if err != nil {
 		m.log.Printf("%s has grown: %v", m.spans, err)

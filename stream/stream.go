@@ -157,6 +157,14 @@ func SpansGroup(group string) string { return "ktrace." + group + ".spans" }
 // ResultsTopic is the group's topic of partial results (compacted).
 func ResultsTopic(group string) string { return "ktrace." + group + ".results" }
 
+// metadataAge and metadataMinAge are how often a group's client looks for
+// partitions added (MetadataMaxAge), and at most how often it may (the
+// client's 5s, or less when MetadataMaxAge is).
+func (c *Config) metadataAge() kgo.Opt { return kgo.MetadataMaxAge(c.MetadataMaxAge) }
+func (c *Config) metadataMinAge() kgo.Opt {
+	return kgo.MetadataMinAge(min(c.MetadataMaxAge, 5*time.Second))
+}
+
 func (c *Config) defaults() error {
 	switch {
 	case len(c.Kafka.Brokers) == 0:
@@ -231,7 +239,7 @@ type member struct {
 	restoringSegments, restoringPairs atomic.Int32
 	// pairKeys is how many partitions the pairs topic has: a part each;
 	// gatheredParts how many the topic gathered has (it grows when
-	// partitions are added: grow).
+	// partitions are added: grown).
 	pairKeys      int
 	gatheredParts atomic.Int32
 	// known is what the member knows of the whole set (engine.Facts),
@@ -399,7 +407,7 @@ func (m *member) gathering() (*kgo.GroupTransactSession, error) {
 		// the transaction after a rebalance, and every partition is read
 		// again from what was committed.
 		kgo.ConsumeTopics(m.spans),
-		kgo.MetadataMaxAge(cfg.MetadataMaxAge), kgo.MetadataMinAge(min(cfg.MetadataMaxAge, 5*time.Second)),
+		cfg.metadataAge(), cfg.metadataMinAge(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Transactions' ends come as records too, so that a partition's
 		// offsets are all seen: restoring ends at the last stable offset.
@@ -463,16 +471,8 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	if err := create(ctx, adm, segments, parts, deletedAfter(segmentsRetention)); err != nil {
 		return err
 	}
-	switch n, err := partitions(ctx, m.cfg.Kafka, adm, segments); {
-	case err != nil:
-		return fmt.Errorf("segments topic %s: %w", segments, err)
-	case n > parts:
-		return fmt.Errorf("segments topic %s has %d partitions, %s has %d: they must be as many (delete %s, and it is made again)",
-			segments, n, m.spans, parts, segments)
-	case n < parts:
-		if err := m.growSegments(ctx, adm, n, parts); err != nil {
-			return err
-		}
+	if err := m.followSegments(ctx, adm, parts); err != nil {
+		return err
 	}
 	pairs := PairsTopic(m.cfg.Group)
 	if err := create(ctx, adm, pairs, parts, deletedAfter(pairsRetention)); err != nil {
@@ -503,19 +503,30 @@ func partitions(ctx context.Context, k Kafka, adm *kadm.Client, topic string) (i
 	return int32(len(td.Partitions)), nil
 }
 
-// growSegments adds partitions to the segments topic, from had to n, for
-// the topic gathered has grown to n. Another member may have added them
-// meanwhile.
-func (m *member) growSegments(ctx context.Context, adm *kadm.Client, had, n int32) error {
+// followSegments gives the segments topic as many partitions as the topic
+// gathered has (parts), for a partition's segments are found by its
+// number: fewer (the topic gathered has grown) are added to, another
+// member may have added them meanwhile; more (that topic was made again
+// with fewer) is refused.
+func (m *member) followSegments(ctx context.Context, adm *kadm.Client, parts int32) error {
 	segments := SegmentsTopic(m.cfg.Group)
-	resp, err := adm.UpdatePartitions(ctx, int(n), segments)
-	if err == nil {
-		err = resp.Error()
+	n, err := partitions(ctx, m.cfg.Kafka, adm, segments)
+	switch {
+	case err != nil:
+		return fmt.Errorf("segments topic %s: %w", segments, err)
+	case n > parts:
+		return fmt.Errorf("segments topic %s has %d partitions, %s has %d: they must be as many (delete %s, and it is made again)",
+			segments, n, m.spans, parts, segments)
+	case n < parts:
+		resp, err := adm.UpdatePartitions(ctx, int(parts), segments)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil && !errors.Is(err, kerr.InvalidPartitions) {
+			return fmt.Errorf("adding partitions to the segments topic %s (%s has %d now): %w", segments, m.spans, parts, err)
+		}
+		m.log.Printf("%s has %d partitions now: the segments topic %s grows from %d to as many", m.spans, parts, segments, n)
 	}
-	if err != nil && !errors.Is(err, kerr.InvalidPartitions) {
-		return fmt.Errorf("adding partitions to the segments topic %s (%s has %d now): %w", segments, m.spans, n, err)
-	}
-	m.log.Printf("%s has %d partitions now: the segments topic %s grows from %d to as many", m.spans, n, segments, had)
 	return nil
 }
 
