@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +40,13 @@ func (o *KafkaOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.PasswordFile, "kafka-password-file", "", "Kafka: read the SASL password from this `file` (its first line); never printed")
 }
 
+// saslMechanisms are the --kafka-sasl mechanisms, by name.
+var saslMechanisms = map[string]func(user, pass string) sasl.Mechanism{
+	"plain":         func(u, p string) sasl.Mechanism { return plain.Auth{User: u, Pass: p}.AsMechanism() },
+	"scram-sha-256": func(u, p string) sasl.Mechanism { return scram.Auth{User: u, Pass: p}.AsSha256Mechanism() },
+	"scram-sha-512": func(u, p string) sasl.Mechanism { return scram.Auth{User: u, Pass: p}.AsSha512Mechanism() },
+}
+
 // connect checks the flags and makes what reaches Kafka at brokers
 // (host:port,...): usage errors for flags that do not go together, or
 // files that do not read.
@@ -49,12 +55,13 @@ func (o *KafkaOptions) connect(ios *IOStreams, brokers string) (stream.Kafka, er
 	if err := o.tlsFlags.check("kafka"); err != nil {
 		return k, err
 	}
+	mechanism, known := saslMechanisms[strings.ToLower(o.SASL)]
 	switch {
 	case o.SASL == "" && (o.User != "" || o.PasswordFile != ""):
 		return k, usagef("--kafka-user and --kafka-password-file need --kafka-sasl")
 	case o.SASL != "" && o.User == "":
 		return k, usagef("--kafka-sasl needs --kafka-user")
-	case o.SASL != "" && !slices.Contains([]string{"plain", "scram-sha-256", "scram-sha-512"}, strings.ToLower(o.SASL)):
+	case o.SASL != "" && !known:
 		return k, usagef("--kafka-sasl %q: want plain, scram-sha-256 or scram-sha-512", o.SASL)
 	}
 	if o.TLS {
@@ -71,19 +78,10 @@ func (o *KafkaOptions) connect(ios *IOStreams, brokers string) (stream.Kafka, er
 	if err != nil {
 		return k, err
 	}
-	var mech sasl.Mechanism
-	switch strings.ToLower(o.SASL) {
-	case "plain":
-		mech = plain.Auth{User: o.User, Pass: pass}.AsMechanism()
-	case "scram-sha-256":
-		mech = scram.Auth{User: o.User, Pass: pass}.AsSha256Mechanism()
-	default:
-		mech = scram.Auth{User: o.User, Pass: pass}.AsSha512Mechanism()
-	}
 	if !o.TLS && strings.EqualFold(o.SASL, "plain") {
 		fmt.Fprintln(ios.ErrOut, "ktrace: warning: --kafka-sasl plain without --kafka-tls sends the password in the clear")
 	}
-	k.SASL = mech
+	k.SASL = mechanism(o.User, pass)
 	return k, nil
 }
 
