@@ -19,9 +19,9 @@ import (
 type assembler struct {
 	open map[trace.TraceID]*partial
 	done []*partial // complete, not yet published
-	// isDone says which traces done holds, so that a trace's first
-	// piece is not looked for there.
-	isDone map[trace.TraceID]bool
+	// doneByID is done by trace, so that a trace's pieces are not looked
+	// for in the list.
+	doneByID map[trace.TraceID]*partial
 	// seen lists the open traces in the order their spans came, a trace
 	// again each time: complete takes the idle ones from its front, in
 	// time proportional to them, not to all open traces (it runs after
@@ -106,7 +106,7 @@ type partial struct {
 }
 
 func newAssembler(from int64) *assembler {
-	return &assembler{open: map[trace.TraceID]*partial{}, isDone: map[trace.TraceID]bool{}, next: from, committed: from, foldedTo: from,
+	return &assembler{open: map[trace.TraceID]*partial{}, doneByID: map[trace.TraceID]*partial{}, next: from, committed: from, foldedTo: from,
 		published: map[trace.TraceID]int64{}, segments: map[int64]*segment{}, caughtUp: time.Now()}
 }
 
@@ -153,20 +153,14 @@ func (a *assembler) add(off int64, pieces []engine.TracePiece, now time.Time) (l
 		}
 		p := a.open[f.ID]
 		if p == nil {
-			if a.isDone[f.ID] {
-				for _, d := range a.done {
-					if d.id == f.ID { // complete, not yet published: open again
-						p = d
-						a.done = removePartial(a.done, d)
-						delete(a.isDone, d.id)
-						a.doneSpans -= d.spans
-						a.openSpans += d.spans
-						late += f.Spans
-						break
-					}
-				}
-			}
-			if p == nil {
+			if d := a.doneByID[f.ID]; d != nil { // complete, not yet published: open again
+				p = d
+				a.done = removePartial(a.done, d)
+				delete(a.doneByID, d.id)
+				a.doneSpans -= d.spans
+				a.openSpans += d.spans
+				late += f.Spans
+			} else {
 				p = &partial{id: f.ID, first: off}
 			}
 			a.open[f.ID] = p
@@ -207,7 +201,7 @@ func (a *assembler) complete(cutoff time.Time) {
 		}
 		delete(a.open, e.id)
 		a.done = append(a.done, p)
-		a.isDone[e.id] = true
+		a.doneByID[e.id] = p
 		a.openSpans -= p.spans
 		a.doneSpans += p.spans
 	}
@@ -239,7 +233,7 @@ func (a *assembler) cut() ([]*partial, int64) {
 		if p.last < commit {
 			out = append(out, p)
 			a.doneSpans -= p.spans
-			delete(a.isDone, p.id)
+			delete(a.doneByID, p.id)
 			a.remember(p.id, p.first, p.last)
 		} else {
 			keep = append(keep, p)

@@ -363,11 +363,11 @@ func TestAssemblerComplete(t *testing.T) {
 			for _, p := range a.done {
 				done += p.spans
 			}
-			if len(a.isDone) != len(a.done) {
-				t.Fatalf("round %d, step %d: %d traces marked complete, %d held", round, step, len(a.isDone), len(a.done))
+			if len(a.doneByID) != len(a.done) {
+				t.Fatalf("round %d, step %d: %d traces marked complete, %d held", round, step, len(a.doneByID), len(a.done))
 			}
 			for _, p := range a.done {
-				if !a.isDone[p.id] {
+				if a.doneByID[p.id] != p {
 					t.Fatalf("round %d, step %d: trace %v held complete, not marked", round, step, p.id)
 				}
 			}
@@ -405,6 +405,6 @@ func BenchmarkAssemblerPoll(b *testing.B) {
 		_ = a.pending()
 		a.done = a.done[:0]
 		a.doneSpans = 0
-		clear(a.isDone)
+		clear(a.doneByID)
 	}
 }
