@@ -169,9 +169,7 @@ func (p *Partial) Pairing(n int, except *Partial) (local *Partial, parts []Pairi
 			continue
 		}
 		parts[k].From, parts[k].To = t.starts()
-		if parts[k].Data, err = encodeWire(t); err != nil {
-			return nil, nil, err
-		}
+		parts[k].Data = encodeWire(t)
 	}
 	return p, parts, nil
 }

@@ -150,20 +150,20 @@ func (r wireRef) in() graph.SpanRef {
 	return graph.SpanRef{TraceID: r.Span.Trace, SpanID: r.Span.Span, Service: r.Service}
 }
 
-// MarshalBinary writes the partial in ktrace's versioned partial format.
-// The partial stays usable.
+// MarshalBinary writes the partial in ktrace's versioned partial format
+// (it cannot fail). The partial stays usable.
 func (p *Partial) MarshalBinary() ([]byte, error) {
 	w := p.a.wire()
-	return encodeWire(&w)
+	return encodeWire(&w), nil
 }
 
 // encodeWire writes flattened state in the partial format.
-func encodeWire(w *wirePartial) ([]byte, error) {
+func encodeWire(w *wirePartial) []byte {
 	out := wireWriter{b: make([]byte, 0, w.sizeHint())}
 	out.b = append(out.b, partialMagic...)
 	out.b = append(out.b, partialVersion)
 	out.partial(w)
-	return out.b, nil
+	return out.b
 }
 
 // wire flattens the analyzer's state; the analyzer stays usable.
