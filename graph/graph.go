@@ -2,6 +2,8 @@ package graph
 
 import (
 	"cmp"
+	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -112,6 +114,7 @@ type Edge struct {
 	Count, Errors int
 	// P50, P95 and P99 are latency percentiles (nearest rank), never below
 	// zero: clock skew that puts a consumer before its producer counts as 0.
+	// Past ExactSamples samples they are rounded (RoundLatency).
 	P50, P95, P99 time.Duration
 	// ClientIDs are the Kafka client ids seen on a produce or consume
 	// edge, sorted.
@@ -265,7 +268,8 @@ func CompareTraceIDs(a, b trace.TraceID) int {
 // Percentiles returns the nearest-rank p50, p95 and p99 of nanosecond
 // samples, never below zero: a consumer whose clock runs behind its
 // producer's gives a latency below zero, shown as zero (the clock-skew
-// finding says how far the clocks are apart). It does not change lat.
+// finding says how far the clocks are apart). Of more than ExactSamples
+// samples they are rounded with RoundLatency. It does not change lat.
 func Percentiles(lat []int64) (p50, p95, p99 time.Duration) {
 	if len(lat) == 0 {
 		return 0, 0, 0
@@ -273,7 +277,37 @@ func Percentiles(lat []int64) (p50, p95, p99 time.Duration) {
 	s := slices.Clone(lat)
 	slices.Sort(s)
 	at := func(p int) time.Duration {
-		return time.Duration(max(0, s[max(0, (p*len(s)+99)/100-1)]))
+		v := s[max(0, (p*len(s)+99)/100-1)]
+		if len(s) > ExactSamples {
+			v = RoundLatency(v)
+		}
+		return time.Duration(max(0, v))
 	}
 	return at(50), at(95), at(99)
+}
+
+// ExactSamples is how many latency samples an edge may have and still
+// show exact percentiles. Past it they are rounded, so that an edge's
+// samples can be kept as counts of rounded values: a few thousand at
+// most, however busy the edge, in a result merged over hours of ktrace
+// stream's windows as in a single run.
+const ExactSamples = 1024
+
+// RoundLatency rounds a latency in nanoseconds to the middle of its step,
+// 128 steps to each power of two: within 0.4%. Latencies under 256 ns
+// are kept; one below zero is rounded as its opposite is. The rounding
+// keeps the order of any two latencies (it never swaps them), so the
+// percentiles of rounded samples are the rounded percentiles.
+func RoundLatency(v int64) int64 {
+	switch {
+	case v == math.MinInt64:
+		return v
+	case v < 0:
+		return -RoundLatency(-v)
+	}
+	shift := bits.Len64(uint64(v)) - 8 // 2^7 steps in the octave
+	if shift <= 0 {
+		return v
+	}
+	return v>>shift<<shift | 1<<(shift-1)
 }

@@ -384,3 +384,57 @@ func TestSeedsCover(t *testing.T) {
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
+
+// TestRoundedSamplesAgree: edges busier than graph.ExactSamples, their
+// samples split among partials that hold more than that (and send them
+// rounded) and fewer (whole), merged, written and read again, and merged
+// again, finish to the references' percentiles, rounded.
+func TestRoundedSamplesAgree(t *testing.T) {
+	ts := synth.Generate(synth.Config{Traces: 5000, SpansPerTrace: 8, Services: 2, Topics: 1, BrokenShare: 0.2, LinkShare: 0.3, Seed: 21})
+	want := graph.Build(ts)
+	busy := 0
+	for _, e := range want.Edges {
+		if e.Count > graph.ExactSamples {
+			busy++
+		}
+	}
+	if busy == 0 {
+		t.Fatal("no edge has more samples than are kept whole: the test shows nothing")
+	}
+	ctx := context.Background()
+	trip := func(p *engine.Partial) *engine.Partial {
+		data, err := p.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back := &engine.Partial{}
+		if err := back.UnmarshalBinary(data); err != nil {
+			t.Fatal(err)
+		}
+		return back
+	}
+	collect := func(ts []trace.Trace) *engine.Partial {
+		p, err := engine.Collect(ctx, engine.Slice(ts), engine.Options{Workers: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return trip(p)
+	}
+	// Cuts at 80% and 95%: the first partial sends its busy edges
+	// rounded, the others whole.
+	a, b, c := collect(ts[:4000]), collect(ts[4000:4750]), collect(ts[4750:])
+	if err := a.Merge(b); err != nil {
+		t.Fatal(err)
+	}
+	a = trip(a) // rounded and whole samples of one edge, written together
+	if err := a.Merge(c); err != nil {
+		t.Fatal(err)
+	}
+	g, rep := a.Finish()
+	if got, w := testenv.GraphSummary(g), testenv.GraphSummary(want); got != w {
+		t.Fatalf("the graph differs from graph.Build's:\n%s", diff(got, w))
+	}
+	if wantRep := analyze.Breaks(ts, want, analyze.Options{}); !reflect.DeepEqual(rep, wantRep) {
+		t.Fatalf("the report differs from analyze.Breaks':\n got %+v\nwant %+v", rep, wantRep)
+	}
+}

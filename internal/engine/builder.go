@@ -25,7 +25,10 @@ type node struct {
 
 // edge is a graph edge while it is built. Its latency samples are logged
 // in the order they come (builder.samples), not in the edge; nlat counts
-// them.
+// them. Those read from a partial of an edge with more than
+// graph.ExactSamples samples come rounded (graph.RoundLatency) and are
+// held in the edge as counts by value (rounded), nrounded of them: a few
+// thousand values at most, however many samples.
 type edge struct {
 	from, to      *node
 	kind          graph.EdgeKind
@@ -33,6 +36,8 @@ type edge struct {
 	group         string
 	count, errors int
 	nlat          int
+	rounded       map[int64]int
+	nrounded      int
 	seq           int32 // index in builder.edgeList
 	clientIDs     map[string]struct{}
 	p50, p95, p99 time.Duration
@@ -216,6 +221,7 @@ func (b *builder) Merge(o *builder) {
 		t.count += e.count
 		t.errors += e.errors
 		t.nlat += e.nlat
+		t.addRounded(e.rounded)
 		for k := range e.clientIDs {
 			addTo(&t.clientIDs, k)
 		}

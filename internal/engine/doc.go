@@ -53,8 +53,10 @@
 // needs across traces — the consumers that lost their context, the
 // producers they could pair with, root producers and the consumer spans
 // links may point at — so a hop whose two ends were seen by different
-// partials is still stitched. Latency samples travel whole: percentiles
-// stay exact.
+// partials is still stitched. Latency samples travel whole, but for an
+// edge busier than graph.ExactSamples, whose are counted by rounded value
+// (graph.RoundLatency): its percentiles are rounded wherever it is
+// finished, as graph.Percentiles says.
 //
 // Pairing (pairing.go) cuts what of a partial pairs across traces into
 // parts by pairing key, for ktrace stream's members to send through a

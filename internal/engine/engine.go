@@ -48,7 +48,8 @@ func Run(ctx context.Context, traces source.Traces, o Options) (*graph.Graph, an
 // was not in their trace, the producers they could pair with, root
 // producers and the spans links may point at travel in it, so a hop whose
 // two ends were seen by different partials is still stitched. Latency
-// samples travel whole: percentiles stay exact.
+// samples travel whole up to graph.ExactSamples an edge, rounded past it,
+// as graph.Percentiles rounds its percentiles.
 type Partial struct {
 	a *analyzer
 }

@@ -12,6 +12,9 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
+	"slices"
 	"time"
 
 	"github.com/ktrace-dev/ktrace/analyze"
@@ -22,7 +25,10 @@ import (
 // partialMagic starts a partial's bytes; the byte after it is the version.
 const (
 	partialMagic   = "ktrace-partial\n"
-	partialVersion = 2
+	partialVersion = 3
+	// partialV2 is the version before edges' samples could come rounded:
+	// still read.
+	partialV2 = 2
 	// partialGob is the first version, written with encoding/gob: still
 	// read, for results published before.
 	partialGob = 1
@@ -67,7 +73,15 @@ type wireEdge struct {
 	Group         string
 	Count, Errors int
 	ClientIDs     []string
-	Latencies     []int64
+	// The samples: whole (Latencies) up to graph.ExactSamples of them,
+	// else rounded, counted by value (Rounded, by ascending value).
+	Latencies []int64
+	Rounded   []wireCount
+}
+
+type wireCount struct {
+	Value int64
+	Count int
 }
 
 type wireSpan struct {
@@ -194,8 +208,16 @@ func (a *analyzer) wireOf(pairing bool) wirePartial {
 	} else {
 		lat := b.edgeSamples()
 		for i, e := range b.edgeList {
-			w.Edges = append(w.Edges, wireEdge{From: e.from.seq, To: e.to.seq, Kind: e.kind, Relation: e.rel, Group: e.group,
-				Count: e.count, Errors: e.errors, ClientIDs: keys(e.clientIDs), Latencies: lat[i]})
+			we := wireEdge{From: e.from.seq, To: e.to.seq, Kind: e.kind, Relation: e.rel, Group: e.group,
+				Count: e.count, Errors: e.errors, ClientIDs: keys(e.clientIDs), Latencies: lat[i]}
+			if e.nlat+e.nrounded > graph.ExactSamples {
+				counts := rounding(lat[i], e.rounded)
+				we.Latencies, we.Rounded = nil, make([]wireCount, 0, len(counts))
+				for _, v := range slices.Sorted(maps.Keys(counts)) {
+					we.Rounded = append(we.Rounded, wireCount{v, counts[v]})
+				}
+			}
+			w.Edges = append(w.Edges, we)
 		}
 	}
 	b.producers.stretches(0, b.producers.Len(), func(run *producerRun, c []producer) {
@@ -272,8 +294,8 @@ func decodePartial(data []byte) (*analyzer, error) {
 		return nil, errors.New("no partial header")
 	}
 	switch rest[0] {
-	case partialVersion:
-		r := wireReader{b: rest[1:]}
+	case partialVersion, partialV2:
+		r := wireReader{b: rest[1:], version: rest[0]}
 		w, err := r.partial()
 		if err != nil {
 			return nil, err
@@ -286,7 +308,7 @@ func decodePartial(data []byte) (*analyzer, error) {
 		}
 		return fromWire(&w)
 	}
-	return nil, fmt.Errorf("format version %d, this ktrace reads %d and %d", rest[0], partialGob, partialVersion)
+	return nil, fmt.Errorf("format version %d, this ktrace reads %d to %d", rest[0], partialGob, partialVersion)
 }
 
 // fromWire makes an analyzer of flattened state, checking every number
@@ -339,9 +361,14 @@ func fromWire(w *wirePartial) (*analyzer, error) {
 		from, to := b.nodeList[e.From], b.nodeList[e.To]
 		sl := b.edge(from, to, e.Kind, e.Relation, e.Group)
 		t := b.edgeList[sl.seq1-1]
-		if t.count != 0 || t.nlat != 0 {
+		if t.count != 0 || t.nlat != 0 || t.nrounded != 0 {
 			return nil, fmt.Errorf("edge %s → %s twice", from.name, to.name)
 		}
+		rounded, err := roundedOf(e)
+		if err != nil {
+			return nil, fmt.Errorf("edge %s → %s: %w", from.name, to.name, err)
+		}
+		t.addRounded(rounded)
 		t.count, t.errors, t.nlat = e.Count, e.Errors, len(e.Latencies)
 		for _, v := range e.ClientIDs {
 			addTo(&t.clientIDs, v)
@@ -414,6 +441,31 @@ func fromWire(w *wirePartial) (*analyzer, error) {
 	return a, nil
 }
 
+// roundedOf checks an edge's rounded samples and counts them by value.
+func roundedOf(e wireEdge) (map[int64]int, error) {
+	if len(e.Rounded) == 0 {
+		return nil, nil
+	}
+	counts := make(map[int64]int, len(e.Rounded))
+	n := len(e.Latencies)
+	for i, c := range e.Rounded {
+		switch {
+		case c.Count < 1 || c.Count > math.MaxInt32:
+			return nil, errors.New("bad count of rounded samples")
+		case i > 0 && c.Value <= e.Rounded[i-1].Value:
+			return nil, errors.New("rounded samples out of order")
+		case c.Value != graph.RoundLatency(c.Value):
+			return nil, errors.New("a rounded sample not rounded")
+		}
+		counts[c.Value] = c.Count
+		n += c.Count
+	}
+	if n <= graph.ExactSamples {
+		return nil, errors.New("samples rounded that are few enough to keep whole")
+	}
+	return counts, nil
+}
+
 // edgeSamples returns each edge's latency samples, gathered from the logs,
 // which stay as they are (the builder stays usable).
 func (b *builder) edgeSamples() [][]int64 {
@@ -439,13 +491,19 @@ type EdgeCount struct {
 }
 
 // Edges returns the partial's edges as its traces found them (for
-// metrics). The partial stays usable.
+// metrics), with the samples read rounded from bytes given as many times
+// as they were counted. The partial stays usable.
 func (p *Partial) Edges() []EdgeCount {
 	b := p.a.b
 	b.flushEdges()
 	lat := b.edgeSamples()
 	out := make([]EdgeCount, len(b.edgeList))
 	for i, e := range b.edgeList {
+		for _, v := range slices.Sorted(maps.Keys(e.rounded)) {
+			for range e.rounded[v] {
+				lat[i] = append(lat[i], v)
+			}
+		}
 		out[i] = EdgeCount{From: e.from.kind.String() + ":" + e.from.name, To: e.to.kind.String() + ":" + e.to.name,
 			Kind: e.kind, Relation: e.rel, Group: e.group, Count: e.count, Errors: e.errors, Latencies: lat[i]}
 	}

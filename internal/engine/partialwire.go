@@ -1,12 +1,13 @@
 package engine
 
-// The partial format's second version: the flattened state (wirePartial)
-// written field by field, in the order the types declare them, as
-// varints, strings and fixed-size IDs, every list behind its length. It
-// replaced encoding/gob, which spent more time writing a segment's
-// partial than the analysis spent making it, and wrote every type's
-// description into every partial and pairing part. Version 1 (gob) is
-// still read, for results published before.
+// The partial format: the flattened state (wirePartial) written field by
+// field, in the order the types declare them, as varints, strings and
+// fixed-size IDs, every list behind its length. It replaced encoding/gob
+// (version 1), which spent more time writing a segment's partial than the
+// analysis spent making it, and wrote every type's description into every
+// partial and pairing part. Version 3 added edges' rounded samples
+// (wireEdge.Rounded). Versions 1 and 2 are still read, for results
+// published before.
 //
 // Reading checks every length against the bytes left, so no input makes
 // it allocate more than the input's size; fromWire then checks every
@@ -101,6 +102,7 @@ func (w *wireWriter) partial(p *wirePartial) {
 		w.int(int64(e.Errors))
 		w.strs(e.ClientIDs)
 		list(w, e.Latencies, w.int)
+		list(w, e.Rounded, func(c wireCount) { w.int(c.Value); w.int(int64(c.Count)) })
 	})
 	list(w, p.Producers, func(pr wireProducer) {
 		w.span(pr.Span)
@@ -188,8 +190,9 @@ func (w *wireWriter) finding(f analyze.Finding) {
 // wireReader reads what wireWriter wrote. The first error is kept and
 // every later read gives zero values.
 type wireReader struct {
-	b   []byte
-	err error
+	b       []byte
+	err     error
+	version byte // of the format
 }
 
 var errShort = errors.New("cut short")
@@ -331,8 +334,12 @@ func (r *wireReader) partial() (*wirePartial, error) {
 			Partitions: readList(r, 1, r.i32), Samplers: r.strs()}
 	})
 	p.Edges = readList(r, 9, func() wireEdge {
-		return wireEdge{From: r.i32(), To: r.i32(), Kind: r.edgeKind(), Relation: r.relation(), Group: r.str(), Count: r.count(), Errors: r.count(),
+		e := wireEdge{From: r.i32(), To: r.i32(), Kind: r.edgeKind(), Relation: r.relation(), Group: r.str(), Count: r.count(), Errors: r.count(),
 			ClientIDs: r.strs(), Latencies: readList(r, 1, r.int)}
+		if r.version >= 3 {
+			e.Rounded = readList(r, 2, func() wireCount { return wireCount{Value: r.int(), Count: r.count()} })
+		}
+		return e
 	})
 	p.Producers = readList(r, 29, func() wireProducer {
 		return wireProducer{Span: r.span(), Start: r.int(), Offset: r.int(), Partition: r.i32(), Service: r.i32(), Topic: r.i32()}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/gob"
+	"os"
 	"reflect"
 	"testing"
 
+	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/synth"
 )
 
@@ -55,7 +57,7 @@ func TestPartialWireFields(t *testing.T) {
 		var w wirePartial
 		fill(reflect.ValueOf(&w).Elem(), nonzero)
 		data := encodeWire(&w)
-		r := wireReader{b: data[len(partialMagic)+1:]}
+		r := wireReader{b: data[len(partialMagic)+1:], version: partialVersion}
 		got, err := r.partial()
 		if err != nil {
 			t.Fatalf("nonzero %v: %v", nonzero, err)
@@ -64,7 +66,7 @@ func TestPartialWireFields(t *testing.T) {
 			t.Fatalf("nonzero %v: read back\n%+v\nwrote\n%+v", nonzero, *got, w)
 		}
 		for name, b := range map[string][]byte{"cut short": data[len(partialMagic)+1 : len(data)-1], "followed by more": append(data[len(partialMagic)+1:len(data):len(data)], 0)} {
-			r := wireReader{b: b}
+			r := wireReader{b: b, version: partialVersion}
 			if _, err := r.partial(); err == nil {
 				t.Errorf("nonzero %v, %s: read", nonzero, name)
 			}
@@ -107,7 +109,34 @@ func TestPartialGob(t *testing.T) {
 		t.Fatal("a partial of the first version finishes otherwise than the partial it was")
 	}
 	if !reflect.DeepEqual(g2, g) || !reflect.DeepEqual(r2, r) {
-		t.Fatal("a partial of the second version finishes otherwise than the partial it was")
+		t.Fatal("a partial of this version finishes otherwise than the partial it was")
+	}
+}
+
+// TestPartialV2: a partial of the second version, written by the ktrace
+// before edges' samples could be sent rounded (testdata/partial-v2.bin),
+// is still read, as what it held.
+func TestPartialV2(t *testing.T) {
+	data, err := os.ReadFile("testdata/partial-v2.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data[len(partialMagic)] != partialV2 {
+		t.Fatalf("testdata/partial-v2.bin is of version %d", data[len(partialMagic)])
+	}
+	old, err := decodePartial(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := synth.Generate(synth.Config{Traces: 60, BrokenShare: 0.3, LinkShare: 0.3, SamplerTags: true, SampleRatio: 0.5, Seed: 23})
+	p, err := Collect(context.Background(), Slice(ts), Options{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, r := p.Finish()
+	g1, r1 := (&Partial{a: old}).Finish()
+	if g.Traces == 0 || !reflect.DeepEqual(g1, g) || !reflect.DeepEqual(r1, r) {
+		t.Fatal("the partial of the second version finishes otherwise than the traces it was made of")
 	}
 }
 
@@ -137,4 +166,37 @@ func FuzzPartialBytes(f *testing.F) {
 			(&Partial{a: a}).Finish()
 		}
 	})
+}
+
+// TestRoundedOnTheWire: an edge busier than graph.ExactSamples goes into
+// a partial's bytes as counts of rounded values, fewer than its samples;
+// a quiet one as its samples.
+func TestRoundedOnTheWire(t *testing.T) {
+	ts := synth.Generate(synth.Config{Traces: 5000, SpansPerTrace: 8, Services: 2, Topics: 1, Seed: 21})
+	ts = append(ts, synth.Generate(synth.Config{Traces: 20, Services: 6, Seed: 22})...) // quiet edges
+	p, err := Collect(context.Background(), Slice(ts), Options{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := p.a.wire()
+	busy, quiet := 0, 0
+	for _, e := range w.Edges {
+		n := len(e.Latencies)
+		for _, c := range e.Rounded {
+			n += c.Count
+		}
+		switch {
+		case n > graph.ExactSamples && (e.Latencies != nil || len(e.Rounded) == 0 || len(e.Rounded) >= n/2):
+			t.Errorf("an edge of %d samples: %d whole, %d rounded values", n, len(e.Latencies), len(e.Rounded))
+		case n > graph.ExactSamples:
+			busy++
+		case e.Rounded != nil:
+			t.Errorf("an edge of %d samples: rounded", n)
+		default:
+			quiet++
+		}
+	}
+	if busy == 0 || quiet == 0 {
+		t.Errorf("%d busy edges and %d quiet: the test shows too little", busy, quiet)
+	}
 }

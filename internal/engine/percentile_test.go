@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/ktrace-dev/ktrace/graph"
 )
 
 // TestPercentilesRanks holds the percentiles found by ranks to those of a
@@ -138,9 +140,8 @@ func TestFinishPercentilesOnEveryCPU(t *testing.T) {
 			}
 			total += n
 			e.count, e.nlat = n, n // as observe counts the samples it adds
-			s := slices.Sorted(slices.Values(all))
-			r := func(p int) time.Duration { return time.Duration(s[max(0, (p*n+99)/100-1)]) }
-			want[e] = [3]time.Duration{r(50), r(95), r(99)}
+			p50, p95, p99 := graph.Percentiles(all)
+			want[e] = [3]time.Duration{p50, p95, p99}
 			edges = append(edges, e)
 		}
 		rng.Shuffle(len(mixed), func(a, b int) { mixed[a], mixed[b] = mixed[b], mixed[a] })

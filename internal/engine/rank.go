@@ -4,6 +4,7 @@ package engine
 // and ranked without sorting them.
 
 import (
+	"maps"
 	"math"
 	"math/bits"
 	"runtime"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ktrace-dev/ktrace/graph"
 )
 
 // finishEdges computes the edges' latency percentiles (edges[i].seq == i).
@@ -53,7 +56,14 @@ func finishEdges(edges []*edge, f func(), early *gathering, logs []sampleLog) {
 		var r ranker
 		for i := int(next.Add(1)) - 1; i < len(edges); i = int(next.Add(1)) - 1 {
 			e := edges[i]
-			e.p50, e.p95, e.p99 = r.percentiles(samplesOf(i))
+			if e.nrounded > 0 {
+				e.p50, e.p95, e.p99 = roundedPercentiles(samplesOf(i), e.rounded, e.nrounded)
+			} else {
+				e.p50, e.p95, e.p99 = r.percentiles(samplesOf(i))
+				if e.nlat > graph.ExactSamples { // as graph.Percentiles says
+					e.p50, e.p95, e.p99 = roundDuration(e.p50), roundDuration(e.p95), roundDuration(e.p99)
+				}
+			}
 			// Below zero (clock skew) shows as zero, as graph.Percentiles says.
 			e.p50, e.p95, e.p99 = max(e.p50, 0), max(e.p95, 0), max(e.p99, 0)
 		}
@@ -269,5 +279,51 @@ func (rk *ranker) ranks(a []int64, lo, hi int64, rs []int, out []int64) {
 			sub[k] = rs[g.i+k] - g.below
 		}
 		rk.ranks(g.in, g.lo, g.hi, sub, out[g.i:g.j])
+	}
+}
+
+func roundDuration(d time.Duration) time.Duration { return time.Duration(graph.RoundLatency(int64(d))) }
+
+// rounding returns the counts of samples' rounded values, with those of
+// rounded (which stays as it was).
+func rounding(samples []int64, rounded map[int64]int) map[int64]int {
+	counts := maps.Clone(rounded)
+	if counts == nil {
+		counts = make(map[int64]int)
+	}
+	for _, v := range samples {
+		counts[graph.RoundLatency(v)]++
+	}
+	return counts
+}
+
+// roundedPercentiles returns the nearest-rank p50, p95 and p99 of the
+// samples and of n more counted by rounded value (rounded): those of
+// them all rounded, as graph.Percentiles gives them past
+// graph.ExactSamples.
+func roundedPercentiles(samples []int64, rounded map[int64]int, n int) (p50, p95, p99 time.Duration) {
+	counts := rounding(samples, rounded)
+	n += len(samples)
+	var out [3]time.Duration
+	ranks := [3]int{max(0, (50*n+99)/100-1), max(0, (95*n+99)/100-1), max(0, (99*n+99)/100-1)}
+	seen, j := 0, 0
+	for _, v := range slices.Sorted(maps.Keys(counts)) {
+		seen += counts[v]
+		for j < len(ranks) && ranks[j] < seen {
+			out[j] = time.Duration(v)
+			j++
+		}
+	}
+	return out[0], out[1], out[2]
+}
+
+// addRounded adds samples counted by rounded value to the edge's.
+func (e *edge) addRounded(counts map[int64]int) {
+	for v, c := range counts {
+		if e.rounded == nil {
+			e.rounded = make(map[int64]int)
+		}
+		e.rounded[v] += c
+		e.nrounded += c
 	}
 }
