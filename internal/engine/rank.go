@@ -327,3 +327,43 @@ func (e *edge) addRounded(counts map[int64]int) {
 		e.nrounded += c
 	}
 }
+
+// compactAt is how many samples a partial's logs may hold before Merge
+// compacts them (compactSamples), and then twice what they held after.
+var compactAt = 1 << 20
+
+// loggedSamples counts the samples the builder's logs hold.
+func (b *builder) loggedSamples() int {
+	b.flushEdges()
+	n := 0
+	for _, e := range b.edgeList {
+		n += e.nlat
+	}
+	return n
+}
+
+// compactSamples moves the logged samples of the edges busier than
+// graph.ExactSamples into their counts by rounded value, and logs the
+// others' again in one log: a partial merged from many (ktrace stream's
+// results over hours) then holds a few thousand counts a busy edge, not
+// every sample. The percentiles stay what they were, as the busy edges'
+// are rounded anyway.
+func (b *builder) compactSamples() {
+	b.flushEdges()
+	lat := b.edgeSamples()
+	var kept latLog
+	n := 0
+	for i, e := range b.edgeList {
+		if e.nlat+e.nrounded > graph.ExactSamples {
+			e.addRounded(rounding(lat[i], nil))
+			e.nlat = 0
+			continue
+		}
+		kept.reserve(len(lat[i]))
+		for _, v := range lat[i] {
+			kept.add(e.seq, v)
+		}
+		n += len(lat[i])
+	}
+	b.samples, b.logs, b.compacted = kept, nil, n
+}
