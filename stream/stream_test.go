@@ -867,6 +867,54 @@ func TestStreamNoTopic(t *testing.T) {
 // TestStreamTopicGrows: partitions added to the topic gathered while a
 // member runs (keyed by trace ID, so gathered directly) are taken up: the
 // segments topic grows to as many, and the traces written to the new
+// TestStreamPairsGrown: partitions added to the pairs topic would have
+// the halves of a pair judged apart by members that count them otherwise
+// (those that began before and those after): a member that finds them
+// stops with an error, so that it starts again counting them.
+func TestStreamPairsGrown(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
+			Window: 300 * time.Millisecond, MetadataMaxAge: 500 * time.Millisecond, Instance: "m", Log: io.Discard, ByTraceID: true})
+	}()
+	ts := synth.Generate(synth.Config{Traces: 50, Seed: 6})
+	produceSpans(t, brokers, "otlp_spans", ts, true, "")
+	for deadline := time.Now().Add(60 * time.Second); publishedTraces(brokers, "g") != len(ts); time.Sleep(300 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the traces were not published within a minute")
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the member stopped before the pairs topic grew: %v", err)
+	case <-time.After(2 * time.Second): // it checked, and found the count it began with
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if resp, err := kadm.NewClient(cl).UpdatePartitions(context.Background(), 4, stream.PairsTopic("g")); err != nil || resp.Error() != nil {
+		t.Fatalf("adding partitions: %v %v", err, resp.Error())
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "pairs topic ktrace.g.pairs has 4 partitions, not the 2 this member began with") {
+			t.Fatalf("the member stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the member did not stop within 30 seconds of the pairs topic growing")
+	}
+}
+
 // partitions are published with the others.
 func TestStreamTopicGrows(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"))
