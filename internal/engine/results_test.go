@@ -17,7 +17,7 @@ import (
 // the heap the merged partial holds a span.
 func BenchmarkMergeResults(b *testing.B) {
 	for _, c := range []struct {
-		name             string
+		name            string
 		results, traces int
 	}{{"small", 300, 1000}, {"large", 3, 20000}} {
 		b.Run(c.name, func(b *testing.B) {
