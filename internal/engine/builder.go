@@ -304,10 +304,10 @@ func (b *builder) topic(name string) *node {
 	return n
 }
 
-// notePartition records partition p of a topic node; partitions below 64,
-// the usual ones, are looked up in a bit set first.
+// notePartition records partition p (not below zero) of a topic node;
+// partitions below 64, the usual ones, are looked up in a bit set first.
 func (n *node) notePartition(p int32) {
-	if p < 64 {
+	if uint32(p) < 64 {
 		if n.partBits&(1<<p) != 0 {
 			return
 		}

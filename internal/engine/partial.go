@@ -340,6 +340,9 @@ func fromWire(w *wirePartial) (*analyzer, error) {
 			addTo(&t.operations, v)
 		}
 		for _, v := range n.Partitions {
+			if v < 0 {
+				return nil, fmt.Errorf("node %q: partition %d", n.Name, v)
+			}
 			t.notePartition(v)
 		}
 		for _, v := range n.Samplers {
