@@ -171,8 +171,6 @@ type builder struct {
 	// the log is written in order, and Graph sorts it out once.
 	samples latLog
 	logs    []sampleLog
-	// compacted is how many samples the logs held after compactSamples.
-	compacted int
 }
 
 // newBuilder returns an empty builder.

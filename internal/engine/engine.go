@@ -160,9 +160,6 @@ func (p *Partial) Merge(o *Partial) error {
 	}
 	p.a.Merge(o.a)
 	o.a = nil
-	if b := p.a.b; b.loggedSamples() > max(compactAt, 2*b.compacted) {
-		b.compactSamples()
-	}
 	return nil
 }
 

@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/gob"
-	"fmt"
 	"os"
 	"reflect"
-	"slices"
 	"testing"
 
-	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/synth"
 )
@@ -201,59 +198,5 @@ func TestRoundedOnTheWire(t *testing.T) {
 	}
 	if busy == 0 || quiet == 0 {
 		t.Errorf("%d busy edges and %d quiet: the test shows too little", busy, quiet)
-	}
-}
-
-// TestCompactSamples: partials merged one into another past compactAt
-// samples keep the busy edges' samples as counts by rounded value, and
-// finish as they would have.
-func TestCompactSamples(t *testing.T) {
-	defer func(was int) { compactAt = was }(compactAt)
-	compactAt = 5000
-	ts := synth.Generate(synth.Config{Traces: 5000, SpansPerTrace: 8, Services: 2, Topics: 1, BrokenShare: 0.2, LinkShare: 0.3, Seed: 21})
-	ts = append(ts, synth.Generate(synth.Config{Traces: 20, Services: 6, Seed: 22})...) // quiet edges
-	want, wantRep := graph.Build(ts), analyze.Breaks(ts, graph.Build(ts), analyze.Options{})
-	var all *Partial
-	compacted := false
-	for i := 0; i < len(ts); i += 250 {
-		p, err := Collect(context.Background(), Slice(ts[i:min(i+250, len(ts))]), Options{Workers: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if all == nil {
-			all = p
-			continue
-		}
-		if err := all.Merge(p); err != nil {
-			t.Fatal(err)
-		}
-		if n := all.a.b.loggedSamples(); n > 2*compactAt+graph.ExactSamples*len(all.a.b.edgeList) {
-			t.Fatalf("after a merge, %d samples logged", n)
-		}
-		compacted = compacted || all.a.b.compacted > 0
-	}
-	busy, quiet := 0, 0
-	for _, e := range all.a.b.edgeList {
-		switch {
-		case e.nrounded > 0 && e.nlat <= 2*compactAt:
-			busy++
-		case e.nrounded == 0 && e.nlat <= graph.ExactSamples:
-			quiet++
-		}
-	}
-	if !compacted || busy == 0 || quiet == 0 {
-		t.Fatalf("compacted %v, %d busy edges and %d quiet: the test shows too little", compacted, busy, quiet)
-	}
-	g, rep := all.Finish()
-	edges := func(g *graph.Graph) []string {
-		var out []string
-		for _, e := range g.Edges {
-			out = append(out, fmt.Sprint(e.From.Key, e.To.Key, e.Kind, e.Relation, e.Group, e.Count, e.Errors, e.P50, e.P95, e.P99))
-		}
-		slices.Sort(out)
-		return out
-	}
-	if !slices.Equal(edges(g), edges(want)) || !reflect.DeepEqual(rep, wantRep) {
-		t.Fatalf("merged with its samples compacted, the partial finishes otherwise than the references:\n%v\n%v", edges(g), edges(want))
 	}
 }
