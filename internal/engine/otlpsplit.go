@@ -27,6 +27,9 @@ type TracePiece struct {
 // pieces of a message share one buffer, each written once, its size
 // reckoned first.
 func SplitOTLP(data []byte) (pieces []TracePiece, ok bool) {
+	if id, n, ok := oneTrace(data); ok {
+		return []TracePiece{{ID: id, Spans: n, Data: data}}, true
+	}
 	sp := splitter{at: map[trace.TraceID]int32{}}
 	r := wire{msg: data}
 	for r.next() {
@@ -41,6 +44,33 @@ func SplitOTLP(data []byte) (pieces []TracePiece, ok bool) {
 		return []TracePiece{{ID: sp.ids[0], Spans: len(sp.spans), Data: data}}, true
 	}
 	return sp.pieces(), true
+}
+
+// oneTrace reads a message that holds spans of one trace alone, as an
+// exporter that partitions by trace ID writes each, with the checks the
+// splitter makes but noting only the trace and the spans' count: false
+// for a message of no span or of more than one trace, or one the splitter
+// declines (which it then reads again).
+func oneTrace(data []byte) (id trace.TraceID, spans int, ok bool) {
+	span := func(num protowire.Number, msg []byte) bool {
+		if num != 2 {
+			return true
+		}
+		sid, ok := spanTraceIDOf(msg)
+		if !ok || spans > 0 && sid != id {
+			return false
+		}
+		id, spans = sid, spans+1
+		return true
+	}
+	scopeSpans := func(num protowire.Number, msg []byte) bool { return num != 2 || container(msg, false, span) }
+	r := wire{msg: data}
+	for r.next() {
+		if r.f.num != 1 || r.f.typ != protowire.BytesType || !container(r.f.bytes, true, scopeSpans) {
+			return id, 0, false
+		}
+	}
+	return id, spans, !r.bad && spans > 0
 }
 
 // splitter gathers the message's spans in the order they come, each with
