@@ -10,6 +10,8 @@ import "strings"
 // zero value is ready to use; it is not safe for concurrent use.
 type Resources struct {
 	m map[string]*Resource
+	// encoded holds resources by the bytes they were read from (Encoded).
+	encoded map[string]*Resource
 }
 
 // MaxResources bounds Resources.
@@ -38,6 +40,26 @@ func (r *Resources) Get(service string, attrs Attributes) *Resource {
 		r.m[k] = res
 	}
 	return res
+}
+
+// Encoded returns the resource read before from the very bytes enc (a
+// reader's encoding of it, such as an OTLP Resource message), if a reader
+// kept it with KeepEncoded: a reader that meets the same process's
+// resource in every record need not read it again.
+func (r *Resources) Encoded(enc []byte) (*Resource, bool) {
+	res, ok := r.encoded[string(enc)]
+	return res, ok
+}
+
+// KeepEncoded notes res as read from enc, while fewer than MaxResources
+// are noted.
+func (r *Resources) KeepEncoded(enc []byte, res *Resource) {
+	if r.encoded == nil {
+		r.encoded = make(map[string]*Resource)
+	}
+	if len(r.encoded) < MaxResources {
+		r.encoded[string(enc)] = res
+	}
 }
 
 // Strings shares equal short strings among the spans a reader decodes:

@@ -44,6 +44,19 @@ func TestResourcesBounded(t *testing.T) {
 	if late := r.Get("svc", pod(MaxResources+1)); late == r.Get("svc", pod(MaxResources+1)) || late.Attributes[0].Value != "pod-"+strconv.Itoa(MaxResources+1) {
 		t.Fatal("a resource past the cap is shared, or not what was asked")
 	}
+	// So are the resources kept by their encoding.
+	for i := range MaxResources + 100 {
+		r.KeepEncoded([]byte("enc-"+strconv.Itoa(i)), first)
+	}
+	if len(r.encoded) != MaxResources {
+		t.Fatalf("%d resources kept by their encoding, want the cap %d", len(r.encoded), MaxResources)
+	}
+	if got, ok := r.Encoded([]byte("enc-0")); !ok || got != first {
+		t.Fatal("a resource kept by its encoding is not found by it")
+	}
+	if _, ok := r.Encoded([]byte("enc-" + strconv.Itoa(MaxResources+1))); ok {
+		t.Fatal("a resource past the cap is kept by its encoding")
+	}
 }
 
 func TestStringsBounded(t *testing.T) {

@@ -148,12 +148,17 @@ func (d *otlpDecoder) resourceSpans(msg []byte) bool {
 	return container(msg, true, func(num protowire.Number, b []byte) bool {
 		switch num {
 		case 1: // the resource: needed before the spans
+			if r, ok := d.res.Encoded(b); ok { // met before: read and checked then
+				resource = r
+				return true
+			}
 			attrs, ok := d.resource(b)
 			if !ok {
 				return false
 			}
 			svc, _ := attrs.Get("service.name")
 			resource = d.res.Get(svc, attrs)
+			d.res.KeepEncoded(b, resource)
 			return true
 		case 2:
 			if resource == nil {

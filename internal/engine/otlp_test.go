@@ -126,7 +126,10 @@ func TestDecodeOTLP(t *testing.T) {
 	var strs trace.Strings
 	var res trace.Resources
 	ts, _ := engine.DecodeOTLP(synthOTLP(t), &res, &strs)
-	again, _ := engine.DecodeOTLP(synthOTLP(t), &res, &strs)
+	again, _ := engine.DecodeOTLP(synthOTLP(t), &res, &strs) // its resources met before
+	if ref, err := file.OTLPProto(synthOTLP(t), &trace.Resources{}, &trace.Strings{}); err != nil || !reflect.DeepEqual(again, ref) {
+		t.Fatalf("decoded a second time, a message reads otherwise (%v)", err)
+	}
 	a, b := &ts[0].Spans[0], &again[0].Spans[0]
 	if unsafe.StringData(a.Operation) != unsafe.StringData(b.Operation) || a.Resource != b.Resource ||
 		unsafe.StringData(a.Attributes[0].Key) != unsafe.StringData(b.Attributes[0].Key) {
