@@ -214,22 +214,6 @@ func (m *member) judging(ctx context.Context) error {
 	return nil
 }
 
-// checkPairKeys fails once the pairs topic has other than the partitions
-// the member began with (one a pairing key's part: partitions added to it
-// would have the two halves of a pair judged apart, by members that count
-// the parts otherwise). A member that began after will count the new
-// partitions, and so does this one when it starts again; until every
-// member has, pairs may be missed. Kafka not answering is not a failure.
-func (m *member) checkPairKeys(ctx context.Context, cl *kgo.Client) error {
-	topic := PairsTopic(m.cfg.Group)
-	n, err := partitions(ctx, m.cfg.Kafka, kadm.NewClient(cl), topic)
-	if err != nil || int(n) == m.pairKeys {
-		return nil
-	}
-	return fmt.Errorf("pairs topic %s has %d partitions, not the %d this member began with: partitions were added to it "+
-		"(stopping, so that it starts again counting them; every member stops within %s)", topic, n, m.pairKeys, m.cfg.MetadataMaxAge)
-}
-
 // outages are the times Kafka did not answer the member.
 type outages struct {
 	since time.Time // of the one going on (zero: none)

@@ -48,7 +48,6 @@
 package stream
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -61,13 +60,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/ktrace-dev/ktrace/internal/engine"
-	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -433,127 +429,6 @@ func (m *member) stop() error {
 	return err
 }
 
-// ensureTopics creates the internal topics when missing: the spans topic
-// with as many partitions as the span topic, the results topic compacted,
-// the segments topic with as many partitions as the topic gathered (grown
-// to as many when that topic has grown), and
-// the pairs topic with as many to begin with (any number works: it is a
-// pairing key's part each).
-func (m *member) ensureTopics(ctx context.Context) error {
-	cl, err := kgo.NewClient(m.cfg.Kafka.opts()...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	parts, err := partitions(ctx, m.cfg.Kafka, adm, m.cfg.Topic)
-	if errors.Is(err, errNoTopic) {
-		return fmt.Errorf("span topic %s: not found (no collector has written to it yet, or the exporter names another topic)", m.cfg.Topic)
-	}
-	if err != nil {
-		return fmt.Errorf("span topic %s: %w", m.cfg.Topic, err)
-	}
-	maxBytes := strconv.Itoa(resultMaxBytes)
-	retention := strconv.FormatInt(m.cfg.ResultsRetention.Milliseconds(), 10)
-	if err := create(ctx, adm, ResultsTopic(m.cfg.Group), 1, map[string]*string{"cleanup.policy": ptr("compact,delete"),
-		"max.message.bytes": &maxBytes, "retention.ms": &retention}); err != nil {
-		return err
-	}
-	if !m.cfg.ByTraceID {
-		if err := create(ctx, adm, m.spans, parts, nil); err != nil {
-			return err
-		}
-		if parts, err = partitions(ctx, m.cfg.Kafka, adm, m.spans); err != nil {
-			return fmt.Errorf("spans topic %s: %w", m.spans, err)
-		}
-	}
-	segments := SegmentsTopic(m.cfg.Group)
-	if err := create(ctx, adm, segments, parts, deletedAfter(segmentsRetention)); err != nil {
-		return err
-	}
-	if err := m.followSegments(ctx, adm, parts); err != nil {
-		return err
-	}
-	pairs := PairsTopic(m.cfg.Group)
-	if err := create(ctx, adm, pairs, parts, deletedAfter(pairsRetention)); err != nil {
-		return err
-	}
-	n, err := partitions(ctx, m.cfg.Kafka, adm, pairs)
-	if err != nil {
-		return fmt.Errorf("pairs topic %s: %w", pairs, err)
-	}
-	m.pairKeys = int(n)
-	m.gatheredParts.Store(parts)
-	return nil
-}
-
-// errNoTopic: the topic is not there.
-var errNoTopic = errors.New("not found")
-
-// partitions counts topic's partitions.
-func partitions(ctx context.Context, k Kafka, adm *kadm.Client, topic string) (int32, error) {
-	details, err := adm.ListTopics(ctx, topic)
-	if err != nil {
-		return 0, k.unreachable(err)
-	}
-	td, ok := details[topic]
-	if !ok || td.Err != nil {
-		return 0, errNoTopic
-	}
-	return int32(len(td.Partitions)), nil
-}
-
-// followSegments gives the segments topic as many partitions as the topic
-// gathered has (parts), for a partition's segments are found by its
-// number: fewer (the topic gathered has grown) are added to, another
-// member may have added them meanwhile; more (that topic was made again
-// with fewer) is refused.
-func (m *member) followSegments(ctx context.Context, adm *kadm.Client, parts int32) error {
-	segments := SegmentsTopic(m.cfg.Group)
-	n, err := partitions(ctx, m.cfg.Kafka, adm, segments)
-	switch {
-	case err != nil:
-		return fmt.Errorf("segments topic %s: %w", segments, err)
-	case n > parts:
-		return fmt.Errorf("segments topic %s has %d partitions, %s has %d: they must be as many (delete %s, and it is made again)",
-			segments, n, m.spans, parts, segments)
-	case n < parts:
-		resp, err := adm.UpdatePartitions(ctx, int(parts), segments)
-		if err == nil {
-			err = resp.Error()
-		}
-		if err != nil && !errors.Is(err, kerr.InvalidPartitions) {
-			return fmt.Errorf("adding partitions to the segments topic %s (%s has %d now): %w", segments, m.spans, parts, err)
-		}
-		m.log.Printf("%s has %d partitions now: the segments topic %s grows from %d to as many", m.spans, parts, segments, n)
-	}
-	return nil
-}
-
-// create creates topic with n partitions and configs cfg, unless it is
-// there.
-func create(ctx context.Context, adm *kadm.Client, topic string, n int32, cfg map[string]*string) error {
-	resp, err := adm.CreateTopics(ctx, n, -1, cfg, topic)
-	if err != nil {
-		return err
-	}
-	if r := resp[topic]; r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("creating %s: %w", topic, r.Err)
-	}
-	return nil
-}
-
-func ptr(s string) *string { return &s }
-
-// deletedAfter is the config of a topic whose records are deleted after
-// retention; Kafka deletes whole log segments, so they are rolled often
-// enough for the retention to hold.
-func deletedAfter(retention time.Duration) map[string]*string {
-	return map[string]*string{"cleanup.policy": ptr("delete"),
-		"retention.ms": ptr(strconv.FormatInt(retention.Milliseconds(), 10)),
-		"segment.ms":   ptr(strconv.FormatInt((retention / 6).Milliseconds(), 10))}
-}
-
 // fetchErrors logs a poll's errors, and says whether there were none.
 func (m *member) fetchErrors(fs kgo.Fetches) bool {
 	healthy := true
@@ -601,106 +476,5 @@ func (m *member) watch(ctx context.Context) {
 		case err == nil && !was:
 			m.log.Printf("Kafka at %v answers", m.cfg.Kafka.Brokers)
 		}
-	}
-}
-
-// decode decodes a record of the span topic (or, as EncodingProto, of the
-// spans topic) with the decoding state of the goroutine that reads it.
-func decode(value []byte, encoding string, res *trace.Resources, strs *trace.Strings) ([]trace.Trace, error) {
-	if encoding == EncodingJSON {
-		var out []trace.Trace
-		for t, err := range file.Traces(bytes.NewReader(value), "span record", res) {
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, *t)
-		}
-		return out, nil
-	}
-	if ts, ok := engine.DecodeOTLP(value, res, strs); ok {
-		return ts, nil
-	}
-	return file.OTLPProto(value, res, strs) // what the fast path declines, and why it is bad
-}
-
-// pieces cuts a record into a piece of OTLP protobuf per trace: as the
-// spans came, without decoding them, where the record has the plain form
-// (engine.SplitOTLP; a bad span then fails in its trace's piece, when it
-// is decoded), else decoded (which says what is wrong) and written again.
-func pieces(value []byte, encoding string, res *trace.Resources, strs *trace.Strings) ([]engine.TracePiece, error) {
-	if encoding == EncodingProto {
-		if pieces, ok := engine.SplitOTLP(value); ok {
-			return pieces, nil
-		}
-	}
-	ts, err := decode(value, encoding, res, strs)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]engine.TracePiece, 0, len(ts))
-	for _, t := range ts {
-		data, err := file.MarshalOTLPProto([]trace.Trace{t})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, engine.TracePiece{ID: t.ID, Spans: len(t.Spans), Data: data})
-	}
-	return out, nil
-}
-
-// spansHeader is the header in which the re-keying writes how many spans
-// a record of the spans topic holds.
-const spansHeader = "ktrace-spans"
-
-// gathered cuts a record of the topic gathered into pieces: one of the
-// spans topic, written by the re-keying, is one already (its key the
-// trace's ID, its spans counted in a header), and is taken as it is (a
-// piece that is not what its key says fails when its trace is decoded);
-// any other is cut by pieces.
-func (m *member) gathered(r *kgo.Record) ([]engine.TracePiece, error) {
-	if m.cfg.ByTraceID {
-		return pieces(r.Value, m.cfg.Encoding, &m.res, &m.strs)
-	}
-	if p, ok := rekeyed(r); ok {
-		return []engine.TracePiece{p}, nil
-	}
-	return pieces(r.Value, EncodingProto, &m.res, &m.strs)
-}
-
-// rekeyed reads a record of the spans topic as the re-keying wrote it:
-// false when its key is not a trace ID or its header is missing.
-func rekeyed(r *kgo.Record) (engine.TracePiece, bool) {
-	id, err := trace.ParseTraceID(string(r.Key))
-	if err != nil {
-		return engine.TracePiece{}, false
-	}
-	for _, h := range r.Headers {
-		if h.Key == spansHeader {
-			n, err := strconv.Atoi(string(h.Value))
-			return engine.TracePiece{ID: id, Spans: n, Data: r.Value}, err == nil && n > 0
-		}
-	}
-	return engine.TracePiece{}, false
-}
-
-func pieceSpans(pieces []engine.TracePiece) int {
-	n := 0
-	for _, p := range pieces {
-		n += p.Spans
-	}
-	return n
-}
-
-// poison counts an undecodable record, logs it once per partition, and
-// skips it.
-func (m *member) poison(r *kgo.Record, err error) {
-	m.metrics.undecodable.Inc()
-	key := fmt.Sprintf("%s/%d", r.Topic, r.Partition)
-	m.mu.Lock()
-	first := !m.poisoned[key]
-	m.poisoned[key] = true
-	m.mu.Unlock()
-	if first {
-		m.log.Printf("skipping an undecodable record at %s offset %d: %v (later ones on this partition are counted, not logged)", key, r.Offset, err)
 	}
 }

@@ -1,0 +1,152 @@
+package stream
+
+// The internal topics: made, counted, grown.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ensureTopics creates the internal topics when missing: the spans topic
+// with as many partitions as the span topic, the results topic compacted,
+// the segments topic with as many partitions as the topic gathered (grown
+// to as many when that topic has grown), and
+// the pairs topic with as many to begin with (any number works: it is a
+// pairing key's part each).
+func (m *member) ensureTopics(ctx context.Context) error {
+	cl, err := kgo.NewClient(m.cfg.Kafka.opts()...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	parts, err := partitions(ctx, m.cfg.Kafka, adm, m.cfg.Topic)
+	if errors.Is(err, errNoTopic) {
+		return fmt.Errorf("span topic %s: not found (no collector has written to it yet, or the exporter names another topic)", m.cfg.Topic)
+	}
+	if err != nil {
+		return fmt.Errorf("span topic %s: %w", m.cfg.Topic, err)
+	}
+	maxBytes := strconv.Itoa(resultMaxBytes)
+	retention := strconv.FormatInt(m.cfg.ResultsRetention.Milliseconds(), 10)
+	if err := create(ctx, adm, ResultsTopic(m.cfg.Group), 1, map[string]*string{"cleanup.policy": ptr("compact,delete"),
+		"max.message.bytes": &maxBytes, "retention.ms": &retention}); err != nil {
+		return err
+	}
+	if !m.cfg.ByTraceID {
+		if err := create(ctx, adm, m.spans, parts, nil); err != nil {
+			return err
+		}
+		if parts, err = partitions(ctx, m.cfg.Kafka, adm, m.spans); err != nil {
+			return fmt.Errorf("spans topic %s: %w", m.spans, err)
+		}
+	}
+	segments := SegmentsTopic(m.cfg.Group)
+	if err := create(ctx, adm, segments, parts, deletedAfter(segmentsRetention)); err != nil {
+		return err
+	}
+	if err := m.followSegments(ctx, adm, parts); err != nil {
+		return err
+	}
+	pairs := PairsTopic(m.cfg.Group)
+	if err := create(ctx, adm, pairs, parts, deletedAfter(pairsRetention)); err != nil {
+		return err
+	}
+	n, err := partitions(ctx, m.cfg.Kafka, adm, pairs)
+	if err != nil {
+		return fmt.Errorf("pairs topic %s: %w", pairs, err)
+	}
+	m.pairKeys = int(n)
+	m.gatheredParts.Store(parts)
+	return nil
+}
+
+// errNoTopic: the topic is not there.
+var errNoTopic = errors.New("not found")
+
+// partitions counts topic's partitions.
+func partitions(ctx context.Context, k Kafka, adm *kadm.Client, topic string) (int32, error) {
+	details, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return 0, k.unreachable(err)
+	}
+	td, ok := details[topic]
+	if !ok || td.Err != nil {
+		return 0, errNoTopic
+	}
+	return int32(len(td.Partitions)), nil
+}
+
+// followSegments gives the segments topic as many partitions as the topic
+// gathered has (parts), for a partition's segments are found by its
+// number: fewer (the topic gathered has grown) are added to, another
+// member may have added them meanwhile; more (that topic was made again
+// with fewer) is refused.
+func (m *member) followSegments(ctx context.Context, adm *kadm.Client, parts int32) error {
+	segments := SegmentsTopic(m.cfg.Group)
+	n, err := partitions(ctx, m.cfg.Kafka, adm, segments)
+	switch {
+	case err != nil:
+		return fmt.Errorf("segments topic %s: %w", segments, err)
+	case n > parts:
+		return fmt.Errorf("segments topic %s has %d partitions, %s has %d: they must be as many (delete %s, and it is made again)",
+			segments, n, m.spans, parts, segments)
+	case n < parts:
+		resp, err := adm.UpdatePartitions(ctx, int(parts), segments)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil && !errors.Is(err, kerr.InvalidPartitions) {
+			return fmt.Errorf("adding partitions to the segments topic %s (%s has %d now): %w", segments, m.spans, parts, err)
+		}
+		m.log.Printf("%s has %d partitions now: the segments topic %s grows from %d to as many", m.spans, parts, segments, n)
+	}
+	return nil
+}
+
+// create creates topic with n partitions and configs cfg, unless it is
+// there.
+func create(ctx context.Context, adm *kadm.Client, topic string, n int32, cfg map[string]*string) error {
+	resp, err := adm.CreateTopics(ctx, n, -1, cfg, topic)
+	if err != nil {
+		return err
+	}
+	if r := resp[topic]; r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("creating %s: %w", topic, r.Err)
+	}
+	return nil
+}
+
+func ptr(s string) *string { return &s }
+
+// deletedAfter is the config of a topic whose records are deleted after
+// retention; Kafka deletes whole log segments, so they are rolled often
+// enough for the retention to hold.
+func deletedAfter(retention time.Duration) map[string]*string {
+	return map[string]*string{"cleanup.policy": ptr("delete"),
+		"retention.ms": ptr(strconv.FormatInt(retention.Milliseconds(), 10)),
+		"segment.ms":   ptr(strconv.FormatInt((retention / 6).Milliseconds(), 10))}
+}
+
+// checkPairKeys fails once the pairs topic has other than the partitions
+// the member began with (one a pairing key's part: partitions added to it
+// would have the two halves of a pair judged apart, by members that count
+// the parts otherwise). A member that began after will count the new
+// partitions, and so does this one when it starts again; until every
+// member has, pairs may be missed. Kafka not answering is not a failure.
+func (m *member) checkPairKeys(ctx context.Context, cl *kgo.Client) error {
+	topic := PairsTopic(m.cfg.Group)
+	n, err := partitions(ctx, m.cfg.Kafka, kadm.NewClient(cl), topic)
+	if err != nil || int(n) == m.pairKeys {
+		return nil
+	}
+	return fmt.Errorf("pairs topic %s has %d partitions, not the %d this member began with: partitions were added to it "+
+		"(stopping, so that it starts again counting them; every member stops within %s)", topic, n, m.pairKeys, m.cfg.MetadataMaxAge)
+}
