@@ -66,7 +66,7 @@ type otlpDecoder struct {
 // decoding would decline it too).
 func (d *otlpDecoder) count(msgs [][]byte) bool {
 	var spans []int
-	span := func(span []byte) {
+	span := func(span []byte) bool {
 		var id trace.TraceID
 		r := wire{msg: span}
 		for r.next() { // the trace ID comes first, as a rule
@@ -83,24 +83,10 @@ func (d *otlpDecoder) count(msgs [][]byte) bool {
 			spans = append(spans, 0)
 		}
 		spans[i]++
+		return true
 	}
 	for _, data := range msgs {
-		r := wire{msg: data}
-		for r.next() {
-			ok := r.f.num == 1 && r.f.typ == protowire.BytesType &&
-				container(r.f.bytes, true, func(num protowire.Number, rs []byte) bool { // ResourceSpans
-					return num != 2 || container(rs, false, func(num protowire.Number, ss []byte) bool { // ScopeSpans
-						if num == 2 {
-							span(ss)
-						}
-						return true
-					})
-				})
-			if !ok {
-				return false
-			}
-		}
-		if r.bad {
+		if !eachSpan(data, span) {
 			return false
 		}
 	}

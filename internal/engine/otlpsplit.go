@@ -52,25 +52,15 @@ func SplitOTLP(data []byte) (pieces []TracePiece, ok bool) {
 // for a message of no span or of more than one trace, or one the splitter
 // declines (which it then reads again).
 func oneTrace(data []byte) (id trace.TraceID, spans int, ok bool) {
-	span := func(num protowire.Number, msg []byte) bool {
-		if num != 2 {
-			return true
-		}
+	ok = eachSpan(data, func(msg []byte) bool {
 		sid, ok := spanTraceIDOf(msg)
 		if !ok || spans > 0 && sid != id {
 			return false
 		}
 		id, spans = sid, spans+1
 		return true
-	}
-	scopeSpans := func(num protowire.Number, msg []byte) bool { return num != 2 || container(msg, false, span) }
-	r := wire{msg: data}
-	for r.next() {
-		if r.f.num != 1 || r.f.typ != protowire.BytesType || !container(r.f.bytes, true, scopeSpans) {
-			return id, 0, false
-		}
-	}
-	return id, spans, !r.bad && spans > 0
+	})
+	return id, spans, ok && spans > 0
 }
 
 // splitter gathers the message's spans in the order they come, each with

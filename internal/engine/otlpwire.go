@@ -83,6 +83,21 @@ func container(msg []byte, headFirst bool, take func(num protowire.Number, b []b
 	return !r.bad
 }
 
+// eachSpan hands every span of a TracesData message to span, reading the
+// levels above it with container; false when the message does not have
+// the plain form or span returns false.
+func eachSpan(data []byte, span func([]byte) bool) bool {
+	scopeSpans := func(num protowire.Number, ss []byte) bool { return num != 2 || span(ss) }
+	resourceSpans := func(num protowire.Number, rs []byte) bool { return num != 2 || container(rs, false, scopeSpans) }
+	r := wire{msg: data}
+	for r.next() {
+		if r.f.num != 1 || r.f.typ != protowire.BytesType || !container(r.f.bytes, true, resourceSpans) {
+			return false
+		}
+	}
+	return !r.bad
+}
+
 // once notes field num as seen, and says whether it was not before.
 func once(seen *uint32, num protowire.Number) bool {
 	bit := uint32(1) << (num & 31)
