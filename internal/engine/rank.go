@@ -190,12 +190,17 @@ func (rk *ranker) percentiles(lat []int64) (p50, p95, p99 time.Duration) {
 	for _, v := range lat {
 		lo, hi = min(lo, v), max(hi, v)
 	}
-	rank := func(p int) int {
-		return max(0, (p*n+99)/100-1)
-	}
+	r := percentileRanks(n)
 	var v [3]int64
-	rk.ranks(lat, lo, hi, []int{rank(50), rank(95), rank(99)}, v[:])
+	rk.ranks(lat, lo, hi, r[:], v[:])
 	return time.Duration(v[0]), time.Duration(v[1]), time.Duration(v[2])
+}
+
+// percentileRanks are the nearest ranks of p50, p95 and p99 among n
+// samples, counted from 0.
+func percentileRanks(n int) [3]int {
+	rank := func(p int) int { return max(0, (p*n+99)/100-1) }
+	return [3]int{rank(50), rank(95), rank(99)}
 }
 
 // rankBits sets the most buckets ranks counts into: 2^rankBits. Fewer
@@ -305,7 +310,7 @@ func roundedPercentiles(samples []int64, rounded map[int64]int, n int) (p50, p95
 	counts := rounding(samples, rounded)
 	n += len(samples)
 	var out [3]time.Duration
-	ranks := [3]int{max(0, (50*n+99)/100-1), max(0, (95*n+99)/100-1), max(0, (99*n+99)/100-1)}
+	ranks := percentileRanks(n)
 	seen, j := 0, 0
 	for _, v := range slices.Sorted(maps.Keys(counts)) {
 		seen += counts[v]
