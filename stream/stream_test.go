@@ -443,12 +443,8 @@ func TestStreamLongWindow(t *testing.T) {
 	defer cluster.Close()
 	brokers := cluster.ListenAddrs()
 	ts := synth.Generate(synth.Config{Traces: 6000, SpansPerTrace: 20, BrokenShare: 0.1, Seed: 9})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: time.Second,
-			Window: time.Hour, Instance: "m", Log: io.Discard, ByTraceID: true, ResultsRetention: 36 * time.Hour})
-	}()
+	done, cancel := runMember(stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: time.Second,
+		Window: time.Hour, Instance: "m", Log: io.Discard, ByTraceID: true, ResultsRetention: 36 * time.Hour})
 	produceSpans(t, brokers, "otlp_spans", ts, true, "")
 	traces := func() int { return publishedTraces(brokers, "g") }
 	for deadline := time.Now().Add(60 * time.Second); traces() == 0; time.Sleep(300 * time.Millisecond) {
@@ -878,13 +874,9 @@ func TestStreamPairsGrown(t *testing.T) {
 	}
 	defer cluster.Close()
 	brokers := cluster.ListenAddrs()
-	ctx, cancel := context.WithCancel(context.Background())
+	done, cancel := runMember(stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
+		Window: 300 * time.Millisecond, MetadataMaxAge: 500 * time.Millisecond, Instance: "m", Log: io.Discard, ByTraceID: true})
 	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
-			Window: 300 * time.Millisecond, MetadataMaxAge: 500 * time.Millisecond, Instance: "m", Log: io.Discard, ByTraceID: true})
-	}()
 	ts := synth.Generate(synth.Config{Traces: 50, Seed: 6})
 	produceSpans(t, brokers, "otlp_spans", ts, true, "")
 	for deadline := time.Now().Add(60 * time.Second); publishedTraces(brokers, "g") != len(ts); time.Sleep(300 * time.Millisecond) {
@@ -924,12 +916,8 @@ func TestStreamTopicGrows(t *testing.T) {
 	defer cluster.Close()
 	brokers := cluster.ListenAddrs()
 	ts := synth.Generate(synth.Config{Traces: 400, SpansPerTrace: 10, BrokenShare: 0.1, Seed: 5})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
-			Window: 300 * time.Millisecond, MetadataMaxAge: 500 * time.Millisecond, Instance: "m", Log: io.Discard, ByTraceID: true})
-	}()
+	done, cancel := runMember(stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
+		Window: 300 * time.Millisecond, MetadataMaxAge: 500 * time.Millisecond, Instance: "m", Log: io.Discard, ByTraceID: true})
 	traces := func() int { return publishedTraces(brokers, "g") }
 	wait := func(want int) {
 		t.Helper()
@@ -1057,11 +1045,17 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// runMember runs a member until cancel is called; done says how it ended.
+func runMember(cfg stream.Config) (done <-chan error, cancel func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	end := make(chan error, 1)
+	go func() { end <- stream.Run(ctx, cfg) }()
+	return end, cancel
+}
+
 // startMember runs a member until the function it returns is called.
 func startMember(t *testing.T, cfg stream.Config) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- stream.Run(ctx, cfg) }()
+	done, cancel := runMember(cfg)
 	return func() {
 		cancel()
 		if err := <-done; err != nil {
