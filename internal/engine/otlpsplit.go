@@ -40,9 +40,6 @@ func SplitOTLP(data []byte) (pieces []TracePiece, ok bool) {
 	if r.bad {
 		return nil, false
 	}
-	if len(sp.ids) == 1 {
-		return []TracePiece{{ID: sp.ids[0], Spans: len(sp.spans), Data: data}}, true
-	}
 	return sp.pieces(), true
 }
 
