@@ -113,9 +113,13 @@ func newAssembler(from int64) *assembler {
 // again is the assembler of the same partition read again from from,
 // the offset its last published segment ended at: what it gathered since
 // is dropped, what it remembers of the published segments is kept, so
-// that spans coming for their traces are still known as late.
+// that spans coming for their traces are still known as late. Until it
+// has read again what was read before, it is restoring, as a partition
+// newly assigned is: the partition does not say it published all it had
+// (marks) while traces read before are still to be published again.
 func (a *assembler) again(from int64) *assembler {
 	n := newAssembler(from)
+	n.restoreTo = max(a.next, a.restoreTo)
 	for _, start := range a.segOrder {
 		if s := a.segments[start]; s != nil && start < from {
 			n.segments[start] = s
