@@ -93,11 +93,7 @@ type pairs struct {
 // up). A part is judged only once every partition gathered has said so a
 // pairing wait after it.
 func (m *member) marks(p int32) []*kgo.Record {
-	m.mu.Lock()
-	a := m.assemblers[p]
-	quiet := a == nil || a.restoring() || time.Since(a.caughtUp) < m.cfg.TraceIdle+m.cfg.Window
-	m.mu.Unlock()
-	if quiet {
+	if !m.saying(p) {
 		return nil
 	}
 	recs := make([]*kgo.Record, m.pairKeys)
@@ -105,6 +101,15 @@ func (m *member) marks(p int32) []*kgo.Record {
 		recs[k] = &kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: markKey(p), Value: []byte{}}
 	}
 	return recs
+}
+
+// saying says whether partition p of the topic gathered may say it
+// published all it had complete (see marks).
+func (m *member) saying(p int32) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.assemblers[p]
+	return a != nil && !a.restoring() && time.Since(a.caughtUp) >= m.cfg.TraceIdle+m.cfg.Window
 }
 
 // markKey is the key of partition p's marks; the keys of its parts start
@@ -122,16 +127,37 @@ func gatheredOf(key []byte) (int32, bool) {
 }
 
 // pairParts writes the pairing parts of a segment's partial as records
-// of the pairs topic, keyed like the segment's result.
-func (m *member) pairParts(key []byte, parts []engine.PairingPart) []*kgo.Record {
+// of the pairs topic, keyed like the segment's result. A part says, as a
+// mark does, that its partition published all it had, unless said is
+// false (quietHeader).
+func (m *member) pairParts(key []byte, parts []engine.PairingPart, said bool) []*kgo.Record {
 	var recs []*kgo.Record
 	for k, part := range parts {
 		if part.Data != nil {
-			recs = append(recs, &kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: key, Value: part.Data,
-				Headers: []kgo.RecordHeader{{Key: startsHeader, Value: fmt.Appendf(nil, "%d:%d", part.From, part.To)}}})
+			h := []kgo.RecordHeader{{Key: startsHeader, Value: fmt.Appendf(nil, "%d:%d", part.From, part.To)}}
+			if !said {
+				h = append(h, kgo.RecordHeader{Key: quietHeader})
+			}
+			recs = append(recs, &kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: key, Value: part.Data, Headers: h})
 		}
 	}
 	return recs
+}
+
+// quietHeader marks a part published while its partition gathered may
+// still hold traces read before and not yet published (being restored, or
+// read again after an abort): it does not say the partition published
+// all it had.
+const quietHeader = "ktrace-quiet"
+
+// quiet says whether a record of the pairs topic carries quietHeader.
+func quiet(r *kgo.Record) bool {
+	for _, h := range r.Headers {
+		if h.Key == quietHeader {
+			return true
+		}
+	}
+	return false
 }
 
 // startsHeader names the header of a part's record that says when its
@@ -258,9 +284,10 @@ func (o *outages) between(a, b time.Time) time.Duration {
 }
 
 // add holds a record of the pairs topic (called with mu held): a part, or
-// a mark; each says its partition gathered published what it had.
+// a mark; each says its partition gathered published what it had, but a
+// part marked quiet.
 func (pr *pairs) add(r *kgo.Record, judged bool) {
-	if g, ok := gatheredOf(r.Key); ok {
+	if g, ok := gatheredOf(r.Key); ok && !quiet(r) {
 		said := pr.said[r.Partition]
 		if said == nil {
 			said = map[int32]time.Time{}
@@ -551,8 +578,9 @@ func commitPairs(ctx context.Context, cl *kgo.Client, topic string, p int32, nex
 // pairing cuts r's partial for the pairs topic: r.local is what its own
 // traces count, r.pairs the parts that pair across traces (for a segment
 // published again, without what went with it before; r.localBase is then
-// what its own traces counted before).
-func (m *member) pairing(r *result) error {
+// what its own traces counted before). said: its parts may say that its
+// partition published all it had (saying).
+func (m *member) pairing(r *result, said bool) error {
 	var base *engine.Partial
 	if r.again {
 		base = r.base
@@ -567,7 +595,7 @@ func (m *member) pairing(r *result) error {
 			return err
 		}
 	}
-	r.pairs = m.pairParts(r.rec.Key, parts)
+	r.pairs = m.pairParts(r.rec.Key, parts, said)
 	return nil
 }
 

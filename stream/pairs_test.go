@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestPairsLetGo: judged parts are let go once no part still to judge
@@ -73,5 +75,22 @@ func TestPairsSaidSince(t *testing.T) {
 	}
 	if got := pr.saidSince(6, 2); !got.IsZero() {
 		t.Errorf("a partition no one said anything on: %v, want none", got)
+	}
+}
+
+// TestPairsQuietParts: a part says its partition gathered published all
+// it had, as a mark does, unless it was published while that partition
+// was quiet (being restored, or read again after an abort).
+func TestPairsQuietParts(t *testing.T) {
+	t0 := time.Now()
+	pr := &pairs{held: map[int32][]heldPart{}, said: map[int32]map[int32]time.Time{}}
+	pr.add(&kgo.Record{Partition: 1, Key: segmentKey(4, 100), Value: []byte("part"), Timestamp: t0,
+		Headers: []kgo.RecordHeader{{Key: quietHeader}}}, false)
+	if _, said := pr.said[1][4]; said || len(pr.held[1]) != 1 {
+		t.Fatalf("a quiet part: said %v, %d parts held; want not said, one held", pr.said[1], len(pr.held[1]))
+	}
+	pr.add(&kgo.Record{Partition: 1, Key: segmentKey(4, 200), Value: []byte("part"), Timestamp: t0.Add(time.Second)}, false)
+	if got := pr.said[1][4]; !got.Equal(t0.Add(time.Second)) {
+		t.Fatalf("a part: partition 4 said at %v, want %v", got, t0.Add(time.Second))
 	}
 }

@@ -138,8 +138,9 @@ func (m *member) prepare(ctx context.Context, p int32) (*outcome, error) {
 	if len(o.results) == 0 && o.commit <= o.start {
 		return nil, nil
 	}
+	said := m.saying(p)
 	for i := range o.results {
-		if err := m.pairing(&o.results[i]); err != nil {
+		if err := m.pairing(&o.results[i], said); err != nil {
 			return nil, err
 		}
 	}
