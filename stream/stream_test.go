@@ -295,6 +295,11 @@ func members(t *testing.T, c membersCase) {
 	// What the members count, summed, is what the merged results say:
 	// every edge, and every break (the hops across traces, counted by
 	// the members that pair them through the pairs topic).
+	defer func() {
+		if t.Failed() {
+			logs.Range(func(i, f any) bool { t.Logf("member %v:\n%s", i, f.(func() string)()); return true })
+		}
+	}()
 	metricsAgree(t, listen[:], want, wantRep)
 
 	// The members' metrics: the servicegraph connector's names, topics as
