@@ -38,10 +38,9 @@ type assembler struct {
 	// restoreTo is the partition's end when it was assigned: until next
 	// reaches it, the member reads again what its last owner read.
 	restoreTo int64
-	// caughtUp is when the assembler began, or finished restoring: the
-	// traces it read again are published a trace-idle time and a window
-	// after.
-	caughtUp time.Time
+	// cover says up to when the span topic's spans gathered here lie
+	// before an offset.
+	cover coverage
 	// folded is the segment's complete traces analysed so far (nil:
 	// none), foldedTraces and foldedSpans how many, and foldedTo the
 	// offset to commit
@@ -107,19 +106,19 @@ type partial struct {
 
 func newAssembler(from int64) *assembler {
 	return &assembler{open: map[trace.TraceID]*partial{}, doneByID: map[trace.TraceID]*partial{}, next: from, committed: from, foldedTo: from,
-		published: map[trace.TraceID]int64{}, segments: map[int64]*segment{}, caughtUp: time.Now()}
+		published: map[trace.TraceID]int64{}, segments: map[int64]*segment{}}
 }
 
 // again is the assembler of the same partition read again from from,
 // the offset its last published segment ended at: what it gathered since
 // is dropped, what it remembers of the published segments is kept, so
-// that spans coming for their traces are still known as late. Until it
-// has read again what was read before, it is restoring, as a partition
-// newly assigned is: the partition does not say it published all it had
-// (marks) while traces read before are still to be published again.
+// that spans coming for their traces are still known as late, and so is
+// what it knows of the partition's coverage. Until it has read again what
+// was read before, it is restoring, as a partition newly assigned is.
 func (a *assembler) again(from int64) *assembler {
 	n := newAssembler(from)
 	n.restoreTo = max(a.next, a.restoreTo)
+	n.cover = a.cover.again()
 	for _, start := range a.segOrder {
 		if s := a.segments[start]; s != nil && start < from {
 			n.segments[start] = s

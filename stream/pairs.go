@@ -24,8 +24,10 @@ import (
 // on the partition of that key, in the transaction that publishes the
 // segment. Whatever partitions the two halves of a hop came from, they
 // meet on one partition of this topic, and the member that holds it
-// judges the hop once both halves had Config.PairWait to be published: its
-// /metrics count the stitches that traces of different members complete.
+// judges the hop once both halves had Config.PairWait to be published
+// and every partition gathered says it published what the span topic
+// was given by then (coveredHeader): its /metrics count the stitches
+// that traces of different members complete.
 func PairsTopic(group string) string { return "ktrace." + group + ".pairs" }
 
 // PairsGroup is the consumer group whose members judge the pairs topic.
@@ -77,8 +79,9 @@ type pairs struct {
 	// context (parts judged before it came) has been read.
 	held  map[int32][]heldPart
 	ready map[int32]bool
-	// said is, by partition and partition gathered, when the members
-	// gathering it last said all it had complete was published.
+	// said is, by partition and partition gathered, up to when the
+	// members gathering it said they published what the span topic was
+	// given (the latest they said).
 	said map[int32]map[int32]time.Time
 	// last is when each partition was last judged: at most every half
 	// wait, so that a part is read as context a few times, not at every
@@ -87,29 +90,42 @@ type pairs struct {
 }
 
 // marks are the records that say, on every partition of the pairs topic,
-// that partition p of the topic gathered published all it had complete:
-// none while it is being restored, nor until what it read again had the
-// time to be published (a trace-idle time and a window after it caught
-// up). A part is judged only once every partition gathered has said so a
-// pairing wait after it.
-func (m *member) marks(p int32) []*kgo.Record {
-	if !m.saying(p) {
+// that partition p of the topic gathered published what the span topic
+// was given up to upTo (Unix ns; 0: nothing is known, no marks). A part
+// is judged only once every partition gathered has said so up to about
+// when it was published (judge). They are written after the parts of
+// their transaction, so that a member that reads one has read the parts
+// before it on that partition.
+func (m *member) marks(p int32, upTo int64) []*kgo.Record {
+	if upTo <= 0 {
 		return nil
 	}
 	recs := make([]*kgo.Record, m.pairKeys)
 	for k := range recs {
-		recs[k] = &kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: markKey(p), Value: []byte{}}
+		recs[k] = &kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: markKey(p), Value: []byte{},
+			Headers: []kgo.RecordHeader{coveredAt(upTo)}}
 	}
 	return recs
 }
 
-// saying says whether partition p of the topic gathered may say it
-// published all it had complete (see marks).
-func (m *member) saying(p int32) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	a := m.assemblers[p]
-	return a != nil && !a.restoring() && time.Since(a.caughtUp) >= m.cfg.TraceIdle+m.cfg.Window
+// coveredHeader names the header of a mark that says up to when (Unix
+// ns) its partition gathered published what the span topic was given.
+const coveredHeader = "ktrace-covered"
+
+func coveredAt(upTo int64) kgo.RecordHeader {
+	return kgo.RecordHeader{Key: coveredHeader, Value: strconv.AppendInt(nil, upTo, 10)}
+}
+
+// coveredOf reads a record's coveredHeader (ok false: none, or not
+// readable).
+func coveredOf(r *kgo.Record) (time.Time, bool) {
+	for _, h := range r.Headers {
+		if h.Key == coveredHeader {
+			t, err := strconv.ParseInt(string(h.Value), 10, 64)
+			return time.Unix(0, t), err == nil && t > 0
+		}
+	}
+	return time.Time{}, false
 }
 
 // markKey is the key of partition p's marks; the keys of its parts start
@@ -127,37 +143,16 @@ func gatheredOf(key []byte) (int32, bool) {
 }
 
 // pairParts writes the pairing parts of a segment's partial as records
-// of the pairs topic, keyed like the segment's result. A part says, as a
-// mark does, that its partition published all it had, unless said is
-// false (quietHeader).
-func (m *member) pairParts(key []byte, parts []engine.PairingPart, said bool) []*kgo.Record {
+// of the pairs topic, keyed like the segment's result.
+func (m *member) pairParts(key []byte, parts []engine.PairingPart) []*kgo.Record {
 	var recs []*kgo.Record
 	for k, part := range parts {
 		if part.Data != nil {
 			h := []kgo.RecordHeader{{Key: startsHeader, Value: fmt.Appendf(nil, "%d:%d", part.From, part.To)}}
-			if !said {
-				h = append(h, kgo.RecordHeader{Key: quietHeader})
-			}
 			recs = append(recs, &kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: key, Value: part.Data, Headers: h})
 		}
 	}
 	return recs
-}
-
-// quietHeader marks a part published while its partition gathered may
-// still hold traces read before and not yet published (being restored, or
-// read again after an abort): it does not say the partition published
-// all it had.
-const quietHeader = "ktrace-quiet"
-
-// quiet says whether a record of the pairs topic carries quietHeader.
-func quiet(r *kgo.Record) bool {
-	for _, h := range r.Headers {
-		if h.Key == quietHeader {
-			return true
-		}
-	}
-	return false
 }
 
 // startsHeader names the header of a part's record that says when its
@@ -284,17 +279,19 @@ func (o *outages) between(a, b time.Time) time.Duration {
 }
 
 // add holds a record of the pairs topic (called with mu held): a part, or
-// a mark; each says its partition gathered published what it had, but a
-// part marked quiet.
+// a mark, which says up to when its partition gathered published what the
+// span topic was given.
 func (pr *pairs) add(r *kgo.Record, judged bool) {
-	if g, ok := gatheredOf(r.Key); ok && !quiet(r) {
-		said := pr.said[r.Partition]
-		if said == nil {
-			said = map[int32]time.Time{}
-			pr.said[r.Partition] = said
-		}
-		if r.Timestamp.After(said[g]) {
-			said[g] = r.Timestamp
+	if g, ok := gatheredOf(r.Key); ok {
+		if upTo, ok := coveredOf(r); ok {
+			said := pr.said[r.Partition]
+			if said == nil {
+				said = map[int32]time.Time{}
+				pr.said[r.Partition] = said
+			}
+			if upTo.After(said[g]) {
+				said[g] = upTo
+			}
 		}
 	}
 	if len(r.Value) > 0 {
@@ -305,8 +302,9 @@ func (pr *pairs) add(r *kgo.Record, judged bool) {
 	}
 }
 
-// saidSince is the earliest time every one of n partitions gathered last
-// said it published what it had, on partition p (zero: one has not). A
+// saidSince is the earliest time up to which every one of n partitions
+// gathered said, on partition p, it published what the span topic was
+// given (zero: one has not). A
 // partition gathered that said so and is beyond n (the topic gathered
 // has grown since the member started) counts too, with those before it.
 func (pr *pairs) saidSince(p int32, n int) time.Time {
@@ -456,14 +454,18 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 		}
 		b := batch{p: p, next: -1}
 		// A part is judged a wait after it came, once every partition
-		// gathered has said, a wait after it, that it published what it
-		// had: a member that stopped, or took a partition over, holds
-		// the judgement back, not the other half of a hop. Waits are
-		// counted in time Kafka answered.
+		// gathered has said it published what the span topic was given
+		// up to the wait, less a trace-idle time and a window, after the
+		// part came (by default, up to when it came: the spans of its
+		// hops' other halves were written by then). A member that
+		// lags, stopped, or took a partition over holds the judgement
+		// back, not the other half of a hop. Waits are counted in time
+		// Kafka answered.
 		said := pr.saidSince(p, int(m.gatheredParts.Load()))
+		slack := wait - m.cfg.TraceIdle - m.cfg.Window
 		taking := make([]bool, len(held))
 		for i := range held {
-			if h := &held[i]; !h.judged && down.between(h.at, now) >= wait && !said.IsZero() && down.between(h.at, said) >= wait {
+			if h := &held[i]; !h.judged && down.between(h.at, now) >= wait && !said.IsZero() && down.between(h.at, said) >= slack {
 				if len(b.judged) == 0 || h.at.Before(b.earliest) {
 					b.earliest = h.at
 				}
@@ -578,9 +580,8 @@ func commitPairs(ctx context.Context, cl *kgo.Client, topic string, p int32, nex
 // pairing cuts r's partial for the pairs topic: r.local is what its own
 // traces count, r.pairs the parts that pair across traces (for a segment
 // published again, without what went with it before; r.localBase is then
-// what its own traces counted before). said: its parts may say that its
-// partition published all it had (saying).
-func (m *member) pairing(r *result, said bool) error {
+// what its own traces counted before).
+func (m *member) pairing(r *result) error {
 	var base *engine.Partial
 	if r.again {
 		base = r.base
@@ -595,7 +596,7 @@ func (m *member) pairing(r *result, said bool) error {
 			return err
 		}
 	}
-	r.pairs = m.pairParts(r.rec.Key, parts, said)
+	r.pairs = m.pairParts(r.rec.Key, parts)
 	return nil
 }
 

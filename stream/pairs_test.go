@@ -78,19 +78,28 @@ func TestPairsSaidSince(t *testing.T) {
 	}
 }
 
-// TestPairsQuietParts: a part says its partition gathered published all
-// it had, as a mark does, unless it was published while that partition
-// was quiet (being restored, or read again after an abort).
-func TestPairsQuietParts(t *testing.T) {
+// TestPairsCovered: a mark says up to when its partition gathered
+// published what the span topic was given, the latest said counting; a
+// part is held, and says nothing.
+func TestPairsCovered(t *testing.T) {
 	t0 := time.Now()
 	pr := &pairs{held: map[int32][]heldPart{}, said: map[int32]map[int32]time.Time{}}
-	pr.add(&kgo.Record{Partition: 1, Key: segmentKey(4, 100), Value: []byte("part"), Timestamp: t0,
-		Headers: []kgo.RecordHeader{{Key: quietHeader}}}, false)
+	pr.add(&kgo.Record{Partition: 1, Key: segmentKey(4, 100), Value: []byte("part"), Timestamp: t0}, false)
 	if _, said := pr.said[1][4]; said || len(pr.held[1]) != 1 {
-		t.Fatalf("a quiet part: said %v, %d parts held; want not said, one held", pr.said[1], len(pr.held[1]))
+		t.Fatalf("a part: said %v, %d parts held; want not said, one held", pr.said[1], len(pr.held[1]))
 	}
-	pr.add(&kgo.Record{Partition: 1, Key: segmentKey(4, 200), Value: []byte("part"), Timestamp: t0.Add(time.Second)}, false)
-	if got := pr.said[1][4]; !got.Equal(t0.Add(time.Second)) {
-		t.Fatalf("a part: partition 4 said at %v, want %v", got, t0.Add(time.Second))
+	pr.add(&kgo.Record{Partition: 1, Key: markKey(4), Value: []byte{}, Timestamp: t0.Add(time.Hour),
+		Headers: []kgo.RecordHeader{coveredAt(t0.UnixNano())}}, false)
+	pr.add(&kgo.Record{Partition: 1, Key: markKey(4), Value: []byte{}, Timestamp: t0.Add(time.Hour),
+		Headers: []kgo.RecordHeader{coveredAt(t0.Add(-time.Second).UnixNano())}}, false)
+	if got := pr.said[1][4]; !got.Equal(t0) {
+		t.Fatalf("partition 4 said up to %v, then up to a second before: %v, want %v", t0, got, t0)
+	}
+	if len(pr.held[1]) != 1 {
+		t.Errorf("%d parts held, want 1 (a mark is not a part)", len(pr.held[1]))
+	}
+	pr.add(&kgo.Record{Partition: 1, Key: markKey(4), Value: []byte{}, Headers: []kgo.RecordHeader{{Key: coveredHeader, Value: []byte("soon")}}}, false)
+	if got := pr.said[1][4]; !got.Equal(t0) {
+		t.Errorf("a mark that cannot be read moved partition 4 to %v", got)
 	}
 }

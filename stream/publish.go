@@ -44,6 +44,9 @@ type outcome struct {
 	// republished are the segments published again, by first offset,
 	// with how many of their late records they now hold.
 	republished map[int64]int
+	// covered is up to when the partition has published what the span
+	// topic was given, once this is published (Unix ns; 0: unknown).
+	covered int64
 }
 
 // errAborted says a transaction aborted: the group rebalanced meanwhile.
@@ -67,10 +70,14 @@ func (m *member) publish(ctx context.Context, parts []int32) error {
 			m.rewind(p, m.segmentStart(p))
 			continue
 		}
+		var covered int64
 		if o != nil {
 			outs = append(outs, o)
+			covered = o.covered
+		} else {
+			covered = m.covered(p, nil)
 		}
-		marks = append(marks, m.marks(p)...)
+		marks = append(marks, m.marks(p, covered)...)
 	}
 	if len(outs) == 0 && len(marks) == 0 {
 		return nil
@@ -138,9 +145,9 @@ func (m *member) prepare(ctx context.Context, p int32) (*outcome, error) {
 	if len(o.results) == 0 && o.commit <= o.start {
 		return nil, nil
 	}
-	said := m.saying(p)
+	o.covered = m.covered(p, o)
 	for i := range o.results {
-		if err := m.pairing(&o.results[i], said); err != nil {
+		if err := m.pairing(&o.results[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -180,7 +187,7 @@ func (m *member) transact(ctx context.Context, outs []*outcome, marks []*kgo.Rec
 	if err := m.sess.Begin(); err != nil {
 		return fmt.Errorf("beginning a transaction: %w", err)
 	}
-	recs := marks
+	var recs []*kgo.Record
 	for _, o := range outs {
 		for _, r := range o.results {
 			recs = append(recs, r.rec)
@@ -190,6 +197,7 @@ func (m *member) transact(ctx context.Context, outs []*outcome, marks []*kgo.Rec
 			recs = append(recs, r.pairs...)
 		}
 	}
+	recs = append(recs, marks...) // after the parts they cover (marks)
 	try := kgo.TryCommit
 	if err := m.sess.Client().ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		m.log.Printf("writing results: %v (the transaction aborts)", err)

@@ -66,8 +66,11 @@ const spansHeader = "ktrace-spans"
 // spans topic, written by the re-keying, is one already (its key the
 // trace's ID, its spans counted in a header), and is taken as it is (a
 // piece that is not what its key says fails when its trace is decoded);
-// any other is cut by pieces.
+// any other is cut by pieces. The re-keying's marks hold none.
 func (m *member) gathered(r *kgo.Record) ([]engine.TracePiece, error) {
+	if _, mark := markOf(r); mark && !m.cfg.ByTraceID {
+		return nil, nil
+	}
 	if m.cfg.ByTraceID {
 		return pieces(r.Value, m.cfg.Encoding, &m.res, &m.strs)
 	}

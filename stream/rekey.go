@@ -3,10 +3,12 @@ package stream
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -37,7 +39,7 @@ func (m *member) rekeying() (*kgo.GroupTransactSession, error) {
 		kgo.SessionTimeout(10*time.Second),
 		kgo.RebalanceTimeout(15*time.Second),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // a trace's records on one partition
+		kgo.RecordPartitioner(marksPartitioner{kgo.StickyKeyPartitioner(nil)}), // a trace's records on one partition
 		internalCompression(),
 	)...)
 }
@@ -71,10 +73,17 @@ func (m *member) repartition(ctx context.Context) error {
 	}
 }
 
-// rekey re-keys until ctx ends or a transaction cannot end.
+// rekey re-keys until ctx ends or a transaction cannot end. Every tick
+// it asks where the span topic ends, and once the offsets it committed
+// reach there, it marks every partition of the spans topic with how far
+// it re-keyed (rekeyMarks), in the next transaction; while the span
+// topic is idle, in one of their own every trace-idle time.
 func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
+	tick := min(m.cfg.TraceIdle/2, time.Second)
+	marks := rekeyMarks{said: map[int32]int64{}}
+	adm := kadm.NewClient(s.Client())
 	for ctx.Err() == nil {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		pctx, cancel := context.WithTimeout(ctx, tick)
 		fs := s.PollFetches(pctx)
 		cancel()
 		if fs.IsClientClosed() {
@@ -83,7 +92,11 @@ func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 		// A member that holds no partition has nothing to do, and is
 		// ready to.
 		m.fetchedIn.Store(m.fetchErrors(fs))
-		if fs.NumRecords() == 0 {
+		if time.Since(marks.asked) >= tick {
+			marks.ask(ctx, adm, m.cfg.Topic, s.Client().CommittedOffsets()[m.cfg.Topic], tick)
+		}
+		upTo, moved := marks.reached(s.Client().CommittedOffsets()[m.cfg.Topic])
+		if fs.NumRecords() == 0 && (!moved || time.Since(marks.written) < m.cfg.TraceIdle) {
 			continue
 		}
 		var out []*kgo.Record
@@ -99,6 +112,13 @@ func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 					Headers: []kgo.RecordHeader{{Key: spansHeader, Value: strconv.AppendInt(nil, int64(p.Spans), 10)}}})
 			}
 		})
+		if moved {
+			v := rekeyedValue(marks.sources, upTo)
+			for g := range m.gatheredParts.Load() {
+				out = append(out, &kgo.Record{Topic: m.spans, Partition: g, Value: []byte{},
+					Headers: []kgo.RecordHeader{{Key: rekeyedHeader, Value: v}}})
+			}
+		}
 		if err := s.Begin(); err != nil {
 			return fmt.Errorf("beginning a transaction: %w", err)
 		}
@@ -115,7 +135,125 @@ func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 			return fmt.Errorf("ending a transaction: %w", err)
 		case err == nil && !committed:
 			m.log.Printf("a transaction aborted (the group rebalanced): its span records are read again")
+		case committed && moved:
+			marks.said, marks.written = upTo, time.Now()
 		}
 	}
 	return nil
+}
+
+// rekeyMarks follows how far a member re-keyed the span topic: up to a
+// time, for a partition, once the offset it committed there reaches
+// where the partition ended at that time (or the partition was empty
+// then).
+type rekeyMarks struct {
+	// ends are where the span topic's partitions ended when asked (the
+	// member's own, and the empty ones), oldest first, let go once
+	// reached.
+	ends  []endsAt
+	asked time.Time
+	// said is, by partition, the time the last marks committed said it
+	// was re-keyed up to; sources how many partitions the span topic has.
+	said    map[int32]int64
+	sources int
+	written time.Time // when marks were last committed
+}
+
+type endsAt struct {
+	at   int64           // Unix ns, before asking
+	ends map[int32]int64 // -1: empty
+}
+
+// maxEnds bounds the answers held: past it every other one goes, the
+// oldest kept, so that a member lagging far behind still reaches one.
+const maxEnds = 64
+
+// ask asks where the span topic's partitions start and end now, for the
+// partitions committed holds (the member's) and the empty ones. A
+// failure leaves it to the next tick.
+func (r *rekeyMarks) ask(ctx context.Context, adm *kadm.Client, topic string, committed map[int32]kgo.EpochOffset, tick time.Duration) {
+	r.asked = time.Now()
+	ctx, cancel := context.WithTimeout(ctx, tick)
+	defer cancel()
+	at := time.Now().UnixNano()
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return
+	}
+	e := endsAt{at: at, ends: map[int32]int64{}}
+	n := 0
+	ends.Each(func(o kadm.ListedOffset) {
+		n++
+		s, ok := starts.Lookup(topic, o.Partition)
+		_, mine := committed[o.Partition]
+		switch {
+		case o.Err != nil || !ok || s.Err != nil:
+		case s.Offset >= o.Offset:
+			e.ends[o.Partition] = -1
+		case mine:
+			e.ends[o.Partition] = o.Offset
+		}
+	})
+	r.sources = max(r.sources, n)
+	r.ends = append(r.ends, e)
+	if len(r.ends) > maxEnds {
+		kept := r.ends[:1]
+		for i := 2; i < len(r.ends); i += 2 {
+			kept = append(kept, r.ends[i])
+		}
+		r.ends = kept
+	}
+}
+
+// reached is how far each partition is re-keyed, committed being the
+// offsets committed, and whether that is further than the last marks
+// said. The answers reached on every partition they name are let go.
+func (r *rekeyMarks) reached(committed map[int32]kgo.EpochOffset) (map[int32]int64, bool) {
+	upTo := maps.Clone(r.said)
+	moved := false
+	kept := r.ends[:0]
+	for _, e := range r.ends {
+		all := true
+		for p, end := range e.ends {
+			c, ok := committed[p]
+			if end >= 0 && (!ok || c.Offset < end) {
+				all = false
+				continue
+			}
+			if e.at > upTo[p] {
+				upTo[p], moved = e.at, true
+			}
+		}
+		if !all {
+			kept = append(kept, e)
+		}
+	}
+	r.ends = kept
+	return upTo, moved
+}
+
+// marksPartitioner partitions the re-keyed spans as p does, and the
+// re-keying's marks on the partition they name.
+type marksPartitioner struct{ p kgo.Partitioner }
+
+func (mp marksPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	return markTopicPartitioner{mp.p.ForTopic(topic)}
+}
+
+type markTopicPartitioner struct{ kgo.TopicPartitioner }
+
+func (tp markTopicPartitioner) RequiresConsistency(r *kgo.Record) bool {
+	_, mark := markOf(r)
+	return mark || tp.TopicPartitioner.RequiresConsistency(r)
+}
+
+func (tp markTopicPartitioner) Partition(r *kgo.Record, n int) int {
+	if _, mark := markOf(r); mark {
+		return int(r.Partition)
+	}
+	return tp.TopicPartitioner.Partition(r, n)
 }

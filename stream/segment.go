@@ -20,7 +20,8 @@ func (m *member) gather(fs kgo.Fetches) {
 	now := time.Now()
 	fs.EachRecord(func(r *kgo.Record) {
 		var frags []engine.TracePiece
-		if !r.Attrs.IsControl() { // a transaction's end: only its offset counts
+		mark, isMark := markOf(r)
+		if !r.Attrs.IsControl() && !isMark { // a transaction's end, a mark: only its offset counts
 			var err error
 			if frags, err = m.gathered(r); err != nil {
 				m.poison(r, err)
@@ -39,14 +40,59 @@ func (m *member) gather(fs kgo.Fetches) {
 		restoring := a.restoring()
 		late := a.add(r.Offset, frags, now)
 		if restoring && !a.restoring() {
-			a.caughtUp = now
 			m.log.Printf("partition %d of %s restored", r.Partition, m.spans)
 		}
 		if late > 0 {
 			m.metrics.late.Add(float64(late))
 		}
+		var markErr error
+		if isMark && !m.cfg.ByTraceID {
+			markErr = a.cover.mark(r.Offset, mark)
+		}
 		m.mu.Unlock()
+		if markErr != nil {
+			m.poison(r, markErr)
+		}
 	})
+}
+
+// askEnds notes, read by trace ID, where the partitions held end now:
+// the spans written to them before now lie before (coverage). Kafka not
+// answering leaves it to the next tick.
+func (m *member) askEnds(ctx context.Context, timeout time.Duration) {
+	at := time.Now().UnixNano()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	m.mu.Lock()
+	cl := m.sess.Client()
+	m.mu.Unlock()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, m.spans)
+	if err != nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ends.Each(func(o kadm.ListedOffset) {
+		if a := m.assemblers[o.Partition]; a != nil && o.Err == nil {
+			a.cover.reach(o.Offset, at)
+		}
+	})
+}
+
+// covered is up to when (Unix ns; 0: unknown) partition p has published
+// what the span topic was given, once o (nil: nothing) is.
+func (m *member) covered(p int32, o *outcome) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.assemblers[p]
+	if a == nil {
+		return 0
+	}
+	commit := a.committed
+	if o != nil && o.a == a {
+		commit = max(commit, o.commit, o.start)
+	}
+	return a.cover.upTo(commit)
 }
 
 // completeIdle completes the traces idle for the idle time.

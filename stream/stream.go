@@ -124,7 +124,10 @@ type Config struct {
 	// PairWait: a member judges what pairs across traces (a hop whose
 	// producer and consumer are in different traces) once the segments of
 	// both halves had this long to be published (default a window and
-	// the trace-idle time). Raise it where members lag behind each other.
+	// the trace-idle time), and every partition gathered published what
+	// the span topic was given up to the wait, less a window and the
+	// trace-idle time, after the part (by default, up to the part). Raise
+	// it where exporters send one half of a hop long after the other.
 	PairWait time.Duration
 	// SkewTolerance is the break analysis' (default 10ms).
 	SkewTolerance time.Duration
@@ -297,7 +300,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// traces, publish when a window has passed.
 	tick := min(cfg.TraceIdle/2, time.Second)
 	wg.Go(func() { m.watch(ctx) })
-	lastPublish := time.Now()
+	lastPublish, asked := time.Now(), time.Time{}
 	for ctx.Err() == nil {
 		pctx, cancel := context.WithTimeout(ctx, tick)
 		fs := m.sess.PollFetches(pctx)
@@ -307,6 +310,10 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		m.gather(fs)
 		now := time.Now()
+		if cfg.ByTraceID && now.Sub(asked) >= tick {
+			asked = now
+			m.askEnds(ctx, tick)
+		}
 		m.completeIdle(now)
 		err := m.foldAll(ctx)
 		if err == nil && now.Sub(lastPublish) >= cfg.Window {

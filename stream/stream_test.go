@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -404,17 +405,13 @@ func spansIn(t *testing.T, brokers []string, isolation kgo.IsolationLevel) int {
 	}
 	defer cl.Close()
 	// The topic is complete by now: read until two polls of a second
-	// each come back empty.
+	// each bring no spans (the re-keying's marks go on coming).
 	n := 0
 	for empty := 0; empty < 2; {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		fs := cl.PollFetches(ctx)
 		cancel()
-		if fs.NumRecords() == 0 {
-			empty++
-			continue
-		}
-		empty = 0
+		before := n
 		fs.EachRecord(func(r *kgo.Record) {
 			ts, err := file.OTLPProto(r.Value, &trace.Resources{}, &trace.Strings{})
 			if err != nil {
@@ -422,6 +419,9 @@ func spansIn(t *testing.T, brokers []string, isolation kgo.IsolationLevel) int {
 			}
 			n += countSpans(ts)
 		})
+		if empty++; n > before {
+			empty = 0
+		}
 	}
 	return n
 }
@@ -1117,4 +1117,160 @@ func pairParts(t *testing.T, brokers []string) int {
 		})
 	}
 	return n
+}
+
+// TestStreamLagging: a member that lags behind the span topic — its
+// fetches held back for seconds, longer than the pairing wait, while the
+// other member goes on — holds back the judgement of the hops whose
+// other half it has not read: the members' metrics, summed, still count
+// what the merged results count. Read by trace ID the gathering lags;
+// re-keyed, the re-keying does.
+func TestStreamLagging(t *testing.T) {
+	for _, keyed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("keyed=%v", keyed), func(t *testing.T) { lagging(t, keyed) })
+	}
+}
+
+func lagging(t *testing.T, keyed bool) {
+	// No fetch sessions: every fetch names all the partitions it reads,
+	// so that the one holding partition 0 is known.
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"),
+		kfake.BrokerConfigs(map[string]string{"max.incremental.fetch.session.cache.slots": "0"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	details, err := kadm.NewClient(adm).ListTopics(context.Background(), "otlp_spans")
+	adm.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := details["otlp_spans"].ID
+	var lagUntil atomic.Int64 // Unix ns
+	var held atomic.Int32
+	cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		until := time.Unix(0, lagUntil.Load())
+		if time.Now().After(until) {
+			return nil, nil, false
+		}
+		for _, ft := range req.(*kmsg.FetchRequest).Topics {
+			if ft.Topic != "otlp_spans" && ft.TopicID != id {
+				continue
+			}
+			for _, p := range ft.Partitions {
+				if p.Partition == 0 {
+					held.Add(1)
+					cluster.SleepControl(func() { time.Sleep(time.Until(until)) })
+					return nil, nil, false
+				}
+			}
+		}
+		return nil, nil, false
+	})
+	listen := []string{freeAddr(t), freeAddr(t)}
+	var logs [2]strings.Builder
+	var mu sync.Mutex
+	for i, l := range listen {
+		stop := startMember(t, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
+			Window: 300 * time.Millisecond, PairWait: 3 * time.Second, // longer than the set's hops take
+			Instance: fmt.Sprintf("m%d", i), Log: lockedWriter{&mu, &logs[i]}, Listen: l, ByTraceID: keyed})
+		defer stop()
+	}
+	for _, l := range listen { // serving
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if resp, err := http.Get("http://" + l + "/healthz"); err == nil {
+				resp.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not serving within 30s", l)
+			}
+		}
+	}
+	// Each member reads a partition of the span topic (in group g: the
+	// gathering by trace ID, else the re-keying).
+	for deadline := time.Now().Add(30 * time.Second); !partitionEach(t, brokers, "g", "otlp_spans"); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the members do not hold a partition of otlp_spans each within 30s")
+		}
+	}
+	waitReady(t, listen, true)
+	// The spans are written once a fetch of partition 0 is held (one in
+	// flight before would bring them), for seconds after.
+	lagUntil.Store(time.Now().Add(15 * time.Second).UnixNano())
+	for deadline := time.Now().Add(10 * time.Second); held.Load() == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no fetch of partition 0 was held back: the test tests nothing")
+		}
+	}
+	ts := synth.Generate(synth.Config{Traces: 200, SpansPerTrace: 10, BrokenShare: 0.4, Seed: 11})
+	// A record a trace, keyed by its ID, either way: re-keyed, a trace of
+	// partition 1 does not wait for spans of partition 0.
+	produceSpans(t, brokers, "otlp_spans", ts, true, "")
+	want := graph.Build(ts)
+	wantRep := analyze.Breaks(ts, want, analyze.Options{SkewTolerance: 10 * time.Millisecond})
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
+		if err == nil {
+			if g, _ := p.Finish(); g.Traces == len(ts) {
+				break
+			}
+		} else if !errors.Is(err, stream.ErrNoResults) {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the merged results do not hold every trace within a minute")
+		}
+	}
+	defer func() {
+		if t.Failed() {
+			mu.Lock()
+			defer mu.Unlock()
+			for i := range logs {
+				t.Logf("member %d:\n%s", i, logs[i].String())
+			}
+		}
+	}()
+	metricsAgree(t, listen, want, wantRep)
+}
+
+// partitionEach says whether every member of group holds one partition
+// of topic, and there are two.
+func partitionEach(t *testing.T, brokers []string, group, topic string) bool {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	groups, err := kadm.NewClient(cl).DescribeGroups(context.Background(), group)
+	if err != nil {
+		return false
+	}
+	g := groups[group]
+	if g.Err != nil || g.State != "Stable" || len(g.Members) != 2 {
+		return false
+	}
+	for _, m := range g.Members {
+		a, ok := m.Assigned.AsConsumer()
+		if !ok {
+			return false
+		}
+		n := 0
+		for _, at := range a.Topics {
+			if at.Topic == topic {
+				n += len(at.Partitions)
+			}
+		}
+		if n != 1 {
+			return false
+		}
+	}
+	return true
 }
