@@ -24,7 +24,7 @@ type metrics struct {
 	hops, lost                *prometheus.CounterVec
 	lag                       *prometheus.GaugeVec
 	spansIn, traces, late     prometheus.Counter
-	pairs                     prometheus.Counter
+	pairs, overdue            prometheus.Counter
 	undecodable, invalid      prometheus.Counter
 	pending, partitions       prometheus.Gauge
 }
@@ -49,16 +49,18 @@ func newMetrics() *metrics {
 			[]string{"rule", "where"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ktrace_stream_lag_records",
 			Help: "Records behind the end of each partition this member reads."}, []string{"topic", "partition"}),
-		spansIn:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_spans_in_total", Help: "Spans read from the span topic."}),
-		traces:      prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_traces_total", Help: "Traces analysed and published."}),
-		late:        prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_late_spans_total", Help: "Spans that came after their trace was complete."}),
-		pairs:       prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_pair_parts_total", Help: "Parts of the pairs topic this member judged."}),
+		spansIn: prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_spans_in_total", Help: "Spans read from the span topic."}),
+		traces:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_traces_total", Help: "Traces analysed and published."}),
+		late:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_late_spans_total", Help: "Spans that came after their trace was complete."}),
+		pairs:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_pair_parts_total", Help: "Parts of the pairs topic this member judged."}),
+		overdue: prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_pair_parts_overdue_total",
+			Help: "Parts of the pairs topic judged before every partition gathered had published what the span topic was given by then (held eight pairing waits, no longer): their hops may be judged apart."}),
 		undecodable: prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_undecodable_records_total", Help: "Records skipped as undecodable."}),
 		invalid:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_invalid_traces_total", Help: "Traces left out as invalid."}),
 		pending:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "ktrace_stream_pending_spans", Help: "Spans of traces not yet published."}),
 		partitions:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "ktrace_stream_partitions", Help: "Partitions of the spans topic this member holds."}),
 	}
-	m.reg.MustRegister(m.requests, m.failed, m.serverSeconds, m.clientSecs, m.hops, m.lost, m.lag, m.spansIn, m.traces, m.late, m.pairs,
+	m.reg.MustRegister(m.requests, m.failed, m.serverSeconds, m.clientSecs, m.hops, m.lost, m.lag, m.spansIn, m.traces, m.late, m.pairs, m.overdue,
 		m.undecodable, m.invalid, m.pending, m.partitions)
 	return m
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,12 +46,25 @@ const pairsRetention = time.Hour
 // trace-idle time before it — or longer, when its partition moved between
 // members in between (a rebalance, a member restarted). Parts that say
 // are judged against those whose spans started within a wait of theirs,
-// however far apart they were published, and let go two waits after the
-// earliest span still to judge, or once published contextWaits+1 waits
-// ago, whichever comes first: a member holds about two waits of the
-// pairing data of the partitions of the pairs topic it holds, and at
-// most four.
+// however far apart they were published. A part judged is let go once
+// its spans started two waits before the earliest span still to judge
+// (or still to be published: before what every partition gathered said
+// it published), or contextWaits after it was judged, whichever comes
+// first — by then the parts published before it was judged, which it
+// may pair with, are judged too. A member holds about two waits of the
+// pairing data of the partitions of the pairs topic it holds, about four
+// at most (judged a wait after they came); while a member lags, up to
+// holdWaits+contextWaits.
 const contextWaits = 3
+
+// holdWaits is how many pairing waits a part is held for at most, when
+// the partitions gathered have not all said they published what the span
+// topic was given by then (a member lags behind it, or its partition has
+// no member): it is judged then all the same, so that a backlog does not
+// hold the parts of all partitions, and the member's memory, for as long
+// as it lasts. Restoring a partition, a rebalance, a broker restart take
+// well under it.
+const holdWaits = 8
 
 // A heldPart is a part of the pairs topic a member holds: to judge, or
 // (judged) as context for the parts judged after it.
@@ -59,6 +73,9 @@ type heldPart struct {
 	at     time.Time
 	data   []byte
 	judged bool
+	// judgedAt is when it was judged here (or, judged before it came to
+	// this member, when it was read back).
+	judgedAt time.Time
 	// from and to are when its spans started (Unix ns); timed false:
 	// the record did not say.
 	from, to int64
@@ -297,6 +314,9 @@ func (pr *pairs) add(r *kgo.Record, judged bool) {
 	if len(r.Value) > 0 {
 		// A copy: the value is a slice of the whole fetched batch.
 		h := heldPart{offset: r.Offset, at: r.Timestamp, data: bytes.Clone(r.Value), judged: judged}
+		if judged {
+			h.judgedAt = time.Now()
+		}
 		h.from, h.to, h.timed = startsOf(r)
 		pr.held[r.Partition] = append(pr.held[r.Partition], h)
 	}
@@ -324,14 +344,16 @@ func (pr *pairs) saidSince(p int32, n int) time.Time {
 	return earliest
 }
 
-// judged marks the parts at offsets of partition p judged, and lets go of
-// the judged parts no part still to judge can pair with: whose spans
-// started keep before the earliest of those (or, none left, the latest
-// span held); and, whatever their spans' times say, those published long
+// judged marks the parts at offsets of partition p judged (at now), and
+// lets go of the judged parts no part still to judge, or still to be
+// published, can pair with: whose spans started keep before the earliest
+// of those (or, none left, the latest span held; and before covered,
+// since when the partitions gathered may still publish parts — zero:
+// any time); and, whatever their spans' times say, those judged long
 // ago (old). Span times are the senders' clocks: spans whose times do
 // not move on (a stuck clock, data sent again) would otherwise be held
 // for ever.
-func (pr *pairs) judged(p int32, offsets []int64, keep time.Duration, old func(at time.Time) bool) {
+func (pr *pairs) judged(p int32, offsets []int64, now time.Time, keep time.Duration, covered time.Time, old func(judgedAt time.Time) bool) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	held := pr.held[p]
@@ -340,7 +362,7 @@ func (pr *pairs) judged(p int32, offsets []int64, keep time.Duration, old func(a
 	for i := range held {
 		h := &held[i]
 		if _, ok := slices.BinarySearch(offsets, h.offset); ok {
-			h.judged = true
+			h.judged, h.judgedAt = true, now
 		}
 		switch {
 		case !h.timed:
@@ -351,9 +373,14 @@ func (pr *pairs) judged(p int32, offsets []int64, keep time.Duration, old func(a
 		}
 		any = any || h.timed
 	}
+	if covered.IsZero() {
+		horizon = math.MinInt64 + keep.Nanoseconds()
+	} else {
+		horizon = min(horizon, covered.UnixNano())
+	}
 	kept := held[:0]
 	for _, h := range held {
-		gone := h.judged && (h.timed && h.to < horizon-keep.Nanoseconds() || old(h.at))
+		gone := h.judged && (h.timed && h.to < horizon-keep.Nanoseconds() || old(h.judgedAt))
 		if !gone {
 			kept = append(kept, h)
 		}
@@ -445,6 +472,8 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 		earliest        time.Time
 		from, to        int64 // of the judged parts' spans
 		timed           bool
+		overdue         int       // judged before their partitions said
+		said            time.Time // up to when every partition gathered published
 	}
 	var batches []batch
 	pr.mu.Lock()
@@ -459,13 +488,24 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 		// part came (by default, up to when it came: the spans of its
 		// hops' other halves were written by then). A member that
 		// lags, stopped, or took a partition over holds the judgement
-		// back, not the other half of a hop. Waits are counted in time
+		// back, not the other half of a hop — for holdWaits, no longer
+		// (such parts are counted overdue). Waits are counted in time
 		// Kafka answered.
 		said := pr.saidSince(p, int(m.gatheredParts.Load()))
+		b.said = said
 		slack := wait - m.cfg.TraceIdle - m.cfg.Window
 		taking := make([]bool, len(held))
 		for i := range held {
-			if h := &held[i]; !h.judged && down.between(h.at, now) >= wait && !said.IsZero() && down.between(h.at, said) >= slack {
+			h := &held[i]
+			if h.judged || down.between(h.at, now) < wait {
+				continue
+			}
+			covered := !said.IsZero() && down.between(h.at, said) >= slack
+			if !covered && down.between(h.at, now) >= holdWaits*wait {
+				b.overdue++
+				covered = true
+			}
+			if covered {
 				if len(b.judged) == 0 || h.at.Before(b.earliest) {
 					b.earliest = h.at
 				}
@@ -518,7 +558,15 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 			m.log.Printf("committing %s/%d: %v (its parts are judged again)", PairsTopic(m.cfg.Group), b.p, err)
 			continue
 		}
-		pr.judged(b.p, b.offsets, 2*wait, func(at time.Time) bool { return down.between(at, now) > (contextWaits+1)*wait })
+		pr.judged(b.p, b.offsets, now, 2*wait, b.said, func(judgedAt time.Time) bool { return down.between(judgedAt, now) > contextWaits*wait })
+		if b.overdue > 0 {
+			m.metrics.overdue.Add(float64(b.overdue))
+			if !m.overdueSaid.Swap(true) {
+				m.log.Printf("%s/%d: %d parts judged before every partition gathered said it published what the span topic was given by then "+
+					"(held %d pairing waits: a member lags that far behind; counted in ktrace_stream_pair_parts_overdue_total, logged once)",
+					PairsTopic(m.cfg.Group), b.p, b.overdue, holdWaits)
+			}
+		}
 		if len(judged) == 0 {
 			continue
 		}

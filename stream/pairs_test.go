@@ -8,41 +8,57 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// TestPairsLetGo: judged parts are let go once no part still to judge
-// can pair with them by their spans' times, and, whatever those times
-// say, once published long ago; parts still to judge are kept.
+// TestPairsLetGo: judged parts are let go once no part still to judge,
+// nor still to be published (spans written since what every partition
+// gathered said it published), can pair with them by their spans' times,
+// and, whatever those times say, three waits after they were judged;
+// parts still to judge are kept.
 func TestPairsLetGo(t *testing.T) {
 	now := time.Now()
 	wait := time.Minute
-	old := func(at time.Time) bool { return now.Sub(at) > (contextWaits+1)*wait }
+	old := func(judgedAt time.Time) bool { return now.Sub(judgedAt) > contextWaits*wait }
 	span := now.UnixNano()
-	part := func(offset int64, published time.Time, from int64, judged bool) heldPart {
-		return heldPart{offset: offset, at: published, from: from, to: from, timed: true, judged: judged, data: []byte{1}}
+	part := func(offset int64, from int64, judgedAt time.Time) heldPart {
+		return heldPart{offset: offset, at: now.Add(-wait), from: from, to: from, timed: true, judged: !judgedAt.IsZero(), judgedAt: judgedAt, data: []byte{1}}
 	}
+	still := time.Time{}
 	cases := []struct {
-		name  string
-		held  []heldPart
-		judge []int64
-		kept  []int64
+		name    string
+		held    []heldPart
+		judge   []int64
+		covered time.Time
+		kept    []int64
 	}{
-		{"spans that never move on, published long ago", []heldPart{
-			part(0, now.Add(-10*wait), span, false),
-			part(1, now.Add(-10*wait), span, false),
-			part(2, now.Add(-wait), span, false),
-		}, []int64{0, 1, 2}, []int64{2}},
+		{"spans that never move on, judged long ago", []heldPart{
+			part(0, span, now.Add(-10*wait)),
+			part(1, span, now.Add(-10*wait)),
+			part(2, span, still),
+		}, nil, now, []int64{2}},
 		{"spans long before the earliest still to judge", []heldPart{
-			part(0, now.Add(-wait), span-int64(3*wait), false),
-			part(1, now.Add(-wait), span, false),
-			part(2, now, span, false),
-		}, []int64{0, 1}, []int64{1, 2}},
+			part(0, span-int64(3*wait), still),
+			part(1, span, still),
+			part(2, span, still),
+		}, []int64{0, 1}, now, []int64{1, 2}},
+		{"spans long before the latest, none still to judge", []heldPart{
+			part(0, span-int64(3*wait), still),
+			part(1, span, still),
+		}, []int64{0, 1}, now, []int64{1}},
+		{"spans not long before what the partitions have not all published", []heldPart{
+			part(0, span-int64(3*wait), still),
+			part(1, span, still),
+		}, []int64{0, 1}, now.Add(-2 * wait), []int64{0, 1}},
+		{"no partition said what it published", []heldPart{
+			part(0, span-int64(30*wait), still),
+			part(1, span, still),
+		}, []int64{0, 1}, time.Time{}, []int64{0, 1}},
 		{"a part still to judge is kept however old", []heldPart{
-			part(0, now.Add(-10*wait), span, false),
-			part(1, now.Add(-10*wait), span, false),
-		}, []int64{0}, []int64{1}},
+			part(0, span, now.Add(-10*wait)),
+			part(1, span, still),
+		}, nil, now, []int64{1}},
 	}
 	for _, c := range cases {
 		pr := &pairs{held: map[int32][]heldPart{0: c.held}}
-		pr.judged(0, c.judge, 2*wait, old)
+		pr.judged(0, c.judge, now, 2*wait, c.covered, old)
 		var kept []int64
 		for _, h := range pr.held[0] {
 			kept = append(kept, h.offset)

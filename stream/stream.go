@@ -236,6 +236,8 @@ type member struct {
 	// topic back, restoringPairs those of the pairs topic reading the
 	// parts judged before: not ready meanwhile.
 	restoringSegments, restoringPairs atomic.Int32
+	// overdueSaid: parts judged overdue were logged (once).
+	overdueSaid atomic.Bool
 	// pairKeys is how many partitions the pairs topic has: a part each;
 	// gatheredParts how many the topic gathered has (it grows when
 	// partitions are added: grown).

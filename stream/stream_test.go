@@ -1124,14 +1124,17 @@ func pairParts(t *testing.T, brokers []string) int {
 // other member goes on — holds back the judgement of the hops whose
 // other half it has not read: the members' metrics, summed, still count
 // what the merged results count. Read by trace ID the gathering lags;
-// re-keyed, the re-keying does.
+// re-keyed, the re-keying does. For eight waits, no longer: past them
+// the parts are judged all the same, and counted overdue.
 func TestStreamLagging(t *testing.T) {
-	for _, keyed := range []bool{true, false} {
-		t.Run(fmt.Sprintf("keyed=%v", keyed), func(t *testing.T) { lagging(t, keyed) })
+	for _, c := range []struct {
+		keyed, overdue bool
+	}{{true, false}, {false, false}, {true, true}} {
+		t.Run(fmt.Sprintf("keyed=%v,overdue=%v", c.keyed, c.overdue), func(t *testing.T) { lagging(t, c.keyed, c.overdue) })
 	}
 }
 
-func lagging(t *testing.T, keyed bool) {
+func lagging(t *testing.T, keyed, overdue bool) {
 	// No fetch sessions: every fetch names all the partitions it reads,
 	// so that the one holding partition 0 is known.
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"),
@@ -1166,7 +1169,11 @@ func lagging(t *testing.T, keyed bool) {
 			for _, p := range ft.Partitions {
 				if p.Partition == 0 {
 					held.Add(1)
-					cluster.SleepControl(func() { time.Sleep(time.Until(until)) })
+					cluster.SleepControl(func() { // lagUntil may move
+						for time.Now().UnixNano() < lagUntil.Load() {
+							time.Sleep(20 * time.Millisecond)
+						}
+					})
 					return nil, nil, false
 				}
 			}
@@ -1176,9 +1183,13 @@ func lagging(t *testing.T, keyed bool) {
 	listen := []string{freeAddr(t), freeAddr(t)}
 	var logs [2]strings.Builder
 	var mu sync.Mutex
+	wait := 3 * time.Second // longer than the set's hops take; eight of them, than the lag
+	if overdue {
+		wait = time.Second // eight of them are less than the lag
+	}
 	for i, l := range listen {
 		stop := startMember(t, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
-			Window: 300 * time.Millisecond, PairWait: 3 * time.Second, // longer than the set's hops take
+			Window: 300 * time.Millisecond, PairWait: wait,
 			Instance: fmt.Sprintf("m%d", i), Log: lockedWriter{&mu, &logs[i]}, Listen: l, ByTraceID: keyed})
 		defer stop()
 	}
@@ -1202,23 +1213,25 @@ func lagging(t *testing.T, keyed bool) {
 	}
 	waitReady(t, listen, true)
 	// The spans are written once a fetch of partition 0 is held (one in
-	// flight before would bring them), for seconds after.
-	lagUntil.Store(time.Now().Add(15 * time.Second).UnixNano())
+	// flight before would bring them), held twelve seconds after.
+	lagUntil.Store(time.Now().Add(time.Minute).UnixNano())
 	for deadline := time.Now().Add(10 * time.Second); held.Load() == 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("no fetch of partition 0 was held back: the test tests nothing")
 		}
 	}
+	lagUntil.Store(time.Now().Add(12 * time.Second).UnixNano())
 	ts := synth.Generate(synth.Config{Traces: 200, SpansPerTrace: 10, BrokenShare: 0.4, Seed: 11})
 	// A record a trace, keyed by its ID, either way: re-keyed, a trace of
 	// partition 1 does not wait for spans of partition 0.
 	produceSpans(t, brokers, "otlp_spans", ts, true, "")
 	want := graph.Build(ts)
 	wantRep := analyze.Breaks(ts, want, analyze.Options{SkewTolerance: 10 * time.Millisecond})
+	var got *graph.Graph
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(300 * time.Millisecond) {
 		p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
 		if err == nil {
-			if g, _ := p.Finish(); g.Traces == len(ts) {
+			if got, _ = p.Finish(); got.Traces == len(ts) {
 				break
 			}
 		} else if !errors.Is(err, stream.ErrNoResults) {
@@ -1237,7 +1250,30 @@ func lagging(t *testing.T, keyed bool) {
 			}
 		}
 	}()
-	metricsAgree(t, listen, want, wantRep)
+	if testenv.GraphSummary(got) != testenv.GraphSummary(want) {
+		t.Fatalf("the merged graph differs from graph.Build's:\n%s\nwant\n%s", testenv.GraphSummary(got), testenv.GraphSummary(want))
+	}
+	overdueParts := func() float64 {
+		return metricSum(t, listen[0], "ktrace_stream_pair_parts_overdue_total") + metricSum(t, listen[1], "ktrace_stream_pair_parts_overdue_total")
+	}
+	if !overdue {
+		metricsAgree(t, listen, want, wantRep)
+		if n := overdueParts(); n != 0 {
+			t.Errorf("%v parts judged overdue, want none", n)
+		}
+		return
+	}
+	for deadline := time.Now().Add(30 * time.Second); overdueParts() == 0; time.Sleep(300 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no part judged overdue, eight waits after it came")
+		}
+	}
+	mu.Lock()
+	said := logs[0].String() + logs[1].String()
+	mu.Unlock()
+	if !strings.Contains(said, "parts judged before every partition gathered said") {
+		t.Errorf("no member said it judged parts overdue:\n%s", said)
+	}
 }
 
 // partitionEach says whether every member of group holds one partition
