@@ -464,12 +464,7 @@ func TestStreamLongWindow(t *testing.T) {
 	if got := traces(); got != len(ts) {
 		t.Fatalf("after the member stopped, %d of %d traces published", got, len(ts))
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	configs, err := kadm.NewClient(cl).DescribeTopicConfigs(context.Background(), stream.ResultsTopic("g"), stream.SegmentsTopic("g"))
+	configs, err := admin(t, brokers).DescribeTopicConfigs(context.Background(), stream.ResultsTopic("g"), stream.SegmentsTopic("g"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -894,12 +889,7 @@ func TestStreamPairsGrown(t *testing.T) {
 		t.Fatalf("the member stopped before the pairs topic grew: %v", err)
 	case <-time.After(2 * time.Second): // it checked, and found the count it began with
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if resp, err := kadm.NewClient(cl).UpdatePartitions(context.Background(), 4, stream.PairsTopic("g")); err != nil || resp.Error() != nil {
+	if resp, err := admin(t, brokers).UpdatePartitions(context.Background(), 4, stream.PairsTopic("g")); err != nil || resp.Error() != nil {
 		t.Fatalf("adding partitions: %v %v", err, resp.Error())
 	}
 	select {
@@ -939,12 +929,7 @@ func TestStreamTopicGrows(t *testing.T) {
 	}
 	produceSpans(t, brokers, "otlp_spans", ts[:200], true, "")
 	wait(200)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	adm := admin(t, brokers)
 	if resp, err := adm.UpdatePartitions(context.Background(), 5, "otlp_spans"); err != nil || resp.Error() != nil {
 		t.Fatalf("adding partitions: %v %v", err, resp.Error())
 	}
@@ -1039,6 +1024,17 @@ func TestStreamPairsReadBack(t *testing.T) {
 	}
 }
 
+// admin is an admin client of the brokers, closed when the test ends.
+func admin(t *testing.T, brokers []string) *kadm.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
+}
+
 // freeAddr is a loopback address nothing listens on.
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -1074,12 +1070,7 @@ func startMember(t *testing.T, cfg stream.Config) (stop func()) {
 func pairParts(t *testing.T, brokers []string) int {
 	t.Helper()
 	topic := stream.PairsTopic("g")
-	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer adm.Close()
-	ends, err := kadm.NewClient(adm).ListEndOffsets(context.Background(), topic)
+	ends, err := admin(t, brokers).ListEndOffsets(context.Background(), topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1144,12 +1135,8 @@ func lagging(t *testing.T, keyed, overdue bool) {
 	}
 	defer cluster.Close()
 	brokers := cluster.ListenAddrs()
-	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	details, err := kadm.NewClient(adm).ListTopics(context.Background(), "otlp_spans")
-	adm.Close()
+	adm := admin(t, brokers)
+	details, err := adm.ListTopics(context.Background(), "otlp_spans")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1206,7 +1193,7 @@ func lagging(t *testing.T, keyed, overdue bool) {
 	}
 	// Each member reads a partition of the span topic (in group g: the
 	// gathering by trace ID, else the re-keying).
-	for deadline := time.Now().Add(30 * time.Second); !partitionEach(t, brokers, "g", "otlp_spans"); time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); !partitionEach(adm, "g", "otlp_spans"); time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the members do not hold a partition of otlp_spans each within 30s")
 		}
@@ -1278,14 +1265,8 @@ func lagging(t *testing.T, keyed, overdue bool) {
 
 // partitionEach says whether every member of group holds one partition
 // of topic, and there are two.
-func partitionEach(t *testing.T, brokers []string, group, topic string) bool {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	groups, err := kadm.NewClient(cl).DescribeGroups(context.Background(), group)
+func partitionEach(adm *kadm.Client, group, topic string) bool {
+	groups, err := adm.DescribeGroups(context.Background(), group)
 	if err != nil {
 		return false
 	}
