@@ -84,6 +84,16 @@ func (c *coverage) again() coverage {
 // record written to it before T is on the spans topic before the mark.
 const rekeyedHeader = "ktrace-rekeyed"
 
+// rekeyMark reads a re-keying mark's header (ok false: r is not a mark;
+// read by trace ID, no record is: the topic gathered is the span topic,
+// and a header there is the sender's).
+func (m *member) rekeyMark(r *kgo.Record) (value []byte, ok bool) {
+	if m.cfg.ByTraceID {
+		return nil, false
+	}
+	return markOf(r)
+}
+
 // markOf reads a re-keying mark's header (ok false: r is not a mark).
 func markOf(r *kgo.Record) (value []byte, ok bool) {
 	for _, h := range r.Headers {

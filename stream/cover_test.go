@@ -5,6 +5,9 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ktrace-dev/ktrace/internal/synth"
+	"github.com/ktrace-dev/ktrace/source/file"
 )
 
 // TestCoverage: a partition gathered covers a time once the segments it
@@ -102,5 +105,25 @@ func TestRekeyMarks(t *testing.T) {
 	committed[0] = kgo.EpochOffset{Offset: 80}
 	if upTo, moved := r.reached(committed); !moved || upTo[0] != 200 {
 		t.Errorf("reached %v (moved %v), want partition 0 up to 200", upTo, moved)
+	}
+}
+
+// TestRekeyMarkHeader: re-keyed, a record of the spans topic with the
+// re-keying's header is a mark and holds no spans; read by trace ID, the
+// same header on a span record is the sender's, and its spans count.
+func TestRekeyMarkHeader(t *testing.T) {
+	ts := synth.Generate(synth.Config{Traces: 1, SpansPerTrace: 4, Seed: 1})
+	data, err := file.MarshalOTLPProto(ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &kgo.Record{Key: []byte(ts[0].ID.String()), Value: data,
+		Headers: []kgo.RecordHeader{{Key: rekeyedHeader, Value: rekeyedValue(1, map[int32]int64{0: 1})}}}
+	for _, keyed := range []bool{false, true} {
+		m := &member{cfg: Config{ByTraceID: keyed, Encoding: EncodingProto}}
+		pieces, err := m.gathered(r)
+		if _, mark := m.rekeyMark(r); err != nil || mark == keyed || (pieceSpans(pieces) == 4) != keyed {
+			t.Errorf("by trace ID %v: a mark %v, %d spans, %v", keyed, mark, pieceSpans(pieces), err)
+		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -165,8 +164,8 @@ func (m *member) pairParts(key []byte, parts []engine.PairingPart) []*kgo.Record
 	var recs []*kgo.Record
 	for k, part := range parts {
 		if part.Data != nil {
-			h := []kgo.RecordHeader{{Key: startsHeader, Value: fmt.Appendf(nil, "%d:%d", part.From, part.To)}}
-			recs = append(recs, &kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: key, Value: part.Data, Headers: h})
+			recs = append(recs, &kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: key, Value: part.Data,
+				Headers: []kgo.RecordHeader{{Key: startsHeader, Value: fmt.Appendf(nil, "%d:%d", part.From, part.To)}}})
 		}
 	}
 	return recs
@@ -373,14 +372,13 @@ func (pr *pairs) judged(p int32, offsets []int64, now time.Time, keep time.Durat
 		}
 		any = any || h.timed
 	}
-	if covered.IsZero() {
-		horizon = math.MinInt64 + keep.Nanoseconds()
-	} else {
-		horizon = min(horizon, covered.UnixNano())
-	}
+	// Unknown up to when the partitions published, any part may still
+	// come: none is let go by its spans' times.
+	byTimes := !covered.IsZero()
+	horizon = min(horizon, covered.UnixNano())
 	kept := held[:0]
 	for _, h := range held {
-		gone := h.judged && (h.timed && h.to < horizon-keep.Nanoseconds() || old(h.judgedAt))
+		gone := h.judged && (byTimes && h.timed && h.to < horizon-keep.Nanoseconds() || old(h.judgedAt))
 		if !gone {
 			kept = append(kept, h)
 		}

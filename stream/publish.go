@@ -44,9 +44,6 @@ type outcome struct {
 	// republished are the segments published again, by first offset,
 	// with how many of their late records they now hold.
 	republished map[int64]int
-	// covered is up to when the partition has published what the span
-	// topic was given, once this is published (Unix ns; 0: unknown).
-	covered int64
 }
 
 // errAborted says a transaction aborted: the group rebalanced meanwhile.
@@ -70,14 +67,10 @@ func (m *member) publish(ctx context.Context, parts []int32) error {
 			m.rewind(p, m.segmentStart(p))
 			continue
 		}
-		var covered int64
 		if o != nil {
 			outs = append(outs, o)
-			covered = o.covered
-		} else {
-			covered = m.covered(p, nil)
 		}
-		marks = append(marks, m.marks(p, covered)...)
+		marks = append(marks, m.marks(p, m.covered(p, o))...)
 	}
 	if len(outs) == 0 && len(marks) == 0 {
 		return nil
@@ -145,7 +138,6 @@ func (m *member) prepare(ctx context.Context, p int32) (*outcome, error) {
 	if len(o.results) == 0 && o.commit <= o.start {
 		return nil, nil
 	}
-	o.covered = m.covered(p, o)
 	for i := range o.results {
 		if err := m.pairing(&o.results[i]); err != nil {
 			return nil, err

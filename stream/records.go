@@ -68,7 +68,7 @@ const spansHeader = "ktrace-spans"
 // piece that is not what its key says fails when its trace is decoded);
 // any other is cut by pieces. The re-keying's marks hold none.
 func (m *member) gathered(r *kgo.Record) ([]engine.TracePiece, error) {
-	if _, mark := markOf(r); mark && !m.cfg.ByTraceID {
+	if _, mark := m.rekeyMark(r); mark {
 		return nil, nil
 	}
 	if m.cfg.ByTraceID {

@@ -20,8 +20,7 @@ func (m *member) gather(fs kgo.Fetches) {
 	now := time.Now()
 	fs.EachRecord(func(r *kgo.Record) {
 		var frags []engine.TracePiece
-		mark, isMark := markOf(r)
-		if !r.Attrs.IsControl() && !isMark { // a transaction's end, a mark: only its offset counts
+		if !r.Attrs.IsControl() { // a transaction's end: only its offset counts
 			var err error
 			if frags, err = m.gathered(r); err != nil {
 				m.poison(r, err)
@@ -46,7 +45,7 @@ func (m *member) gather(fs kgo.Fetches) {
 			m.metrics.late.Add(float64(late))
 		}
 		var markErr error
-		if isMark && !m.cfg.ByTraceID {
+		if mark, ok := m.rekeyMark(r); ok {
 			markErr = a.cover.mark(r.Offset, mark)
 		}
 		m.mu.Unlock()
