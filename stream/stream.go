@@ -265,11 +265,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	m.reachable.Store(true) // it answered ensureTopics
-	sess, err := m.gathering()
-	if err != nil {
-		return err
-	}
-	m.setSession(sess)
+	// Listening first: an address taken fails the member before it joins
+	// a group (a client left in it would hold partitions it never reads).
 	if cfg.Listen != "" {
 		stop, err := m.serve(cfg.Listen)
 		if err != nil {
@@ -277,6 +274,11 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer stop()
 	}
+	sess, err := m.gathering()
+	if err != nil {
+		return err
+	}
+	m.setSession(sess)
 	m.log.Printf("reading %s (%s) in group %s", cfg.Topic, cfg.Encoding, cfg.Group)
 	ctx, stopAll := context.WithCancel(ctx)
 	defer stopAll()

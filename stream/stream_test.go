@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"reflect"
@@ -134,13 +135,9 @@ func members(t *testing.T, c membersCase) {
 	keyed, encoding := c.keyed, c.encoding
 	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(6, "otlp_spans")}
 	if c.restart { // the broker keeps its data on disk, on a port it can listen on again
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		opts = append(opts, kfake.DataDir(t.TempDir()), kfake.Ports(port))
+		_, port, _ := net.SplitHostPort(freeAddr(t))
+		n, _ := strconv.Atoi(port)
+		opts = append(opts, kfake.DataDir(t.TempDir()), kfake.Ports(n))
 	}
 	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {
@@ -161,12 +158,7 @@ func members(t *testing.T, c membersCase) {
 	var logs sync.Map
 	var listen [3]string
 	for i := range listen {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		listen[i] = ln.Addr().String()
-		ln.Close()
+		listen[i] = freeAddr(t)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -1035,15 +1027,22 @@ func admin(t *testing.T, brokers []string) *kadm.Client {
 	return kadm.NewClient(cl)
 }
 
-// freeAddr is a loopback address nothing listens on.
+// freeAddr is a loopback address nothing listens on, one another test's
+// connections will not take meanwhile.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Below the ephemeral range (32768 up, here): the port a client's
+	// connection goes out from is never one of these, so the address
+	// stays free until the member listens on it.
+	for range 1000 {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
+		if err == nil {
+			ln.Close()
+			return ln.Addr().String()
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port between 20000 and 32000")
+	return ""
 }
 
 // runMember runs a member until cancel is called; done says how it ended.
