@@ -19,59 +19,77 @@ func TestStringsShares(t *testing.T) {
 	if l1 != long || l2 != long || unsafe.StringData(l2) == unsafe.StringData(l1) {
 		t.Fatalf("a string over %d bytes was shared or changed", MaxShared)
 	}
-	if len(s.m) != 1 {
-		t.Fatalf("table holds %d strings, want 1 (long ones are not kept)", len(s.m))
+	if s.m.len() != 1 {
+		t.Fatalf("table holds %d strings, want 1 (long ones are not kept)", s.m.len())
 	}
 }
 
-// Resources held are bounded: past the cap a resource is handed out
-// whole, unshared, and those kept before are still shared.
+// A reader that runs for weeks meets ever new processes: the resources
+// held stay bounded, one met all along stays shared, and one first met
+// after the table was full is shared too.
 func TestResourcesBounded(t *testing.T) {
 	var r Resources
 	pod := func(i int) Attributes { return Attributes{{Key: "k8s.pod.name", Value: "pod-" + strconv.Itoa(i)}} }
 	first := r.Get("svc", pod(0))
-	for i := 1; i < MaxResources+100; i++ {
+	for i := 1; i < 5*MaxResources; i++ {
 		if got := r.Get("svc", pod(i)); got.Service != "svc" || got.Attributes[0].Value != "pod-"+strconv.Itoa(i) {
 			t.Fatalf("resource %d: %+v", i, got)
 		}
+		if i%100 == 0 && r.Get("svc", pod(0)) != first {
+			t.Fatalf("after %d others, a resource met all along is no longer shared", i)
+		}
+		if n := r.m.len(); n > MaxResources {
+			t.Fatalf("table holds %d resources, over the cap %d", n, MaxResources)
+		}
 	}
-	if len(r.m) != MaxResources {
-		t.Fatalf("table holds %d resources, want the cap %d", len(r.m), MaxResources)
-	}
-	if r.Get("svc", pod(0)) != first {
-		t.Fatal("a resource kept before the cap is no longer shared")
-	}
-	if late := r.Get("svc", pod(MaxResources+1)); late == r.Get("svc", pod(MaxResources+1)) || late.Attributes[0].Value != "pod-"+strconv.Itoa(MaxResources+1) {
-		t.Fatal("a resource past the cap is shared, or not what was asked")
+	late := r.Get("svc", pod(5*MaxResources))
+	if late != r.Get("svc", pod(5*MaxResources)) || late.Attributes[0].Value != "pod-"+strconv.Itoa(5*MaxResources) {
+		t.Fatal("a resource met after the table was full is not shared, or not what was asked")
 	}
 	// So are the resources kept by their encoding.
-	for i := range MaxResources + 100 {
+	for i := range 5 * MaxResources {
 		r.KeepEncoded([]byte("enc-"+strconv.Itoa(i)), first)
+		if i%100 == 0 {
+			if got, ok := r.Encoded([]byte("enc-0")); !ok || got != first {
+				t.Fatalf("after %d others, a resource kept by its encoding and met all along is not found by it", i)
+			}
+		}
+		if n := r.encoded.len(); n > MaxResources {
+			t.Fatalf("%d resources kept by their encoding, over the cap %d", n, MaxResources)
+		}
 	}
-	if len(r.encoded) != MaxResources {
-		t.Fatalf("%d resources kept by their encoding, want the cap %d", len(r.encoded), MaxResources)
+	if got, ok := r.Encoded([]byte("enc-" + strconv.Itoa(5*MaxResources-1))); !ok || got != first {
+		t.Fatal("a resource kept by its encoding after the table was full is not found by it")
 	}
-	if got, ok := r.Encoded([]byte("enc-0")); !ok || got != first {
-		t.Fatal("a resource kept by its encoding is not found by it")
-	}
-	if _, ok := r.Encoded([]byte("enc-" + strconv.Itoa(MaxResources+1))); ok {
-		t.Fatal("a resource past the cap is kept by its encoding")
+	if _, ok := r.Encoded([]byte("enc-1")); ok {
+		t.Fatal("a resource met once, long ago, is still held by its encoding")
 	}
 }
 
+// Strings are bounded the same way: offsets and IDs age out, a name met
+// all along stays shared, and a name first met late is shared too.
 func TestStringsBounded(t *testing.T) {
 	var s Strings
-	for i := 0; i < MaxStrings+100; i++ {
+	shared := func(v string) bool {
+		return unsafe.StringData(s.Get(strings.Clone(v))) == unsafe.StringData(s.Bytes([]byte(v)))
+	}
+	name := s.Get(strings.Clone("orders publish"))
+	for i := 0; i < 5*MaxStrings; i++ {
 		v := strconv.Itoa(i)
 		if got := s.Bytes([]byte(v)); got != v {
 			t.Fatalf("Bytes(%q) = %q", v, got)
 		}
+		if i%1000 == 0 && unsafe.StringData(s.Get(strings.Clone("orders publish"))) != unsafe.StringData(name) {
+			t.Fatalf("after %d others, a name met all along is no longer shared", i)
+		}
+		if n := s.m.len(); n > MaxStrings {
+			t.Fatalf("table holds %d strings, over the cap %d", n, MaxStrings)
+		}
 	}
-	if len(s.m) != MaxStrings {
-		t.Fatalf("table holds %d strings, want the cap %d", len(s.m), MaxStrings)
+	if !shared("payments settle") {
+		t.Fatal("a name first met after the table was full is not shared")
 	}
-	first := s.Get(strings.Clone("0"))
-	if unsafe.StringData(first) != unsafe.StringData(s.Get(strings.Clone("0"))) {
-		t.Fatal("a string kept before the cap is no longer shared")
+	if _, ok := s.m.lookupString("1", MaxStrings); ok {
+		t.Fatal("a string met once, long ago, is still held")
 	}
 }
