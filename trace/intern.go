@@ -107,6 +107,8 @@ func (r *Resources) KeepEncoded(enc []byte, res *Resource) {
 // is not safe for concurrent use.
 type Strings struct {
 	m kept[string]
+	// attrs holds attributes by the bytes they were read from (Attribute).
+	attrs kept[Attribute]
 }
 
 // Limits of Strings.
@@ -138,4 +140,22 @@ func (s *Strings) Get(v string) string {
 	}
 	s.m.put(v, v, MaxStrings)
 	return v
+}
+
+// Attribute returns the attribute read before from the very bytes enc (a
+// reader's encoding of it, such as an OTLP KeyValue message), if a reader
+// kept it with KeepAttribute: spans of one call site carry the same
+// attributes, and a reader need not read them again.
+func (s *Strings) Attribute(enc []byte) (Attribute, bool) {
+	if len(enc) > 2*MaxShared {
+		return Attribute{}, false
+	}
+	return s.attrs.lookup(enc, MaxStrings)
+}
+
+// KeepAttribute notes a as read from enc, if its encoding is short.
+func (s *Strings) KeepAttribute(enc []byte, a Attribute) {
+	if len(enc) <= 2*MaxShared {
+		s.attrs.put(string(enc), a, MaxStrings)
+	}
 }

@@ -93,3 +93,21 @@ func TestStringsBounded(t *testing.T) {
 		t.Fatal("a string met once, long ago, is still held")
 	}
 }
+
+// Attributes are kept by their encoding when it is short, and found by it.
+func TestStringsAttribute(t *testing.T) {
+	var s Strings
+	a := Attribute{Key: "messaging.system", Value: "kafka"}
+	s.KeepAttribute([]byte("enc"), a)
+	if got, ok := s.Attribute([]byte("enc")); !ok || got != a {
+		t.Fatalf("kept attribute found as %+v, %v", got, ok)
+	}
+	long := []byte(strings.Repeat("x", 2*MaxShared+1))
+	s.KeepAttribute(long, a)
+	if _, ok := s.Attribute(long); ok || s.attrs.len() != 1 {
+		t.Fatal("an attribute with a long encoding was kept")
+	}
+	if _, ok := s.Attribute([]byte("other")); ok {
+		t.Fatal("an attribute never kept was found")
+	}
+}

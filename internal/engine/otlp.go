@@ -459,6 +459,9 @@ func link(msg []byte) (trace.Ref, bool) {
 // keyValue reads a KeyValue as an attribute, its value spelled as
 // file.OTLPProto spells it, both shared through the decoder's strings.
 func (d *otlpDecoder) keyValue(msg []byte) (trace.Attribute, bool) {
+	if a, ok := d.strs.Attribute(msg); ok { // met before: read and checked then
+		return a, true
+	}
 	key, raw, value, ok := keyValue(msg)
 	if !ok {
 		return trace.Attribute{}, false
@@ -469,6 +472,7 @@ func (d *otlpDecoder) keyValue(msg []byte) (trace.Attribute, bool) {
 	} else {
 		a.Value = d.strs.Get(value)
 	}
+	d.strs.KeepAttribute(msg, a)
 	return a, true
 }
 

@@ -95,6 +95,14 @@ func agreeOTLP(t *testing.T, data []byte) bool {
 	if !reflect.DeepEqual(fast, ref) {
 		t.Fatalf("DecodeOTLP and file.OTLPProto differ:\n%+v\n%+v", fast, ref)
 	}
+	// Read again with what a first reading kept (resources, attributes by
+	// their bytes), it reads the same.
+	var res trace.Resources
+	var strs trace.Strings
+	engine.DecodeOTLP(data, &res, &strs)
+	if again, ok := engine.DecodeOTLP(data, &res, &strs); !ok || !reflect.DeepEqual(again, ref) {
+		t.Fatalf("read a second time, DecodeOTLP gives (%v)\n%+v\nnot\n%+v", ok, again, ref)
+	}
 	// Cut between two of its fields, it reads the same as two messages.
 	cuts := []int{0}
 	for rest := data; len(rest) > 0; {

@@ -29,8 +29,14 @@ func (r *wire) next() bool {
 	if len(r.msg) == 0 || r.bad {
 		return false
 	}
-	num, typ, n := protowire.ConsumeTag(r.msg)
-	if n < 0 {
+	// Tags of OTLP's fields and lengths under 128 bytes are one byte:
+	// read them here, the rest through protowire.
+	var num protowire.Number
+	var typ protowire.Type
+	n := 1
+	if b := r.msg[0]; b < 0x80 && b>>3 != 0 {
+		num, typ = protowire.Number(b>>3), protowire.Type(b&7)
+	} else if num, typ, n = protowire.ConsumeTag(r.msg); n < 0 {
 		r.bad = true
 		return false
 	}
@@ -46,7 +52,12 @@ func (r *wire) next() bool {
 		v, n = protowire.ConsumeFixed32(r.msg)
 		r.f.n = uint64(v)
 	case protowire.BytesType:
-		r.f.bytes, n = protowire.ConsumeBytes(r.msg)
+		if len(r.msg) > 0 && r.msg[0] < 0x80 && int(r.msg[0]) < len(r.msg) {
+			l := int(r.msg[0])
+			r.f.bytes, n = r.msg[1:1+l:1+l], 1+l
+		} else {
+			r.f.bytes, n = protowire.ConsumeBytes(r.msg)
+		}
 	default: // groups: not in OTLP
 		n = -1
 	}
