@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"reflect"
@@ -33,6 +32,7 @@ import (
 	"github.com/ktrace-dev/ktrace/internal/synth"
 	"github.com/ktrace-dev/ktrace/internal/testenv"
 	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/stack/jaeger"
 	"github.com/ktrace-dev/ktrace/stream"
 	"github.com/ktrace-dev/ktrace/trace"
 )
@@ -1031,18 +1031,11 @@ func admin(t *testing.T, brokers []string) *kadm.Client {
 // connections will not take meanwhile.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	// Below the ephemeral range (32768 up, here): the port a client's
-	// connection goes out from is never one of these, so the address
-	// stays free until the member listens on it.
-	for range 1000 {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
-		if err == nil {
-			ln.Close()
-			return ln.Addr().String()
-		}
+	p, err := jaeger.FreePort() // below the ephemeral range: no outgoing connection takes it
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port between 20000 and 32000")
-	return ""
+	return fmt.Sprintf("127.0.0.1:%d", p)
 }
 
 // runMember runs a member until cancel is called; done says how it ended.

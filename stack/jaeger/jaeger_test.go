@@ -3,6 +3,8 @@ package jaeger
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,5 +80,29 @@ func TestStartRealJaeger(t *testing.T) {
 	p.Stop()
 	if err := processAlive(pid); err == nil {
 		t.Errorf("jaeger %d still running after Stop", pid)
+	}
+}
+
+// FreePort picks ports below every system's ephemeral range, free to
+// listen on, and not always the same one.
+func TestFreePort(t *testing.T) {
+	seen := map[int]bool{}
+	for range 20 {
+		p, err := FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p < 20000 || p >= 32000 {
+			t.Fatalf("port %d is outside 20000–32000", p)
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			t.Fatalf("port %d is not free: %v", p, err)
+		}
+		l.Close()
+		seen[p] = true
+	}
+	if len(seen) < 2 {
+		t.Fatalf("20 picks gave %d distinct ports", len(seen))
 	}
 }
