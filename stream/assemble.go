@@ -168,7 +168,15 @@ func (a *assembler) add(off int64, pieces []engine.TracePiece, now time.Time) (l
 			}
 			a.open[f.ID] = p
 		}
-		p.data = append(p.data, f.Data...)
+		if p.data == nil {
+			// A trace's first piece is kept as the record holds it, not
+			// copied (most traces have one: keyed input, re-keyed
+			// spans). Its capacity is its length, so a second piece's
+			// append copies both out of the record.
+			p.data = slices.Clip(f.Data)
+		} else {
+			p.data = append(p.data, f.Data...)
+		}
 		p.spans += f.Spans
 		a.openSpans += f.Spans
 		if !p.lastSeen.Equal(now) {
