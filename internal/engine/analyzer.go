@@ -223,6 +223,7 @@ func (a *analyzer) Merge(o *analyzer) {
 		a.consRoots = append(a.consRoots, r)
 	}
 	a.linked = append(a.linked, o.linked...)
+	o.consumers.trim()
 	a.merged = append(append(a.merged, o.consumers), o.merged...)
 	a.traces += o.traces
 	a.spans += o.spans

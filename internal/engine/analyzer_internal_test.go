@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/synth"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -154,5 +156,48 @@ func TestSortRuns(t *testing.T) {
 		if !slices.Equal(a, want) {
 			t.Fatalf("round %d: %v, want %v", round, a, want)
 		}
+	}
+}
+
+// Merged partials' lists are moved as they are, trimmed: a partial of a
+// few spans holds no chunk of 4096 values (BenchmarkMergeResults/tiny
+// held 1.8 kB a span before).
+func TestMergeTrims(t *testing.T) {
+	var all *Partial
+	for i := range 20 {
+		ts := synth.Generate(synth.Config{Traces: 5, SpansPerTrace: 20, Services: 4, Topics: 2, Partitions: 2,
+			BrokenShare: 0.2, LinkShare: 0.5, Seed: uint64(i + 1)})
+		p, err := Collect(context.Background(), Slice(ts), Options{Workers: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if all == nil {
+			all = p
+		} else if err := all.Merge(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := all.a, all.a.b
+	for i, r := range b.producers.runs[1:] {
+		for _, c := range r.list.Chunks() {
+			if cap(c) != len(c) {
+				t.Fatalf("producers of merged partial %d: a chunk of %d with room for %d", i+1, len(c), cap(c))
+			}
+		}
+	}
+	for i, l := range a.merged {
+		for _, c := range l.Chunks() {
+			if cap(c) != len(c) {
+				t.Fatalf("consumers of merged partial %d: a chunk of %d with room for %d", i, len(c), cap(c))
+			}
+		}
+	}
+	for i, lg := range b.logs {
+		if cap(lg.list.cur) != lg.list.i {
+			t.Fatalf("latency log %d: %d samples with room for %d", i, lg.list.i, cap(lg.list.cur))
+		}
+	}
+	if len(b.producers.runs) < 2 || len(a.merged) == 0 || len(b.logs) == 0 {
+		t.Fatalf("nothing merged to look at: %d producer runs, %d consumer lists, %d logs", len(b.producers.runs), len(a.merged), len(b.logs))
 	}
 }

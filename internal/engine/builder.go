@@ -228,6 +228,7 @@ func (b *builder) Merge(o *builder) {
 		toEdge[e.seq] = t
 	}
 	// o's samples stay where they are, as logs of b's edges.
+	o.samples.trim()
 	b.logs = append(b.logs, sampleLog{o.samples, toEdge})
 	for _, lg := range o.logs {
 		for i, e := range lg.edges {

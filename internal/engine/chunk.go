@@ -32,3 +32,15 @@ func (l *chunkList[T]) At(j int) *T { return &l.chunks[j/chunkLen][j%chunkLen] }
 // that reads them all: the last may be partly filled. Do not append to
 // them.
 func (l *chunkList[T]) Chunks() [][]T { return l.chunks }
+
+// trim moves a partly filled last chunk into one just its size, for a
+// list that is kept as it is (merged analyzers' lists are moved whole):
+// a partial of a few hundred spans must not hold a chunk of 4096 values
+// per list. Appending after it copies that chunk once.
+func (l *chunkList[T]) trim() {
+	if k := len(l.chunks) - 1; k >= 0 && len(l.chunks[k]) < cap(l.chunks[k]) {
+		c := make([]T, len(l.chunks[k]))
+		copy(c, l.chunks[k])
+		l.chunks[k] = c
+	}
+}

@@ -39,3 +39,34 @@ func TestChunkList(t *testing.T) {
 		}
 	}
 }
+
+// A list kept as it is holds its values in chunks no larger than they
+// are, and still reads and grows as before.
+func TestChunkListTrim(t *testing.T) {
+	var l chunkList[int]
+	for i := range chunkLen + 10 {
+		l.Add(i)
+	}
+	l.trim()
+	last := l.Chunks()[len(l.Chunks())-1]
+	if len(last) != 10 || cap(last) != 10 {
+		t.Fatalf("last chunk %d long with room for %d, want 10 and 10", len(last), cap(last))
+	}
+	l.Add(-1)
+	for j := range chunkLen + 10 {
+		if *l.At(j) != j {
+			t.Fatalf("At(%d) = %d after trimming", j, *l.At(j))
+		}
+	}
+	if l.Len() != chunkLen+11 || *l.At(chunkLen + 10) != -1 {
+		t.Fatal("a value added after trimming is not where it belongs")
+	}
+	var lg latLog
+	lg.reserve(3)
+	lg.add(1, 5)
+	lg.add(2, 6)
+	lg.trim()
+	if p := lg.packed(); len(p) != 1 || len(p[0]) != 2 || cap(lg.cur) != 2 || lg.Len() != 2 {
+		t.Fatalf("latency log after trimming: %v, room %d", p, cap(lg.cur))
+	}
+}

@@ -37,6 +37,16 @@ func (l *latLog) reserve(n int) {
 	l.cur, l.i = make([]int64, max(chunkLen, n)), 0
 }
 
+// trim moves the samples of the block being filled into a block just
+// their size, for a log that is kept as it is (chunkList.trim).
+func (l *latLog) trim() {
+	if l.i < len(l.cur) {
+		c := make([]int64, l.i)
+		copy(c, l.cur)
+		l.cur = c
+	}
+}
+
 // add logs latency v of edge number edge, in room reserve made.
 func (l *latLog) add(edge int32, v int64) {
 	if uint64(v+1<<47)>>48|uint64(uint32(edge))>>16 != 0 {

@@ -45,6 +45,7 @@ func (ps *producers) at(j int) producer {
 // to. o is spent.
 func (ps *producers) merge(o *producers, to []int32) {
 	for _, r := range o.runs {
+		r.list.trim()
 		if r.to == nil {
 			r.to = to
 		} else {

@@ -11,15 +11,16 @@ import (
 
 // BenchmarkMergeResults does what a reader of ktrace stream's results
 // does: it reads results (partials as members publish them, with what
-// pairs across segments) from bytes and merges them. Segments of 20,000 spans
-// (small: their edges' samples travel whole) and of 400,000 (their busy
-// edges' travel rounded); it reports the bytes a result takes a span and
+// pairs across segments) from bytes and merges them. Segments of 200
+// spans (tiny: a quiet partition's window), of 20,000 (small: their
+// edges' samples travel whole) and of 400,000 (their busy edges' travel
+// rounded); it reports the bytes a result takes a span and
 // the heap the merged partial holds a span.
 func BenchmarkMergeResults(b *testing.B) {
 	for _, c := range []struct {
 		name            string
 		results, traces int
-	}{{"small", 300, 1000}, {"large", 3, 20000}} {
+	}{{"tiny", 2000, 10}, {"small", 300, 1000}, {"large", 3, 20000}} {
 		b.Run(c.name, func(b *testing.B) {
 			var results [][]byte
 			size, spans := 0, 0
