@@ -87,6 +87,9 @@ func ReadResults(ctx context.Context, k Kafka, group string, from, to time.Time,
 	}
 	var all *engine.Partial
 	for key, r := range latest {
+		// Each record is let go once merged: the merged partial grows as
+		// the bytes read shrink, rather than beside all of them.
+		delete(latest, key)
 		if r.Timestamp.Before(from) || !to.IsZero() && r.Timestamp.After(to) || len(r.Value) == 0 {
 			continue
 		}
