@@ -56,6 +56,13 @@ func streamRuns(ctx context.Context, work, bin string, ts []trace.Trace, perReco
 	// The exporter's partition_traces_by_id: a record per trace, keyed by
 	// its ID; ktrace reads it with --partitioned-by-trace.
 	keyed := byTrace(ts)
+	// A rest first. On these VMs a process's page faults cost more after
+	// minutes of load (perf: up to 70% of the keyed member's CPU in the
+	// kernel clearing pages, against 15–25% when rested), and the keyed
+	// runs came out from 130k to 480k spans/CPU-s; rested, as the runs
+	// above start, they agree with runs made alone.
+	fmt.Fprintln(os.Stderr, "resting 90s before the keyed runs")
+	time.Sleep(90 * time.Second)
 	jk := jaegerSpanmetrics(ctx, work, cluster, brokers, "keyed", keyed, n)
 	r := ktraceStream(ctx, work, bin, cluster, brokers, keyed, n, len(ts), 1, true)
 	record("keyed by trace ID: Jaeger, then ktrace stream --partitioned-by-trace (1 member)",
