@@ -21,8 +21,7 @@ func (t *kept[V]) lookup(k []byte, max int) (V, bool) {
 	}
 	v, ok := t.old[string(k)]
 	if ok {
-		delete(t.old, string(k))
-		t.put(string(k), v, max)
+		t.promote(string(k), v, max)
 	}
 	return v, ok
 }
@@ -34,10 +33,15 @@ func (t *kept[V]) lookupString(k string, max int) (V, bool) {
 	}
 	v, ok := t.old[k]
 	if ok {
-		delete(t.old, k)
-		t.put(k, v, max)
+		t.promote(k, v, max)
 	}
 	return v, ok
+}
+
+// promote moves k's value v from the older generation to the newer.
+func (t *kept[V]) promote(k string, v V, max int) {
+	delete(t.old, k)
+	t.put(k, v, max)
 }
 
 // put holds v for k in the newer generation.
