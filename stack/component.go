@@ -12,7 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ktrace-dev/ktrace/stack/jaeger"
 	"github.com/ktrace-dev/ktrace/stack/services"
+	"github.com/ktrace-dev/ktrace/stream"
 )
 
 // Component is one process of the stack.
@@ -25,6 +27,10 @@ type Component struct {
 	Start  string `json:"start"`
 	Health string `json:"health"`
 	Log    string `json:"log"`
+	// KafkaPasswordFile, when set, holds the SASL password the component
+	// logs in to Kafka with: its first line is put in the process's
+	// environment (jaeger.PasswordEnv) at each start.
+	KafkaPasswordFile string `json:"kafka_password_file,omitempty"`
 	// done is closed when the process this program started exits; nil
 	// for a component another program started (read from state.json).
 	done chan struct{}
@@ -55,7 +61,10 @@ type State struct {
 	Propagation string      `json:"propagation"`
 	Sample      float64     `json:"sample,omitempty"`      // the share of traces the services keep; 0: all
 	TailSample  float64     `json:"tail_sample,omitempty"` // the share of traces Jaeger keeps; 0: all
-	dir         string
+	// KafkaArgs are the ktrace flags that reach an existing cluster with
+	// TLS or SASL (never the password).
+	KafkaArgs []string `json:"kafka_args,omitempty"`
+	dir       string
 }
 
 // DefaultStateDir is $XDG_STATE_HOME/ktrace/stack, else ~/.local/state/ktrace/stack.
@@ -154,6 +163,13 @@ func (c *Component) start() error {
 		c.logFrom = fi.Size()
 	}
 	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
+	if c.KafkaPasswordFile != "" {
+		pass, err := stream.ReadPasswordFile(c.KafkaPasswordFile)
+		if err != nil {
+			return fmt.Errorf("starting %s: reading the Kafka password: %w", c.Name, err)
+		}
+		cmd.Env = append(os.Environ(), jaeger.PasswordEnv+"="+pass)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	detach(cmd)
 	if err := cmd.Start(); err != nil {

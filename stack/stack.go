@@ -50,6 +50,16 @@ type Options struct {
 	// uses an existing cluster instead.
 	KafkaPort    int
 	KafkaBrokers []string
+	// KafkaAuth is how every process of the stack reaches an existing
+	// cluster that takes only TLS, or SASL logins; KafkaClient are the same
+	// as client options, for the stack's own clients (stream.Kafka.Auth).
+	// The SASL password is the first line of KafkaPasswordFile, else
+	// jaeger.PasswordEnv in the environment, which the processes the stack
+	// starts inherit: it is in no file and on no command line the stack
+	// writes.
+	KafkaAuth         jaeger.KafkaAuth
+	KafkaClient       []kgo.Opt
+	KafkaPasswordFile string
 	// JaegerBin is the Jaeger v2 binary; found or built when empty.
 	JaegerBin string
 	// Persist keeps traces in Badger under the state directory.
@@ -108,9 +118,13 @@ func (e *PortInUseError) Error() string {
 type KafkaUnreachableError struct {
 	Brokers string
 	Err     error
+	SASL    bool // the client logged in
 }
 
 func (e *KafkaUnreachableError) Error() string {
+	if e.SASL && (errors.Is(e.Err, io.EOF) || errors.Is(e.Err, io.ErrUnexpectedEOF)) {
+		return fmt.Sprintf("cannot reach Kafka at %s: %v (the broker hung up on the SASL login: is the user or password wrong?)", e.Brokers, e.Err)
+	}
 	return fmt.Sprintf("cannot reach Kafka at %s: %v", e.Brokers, e.Err)
 }
 
@@ -147,6 +161,21 @@ func (o *Options) defaults() error {
 	}
 	if !(o.Sample >= 0 && o.Sample <= 1) {
 		return fmt.Errorf("--sample %v: want a ratio from 0 to 1 (0: keep every trace)", o.Sample)
+	}
+	if a := o.KafkaAuth; a != (jaeger.KafkaAuth{}) || o.KafkaPasswordFile != "" {
+		if len(o.KafkaBrokers) == 0 {
+			return fmt.Errorf("the --kafka-tls and --kafka-sasl flags go with --kafka-brokers (the embedded broker takes neither)")
+		}
+		for _, f := range []*string{&o.KafkaAuth.CA, &o.KafkaAuth.Cert, &o.KafkaAuth.Key, &o.KafkaPasswordFile} {
+			// Components may be started again from another directory.
+			if *f != "" {
+				abs, err := filepath.Abs(*f)
+				if err != nil {
+					return err
+				}
+				*f = abs
+			}
+		}
 	}
 	if o.SpansViaKafka {
 		if o.JaegerEndpoint != "" || o.OTLPEndpoint != "" {
@@ -261,6 +290,9 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 	logPath := func(name string) string { return filepath.Join(o.StateDir, "logs", name+".log") }
 	launch := func(c Component) error {
 		c.Log = logPath(c.Name)
+		if c.Name != Map && c.Name != Broker {
+			c.KafkaPasswordFile = o.KafkaPasswordFile
+		}
 		fmt.Fprintf(o.Progress, "starting %s...\n", c.Name)
 		if err := c.start(); err != nil {
 			return err
@@ -284,10 +316,11 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 			Argv: []string{o.Exe, "stack", "serve", Broker, "--port", strconv.Itoa(o.KafkaPort), "--health", addr(hp)}}); err != nil {
 			return st, err
 		}
-	} else if err := ensureTopics(ctx, brokers); err != nil {
+	} else if err := ensureTopics(ctx, brokers, &o); err != nil {
 		return st, err
 	}
 	st.Endpoints.Kafka = strings.Join(brokers, ",")
+	st.KafkaArgs = kafkaArgs(o.KafkaAuth)
 
 	otlp := o.OTLPEndpoint
 	st.Endpoints.JaegerQuery = o.JaegerEndpoint
@@ -297,11 +330,11 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 		if o.SpansViaKafka {
 			// The collector takes the services' OTLP on the stack's OTLP
 			// port; the ingester serves the query API and the UI.
-			if err := ensureSpanTopic(ctx, brokers); err != nil {
+			if err := ensureSpanTopic(ctx, brokers, o.KafkaClient); err != nil {
 				return st, err
 			}
 			co := jaeger.Options{Bin: jbin, Dir: filepath.Join(o.StateDir, "jaeger-collector"), OTLPGRPCPort: o.OTLPPort,
-				Role: jaeger.RoleCollector, KafkaBrokers: brokers, SpanTopic: SpanTopic, TailSample: o.TailSample}
+				Role: jaeger.RoleCollector, KafkaBrokers: brokers, SpanTopic: SpanTopic, KafkaAuth: o.KafkaAuth, TailSample: o.TailSample}
 			argv, err := co.Prepare()
 			if err != nil {
 				return st, err
@@ -310,6 +343,7 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 				return st, err
 			}
 			jo.OTLPGRPCPort, jo.Role, jo.KafkaBrokers, jo.SpanTopic, jo.TailSample = 0, jaeger.RoleIngester, brokers, SpanTopic, 0
+			jo.KafkaAuth = o.KafkaAuth
 		}
 		argv, err := jo.Prepare()
 		if err != nil {
@@ -332,6 +366,7 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 			c := Component{Name: fmt.Sprintf("%s-%d", Stream, r), Health: healthURL(hp),
 				Argv: []string{o.Exe, "stream", "--kafka-brokers", strings.Join(brokers, ","), "--topic", SpanTopic,
 					"--group", StreamGroup, "--listen", addr(hp), "--trace-idle", "2s", "--window", "5s"}}
+			c.Argv = append(c.Argv, st.KafkaArgs...)
 			if err := launch(c); err != nil {
 				return st, err
 			}
@@ -383,6 +418,7 @@ func serviceComponent(o *Options, st *State, name string, r int, brokers []strin
 	}
 	argv := []string{o.Exe, "stack", "serve", name, "--brokers", strings.Join(brokers, ","), "--otlp", otlp,
 		"--health", addr(hp), "--instance", fmt.Sprintf("%s-%d", name, r)}
+	argv = append(argv, st.KafkaArgs...)
 	if o.Sample > 0 && o.Sample < 1 {
 		argv = append(argv, "--sample", strconv.FormatFloat(o.Sample, 'g', -1, 64))
 	}
@@ -417,9 +453,25 @@ const (
 	StreamGroup    = "ktrace"
 )
 
+// kafkaArgs are the ktrace flags of a: how the stack's processes, and
+// its user's commands, reach the cluster.
+func kafkaArgs(a jaeger.KafkaAuth) []string {
+	var args []string
+	if a.TLS {
+		args = append(args, "--kafka-tls")
+	}
+	for _, f := range []struct{ flag, value string }{{"--kafka-ca", a.CA}, {"--kafka-cert", a.Cert}, {"--kafka-key", a.Key},
+		{"--kafka-server-name", a.ServerName}, {"--kafka-sasl", a.SASL}, {"--kafka-user", a.User}} {
+		if f.value != "" {
+			args = append(args, f.flag, f.value)
+		}
+	}
+	return args
+}
+
 // ensureSpanTopic creates the span topic, of SpanPartitions partitions.
-func ensureSpanTopic(ctx context.Context, brokers []string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func ensureSpanTopic(ctx context.Context, brokers []string, auth []kgo.Opt) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, auth...)...)
 	if err != nil {
 		return err
 	}
@@ -438,8 +490,8 @@ func ensureSpanTopic(ctx context.Context, brokers []string) error {
 
 // ensureTopics checks an existing cluster answers and creates the stack's
 // topics on it when missing.
-func ensureTopics(ctx context.Context, brokers []string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func ensureTopics(ctx context.Context, brokers []string, o *Options) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, o.KafkaClient...)...)
 	if err != nil {
 		return fmt.Errorf("--kafka-brokers %s: %w", strings.Join(brokers, ","), err)
 	}
@@ -447,7 +499,7 @@ func ensureTopics(ctx context.Context, brokers []string) error {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := cl.Ping(pctx); err != nil {
-		return &KafkaUnreachableError{Brokers: strings.Join(brokers, ","), Err: err}
+		return &KafkaUnreachableError{Brokers: strings.Join(brokers, ","), Err: err, SASL: o.KafkaAuth.SASL != ""}
 	}
 	res, err := kadm.NewClient(cl).CreateTopics(pctx, services.Partitions, -1, nil, services.StackTopics...)
 	if err != nil {

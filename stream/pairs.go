@@ -197,7 +197,7 @@ func startsOf(r *kgo.Record) (from, to int64, ok bool) {
 // around it, its offset committed, and what it adds counted.
 func (m *member) judging(ctx context.Context) error {
 	pr := &pairs{held: map[int32][]heldPart{}, ready: map[int32]bool{}, last: map[int32]time.Time{}, said: map[int32]map[int32]time.Time{}}
-	cl, err := kgo.NewClient(m.cfg.Kafka.opts(
+	cl, err := kgo.NewClient(m.cfg.Kafka.Opts(
 		kgo.ConsumerGroup(PairsGroup(m.cfg.Group)),
 		kgo.ConsumeTopics(PairsTopic(m.cfg.Group)),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -435,7 +435,7 @@ func (m *member) readPairs(ctx context.Context, p int32, since time.Time, end in
 	topic := PairsTopic(m.cfg.Group)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(m.cfg.Kafka.opts(kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
+	cl, err := kgo.NewClient(m.cfg.Kafka.Opts(kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
 	if err != nil {
 		return nil, err
 	}

@@ -367,7 +367,7 @@ func (m *member) rereadAt(ctx context.Context, p int32, offsets []int64) ([]*kgo
 // reread reads partition p of the gathered topic again: its committed
 // records from offset first to last, both of which must be there.
 func (m *member) reread(ctx context.Context, p int32, first, last int64) ([]*kgo.Record, error) {
-	cl, err := kgo.NewClient(m.cfg.Kafka.opts(
+	cl, err := kgo.NewClient(m.cfg.Kafka.Opts(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{m.spans: {p: kgo.NewOffset().At(first)}}),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), // gone: nothing to read, said below
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)

@@ -27,7 +27,7 @@ func internalCompression() kgo.ProducerOpt {
 // member's: a member started again under its name fences its earlier self.
 func (m *member) rekeying() (*kgo.GroupTransactSession, error) {
 	cfg := m.cfg
-	return kgo.NewGroupTransactSession(cfg.Kafka.opts(
+	return kgo.NewGroupTransactSession(cfg.Kafka.Opts(
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
 		cfg.metadataAge(), cfg.metadataMinAge(),

@@ -24,7 +24,7 @@ var ErrNoResults = errors.New("no results published")
 func ReadResults(ctx context.Context, k Kafka, group string, from, to time.Time, progress func(read int)) (*engine.Partial, error) {
 	topic := ResultsTopic(group)
 	// Transactions' ends come as records too, so that the end is reached.
-	cl, err := kgo.NewClient(k.opts(kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
+	cl, err := kgo.NewClient(k.Opts(kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
 	if err != nil {
 		return nil, err
 	}
@@ -32,7 +32,7 @@ func ReadResults(ctx context.Context, k Kafka, group string, from, to time.Time,
 	adm := kadm.NewClient(cl)
 	ends, err := adm.ListCommittedOffsets(ctx, topic)
 	if err != nil {
-		return nil, k.unreachable(err)
+		return nil, k.Unreachable(err)
 	}
 	if err := ends.Error(); err != nil {
 		return nil, fmt.Errorf("results of group %s (%s): %w", group, topic, err)

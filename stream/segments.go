@@ -192,7 +192,7 @@ func (m *member) restoreSegments(ctx context.Context, adm *kadm.Client, parts []
 // readSegments reads partition p of the segments topic from offset from
 // up to to: the last value of each segment there.
 func (m *member) readSegments(ctx context.Context, topic string, p int32, from, to int64) (map[int64]*segment, error) {
-	cl, err := kgo.NewClient(m.cfg.Kafka.opts(kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
+	cl, err := kgo.NewClient(m.cfg.Kafka.Opts(kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(from)}}))...)
 	if err != nil {
 		return nil, err

@@ -56,6 +56,7 @@ import (
 	"log"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,26 +84,54 @@ type Kafka struct {
 	SASL sasl.Mechanism
 }
 
-// opts are the client options that reach k, then extra.
-func (k Kafka) opts(extra ...kgo.Opt) []kgo.Opt {
-	opts := []kgo.Opt{kgo.SeedBrokers(k.Brokers...)}
+// Opts are the client options that reach k (seed brokers, TLS, SASL),
+// then extra.
+func (k Kafka) Opts(extra ...kgo.Opt) []kgo.Opt {
+	opts := append([]kgo.Opt{kgo.SeedBrokers(k.Brokers...)}, k.Auth()...)
+	return append(opts, extra...)
+}
+
+// Auth are the client options of k's TLS and SASL: none when it has
+// neither.
+func (k Kafka) Auth() []kgo.Opt {
+	var opts []kgo.Opt
 	if k.TLS != nil {
 		opts = append(opts, kgo.DialTLSConfig(k.TLS.Clone()))
 	}
 	if k.SASL != nil {
 		opts = append(opts, kgo.SASL(k.SASL))
 	}
-	return append(opts, extra...)
+	return opts
 }
 
-// unreachable says Kafka at k did not answer: err, with a hint where the
+// Unreachable says Kafka at k did not answer: err, with a hint where the
 // broker hung up on a client that logs in (a broker may refuse a SASL
 // login so).
-func (k Kafka) unreachable(err error) error {
+func (k Kafka) Unreachable(err error) error {
 	if k.SASL != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
 		return fmt.Errorf("cannot reach Kafka at %v: %w (the broker hung up on the SASL login: is the user or password wrong?)", k.Brokers, err)
 	}
 	return fmt.Errorf("cannot reach Kafka at %v: %w", k.Brokers, err)
+}
+
+// ReadPasswordFile reads a SASL password from a file: its first line (of
+// at most its first 64 KiB), which must not be empty. Errors name the
+// file, never its content.
+func ReadPasswordFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if line = strings.TrimSuffix(line, "\r"); line == "" {
+		return "", fmt.Errorf("%s: its first line is empty", path)
+	}
+	return line, nil
 }
 
 // Config configures a member.
@@ -400,7 +429,7 @@ func (m *member) setSession(sess *kgo.GroupTransactSession) {
 // transactions with the commits of the offsets after them.
 func (m *member) gathering() (*kgo.GroupTransactSession, error) {
 	cfg := m.cfg
-	return kgo.NewGroupTransactSession(cfg.Kafka.opts(
+	return kgo.NewGroupTransactSession(cfg.Kafka.Opts(
 		kgo.ConsumerGroup(m.gatherGroup),
 		kgo.TransactionalID("ktrace-stream-"+cfg.Group+"-"+cfg.Instance+"-results"),
 		// A member killed in a transaction holds readers of the results

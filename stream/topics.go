@@ -21,7 +21,7 @@ import (
 // the pairs topic with as many to begin with (any number works: it is a
 // pairing key's part each).
 func (m *member) ensureTopics(ctx context.Context) error {
-	cl, err := kgo.NewClient(m.cfg.Kafka.opts()...)
+	cl, err := kgo.NewClient(m.cfg.Kafka.Opts()...)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ var errNoTopic = errors.New("not found")
 func partitions(ctx context.Context, k Kafka, adm *kadm.Client, topic string) (int32, error) {
 	details, err := adm.ListTopics(ctx, topic)
 	if err != nil {
-		return 0, k.unreachable(err)
+		return 0, k.Unreachable(err)
 	}
 	td, ok := details[topic]
 	if !ok || td.Err != nil {

@@ -16,7 +16,6 @@ import (
 	"github.com/ktrace-dev/ktrace/render"
 	"github.com/ktrace-dev/ktrace/stack"
 	"github.com/ktrace-dev/ktrace/stack/stargazers"
-	"github.com/ktrace-dev/ktrace/stream"
 )
 
 // NewCmdDemo builds `ktrace demo`.
@@ -103,7 +102,8 @@ func demoRun(ctx context.Context, ios *IOStreams, opts *StackOptions, keep bool,
 		// Jaeger has: the same graph, read from Kafka.
 		fmt.Fprintf(ios.ErrOut, "reading the graph ktrace stream published (--kafka %s --group %s)...\n", st.Endpoints.Kafka, stack.StreamGroup)
 		ks := jaegerSource("", "", "")
-		ks.Kafka, ks.Group, ks.kafka = st.Endpoints.Kafka, stack.StreamGroup, stream.Kafka{Brokers: strings.Split(st.Endpoints.Kafka, ",")}
+		ks.Kafka, ks.Group, ks.kafka = st.Endpoints.Kafka, stack.StreamGroup, opts.kafka
+		ks.kafka.Brokers = strings.Split(st.Endpoints.Kafka, ",")
 		for {
 			kg, krep, err := ks.readKafka(ctx, &IOStreams{In: ios.In, Out: ios.Out, ErrOut: io.Discard, Getenv: ios.Getenv})
 			if err == nil && kg.Traces >= g.Traces {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -89,21 +87,11 @@ func (o *KafkaOptions) connect(ios *IOStreams, brokers string) (stream.Kafka, er
 // else KTRACE_KAFKA_PASSWORD.
 func (o *KafkaOptions) password(ios *IOStreams) (string, error) {
 	if o.PasswordFile != "" {
-		f, err := os.Open(o.PasswordFile)
+		p, err := stream.ReadPasswordFile(o.PasswordFile)
 		if err != nil {
 			return "", usagef("reading --kafka-password-file: %v", err)
 		}
-		defer f.Close()
-		// The first line only, read from at most the first 64 KiB.
-		b, err := io.ReadAll(io.LimitReader(f, 64<<10))
-		if err != nil {
-			return "", usagef("reading --kafka-password-file: %v", err)
-		}
-		line, _, _ := strings.Cut(string(b), "\n")
-		if line = strings.TrimSuffix(line, "\r"); line == "" {
-			return "", usagef("--kafka-password-file %s: its first line is empty", o.PasswordFile)
-		}
-		return line, nil
+		return p, nil
 	}
 	if ios.Getenv != nil {
 		if p := ios.Getenv("KTRACE_KAFKA_PASSWORD"); p != "" {

@@ -14,15 +14,21 @@ import (
 
 	"github.com/ktrace-dev/ktrace/render"
 	"github.com/ktrace-dev/ktrace/stack"
+	"github.com/ktrace-dev/ktrace/stack/jaeger"
 	"github.com/ktrace-dev/ktrace/stack/services"
+	"github.com/ktrace-dev/ktrace/stream"
 )
 
 // StackOptions are the flags of `ktrace stack up` and `ktrace demo`.
 type StackOptions struct {
 	stack.Options
 	Brokers    string
+	Kafka      KafkaOptions
 	Replicas   []string
 	Foreground bool
+	// kafka reaches the stack's cluster, for reading what its ktrace
+	// stream members published.
+	kafka stream.Kafka
 }
 
 func (o *StackOptions) register(cmd *cobra.Command) {
@@ -30,6 +36,7 @@ func (o *StackOptions) register(cmd *cobra.Command) {
 	f.StringVar(&o.StateDir, "state-dir", "", "directory for the stack's state and logs (default "+stack.DefaultStateDir()+")")
 	f.IntVar(&o.KafkaPort, "kafka-port", 9092, "port of the embedded Kafka broker (127.0.0.1)")
 	f.StringVar(&o.Brokers, "kafka-brokers", "", "use this existing Kafka cluster (`host:port,...`) instead of the embedded broker")
+	o.Kafka.addFlags(f)
 	f.StringVar(&o.JaegerBin, "jaeger-bin", "", "Jaeger v2 binary (default: $KTRACE_JAEGER_BIN, the cached build, PATH, else build it)")
 	f.BoolVar(&o.Persist, "persist", false, "keep traces in Badger on disk instead of memory")
 	f.StringVar(&o.JaegerEndpoint, "jaeger-endpoint", "", "use this existing Jaeger (query gRPC `host:port`) instead of starting one")
@@ -51,6 +58,17 @@ func (o *StackOptions) register(cmd *cobra.Command) {
 func (o *StackOptions) prepare(ios *IOStreams) error {
 	if o.Brokers != "" {
 		o.KafkaBrokers = strings.Split(o.Brokers, ",")
+		k, err := o.Kafka.connect(ios, o.Brokers)
+		if err != nil {
+			return err
+		}
+		o.kafka = k
+		o.KafkaClient = k.Auth()
+		o.KafkaAuth = jaeger.KafkaAuth{TLS: o.Kafka.TLS, CA: o.Kafka.CA, Cert: o.Kafka.Cert, Key: o.Kafka.Key,
+			ServerName: o.Kafka.ServerName, SASL: strings.ToLower(o.Kafka.SASL), User: o.Kafka.User}
+		o.KafkaPasswordFile = o.Kafka.PasswordFile
+	} else if o.Kafka != (KafkaOptions{}) {
+		return usagef("the --kafka-tls and --kafka-sasl flags go with --kafka-brokers (the embedded broker takes neither)")
 	}
 	for _, r := range o.Replicas {
 		name, n, ok := strings.Cut(r, "=")
@@ -135,7 +153,8 @@ func printEndpoints(ios *IOStreams, st *stack.State) {
 		fmt.Fprintf(ios.Out, "  ktrace stream %d    %s\n", i+1, m)
 	}
 	if len(e.Streams) > 0 {
-		fmt.Fprintf(ios.Out, "  spans via Kafka    %s → ktrace graph --kafka %s --group %s\n", stack.SpanTopic, e.Kafka, stack.StreamGroup)
+		fmt.Fprintf(ios.Out, "  spans via Kafka    %s → ktrace graph --kafka %s --group %s\n", stack.SpanTopic, e.Kafka,
+			strings.Join(append([]string{stack.StreamGroup}, st.KafkaArgs...), " "))
 	}
 }
 
@@ -318,6 +337,7 @@ func newCmdStackRestart(ios *IOStreams) *cobra.Command {
 // each component this way.
 func newCmdStackServe(ios *IOStreams) *cobra.Command {
 	var cfg services.Config
+	var kafka KafkaOptions
 	var brokers, propagation string
 	var port int
 	var live bool
@@ -330,7 +350,11 @@ func newCmdStackServe(ios *IOStreams) *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
 			if brokers != "" {
-				cfg.Brokers = strings.Split(brokers, ",")
+				k, err := kafka.connect(ios, brokers)
+				if err != nil {
+					return err
+				}
+				cfg.Brokers, cfg.KafkaAuth = k.Brokers, k.Auth()
 			}
 			cfg.Log = ios.ErrOut
 			switch args[0] {
@@ -350,6 +374,7 @@ func newCmdStackServe(ios *IOStreams) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&brokers, "brokers", "", "Kafka seed brokers")
+	kafka.addFlags(f)
 	f.StringVar(&cfg.OTLP, "otlp", "", "OTLP gRPC endpoint")
 	f.StringVar(&cfg.Health, "health", "127.0.0.1:0", "health (and API) listen address")
 	f.StringVar(&cfg.Instance, "instance", "", "service.instance.id")

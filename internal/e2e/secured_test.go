@@ -8,8 +8,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/ktrace-dev/ktrace/internal/testenv"
+	"github.com/ktrace-dev/ktrace/stack"
 )
 
 // TestStreamSecured: a broker that takes only TLS connections
@@ -129,5 +132,145 @@ func TestStreamSecured(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(string(stderr), "password") || strings.Contains(string(stderr), pass) {
 		t.Errorf("a member with a wrong password: %v, %q: want exit 4 naming the password as a cause, not the password", err, stderr)
+	}
+}
+
+// TestStackOnSecuredKafka: `ktrace stack up --kafka-brokers` on a cluster
+// that takes only TLS with SASL SCRAM-SHA-512 logins, spans through Kafka:
+// the services, the Jaeger collector and ingester and two `ktrace stream`
+// members all log in, with the password read from --kafka-password-file.
+// The graph read with --kafka equals the ingester's, and the password is
+// in no file under the state directory, no command line and no output.
+// The Kafka flags without --kafka-brokers are a usage error; a wrong
+// password is exit 4 in one line.
+func TestStackOnSecuredKafka(t *testing.T) {
+	caFile, serverCert := testenv.TestCA(t)
+	const user, pass = "stack-user", "An0ther-s3cret"
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(&tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}),
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", user, pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	passFile := filepath.Join(t.TempDir(), "kafka-password")
+	if err := os.WriteFile(passFile, []byte(pass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secured := []string{"--kafka-tls", "--kafka-ca", caFile, "--kafka-sasl", "scram-sha-512", "--kafka-user", user}
+	var env []string // without the password
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KTRACE_KAFKA_PASSWORD=") {
+			env = append(env, kv)
+		}
+	}
+	run := func(args ...string) (stdout, stderr string, code int) {
+		cmd := exec.Command(ktraceBin, args...)
+		cmd.Env = env
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), errb.String(), code
+	}
+
+	o := stackOptions(t, "lost")
+	up := func(passwordFile string) (stdout, stderr string, code int) {
+		args := append([]string{"stack", "up", "--state-dir", o.StateDir, "--kafka-brokers", brokers, "--spans-via-kafka", "--stream-replicas", "2",
+			"--jaeger-grpc-port", fmt.Sprint(o.JaegerGRPCPort), "--jaeger-ui-port", fmt.Sprint(o.JaegerUIPort),
+			"--otlp-port", fmt.Sprint(o.OTLPPort), "--api-port", fmt.Sprint(o.APIPort), "--kafka-password-file", passwordFile}, secured...)
+		return run(args...)
+	}
+
+	wrongFile := filepath.Join(t.TempDir(), "wrong-password")
+	os.WriteFile(wrongFile, []byte("not-"+pass), 0o600)
+	out, stderr, code := up(wrongFile)
+	if code != 4 || out != "" || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "SASL login") {
+		t.Errorf("stack up with a wrong password: exit %d, stdout %q, stderr %q: want exit 4 and one line naming the login", code, out, stderr)
+	}
+	if _, _, code := run("stack", "up", "--state-dir", t.TempDir(), "--kafka-tls"); code != 2 {
+		t.Errorf("--kafka-tls without --kafka-brokers: exit %d, want 2", code)
+	}
+
+	for attempt := 1; ; attempt++ {
+		out, stderr, code = up(passFile)
+		if code == 0 || attempt == 3 || !strings.Contains(stderr, "already in use") {
+			break
+		}
+		t.Logf("a port was taken meanwhile; picking others")
+		o = stackOptions(t, "lost")
+	}
+	if code != 0 {
+		t.Fatalf("stack up: exit %d\n%s\n%s", code, out, stderr)
+	}
+	st, err := stack.Load(o.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := stack.Down(o.StateDir, nil); err != nil {
+			t.Errorf("down: %v", err)
+		}
+		for _, c := range st.Components {
+			if c.Alive() {
+				t.Errorf("%s (pid %d) still running after down", c.Name, c.Pid)
+				syscall.Kill(c.Pid, syscall.SIGKILL)
+			}
+		}
+	})
+	if !strings.Contains(out, strings.Join(secured, " ")) {
+		t.Errorf("stack up does not say how to read the graph from this cluster:\n%s", out)
+	}
+	if _, err := stack.Traffic(context.Background(), o.StateDir, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswer(t, st.Endpoints.API)
+	stableTraces(t, st.Endpoints.JaegerQuery)
+	want, _ := runOut(t, "graph", "--jaeger", st.Endpoints.JaegerQuery, "-o", "json")
+	var got string
+	for deadline := time.Now().Add(90 * time.Second); got != want; time.Sleep(time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the graph read with --kafka never became the ingester's:\n%s\nwant\n%s", head(got), head(want))
+		}
+		got, _, _ = run(append([]string{"graph", "--kafka", brokers, "--group", stack.StreamGroup, "-o", "json", "--kafka-password-file", passFile}, secured...)...)
+	}
+	if !strings.Contains(got, `"stargazers-join"`) {
+		t.Errorf("the graph lacks the join:\n%s", head(got))
+	}
+
+	// A member and the collector started again read the password file
+	// again: this shell has no password in its environment.
+	for _, name := range []string{stack.Stream + "-1", stack.JaegerCollector} {
+		if _, stderr, code := run("stack", "restart", name, "--state-dir", o.StateDir); code != 0 {
+			t.Errorf("stack restart %s: exit %d: %s", name, code, stderr)
+		}
+	}
+	if st, err = stack.Load(o.StateDir); err != nil {
+		t.Fatal(err)
+	}
+
+	// The password is nowhere the stack wrote, nor on a command line.
+	filepath.WalkDir(o.StateDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if b, err := os.ReadFile(path); err == nil && bytes.Contains(b, []byte(pass)) {
+			t.Errorf("%s holds the password", path)
+		}
+		return nil
+	})
+	for _, c := range st.Components {
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c.Pid))
+		if err != nil || bytes.Contains(cmdline, []byte(pass)) {
+			t.Errorf("%s: command line %q (%v)", c.Name, cmdline, err)
+		}
+	}
+	if strings.Contains(out+stderr, pass) {
+		t.Error("stack up's output holds the password")
 	}
 }

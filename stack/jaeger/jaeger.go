@@ -83,6 +83,46 @@ type Options struct {
 	Role         string
 	KafkaBrokers []string
 	SpanTopic    string
+	// KafkaAuth is how the collector and the ingester reach brokers that
+	// take TLS or SASL.
+	KafkaAuth KafkaAuth
+}
+
+// KafkaAuth is how a client reaches Kafka brokers that take only TLS, or
+// SASL logins: ktrace's --kafka-* flags.
+type KafkaAuth struct {
+	TLS bool
+	// CA, Cert and Key are PEM files (the system's CAs when CA is empty;
+	// Cert and Key for mutual TLS); ServerName overrides the name the
+	// broker's certificate is checked against.
+	CA, Cert, Key, ServerName string
+	// SASL is plain, scram-sha-256 or scram-sha-512, with User. Jaeger
+	// reads the password from its environment (PasswordEnv), so that it
+	// is in no file and on no command line.
+	SASL, User string
+}
+
+// PasswordEnv holds the SASL password in the environment of the processes
+// that log in to Kafka.
+const PasswordEnv = "KTRACE_KAFKA_PASSWORD"
+
+// config is the TLS and SASL settings of the kafka receiver's and exporter's settings, indented
+// for their block.
+func (a KafkaAuth) config() string {
+	var b strings.Builder
+	if a.TLS {
+		b.WriteString("    tls:\n      insecure: false\n")
+		for _, f := range []struct{ key, value string }{{"ca_file", a.CA}, {"cert_file", a.Cert}, {"key_file", a.Key}, {"server_name_override", a.ServerName}} {
+			if f.value != "" {
+				fmt.Fprintf(&b, "      %s: %s\n", f.key, yamlString(f.value))
+			}
+		}
+	}
+	if a.SASL != "" {
+		fmt.Fprintf(&b, "    auth:\n      sasl:\n        mechanism: %s\n        username: %s\n        password: ${env:%s}\n",
+			yamlString(strings.ToUpper(a.SASL)), yamlString(a.User), PasswordEnv)
+	}
+	return b.String()
 }
 
 // Roles of a Jaeger through Kafka.
@@ -175,7 +215,7 @@ func (o *Options) Config() string {
     traces:
       topic: %q
       encoding: otlp_proto
-`, quoteList(o.KafkaBrokers), o.SpanTopic)
+%s`, quoteList(o.KafkaBrokers), o.SpanTopic, o.KafkaAuth.config())
 	}
 	receivers, receiver := "[otlp]", fmt.Sprintf(`  otlp:
     protocols:
@@ -192,7 +232,7 @@ func (o *Options) Config() string {
     traces:
       topic: %q
       encoding: otlp_proto
-`, quoteList(o.KafkaBrokers), o.SpanTopic)
+%s`, quoteList(o.KafkaBrokers), o.SpanTopic, o.KafkaAuth.config())
 	}
 	processors, tail := "[batch]", ""
 	if o.TailSample > 0 && o.TailSample < 1 {
@@ -237,10 +277,14 @@ extensions:
 func quoteList(list []string) string {
 	q := make([]string, len(list))
 	for i, s := range list {
-		q[i] = strconv.Quote(s)
+		q[i] = yamlString(s)
 	}
 	return "[" + strings.Join(q, ", ") + "]"
 }
+
+// yamlString quotes s for the collector's configuration: a YAML
+// double-quoted string whose "$" cannot start a ${...} reference.
+func yamlString(s string) string { return strconv.Quote(strings.ReplaceAll(s, "$", "$$")) }
 
 // Prepare picks free ports for the ports left zero, writes the config into
 // Dir and returns the command line that runs Jaeger with it.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestConfigBindsLoopback(t *testing.T) {
@@ -104,5 +106,42 @@ func TestFreePort(t *testing.T) {
 	}
 	if len(seen) < 2 {
 		t.Fatalf("20 picks gave %d distinct ports", len(seen))
+	}
+}
+
+// A collector and an ingester that reach Kafka with TLS and SASL: the
+// settings land in the kafka exporter's and receiver's blocks, the
+// password is a reference to the environment, and a "$" the user gave
+// cannot start another reference.
+func TestConfigKafkaAuth(t *testing.T) {
+	auth := KafkaAuth{TLS: true, CA: "/etc/ca.pem", ServerName: "kafka.internal", SASL: "scram-sha-512", User: "u$er"}
+	for _, role := range []string{RoleCollector, RoleIngester} {
+		o := Options{Dir: "/tmp/x", Role: role, KafkaBrokers: []string{"k1:9093"}, SpanTopic: "otlp_spans", KafkaAuth: auth}
+		if err := o.defaults(); err != nil {
+			t.Fatal(err)
+		}
+		var cfg struct {
+			Receivers, Exporters map[string]struct {
+				Brokers []string
+				TLS     map[string]any
+				Auth    struct{ SASL map[string]string }
+			}
+		}
+		if err := yaml.Unmarshal([]byte(o.Config()), &cfg); err != nil {
+			t.Fatalf("%s: %v\n%s", role, err, o.Config())
+		}
+		k, ok := cfg.Exporters["kafka"]
+		if role == RoleIngester {
+			k, ok = cfg.Receivers["kafka"]
+		}
+		want := map[string]string{"mechanism": "SCRAM-SHA-512", "username": "u$$er", "password": "${env:KTRACE_KAFKA_PASSWORD}"}
+		if !ok || k.Brokers[0] != "k1:9093" || k.TLS["ca_file"] != "/etc/ca.pem" || k.TLS["server_name_override"] != "kafka.internal" ||
+			k.TLS["insecure"] != false || fmt.Sprint(k.Auth.SASL) != fmt.Sprint(want) {
+			t.Errorf("%s: kafka settings %+v\n%s", role, k, o.Config())
+		}
+	}
+	o := Options{Dir: "/tmp/x", Role: RoleCollector, KafkaBrokers: []string{"k1:9092"}, SpanTopic: "otlp_spans"}
+	if cfg := o.Config(); strings.Contains(cfg, "tls:") || strings.Contains(cfg, "auth:") {
+		t.Errorf("no TLS or SASL asked for, yet:\n%s", cfg)
 	}
 }

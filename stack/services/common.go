@@ -24,6 +24,9 @@ import (
 type Config struct {
 	// Brokers are the Kafka seed brokers.
 	Brokers []string
+	// KafkaAuth are the client options a cluster that takes TLS or SASL
+	// needs (stream.Kafka's); none for the embedded broker.
+	KafkaAuth []kgo.Opt
 	// OTLP is the OTLP gRPC endpoint (host:port); empty disables export.
 	OTLP string
 	// Health is the listen address of /healthz (and the service's own API).
@@ -208,7 +211,8 @@ func serveHTTP(ctx context.Context, addr, service string, c *Counters, mux *http
 }
 
 func kafkaOpts(cfg *Config, service string, extra ...kgo.Opt) []kgo.Opt {
-	return append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.ClientID(service)}, extra...)
+	opts := append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.ClientID(service)}, cfg.KafkaAuth...)
+	return append(opts, extra...)
 }
 
 // pingKafka fails fast when no broker answers.
