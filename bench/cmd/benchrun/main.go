@@ -58,6 +58,8 @@ func main() {
 	streamSpans := flag.Int("stream-spans", 500_000, "spans written to the span topic for the stream runs")
 	soak := flag.Duration("soak", 0, "with -only-stream: also run one member this long at -soak-rate spans/s and record its memory")
 	soakRate := flag.Int("soak-rate", 20_000, "spans per second in the -soak run")
+	steady := flag.Duration("steady", 0, "with -only-stream: instead, run Jaeger and one member side by side this long at -steady-rate spans/s, re-keyed and keyed")
+	steadyRate := flag.Int("steady-rate", 100_000, "spans per second in the -steady runs")
 	flag.Parse()
 	ctx := context.Background()
 	stopOnSignal()
@@ -66,10 +68,15 @@ func main() {
 		check(err)
 		defer os.RemoveAll(work)
 		bin := buildKtrace(work)
-		if *soak > 0 {
+		switch {
+		case *soak > 0:
 			cfg := synth.Standard(100_000)
 			streamSoak(ctx, work, bin, synth.Generate(cfg), *soakRate, *soak)
-		} else {
+		case *steady > 0:
+			ts := synth.Generate(synth.Standard(100_000))
+			streamSteady(ctx, work, bin, ts, *steadyRate, *steady, false)
+			streamSteady(ctx, work, bin, ts, *steadyRate, *steady, true)
+		default:
 			streamSet(ctx, work, bin, *streamSpans, *perTrace, *linkShare)
 		}
 		table()

@@ -200,21 +200,9 @@ func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster,
 	check(cluster.CreateTopic(topic, 6, nil))
 	var cmds []*exec.Cmd
 	for i := 0; i < members; i++ {
-		listen := freeAddr()
-		log, err := os.Create(filepath.Join(work, fmt.Sprintf("%s-%d.log", topic, i)))
-		check(err)
-		defer log.Close()
-		args := []string{"stream", "--kafka-brokers", strings.Join(brokers, ","), "--topic", topic, "--group", group,
-			"--listen", listen, "--trace-idle", "1s", "--window", "1s"}
-		if byTraceID {
-			args = append(args, "--partitioned-by-trace")
-		}
-		cmd := exec.Command(bin, args...)
-		cmd.Stderr = log
-		check(cmd.Start())
-		cmds = append(cmds, cmd)
-		defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-		waitHTTP(ctx, "http://"+listen+"/readyz")
+		m := startMember(ctx, work, bin, brokers, topic, group, fmt.Sprintf("%s-%d", topic, i), byTraceID, "--trace-idle", "1s", "--window", "1s")
+		defer m.stop()
+		cmds = append(cmds, m.cmd)
 	}
 	time.Sleep(2 * time.Second) // the group settled
 	cpu := func() time.Duration {
@@ -248,15 +236,151 @@ func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster,
 	return r
 }
 
+// member is a `ktrace stream` process.
+type member struct {
+	cmd    *exec.Cmd
+	listen string // its /metrics, /healthz and /readyz
+	stop   func()
+}
+
+// startMember starts a member reading topic in group, logging to
+// work/name.log, with the flags given, and waits until it is ready.
+func startMember(ctx context.Context, work, bin string, brokers []string, topic, group, name string, byTraceID bool, flags ...string) member {
+	listen := freeAddr()
+	log, err := os.Create(filepath.Join(work, name+".log"))
+	check(err)
+	args := append([]string{"stream", "--kafka-brokers", strings.Join(brokers, ","), "--topic", topic, "--group", group,
+		"--listen", listen}, flags...)
+	if byTraceID {
+		args = append(args, "--partitioned-by-trace")
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = log
+	check(cmd.Start())
+	waitHTTP(ctx, "http://"+listen+"/readyz")
+	return member{cmd: cmd, listen: listen, stop: func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait(); log.Close() }}
+}
+
+// metric is the value of a counter or gauge a member serves, 0 when it
+// does not answer.
+func (m member) metric(name string) float64 {
+	resp, err := http.Get("http://" + m.listen + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// streamSteady measures ktrace stream and Jaeger's kafka receiver →
+// spanmetrics side by side as they run in production: both read one topic
+// (each in its group) while spans come at a constant rate for d — the
+// set's traces written again and again under new trace IDs, in records of
+// about 300 spans, or a record per trace keyed by its ID — and each
+// process's CPU is taken from the first span to the last analysed. A
+// burst (streamRuns) makes a member hold the whole topic at once, and pay
+// the kernel for every fresh page of it; at a steady rate its memory is
+// reused, as Jaeger's is.
+func streamSteady(ctx context.Context, work, bin string, ts []trace.Trace, rate int, d time.Duration, byTraceID bool) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	check(err)
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	topic := fmt.Sprintf("steady-%v", byTraceID)
+	check(cluster.CreateTopic(topic, 6, nil))
+	j := startJaegerSpanmetrics(ctx, work, brokers, topic)
+	defer j.stop()
+	m := startMember(ctx, work, bin, brokers, topic, "steady", topic, byTraceID, "--trace-idle", "5s", "--window", "10s")
+	defer m.stop()
+	time.Sleep(2 * time.Second) // the group settled
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	check(err)
+	defer cl.Close()
+	jBefore, mBefore, start := cpuOf(j.pid), cpuOf(m.cmd.Process.Pid), time.Now()
+	sent, traces, k := 0, 0, 0
+	for time.Since(start) < d {
+		// Keep to the rate: write the traces due by now, 300 spans or a
+		// trace a record.
+		var batch []trace.Trace
+		for due := int(time.Since(start).Seconds() * float64(rate)); sent < due; k++ {
+			t := ts[k%len(ts)]
+			t.Spans = slices.Clone(t.Spans)
+			for i := range t.Spans {
+				t.Spans[i].Refs = slices.Clone(t.Spans[i].Refs)
+			}
+			reID(&t, trace.TraceID{High: uint64(k/len(ts)) + 1, Low: uint64(k%len(ts)) + 1})
+			batch = append(batch, t)
+			sent, traces = sent+len(t.Spans), traces+1
+		}
+		recs := byTrace(batch)
+		if !byTraceID {
+			recs, _ = exporterRecords(batch, 300)
+		}
+		for _, r := range recs {
+			cl.Produce(ctx, &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value}, func(_ *kgo.Record, err error) { check(err) })
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	check(cl.Flush(ctx))
+	j.await(sent, start)
+	jCPU := cpuOf(j.pid) - jBefore
+	for m.metric("ktrace_stream_traces_total") < float64(traces) {
+		if time.Since(start) > d+5*time.Minute {
+			check(fmt.Errorf("ktrace stream: %v of %d traces published five minutes after the last span", m.metric("ktrace_stream_traces_total"), traces))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mCPU := cpuOf(m.cmd.Process.Pid) - mBefore
+	how := "in records of about 300 spans (not keyed)"
+	if byTraceID {
+		how = "a record per trace keyed by its ID, --partitioned-by-trace"
+	}
+	fmt.Fprintf(os.Stderr, "steady %s: Jaeger %s, ktrace %s of CPU for %d spans\n", how, jCPU, mCPU, sent)
+	record(fmt.Sprintf("at %d spans/s for %s, %s: Jaeger, then ktrace stream (1 member)", rate, d, how),
+		fmt.Sprintf("%.0f, %.0f spans/CPU-s", float64(sent)/jCPU.Seconds(), float64(sent)/mCPU.Seconds()),
+		fmt.Sprintf("%.2f× Jaeger's per CPU; %d spans; %s and %s of CPU; peak %d MiB resident (ktrace), %d MiB (Jaeger)",
+			jCPU.Seconds()/mCPU.Seconds(), sent, jCPU.Round(time.Millisecond), mCPU.Round(time.Millisecond),
+			residentPeak(m.cmd.Process.Pid)>>20, residentPeak(j.pid)>>20))
+}
+
 // jaegerSpanmetrics runs the Jaeger v2 binary as a kafka receiver feeding
 // the spanmetrics connector (metrics out to a Prometheus endpoint, no
 // trace storage), writes the records once it is ready, and waits until its
 // receiver has accepted every span.
 func jaegerSpanmetrics(ctx context.Context, work string, cluster *kfake.Cluster, brokers []string, name string, recs []*kgo.Record, spans int) time.Duration {
-	bin, err := sj.FindBinary("")
-	check(err)
 	topic := "spans-jaeger-" + name
 	check(cluster.CreateTopic(topic, 6, nil))
+	j := startJaegerSpanmetrics(ctx, work, brokers, topic)
+	defer j.stop()
+	before, start := cpuOf(j.pid), time.Now()
+	produceRecords(ctx, brokers, topic, recs)
+	j.await(spans, start)
+	d := cpuOf(j.pid) - before
+	fmt.Fprintf(os.Stderr, "Jaeger kafka → spanmetrics: %s CPU for %d spans\n", d, spans)
+	return d
+}
+
+// jaegerProc is a Jaeger v2 process reading a topic with its kafka
+// receiver into the spanmetrics connector.
+type jaegerProc struct {
+	pid       int
+	telemetry string // its own metrics' address
+	stop      func()
+}
+
+// startJaegerSpanmetrics starts Jaeger reading topic, in a consumer group
+// named as the topic, and waits until it is ready and its group settled.
+func startJaegerSpanmetrics(ctx context.Context, work string, brokers []string, topic string) jaegerProc {
+	bin, err := sj.FindBinary("")
+	check(err)
 	health, telemetry, metrics := freeAddr(), freeAddr(), freeAddr()
 	th, tp, _ := strings.Cut(telemetry, ":")
 	config := fmt.Sprintf(`service:
@@ -302,24 +426,23 @@ exporters:
 	check(os.WriteFile(path, []byte(config), 0o600))
 	log, err := os.Create(filepath.Join(work, topic+".log"))
 	check(err)
-	defer log.Close()
 	cmd := exec.Command(bin, "--config", path)
 	cmd.Stdout, cmd.Stderr = log, log
 	check(cmd.Start())
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	stop := func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait(); log.Close() }
 	waitHTTP(ctx, "http://"+health+"/status")
 	time.Sleep(2 * time.Second) // the group settled
-	before, start := cpuOf(cmd.Process.Pid), time.Now()
-	produceRecords(ctx, brokers, topic, recs)
-	for accepted(telemetry) < spans {
+	return jaegerProc{pid: cmd.Process.Pid, telemetry: telemetry, stop: stop}
+}
+
+// await waits until Jaeger's receiver has accepted spans spans.
+func (j jaegerProc) await(spans int, start time.Time) {
+	for accepted(j.telemetry) < spans {
 		if time.Since(start) > 10*time.Minute {
-			check(fmt.Errorf("jaeger: %d of %d spans accepted after 10 minutes", accepted(telemetry), spans))
+			check(fmt.Errorf("jaeger: %d of %d spans accepted after 10 minutes", accepted(j.telemetry), spans))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	d := cpuOf(cmd.Process.Pid) - before
-	fmt.Fprintf(os.Stderr, "Jaeger kafka → spanmetrics: %s CPU for %d spans\n", d, spans)
-	return d
 }
 
 // accepted is the spans Jaeger's receivers have accepted, from its own
