@@ -5,6 +5,9 @@ package stream_test
 import (
 	"context"
 	"io"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/internal/synth"
 	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/stream"
@@ -103,4 +107,106 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkReadResults: reading what a group published — 60 results of
+// about 20,000 spans, a sixth of them published twice (late spans), in records
+// compressed as members write them — reports the heap's peak during the
+// read, above what it was before, and what the merged partial holds.
+func BenchmarkReadResults(b *testing.B) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, stream.ResultsTopic("g")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerBatchCompression(kgo.ZstdCompression()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	spans, traces := 0, 0
+	for i := range 60 {
+		ts := synth.Generate(synth.Config{Traces: 1000, SpansPerTrace: 20, Services: 8, Topics: 4, Partitions: 6,
+			BrokenShare: 0.1, LinkShare: 0.3, Seed: uint64(100 + i)})
+		for j := range ts { // traces of their own
+			t := &ts[j]
+			old := t.ID
+			t.ID.High = uint64(i + 1)
+			for k := range t.Spans {
+				sp := &t.Spans[k]
+				sp.TraceID = t.ID
+				for r := range sp.Refs {
+					if sp.Refs[r].TraceID == old {
+						sp.Refs[r].TraceID = t.ID
+					}
+				}
+			}
+		}
+		key := []byte("result-" + strconv.Itoa(i))
+		if i%6 == 0 { // published once before, with fewer traces
+			early := resultOf(b, ts[:500])
+			if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: stream.ResultsTopic("g"), Key: key, Value: early}).FirstErr(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: stream.ResultsTopic("g"), Key: key, Value: resultOf(b, ts)}).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+		for _, t := range ts {
+			spans += len(t.Spans)
+		}
+		traces += len(ts)
+	}
+	cl.Close()
+	var peak, merged uint64
+	for b.Loop() {
+		runtime.GC()
+		base := heapBytes()
+		stop, top := make(chan struct{}), make(chan uint64)
+		go func() {
+			m := base
+			for {
+				select {
+				case <-stop:
+					top <- m
+					return
+				case <-time.After(time.Millisecond):
+					m = max(m, heapBytes())
+				}
+			}
+		}()
+		p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
+		close(stop)
+		peak = <-top - base
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		merged = heapBytes() - base
+		if g, _ := p.Finish(); g.Traces != traces {
+			b.Fatalf("%d traces read, want %d", g.Traces, traces)
+		}
+	}
+	b.ReportMetric(float64(peak)/float64(spans), "peak-B/span")
+	b.ReportMetric(float64(merged)/float64(spans), "merged-B/span")
+}
+
+// resultOf is the result a member publishes for ts.
+func resultOf(b *testing.B, ts []trace.Trace) []byte {
+	p, err := engine.Collect(context.Background(), engine.Slice(ts), engine.Options{Workers: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, err := p.MarshalBinary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+// heapBytes is the heap's live and not yet swept objects now.
+func heapBytes() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
