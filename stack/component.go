@@ -29,8 +29,13 @@ type Component struct {
 	Log    string `json:"log"`
 	// KafkaPasswordFile, when set, holds the SASL password the component
 	// logs in to Kafka with: its first line is put in the process's
-	// environment (jaeger.PasswordEnv) at each start.
+	// environment (jaeger.PasswordEnv) at each start. Otherwise the
+	// process inherits jaeger.PasswordEnv, if set.
 	KafkaPasswordFile string `json:"kafka_password_file,omitempty"`
+	// JaegerKafkaRole, for a Jaeger that logs in to Kafka with SASL, is
+	// its role: its environment gets the password as its configuration
+	// (jaeger.AuthEnv).
+	JaegerKafkaRole string `json:"jaeger_kafka_role,omitempty"`
 	// done is closed when the process this program started exits; nil
 	// for a component another program started (read from state.json).
 	done chan struct{}
@@ -163,12 +168,8 @@ func (c *Component) start() error {
 		c.logFrom = fi.Size()
 	}
 	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
-	if c.KafkaPasswordFile != "" {
-		pass, err := stream.ReadPasswordFile(c.KafkaPasswordFile)
-		if err != nil {
-			return fmt.Errorf("starting %s: reading the Kafka password: %w", c.Name, err)
-		}
-		cmd.Env = append(os.Environ(), jaeger.PasswordEnv+"="+pass)
+	if cmd.Env, err = c.environ(); err != nil {
+		return fmt.Errorf("starting %s: %w", c.Name, err)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	detach(cmd)
@@ -186,6 +187,30 @@ func (c *Component) start() error {
 		close(done)
 	}()
 	return nil
+}
+
+// environ is the component's environment: this process's, with the Kafka
+// password where the component needs it given (nil: this process's as it
+// is).
+func (c *Component) environ() ([]string, error) {
+	if c.KafkaPasswordFile == "" && c.JaegerKafkaRole == "" {
+		return nil, nil
+	}
+	pass := os.Getenv(jaeger.PasswordEnv)
+	if c.KafkaPasswordFile != "" {
+		var err error
+		if pass, err = stream.ReadPasswordFile(c.KafkaPasswordFile); err != nil {
+			return nil, fmt.Errorf("reading the Kafka password: %w", err)
+		}
+	}
+	if pass == "" {
+		return nil, fmt.Errorf("no Kafka password: set %s (or give stack up --kafka-password-file)", jaeger.PasswordEnv)
+	}
+	env := append(os.Environ(), jaeger.PasswordEnv+"="+pass)
+	if c.JaegerKafkaRole != "" {
+		env = append(env, jaeger.AuthEnv+"="+jaeger.PasswordConfig(c.JaegerKafkaRole, pass))
+	}
+	return env, nil
 }
 
 // running is Alive, told for certain for a process this program started:

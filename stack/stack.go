@@ -54,9 +54,9 @@ type Options struct {
 	// cluster that takes only TLS, or SASL logins; KafkaClient are the same
 	// as client options, for the stack's own clients (stream.Kafka.Auth).
 	// The SASL password is the first line of KafkaPasswordFile, else
-	// jaeger.PasswordEnv in the environment, which the processes the stack
-	// starts inherit: it is in no file and on no command line the stack
-	// writes.
+	// jaeger.PasswordEnv in the environment; each process the stack
+	// starts gets it in its environment (Component.environ): it is in no
+	// file and on no command line the stack writes.
 	KafkaAuth         jaeger.KafkaAuth
 	KafkaClient       []kgo.Opt
 	KafkaPasswordFile string
@@ -339,7 +339,7 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 			if err != nil {
 				return st, err
 			}
-			if err := launch(Component{Name: JaegerCollector, Argv: argv, Health: co.HealthURL()}); err != nil {
+			if err := launch(Component{Name: JaegerCollector, Argv: argv, Health: co.HealthURL(), JaegerKafkaRole: saslRole(&o, co.Role)}); err != nil {
 				return st, err
 			}
 			jo.OTLPGRPCPort, jo.Role, jo.KafkaBrokers, jo.SpanTopic, jo.TailSample = 0, jaeger.RoleIngester, brokers, SpanTopic, 0
@@ -349,7 +349,7 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 		if err != nil {
 			return st, err
 		}
-		if err := launch(Component{Name: Jaeger, Argv: argv, Health: jo.HealthURL()}); err != nil {
+		if err := launch(Component{Name: Jaeger, Argv: argv, Health: jo.HealthURL(), JaegerKafkaRole: saslRole(&o, jo.Role)}); err != nil {
 			return st, err
 		}
 		otlp = jo.OTLPAddr()
@@ -452,6 +452,15 @@ const (
 	SpanPartitions = 6
 	StreamGroup    = "ktrace"
 )
+
+// saslRole is the role of a Jaeger that logs in to the stack's cluster
+// with SASL, "" for one that does not.
+func saslRole(o *Options, role string) string {
+	if o.KafkaAuth.SASL == "" {
+		return ""
+	}
+	return role
+}
 
 // kafkaArgs are the ktrace flags of a: how the stack's processes, and
 // its user's commands, reach the cluster.

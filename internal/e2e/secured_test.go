@@ -145,7 +145,9 @@ func TestStreamSecured(t *testing.T) {
 // password is exit 4 in one line.
 func TestStackOnSecuredKafka(t *testing.T) {
 	caFile, serverCert := testenv.TestCA(t)
-	const user, pass = "stack-user", "An0ther-s3cret"
+	// YAML and the collector's ${...} must not read the password as they
+	// read their own.
+	const user, pass = "stack-user", `An0ther: "s3cret" #1 ${env:HOME} {x}`
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(&tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}),
 		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", user, pass))
 	if err != nil {

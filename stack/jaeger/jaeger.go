@@ -96,15 +96,33 @@ type KafkaAuth struct {
 	// Cert and Key for mutual TLS); ServerName overrides the name the
 	// broker's certificate is checked against.
 	CA, Cert, Key, ServerName string
-	// SASL is plain, scram-sha-256 or scram-sha-512, with User. Jaeger
-	// reads the password from its environment (PasswordEnv), so that it
-	// is in no file and on no command line.
+	// SASL is plain, scram-sha-256 or scram-sha-512, with User. The
+	// password is in no file: Jaeger reads it from its environment, a
+	// configuration of its own (AuthEnv, PasswordConfig).
 	SASL, User string
 }
 
-// PasswordEnv holds the SASL password in the environment of the processes
-// that log in to Kafka.
+// PasswordEnv holds the SASL password in the environment of the ktrace
+// processes that log in to Kafka.
 const PasswordEnv = "KTRACE_KAFKA_PASSWORD"
+
+// AuthEnv holds, in the environment of a Jaeger that logs in to Kafka, the
+// configuration that gives its kafka exporter or receiver the password
+// (PasswordConfig); Prepare's command line reads it.
+const AuthEnv = "KTRACE_JAEGER_KAFKA_AUTH"
+
+// PasswordConfig is the configuration that sets the SASL password of the
+// kafka exporter (RoleCollector) or receiver (RoleIngester), for AuthEnv.
+// The collector reads a value such as ${env:...} as YAML, which would
+// turn a password like "a: b" into a map, or "#x" into nothing; the
+// password is a quoted string here, its "$" escaped.
+func PasswordConfig(role, password string) string {
+	kind := "exporters"
+	if role == RoleIngester {
+		kind = "receivers"
+	}
+	return fmt.Sprintf("%s: {kafka: {auth: {sasl: {password: %s}}}}\n", kind, yamlString(password))
+}
 
 // config is the TLS and SASL settings of the kafka receiver's and exporter's settings, indented
 // for their block.
@@ -119,8 +137,8 @@ func (a KafkaAuth) config() string {
 		}
 	}
 	if a.SASL != "" {
-		fmt.Fprintf(&b, "    auth:\n      sasl:\n        mechanism: %s\n        username: %s\n        password: ${env:%s}\n",
-			yamlString(strings.ToUpper(a.SASL)), yamlString(a.User), PasswordEnv)
+		fmt.Fprintf(&b, "    auth:\n      sasl:\n        mechanism: %s\n        username: %s\n",
+			yamlString(strings.ToUpper(a.SASL)), yamlString(a.User))
 	}
 	return b.String()
 }
@@ -299,7 +317,11 @@ func (o *Options) Prepare() ([]string, error) {
 	if err := os.WriteFile(cfg, []byte(o.Config()), 0o644); err != nil {
 		return nil, err
 	}
-	return []string{o.Bin, "--config", cfg}, nil
+	argv := []string{o.Bin, "--config", cfg}
+	if o.KafkaAuth.SASL != "" && o.Role != "" {
+		argv = append(argv, "--config", "env:"+AuthEnv)
+	}
+	return argv, nil
 }
 
 // HealthURL answers 200 once Jaeger is up.

@@ -110,9 +110,10 @@ func TestFreePort(t *testing.T) {
 }
 
 // A collector and an ingester that reach Kafka with TLS and SASL: the
-// settings land in the kafka exporter's and receiver's blocks, the
-// password is a reference to the environment, and a "$" the user gave
-// cannot start another reference.
+// settings land in the kafka exporter's and receiver's blocks, with no
+// password (it comes from the environment), and a "$" the user gave
+// cannot start a ${...} reference. The password's configuration keeps
+// any password a string, as it was.
 func TestConfigKafkaAuth(t *testing.T) {
 	auth := KafkaAuth{TLS: true, CA: "/etc/ca.pem", ServerName: "kafka.internal", SASL: "scram-sha-512", User: "u$er"}
 	for _, role := range []string{RoleCollector, RoleIngester} {
@@ -134,7 +135,7 @@ func TestConfigKafkaAuth(t *testing.T) {
 		if role == RoleIngester {
 			k, ok = cfg.Receivers["kafka"]
 		}
-		want := map[string]string{"mechanism": "SCRAM-SHA-512", "username": "u$$er", "password": "${env:KTRACE_KAFKA_PASSWORD}"}
+		want := map[string]string{"mechanism": "SCRAM-SHA-512", "username": "u$$er"}
 		if !ok || k.Brokers[0] != "k1:9093" || k.TLS["ca_file"] != "/etc/ca.pem" || k.TLS["server_name_override"] != "kafka.internal" ||
 			k.TLS["insecure"] != false || fmt.Sprint(k.Auth.SASL) != fmt.Sprint(want) {
 			t.Errorf("%s: kafka settings %+v\n%s", role, k, o.Config())
@@ -143,5 +144,17 @@ func TestConfigKafkaAuth(t *testing.T) {
 	o := Options{Dir: "/tmp/x", Role: RoleCollector, KafkaBrokers: []string{"k1:9092"}, SpanTopic: "otlp_spans"}
 	if cfg := o.Config(); strings.Contains(cfg, "tls:") || strings.Contains(cfg, "auth:") {
 		t.Errorf("no TLS or SASL asked for, yet:\n%s", cfg)
+	}
+	for _, pass := range []string{"a: b", "#x", "{x}", "123", "null", `"q" ${env:HOME} $$`, "ü\t\x00"} {
+		for role, kind := range map[string]string{RoleCollector: "exporters", RoleIngester: "receivers"} {
+			var cfg map[string]map[string]struct{ Auth struct{ SASL struct{ Password string } } }
+			if err := yaml.Unmarshal([]byte(PasswordConfig(role, pass)), &cfg); err != nil {
+				t.Fatalf("%q: %v", pass, err)
+			}
+			// The collector reads "$$" as "$".
+			if got := strings.ReplaceAll(cfg[kind]["kafka"].Auth.SASL.Password, "$$", "$"); got != pass {
+				t.Errorf("%s: password %q read as %q", role, pass, got)
+			}
+		}
 	}
 }
