@@ -147,7 +147,9 @@ func TestConfigKafkaAuth(t *testing.T) {
 	}
 	for _, pass := range []string{"a: b", "#x", "{x}", "123", "null", `"q" ${env:HOME} $$`, "ü\t\x00"} {
 		for role, kind := range map[string]string{RoleCollector: "exporters", RoleIngester: "receivers"} {
-			var cfg map[string]map[string]struct{ Auth struct{ SASL struct{ Password string } } }
+			var cfg map[string]map[string]struct {
+				Auth struct{ SASL struct{ Password string } }
+			}
 			if err := yaml.Unmarshal([]byte(PasswordConfig(role, pass)), &cfg); err != nil {
 				t.Fatalf("%q: %v", pass, err)
 			}
