@@ -11,39 +11,59 @@ import (
 
 	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/source/file"
+	sj "github.com/ktrace-dev/ktrace/source/jaeger"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
+// decoding is what decoding records shares from record to record: one
+// for each goroutine that decodes.
+type decoding struct {
+	res    *trace.Resources
+	strs   *trace.Strings
+	jaeger *sj.SpanDecoder
+}
+
 // decode decodes a record of the span topic (or, as EncodingProto, of the
-// spans topic) with the decoding state of the goroutine that reads it.
-func decode(value []byte, encoding string, res *trace.Resources, strs *trace.Strings) ([]trace.Trace, error) {
-	if encoding == EncodingJSON {
+// spans topic).
+func decode(value []byte, encoding string, d decoding) ([]trace.Trace, error) {
+	switch encoding {
+	case EncodingJSON:
 		var out []trace.Trace
-		for t, err := range file.Traces(bytes.NewReader(value), "span record", res) {
+		for t, err := range file.Traces(bytes.NewReader(value), "span record", d.res) {
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, *t)
 		}
 		return out, nil
+	case EncodingJaegerProto, EncodingJaegerJSON:
+		decode := d.jaeger.Proto
+		if encoding == EncodingJaegerJSON {
+			decode = d.jaeger.JSON
+		}
+		s, err := decode(value)
+		if err != nil {
+			return nil, err
+		}
+		return []trace.Trace{{ID: s.TraceID, Spans: []trace.Span{s}}}, nil
 	}
-	if ts, ok := engine.DecodeOTLP(value, res, strs); ok {
+	if ts, ok := engine.DecodeOTLP(value, d.res, d.strs); ok {
 		return ts, nil
 	}
-	return file.OTLPProto(value, res, strs) // what the fast path declines, and why it is bad
+	return file.OTLPProto(value, d.res, d.strs) // what the fast path declines, and why it is bad
 }
 
 // pieces cuts a record into a piece of OTLP protobuf per trace: as the
 // spans came, without decoding them, where the record has the plain form
 // (engine.SplitOTLP; a bad span then fails in its trace's piece, when it
 // is decoded), else decoded (which says what is wrong) and written again.
-func pieces(value []byte, encoding string, res *trace.Resources, strs *trace.Strings) ([]engine.TracePiece, error) {
+func pieces(value []byte, encoding string, d decoding) ([]engine.TracePiece, error) {
 	if encoding == EncodingProto {
 		if pieces, ok := engine.SplitOTLP(value); ok {
 			return pieces, nil
 		}
 	}
-	ts, err := decode(value, encoding, res, strs)
+	ts, err := decode(value, encoding, d)
 	if err != nil {
 		return nil, err
 	}
@@ -57,6 +77,9 @@ func pieces(value []byte, encoding string, res *trace.Resources, strs *trace.Str
 	}
 	return out, nil
 }
+
+// decoding is the decoding state of the goroutine that gathers traces.
+func (m *member) decoding() decoding { return decoding{&m.res, &m.strs, &m.jaeger} }
 
 // spansHeader is the header in which the re-keying writes how many spans
 // a record of the spans topic holds.
@@ -72,12 +95,12 @@ func (m *member) gathered(r *kgo.Record) ([]engine.TracePiece, error) {
 		return nil, nil
 	}
 	if m.cfg.ByTraceID {
-		return pieces(r.Value, m.cfg.Encoding, &m.res, &m.strs)
+		return pieces(r.Value, m.cfg.Encoding, m.decoding())
 	}
 	if p, ok := rekeyed(r); ok {
 		return []engine.TracePiece{p}, nil
 	}
-	return pieces(r.Value, EncodingProto, &m.res, &m.strs)
+	return pieces(r.Value, EncodingProto, m.decoding())
 }
 
 // rekeyed reads a record of the spans topic as the re-keying wrote it:

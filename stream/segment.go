@@ -212,7 +212,7 @@ func (m *member) decodeAll(gathered []*partial) []trace.Trace {
 // decodeTrace decodes a trace gathered: its spans, each once (a record
 // written twice upstream brings its spans twice).
 func (m *member) decodeTrace(g *partial) (trace.Trace, error) {
-	ts, err := decode(g.data, EncodingProto, &m.res, &m.strs)
+	ts, err := decode(g.data, EncodingProto, m.decoding())
 	if err != nil {
 		return trace.Trace{}, err
 	}

@@ -55,6 +55,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,6 +66,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/ktrace-dev/ktrace/internal/engine"
+	sj "github.com/ktrace-dev/ktrace/source/jaeger"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -72,7 +74,14 @@ import (
 const (
 	EncodingProto = "otlp_proto"
 	EncodingJSON  = "otlp_json"
+	// A Jaeger span a record, keyed by its trace ID: the kafka exporter's
+	// jaeger_proto and jaeger_json, and Jaeger v1's collector's.
+	EncodingJaegerProto = "jaeger_proto"
+	EncodingJaegerJSON  = "jaeger_json"
 )
+
+// Encodings are the span topic's encodings a member reads.
+var Encodings = []string{EncodingProto, EncodingJSON, EncodingJaegerProto, EncodingJaegerJSON}
 
 // Kafka is where the brokers are, and how to reach them.
 type Kafka struct {
@@ -140,7 +149,7 @@ type Config struct {
 	// Topic is the span topic; Group the consumer group, which also names
 	// the internal topics (SpansTopic, ResultsTopic).
 	Topic, Group string
-	// Encoding is EncodingProto (default) or EncodingJSON.
+	// Encoding is one of Encodings; default EncodingProto.
 	Encoding string
 	// ByTraceID says the span topic is partitioned by trace ID (the
 	// exporter's partition_traces_by_id): members gather it directly, in
@@ -205,8 +214,8 @@ func (c *Config) defaults() error {
 	if c.Encoding == "" {
 		c.Encoding = EncodingProto
 	}
-	if c.Encoding != EncodingProto && c.Encoding != EncodingJSON {
-		return fmt.Errorf("encoding %q: want %s or %s", c.Encoding, EncodingProto, EncodingJSON)
+	if !slices.Contains(Encodings, c.Encoding) {
+		return fmt.Errorf("encoding %q: want %s", c.Encoding, strings.Join(Encodings, ", "))
 	}
 	if c.TraceIdle <= 0 {
 		c.TraceIdle = 5 * time.Second
@@ -252,6 +261,8 @@ type member struct {
 	// spans topic's (read by gather), each used by one goroutine.
 	inRes, res   trace.Resources
 	inStrs, strs trace.Strings
+	// inJaeger and jaeger decode Jaeger's encodings.
+	inJaeger, jaeger sj.SpanDecoder
 
 	mu         sync.Mutex
 	assemblers map[int32]*assembler // by partition of the spans topic

@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -60,8 +62,8 @@ KTRACE_KAFKA_PASSWORD or --kafka-password-file and is never printed.`,
 			if opts.Brokers == "" || opts.Topic == "" || opts.Group == "" {
 				return usagef("stream needs --kafka-brokers, --topic and --group")
 			}
-			if opts.Encoding != stream.EncodingProto && opts.Encoding != stream.EncodingJSON {
-				return usagef("--encoding %q: want %s or %s", opts.Encoding, stream.EncodingProto, stream.EncodingJSON)
+			if !slices.Contains(stream.Encodings, opts.Encoding) {
+				return usagef("--encoding %q: want %s", opts.Encoding, strings.Join(stream.Encodings, ", "))
 			}
 			if opts.Idle <= 0 || opts.Window <= 0 || opts.Retention <= 0 || opts.PairWait < 0 {
 				return usagef("--trace-idle, --window and --results-retention must be positive, --pair-wait not negative")
@@ -81,7 +83,7 @@ KTRACE_KAFKA_PASSWORD or --kafka-password-file and is never printed.`,
 	f.StringVar(&opts.Brokers, "kafka-brokers", "", "Kafka brokers `host:port,...`")
 	f.StringVar(&opts.Topic, "topic", "otlp_spans", "the span `topic` the collector writes")
 	f.StringVar(&opts.Group, "group", "", "consumer group `name`; it also names the internal topics")
-	f.StringVar(&opts.Encoding, "encoding", stream.EncodingProto, "the span topic's encoding: otlp_proto or otlp_json")
+	f.StringVar(&opts.Encoding, "encoding", stream.EncodingProto, "the span topic's encoding: otlp_proto, otlp_json, or a Jaeger span a record (keyed by trace: with --partitioned-by-trace), jaeger_proto or jaeger_json")
 	f.BoolVar(&opts.ByTraceID, "partitioned-by-trace", false, "the span topic is partitioned by trace ID (the exporter's partition_traces_by_id): read it directly, without re-keying")
 	f.StringVar(&opts.Listen, "listen", "", "serve /metrics, /healthz and /readyz on `host:port` (none by default)")
 	f.DurationVar(&opts.Idle, "trace-idle", 5*time.Second, "a trace is complete once quiet this long")

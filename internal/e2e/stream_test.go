@@ -20,6 +20,7 @@ import (
 
 	"github.com/ktrace-dev/ktrace/internal/testenv"
 	"github.com/ktrace-dev/ktrace/stack"
+	"github.com/ktrace-dev/ktrace/stack/jaeger"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -189,5 +190,81 @@ func TestStackSpansViaKafka(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), "ktrace_stream_spans_in_total") {
 		t.Errorf("stream metrics:\n%.1000s", body)
+	}
+}
+
+// TestStreamJaegerEncodings: a real Jaeger v2 collector writes the
+// topology's spans with its kafka exporter's Jaeger encodings (a span a
+// record), and a Jaeger ingester stores the same records; a `ktrace
+// stream` member reads them with --encoding — jaeger_proto as the topic is
+// partitioned (by trace ID), jaeger_json re-keyed. The graph and the break
+// report read with --kafka equal the ingester's.
+func TestStreamJaegerEncodings(t *testing.T) {
+	bin, err := jaeger.FindBinary("")
+	if err != nil {
+		t.Fatalf("%v: the README's test command (scripts/test) installs it", err)
+	}
+	for _, c := range []struct {
+		encoding  string
+		byTraceID bool
+	}{{"jaeger_proto", true}, {"jaeger_json", false}} {
+		t.Run(c.encoding, func(t *testing.T) {
+			cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "jaeger_spans"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cluster.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			start := func(role string) *jaeger.Process {
+				p, err := jaeger.Start(ctx, jaeger.Options{Bin: bin, Dir: t.TempDir(), Role: role, KafkaBrokers: cluster.ListenAddrs(),
+					SpanTopic: "jaeger_spans", SpanEncoding: c.encoding})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(p.Stop)
+				return p
+			}
+			collector, ingester := start(jaeger.RoleCollector), start(jaeger.RoleIngester)
+			brokers := strings.Join(cluster.ListenAddrs(), ",")
+			args := []string{"stream", "--kafka-brokers", brokers, "--topic", "jaeger_spans", "--group", "g", "--encoding", c.encoding,
+				"--trace-idle", "1s", "--window", "500ms"}
+			if c.byTraceID {
+				args = append(args, "--partitioned-by-trace")
+			}
+			var log testenv.Buffer
+			member := exec.Command(ktraceBin, args...)
+			member.Stderr = &log
+			if err := member.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				member.Process.Signal(syscall.SIGTERM)
+				member.Wait()
+				if t.Failed() {
+					t.Logf("the member:\n%s", log.String())
+				}
+			}()
+
+			runTopology(t, collector.OTLPAddr(), orders)
+			q := ingester.QueryAddr()
+			stableTraces(t, q)
+			want, _ := runOut(t, "graph", "--jaeger", q, "-o", "json")
+			if !strings.Contains(want, `"stitched"`) || !strings.Contains(want, `"topic:orders"`) {
+				t.Fatalf("the ingester's graph lacks the topology's stitched hop:\n%s", head(want))
+			}
+			var got string
+			for deadline := time.Now().Add(90 * time.Second); got != want; time.Sleep(time.Second) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the graph read with --kafka never became the ingester's:\n%s\nwant\n%s", head(got), head(want))
+				}
+				got, _ = runOut(t, "graph", "--kafka", brokers, "--group", "g", "-o", "json")
+			}
+			wantRep, _ := runOut(t, "report", "--broken", "--jaeger", q, "--settle", "0s", "-o", "json")
+			gotRep, _ := runOut(t, "report", "--broken", "--kafka", brokers, "--group", "g", "-o", "json")
+			if gotRep != wantRep {
+				t.Errorf("report --broken --kafka differs from the ingester's:\n%s\nwant\n%s", head(gotRep), head(wantRep))
+			}
+		})
 	}
 }

@@ -83,6 +83,9 @@ type Options struct {
 	Role         string
 	KafkaBrokers []string
 	SpanTopic    string
+	// SpanEncoding is the span topic's encoding (default otlp_proto;
+	// jaeger_proto and jaeger_json write a span a record, keyed by trace).
+	SpanEncoding string
 	// KafkaAuth is how the collector and the ingester reach brokers that
 	// take TLS or SASL.
 	KafkaAuth KafkaAuth
@@ -181,6 +184,9 @@ func (o *Options) defaults() error {
 	if o.MaxTraces == 0 {
 		o.MaxTraces = 100000
 	}
+	if o.SpanEncoding == "" {
+		o.SpanEncoding = "otlp_proto"
+	}
 	for _, p := range []*int{&o.OTLPGRPCPort, &o.OTLPHTTPPort, &o.QueryGRPCPort, &o.UIPort, &o.HealthPort} {
 		if *p == 0 {
 			port, err := FreePort()
@@ -232,8 +238,8 @@ func (o *Options) Config() string {
     brokers: %s
     traces:
       topic: %q
-      encoding: otlp_proto
-%s`, quoteList(o.KafkaBrokers), o.SpanTopic, o.KafkaAuth.config())
+      encoding: %s
+%s`, quoteList(o.KafkaBrokers), o.SpanTopic, o.SpanEncoding, o.KafkaAuth.config())
 	}
 	receivers, receiver := "[otlp]", fmt.Sprintf(`  otlp:
     protocols:
@@ -249,8 +255,8 @@ func (o *Options) Config() string {
     initial_offset: earliest
     traces:
       topic: %q
-      encoding: otlp_proto
-%s`, quoteList(o.KafkaBrokers), o.SpanTopic, o.KafkaAuth.config())
+      encoding: %s
+%s`, quoteList(o.KafkaBrokers), o.SpanTopic, o.SpanEncoding, o.KafkaAuth.config())
 	}
 	processors, tail := "[batch]", ""
 	if o.TailSample > 0 && o.TailSample < 1 {
@@ -395,7 +401,11 @@ func (p *Process) waitHealthy(ctx context.Context) error {
 		}
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusOK {
-			// The query port opens with the extension; check it too.
+			// The query port opens with the extension; check it too (a
+			// collector serves no queries).
+			if p.Role == RoleCollector {
+				return nil
+			}
 			if c, err := net.DialTimeout("tcp", p.QueryAddr(), time.Second); err == nil {
 				c.Close()
 				return nil
