@@ -276,3 +276,38 @@ func TestStackOnSecuredKafka(t *testing.T) {
 		t.Error("stack up's output holds the password")
 	}
 }
+
+// TestDemoOnSecuredKafka: `ktrace demo --spans-via-kafka` on a cluster
+// that takes only TLS with SASL logins reads the graph its stream members
+// published over TLS and SASL too, with the password from the environment.
+func TestDemoOnSecuredKafka(t *testing.T) {
+	caFile, serverCert := testenv.TestCA(t)
+	const user, pass = "demo", "d3mo-pa55"
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(&tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}),
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", user, pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	o := stackOptions(t, "")
+	cmd := exec.Command(ktraceBin, "demo", "--state-dir", o.StateDir, "--kafka-brokers", strings.Join(cluster.ListenAddrs(), ","), "--spans-via-kafka",
+		"--jaeger-grpc-port", fmt.Sprint(o.JaegerGRPCPort), "--jaeger-ui-port", fmt.Sprint(o.JaegerUIPort), "--otlp-port", fmt.Sprint(o.OTLPPort),
+		"--api-port", fmt.Sprint(o.APIPort), "--kafka-tls", "--kafka-ca", caFile, "--kafka-sasl", "scram-sha-256", "--kafka-user", user)
+	cmd.Env = append(os.Environ(), "KTRACE_KAFKA_PASSWORD="+pass)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("demo: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{
+		"stargazers-join\ttopic:stargazers-results\tproduce\tstitched\t",
+		"stargazers-api holds the 24 logins that starred both repositories within 10 days, as expected",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	if !strings.Contains(stderr.String(), "reading the graph ktrace stream published") || strings.Contains(stdout.String()+stderr.String(), pass) {
+		t.Errorf("demo's stderr:\n%s", stderr.String())
+	}
+}
