@@ -136,7 +136,8 @@ func TestStreamSecured(t *testing.T) {
 }
 
 // TestStackOnSecuredKafka: `ktrace stack up --kafka-brokers` on a cluster
-// that takes only TLS with SASL SCRAM-SHA-512 logins, spans through Kafka:
+// that takes only mutual TLS (a client certificate its authority signed)
+// with SASL SCRAM-SHA-512 logins, spans through Kafka:
 // the services, the Jaeger collector and ingester and two `ktrace stream`
 // members all log in, with the password read from --kafka-password-file.
 // The graph read with --kafka equals the ingester's, and the password is
@@ -144,11 +145,12 @@ func TestStreamSecured(t *testing.T) {
 // The Kafka flags without --kafka-brokers are a usage error; a wrong
 // password is exit 4 in one line.
 func TestStackOnSecuredKafka(t *testing.T) {
-	caFile, serverCert := testenv.TestCA(t)
+	pki := testenv.TestPKI(t)
 	// YAML and the collector's ${...} must not read the password as they
 	// read their own.
 	const user, pass = "stack-user", `An0ther: "s3cret" #1 ${env:HOME} {x}`
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(&tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}),
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(&tls.Config{Certificates: []tls.Certificate{pki.Server}, MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pki.CA}),
 		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", user, pass))
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +161,8 @@ func TestStackOnSecuredKafka(t *testing.T) {
 	if err := os.WriteFile(passFile, []byte(pass+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	secured := []string{"--kafka-tls", "--kafka-ca", caFile, "--kafka-sasl", "scram-sha-512", "--kafka-user", user}
+	secured := []string{"--kafka-tls", "--kafka-ca", pki.CAFile, "--kafka-cert", pki.ClientCert, "--kafka-key", pki.ClientKey,
+		"--kafka-sasl", "scram-sha-512", "--kafka-user", user}
 	var env []string // without the password
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "KTRACE_KAFKA_PASSWORD=") {
@@ -243,6 +246,11 @@ func TestStackOnSecuredKafka(t *testing.T) {
 	}
 	if !strings.Contains(got, `"stargazers-join"`) {
 		t.Errorf("the graph lacks the join:\n%s", head(got))
+	}
+	// Without its certificate a client is refused.
+	noCert := append(append([]string{"graph", "--kafka", brokers, "--group", stack.StreamGroup, "--kafka-password-file", passFile}, secured[:3]...), secured[7:]...)
+	if out, stderr, code := run(noCert...); code != 4 || out != "" || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "certificate") {
+		t.Errorf("graph --kafka without a client certificate: exit %d, stdout %q, stderr %q: want exit 4 and one line naming the certificate", code, head(out), stderr)
 	}
 
 	// A member and the collector started again read the password file
