@@ -15,8 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/internal/synth"
+	"github.com/ktrace-dev/ktrace/internal/testenv"
 	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/stream"
 	"github.com/ktrace-dev/ktrace/trace"
@@ -144,12 +144,12 @@ func BenchmarkReadResults(b *testing.B) {
 		}
 		key := []byte("result-" + strconv.Itoa(i))
 		if i%6 == 0 { // published once before, with fewer traces
-			early := resultOf(b, ts[:500])
+			early := testenv.Result(b, ts[:500])
 			if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: stream.ResultsTopic("g"), Key: key, Value: early}).FirstErr(); err != nil {
 				b.Fatal(err)
 			}
 		}
-		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: stream.ResultsTopic("g"), Key: key, Value: resultOf(b, ts)}).FirstErr(); err != nil {
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: stream.ResultsTopic("g"), Key: key, Value: testenv.Result(b, ts)}).FirstErr(); err != nil {
 			b.Fatal(err)
 		}
 		for _, t := range ts {
@@ -189,19 +189,6 @@ func BenchmarkReadResults(b *testing.B) {
 	}
 	b.ReportMetric(float64(peak)/float64(spans), "peak-B/span")
 	b.ReportMetric(float64(merged)/float64(spans), "merged-B/span")
-}
-
-// resultOf is the result a member publishes for ts.
-func resultOf(b *testing.B, ts []trace.Trace) []byte {
-	p, err := engine.Collect(context.Background(), engine.Slice(ts), engine.Options{Workers: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	data, err := p.MarshalBinary()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return data
 }
 
 // heapBytes is the heap's live and not yet swept objects now.

@@ -83,18 +83,7 @@ func TestStreamSecured(t *testing.T) {
 	}()
 
 	ktrace := func(password string, args ...string) (stdout, stderr string, code int) {
-		cmd := exec.Command(ktraceBin, args...)
-		cmd.Env = append(os.Environ(), "KTRACE_KAFKA_PASSWORD="+password)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String(), errb.String(), code
+		return runEnv(t, append(os.Environ(), "KTRACE_KAFKA_PASSWORD="+password), args...)
 	}
 	want, _ := runOut(t, "graph", "--fixture", "stargazers-lost", "-o", "json")
 	var got string
@@ -169,20 +158,7 @@ func TestStackOnSecuredKafka(t *testing.T) {
 			env = append(env, kv)
 		}
 	}
-	run := func(args ...string) (stdout, stderr string, code int) {
-		cmd := exec.Command(ktraceBin, args...)
-		cmd.Env = env
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String(), errb.String(), code
-	}
+	run := func(args ...string) (stdout, stderr string, code int) { return runEnv(t, env, args...) }
 
 	o := stackOptions(t, "lost")
 	up := func(passwordFile string) (stdout, stderr string, code int) {
@@ -318,4 +294,22 @@ func TestDemoOnSecuredKafka(t *testing.T) {
 	if !strings.Contains(stderr.String(), "reading the graph ktrace stream published") || strings.Contains(stdout.String()+stderr.String(), pass) {
 		t.Errorf("demo's stderr:\n%s", stderr.String())
 	}
+}
+
+// runEnv runs ktrace in the environment env and returns its stdout, its
+// stderr and its exit code.
+func runEnv(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(ktraceBin, args...)
+	cmd.Env = env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
 }

@@ -1,12 +1,12 @@
 package engine_test
 
 import (
-	"context"
 	"runtime"
 	"testing"
 
 	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/internal/synth"
+	"github.com/ktrace-dev/ktrace/internal/testenv"
 )
 
 // BenchmarkMergeResults does what a reader of ktrace stream's results
@@ -30,14 +30,7 @@ func BenchmarkMergeResults(b *testing.B) {
 				for _, t := range ts {
 					spans += len(t.Spans)
 				}
-				p, err := engine.Collect(context.Background(), engine.Slice(ts), engine.Options{Workers: 1})
-				if err != nil {
-					b.Fatal(err)
-				}
-				data, err := p.MarshalBinary()
-				if err != nil {
-					b.Fatal(err)
-				}
+				data := testenv.Result(b, ts)
 				results = append(results, data)
 				size += len(data)
 			}
