@@ -65,3 +65,25 @@ func TestSpanDecoder(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSpanDecoder: any record, in either encoding, decodes to a span with
+// a trace ID or to an error; never a panic.
+func FuzzSpanDecoder(f *testing.F) {
+	ms := model.Span{TraceID: model.TraceID{Low: 1}, SpanID: 2, OperationName: "op", StartTime: time.Unix(1, 0).UTC(),
+		References: []model.SpanRef{{TraceID: model.TraceID{Low: 1}, SpanID: 1}},
+		Tags:       []model.KeyValue{{Key: "span.kind", VStr: "producer"}}, Process: &model.Process{ServiceName: "s"}}
+	proto, _ := ms.Marshal()
+	var js bytes.Buffer
+	(&jsonpb.Marshaler{}).Marshal(&js, &ms)
+	f.Add(proto)
+	f.Add(js.Bytes())
+	f.Add([]byte{})
+	var d SpanDecoder
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, decode := range []func([]byte) (trace.Span, error){d.Proto, d.JSON} {
+			if s, err := decode(data); err == nil && s.TraceID == (trace.TraceID{}) {
+				t.Errorf("decoded a span with no trace ID: %+v", s)
+			}
+		}
+	})
+}
