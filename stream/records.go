@@ -137,6 +137,11 @@ func (m *member) poison(r *kgo.Record, err error) {
 	m.poisoned[key] = true
 	m.mu.Unlock()
 	if first {
-		m.log.Printf("skipping an undecodable record at %s offset %d: %v (later ones on this partition are counted, not logged)", key, r.Offset, err)
+		encoding := EncodingProto // the internal topics'
+		if r.Topic == m.cfg.Topic {
+			encoding = m.cfg.Encoding
+		}
+		m.log.Printf("skipping a record at %s offset %d that does not decode as %s: %v (later ones on this partition are counted, not logged)",
+			key, r.Offset, encoding, err)
 	}
 }
