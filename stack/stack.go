@@ -84,6 +84,11 @@ type Options struct {
 	// the consumer group StreamGroup.
 	SpansViaKafka  bool
 	StreamReplicas int
+	// SpansByTrace has the collector key the spans by trace ID
+	// (partition_traces_by_id), and the members read them so
+	// (--partitioned-by-trace), without re-keying: the wiring for
+	// production.
+	SpansByTrace bool
 	// Live makes github-source page the real GitHub API (GITHUB_TOKEN).
 	Live bool
 	// Replicas runs several instances of a consumer service in one consumer
@@ -187,8 +192,8 @@ func (o *Options) defaults() error {
 		if o.StreamReplicas < 1 || o.StreamReplicas > SpanPartitions {
 			return fmt.Errorf("--stream-replicas %d: want 1 to %d (the span topic's partitions)", o.StreamReplicas, SpanPartitions)
 		}
-	} else if o.StreamReplicas != 0 {
-		return fmt.Errorf("--stream-replicas goes with --spans-via-kafka")
+	} else if o.StreamReplicas != 0 || o.SpansByTrace {
+		return fmt.Errorf("--stream-replicas and --spans-by-trace go with --spans-via-kafka")
 	}
 	if !(o.TailSample >= 0 && o.TailSample <= 1) {
 		return fmt.Errorf("--tail-sample %v: want a ratio from 0 to 1 (0: keep every trace)", o.TailSample)
@@ -334,7 +339,8 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 				return st, err
 			}
 			co := jaeger.Options{Bin: jbin, Dir: filepath.Join(o.StateDir, "jaeger-collector"), OTLPGRPCPort: o.OTLPPort,
-				Role: jaeger.RoleCollector, KafkaBrokers: brokers, SpanTopic: SpanTopic, KafkaAuth: o.KafkaAuth, TailSample: o.TailSample}
+				Role: jaeger.RoleCollector, KafkaBrokers: brokers, SpanTopic: SpanTopic, SpansByTrace: o.SpansByTrace, KafkaAuth: o.KafkaAuth,
+				TailSample: o.TailSample}
 			argv, err := co.Prepare()
 			if err != nil {
 				return st, err
@@ -367,6 +373,9 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 				Argv: []string{o.Exe, "stream", "--kafka-brokers", strings.Join(brokers, ","), "--topic", SpanTopic,
 					"--group", StreamGroup, "--listen", addr(hp), "--trace-idle", "2s", "--window", "5s"}}
 			c.Argv = append(c.Argv, st.KafkaArgs...)
+			if o.SpansByTrace {
+				c.Argv = append(c.Argv, "--partitioned-by-trace")
+			}
 			if err := launch(c); err != nil {
 				return st, err
 			}

@@ -50,6 +50,7 @@ func (o *StackOptions) register(cmd *cobra.Command) {
 	f.Float64Var(&o.TailSample, "tail-sample", 0, "the stack's Jaeger keeps this share of whole traces (`RATIO`, tail_sampling; 0: all)")
 	f.BoolVar(&o.SpansViaKafka, "spans-via-kafka", false, "spans go through Kafka: a Jaeger collector writes them to otlp_spans, a Jaeger ingester stores them, ktrace stream members analyse them")
 	f.IntVar(&o.StreamReplicas, "stream-replicas", 0, "with --spans-via-kafka: how many ktrace stream members (default 3, at most 6)")
+	f.BoolVar(&o.SpansByTrace, "spans-by-trace", false, "with --spans-via-kafka: the collector keys spans by trace ID (partition_traces_by_id) and the members read them so (--partitioned-by-trace), as in production")
 	f.BoolVar(&o.Live, "live", false, "github-source pages the real GitHub API (needs GITHUB_TOKEN) instead of the bundled fixture")
 	f.DurationVar(&o.Timeout, "wait", 60*time.Second, "how long to wait for each component to become healthy")
 	f.StringArrayVar(&o.Replicas, "replicas", nil, "run `service=N` instances of stargazers-flatten or stargazers-join in one consumer group (repeatable)")

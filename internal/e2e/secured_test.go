@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -126,7 +127,9 @@ func TestStreamSecured(t *testing.T) {
 
 // TestStackOnSecuredKafka: `ktrace stack up --kafka-brokers` on a cluster
 // that takes only mutual TLS (a client certificate its authority signed)
-// with SASL SCRAM-SHA-512 logins, spans through Kafka:
+// with SASL SCRAM-SHA-512 logins, spans through Kafka keyed by trace ID
+// (--spans-by-trace: the collector's partition_traces_by_id, the members'
+// --partitioned-by-trace):
 // the services, the Jaeger collector and ingester and two `ktrace stream`
 // members all log in, with the password read from --kafka-password-file.
 // The graph read with --kafka equals the ingester's, and the password is
@@ -162,7 +165,7 @@ func TestStackOnSecuredKafka(t *testing.T) {
 
 	o := stackOptions(t, "lost")
 	up := func(passwordFile string) (stdout, stderr string, code int) {
-		args := append([]string{"stack", "up", "--state-dir", o.StateDir, "--kafka-brokers", brokers, "--spans-via-kafka", "--stream-replicas", "2",
+		args := append([]string{"stack", "up", "--state-dir", o.StateDir, "--kafka-brokers", brokers, "--spans-via-kafka", "--stream-replicas", "2", "--spans-by-trace",
 			"--jaeger-grpc-port", fmt.Sprint(o.JaegerGRPCPort), "--jaeger-ui-port", fmt.Sprint(o.JaegerUIPort),
 			"--otlp-port", fmt.Sprint(o.OTLPPort), "--api-port", fmt.Sprint(o.APIPort), "--kafka-password-file", passwordFile}, secured...)
 		return run(args...)
@@ -192,6 +195,9 @@ func TestStackOnSecuredKafka(t *testing.T) {
 	st, err := stack.Load(o.StateDir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if m := st.Component(stack.Stream + "-1"); m == nil || !slices.Contains(m.Argv, "--partitioned-by-trace") {
+		t.Errorf("the first member: %+v, want one reading spans keyed by trace", m)
 	}
 	t.Cleanup(func() {
 		if err := stack.Down(o.StateDir, nil); err != nil {

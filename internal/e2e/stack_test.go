@@ -455,6 +455,14 @@ func TestStackBadInput(t *testing.T) {
 			t.Errorf("state left behind: %v", err)
 		}
 	})
+	t.Run("flags that go with others", func(t *testing.T) {
+		for _, args := range [][]string{{"--spans-by-trace"}, {"--stream-replicas", "2"}, {"--kafka-tls"}, {"--kafka-sasl", "plain", "--kafka-user", "u"}} {
+			out, code := runOut(t, append([]string{"stack", "up", "--state-dir", t.TempDir()}, args...)...)
+			if code != 2 || out != "" {
+				t.Errorf("stack up %v: exit %d, stdout %q: want a usage error", args, code, out)
+			}
+		}
+	})
 	t.Run("port in use", func(t *testing.T) {
 		o := stackOptions(t, "")
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", o.APIPort))

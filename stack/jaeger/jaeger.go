@@ -86,6 +86,9 @@ type Options struct {
 	// SpanEncoding is the span topic's encoding (default otlp_proto;
 	// jaeger_proto and jaeger_json write a span a record, keyed by trace).
 	SpanEncoding string
+	// SpansByTrace has the collector key its records by trace ID
+	// (partition_traces_by_id: a record per trace).
+	SpansByTrace bool
 	// KafkaAuth is how the collector and the ingester reach brokers that
 	// take TLS or SASL.
 	KafkaAuth KafkaAuth
@@ -233,13 +236,17 @@ func (o *Options) Config() string {
 %s`, o.QueryAddr(), o.addr(o.UIPort), storage)
 	exporters, exporter := "[jaeger_storage_exporter]", "  jaeger_storage_exporter:\n    trace_storage: store\n"
 	if o.Role == RoleCollector {
+		byTrace := ""
+		if o.SpansByTrace {
+			byTrace = "    partition_traces_by_id: true\n"
+		}
 		name, extensions, query = "jaeger-collector", "[healthcheckv2]", ""
 		exporters, exporter = "[kafka]", fmt.Sprintf(`  kafka:
     brokers: %s
     traces:
       topic: %q
       encoding: %s
-%s`, quoteList(o.KafkaBrokers), o.SpanTopic, o.SpanEncoding, o.KafkaAuth.config())
+%s%s`, quoteList(o.KafkaBrokers), o.SpanTopic, o.SpanEncoding, o.KafkaAuth.config(), byTrace)
 	}
 	receivers, receiver := "[otlp]", fmt.Sprintf(`  otlp:
     protocols:

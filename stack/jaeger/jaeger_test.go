@@ -160,3 +160,26 @@ func TestConfigKafkaAuth(t *testing.T) {
 		}
 	}
 }
+
+// A collector keying spans by trace ID says so to its kafka exporter.
+func TestConfigSpansByTrace(t *testing.T) {
+	o := Options{Dir: "/tmp/x", Role: RoleCollector, KafkaBrokers: []string{"k1:9092"}, SpanTopic: "otlp_spans", SpansByTrace: true}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Exporters struct {
+			Kafka struct {
+				Brokers             []string
+				PartitionTracesByID bool `yaml:"partition_traces_by_id"`
+			}
+		}
+	}
+	if err := yaml.Unmarshal([]byte(o.Config()), &cfg); err != nil || !cfg.Exporters.Kafka.PartitionTracesByID || len(cfg.Exporters.Kafka.Brokers) != 1 {
+		t.Errorf("%+v, %v:\n%s", cfg, err, o.Config())
+	}
+	o.SpansByTrace = false
+	if strings.Contains(o.Config(), "partition_traces_by_id") {
+		t.Errorf("keyed by trace although not asked:\n%s", o.Config())
+	}
+}
