@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -101,6 +102,18 @@ func (o *KafkaOptions) password(ios *IOStreams) (string, error) {
 	return "", usagef("--kafka-sasl needs a password: set KTRACE_KAFKA_PASSWORD, or give --kafka-password-file")
 }
 
+// aclHint adds to err, when Kafka refused an operation for want of an ACL,
+// where the README lists the ACLs who needs.
+func aclHint(err error, who string) error {
+	for _, denied := range []error{kerr.TopicAuthorizationFailed, kerr.GroupAuthorizationFailed, kerr.TransactionalIDAuthorizationFailed,
+		kerr.ClusterAuthorizationFailed} {
+		if errors.Is(err, denied) {
+			return fmt.Errorf("%w (the Kafka user lacks an ACL: the README's \"At scale\" lists those a %s needs)", err, who)
+		}
+	}
+	return err
+}
+
 // readKafka merges the partial results a ktrace stream group published in
 // the window: the graph and breaks of the traces it analysed (with the
 // stream's skew tolerance).
@@ -120,7 +133,7 @@ func (o *SourceOptions) readKafka(ctx context.Context, ios *IOStreams) (*graph.G
 		return g, rep, err
 	}
 	if err != nil {
-		return nil, analyze.Report{}, withCode(ExitBackend, err)
+		return nil, analyze.Report{}, withCode(ExitBackend, aclHint(err, "reader of results"))
 	}
 	g, rep := part.Finish()
 	if g.Traces == 0 {

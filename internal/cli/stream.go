@@ -101,7 +101,7 @@ func streamRun(ctx context.Context, opts *StreamOptions) error {
 		Encoding: opts.Encoding, ByTraceID: opts.ByTraceID, TraceIdle: opts.Idle, Window: opts.Window, Listen: opts.Listen, Log: opts.IO.ErrOut,
 		ResultsRetention: opts.Retention, PairWait: opts.PairWait})
 	if err != nil && ctx.Err() == nil {
-		return withCode(ExitBackend, err)
+		return withCode(ExitBackend, aclHint(err, "member"))
 	}
 	return nil
 }

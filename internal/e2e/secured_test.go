@@ -20,6 +20,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/ktrace-dev/ktrace/internal/testenv"
@@ -318,4 +319,109 @@ func runEnv(t *testing.T, env []string, args ...string) (stdout, stderr string, 
 		t.Fatal(err)
 	}
 	return out.String(), errb.String(), code
+}
+
+// memberACLs are the ACLs README's "At scale" lists for a member of group
+// on the span topic, reading it, and readerACLs for a reader of its
+// results (--kafka).
+func memberACLs(topic, group string) []kfake.ACL {
+	var acls []kfake.ACL
+	add := func(r kmsg.ACLResourceType, name string, p kmsg.ACLResourcePatternType, ops ...kmsg.ACLOperation) {
+		for _, op := range ops {
+			acls = append(acls, kfake.ACL{Resource: r, Name: name, Pattern: p, Operation: op, Allow: true})
+		}
+	}
+	lit, pre := kmsg.ACLResourcePatternTypeLiteral, kmsg.ACLResourcePatternTypePrefixed
+	add(kmsg.ACLResourceTypeTopic, topic, lit, kmsg.ACLOperationRead, kmsg.ACLOperationDescribe)
+	add(kmsg.ACLResourceTypeTopic, "ktrace."+group+".", pre, kmsg.ACLOperationCreate, kmsg.ACLOperationRead, kmsg.ACLOperationWrite,
+		kmsg.ACLOperationDescribe, kmsg.ACLOperationAlter)
+	add(kmsg.ACLResourceTypeGroup, group, lit, kmsg.ACLOperationRead)
+	add(kmsg.ACLResourceTypeGroup, "ktrace."+group+".", pre, kmsg.ACLOperationRead)
+	add(kmsg.ACLResourceTypeTransactionalId, "ktrace-stream-"+group+"-", pre, kmsg.ACLOperationWrite, kmsg.ACLOperationDescribe)
+	return acls
+}
+
+func readerACLs(group string) []kfake.ACL {
+	var acls []kfake.ACL
+	for _, op := range []kmsg.ACLOperation{kmsg.ACLOperationRead, kmsg.ACLOperationDescribe} {
+		acls = append(acls, kfake.ACL{Resource: kmsg.ACLResourceTypeTopic, Name: "ktrace." + group + ".results",
+			Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: op, Allow: true})
+	}
+	return acls
+}
+
+// TestStreamLeastPrivilege: on a cluster that checks ACLs, a member
+// logged in as a user with only the ACLs README lists for it, and a
+// reader with only those for reading results, give the recorded run's
+// graph; a reader with no ACL is refused in one line, exit 4.
+func TestStreamLeastPrivilege(t *testing.T) {
+	const group = "prod"
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "otlp_spans"), kfake.EnableSASL(), kfake.EnableACLs(),
+		kfake.Superuser("SCRAM-SHA-256", "admin", "admin-pw"),
+		kfake.User("SCRAM-SHA-256", "member", "member-pw", memberACLs("otlp_spans", group)...),
+		kfake.User("SCRAM-SHA-256", "reader", "reader-pw", readerACLs(group)...),
+		kfake.User("SCRAM-SHA-256", "nobody", "nobody-pw"),
+		kfake.User("SCRAM-SHA-256", "no-txn", "no-txn-pw", slices.DeleteFunc(memberACLs("otlp_spans", group), func(a kfake.ACL) bool {
+			return a.Resource == kmsg.ACLResourceTypeTransactionalId
+		})...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	set := testenv.Fixture(t, "stargazers-lost")
+	producer, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+		kgo.SASL(scram.Auth{User: "admin", Pass: "admin-pw"}.AsSha256Mechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	if err := producer.ProduceSync(context.Background(), spanRecords(t, "otlp_spans", set.Traces())...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	login := func(user string) []string { return []string{"--kafka-sasl", "scram-sha-256", "--kafka-user", user} }
+	var log testenv.Buffer
+	member := exec.Command(ktraceBin, append([]string{"stream", "--kafka-brokers", brokers, "--topic", "otlp_spans", "--group", group,
+		"--trace-idle", "1s", "--window", "500ms"}, login("member")...)...)
+	member.Env = append(os.Environ(), "KTRACE_KAFKA_PASSWORD=member-pw")
+	member.Stderr = &log
+	if err := member.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		member.Process.Signal(syscall.SIGTERM)
+		member.Wait()
+		if t.Failed() {
+			t.Logf("the member:\n%s", log.String())
+		}
+	}()
+	want, _ := runOut(t, "graph", "--fixture", "stargazers-lost", "-o", "json")
+	env := append(os.Environ(), "KTRACE_KAFKA_PASSWORD=reader-pw")
+	var got, stderr string
+	for deadline := time.Now().Add(90 * time.Second); got != want; time.Sleep(time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the graph read with the reader's ACLs never became the recorded run's:\n%s\n%s\nwant\n%s", stderr, head(got), head(want))
+		}
+		got, stderr, _ = runEnv(t, env, append([]string{"graph", "--kafka", brokers, "--group", group, "-o", "json"}, login("reader")...)...)
+	}
+	out, stderr, code := runEnv(t, append(os.Environ(), "KTRACE_KAFKA_PASSWORD=nobody-pw"),
+		append([]string{"graph", "--kafka", brokers, "--group", group}, login("nobody")...)...)
+	if code != 4 || out != "" || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "lacks an ACL") {
+		t.Errorf("a reader with no ACL: exit %d, stdout %q, stderr %q: want exit 4 and one line saying it lacks an ACL", code, head(out), stderr)
+	}
+	// A member that may not use its transactional IDs stops, and says why.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	denied := exec.CommandContext(ctx, ktraceBin, append([]string{"stream", "--kafka-brokers", brokers, "--topic", "otlp_spans", "--group", group,
+		"--trace-idle", "1s", "--window", "500ms"}, login("no-txn")...)...)
+	denied.Env = append(os.Environ(), "KTRACE_KAFKA_PASSWORD=no-txn-pw")
+	var deniedErr bytes.Buffer
+	denied.Stderr = &deniedErr
+	err = denied.Run()
+	lines := strings.Split(strings.TrimSpace(deniedErr.String()), "\n")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 || !strings.HasPrefix(lines[len(lines)-1], "ktrace: ") ||
+		!strings.Contains(lines[len(lines)-1], "TRANSACTIONAL_ID_AUTHORIZATION_FAILED") || !strings.Contains(lines[len(lines)-1], "lacks an ACL") {
+		t.Errorf("a member without its transactional IDs' ACLs: %v, its last line %q: want exit 4 saying it lacks an ACL", err, lines[len(lines)-1])
+	}
 }
