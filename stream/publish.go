@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -173,8 +174,15 @@ func (m *member) transact(ctx context.Context, outs []*outcome, marks []*kgo.Rec
 		}
 	}
 	// Once begun, a transaction is ended even when the member is being
-	// stopped meanwhile: left open, it would hold the next one back.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	// stopped meanwhile: left open, it would hold the next one back. It
+	// is given until ctx's deadline, if any, else 20 seconds (the
+	// transaction's timeout), so that a member stopped while Kafka does
+	// not answer still stops.
+	bound := 20 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		bound = min(bound, time.Until(d))
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bound)
 	defer cancel()
 	if err := m.sess.Begin(); err != nil {
 		return fmt.Errorf("beginning a transaction: %w", err)
@@ -191,7 +199,7 @@ func (m *member) transact(ctx context.Context, outs []*outcome, marks []*kgo.Rec
 	}
 	recs = append(recs, marks...) // after the parts they cover (marks)
 	try := kgo.TryCommit
-	if err := m.sess.Client().ProduceSync(ctx, recs...).FirstErr(); err != nil {
+	if err := m.produce(ctx, recs); err != nil {
 		m.log.Printf("writing results: %v (the transaction aborts)", err)
 		try = kgo.TryAbort
 	}
@@ -224,6 +232,30 @@ func (m *member) transact(ctx context.Context, outs []*outcome, marks []*kgo.Rec
 		return errAborted
 	}
 	return nil
+}
+
+// produce writes recs in the open transaction, and waits until they are
+// written or ctx ends. (ProduceSync could wait for ever: a record sent to
+// a broker that went away before it answered cannot be failed, as the
+// broker may have written it.)
+func (m *member) produce(ctx context.Context, recs []*kgo.Record) error {
+	var mu sync.Mutex
+	var first error
+	for _, r := range recs {
+		m.sess.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if first == nil {
+				first = err
+			}
+		})
+	}
+	if err := m.sess.Client().Flush(ctx); err != nil {
+		return err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return first
 }
 
 // published moves partition o.p on past what o wrote, and counts it in

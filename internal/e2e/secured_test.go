@@ -367,7 +367,7 @@ func TestStreamLeastPrivilege(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Close()
+	t.Cleanup(cluster.Close) // after the member stops: cleanups run last first
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
 	set := testenv.Fixture(t, "stargazers-lost")
 	producer, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
@@ -380,21 +380,8 @@ func TestStreamLeastPrivilege(t *testing.T) {
 		t.Fatal(err)
 	}
 	login := func(user string) []string { return []string{"--kafka-sasl", "scram-sha-256", "--kafka-user", user} }
-	var log testenv.Buffer
-	member := exec.Command(ktraceBin, append([]string{"stream", "--kafka-brokers", brokers, "--topic", "otlp_spans", "--group", group,
-		"--trace-idle", "1s", "--window", "500ms"}, login("member")...)...)
-	member.Env = append(os.Environ(), "KTRACE_KAFKA_PASSWORD=member-pw")
-	member.Stderr = &log
-	if err := member.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		member.Process.Signal(syscall.SIGTERM)
-		member.Wait()
-		if t.Failed() {
-			t.Logf("the member:\n%s", log.String())
-		}
-	}()
+	startMember(t, append(os.Environ(), "KTRACE_KAFKA_PASSWORD=member-pw"), append([]string{"--kafka-brokers", brokers, "--topic", "otlp_spans",
+		"--group", group, "--trace-idle", "1s", "--window", "500ms"}, login("member")...)...)
 	want, _ := runOut(t, "graph", "--fixture", "stargazers-lost", "-o", "json")
 	env := append(os.Environ(), "KTRACE_KAFKA_PASSWORD=reader-pw")
 	var got, stderr string
@@ -424,4 +411,24 @@ func TestStreamLeastPrivilege(t *testing.T) {
 		!strings.Contains(lines[len(lines)-1], "TRANSACTIONAL_ID_AUTHORIZATION_FAILED") || !strings.Contains(lines[len(lines)-1], "lacks an ACL") {
 		t.Errorf("a member without its transactional IDs' ACLs: %v, its last line %q: want exit 4 saying it lacks an ACL", err, lines[len(lines)-1])
 	}
+}
+
+// startMember starts `ktrace stream` with args in the environment env
+// (nil: this process's), and stops it when the test ends, showing its log
+// if the test failed.
+func startMember(t *testing.T, env []string, args ...string) {
+	t.Helper()
+	var log testenv.Buffer
+	member := exec.Command(ktraceBin, append([]string{"stream"}, args...)...)
+	member.Env, member.Stderr = env, &log
+	if err := member.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		member.Process.Signal(syscall.SIGTERM)
+		member.Wait()
+		if t.Failed() {
+			t.Logf("the member:\n%s", log.String())
+		}
+	})
 }

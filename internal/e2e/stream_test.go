@@ -213,7 +213,7 @@ func TestStreamJaegerEncodings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer cluster.Close()
+			t.Cleanup(cluster.Close) // after the member stops: cleanups run last first
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			start := func(role string) *jaeger.Process {
@@ -227,24 +227,12 @@ func TestStreamJaegerEncodings(t *testing.T) {
 			}
 			collector, ingester := start(jaeger.RoleCollector), start(jaeger.RoleIngester)
 			brokers := strings.Join(cluster.ListenAddrs(), ",")
-			args := []string{"stream", "--kafka-brokers", brokers, "--topic", "jaeger_spans", "--group", "g", "--encoding", c.encoding,
+			args := []string{"--kafka-brokers", brokers, "--topic", "jaeger_spans", "--group", "g", "--encoding", c.encoding,
 				"--trace-idle", "1s", "--window", "500ms"}
 			if c.byTraceID {
 				args = append(args, "--partitioned-by-trace")
 			}
-			var log testenv.Buffer
-			member := exec.Command(ktraceBin, args...)
-			member.Stderr = &log
-			if err := member.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				member.Process.Signal(syscall.SIGTERM)
-				member.Wait()
-				if t.Failed() {
-					t.Logf("the member:\n%s", log.String())
-				}
-			}()
+			startMember(t, nil, args...)
 
 			runTopology(t, collector.OTLPAddr(), orders)
 			q := ingester.QueryAddr()
@@ -266,5 +254,50 @@ func TestStreamJaegerEncodings(t *testing.T) {
 				t.Errorf("report --broken --kafka differs from the ingester's:\n%s\nwant\n%s", head(gotRep), head(wantRep))
 			}
 		})
+	}
+}
+
+// TestStreamStopsWithoutBroker: a member asked to stop (SIGTERM) while its
+// broker is gone stops, though its last results cannot be written (Kafka
+// aborts their transaction; the next owner reads those spans again).
+func TestStreamStopsWithoutBroker(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "otlp_spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	var log testenv.Buffer
+	member := exec.Command(ktraceBin, "stream", "--kafka-brokers", brokers, "--topic", "otlp_spans", "--group", "g",
+		"--trace-idle", "1s", "--window", "500ms", "--listen", listen)
+	member.Stderr = &log
+	if err := member.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- member.Wait() }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get("http://" + listen + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			member.Process.Kill()
+			t.Fatalf("the member was never ready:\n%s", log.String())
+		}
+	}
+	cluster.Close()
+	time.Sleep(time.Second)
+	member.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("the member stopped with %v:\n%s", err, log.String())
+		}
+	case <-time.After(time.Minute):
+		member.Process.Kill()
+		t.Fatalf("the member did not stop within a minute of SIGTERM with its broker gone:\n%s", log.String())
 	}
 }
