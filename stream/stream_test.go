@@ -358,14 +358,24 @@ func members(t *testing.T, c membersCase) {
 	} {
 		var all strings.Builder
 		for _, l := range listen {
-			resp, err := http.Get("http://" + l + path)
-			if err != nil {
-				t.Fatal(err)
+			// A member given a partition by a late rebalance is not
+			// ready until it has read it again: it is given the time.
+			var body []byte
+			code := 0
+			for deadline := time.Now().Add(30 * time.Second); code != http.StatusOK && time.Now().Before(deadline); {
+				if code != 0 {
+					time.Sleep(200 * time.Millisecond)
+				}
+				resp, err := http.Get("http://" + l + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				code = resp.StatusCode
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Errorf("%s of %s: %d: %.500s", path, l, resp.StatusCode, body)
+			if code != http.StatusOK {
+				t.Errorf("%s of %s: %d: %.500s", path, l, code, body)
 			}
 			all.Write(body)
 		}
