@@ -27,12 +27,16 @@ func (m *member) gather(fs kgo.Fetches) {
 				frags = nil
 			}
 		}
+		m.mu.Lock()
+		a := m.assemblers[r.Partition]
+		if a == nil && !m.owned[r.Partition] { // taken back since the poll
+			m.mu.Unlock()
+			return
+		}
 		if m.cfg.ByTraceID {
 			m.metrics.spansIn.Add(float64(pieceSpans(frags)))
 		}
-		m.mu.Lock()
-		a := m.assemblers[r.Partition]
-		if a == nil { // not assigned through the callback (yet): start here
+		if a == nil { // rewound: start here
 			a = newAssembler(r.Offset)
 			m.assemblers[r.Partition] = a
 		}
@@ -350,6 +354,7 @@ func (m *member) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 			}
 		}
 		m.assemblers[p] = a
+		m.owned[p] = true
 	}
 	m.metrics.partitions.Set(float64(len(m.assemblers)))
 }
@@ -380,6 +385,7 @@ func (m *member) forget(_ context.Context, _ *kgo.Client, gone map[string][]int3
 	defer m.mu.Unlock()
 	for _, p := range gone[m.spans] {
 		delete(m.assemblers, p)
+		delete(m.owned, p)
 	}
 	m.metrics.partitions.Set(float64(len(m.assemblers)))
 }

@@ -266,8 +266,12 @@ type member struct {
 
 	mu         sync.Mutex
 	assemblers map[int32]*assembler // by partition of the spans topic
-	poisoned   map[string]bool      // topic/partition already logged
-	metrics    *metrics
+	// owned are the partitions of the spans topic the group gave this
+	// member and has not taken back: records a poll brought for one
+	// taken back meanwhile are left to its new owner.
+	owned    map[int32]bool
+	poisoned map[string]bool // topic/partition already logged
+	metrics  *metrics
 	// Ready while Kafka answers: the last polls (of the span topic and of
 	// the spans topic) fetched without error and the last ping (once a
 	// second) was answered.
@@ -296,7 +300,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	m := &member{cfg: cfg, log: log.New(cfg.Log, "ktrace stream "+cfg.Instance+" ", log.LstdFlags|log.Lmsgprefix),
-		spans: SpansTopic(cfg.Group), assemblers: map[int32]*assembler{}, poisoned: map[string]bool{}, metrics: newMetrics()}
+		spans: SpansTopic(cfg.Group), assemblers: map[int32]*assembler{}, owned: map[int32]bool{}, poisoned: map[string]bool{}, metrics: newMetrics()}
 	m.gatherGroup = SpansGroup(cfg.Group)
 	if cfg.ByTraceID {
 		m.spans, m.gatherGroup = cfg.Topic, cfg.Group
