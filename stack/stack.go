@@ -18,6 +18,7 @@ import (
 
 	"github.com/ktrace-dev/ktrace/stack/jaeger"
 	"github.com/ktrace-dev/ktrace/stack/services"
+	"github.com/ktrace-dev/ktrace/stream"
 )
 
 // Component names, in start order.
@@ -46,19 +47,19 @@ type Options struct {
 	Exe string
 	// StateDir holds state.json and logs; default DefaultStateDir().
 	StateDir string
-	// KafkaPort is the embedded broker's port (default 9092); KafkaBrokers
-	// uses an existing cluster instead.
-	KafkaPort    int
-	KafkaBrokers []string
+	// KafkaPort is the embedded broker's port (default 9092). Cluster,
+	// when it names brokers, is an existing cluster used instead, and how
+	// the stack's own clients reach it.
+	KafkaPort int
+	Cluster   stream.Kafka
 	// KafkaAuth is how every process of the stack reaches an existing
-	// cluster that takes only TLS, or SASL logins; KafkaClient are the same
-	// as client options, for the stack's own clients (stream.Kafka.Auth).
+	// cluster that takes only TLS, or SASL logins, as flags and
+	// configuration (Cluster holds the same for the stack's own clients).
 	// The SASL password is the first line of KafkaPasswordFile, else
 	// jaeger.PasswordEnv in the environment; each process the stack
 	// starts gets it in its environment (Component.environ): it is in no
 	// file and on no command line the stack writes.
 	KafkaAuth         jaeger.KafkaAuth
-	KafkaClient       []kgo.Opt
 	KafkaPasswordFile string
 	// JaegerBin is the Jaeger v2 binary; found or built when empty.
 	JaegerBin string
@@ -119,19 +120,10 @@ func (e *PortInUseError) Error() string {
 }
 
 // KafkaUnreachableError is returned when no broker of an existing cluster
-// (--kafka-brokers) answers.
-type KafkaUnreachableError struct {
-	Brokers string
-	Err     error
-	SASL    bool // the client logged in
-}
+// (--kafka-brokers) answers; Err says so (stream.Kafka.Unreachable).
+type KafkaUnreachableError struct{ Err error }
 
-func (e *KafkaUnreachableError) Error() string {
-	if e.SASL && (errors.Is(e.Err, io.EOF) || errors.Is(e.Err, io.ErrUnexpectedEOF)) {
-		return fmt.Sprintf("cannot reach Kafka at %s: %v (the broker hung up on the SASL login: is the user or password wrong?)", e.Brokers, e.Err)
-	}
-	return fmt.Sprintf("cannot reach Kafka at %s: %v", e.Brokers, e.Err)
-}
+func (e *KafkaUnreachableError) Error() string { return e.Err.Error() }
 
 func (e *KafkaUnreachableError) Unwrap() error { return e.Err }
 
@@ -168,7 +160,7 @@ func (o *Options) defaults() error {
 		return fmt.Errorf("--sample %v: want a ratio from 0 to 1 (0: keep every trace)", o.Sample)
 	}
 	if a := o.KafkaAuth; a != (jaeger.KafkaAuth{}) || o.KafkaPasswordFile != "" {
-		if len(o.KafkaBrokers) == 0 {
+		if len(o.Cluster.Brokers) == 0 {
 			return fmt.Errorf("the --kafka-tls and --kafka-sasl flags go with --kafka-brokers (the embedded broker takes neither)")
 		}
 		for _, f := range []*string{&o.KafkaAuth.CA, &o.KafkaAuth.Cert, &o.KafkaAuth.Key, &o.KafkaPasswordFile} {
@@ -252,7 +244,7 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 	if err := os.MkdirAll(filepath.Join(o.StateDir, "logs"), 0o755); err != nil {
 		return nil, err
 	}
-	embedded := len(o.KafkaBrokers) == 0
+	embedded := len(o.Cluster.Brokers) == 0
 	ownJaeger := o.JaegerEndpoint == "" && o.OTLPEndpoint == ""
 	type port struct {
 		n          int
@@ -310,20 +302,21 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 	}
 	healthURL := func(port int) string { return "http://" + addr(port) + "/healthz" }
 
-	brokers := o.KafkaBrokers
+	kafka := o.Cluster // how the stack's own clients reach the brokers
 	if embedded {
 		hp, err := jaeger.FreePort()
 		if err != nil {
 			return st, err
 		}
-		brokers = []string{addr(o.KafkaPort)}
+		kafka.Brokers = []string{addr(o.KafkaPort)}
 		if err := launch(Component{Name: Broker, Health: healthURL(hp),
 			Argv: []string{o.Exe, "stack", "serve", Broker, "--port", strconv.Itoa(o.KafkaPort), "--health", addr(hp)}}); err != nil {
 			return st, err
 		}
-	} else if err := ensureTopics(ctx, brokers, &o); err != nil {
+	} else if err := ensureTopics(ctx, kafka); err != nil {
 		return st, err
 	}
+	brokers := kafka.Brokers
 	st.Endpoints.Kafka = strings.Join(brokers, ",")
 	st.KafkaArgs = kafkaArgs(o.KafkaAuth)
 
@@ -335,7 +328,7 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 		if o.SpansViaKafka {
 			// The collector takes the services' OTLP on the stack's OTLP
 			// port; the ingester serves the query API and the UI.
-			if err := ensureSpanTopic(ctx, brokers, o.KafkaClient); err != nil {
+			if err := ensureSpanTopic(ctx, kafka); err != nil {
 				return st, err
 			}
 			co := jaeger.Options{Bin: jbin, Dir: filepath.Join(o.StateDir, "jaeger-collector"), OTLPGRPCPort: o.OTLPPort,
@@ -488,8 +481,8 @@ func kafkaArgs(a jaeger.KafkaAuth) []string {
 }
 
 // ensureSpanTopic creates the span topic, of SpanPartitions partitions.
-func ensureSpanTopic(ctx context.Context, brokers []string, auth []kgo.Opt) error {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, auth...)...)
+func ensureSpanTopic(ctx context.Context, kafka stream.Kafka) error {
+	cl, err := kgo.NewClient(kafka.Opts()...)
 	if err != nil {
 		return err
 	}
@@ -508,8 +501,9 @@ func ensureSpanTopic(ctx context.Context, brokers []string, auth []kgo.Opt) erro
 
 // ensureTopics checks an existing cluster answers and creates the stack's
 // topics on it when missing.
-func ensureTopics(ctx context.Context, brokers []string, o *Options) error {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, o.KafkaClient...)...)
+func ensureTopics(ctx context.Context, kafka stream.Kafka) error {
+	brokers := kafka.Brokers
+	cl, err := kgo.NewClient(kafka.Opts()...)
 	if err != nil {
 		return fmt.Errorf("--kafka-brokers %s: %w", strings.Join(brokers, ","), err)
 	}
@@ -517,7 +511,7 @@ func ensureTopics(ctx context.Context, brokers []string, o *Options) error {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := cl.Ping(pctx); err != nil {
-		return &KafkaUnreachableError{Brokers: strings.Join(brokers, ","), Err: err, SASL: o.KafkaAuth.SASL != ""}
+		return &KafkaUnreachableError{Err: kafka.Unreachable(err)}
 	}
 	res, err := kadm.NewClient(cl).CreateTopics(pctx, services.Partitions, -1, nil, services.StackTopics...)
 	if err != nil {

@@ -118,9 +118,9 @@ func (k Kafka) Auth() []kgo.Opt {
 // login so).
 func (k Kafka) Unreachable(err error) error {
 	if k.SASL != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
-		return fmt.Errorf("cannot reach Kafka at %v: %w (the broker hung up on the SASL login: is the user or password wrong?)", k.Brokers, err)
+		return fmt.Errorf("cannot reach Kafka at %s: %w (the broker hung up on the SASL login: is the user or password wrong?)", strings.Join(k.Brokers, ","), err)
 	}
-	return fmt.Errorf("cannot reach Kafka at %v: %w", k.Brokers, err)
+	return fmt.Errorf("cannot reach Kafka at %s: %w", strings.Join(k.Brokers, ","), err)
 }
 
 // ReadPasswordFile reads a SASL password from a file: its first line (of

@@ -102,7 +102,7 @@ func demoRun(ctx context.Context, ios *IOStreams, opts *StackOptions, keep bool,
 		// Jaeger has: the same graph, read from Kafka.
 		fmt.Fprintf(ios.ErrOut, "reading the graph ktrace stream published (--kafka %s --group %s)...\n", st.Endpoints.Kafka, stack.StreamGroup)
 		ks := jaegerSource("", "", "")
-		ks.Kafka, ks.Group, ks.kafka = st.Endpoints.Kafka, stack.StreamGroup, opts.kafka
+		ks.Kafka, ks.Group, ks.kafka = st.Endpoints.Kafka, stack.StreamGroup, opts.Cluster
 		ks.kafka.Brokers = strings.Split(st.Endpoints.Kafka, ",")
 		for {
 			kg, krep, err := ks.readKafka(ctx, &IOStreams{In: ios.In, Out: ios.Out, ErrOut: io.Discard, Getenv: ios.Getenv})

@@ -16,7 +16,6 @@ import (
 	"github.com/ktrace-dev/ktrace/stack"
 	"github.com/ktrace-dev/ktrace/stack/jaeger"
 	"github.com/ktrace-dev/ktrace/stack/services"
-	"github.com/ktrace-dev/ktrace/stream"
 )
 
 // StackOptions are the flags of `ktrace stack up` and `ktrace demo`.
@@ -26,9 +25,6 @@ type StackOptions struct {
 	Kafka      KafkaOptions
 	Replicas   []string
 	Foreground bool
-	// kafka reaches the stack's cluster, for reading what its ktrace
-	// stream members published.
-	kafka stream.Kafka
 }
 
 func (o *StackOptions) register(cmd *cobra.Command) {
@@ -57,19 +53,16 @@ func (o *StackOptions) register(cmd *cobra.Command) {
 }
 
 func (o *StackOptions) prepare(ios *IOStreams) error {
+	// Without --kafka-brokers, stack.Up refuses the TLS and SASL flags.
+	o.KafkaAuth = jaeger.KafkaAuth{TLS: o.Kafka.TLS, CA: o.Kafka.CA, Cert: o.Kafka.Cert, Key: o.Kafka.Key,
+		ServerName: o.Kafka.ServerName, SASL: strings.ToLower(o.Kafka.SASL), User: o.Kafka.User}
+	o.KafkaPasswordFile = o.Kafka.PasswordFile
 	if o.Brokers != "" {
-		o.KafkaBrokers = strings.Split(o.Brokers, ",")
 		k, err := o.Kafka.connect(ios, o.Brokers)
 		if err != nil {
 			return err
 		}
-		o.kafka = k
-		o.KafkaClient = k.Auth()
-		o.KafkaAuth = jaeger.KafkaAuth{TLS: o.Kafka.TLS, CA: o.Kafka.CA, Cert: o.Kafka.Cert, Key: o.Kafka.Key,
-			ServerName: o.Kafka.ServerName, SASL: strings.ToLower(o.Kafka.SASL), User: o.Kafka.User}
-		o.KafkaPasswordFile = o.Kafka.PasswordFile
-	} else if o.Kafka != (KafkaOptions{}) {
-		return usagef("the --kafka-tls and --kafka-sasl flags go with --kafka-brokers (the embedded broker takes neither)")
+		o.Cluster = k
 	}
 	for _, r := range o.Replicas {
 		name, n, ok := strings.Cut(r, "=")

@@ -68,13 +68,20 @@ func upStack(t *testing.T, o *stack.Options) *stack.State {
 	if err != nil {
 		t.Fatal(err)
 	}
+	downAtCleanup(t, o.StateDir)
+	return st
+}
+
+// downAtCleanup brings the stack in dir down when the test ends, and
+// fails it if a component outlives stack down (which it then kills).
+func downAtCleanup(t *testing.T, dir string) {
 	t.Cleanup(func() {
-		final, err := stack.Load(o.StateDir)
+		final, err := stack.Load(dir)
 		if err != nil {
 			t.Errorf("state gone before Down: %v", err)
 			return
 		}
-		if err := stack.Down(o.StateDir, nil); err != nil {
+		if err := stack.Down(dir, nil); err != nil {
 			t.Errorf("down: %v", err)
 		}
 		for _, c := range final.Components {
@@ -84,7 +91,6 @@ func upStack(t *testing.T, o *stack.Options) *stack.State {
 			}
 		}
 	})
-	return st
 }
 
 func apiResults(t *testing.T, url string) []stargazers.Result {
@@ -309,10 +315,10 @@ func TestStackLinksPropagationOnExistingKafka(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Close()
+	t.Cleanup(cluster.Close) // after the stack is down: cleanups run last first
 	external := testenv.Jaeger(t)
 	o := stackOptions(t, services.PropagationLinks)
-	o.KafkaBrokers = cluster.ListenAddrs()
+	o.Cluster.Brokers = cluster.ListenAddrs()
 	o.JaegerEndpoint, o.OTLPEndpoint = external.QueryAddr(), external.OTLPAddr()
 	st := upStack(t, &o)
 	if st.Component(stack.Broker) != nil || st.Component(stack.Jaeger) != nil {
@@ -446,9 +452,9 @@ func TestStackBadInput(t *testing.T) {
 	ctx := context.Background()
 	t.Run("unreachable brokers", func(t *testing.T) {
 		o := stackOptions(t, "")
-		o.KafkaBrokers = []string{fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+		o.Cluster.Brokers = []string{fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 		_, err := stack.Up(ctx, o)
-		if err == nil || !strings.Contains(err.Error(), "cannot reach Kafka at "+o.KafkaBrokers[0]) {
+		if err == nil || !strings.Contains(err.Error(), "cannot reach Kafka at "+o.Cluster.Brokers[0]) {
 			t.Fatalf("error %v", err)
 		}
 		if _, err := stack.Load(o.StateDir); !errors.Is(err, stack.ErrNotRunning) {
