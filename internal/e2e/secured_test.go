@@ -148,7 +148,7 @@ func TestStackOnSecuredKafka(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Close()
+	t.Cleanup(cluster.Close) // after the stack is down
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
 	passFile := filepath.Join(t.TempDir(), "kafka-password")
 	if err := os.WriteFile(passFile, []byte(pass+"\n"), 0o600); err != nil {
@@ -200,17 +200,7 @@ func TestStackOnSecuredKafka(t *testing.T) {
 	if m := st.Component(stack.Stream + "-1"); m == nil || !slices.Contains(m.Argv, "--partitioned-by-trace") {
 		t.Errorf("the first member: %+v, want one reading spans keyed by trace", m)
 	}
-	t.Cleanup(func() {
-		if err := stack.Down(o.StateDir, nil); err != nil {
-			t.Errorf("down: %v", err)
-		}
-		for _, c := range st.Components {
-			if c.Alive() {
-				t.Errorf("%s (pid %d) still running after down", c.Name, c.Pid)
-				syscall.Kill(c.Pid, syscall.SIGKILL)
-			}
-		}
-	})
+	downAtCleanup(t, o.StateDir)
 	if !strings.Contains(out, strings.Join(secured, " ")) {
 		t.Errorf("stack up does not say how to read the graph from this cluster:\n%s", out)
 	}
