@@ -38,14 +38,54 @@ func DecodeOTLP(data []byte, res *trace.Resources, strs *trace.Strings) (traces 
 // copying them into one; it declines what DecodeOTLP would decline of any
 // of them. FuzzDecodeOTLP holds the two equal.
 func DecodeOTLPMessages(msgs [][]byte, res *trace.Resources, strs *trace.Strings) (traces []trace.Trace, ok bool) {
-	d := otlpDecoder{res: res, strs: strs, at: map[trace.TraceID]int{}}
-	if !d.count(msgs) {
-		return nil, false
+	var o OTLPDecoder
+	return o.Decode(msgs, res, strs)
+}
+
+// An OTLPDecoder decodes as DecodeOTLPMessages does, into memory it
+// keeps and uses again: the traces a call returns are valid until the
+// next call. It suits a caller that analyses the traces and lets them go
+// (Collect keeps none), sparing the collector the spans', attributes'
+// and references' blocks each call would make. The zero value is ready.
+type OTLPDecoder struct {
+	out   []trace.Trace
+	at    map[trace.TraceID]int
+	spans []trace.Span
+	attrs []trace.Attribute
+	refs  []trace.Ref
+	// How many attributes and references the last call held: the blocks
+	// the next call starts with hold as many (made then, so that one call
+	// alone makes none it does not use).
+	attrsUsed, refsUsed int
+}
+
+// keptSpans bounds what an OTLPDecoder keeps: blocks for as many spans
+// (about 10 MiB) and eight times as many attributes.
+const keptSpans = 1 << 16
+
+// Decode decodes msgs as DecodeOTLPMessages does.
+func (o *OTLPDecoder) Decode(msgs [][]byte, res *trace.Resources, strs *trace.Strings) (traces []trace.Trace, ok bool) {
+	if o.at == nil {
+		o.at = map[trace.TraceID]int{}
 	}
-	for _, msg := range msgs {
-		if !d.tracesData(msg) {
-			return nil, false
-		}
+	clear(o.at)
+	if cap(o.attrs) < o.attrsUsed {
+		o.attrs = make([]trace.Attribute, 0, o.attrsUsed+o.attrsUsed/4)
+	}
+	if cap(o.refs) < o.refsUsed {
+		o.refs = make([]trace.Ref, 0, o.refsUsed+o.refsUsed/4)
+	}
+	d := otlpDecoder{res: res, strs: strs, out: o.out[:0], at: o.at, spans: o.spans, attrs: o.attrs[:0], refs: o.refs[:0]}
+	ok = d.count(msgs)
+	for i := 0; ok && i < len(msgs); i++ {
+		ok = d.tracesData(msgs[i])
+	}
+	o.out, o.spans, o.attrsUsed, o.refsUsed = d.out, d.spans, min(d.attrsUsed, 8*keptSpans), min(d.refsUsed, keptSpans)
+	if cap(o.spans) > keptSpans { // a rare large call's memory is let go
+		o.out, o.at, o.spans = nil, nil, nil
+	}
+	if !ok {
+		return nil, false
 	}
 	return d.out, true
 }
@@ -55,10 +95,15 @@ type otlpDecoder struct {
 	strs *trace.Strings
 	out  []trace.Trace
 	at   map[trace.TraceID]int
+	// spans is the block the traces' spans are cut from, made again only
+	// when too small.
+	spans []trace.Span
 	// attrs and refs are the blocks the spans' attributes and references
-	// are cut from; a span's are gathered in attr and ref first.
-	attrs, attr []trace.Attribute
-	refs, ref   []trace.Ref
+	// are cut from; a span's are gathered in attr and ref first. The
+	// counts are of all the spans'.
+	attrs, attr         []trace.Attribute
+	refs, ref           []trace.Ref
+	attrsUsed, refsUsed int
 }
 
 // count reads the messages' spans' trace IDs, and makes each trace's
@@ -94,7 +139,10 @@ func (d *otlpDecoder) count(msgs [][]byte) bool {
 	for _, n := range spans {
 		total += n
 	}
-	block := make([]trace.Span, total)
+	if cap(d.spans) < total {
+		d.spans = make([]trace.Span, total)
+	}
+	block := d.spans[:total]
 	for i, n := range spans {
 		d.out[i].Spans, block = block[:0:n], block[n:]
 	}
@@ -365,6 +413,8 @@ func (d *otlpDecoder) span(msg []byte, resource *trace.Resource) bool {
 	}
 	s.Attributes = cut(&d.attrs, d.attr)
 	s.Refs = cut(&d.refs, d.ref)
+	d.attrsUsed += len(d.attr)
+	d.refsUsed += len(d.ref)
 	if start > math.MaxInt64 || end > math.MaxInt64 || (end != 0 && end < start) {
 		return false
 	}
