@@ -96,12 +96,21 @@ func agreeOTLP(t *testing.T, data []byte) bool {
 		t.Fatalf("DecodeOTLP and file.OTLPProto differ:\n%+v\n%+v", fast, ref)
 	}
 	// Read again with what a first reading kept (resources, attributes by
-	// their bytes), it reads the same.
+	// their bytes), it reads the same; so it does by a decoder whose
+	// memory a reading of part of it (which may decline), then of all of
+	// it, used before.
 	var res trace.Resources
 	var strs trace.Strings
 	engine.DecodeOTLP(data, &res, &strs)
 	if again, ok := engine.DecodeOTLP(data, &res, &strs); !ok || !reflect.DeepEqual(again, ref) {
 		t.Fatalf("read a second time, DecodeOTLP gives (%v)\n%+v\nnot\n%+v", ok, again, ref)
+	}
+	var dec engine.OTLPDecoder
+	dec.Decode([][]byte{data[:len(data)/2]}, &res, &strs)
+	for range 2 {
+		if again, ok := dec.Decode([][]byte{data}, &res, &strs); !ok || !reflect.DeepEqual(again, ref) {
+			t.Fatalf("read by a decoder used before, it gives (%v)\n%+v\nnot\n%+v", ok, again, ref)
+		}
 	}
 	// Cut between two of its fields, it reads the same as two messages.
 	cuts := []int{0}
@@ -158,7 +167,8 @@ func FuzzDecodeOTLP(f *testing.F) {
 }
 
 // BenchmarkDecodeOTLP: records of 300 spans, as an exporter writes them,
-// on the fast path and with the reference.
+// on the fast path (each record into fresh memory, and by an OTLPDecoder
+// into its own) and with the reference.
 func BenchmarkDecodeOTLP(b *testing.B) {
 	ts := synth.Generate(synth.Standard(30000))
 	var recs [][]byte
@@ -173,12 +183,17 @@ func BenchmarkDecodeOTLP(b *testing.B) {
 	for i := range ts {
 		n += len(ts[i].Spans)
 	}
+	var reused engine.OTLPDecoder // its memory used again, as a member's is
 	for _, c := range []struct {
 		name   string
 		decode func([]byte, *trace.Resources, *trace.Strings) bool
 	}{
 		{"fast", func(d []byte, r *trace.Resources, s *trace.Strings) bool {
 			_, ok := engine.DecodeOTLP(d, r, s)
+			return ok
+		}},
+		{"fast-reused", func(d []byte, r *trace.Resources, s *trace.Strings) bool {
+			_, ok := reused.Decode([][]byte{d}, r, s)
 			return ok
 		}},
 		{"reference", func(d []byte, r *trace.Resources, s *trace.Strings) bool {
@@ -210,6 +225,15 @@ func agreeSplit(t *testing.T, data []byte) bool {
 	whole, err := file.OTLPProto(data, &trace.Resources{}, &trace.Strings{})
 	if !ok || err != nil {
 		return ok
+	}
+	// A splitter whose memory a cut of part of it (which may decline), then
+	// of all of it, used before cuts it alike.
+	var sp engine.OTLPSplitter
+	sp.Split(data[:len(data)/2])
+	for range 2 {
+		if again, ok := sp.Split(data); !ok || !reflect.DeepEqual(again, pieces) {
+			t.Fatalf("cut by a splitter used before, it gives (%v)\n%+v\nnot\n%+v", ok, again, pieces)
+		}
 	}
 	var got []trace.Trace
 	for _, p := range pieces {
@@ -267,15 +291,21 @@ func BenchmarkSplitOTLP(b *testing.B) {
 			}
 			recs = append(recs, data)
 		}
-		b.Run(fmt.Sprintf("traces=%d", per), func(b *testing.B) {
-			for b.Loop() {
-				for _, r := range recs {
-					if _, ok := engine.SplitOTLP(r); !ok {
-						b.Fatal("not cut")
+		for _, reused := range []bool{false, true} {
+			b.Run(fmt.Sprintf("traces=%d/reused=%v", per, reused), func(b *testing.B) {
+				var sp engine.OTLPSplitter // with reused, its memory used again, as a member's is
+				for b.Loop() {
+					for _, r := range recs {
+						if !reused {
+							sp = engine.OTLPSplitter{}
+						}
+						if _, ok := sp.Split(r); !ok {
+							b.Fatal("not cut")
+						}
 					}
 				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*b.N), "ns/span")
-		})
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*b.N), "ns/span")
+			})
+		}
 	}
 }

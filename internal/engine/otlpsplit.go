@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"slices"
-
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/ktrace-dev/ktrace/trace"
@@ -27,10 +25,23 @@ type TracePiece struct {
 // pieces of a message share one buffer, each written once, its size
 // reckoned first.
 func SplitOTLP(data []byte) (pieces []TracePiece, ok bool) {
+	var s OTLPSplitter
+	return s.Split(data)
+}
+
+// An OTLPSplitter cuts messages as SplitOTLP does, keeping the memory it
+// reads one with for the next (the pieces are made anew each time: they
+// are handed on). The zero value is ready.
+type OTLPSplitter struct{ sp splitter }
+
+// Split cuts data as SplitOTLP does.
+func (s *OTLPSplitter) Split(data []byte) (pieces []TracePiece, ok bool) {
 	if id, n, ok := oneTrace(data); ok {
 		return []TracePiece{{ID: id, Spans: n, Data: data}}, true
 	}
-	sp := splitter{at: map[trace.TraceID]int32{}}
+	sp := &s.sp
+	sp.reset()
+	defer sp.release()
 	r := wire{msg: data}
 	for r.next() {
 		if r.f.num != 1 || r.f.typ != protowire.BytesType || !sp.resourceSpans(r.f.bytes) {
@@ -67,6 +78,39 @@ type splitter struct {
 	spans             []spanAt
 	ids               []trace.TraceID // the traces, in the order they first appear
 	at                map[trace.TraceID]int32
+	// What pieces sorts the spans with.
+	start, order, next []int32
+	runs               []run
+}
+
+// run is a run of a trace's spans (in order) that share a resource and a
+// scope block, with the sizes of its ScopeSpans and ResourceSpans
+// messages.
+type run struct {
+	spans        []int32
+	scope, whole int
+}
+
+// reset readies the splitter for a message.
+func (sp *splitter) reset() {
+	if sp.at == nil {
+		sp.at = map[trace.TraceID]int32{}
+	}
+	clear(sp.at)
+	sp.resources, sp.scopes, sp.spans, sp.ids = sp.resources[:0], sp.scopes[:0], sp.spans[:0], sp.ids[:0]
+	sp.runs = sp.runs[:0]
+}
+
+// release lets go of the message read (its bytes), and of the memory
+// kept when a rare large message made it large.
+func (sp *splitter) release() {
+	if len(sp.spans) > keptSpans {
+		*sp = splitter{}
+		return
+	}
+	clear(sp.resources)
+	clear(sp.scopes)
+	clear(sp.spans)
 }
 
 // block is a resource's (or a scope's) raw message and schema URL.
@@ -136,15 +180,17 @@ func (sp *splitter) span(msg []byte, rs, ss int) bool {
 func (sp *splitter) pieces() []TracePiece {
 	// Each trace's spans in the order they came, by a counting sort on
 	// their trace: trace t's are order[start[t]:start[t+1]].
-	start := make([]int32, len(sp.ids)+1)
+	start := resize(&sp.start, len(sp.ids)+1)
+	clear(start)
 	for _, s := range sp.spans {
 		start[s.trace+1]++
 	}
 	for t := range sp.ids {
 		start[t+1] += start[t]
 	}
-	order := make([]int32, len(sp.spans))
-	next := slices.Clone(start[:len(sp.ids)])
+	order := resize(&sp.order, len(sp.spans))
+	next := resize(&sp.next, len(sp.ids))
+	copy(next, start)
 	for i, s := range sp.spans {
 		order[next[s.trace]] = int32(i)
 		next[s.trace]++
@@ -152,11 +198,7 @@ func (sp *splitter) pieces() []TracePiece {
 
 	// The runs, each with the sizes of its ScopeSpans and ResourceSpans
 	// messages, and the size of all the pieces.
-	type run struct {
-		spans        []int32 // in order
-		scope, whole int     // the ScopeSpans' size, the ResourceSpans'
-	}
-	var runs []run
+	runs := sp.runs
 	total := 0
 	for t := range sp.ids {
 		spans := order[start[t]:start[t+1]]
@@ -177,6 +219,7 @@ func (sp *splitter) pieces() []TracePiece {
 			spans = spans[n:]
 		}
 	}
+	sp.runs = runs
 
 	// Every piece written once into one buffer.
 	buf := make([]byte, 0, total)
@@ -204,6 +247,16 @@ func (sp *splitter) pieces() []TracePiece {
 		pieces[t] = TracePiece{ID: sp.ids[t], Spans: spans, Data: buf[from:len(buf):len(buf)]}
 	}
 	return pieces
+}
+
+// resize makes *s n long, keeping its memory when it is large enough;
+// what it holds is left as it was.
+func resize(s *[]int32, n int) []int32 {
+	if cap(*s) < n {
+		*s = make([]int32, n)
+	}
+	*s = (*s)[:n]
+	return *s
 }
 
 // fieldSize is the size of a length-delimited field num of value v, 0 for
