@@ -21,6 +21,7 @@ type decoding struct {
 	res    *trace.Resources
 	strs   *trace.Strings
 	jaeger *sj.SpanDecoder
+	split  *engine.OTLPSplitter
 }
 
 // decode decodes a record of the span topic (or, as EncodingProto, of the
@@ -59,7 +60,7 @@ func decode(value []byte, encoding string, d decoding) ([]trace.Trace, error) {
 // is decoded), else decoded (which says what is wrong) and written again.
 func pieces(value []byte, encoding string, d decoding) ([]engine.TracePiece, error) {
 	if encoding == EncodingProto {
-		if pieces, ok := engine.SplitOTLP(value); ok {
+		if pieces, ok := d.split.Split(value); ok {
 			return pieces, nil
 		}
 	}
@@ -79,7 +80,7 @@ func pieces(value []byte, encoding string, d decoding) ([]engine.TracePiece, err
 }
 
 // decoding is the decoding state of the goroutine that gathers traces.
-func (m *member) decoding() decoding { return decoding{&m.res, &m.strs, &m.jaeger} }
+func (m *member) decoding() decoding { return decoding{&m.res, &m.strs, &m.jaeger, &m.split} }
 
 // spansHeader is the header in which the re-keying writes how many spans
 // a record of the spans topic holds.

@@ -101,7 +101,7 @@ func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 		}
 		var out []*kgo.Record
 		fs.EachRecord(func(r *kgo.Record) {
-			cut, err := pieces(r.Value, m.cfg.Encoding, decoding{&m.inRes, &m.inStrs, &m.inJaeger})
+			cut, err := pieces(r.Value, m.cfg.Encoding, decoding{&m.inRes, &m.inStrs, &m.inJaeger, &m.inSplit})
 			if err != nil {
 				m.poison(r, err)
 				return

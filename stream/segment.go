@@ -200,7 +200,7 @@ func (m *member) decodeAll(gathered []*partial) []trace.Trace {
 	for i, g := range gathered {
 		msgs[i] = g.data
 	}
-	ts, ok := engine.DecodeOTLPMessages(msgs, &m.res, &m.strs)
+	ts, ok := m.otlp.Decode(msgs, &m.res, &m.strs) // valid until the next decoding: analyse lets them go
 	if !ok || len(ts) != len(gathered) {
 		return nil
 	}

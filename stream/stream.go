@@ -261,8 +261,12 @@ type member struct {
 	// spans topic's (read by gather), each used by one goroutine.
 	inRes, res   trace.Resources
 	inStrs, strs trace.Strings
-	// inJaeger and jaeger decode Jaeger's encodings.
+	// inJaeger and jaeger decode Jaeger's encodings; inSplit and split
+	// cut records per trace; otlp decodes the traces gathered, when they
+	// are analysed (with res and strs).
 	inJaeger, jaeger sj.SpanDecoder
+	inSplit, split   engine.OTLPSplitter
+	otlp             engine.OTLPDecoder
 
 	mu         sync.Mutex
 	assemblers map[int32]*assembler // by partition of the spans topic
