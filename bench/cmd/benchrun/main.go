@@ -340,7 +340,7 @@ func jaegerRuns(ctx context.Context, work string, ts []trace.Trace, n, ktraceEdg
 		p, err := sj.Start(sctx, sj.Options{Bin: bin, Dir: filepath.Join(work, "jaeger-"+name), Persist: persist, MaxTraces: len(ts) + 1000})
 		cancel()
 		check(err)
-		started(p)
+		started(p.Stop)
 		fmt.Fprintf(os.Stderr, "loading %d spans into Jaeger (%s)...\n", n, name)
 		t0 := time.Now()
 		check(load(ctx, p.OTLPAddr(), ts, os.Stderr))
@@ -434,27 +434,31 @@ var pageSize int
 
 var (
 	runMu   sync.Mutex
-	running []*sj.Process
+	running []func()
 )
 
-// started notes a Jaeger to stop if the run is interrupted or fails.
-func started(p *sj.Process) {
+// started notes how to stop a process this run started (a Jaeger, a
+// member), should the run be interrupted or fail, and returns that stop,
+// which may then be called again.
+func started(stop func()) func() {
+	stop = sync.OnceFunc(stop)
 	runMu.Lock()
-	running = append(running, p)
+	running = append(running, stop)
 	runMu.Unlock()
+	return stop
 }
 
 func stopAll() {
 	runMu.Lock()
 	defer runMu.Unlock()
-	for _, p := range running {
-		p.Stop()
+	for _, stop := range running {
+		stop()
 	}
 	running = nil
 }
 
-// stopOnSignal stops the Jaegers this run started when it is interrupted,
-// so nothing outlives it.
+// stopOnSignal stops the processes this run started when it is
+// interrupted, so nothing outlives it.
 func stopOnSignal() {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)

@@ -258,7 +258,8 @@ func startMember(ctx context.Context, work, bin string, brokers []string, topic,
 	cmd.Stderr = log
 	check(cmd.Start())
 	waitHTTP(ctx, "http://"+listen+"/readyz")
-	return member{cmd: cmd, listen: listen, stop: func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait(); log.Close() }}
+	stop := started(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait(); log.Close() })
+	return member{cmd: cmd, listen: listen, stop: stop}
 }
 
 // metric is the value of a counter or gauge a member serves, 0 when it
@@ -429,7 +430,7 @@ exporters:
 	cmd := exec.Command(bin, "--config", path)
 	cmd.Stdout, cmd.Stderr = log, log
 	check(cmd.Start())
-	stop := func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait(); log.Close() }
+	stop := started(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait(); log.Close() })
 	waitHTTP(ctx, "http://"+health+"/status")
 	time.Sleep(2 * time.Second) // the group settled
 	return jaegerProc{pid: cmd.Process.Pid, telemetry: telemetry, stop: stop}
@@ -487,7 +488,7 @@ func streamSoak(ctx context.Context, work, bin string, ts []trace.Trace, rate in
 		"--listen", listen, "--trace-idle", "5s", "--window", "1m")
 	cmd.Stderr = log
 	check(cmd.Start())
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	defer started(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })()
 	waitHTTP(ctx, "http://"+listen+"/readyz")
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerBatchCompression(kgo.NoCompression()))
 	check(err)
