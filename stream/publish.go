@@ -57,8 +57,9 @@ var errAborted = errors.New("the transaction aborted (the group rebalanced)")
 // begins, so that it stays short. A transaction that aborts reads every
 // partition again from its committed offset (the session rewinds them
 // all); the error of one that cannot end is returned (the member starts
-// its gathering again).
-func (m *member) publish(ctx context.Context, parts []int32) error {
+// its gathering again). left lists the partitions whose analysis failed:
+// they are rewound to their segment's start, to be read again.
+func (m *member) publish(ctx context.Context, parts []int32) (left []int32, err error) {
 	var outs []*outcome
 	var marks []*kgo.Record
 	for _, p := range parts {
@@ -66,6 +67,7 @@ func (m *member) publish(ctx context.Context, parts []int32) error {
 		if err != nil {
 			m.log.Printf("analysing partition %d: %v (its segment will be read again)", p, err)
 			m.rewind(p, m.segmentStart(p))
+			left = append(left, p)
 			continue
 		}
 		if o != nil {
@@ -74,20 +76,20 @@ func (m *member) publish(ctx context.Context, parts []int32) error {
 		marks = append(marks, m.marks(p, m.covered(p, o))...)
 	}
 	if len(outs) == 0 && len(marks) == 0 {
-		return nil
+		return left, nil
 	}
 	switch err := m.transact(ctx, outs, marks); {
 	case errors.Is(err, errAborted):
 		m.log.Printf("publishing: %v; every partition is read again from its committed offset", err)
 		m.readAgain()
-		return nil
+		return parts, nil
 	case err != nil:
-		return err
+		return parts, err
 	}
 	for _, o := range outs {
 		m.published(o)
 	}
-	return nil
+	return left, nil
 }
 
 // prepare folds partition p's complete traces and makes its results: the

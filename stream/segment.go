@@ -110,8 +110,11 @@ func (m *member) completeIdle(now time.Time) {
 	m.metrics.pending.Set(float64(pending))
 }
 
-// publishAll publishes every partition held.
-func (m *member) publishAll(ctx context.Context) error { return m.publish(ctx, m.held()) }
+// publishAll publishes every partition held, and lists those it could
+// not (publish).
+func (m *member) publishAll(ctx context.Context) (left []int32, err error) {
+	return m.publish(ctx, m.held())
+}
 
 // foldSpans is how many spans of complete traces a partition gathers
 // before they are analysed ahead of the window: each analysis has a
@@ -280,7 +283,8 @@ func (m *member) foldAll(ctx context.Context) error {
 		}
 		m.mu.Unlock()
 	}
-	return m.publish(ctx, full)
+	_, err := m.publish(ctx, full)
+	return err
 }
 
 // held lists the partitions held.

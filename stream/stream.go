@@ -176,6 +176,10 @@ type Config struct {
 	// MetadataMaxAge is how often a member looks for partitions added to
 	// the topics it reads (default 5m, as Kafka's clients).
 	MetadataMaxAge time.Duration
+	// StopTimeout is how long a member asked to stop has to publish what
+	// it holds (default 20s); a partition it cannot publish in that time
+	// is read again by its next owner, from its committed offset.
+	StopTimeout time.Duration
 	// Listen serves /metrics, /healthz and /readyz there ("": not).
 	Listen string
 	// Instance names the member in its log (default host-pid).
@@ -234,6 +238,9 @@ func (c *Config) defaults() error {
 	}
 	if c.MetadataMaxAge <= 0 {
 		c.MetadataMaxAge = 5 * time.Minute
+	}
+	if c.StopTimeout <= 0 {
+		c.StopTimeout = 20 * time.Second
 	}
 	if c.Instance == "" {
 		host, _ := os.Hostname()
@@ -370,7 +377,7 @@ func Run(ctx context.Context, cfg Config) error {
 		err := m.foldAll(ctx)
 		if err == nil && now.Sub(lastPublish) >= cfg.Window {
 			lastPublish = now
-			err = m.publishAll(ctx)
+			_, err = m.publishAll(ctx)
 		}
 		if err != nil && ctx.Err() == nil {
 			if err := m.restart(ctx, err); err != nil {
@@ -478,14 +485,28 @@ func (m *member) gathering() (*kgo.GroupTransactSession, error) {
 	)...)
 }
 
-// stop publishes what may be published and commits, before leaving.
+// stop publishes what may be published and commits, before leaving,
+// within StopTimeout; it says which partitions it left to their next
+// owner, which reads them again from their committed offsets.
 func (m *member) stop() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StopTimeout)
 	defer cancel()
 	m.completeIdle(time.Now())
-	err := m.publishAll(ctx)
+	left, err := m.publishAll(ctx)
+	if len(left) > 0 {
+		m.log.Printf("stopping: partitions %s of %s not published: their next owner reads them again from the committed offsets", joinInts(left), m.spans)
+	}
 	m.sess.Close() // leaves the group
 	return err
+}
+
+// joinInts lists ps as "1, 3, 4".
+func joinInts(ps []int32) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(s, ", ")
 }
 
 // fetchErrors logs a poll's errors, and says whether there were none.

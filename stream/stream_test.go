@@ -1,6 +1,7 @@
 package stream_test
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -605,12 +606,24 @@ func lateSpans(t *testing.T, keyed, pending, moved bool) {
 	var listen string
 	stopped := true
 	var stop func()
+	var logMu sync.Mutex
+	var log bytes.Buffer
+	t.Cleanup(func() { // after the members stopped
+		if t.Failed() {
+			t.Logf("the members' log:\n%s", log.String())
+		}
+	})
 	start := func(instance string) {
 		listen = freeAddr(t)
 		// Hops across traces are judged, and counted, an hour on: the
-		// metrics below are what the segments count.
+		// metrics below are what the segments count. A member stopping
+		// is given a minute to publish: the segment not yet published
+		// is read again and analysed with its late spans then, which
+		// takes longer than the default under the race detector, and no
+		// member comes after it here.
 		end := startMember(t, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 500 * time.Millisecond,
-			Window: window, Instance: instance, Log: io.Discard, ByTraceID: keyed, Listen: listen, PairWait: time.Hour})
+			Window: window, Instance: instance, Log: lockedWriter{&logMu, &log}, ByTraceID: keyed, Listen: listen, PairWait: time.Hour,
+			StopTimeout: time.Minute})
 		stopped = false
 		stop = func() {
 			if !stopped {
@@ -709,6 +722,12 @@ func lateSpans(t *testing.T, keyed, pending, moved bool) {
 	waitMetric("ktrace_stream_late_spans_total", strconv.Itoa(lateCount))
 	if pending {
 		stop() // publishes the segment
+		logMu.Lock()
+		left := strings.Contains(log.String(), "not published")
+		logMu.Unlock()
+		if left {
+			t.Fatal("the member stopped without publishing every partition")
+		}
 	}
 	want := graph.Build(ts)
 	wantRep := analyze.Breaks(ts, want, analyze.Options{SkewTolerance: 10 * time.Millisecond})

@@ -27,8 +27,10 @@ type StreamOptions struct {
 	Window    time.Duration
 	PairWait  time.Duration
 	Retention time.Duration
-	Kafka     KafkaOptions
-	conn      stream.Kafka // made from Brokers and Kafka
+	// StopTimeout: stream.Config's.
+	StopTimeout time.Duration
+	Kafka       KafkaOptions
+	conn        stream.Kafka // made from Brokers and Kafka
 }
 
 // NewCmdStream builds `ktrace stream`.
@@ -65,8 +67,8 @@ KTRACE_KAFKA_PASSWORD or --kafka-password-file and is never printed.`,
 			if !slices.Contains(stream.Encodings, opts.Encoding) {
 				return usagef("--encoding %q: want %s", opts.Encoding, strings.Join(stream.Encodings, ", "))
 			}
-			if opts.Idle <= 0 || opts.Window <= 0 || opts.Retention <= 0 || opts.PairWait < 0 {
-				return usagef("--trace-idle, --window and --results-retention must be positive, --pair-wait not negative")
+			if opts.Idle <= 0 || opts.Window <= 0 || opts.Retention <= 0 || opts.StopTimeout <= 0 || opts.PairWait < 0 {
+				return usagef("--trace-idle, --window, --results-retention and --stop-timeout must be positive, --pair-wait not negative")
 			}
 			conn, err := opts.Kafka.connect(ios, opts.Brokers)
 			if err != nil {
@@ -89,6 +91,7 @@ KTRACE_KAFKA_PASSWORD or --kafka-password-file and is never printed.`,
 	f.DurationVar(&opts.Idle, "trace-idle", 5*time.Second, "a trace is complete once quiet this long")
 	f.DurationVar(&opts.Window, "window", time.Minute, "publish partial results this often")
 	f.DurationVar(&opts.PairWait, "pair-wait", 0, "count a hop across traces once its halves' segments had this long to be published (0: a window and the trace-idle time)")
+	f.DurationVar(&opts.StopTimeout, "stop-timeout", 20*time.Second, "once asked to stop (SIGTERM, Ctrl-C), publish what is held within this; what is not is read again by the next member")
 	f.DurationVar(&opts.Retention, "results-retention", 7*24*time.Hour, "how long ktrace.GROUP.results keeps results (set when it is made)")
 	opts.Kafka.addFlags(f)
 	return cmd
@@ -99,7 +102,7 @@ func streamRun(ctx context.Context, opts *StreamOptions) error {
 	defer stop()
 	err := stream.Run(ctx, stream.Config{Kafka: opts.conn, Topic: opts.Topic, Group: opts.Group,
 		Encoding: opts.Encoding, ByTraceID: opts.ByTraceID, TraceIdle: opts.Idle, Window: opts.Window, Listen: opts.Listen, Log: opts.IO.ErrOut,
-		ResultsRetention: opts.Retention, PairWait: opts.PairWait})
+		ResultsRetention: opts.Retention, PairWait: opts.PairWait, StopTimeout: opts.StopTimeout})
 	if err != nil && ctx.Err() == nil {
 		return withCode(ExitBackend, aclHint(err, "member"))
 	}
