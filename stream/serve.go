@@ -45,6 +45,55 @@ func (m *member) listHeld(which func(*assembler) bool) string {
 	return strings.Join(s, ", ")
 }
 
+// notReady says why the member is not ready ("": it is).
+func (m *member) notReady() string {
+	switch {
+	case !m.reachable.Load():
+		return "Kafka does not answer"
+	case !m.fetched.Load() || !m.fetchedIn.Load():
+		return "the last poll of Kafka failed"
+	case m.restoringSegments.Load() > 0:
+		return "reading back the segments published before from " + SegmentsTopic(m.cfg.Group)
+	case m.restoringPairs.Load() > 0:
+		return "reading the parts judged before from " + PairsTopic(m.cfg.Group)
+	}
+	if parts := m.restoring(); parts != "" {
+		return "restoring partitions " + parts + " of " + m.spans + " (reading again the records of the traces left open)"
+	}
+	return ""
+}
+
+// notReadyLogged is how long a member is not ready before it says so in
+// its log: restoring a partition or a rebalance take seconds, and a probe
+// that fails for longer is worth a line that says why.
+const notReadyLogged = 30 * time.Second
+
+// readiness follows how long a member has not been ready, for its log.
+type readiness struct {
+	since time.Time // when it stopped being ready (zero: it is ready)
+	said  bool      // the log says it is not ready
+}
+
+// note takes why the member is not ready at now ("": it is), and returns
+// what to log ("": nothing): once, when it has not been ready for
+// notReadyLogged, and again when it is ready after that.
+func (r *readiness) note(now time.Time, why string) string {
+	switch {
+	case why == "":
+		was, said := r.since, r.said
+		*r = readiness{}
+		if said {
+			return "ready again, after " + now.Sub(was).Round(time.Second).String()
+		}
+	case r.since.IsZero():
+		r.since = now
+	case !r.said && now.Sub(r.since) >= notReadyLogged:
+		r.said = true
+		return "not ready for " + now.Sub(r.since).Round(time.Second).String() + ": " + why
+	}
+	return ""
+}
+
 // serve serves /metrics, /healthz and /readyz on addr.
 func (m *member) serve(addr string) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
@@ -66,24 +115,8 @@ func (m *member) handler() http.Handler {
 		json.NewEncoder(w).Encode(map[string]string{"status": "ok", "detail": m.holding()})
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		switch {
-		case !m.reachable.Load():
-			http.Error(w, "not ready: Kafka does not answer", http.StatusServiceUnavailable)
-			return
-		case !m.fetched.Load() || !m.fetchedIn.Load():
-			http.Error(w, "not ready: the last poll of Kafka failed", http.StatusServiceUnavailable)
-			return
-		}
-		if m.restoringSegments.Load() > 0 {
-			http.Error(w, "not ready: reading back the segments published before from "+SegmentsTopic(m.cfg.Group), http.StatusServiceUnavailable)
-			return
-		}
-		if m.restoringPairs.Load() > 0 {
-			http.Error(w, "not ready: reading the parts judged before from "+PairsTopic(m.cfg.Group), http.StatusServiceUnavailable)
-			return
-		}
-		if parts := m.restoring(); parts != "" {
-			http.Error(w, "not ready: restoring partitions "+parts+" of "+m.spans+" (reading again the records of the traces left open)", http.StatusServiceUnavailable)
+		if why := m.notReady(); why != "" {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ready\n")

@@ -39,3 +39,32 @@ func TestReadyWhileRestoring(t *testing.T) {
 		t.Fatalf("Kafka gone: %d %q", code, body)
 	}
 }
+
+// TestReadinessLogged: a member not ready for notReadyLogged says so once,
+// with the reason it has then, and says when it is ready again; a short
+// spell (a rebalance, a partition restored) is not logged.
+func TestReadinessLogged(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	var r readiness
+	steps := []struct {
+		after time.Duration
+		why   string
+		want  string
+	}{
+		{0, "restoring partitions 1 of s", ""},
+		{10 * time.Second, "", ""}, // a short spell
+		{11 * time.Second, "restoring partitions 2 of s", ""},
+		{40 * time.Second, "reading back the segments", ""},
+		{41 * time.Second, "reading back the segments", "not ready for 30s: reading back the segments"},
+		{50 * time.Second, "reading back the segments", ""}, // said once
+		{71 * time.Second, "", "ready again, after 1m0s"},
+		{72 * time.Second, "", ""},
+		{80 * time.Second, "Kafka does not answer", ""},
+		{110 * time.Second, "Kafka does not answer", "not ready for 30s: Kafka does not answer"},
+	}
+	for _, s := range steps {
+		if got := r.note(t0.Add(s.after), s.why); got != s.want {
+			t.Errorf("at %v (%q): logged %q, want %q", s.after, s.why, got, s.want)
+		}
+	}
+}

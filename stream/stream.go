@@ -532,8 +532,10 @@ func (m *member) fetchErrors(fs kgo.Fetches) bool {
 }
 
 // watch asks Kafka for its metadata once a second until ctx ends, and
-// says when the answer stops or comes back.
+// says when the answer stops or comes back, and when the member has not
+// been ready for long (readiness).
 func (m *member) watch(ctx context.Context) {
+	var ready readiness
 	for {
 		select {
 		case <-ctx.Done():
@@ -555,6 +557,9 @@ func (m *member) watch(ctx context.Context) {
 			m.log.Printf("Kafka at %v does not answer: %v (not ready until it does)", m.cfg.Kafka.Brokers, err)
 		case err == nil && !was:
 			m.log.Printf("Kafka at %v answers", m.cfg.Kafka.Brokers)
+		}
+		if say := ready.note(time.Now(), m.notReady()); say != "" {
+			m.log.Print(say)
 		}
 	}
 }
