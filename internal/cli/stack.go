@@ -348,7 +348,7 @@ func newCmdStackServe(ios *IOStreams) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				cfg.Brokers, cfg.KafkaAuth = k.Brokers, k.Auth()
+				cfg.Kafka = k
 			}
 			cfg.Log = ios.ErrOut
 			switch args[0] {

@@ -40,7 +40,7 @@ func RunAPI(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer cl.Close()
-	if err := pingKafka(ctx, cl, cfg.Brokers); err != nil {
+	if err := pingKafka(ctx, cl, cfg.Kafka); err != nil {
 		return err
 	}
 

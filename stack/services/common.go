@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ktrace-dev/ktrace/stream"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -22,11 +23,9 @@ import (
 
 // Config is what every service needs.
 type Config struct {
-	// Brokers are the Kafka seed brokers.
-	Brokers []string
-	// KafkaAuth are the client options a cluster that takes TLS or SASL
-	// needs (stream.Kafka's); none for the embedded broker.
-	KafkaAuth []kgo.Opt
+	// Kafka is the cluster: its seed brokers, and the TLS and SASL a
+	// cluster that takes them needs (none for the embedded broker).
+	Kafka stream.Kafka
 	// OTLP is the OTLP gRPC endpoint (host:port); empty disables export.
 	OTLP string
 	// Health is the listen address of /healthz (and the service's own API).
@@ -211,16 +210,15 @@ func serveHTTP(ctx context.Context, addr, service string, c *Counters, mux *http
 }
 
 func kafkaOpts(cfg *Config, service string, extra ...kgo.Opt) []kgo.Opt {
-	opts := append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.ClientID(service)}, cfg.KafkaAuth...)
-	return append(opts, extra...)
+	return cfg.Kafka.Opts(append([]kgo.Opt{kgo.ClientID(service)}, extra...)...)
 }
 
 // pingKafka fails fast when no broker answers.
-func pingKafka(ctx context.Context, cl *kgo.Client, brokers []string) error {
+func pingKafka(ctx context.Context, cl *kgo.Client, k stream.Kafka) error {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := cl.Ping(pctx); err != nil {
-		return fmt.Errorf("cannot reach Kafka at %v: %w", brokers, err)
+		return k.Unreachable(err)
 	}
 	return nil
 }

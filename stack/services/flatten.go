@@ -41,7 +41,7 @@ func RunFlatten(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer cl.Close()
-	if err := pingKafka(ctx, cl, cfg.Brokers); err != nil {
+	if err := pingKafka(ctx, cl, cfg.Kafka); err != nil {
 		return err
 	}
 	c.watchBroker(ctx, cl)

@@ -126,7 +126,7 @@ func restore(ctx context.Context, cfg *Config, store *windowStore) (int, error) 
 		return 0, err
 	}
 	defer cl.Close()
-	if err := pingKafka(ctx, cl, cfg.Brokers); err != nil {
+	if err := pingKafka(ctx, cl, cfg.Kafka); err != nil {
 		return 0, err
 	}
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -68,7 +68,7 @@ func RunSource(ctx context.Context, cfg Config, opts SourceOptions) error {
 		return err
 	}
 	defer cl.Close()
-	if err := pingKafka(ctx, cl, cfg.Brokers); err != nil {
+	if err := pingKafka(ctx, cl, cfg.Kafka); err != nil {
 		return err
 	}
 	logger.Printf("ready: %d events to replay", len(events))
