@@ -230,7 +230,16 @@ func (c *Component) running() bool {
 	}
 }
 
-// stop sends SIGTERM (SIGKILL when kill is set), waits up to 10s, then kills.
+// stopWait is how long stop waits after SIGTERM before it kills, and
+// stopGrace how long a stream member is told it has to publish (its
+// --stop-timeout): within it.
+const (
+	stopWait  = 10 * time.Second
+	stopGrace = 8 * time.Second
+)
+
+// stop sends SIGTERM (SIGKILL when kill is set), waits up to stopWait,
+// then kills.
 func (c *Component) stop(kill bool) {
 	if !c.running() {
 		return
@@ -240,7 +249,7 @@ func (c *Component) stop(kill bool) {
 	} else {
 		_ = signalTerm(c.Pid)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(stopWait)
 	for c.running() && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -364,7 +364,8 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 			}
 			c := Component{Name: fmt.Sprintf("%s-%d", Stream, r), Health: healthURL(hp),
 				Argv: []string{o.Exe, "stream", "--kafka-brokers", strings.Join(brokers, ","), "--topic", SpanTopic,
-					"--group", StreamGroup, "--listen", addr(hp), "--trace-idle", "2s", "--window", "5s"}}
+					"--group", StreamGroup, "--listen", addr(hp), "--trace-idle", "2s", "--window", "5s",
+					"--stop-timeout", stopGrace.String()}}
 			c.Argv = append(c.Argv, st.KafkaArgs...)
 			if o.SpansByTrace {
 				c.Argv = append(c.Argv, "--partitioned-by-trace")
