@@ -553,6 +553,9 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 	for _, b := range batches {
 		judged, context := m.readParts(b.p, b.judged), m.readParts(b.p, b.context)
 		if err := commitPairs(ctx, cl, PairsTopic(m.cfg.Group), b.p, b.next); err != nil {
+			if ctx.Err() != nil { // stopping: the next owner judges them
+				return
+			}
 			m.log.Printf("committing %s/%d: %v (its parts are judged again)", PairsTopic(m.cfg.Group), b.p, err)
 			continue
 		}
