@@ -37,20 +37,27 @@ func streamRuns(ctx context.Context, work, bin string, ts []trace.Trace, perReco
 	recs, n := exporterRecords(ts, perRecord)
 	fmt.Fprintf(os.Stderr, "stream: %d spans in %d records of about %d spans\n", n, len(recs), perRecord)
 
-	jaegerCPU := jaegerSpanmetrics(ctx, work, cluster, brokers, "scattered", recs, n)
-	jaegerRate := float64(n) / jaegerCPU.Seconds()
+	// Kernel time is reported apart: here it is mostly the kernel
+	// clearing the fresh pages a process's heap grows into (about one
+	// fault per page of its peak), and on these VMs what a page costs
+	// varies fourfold from run to run, so user time is the steadier
+	// measure of the work done (instructions, which perf cannot count
+	// here).
+	j := jaegerSpanmetrics(ctx, work, cluster, brokers, "scattered", recs, n)
+	jaegerRate := float64(n) / j.cpu().Seconds()
 	record("Jaeger v2 kafka receiver → spanmetrics connector, from a topic", fmt.Sprintf("%.0f spans/CPU-s", jaegerRate),
-		fmt.Sprintf("%d spans, %s of CPU (its process, start-up excluded)", n, jaegerCPU.Round(time.Millisecond)))
-	var one float64
+		fmt.Sprintf("%d spans, %s of CPU (its process, start-up excluded; %s)", n, j.cpu().Round(time.Millisecond), j))
+	var one, oneUser float64
 	for _, members := range []int{1, 2, 4} {
 		r := ktraceStream(ctx, work, bin, cluster, brokers, recs, n, len(ts), members, false)
-		perSpan := r.cpu.Seconds() / float64(n)
+		perSpan, perSpanUser := r.cpu.Seconds()/float64(n), r.used.user.Seconds()/float64(n)
 		if members == 1 {
-			one = perSpan
+			one, oneUser = perSpan, perSpanUser
 		}
 		record(fmt.Sprintf("ktrace stream, %d member(s), from a topic", members), fmt.Sprintf("%.0f spans/CPU-s", float64(n)/r.cpu.Seconds()),
-			fmt.Sprintf("%.2f× Jaeger's per CPU (goal ≥ 3); CPU per span %.2f× one member's (goal ≤ 1.2); %s of CPU, %s wall (trace-idle 1s and window 1s included); internal topics %.0f%% of the input's %d MiB (goal ≤ 10%%); peak %d MiB resident per member",
-				float64(n)/r.cpu.Seconds()/jaegerRate, perSpan/one, r.cpu.Round(time.Millisecond), r.wall.Round(time.Millisecond),
+			fmt.Sprintf("%.2f× Jaeger's per CPU (goal ≥ 3); CPU per span %.2f× one member's (goal ≤ 1.2); user time alone: %.2f× Jaeger's, %.2f× one member's; %s of CPU (%s), %s wall (trace-idle 1s and window 1s included); internal topics %.0f%% of the input's %d MiB (goal ≤ 10%%); peak %d MiB resident per member",
+				float64(n)/r.cpu.Seconds()/jaegerRate, perSpan/one, j.user.Seconds()/r.used.user.Seconds(), perSpanUser/oneUser,
+				r.cpu.Round(time.Millisecond), r.used, r.wall.Round(time.Millisecond),
 				100*float64(r.internal)/float64(r.input), r.input>>20, r.rss>>20))
 	}
 	// The exporter's partition_traces_by_id: a record per trace, keyed by
@@ -66,9 +73,10 @@ func streamRuns(ctx context.Context, work, bin string, ts []trace.Trace, perReco
 	jk := jaegerSpanmetrics(ctx, work, cluster, brokers, "keyed", keyed, n)
 	r := ktraceStream(ctx, work, bin, cluster, brokers, keyed, n, len(ts), 1, true)
 	record("keyed by trace ID: Jaeger, then ktrace stream --partitioned-by-trace (1 member)",
-		fmt.Sprintf("%.0f, %.0f spans/CPU-s", float64(n)/jk.Seconds(), float64(n)/r.cpu.Seconds()),
-		fmt.Sprintf("%.2f× Jaeger's per CPU; internal topics %.0f%% of the input's %d MiB; peak %d MiB resident",
-			jk.Seconds()/r.cpu.Seconds(), 100*float64(r.internal)/float64(r.input), r.input>>20, r.rss>>20))
+		fmt.Sprintf("%.0f, %.0f spans/CPU-s", float64(n)/jk.cpu().Seconds(), float64(n)/r.cpu.Seconds()),
+		fmt.Sprintf("%.2f× Jaeger's per CPU (user time alone: %.2f×); Jaeger %s, ktrace %s; internal topics %.0f%% of the input's %d MiB; peak %d MiB resident",
+			jk.cpu().Seconds()/r.cpu.Seconds(), jk.user.Seconds()/r.used.user.Seconds(), jk, r.used,
+			100*float64(r.internal)/float64(r.input), r.input>>20, r.rss>>20))
 }
 
 // byTrace encodes each trace as a record of its own keyed by its ID, as
@@ -126,15 +134,36 @@ func produceRecords(ctx context.Context, brokers []string, topic string, recs []
 	check(cl.Flush(ctx))
 }
 
-// cpuOf is the CPU time (user and system) a process has used so far.
-func cpuOf(pid int) time.Duration {
+// procStat is what /proc/PID/stat says of a process's CPU time (user and
+// kernel) and its minor page faults.
+type procStat struct {
+	user, system time.Duration
+	faults       int64
+}
+
+func (a procStat) cpu() time.Duration { return a.user + a.system }
+
+func (a procStat) String() string {
+	return fmt.Sprintf("%s user, %s kernel; %d page faults", a.user, a.system, a.faults)
+}
+
+func (a procStat) add(b procStat) procStat {
+	return procStat{a.user + b.user, a.system + b.system, a.faults + b.faults}
+}
+
+func (a procStat) sub(b procStat) procStat {
+	return procStat{a.user - b.user, a.system - b.system, a.faults - b.faults}
+}
+
+func statOf(pid int) procStat {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	check(err)
 	// The fields after the command name, which is in parentheses.
 	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	minflt, _ := strconv.ParseInt(f[7], 10, 64)
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+	return procStat{time.Duration(utime) * time.Second / 100, time.Duration(stime) * time.Second / 100, minflt} // USER_HZ
 }
 
 // residentPeak is a process's peak resident memory so far.
@@ -181,6 +210,7 @@ func freeAddr() string {
 
 type streamResult struct {
 	cpu, wall            time.Duration
+	used                 procStat
 	internal, input, rss int64
 }
 
@@ -205,14 +235,14 @@ func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster,
 		cmds = append(cmds, m.cmd)
 	}
 	time.Sleep(2 * time.Second) // the group settled
-	cpu := func() time.Duration {
-		var d time.Duration
+	stat := func() procStat {
+		var s procStat
 		for _, c := range cmds {
-			d += cpuOf(c.Process.Pid)
+			s = s.add(statOf(c.Process.Pid))
 		}
-		return d
+		return s
 	}
-	before, start := cpu(), time.Now()
+	before, start := stat(), time.Now()
 	produceRecords(ctx, brokers, topic, recs)
 	for {
 		p, err := stream.ReadResults(ctx, stream.Kafka{Brokers: brokers}, group, time.Time{}, time.Time{}, nil)
@@ -226,13 +256,14 @@ func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster,
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	r := streamResult{cpu: cpu() - before, wall: time.Since(start), input: topicBytes(cluster, topic),
+	used := stat().sub(before)
+	r := streamResult{cpu: used.cpu(), used: used, wall: time.Since(start), input: topicBytes(cluster, topic),
 		internal: topicBytes(cluster, stream.SpansTopic(group)) + topicBytes(cluster, stream.ResultsTopic(group)) +
 			topicBytes(cluster, stream.SegmentsTopic(group)) + topicBytes(cluster, stream.PairsTopic(group))}
 	for _, c := range cmds {
 		r.rss = max(r.rss, residentPeak(c.Process.Pid))
 	}
-	fmt.Fprintf(os.Stderr, "ktrace stream ×%d: %s CPU for %d spans\n", members, r.cpu, spans)
+	fmt.Fprintf(os.Stderr, "ktrace stream ×%d: %s CPU for %d spans (%s)\n", members, r.cpu, spans, used)
 	return r
 }
 
@@ -305,7 +336,7 @@ func streamSteady(ctx context.Context, work, bin string, ts []trace.Trace, rate 
 		kgo.ProducerBatchCompression(kgo.NoCompression()))
 	check(err)
 	defer cl.Close()
-	jBefore, mBefore, start := cpuOf(j.pid), cpuOf(m.cmd.Process.Pid), time.Now()
+	jBefore, mBefore, start := statOf(j.pid), statOf(m.cmd.Process.Pid), time.Now()
 	sent, traces, k := 0, 0, 0
 	for time.Since(start) < d {
 		// Keep to the rate: write the traces due by now, 300 spans or a
@@ -332,14 +363,16 @@ func streamSteady(ctx context.Context, work, bin string, ts []trace.Trace, rate 
 	}
 	check(cl.Flush(ctx))
 	j.await(sent, start)
-	jCPU := cpuOf(j.pid) - jBefore
+	jUsed := statOf(j.pid).sub(jBefore)
+	jCPU := jUsed.cpu()
 	for m.metric("ktrace_stream_traces_total") < float64(traces) {
 		if time.Since(start) > d+5*time.Minute {
 			check(fmt.Errorf("ktrace stream: %v of %d traces published five minutes after the last span", m.metric("ktrace_stream_traces_total"), traces))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	mCPU := cpuOf(m.cmd.Process.Pid) - mBefore
+	mUsed := statOf(m.cmd.Process.Pid).sub(mBefore)
+	mCPU := mUsed.cpu()
 	how := "in records of about 300 spans (not keyed)"
 	if byTraceID {
 		how = "a record per trace keyed by its ID, --partitioned-by-trace"
@@ -347,8 +380,8 @@ func streamSteady(ctx context.Context, work, bin string, ts []trace.Trace, rate 
 	fmt.Fprintf(os.Stderr, "steady %s: Jaeger %s, ktrace %s of CPU for %d spans\n", how, jCPU, mCPU, sent)
 	record(fmt.Sprintf("at %d spans/s for %s, %s: Jaeger, then ktrace stream (1 member)", rate, d, how),
 		fmt.Sprintf("%.0f, %.0f spans/CPU-s", float64(sent)/jCPU.Seconds(), float64(sent)/mCPU.Seconds()),
-		fmt.Sprintf("%.2f× Jaeger's per CPU; %d spans; %s and %s of CPU; peak %d MiB resident (ktrace), %d MiB (Jaeger)",
-			jCPU.Seconds()/mCPU.Seconds(), sent, jCPU.Round(time.Millisecond), mCPU.Round(time.Millisecond),
+		fmt.Sprintf("%.2f× Jaeger's per CPU (user time alone: %.2f×); %d spans; Jaeger %s, ktrace %s; peak %d MiB resident (ktrace), %d MiB (Jaeger)",
+			jCPU.Seconds()/mCPU.Seconds(), jUsed.user.Seconds()/mUsed.user.Seconds(), sent, jUsed, mUsed,
 			residentPeak(m.cmd.Process.Pid)>>20, residentPeak(j.pid)>>20))
 }
 
@@ -356,16 +389,16 @@ func streamSteady(ctx context.Context, work, bin string, ts []trace.Trace, rate 
 // the spanmetrics connector (metrics out to a Prometheus endpoint, no
 // trace storage), writes the records once it is ready, and waits until its
 // receiver has accepted every span.
-func jaegerSpanmetrics(ctx context.Context, work string, cluster *kfake.Cluster, brokers []string, name string, recs []*kgo.Record, spans int) time.Duration {
+func jaegerSpanmetrics(ctx context.Context, work string, cluster *kfake.Cluster, brokers []string, name string, recs []*kgo.Record, spans int) procStat {
 	topic := "spans-jaeger-" + name
 	check(cluster.CreateTopic(topic, 6, nil))
 	j := startJaegerSpanmetrics(ctx, work, brokers, topic)
 	defer j.stop()
-	before, start := cpuOf(j.pid), time.Now()
+	before, start := statOf(j.pid), time.Now()
 	produceRecords(ctx, brokers, topic, recs)
 	j.await(spans, start)
-	d := cpuOf(j.pid) - before
-	fmt.Fprintf(os.Stderr, "Jaeger kafka → spanmetrics: %s CPU for %d spans\n", d, spans)
+	d := statOf(j.pid).sub(before)
+	fmt.Fprintf(os.Stderr, "Jaeger kafka → spanmetrics: %s CPU for %d spans (%s)\n", d.cpu(), spans, d)
 	return d
 }
 
