@@ -1,8 +1,10 @@
 package stream
 
 import (
+	"log"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,18 +20,73 @@ import (
 // service-graph views built on them draw ktrace's graph (topics as nodes,
 // connection_type messaging_system); and ktrace's own.
 type metrics struct {
-	reg                       *prometheus.Registry
-	requests, failed          *prometheus.CounterVec
-	serverSeconds, clientSecs *prometheus.HistogramVec
-	hops, lost                *prometheus.CounterVec
-	lag                       *prometheus.GaugeVec
-	spansIn, traces, late     prometheus.Counter
-	pairs, overdue            prometheus.Counter
-	undecodable, invalid      prometheus.Counter
-	pending, partitions       prometheus.Gauge
+	reg *prometheus.Registry
+	// edgeSets, hopSets and lostSets bound the label sets of the
+	// servicegraph metrics, of ktrace_hop_records_total and of
+	// ktrace_lost_context_total: their values come from the traces.
+	edgeSets, hopSets, lostSets *labelSets
+	overflow                    *prometheus.CounterVec
+	requests, failed            *prometheus.CounterVec
+	serverSeconds, clientSecs   *prometheus.HistogramVec
+	hops, lost                  *prometheus.CounterVec
+	lag                         *prometheus.GaugeVec
+	spansIn, traces, late       prometheus.Counter
+	pairs, overdue              prometheus.Counter
+	undecodable, invalid        prometheus.Counter
+	pending, partitions         prometheus.Gauge
 }
 
-func newMetrics() *metrics {
+// overflowValue is the value of every label of the series that stands
+// for the label sets past a metric's bound (labelSets).
+const overflowValue = "_overflow"
+
+// labelSets bounds the label sets a metric takes. Label values come from
+// inside the traces — service, topic, group and operation names — so a
+// service that puts an ID in a name, or a hostile one, could otherwise
+// grow a member's series, its memory and every scrape without end.
+// Past max sets, observations go to one series whose every label is
+// overflowValue, are counted in ktrace_stream_series_overflow_total, and
+// the first is logged: counts are kept, only their names are lost.
+type labelSets struct {
+	metric string
+	max    int
+	mu     sync.Mutex
+	seen   map[string]struct{}
+	said   bool
+	over   prometheus.Counter
+	log    *log.Logger
+}
+
+func newLabelSets(metric string, max int, over *prometheus.CounterVec, l *log.Logger) *labelSets {
+	return &labelSets{metric: metric, max: max, seen: map[string]struct{}{}, over: over.WithLabelValues(metric), log: l}
+}
+
+// values returns vals when their set is known or there is room for it,
+// else the overflow set.
+func (ls *labelSets) values(vals ...string) []string {
+	key := strings.Join(vals, "\xff")
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if _, ok := ls.seen[key]; ok || len(ls.seen) < ls.max {
+		ls.seen[key] = struct{}{}
+		return vals
+	}
+	ls.over.Inc()
+	if !ls.said {
+		ls.said = true
+		ls.log.Printf("%s has %d label sets, its bound (--max-series): the others are counted under the labels %q (counted in ktrace_stream_series_overflow_total; logged once)",
+			ls.metric, ls.max, overflowValue)
+	}
+	out := make([]string, len(vals))
+	for i := range out {
+		out[i] = overflowValue
+	}
+	return out
+}
+
+// newMetrics makes a member's metrics, each bounded to maxSeries label
+// sets (labelSets), logging to l.
+func newMetrics(maxSeries int, l *log.Logger) *metrics {
 	edge := []string{"client", "server", "connection_type"}
 	buckets := []float64{0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1, 1.4, 2, 5, 10, 15}
 	m := &metrics{reg: prometheus.NewRegistry(),
@@ -60,8 +117,14 @@ func newMetrics() *metrics {
 		pending:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "ktrace_stream_pending_spans", Help: "Spans of traces not yet published."}),
 		partitions:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "ktrace_stream_partitions", Help: "Partitions of the spans topic this member holds."}),
 	}
+	m.overflow = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ktrace_stream_series_overflow_total",
+		Help: "Observations counted under the overflow label set (every label " + overflowValue + ") because their metric reached its bound of label sets (--max-series)."},
+		[]string{"metric"})
+	m.edgeSets = newLabelSets("traces_service_graph_request_total", maxSeries, m.overflow, l)
+	m.hopSets = newLabelSets("ktrace_hop_records_total", maxSeries, m.overflow, l)
+	m.lostSets = newLabelSets("ktrace_lost_context_total", maxSeries, m.overflow, l)
 	m.reg.MustRegister(m.requests, m.failed, m.serverSeconds, m.clientSecs, m.hops, m.lost, m.lag, m.spansIn, m.traces, m.late, m.pairs, m.overdue,
-		m.undecodable, m.invalid, m.pending, m.partitions)
+		m.undecodable, m.invalid, m.pending, m.partitions, m.overflow)
 	return m
 }
 
@@ -76,7 +139,7 @@ func name(key string) string {
 // observeBreaks counts the breaks a report shows.
 func (m *metrics) observeBreaks(rep analyze.Report) {
 	for _, f := range rep.Findings {
-		m.lost.WithLabelValues(string(f.Rule), f.Where).Add(float64(f.Occurrences))
+		m.lost.WithLabelValues(m.lostSets.values(string(f.Rule), f.Where)...).Add(float64(f.Occurrences))
 	}
 }
 
@@ -115,7 +178,7 @@ func (m *member) observeChange(base, full *engine.Partial) {
 	}
 	for _, f := range isRep.Findings {
 		if n := f.Occurrences - before[[2]string{string(f.Rule), f.Where}]; n > 0 {
-			m.metrics.lost.WithLabelValues(string(f.Rule), f.Where).Add(float64(n))
+			m.metrics.lost.WithLabelValues(m.metrics.lostSets.values(string(f.Rule), f.Where)...).Add(float64(n))
 		}
 	}
 }
@@ -162,11 +225,11 @@ func (m *metrics) observeEdges(edges []engine.EdgeCount) {
 		switch e.Kind {
 		case graph.EdgeProduce, graph.EdgeConsume:
 			ct = "messaging_system"
-			m.hops.WithLabelValues(name(e.From), name(e.To), e.Group, e.Relation.String()).Add(float64(e.Count))
+			m.hops.WithLabelValues(m.hopSets.values(name(e.From), name(e.To), e.Group, e.Relation.String())...).Add(float64(e.Count))
 		case graph.EdgePeer:
 			ct = "virtual_node"
 		}
-		l := []string{name(e.From), name(e.To), ct}
+		l := m.edgeSets.values(name(e.From), name(e.To), ct)
 		m.requests.WithLabelValues(l...).Add(float64(e.Count))
 		m.failed.WithLabelValues(l...).Add(float64(e.Errors))
 		server, client := m.serverSeconds.WithLabelValues(l...), m.clientSecs.WithLabelValues(l...)

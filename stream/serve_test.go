@@ -1,6 +1,8 @@
 package stream
 
 import (
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,7 +16,7 @@ import (
 func TestReadyWhileRestoring(t *testing.T) {
 	a := newAssembler(10)
 	a.restoreTo = 15
-	m := &member{spans: "ktrace.g.spans", assemblers: map[int32]*assembler{3: a, 1: newAssembler(0)}, metrics: newMetrics()}
+	m := &member{spans: "ktrace.g.spans", assemblers: map[int32]*assembler{3: a, 1: newAssembler(0)}, metrics: newMetrics(10000, log.New(io.Discard, "", 0))}
 	m.reachable.Store(true)
 	m.fetched.Store(true)
 	m.fetchedIn.Store(true)

@@ -182,6 +182,10 @@ type Config struct {
 	StopTimeout time.Duration
 	// Listen serves /metrics, /healthz and /readyz there ("": not).
 	Listen string
+	// MaxSeries bounds the label sets of each metric whose labels come
+	// from the traces (default 10,000): past it, observations are counted
+	// under one overflow set.
+	MaxSeries int
 	// Instance names the member in its log (default host-pid).
 	Instance string
 	// Log receives progress and problems (nil: stderr).
@@ -241,6 +245,9 @@ func (c *Config) defaults() error {
 	}
 	if c.StopTimeout <= 0 {
 		c.StopTimeout = 20 * time.Second
+	}
+	if c.MaxSeries <= 0 {
+		c.MaxSeries = 10000
 	}
 	if c.Instance == "" {
 		host, _ := os.Hostname()
@@ -311,7 +318,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	m := &member{cfg: cfg, log: log.New(cfg.Log, "ktrace stream "+cfg.Instance+" ", log.LstdFlags|log.Lmsgprefix),
-		spans: SpansTopic(cfg.Group), assemblers: map[int32]*assembler{}, owned: map[int32]bool{}, poisoned: map[string]bool{}, metrics: newMetrics()}
+		spans: SpansTopic(cfg.Group), assemblers: map[int32]*assembler{}, owned: map[int32]bool{}, poisoned: map[string]bool{}}
+	m.metrics = newMetrics(cfg.MaxSeries, m.log)
 	m.gatherGroup = SpansGroup(cfg.Group)
 	if cfg.ByTraceID {
 		m.spans, m.gatherGroup = cfg.Topic, cfg.Group

@@ -79,8 +79,8 @@ func TestFlagsReachOptions(t *testing.T) {
 	var st *StreamOptions
 	parse(t, NewCmdStream(quietIO(), func(_ context.Context, o *StreamOptions) error { st = o; return nil }),
 		"--kafka-brokers", "k1:9092,k2:9092", "--group", "g", "--partitioned-by-trace", "--encoding", "otlp_json", "--trace-idle", "2s",
-		"--results-retention", "72h", "--stop-timeout", "45s")
-	if st.StopTimeout != 45*time.Second || st.Brokers != "k1:9092,k2:9092" || st.Group != "g" || !st.ByTraceID || st.Encoding != "otlp_json" || st.Idle != 2*time.Second ||
+		"--results-retention", "72h", "--stop-timeout", "45s", "--max-series", "500")
+	if st.StopTimeout != 45*time.Second || st.MaxSeries != 500 || st.Brokers != "k1:9092,k2:9092" || st.Group != "g" || !st.ByTraceID || st.Encoding != "otlp_json" || st.Idle != 2*time.Second ||
 		st.Topic != "otlp_spans" || st.Window != time.Minute || st.Listen != "" || st.Retention != 72*time.Hour {
 		t.Errorf("stream: %+v", *st)
 	}
@@ -176,6 +176,7 @@ func TestKafkaConnFlags(t *testing.T) {
 		{[]string{"diff", "a.json", "b.json", "--kafka-tls"}, nil, "--kafka-tls applies to --kafka only"},
 		{append(stream, "--stop-timeout", "0s"), nil, "--stop-timeout must be positive"},
 		{append(stream, "--pair-wait", "-1s"), nil, "--pair-wait not negative"},
+		{append(stream, "--max-series", "0"), nil, "--max-series must be positive"},
 	} {
 		r := run(t, "", c.env, c.args...)
 		oneLineErr(t, r, ExitUsage, c.want)
