@@ -106,13 +106,18 @@ func (m *member) serve(addr string) (func(), error) {
 	return func() { srv.Close() }, nil
 }
 
-// handler answers /metrics, /healthz and /readyz.
+// handler answers /metrics, /healthz (alive: the partitions held, and
+// why the member is not ready when it is not) and /readyz.
 func (m *member) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.metrics.handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]string{"status": "ok", "detail": m.holding()})
+		detail := m.holding()
+		if why := m.notReady(); why != "" { // what `stack status` shows
+			detail += "; not ready: " + why
+		}
+		json.NewEncoder(w).Encode(map[string]string{"status": "ok", "detail": detail})
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if why := m.notReady(); why != "" {

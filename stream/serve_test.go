@@ -28,6 +28,15 @@ func TestReadyWhileRestoring(t *testing.T) {
 	if code, body := ready(); code != http.StatusServiceUnavailable || !strings.Contains(body, "restoring partitions 3 of ktrace.g.spans") {
 		t.Fatalf("restoring: %d %q", code, body)
 	}
+	healthz := func() (int, string) {
+		w := httptest.NewRecorder()
+		m.handler().ServeHTTP(w, httptest.NewRequest("GET", "/healthz", nil))
+		return w.Code, w.Body.String()
+	}
+	// Alive all the same, saying why it is not ready (stack status shows it).
+	if code, body := healthz(); code != http.StatusOK || !strings.Contains(body, `partitions 1, 3 of ktrace.g.spans; not ready: restoring partitions 3 of ktrace.g.spans`) {
+		t.Fatalf("/healthz while restoring: %d %q", code, body)
+	}
 	a.add(13, nil, time.Time{})
 	if code, _ := ready(); code != http.StatusServiceUnavailable {
 		t.Fatalf("half way through restoring: %d", code)
@@ -35,6 +44,9 @@ func TestReadyWhileRestoring(t *testing.T) {
 	a.add(14, nil, time.Time{}) // the last record before the end (a transaction's end, say)
 	if code, body := ready(); code != http.StatusOK || body != "ready\n" {
 		t.Fatalf("restored: %d %q", code, body)
+	}
+	if code, body := healthz(); code != http.StatusOK || strings.Contains(body, "not ready") || !strings.Contains(body, "partitions 1, 3 of ktrace.g.spans") {
+		t.Fatalf("/healthz once restored: %d %q", code, body)
 	}
 	m.reachable.Store(false)
 	if code, body := ready(); code != http.StatusServiceUnavailable || !strings.Contains(body, "Kafka does not answer") {
