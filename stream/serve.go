@@ -30,19 +30,15 @@ func (m *member) restoring() string {
 // which ("": none).
 func (m *member) listHeld(which func(*assembler) bool) string {
 	m.mu.Lock()
-	var parts []int
+	var parts []int32
 	for p, a := range m.assemblers {
 		if which(a) {
-			parts = append(parts, int(p))
+			parts = append(parts, p)
 		}
 	}
 	m.mu.Unlock()
 	slices.Sort(parts)
-	s := make([]string, len(parts))
-	for i, p := range parts {
-		s[i] = strconv.Itoa(p)
-	}
-	return strings.Join(s, ", ")
+	return joinInts(parts)
 }
 
 // notReady says why the member is not ready ("": it is).
@@ -92,6 +88,15 @@ func (r *readiness) note(now time.Time, why string) string {
 		return "not ready for " + now.Sub(r.since).Round(time.Second).String() + ": " + why
 	}
 	return ""
+}
+
+// joinInts lists partitions as "1, 3, 4".
+func joinInts(ps []int32) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(s, ", ")
 }
 
 // serve serves /metrics, /healthz and /readyz on addr.

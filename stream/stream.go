@@ -508,15 +508,6 @@ func (m *member) stop() error {
 	return err
 }
 
-// joinInts lists ps as "1, 3, 4".
-func joinInts(ps []int32) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = strconv.Itoa(int(p))
-	}
-	return strings.Join(s, ", ")
-}
-
 // fetchErrors logs a poll's errors, and says whether there were none.
 func (m *member) fetchErrors(fs kgo.Fetches) bool {
 	healthy := true
