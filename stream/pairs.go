@@ -660,19 +660,37 @@ func (m *member) knownFacts() *engine.Partial {
 	return m.known.Facts()
 }
 
-// learn adds facts to what the member knows of the whole set.
+// maxKnownEdges bounds what a member learns of the whole set's graph:
+// its nodes and edges come from names inside the traces, and a service
+// that puts an ID in a name would otherwise grow it, and the copy each
+// segment's count merges (knownFacts), without end. Real graphs are far
+// smaller.
+const maxKnownEdges = 100_000
+
+// learn adds facts to what the member knows of the whole set, until that
+// holds maxKnownEdges edges: past them it learns no more (and says so
+// once), and breaks that depend on the whole set are judged with what it
+// knew then and each segment's own traces.
 func (m *member) learn(facts *engine.Partial) {
 	m.knownMu.Lock()
 	defer m.knownMu.Unlock()
-	if m.known == nil {
-		m.known = facts
+	switch {
+	case m.knownFull:
 		return
+	case m.known == nil:
+		m.known = facts
+	default:
+		if err := m.known.Merge(facts); err != nil {
+			m.log.Printf("learning the set's edges: %v", err)
+		}
+		// A merged partial keeps what each part brought along (their
+		// lists, their edges' logs): the facts alone, made again, stay
+		// the size of the graph.
+		m.known = m.known.Facts()
 	}
-	if err := m.known.Merge(facts); err != nil {
-		m.log.Printf("learning the set's edges: %v", err)
+	if _, edges := m.known.Size(); edges >= m.maxKnown {
+		m.knownFull = true
+		m.log.Printf("the set's graph has %d edges: past %d, this member learns no new ones (breaks that depend on the whole set are judged with what it knows now; the results are not affected)",
+			edges, m.maxKnown)
 	}
-	// A merged partial keeps what each part brought along (their lists,
-	// their edges' logs): the facts alone, made again, stay the size of
-	// the graph.
-	m.known = m.known.Facts()
 }

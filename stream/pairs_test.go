@@ -1,11 +1,19 @@
 package stream
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"log"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ktrace-dev/ktrace/internal/engine"
+	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // TestPairsLetGo: judged parts are let go once no part still to judge,
@@ -117,5 +125,42 @@ func TestPairsCovered(t *testing.T) {
 	pr.add(&kgo.Record{Partition: 1, Key: markKey(4), Value: []byte{}, Headers: []kgo.RecordHeader{{Key: coveredHeader, Value: []byte("soon")}}}, false)
 	if got := pr.said[1][4]; !got.Equal(t0) {
 		t.Errorf("a mark that cannot be read moved partition 4 to %v", got)
+	}
+}
+
+// TestLearnBounded: what a member learns of the whole set's graph stops
+// growing at its bound (names inside the traces could grow it without
+// end), keeps what it had, and says so once.
+func TestLearnBounded(t *testing.T) {
+	var logs bytes.Buffer
+	m := &member{log: log.New(&logs, "", 0), maxKnown: 3}
+	facts := func(from, to int) *engine.Partial {
+		var ts []trace.Trace
+		for i := from; i < to; i++ {
+			id := trace.TraceID{Low: uint64(i + 1)}
+			ts = append(ts, trace.Trace{ID: id, Spans: []trace.Span{
+				{TraceID: id, SpanID: 1, Kind: trace.KindClient, Resource: &trace.Resource{Service: fmt.Sprintf("client-%d", i)}, Start: time.Unix(1, 0), Duration: time.Millisecond},
+				{TraceID: id, SpanID: 2, Kind: trace.KindServer, Resource: &trace.Resource{Service: fmt.Sprintf("server-%d", i)}, Start: time.Unix(1, 0), Duration: time.Millisecond,
+					Refs: []trace.Ref{{Type: trace.RefParent, TraceID: id, SpanID: 1}}},
+			}})
+		}
+		p, err := engine.Collect(context.Background(), engine.Slice(ts), engine.Options{Workers: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, f := p.Settle()
+		return f
+	}
+	m.learn(facts(0, 2))
+	if _, e := m.knownFacts().Size(); e != 2 || m.knownFull {
+		t.Fatalf("below the bound: %d edges known (full: %v), want 2", e, m.knownFull)
+	}
+	m.learn(facts(2, 4)) // reaches it: kept, and no more after
+	m.learn(facts(4, 9))
+	if _, e := m.knownFacts().Size(); e != 4 || !m.knownFull {
+		t.Fatalf("past the bound: %d edges known (full: %v), want the 4 learnt when it was reached", e, m.knownFull)
+	}
+	if n := strings.Count(logs.String(), "learns no new ones"); n != 1 {
+		t.Errorf("said %d times, want once: %q", n, logs.String())
 	}
 }

@@ -307,8 +307,10 @@ type member struct {
 	gatheredParts atomic.Int32
 	// known is what the member knows of the whole set (engine.Facts),
 	// learnt from all it counted.
-	knownMu sync.Mutex
-	known   *engine.Partial
+	knownMu   sync.Mutex
+	known     *engine.Partial
+	knownFull bool // known reached maxKnown edges (learn)
+	maxKnown  int  // maxKnownEdges
 }
 
 // Run runs a member until ctx ends, then publishes what it may and
@@ -319,7 +321,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	m := &member{cfg: cfg, log: log.New(cfg.Log, "ktrace stream "+cfg.Instance+" ", log.LstdFlags|log.Lmsgprefix),
 		spans: SpansTopic(cfg.Group), assemblers: map[int32]*assembler{}, owned: map[int32]bool{}, poisoned: map[string]bool{}}
-	m.metrics = newMetrics(cfg.MaxSeries, m.log)
+	m.metrics, m.maxKnown = newMetrics(cfg.MaxSeries, m.log), maxKnownEdges
 	m.gatherGroup = SpansGroup(cfg.Group)
 	if cfg.ByTraceID {
 		m.spans, m.gatherGroup = cfg.Topic, cfg.Group

@@ -493,6 +493,13 @@ type EdgeCount struct {
 	Latencies     []int64 // nanoseconds, in no order
 }
 
+// Size is how many nodes and edges the partial's graph holds.
+func (p *Partial) Size() (nodes, edges int) {
+	b := p.a.b
+	b.flushEdges()
+	return len(b.nodeList), len(b.edgeList)
+}
+
 // Edges returns the partial's edges as its traces found them (for
 // metrics), with the samples read rounded from bytes given as many times
 // as they were counted. The partial stays usable.
