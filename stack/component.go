@@ -230,9 +230,9 @@ func (c *Component) running() bool {
 	}
 }
 
-// stopWait is how long stop waits after SIGTERM before it kills, and
-// stopGrace how long a stream member is told it has to publish (its
-// --stop-timeout): within it.
+// stopWait is how long stop waits after SIGTERM before it kills;
+// stopGrace, a little less, is the --stop-timeout a stream member is
+// given, so that it has published before then.
 const (
 	stopWait  = 10 * time.Second
 	stopGrace = 8 * time.Second

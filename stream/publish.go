@@ -57,8 +57,9 @@ var errAborted = errors.New("the transaction aborted (the group rebalanced)")
 // begins, so that it stays short. A transaction that aborts reads every
 // partition again from its committed offset (the session rewinds them
 // all); the error of one that cannot end is returned (the member starts
-// its gathering again). left lists the partitions whose analysis failed:
-// they are rewound to their segment's start, to be read again.
+// its gathering again). left lists the partitions not published: those
+// whose analysis failed (rewound to their segment's start, to be read
+// again), or all of parts when the transaction did not commit.
 func (m *member) publish(ctx context.Context, parts []int32) (left []int32, err error) {
 	var outs []*outcome
 	var marks []*kgo.Record
