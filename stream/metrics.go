@@ -84,13 +84,20 @@ func (ls *labelSets) values(vals ...string) []string {
 	return out
 }
 
+// The metrics whose label sets are bounded (labelSets), by name.
+const (
+	requestsMetric = "traces_service_graph_request_total"
+	hopsMetric     = "ktrace_hop_records_total"
+	lostMetric     = "ktrace_lost_context_total"
+)
+
 // newMetrics makes a member's metrics, each bounded to maxSeries label
 // sets (labelSets), logging to l.
 func newMetrics(maxSeries int, l *log.Logger) *metrics {
 	edge := []string{"client", "server", "connection_type"}
 	buckets := []float64{0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1, 1.4, 2, 5, 10, 15}
 	m := &metrics{reg: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "traces_service_graph_request_total",
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: requestsMetric,
 			Help: "Requests (spans, records) between two nodes of the service graph."}, edge),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "traces_service_graph_request_failed_total",
 			Help: "Failed requests between two nodes of the service graph."}, edge),
@@ -98,10 +105,10 @@ func newMetrics(maxSeries int, l *log.Logger) *metrics {
 			Help: "Latency of requests between two nodes, as ktrace measures the edge.", Buckets: buckets}, edge),
 		clientSecs: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "traces_service_graph_request_client_seconds",
 			Help: "Latency of requests between two nodes, as ktrace measures the edge.", Buckets: buckets}, edge),
-		hops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ktrace_hop_records_total",
+		hops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: hopsMetric,
 			Help: "Records of each messaging hop, by how ktrace found them (parent, link, stitched, unverified, span)."},
 			[]string{"from", "to", "group", "relation"}),
-		lost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ktrace_lost_context_total",
+		lost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: lostMetric,
 			Help: "Where trace context was lost, by break rule and place: a hop or a link across traces is counted by the member that pairs it."},
 			[]string{"rule", "where"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ktrace_stream_lag_records",
@@ -120,9 +127,9 @@ func newMetrics(maxSeries int, l *log.Logger) *metrics {
 	m.overflow = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ktrace_stream_series_overflow_total",
 		Help: "Observations counted under the overflow label set (every label " + overflowValue + ") because their metric reached its bound of label sets (--max-series)."},
 		[]string{"metric"})
-	m.edgeSets = newLabelSets("traces_service_graph_request_total", maxSeries, m.overflow, l)
-	m.hopSets = newLabelSets("ktrace_hop_records_total", maxSeries, m.overflow, l)
-	m.lostSets = newLabelSets("ktrace_lost_context_total", maxSeries, m.overflow, l)
+	m.edgeSets = newLabelSets(requestsMetric, maxSeries, m.overflow, l)
+	m.hopSets = newLabelSets(hopsMetric, maxSeries, m.overflow, l)
+	m.lostSets = newLabelSets(lostMetric, maxSeries, m.overflow, l)
 	m.reg.MustRegister(m.requests, m.failed, m.serverSeconds, m.clientSecs, m.hops, m.lost, m.lag, m.spansIn, m.traces, m.late, m.pairs, m.overdue,
 		m.undecodable, m.invalid, m.pending, m.partitions, m.overflow)
 	return m
