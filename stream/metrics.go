@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ktrace-dev/ktrace/analyze"
@@ -92,8 +93,11 @@ const (
 )
 
 // newMetrics makes a member's metrics, each bounded to maxSeries label
-// sets (labelSets), logging to l.
-func newMetrics(maxSeries int, l *log.Logger) *metrics {
+// sets (labelSets), logging to l; ready says whether the member is ready
+// (as /readyz does), read at every scrape. The process's and the Go
+// runtime's own metrics (memory, CPU, garbage collections) are served
+// beside them, to watch a member against its memory budget.
+func newMetrics(maxSeries int, l *log.Logger, ready func() bool) *metrics {
 	edge := []string{"client", "server", "connection_type"}
 	buckets := []float64{0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1, 1.4, 2, 5, 10, 15}
 	m := &metrics{reg: prometheus.NewRegistry(),
@@ -130,8 +134,17 @@ func newMetrics(maxSeries int, l *log.Logger) *metrics {
 	m.edgeSets = newLabelSets(requestsMetric, maxSeries, m.overflow, l)
 	m.hopSets = newLabelSets(hopsMetric, maxSeries, m.overflow, l)
 	m.lostSets = newLabelSets(lostMetric, maxSeries, m.overflow, l)
+	readyGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ktrace_stream_ready",
+		Help: "1 while the member is ready (/readyz answers 200), 0 while it is not: Kafka not answering, a failed poll, a partition being restored."},
+		func() float64 {
+			if ready() {
+				return 1
+			}
+			return 0
+		})
 	m.reg.MustRegister(m.requests, m.failed, m.serverSeconds, m.clientSecs, m.hops, m.lost, m.lag, m.spansIn, m.traces, m.late, m.pairs, m.overdue,
-		m.undecodable, m.invalid, m.pending, m.partitions, m.overflow)
+		m.undecodable, m.invalid, m.pending, m.partitions, m.overflow, readyGauge,
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	return m
 }
 

@@ -39,7 +39,7 @@ func TestEdgesAdded(t *testing.T) {
 // counted, nothing is dropped, and the first overflow is logged once.
 func TestSeriesBounded(t *testing.T) {
 	var logs bytes.Buffer
-	m := newMetrics(3, log.New(&logs, "", 0))
+	m := newMetrics(3, log.New(&logs, "", 0), func() bool { return true })
 	var edges []engine.EdgeCount
 	for _, to := range []string{"b", "c", "d", "e", "f", "b"} {
 		edges = append(edges, engine.EdgeCount{From: "service:a", To: "service:" + to, Kind: graph.EdgeCall, Count: 2, Errors: 1, Latencies: []int64{1e6}})

@@ -33,7 +33,7 @@ func TestGatherOwned(t *testing.T) {
 		return kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "otlp_spans", Partitions: parts}}}}
 	}
 	m := &member{cfg: Config{ByTraceID: true, Encoding: EncodingProto}, log: log.New(io.Discard, "", 0), spans: "otlp_spans",
-		assemblers: map[int32]*assembler{}, owned: map[int32]bool{0: true, 1: true}, poisoned: map[string]bool{}, metrics: newMetrics(10000, log.New(io.Discard, "", 0))}
+		assemblers: map[int32]*assembler{}, owned: map[int32]bool{0: true, 1: true}, poisoned: map[string]bool{}, metrics: newMetrics(10000, log.New(io.Discard, "", 0), func() bool { return true })}
 	m.forget(t.Context(), nil, map[string][]int32{"otlp_spans": {1}})
 
 	m.gather(poll(record(0, 7, 0), record(1, 3, 1), record(2, 5, 2)))

@@ -16,7 +16,8 @@ import (
 func TestReadyWhileRestoring(t *testing.T) {
 	a := newAssembler(10)
 	a.restoreTo = 15
-	m := &member{spans: "ktrace.g.spans", assemblers: map[int32]*assembler{3: a, 1: newAssembler(0)}, metrics: newMetrics(10000, log.New(io.Discard, "", 0))}
+	m := &member{spans: "ktrace.g.spans", assemblers: map[int32]*assembler{3: a, 1: newAssembler(0)}}
+	m.metrics = newMetrics(10000, log.New(io.Discard, "", 0), func() bool { return m.notReady() == "" })
 	m.reachable.Store(true)
 	m.fetched.Store(true)
 	m.fetchedIn.Store(true)
@@ -27,6 +28,15 @@ func TestReadyWhileRestoring(t *testing.T) {
 	}
 	if code, body := ready(); code != http.StatusServiceUnavailable || !strings.Contains(body, "restoring partitions 3 of ktrace.g.spans") {
 		t.Fatalf("restoring: %d %q", code, body)
+	}
+	// /metrics says it too, for alerts, beside the process's own.
+	metrics := func() string {
+		w := httptest.NewRecorder()
+		m.handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+		return w.Body.String()
+	}
+	if body := metrics(); !strings.Contains(body, "\nktrace_stream_ready 0\n") || !strings.Contains(body, "\ngo_goroutines ") {
+		t.Fatalf("/metrics while restoring: want ktrace_stream_ready 0 and go_goroutines in:\n%.3000s", body)
 	}
 	healthz := func() (int, string) {
 		w := httptest.NewRecorder()
@@ -44,6 +54,9 @@ func TestReadyWhileRestoring(t *testing.T) {
 	a.add(14, nil, time.Time{}) // the last record before the end (a transaction's end, say)
 	if code, body := ready(); code != http.StatusOK || body != "ready\n" {
 		t.Fatalf("restored: %d %q", code, body)
+	}
+	if body := metrics(); !strings.Contains(body, "\nktrace_stream_ready 1\n") {
+		t.Fatalf("/metrics once restored: want ktrace_stream_ready 1 in:\n%.3000s", body)
 	}
 	if code, body := healthz(); code != http.StatusOK || strings.Contains(body, "not ready") || !strings.Contains(body, "partitions 1, 3 of ktrace.g.spans") {
 		t.Fatalf("/healthz once restored: %d %q", code, body)

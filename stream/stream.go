@@ -321,7 +321,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	m := &member{cfg: cfg, log: log.New(cfg.Log, "ktrace stream "+cfg.Instance+" ", log.LstdFlags|log.Lmsgprefix),
 		spans: SpansTopic(cfg.Group), assemblers: map[int32]*assembler{}, owned: map[int32]bool{}, poisoned: map[string]bool{}}
-	m.metrics, m.maxKnown = newMetrics(cfg.MaxSeries, m.log), maxKnownEdges
+	m.metrics, m.maxKnown = newMetrics(cfg.MaxSeries, m.log, func() bool { return m.notReady() == "" }), maxKnownEdges
 	m.gatherGroup = SpansGroup(cfg.Group)
 	if cfg.ByTraceID {
 		m.spans, m.gatherGroup = cfg.Topic, cfg.Group
