@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -27,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -353,7 +355,8 @@ func members(t *testing.T, c membersCase) {
 	for path, want := range map[string][]string{
 		"/metrics": {`traces_service_graph_request_total{client="svc-`, `connection_type="messaging_system"`,
 			`traces_service_graph_request_server_seconds_bucket{`, "ktrace_stream_spans_in_total ", `ktrace_hop_records_total{`,
-			`ktrace_lost_context_total{rule="`, `ktrace_stream_lag_records{partition="`},
+			`ktrace_lost_context_total{rule="`, `ktrace_stream_lag_records{partition="`, "\nktrace_stream_ready 1\n",
+			"\nprocess_resident_memory_bytes ", "\ngo_memstats_heap_alloc_bytes "},
 		"/readyz":  {"ready"},
 		"/healthz": {`"status":"ok"`, `"detail":"partition`},
 	} {
@@ -385,7 +388,44 @@ func members(t *testing.T, c membersCase) {
 				t.Errorf("%s: want %q in:\n%.2000s", path, w, all.String())
 			}
 		}
+		if path == "/metrics" {
+			// The example alerting rules name only metrics a member
+			// serves (examples/prometheus checks their syntax).
+			for _, name := range rulesMetrics(t) {
+				if !strings.Contains(all.String(), "\n"+name+" ") && !strings.Contains(all.String(), "\n"+name+"{") {
+					t.Errorf("examples/prometheus/ktrace-stream.rules.yaml names %s, which no member serves", name)
+				}
+			}
+		}
 	}
+}
+
+// rulesMetrics lists the metrics the example alerting rules' expressions
+// name.
+func rulesMetrics(t *testing.T) []string {
+	b, err := os.ReadFile("../examples/prometheus/ktrace-stream.rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct{ Expr string }
+		}
+	}
+	if err := yaml.Unmarshal(b, &rules); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			names = append(names, regexp.MustCompile(`\b(?:ktrace|process|go)_[a-z_]+\b`).FindAllString(r.Expr, -1)...)
+		}
+	}
+	if len(names) == 0 {
+		t.Fatal("no metric named in the example alerting rules")
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 type lockedWriter struct {
