@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -69,5 +70,31 @@ func TestRestoreSegments(t *testing.T) {
 				t.Fatalf("the newest segment read back as %+v", s)
 			}
 		})
+	}
+}
+
+// TestTopicNames: a group names the internal topics, so it takes what
+// Kafka takes in a topic's name (at most 249 characters with the longest
+// internal topic's prefix and suffix, of letters, digits, '.', '_', '-').
+func TestTopicNames(t *testing.T) {
+	for _, g := range []string{"ktrace", "a.b_c-D9", strings.Repeat("g", 233)} {
+		if err := CheckGroup(g); err != nil {
+			t.Errorf("%q: %v", g, err)
+		}
+	}
+	for g, want := range map[string]string{
+		"":                       "no consumer group",
+		"my group":               `not ' '`,
+		"grüße":                  `not 'ü'`,
+		strings.Repeat("g", 234): "would have 250",
+	} {
+		if err := CheckGroup(g); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", g, err, want)
+		}
+	}
+	for topic, ok := range map[string]bool{"otlp_spans": true, "jaeger-spans.v2": true, ".": false, "..": false, "a b": false, strings.Repeat("t", 250): false} {
+		if err := CheckTopic(topic); (err == nil) != ok {
+			t.Errorf("%q: %v", topic, err)
+		}
 	}
 }

@@ -216,8 +216,12 @@ func (c *Config) defaults() error {
 		return errors.New("no Kafka brokers")
 	case c.Topic == "":
 		return errors.New("no span topic")
-	case c.Group == "":
-		return errors.New("no consumer group")
+	}
+	if err := CheckTopic(c.Topic); err != nil {
+		return err
+	}
+	if err := CheckGroup(c.Group); err != nil {
+		return err
 	}
 	if c.Encoding == "" {
 		c.Encoding = EncodingProto

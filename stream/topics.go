@@ -14,6 +14,49 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// maxTopicName is the longest topic name Kafka takes.
+const maxTopicName = 249
+
+// topicNameFault says why Kafka would not take name as a topic's ("": it
+// would): at most 249 characters, each an ASCII letter or digit, '.', '_'
+// or '-', and not "." or "..".
+func topicNameFault(name string) string {
+	switch {
+	case name == "." || name == "..":
+		return fmt.Sprintf("Kafka takes no topic named %q", name)
+	case len(name) > maxTopicName:
+		return fmt.Sprintf("Kafka topic names take at most %d characters, and %s would have %d", maxTopicName, name, len(name))
+	}
+	for _, c := range name {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Sprintf("Kafka topic names take only ASCII letters, digits, '.', '_' and '-', not %q", c)
+		}
+	}
+	return ""
+}
+
+// CheckTopic says whether Kafka takes topic as a topic's name.
+func CheckTopic(topic string) error {
+	if fault := topicNameFault(topic); fault != "" {
+		return fmt.Errorf("topic %q: %s", topic, fault)
+	}
+	return nil
+}
+
+// CheckGroup says whether group can name a group's internal topics
+// (ktrace.GROUP.results and the others) as Kafka takes topic names.
+func CheckGroup(group string) error {
+	if group == "" {
+		return errors.New("no consumer group")
+	}
+	// The longest of them: the others are the group between the same
+	// characters Kafka takes.
+	if fault := topicNameFault(SegmentsTopic(group)); fault != "" {
+		return fmt.Errorf("group %q names the internal topics (ktrace.GROUP.results and others): %s", group, fault)
+	}
+	return nil
+}
+
 // ensureTopics creates the internal topics when missing: the spans topic
 // with as many partitions as the span topic, the results topic compacted,
 // the segments topic with as many partitions as the topic gathered (grown

@@ -177,6 +177,10 @@ func TestKafkaConnFlags(t *testing.T) {
 		{append(stream, "--stop-timeout", "0s"), nil, "--stop-timeout must be positive"},
 		{append(stream, "--pair-wait", "-1s"), nil, "--pair-wait not negative"},
 		{append(stream, "--max-series", "0"), nil, "--max-series must be positive"},
+		// The group names the internal topics, which Kafka must take.
+		{[]string{"stream", "--kafka-brokers", "127.0.0.1:1", "--group", "my group"}, nil, `--group: group "my group" names the internal topics`},
+		{[]string{"graph", "--kafka", "127.0.0.1:1", "--group", strings.Repeat("g", 234)}, nil, "take at most 249 characters"},
+		{[]string{"stream", "--kafka-brokers", "127.0.0.1:1", "--group", "g", "--topic", "spans/1"}, nil, `--topic: topic "spans/1": Kafka topic names take only`},
 	} {
 		r := run(t, "", c.env, c.args...)
 		oneLineErr(t, r, ExitUsage, c.want)

@@ -97,6 +97,8 @@ func (o *SourceOptions) validate(ios *IOStreams) error {
 		switch {
 		case o.Group == "":
 			return usagef("--kafka needs --group, the consumer group of the ktrace stream to read")
+		case stream.CheckGroup(o.Group) != nil:
+			return usagef("--group: %v", stream.CheckGroup(o.Group))
 		case o.Jaeger != "" || len(o.Files)+len(o.Fixtures) > 0:
 			return usagef("--kafka reads a stream's results alone: give no --jaeger, --file or --fixture with it")
 		}

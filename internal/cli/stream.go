@@ -65,6 +65,12 @@ KTRACE_KAFKA_PASSWORD or --kafka-password-file and is never printed.`,
 			if opts.Brokers == "" || opts.Topic == "" || opts.Group == "" {
 				return usagef("stream needs --kafka-brokers, --topic and --group")
 			}
+			if err := stream.CheckTopic(opts.Topic); err != nil {
+				return usagef("--topic: %v", err)
+			}
+			if err := stream.CheckGroup(opts.Group); err != nil {
+				return usagef("--group: %v", err)
+			}
 			if !slices.Contains(stream.Encodings, opts.Encoding) {
 				return usagef("--encoding %q: want %s", opts.Encoding, strings.Join(stream.Encodings, ", "))
 			}
@@ -88,7 +94,7 @@ KTRACE_KAFKA_PASSWORD or --kafka-password-file and is never printed.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.Brokers, "kafka-brokers", "", "Kafka brokers `host:port,...`")
 	f.StringVar(&opts.Topic, "topic", "otlp_spans", "the span `topic` the collector writes")
-	f.StringVar(&opts.Group, "group", "", "consumer group `name`; it also names the internal topics")
+	f.StringVar(&opts.Group, "group", "", "consumer group `name`; it also names the internal topics, so Kafka topic names' letters, digits, '.', '_' and '-' only")
 	f.StringVar(&opts.Encoding, "encoding", stream.EncodingProto, "the span topic's encoding: otlp_proto, otlp_json, or a Jaeger span a record (keyed by trace: with --partitioned-by-trace), jaeger_proto or jaeger_json")
 	f.BoolVar(&opts.ByTraceID, "partitioned-by-trace", false, "the span topic is partitioned by trace ID (the exporter's partition_traces_by_id): read it directly, without re-keying")
 	f.StringVar(&opts.Listen, "listen", "", "serve /metrics, /healthz and /readyz on `host:port` (none by default)")
