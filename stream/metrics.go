@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
@@ -146,6 +147,24 @@ func newMetrics(maxSeries int, l *log.Logger, ready func() bool) *metrics {
 		m.undecodable, m.invalid, m.pending, m.partitions, m.overflow, readyGauge,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	return m
+}
+
+// tally is what a member's counters say now, for its log (progress).
+type tally struct{ spans, traces, late, undecodable, pending int64 }
+
+// tally reads the counters a member says in its log.
+func (m *metrics) tally() tally {
+	value := func(c prometheus.Metric) int64 {
+		var d dto.Metric
+		if c.Write(&d) != nil {
+			return 0
+		}
+		if d.Counter != nil {
+			return int64(d.Counter.GetValue())
+		}
+		return int64(d.Gauge.GetValue())
+	}
+	return tally{value(m.spansIn), value(m.traces), value(m.late), value(m.undecodable), value(m.pending)}
 }
 
 func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }

@@ -293,6 +293,9 @@ type member struct {
 	// taken back meanwhile are left to its new owner.
 	owned    map[int32]bool
 	poisoned map[string]bool // topic/partition already logged
+	// said is what the counters said when the log last told of them
+	// (progress).
+	said tally
 	metrics  *metrics
 	// Ready while Kafka answers: the last polls (of the span topic and of
 	// the spans topic) fetched without error and the last ping (once a
@@ -391,7 +394,9 @@ func Run(ctx context.Context, cfg Config) error {
 		err := m.foldAll(ctx)
 		if err == nil && now.Sub(lastPublish) >= cfg.Window {
 			lastPublish = now
-			_, err = m.publishAll(ctx)
+			if _, err = m.publishAll(ctx); err == nil {
+				m.progress()
+			}
 		}
 		if err != nil && ctx.Err() == nil {
 			if err := m.restart(ctx, err); err != nil {
@@ -405,6 +410,21 @@ func Run(ctx context.Context, cfg Config) error {
 		return failed
 	}
 	return m.stop()
+}
+
+// progress says in the log, once a window, what the member did since it
+// last said (nothing when it did nothing), so that a member watched by
+// hand shows that it works.
+func (m *member) progress() {
+	now := m.metrics.tally()
+	was := m.said
+	m.said = now
+	if now.spans == was.spans && now.traces == was.traces && now.late == was.late && now.undecodable == was.undecodable {
+		return
+	}
+	held := m.holding()
+	m.log.Printf("since the last window: %d spans read, %d traces published, %d late spans, %d undecodable records; holding %s, %d spans pending",
+		now.spans-was.spans, now.traces-was.traces, now.late-was.late, now.undecodable-was.undecodable, held, now.pending)
 }
 
 // restarts counts a client's restarts after transactions that could not

@@ -349,6 +349,14 @@ func members(t *testing.T, c membersCase) {
 	}()
 	metricsAgree(t, listen[:], want, wantRep)
 
+	// Members say in their log, a window at a time, what they did.
+	said := regexp.MustCompile(`since the last window: \d+ spans read, [1-9]\d* traces published, \d+ late spans, \d+ undecodable records; holding (partitions [\d, ]+|no partition) of \S+, \d+ spans pending\n`)
+	progress := false
+	logs.Range(func(_, f any) bool { progress = progress || said.MatchString(f.(func() string)()); return true })
+	if !progress {
+		t.Error("no member said in its log what it published")
+	}
+
 	// The members' metrics: the servicegraph connector's names, topics as
 	// nodes of messaging_system connections, and their own counts. (A
 	// member may have had nothing to do: the three are read together.)
