@@ -138,11 +138,31 @@ func (m *member) poison(r *kgo.Record, err error) {
 	m.poisoned[key] = true
 	m.mu.Unlock()
 	if first {
-		encoding := EncodingProto // the internal topics'
+		encoding, hint := EncodingProto, "" // the internal topics'
 		if r.Topic == m.cfg.Topic {
 			encoding = m.cfg.Encoding
+			if other := decodesAs(r.Value, encoding); other != "" {
+				hint = fmt.Sprintf("; it decodes as %s: is --encoding right?", other)
+			}
 		}
-		m.log.Printf("skipping a record at %s offset %d that does not decode as %s: %v (later ones on this partition are counted, not logged)",
-			key, r.Offset, encoding, err)
+		m.log.Printf("skipping a record at %s offset %d that does not decode as %s: %v%s (later ones on this partition are counted, not logged)",
+			key, r.Offset, encoding, err, hint)
 	}
+}
+
+// decodesAs is the first encoding other than not that value decodes as,
+// with at least one span ("": none), so that a member given the wrong
+// --encoding says which is right. It decodes with state of its own: the
+// member's belongs to the goroutine that gathers.
+func decodesAs(value []byte, not string) string {
+	for _, enc := range Encodings {
+		if enc == not {
+			continue
+		}
+		d := decoding{&trace.Resources{}, &trace.Strings{}, &sj.SpanDecoder{}, &engine.OTLPSplitter{}}
+		if ts, err := decode(value, enc, d); err == nil && len(ts) > 0 && len(ts[0].Spans) > 0 {
+			return enc
+		}
+	}
+	return ""
 }
