@@ -295,8 +295,8 @@ type member struct {
 	poisoned map[string]bool // topic/partition already logged
 	// said is what the counters said when the log last told of them
 	// (progress).
-	said tally
-	metrics  *metrics
+	said    tally
+	metrics *metrics
 	// Ready while Kafka answers: the last polls (of the span topic and of
 	// the spans topic) fetched without error and the last ping (once a
 	// second) was answered.
