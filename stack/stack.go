@@ -362,10 +362,11 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 			if err != nil {
 				return st, err
 			}
-			c := Component{Name: fmt.Sprintf("%s-%d", Stream, r), Health: healthURL(hp),
+			name := fmt.Sprintf("%s-%d", Stream, r) // its instance name too: started again, it takes over its transactions
+			c := Component{Name: name, Health: healthURL(hp),
 				Argv: []string{o.Exe, "stream", "--kafka-brokers", strings.Join(brokers, ","), "--topic", SpanTopic,
 					"--group", StreamGroup, "--listen", addr(hp), "--trace-idle", "2s", "--window", "5s",
-					"--stop-timeout", stopGrace.String()}}
+					"--stop-timeout", stopGrace.String(), "--instance", name}}
 			c.Argv = append(c.Argv, st.KafkaArgs...)
 			if o.SpansByTrace {
 				c.Argv = append(c.Argv, "--partitioned-by-trace")

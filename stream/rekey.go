@@ -63,6 +63,7 @@ func (m *member) repartition(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		err = m.fenced(err)
 		m.log.Printf("a re-keying transaction could not end (%v): starting the re-keying again, from the committed offsets", err)
 		if !r.again(ctx) {
 			if ctx.Err() != nil {

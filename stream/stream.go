@@ -62,6 +62,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 
@@ -186,7 +187,10 @@ type Config struct {
 	// from the traces (default 10,000): past it, observations are counted
 	// under one overflow set.
 	MaxSeries int
-	// Instance names the member in its log (default host-pid).
+	// Instance names the member in its log and its transactional IDs:
+	// each member of a group needs its own, and a member started again
+	// under the same name fences its earlier self, so that what that one
+	// left open is aborted at once (default host-pid).
 	Instance string
 	// Log receives progress and problems (nil: stderr).
 	Log io.Writer
@@ -457,6 +461,7 @@ func (r *restarts) again(ctx context.Context) bool {
 // transaction could not end: the member leaves the group and joins again,
 // and reads every partition it is given from its committed offset.
 func (m *member) restart(ctx context.Context, why error) error {
+	why = m.fenced(why)
 	m.log.Printf("a transaction of results could not end (%v): starting the gathering again, from the committed offsets", why)
 	m.sess.Close()
 	m.mu.Lock()
@@ -474,6 +479,17 @@ func (m *member) restart(ctx context.Context, why error) error {
 	}
 	m.setSession(sess)
 	return nil
+}
+
+// fenced adds to err, when Kafka fenced the transaction, the likely cause:
+// another member under the same instance name, which names the
+// transactional IDs (a member started again under its name fences its
+// earlier self, as it should).
+func (m *member) fenced(err error) error {
+	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
+		return fmt.Errorf("%w: fenced by another member under the instance name %q? give each member its own --instance", err, m.cfg.Instance)
+	}
+	return err
 }
 
 // setSession makes sess the gathering session.

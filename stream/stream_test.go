@@ -308,7 +308,8 @@ func members(t *testing.T, c membersCase) {
 		}
 	}
 	if c.fenced {
-		for _, w := range []string{"starting the gathering again, from the committed offsets", "starting the re-keying again, from the committed offsets"} {
+		for _, w := range []string{"starting the gathering again, from the committed offsets", "starting the re-keying again, from the committed offsets",
+			`fenced by another member under the instance name "m`} {
 			said := false
 			logs.Range(func(_, f any) bool {
 				said = said || strings.Contains(f.(func() string)(), w)

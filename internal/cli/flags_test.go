@@ -79,8 +79,8 @@ func TestFlagsReachOptions(t *testing.T) {
 	var st *StreamOptions
 	parse(t, NewCmdStream(quietIO(), func(_ context.Context, o *StreamOptions) error { st = o; return nil }),
 		"--kafka-brokers", "k1:9092,k2:9092", "--group", "g", "--partitioned-by-trace", "--encoding", "otlp_json", "--trace-idle", "2s",
-		"--results-retention", "72h", "--stop-timeout", "45s", "--max-series", "500")
-	if st.StopTimeout != 45*time.Second || st.MaxSeries != 500 || st.Brokers != "k1:9092,k2:9092" || st.Group != "g" || !st.ByTraceID || st.Encoding != "otlp_json" || st.Idle != 2*time.Second ||
+		"--results-retention", "72h", "--stop-timeout", "45s", "--max-series", "500", "--instance", "m-1")
+	if st.StopTimeout != 45*time.Second || st.MaxSeries != 500 || st.Instance != "m-1" || st.Brokers != "k1:9092,k2:9092" || st.Group != "g" || !st.ByTraceID || st.Encoding != "otlp_json" || st.Idle != 2*time.Second ||
 		st.Topic != "otlp_spans" || st.Window != time.Minute || st.Listen != "" || st.Retention != 72*time.Hour {
 		t.Errorf("stream: %+v", *st)
 	}

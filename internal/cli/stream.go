@@ -27,9 +27,10 @@ type StreamOptions struct {
 	Window    time.Duration
 	PairWait  time.Duration
 	Retention time.Duration
-	// StopTimeout and MaxSeries: stream.Config's.
+	// StopTimeout, MaxSeries and Instance: stream.Config's.
 	StopTimeout time.Duration
 	MaxSeries   int
+	Instance    string
 	Kafka       KafkaOptions
 	conn        stream.Kafka // made from Brokers and Kafka
 }
@@ -102,6 +103,7 @@ KTRACE_KAFKA_PASSWORD or --kafka-password-file and is never printed.`,
 	f.DurationVar(&opts.Window, "window", time.Minute, "publish partial results this often")
 	f.DurationVar(&opts.PairWait, "pair-wait", 0, "count a hop across traces once its halves' segments had this long to be published (0: a window and the trace-idle time)")
 	f.IntVar(&opts.MaxSeries, "max-series", 10000, "at most this many label sets per metric whose labels come from the traces (services, topics, breaks); past it, counted under one set labelled _overflow")
+	f.StringVar(&opts.Instance, "instance", "", "this member's `name`, its own in the group: it names the member's transactions, so a member started again under it takes over what its earlier self left (default host-pid)")
 	f.DurationVar(&opts.StopTimeout, "stop-timeout", 20*time.Second, "once asked to stop (SIGTERM, Ctrl-C), publish what is held within this; what is not is read again by the next member")
 	f.DurationVar(&opts.Retention, "results-retention", 7*24*time.Hour, "how long ktrace.GROUP.results keeps results (set when it is made)")
 	opts.Kafka.addFlags(f)
@@ -113,7 +115,7 @@ func streamRun(ctx context.Context, opts *StreamOptions) error {
 	defer stop()
 	err := stream.Run(ctx, stream.Config{Kafka: opts.conn, Topic: opts.Topic, Group: opts.Group,
 		Encoding: opts.Encoding, ByTraceID: opts.ByTraceID, TraceIdle: opts.Idle, Window: opts.Window, Listen: opts.Listen, Log: opts.IO.ErrOut,
-		ResultsRetention: opts.Retention, PairWait: opts.PairWait, StopTimeout: opts.StopTimeout, MaxSeries: opts.MaxSeries})
+		ResultsRetention: opts.Retention, PairWait: opts.PairWait, StopTimeout: opts.StopTimeout, MaxSeries: opts.MaxSeries, Instance: opts.Instance})
 	if err != nil && ctx.Err() == nil {
 		return withCode(ExitBackend, aclHint(err, "member"))
 	}

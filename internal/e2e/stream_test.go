@@ -182,6 +182,11 @@ func TestStackSpansViaKafka(t *testing.T) {
 	if held == 0 {
 		t.Errorf("stack status lists no stream member with its partitions:\n%s", status)
 	}
+	// A member runs under its component's name (its transactions' too).
+	logs, _ := runOut(t, "stack", "logs", stack.Stream+"-1", "--state-dir", o.StateDir)
+	if !strings.Contains(logs, "ktrace stream "+stack.Stream+"-1 reading "+stack.SpanTopic) {
+		t.Errorf("the first member's log does not name it %s-1:\n%.1000s", stack.Stream, logs)
+	}
 	resp, err := http.Get(st.Endpoints.Streams[0])
 	if err != nil {
 		t.Fatal(err)
