@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"cmp"
 	"slices"
 	"time"
 
@@ -101,7 +102,10 @@ type partial struct {
 	data        []byte
 	spans       int
 	first, last int64 // offsets of its first and last records
-	lastSeen    time.Time
+	// opened is when its first span came, lastSeen its last.
+	opened, lastSeen time.Time
+	// cutOpen: it was completed while still open, open too long (cut).
+	cutOpen bool
 }
 
 func newAssembler(from int64) *assembler {
@@ -164,7 +168,7 @@ func (a *assembler) add(off int64, pieces []engine.TracePiece, now time.Time) (l
 				a.openSpans += d.spans
 				late += f.Spans
 			} else {
-				p = &partial{id: f.ID, first: off}
+				p = &partial{id: f.ID, first: off, opened: now}
 			}
 			a.open[f.ID] = p
 		}
@@ -222,7 +226,25 @@ func (a *assembler) complete(cutoff time.Time) {
 // cut returns the complete traces that may be published and the offset to
 // commit once they are: the first record of the oldest trace still open,
 // else the next record. The traces returned leave the assembler.
-func (a *assembler) cut() ([]*partial, int64) {
+//
+// A trace open since before openedBefore is completed first, as it is
+// (cutOpen): one whose spans never stop coming would otherwise hold the
+// commit point at its first record, and with it every trace after, for
+// ever. Its later spans make a trace of their own.
+func (a *assembler) cut(openedBefore time.Time) ([]*partial, int64) {
+	var long []*partial
+	for id, p := range a.open {
+		if p.opened.Before(openedBefore) {
+			delete(a.open, id)
+			p.cutOpen = true
+			long = append(long, p)
+			a.openSpans -= p.spans
+			a.doneSpans += p.spans
+		}
+	}
+	// Not in doneByID: a span that comes for it starts a trace of its own.
+	slices.SortFunc(long, func(p, q *partial) int { return cmp.Compare(p.first, q.first) })
+	a.done = append(a.done, long...)
 	commit := a.next
 	for _, p := range a.open {
 		commit = min(commit, p.first)
@@ -244,8 +266,10 @@ func (a *assembler) cut() ([]*partial, int64) {
 		if p.last < commit {
 			out = append(out, p)
 			a.doneSpans -= p.spans
-			delete(a.doneByID, p.id)
-			a.remember(p.id, p.first, p.last)
+			if a.doneByID[p.id] == p {
+				delete(a.doneByID, p.id)
+			}
+			a.remember(p.id, p.first, p.last, !p.cutOpen)
 		} else {
 			keep = append(keep, p)
 		}
@@ -255,8 +279,9 @@ func (a *assembler) cut() ([]*partial, int64) {
 }
 
 // remember notes trace id, whose records lie from first to last, as
-// analysed into the segment being gathered.
-func (a *assembler) remember(id trace.TraceID, first, last int64) {
+// analysed into the segment being gathered, where its late spans are to
+// be merged if mergeLate (else they make a trace of their own).
+func (a *assembler) remember(id trace.TraceID, first, last int64, mergeLate bool) {
 	s := a.segments[a.committed]
 	if s == nil {
 		s = &segment{first: first, last: last}
@@ -267,7 +292,9 @@ func (a *assembler) remember(id trace.TraceID, first, last int64) {
 	s.traces = append(s.traces, id)
 	a.held++
 	a.trim()
-	a.note(id, a.committed)
+	if mergeLate {
+		a.note(id, a.committed)
+	}
 }
 
 // trim forgets the oldest segments: past maxSegments, and while the newer

@@ -42,7 +42,7 @@ func TestAssembleCut(t *testing.T) {
 			lateSpans += a.add(int64(len(log)-1), []engine.TracePiece{{ID: r.tid, Spans: 1, Data: []byte{byte(r.span)}}}, now)
 			if rng.IntN(4) == 0 {
 				a.complete(now.Add(-2 * time.Second))
-				out, commit := a.cut()
+				out, commit := a.cut(time.Time{})
 				for _, tr := range out {
 					published[tr.id]++
 					publishedAt[tr.id] = len(log)
@@ -128,13 +128,13 @@ func TestAssemblerAgain(t *testing.T) {
 	a.add(0, span(1, 1), t0)
 	a.add(1, span(1, 2), t0)
 	a.complete(t0.Add(time.Second))
-	if out, commit := a.cut(); len(out) != 1 || commit != 2 {
+	if out, commit := a.cut(time.Time{}); len(out) != 1 || commit != 2 {
 		t.Fatalf("cut %d traces up to %d", len(out), commit)
 	}
 	a.committed = 2 // published
 	a.add(2, span(2, 1), t0)
 	a.complete(t0.Add(time.Second))
-	if out, _ := a.cut(); len(out) != 1 { // analysed into the segment at 2, not published
+	if out, _ := a.cut(time.Time{}); len(out) != 1 { // analysed into the segment at 2, not published
 		t.Fatalf("cut %d traces", len(out))
 	}
 	b := a.again(2)
@@ -163,12 +163,12 @@ func TestAssemblerKnows(t *testing.T) {
 		a.add(int64(i), span(tid, trace.SpanID(i+1)), t0)
 	}
 	a.complete(t0.Add(time.Second))
-	a.cut()
+	a.cut(time.Time{})
 	a.committed = 4 // published: the segment at 0
 	a.add(4, span(3, 1), t0)
 	a.add(5, span(1, 9), t0) // late
 	a.complete(t0.Add(time.Second))
-	a.cut() // trace 3 analysed into the segment at 4, not published
+	a.cut(time.Time{}) // trace 3 analysed into the segment at 4, not published
 	records := map[int64]*segment{}
 	for start, s := range a.segments {
 		got, back, err := unmarshalSegment(s.marshal(start))
@@ -297,7 +297,7 @@ func TestAssemblerBounds(t *testing.T) {
 			a.committed = int64(seg) * int64(c.traces)
 			for range c.traces {
 				id++
-				a.remember(trace.TraceID{Low: id}, int64(id), int64(id))
+				a.remember(trace.TraceID{Low: id}, int64(id), int64(id), true)
 			}
 		}
 		held := 0
@@ -354,7 +354,7 @@ func TestAssemblerComplete(t *testing.T) {
 					t.Fatalf("round %d, step %d: completed %v, want %v", round, step, got, want)
 				}
 			case 1:
-				a.cut()
+				a.cut(time.Time{})
 			}
 			open, done := 0, 0
 			for _, p := range a.open {
@@ -406,5 +406,66 @@ func BenchmarkAssemblerPoll(b *testing.B) {
 		a.done = a.done[:0]
 		a.doneSpans = 0
 		clear(a.doneByID)
+	}
+}
+
+// TestAssembleNeverQuiet: a trace whose spans never stop coming (a span
+// every second under one ID, as a consumer loop that never resets its
+// context sends) is cut once open for the max age: the traces after its
+// first record are still published within the max age and the idle time,
+// what is held stays bounded, its pieces are published one after another
+// (none twice), its later spans are never taken as late, and every
+// published trace's records lie before the commit.
+func TestAssembleNeverQuiet(t *testing.T) {
+	const idle, maxAge = 2 * time.Second, 20 * time.Second
+	a := newAssembler(0)
+	forever := trace.TraceID{Low: 1}
+	var log []trace.TraceID
+	publishedAt := map[trace.TraceID]int{} // step
+	pieces, held := 0, 0
+	t0 := time.Unix(0, 0)
+	const steps = 600 // ten minutes, a second a step
+	for step := range steps {
+		now := t0.Add(time.Duration(step) * time.Second)
+		other := trace.TraceID{Low: uint64(100 + step)} // a trace of one record a second
+		for _, id := range []trace.TraceID{forever, other} {
+			log = append(log, id)
+			if late := a.add(int64(len(log)-1), []engine.TracePiece{{ID: id, Spans: 1, Data: []byte{1}}}, now); late != 0 {
+				t.Fatalf("step %d: %d late spans", step, late)
+			}
+		}
+		a.complete(now.Add(-idle))
+		out, commit := a.cut(now.Add(-maxAge))
+		for _, p := range out {
+			for off := p.first; off <= p.last; off++ {
+				if off >= commit {
+					t.Fatalf("step %d: trace %v published with record %d at or past the commit %d", step, p.id, off, commit)
+				}
+			}
+			if p.id == forever {
+				if !p.cutOpen || p.spans > int(maxAge/time.Second)+2 {
+					t.Fatalf("step %d: the endless trace's piece of %d spans (cut open: %v)", step, p.spans, p.cutOpen)
+				}
+				pieces++
+				continue
+			}
+			if _, again := publishedAt[p.id]; again {
+				t.Fatalf("step %d: trace %v published twice", step, p.id)
+			}
+			publishedAt[p.id] = step
+		}
+		held = max(held, a.pending())
+	}
+	for step := range steps - int((maxAge+idle)/time.Second) - 5 {
+		at, ok := publishedAt[trace.TraceID{Low: uint64(100 + step)}]
+		if !ok || time.Duration(at-step)*time.Second > maxAge+idle+3*time.Second {
+			t.Fatalf("the trace of step %d published at step %d (%v): want within the max age and the idle time", step, at, ok)
+		}
+	}
+	if want := steps / int((maxAge+3*time.Second)/time.Second); pieces < want-1 { // a piece a max age, and the seconds until it is cut
+		t.Errorf("the endless trace was published in %d pieces, want about %d", pieces, want)
+	}
+	if limit := 3 * int((maxAge+idle)/time.Second); held > limit {
+		t.Errorf("held up to %d spans, want at most %d", held, limit)
 	}
 }

@@ -33,6 +33,7 @@ type metrics struct {
 	hops, lost                  *prometheus.CounterVec
 	lag                         *prometheus.GaugeVec
 	spansIn, traces, late       prometheus.Counter
+	cutOpen                     prometheus.Counter
 	pairs, overdue              prometheus.Counter
 	undecodable, invalid        prometheus.Counter
 	pending, partitions         prometheus.Gauge
@@ -121,7 +122,9 @@ func newMetrics(maxSeries int, l *log.Logger, ready func() bool) *metrics {
 		spansIn: prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_spans_in_total", Help: "Spans read from the span topic."}),
 		traces:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_traces_total", Help: "Traces analysed and published."}),
 		late:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_late_spans_total", Help: "Spans that came after their trace was complete."}),
-		pairs:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_pair_parts_total", Help: "Parts of the pairs topic this member judged."}),
+		cutOpen: prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_traces_cut_total",
+			Help: "Traces analysed before they were quiet, their spans coming for longer than --trace-max-age; their later spans make a trace of their own."}),
+		pairs: prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_pair_parts_total", Help: "Parts of the pairs topic this member judged."}),
 		overdue: prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_pair_parts_overdue_total",
 			Help: "Parts of the pairs topic judged before every partition gathered had published what the span topic was given by then (held eight pairing waits, no longer): their hops may be judged apart."}),
 		undecodable: prometheus.NewCounter(prometheus.CounterOpts{Name: "ktrace_stream_undecodable_records_total", Help: "Records skipped as undecodable."}),
@@ -144,7 +147,7 @@ func newMetrics(maxSeries int, l *log.Logger, ready func() bool) *metrics {
 			return 0
 		})
 	m.reg.MustRegister(m.requests, m.failed, m.serverSeconds, m.clientSecs, m.hops, m.lost, m.lag, m.spansIn, m.traces, m.late, m.pairs, m.overdue,
-		m.undecodable, m.invalid, m.pending, m.partitions, m.overflow, readyGauge,
+		m.undecodable, m.invalid, m.pending, m.partitions, m.overflow, readyGauge, m.cutOpen,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	return m
 }

@@ -359,7 +359,7 @@ func (m *member) reanalyse(ctx context.Context, p int32, a *assembler, start int
 	n := 0
 	for i, asm := range []*assembler{was, is} {
 		asm.complete(now.Add(time.Hour))
-		traces, _ := asm.cut()
+		traces, _ := asm.cut(time.Time{})
 		if parts[i], n, err = m.analyse(ctx, p, traces, false); err != nil {
 			return result{}, err
 		}

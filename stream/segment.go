@@ -133,12 +133,20 @@ func (m *member) fold(ctx context.Context, p int32, force bool) error {
 		m.mu.Unlock()
 		return nil
 	}
-	traces, commit := a.cut()
+	traces, commit := a.cut(time.Now().Add(-m.cfg.TraceMaxAge))
 	m.mu.Unlock()
-	spans := 0
+	spans, cutOpen := 0, 0
 	for _, t := range traces {
 		spans += t.spans
+		if t.cutOpen {
+			cutOpen++
+			if !m.cutOpenSaid.Swap(true) {
+				m.log.Printf("trace %s of %s/%d had spans coming for longer than --trace-max-age (%s): analysed as it was, its later spans as a trace of their own "+
+					"(counted in ktrace_stream_traces_cut_total; logged once)", t.id, m.spans, p, m.cfg.TraceMaxAge)
+			}
+		}
 	}
+	m.metrics.cutOpen.Add(float64(cutOpen))
 	part, valid, err := m.analyse(ctx, p, traces, true)
 	if err != nil {
 		return err

@@ -160,6 +160,13 @@ type Config struct {
 	// long (default 5s). Window: how often partials are published
 	// (default 1m).
 	TraceIdle, Window time.Duration
+	// TraceMaxAge: a trace whose spans have been coming for this long is
+	// analysed as it is, before it is quiet, and its later spans as a
+	// trace of their own (default a minute): until a trace is published,
+	// so is none whose records come after its first, and one that never
+	// stops (a span every second under one trace ID) would hold its
+	// partition's results back, and its spans in memory, for ever.
+	TraceMaxAge time.Duration
 	// PairWait: a member judges what pairs across traces (a hop whose
 	// producer and consumer are in different traces) once the segments of
 	// both halves had this long to be published (default a window and
@@ -239,6 +246,12 @@ func (c *Config) defaults() error {
 	if c.Window <= 0 {
 		c.Window = time.Minute
 	}
+	if c.TraceMaxAge <= 0 {
+		c.TraceMaxAge = max(time.Minute, 2*c.TraceIdle)
+	}
+	if c.TraceMaxAge <= c.TraceIdle {
+		return fmt.Errorf("trace max age %s: must be longer than the trace-idle time %s", c.TraceMaxAge, c.TraceIdle)
+	}
 	if c.PairWait <= 0 {
 		c.PairWait = c.Window + c.TraceIdle
 	}
@@ -309,8 +322,9 @@ type member struct {
 	// topic back, restoringPairs those of the pairs topic reading the
 	// parts judged before: not ready meanwhile.
 	restoringSegments, restoringPairs atomic.Int32
-	// overdueSaid: parts judged overdue were logged (once).
-	overdueSaid atomic.Bool
+	// overdueSaid: parts judged overdue were logged (once); cutOpenSaid: a
+	// trace cut while open (once).
+	overdueSaid, cutOpenSaid atomic.Bool
 	// pairKeys is how many partitions the pairs topic has: a part each;
 	// gatheredParts how many the topic gathered has (it grows when
 	// partitions are added: grown).

@@ -1412,3 +1412,67 @@ func partitionEach(adm *kadm.Client, group, topic string) bool {
 	}
 	return true
 }
+
+// TestStreamNeverQuiet: a trace whose spans never stop coming (records
+// under one trace ID every 100 ms, on the one partition) is analysed once
+// open for the max age, so the traces written after its first record are
+// published while it goes on, and the member says so once.
+func TestStreamNeverQuiet(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "otlp_spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	var logs strings.Builder
+	var mu sync.Mutex
+	done, cancel := runMember(stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 500 * time.Millisecond,
+		TraceMaxAge: 2 * time.Second, Window: 300 * time.Millisecond, Instance: "m", Log: lockedWriter{&mu, &logs}, ByTraceID: true})
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	// The endless trace: pieces of other traces, all under its ID.
+	endless := synth.Generate(synth.Config{Traces: 200, SpansPerTrace: 3, Seed: 11})
+	id := endless[0].ID
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	wg.Go(func() {
+		for i := range endless {
+			if ctx.Err() != nil {
+				return
+			}
+			endless[i].ID = id
+			for j := range endless[i].Spans {
+				sp := &endless[i].Spans[j]
+				sp.TraceID = id
+				for k := range sp.Refs {
+					if sp.Refs[k].Type == trace.RefParent {
+						sp.Refs[k].TraceID = id
+					}
+				}
+			}
+			produceSpans(t, brokers, "otlp_spans", endless[i:i+1], true, "")
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	time.Sleep(300 * time.Millisecond)
+	ts := synth.Generate(synth.Config{Traces: 50, SpansPerTrace: 10, Seed: 12})
+	produceSpans(t, brokers, "otlp_spans", ts, true, "")
+	for deadline := time.Now().Add(12 * time.Second); publishedTraces(brokers, "g") <= len(ts); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d traces published while one trace goes on, want the %d after its first record too", publishedTraces(brokers, "g"), len(ts))
+		}
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the endless trace ended before the others were published")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(logs.String(), "had spans coming for longer than --trace-max-age (2s)"); n != 1 {
+		t.Errorf("said %d times that a trace was cut while open, want once:\n%s", n, logs.String())
+	}
+}

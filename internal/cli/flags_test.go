@@ -79,8 +79,8 @@ func TestFlagsReachOptions(t *testing.T) {
 	var st *StreamOptions
 	parse(t, NewCmdStream(quietIO(), func(_ context.Context, o *StreamOptions) error { st = o; return nil }),
 		"--kafka-brokers", "k1:9092,k2:9092", "--group", "g", "--partitioned-by-trace", "--encoding", "otlp_json", "--trace-idle", "2s",
-		"--results-retention", "72h", "--stop-timeout", "45s", "--max-series", "500", "--instance", "m-1")
-	if st.StopTimeout != 45*time.Second || st.MaxSeries != 500 || st.Instance != "m-1" || st.Brokers != "k1:9092,k2:9092" || st.Group != "g" || !st.ByTraceID || st.Encoding != "otlp_json" || st.Idle != 2*time.Second ||
+		"--results-retention", "72h", "--stop-timeout", "45s", "--max-series", "500", "--instance", "m-1", "--trace-max-age", "3m")
+	if st.StopTimeout != 45*time.Second || st.MaxSeries != 500 || st.Instance != "m-1" || st.MaxAge != 3*time.Minute || st.Brokers != "k1:9092,k2:9092" || st.Group != "g" || !st.ByTraceID || st.Encoding != "otlp_json" || st.Idle != 2*time.Second ||
 		st.Topic != "otlp_spans" || st.Window != time.Minute || st.Listen != "" || st.Retention != 72*time.Hour {
 		t.Errorf("stream: %+v", *st)
 	}
@@ -177,6 +177,7 @@ func TestKafkaConnFlags(t *testing.T) {
 		{append(stream, "--stop-timeout", "0s"), nil, "--stop-timeout must be positive"},
 		{append(stream, "--pair-wait", "-1s"), nil, "--pair-wait not negative"},
 		{append(stream, "--max-series", "0"), nil, "--max-series must be positive"},
+		{append(stream, "--trace-max-age", "5s"), nil, "--trace-max-age must be longer than --trace-idle"},
 		// The group names the internal topics, which Kafka must take.
 		{[]string{"stream", "--kafka-brokers", "127.0.0.1:1", "--group", "my group"}, nil, `--group: group "my group" names the internal topics`},
 		{[]string{"graph", "--kafka", "127.0.0.1:1", "--group", strings.Repeat("g", 234)}, nil, "take at most 249 characters"},

@@ -24,6 +24,7 @@ type StreamOptions struct {
 	ByTraceID bool
 	Listen    string
 	Idle      time.Duration
+	MaxAge    time.Duration // 0: stream.Config's default
 	Window    time.Duration
 	PairWait  time.Duration
 	Retention time.Duration
@@ -78,6 +79,9 @@ KTRACE_KAFKA_PASSWORD or --kafka-password-file and is never printed.`,
 			if opts.Idle <= 0 || opts.Window <= 0 || opts.Retention <= 0 || opts.StopTimeout <= 0 || opts.PairWait < 0 {
 				return usagef("--trace-idle, --window, --results-retention and --stop-timeout must be positive, --pair-wait not negative")
 			}
+			if opts.MaxAge < 0 || opts.MaxAge > 0 && opts.MaxAge <= opts.Idle {
+				return usagef("--trace-max-age must be longer than --trace-idle")
+			}
 			if opts.MaxSeries <= 0 {
 				return usagef("--max-series must be positive")
 			}
@@ -100,6 +104,7 @@ KTRACE_KAFKA_PASSWORD or --kafka-password-file and is never printed.`,
 	f.BoolVar(&opts.ByTraceID, "partitioned-by-trace", false, "the span topic is partitioned by trace ID (the exporter's partition_traces_by_id): read it directly, without re-keying")
 	f.StringVar(&opts.Listen, "listen", "", "serve /metrics, /healthz and /readyz on `host:port` (none by default)")
 	f.DurationVar(&opts.Idle, "trace-idle", 5*time.Second, "a trace is complete once quiet this long")
+	f.DurationVar(&opts.MaxAge, "trace-max-age", 0, "a trace whose spans have come for this long is analysed as it is, and its later spans as a trace of their own (0: a minute, or twice --trace-idle if longer)")
 	f.DurationVar(&opts.Window, "window", time.Minute, "publish partial results this often")
 	f.DurationVar(&opts.PairWait, "pair-wait", 0, "count a hop across traces once its halves' segments had this long to be published (0: a window and the trace-idle time)")
 	f.IntVar(&opts.MaxSeries, "max-series", 10000, "at most this many label sets per metric whose labels come from the traces (services, topics, breaks); past it, counted under one set labelled _overflow")
@@ -114,7 +119,7 @@ func streamRun(ctx context.Context, opts *StreamOptions) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	err := stream.Run(ctx, stream.Config{Kafka: opts.conn, Topic: opts.Topic, Group: opts.Group,
-		Encoding: opts.Encoding, ByTraceID: opts.ByTraceID, TraceIdle: opts.Idle, Window: opts.Window, Listen: opts.Listen, Log: opts.IO.ErrOut,
+		Encoding: opts.Encoding, ByTraceID: opts.ByTraceID, TraceIdle: opts.Idle, TraceMaxAge: opts.MaxAge, Window: opts.Window, Listen: opts.Listen, Log: opts.IO.ErrOut,
 		ResultsRetention: opts.Retention, PairWait: opts.PairWait, StopTimeout: opts.StopTimeout, MaxSeries: opts.MaxSeries, Instance: opts.Instance})
 	if err != nil && ctx.Err() == nil {
 		return withCode(ExitBackend, aclHint(err, "member"))
