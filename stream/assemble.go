@@ -81,12 +81,24 @@ type segment struct {
 	first, last int64 // offsets of its traces' first and last records
 	traces      []trace.TraceID
 	lateAt      []int64 // offsets of the records with late spans, ascending
+	// lateOf counts them by trace, as this member took them (takesLate).
+	lateOf map[trace.TraceID]int
 	// settled is how many of lateAt the segment's published result holds.
 	settled int
 }
 
 // dirty says late spans came since the segment was last published.
 func (s *segment) dirty() bool { return len(s.lateAt) > s.settled }
+
+// maxLateRecords bounds the records with late spans for one trace that
+// its segment takes: each is read again whenever the segment is published
+// again, and a trace whose spans never stop coming (once its partition
+// moved, say) would otherwise make that reading grow without end. Past
+// it, the trace's spans make a trace of their own.
+const maxLateRecords = 256
+
+// takesLate says whether the segment takes late spans for trace id.
+func (s *segment) takesLate(id trace.TraceID) bool { return s.lateOf[id] < maxLateRecords }
 
 type seenAt struct {
 	id trace.TraceID
@@ -150,11 +162,15 @@ func (a *assembler) restoring() bool { return a.next < a.restoreTo }
 // published (the member's reanalyse).
 func (a *assembler) add(off int64, pieces []engine.TracePiece, now time.Time) (late int) {
 	for _, f := range pieces {
-		if start, ok := a.published[f.ID]; ok && a.segments[start] != nil {
+		if start, ok := a.published[f.ID]; ok && a.segments[start] != nil && a.segments[start].takesLate(f.ID) {
 			s := a.segments[start]
 			if n := len(s.lateAt); n == 0 || s.lateAt[n-1] < off {
 				s.lateAt = append(s.lateAt, off)
 			}
+			if s.lateOf == nil {
+				s.lateOf = map[trace.TraceID]int{}
+			}
+			s.lateOf[f.ID]++ // a record has a piece a trace
 			late += f.Spans
 			continue
 		}

@@ -469,3 +469,32 @@ func TestAssembleNeverQuiet(t *testing.T) {
 		t.Errorf("held up to %d spans, want at most %d", held, limit)
 	}
 }
+
+// TestAssembleLateBounded: a segment takes late spans for one trace from
+// at most maxLateRecords records; spans coming after for that trace make a
+// trace of their own, published apart, while late spans for its other
+// traces are still taken.
+func TestAssembleLateBounded(t *testing.T) {
+	a := newAssembler(0)
+	id := trace.TraceID{Low: 7}
+	t0 := time.Unix(0, 0)
+	a.add(0, []engine.TracePiece{{ID: id, Spans: 1, Data: []byte{1}}}, t0)
+	a.complete(t0.Add(time.Second))
+	if out, _ := a.cut(time.Time{}); len(out) != 1 {
+		t.Fatalf("published %d traces, want 1", len(out))
+	}
+	late := 0
+	for off := int64(1); off <= maxLateRecords+10; off++ {
+		late += a.add(off, []engine.TracePiece{{ID: id, Spans: 1, Data: []byte{1}}}, t0.Add(time.Duration(off)*time.Millisecond))
+	}
+	if s := a.segments[0]; late != maxLateRecords || len(s.lateAt) != maxLateRecords {
+		t.Fatalf("%d late spans, the segment took %d records, want %d", late, len(s.lateAt), maxLateRecords)
+	}
+	if p := a.open[id]; p == nil || p.spans != 10 || p.first != maxLateRecords+1 {
+		t.Fatalf("the spans past the bound: %+v, want a trace of their own of 10 spans", p)
+	}
+	a.remember(trace.TraceID{Low: 8}, 0, 0, true) // another trace of the segment at 0
+	if late := a.add(maxLateRecords+11, []engine.TracePiece{{ID: trace.TraceID{Low: 8}, Spans: 2, Data: []byte{1}}}, t0); late != 2 {
+		t.Fatalf("late spans of another trace of the segment: %d taken, want 2", late)
+	}
+}
