@@ -249,6 +249,7 @@ func (a *assembler) complete(cutoff time.Time) {
 // ever. Its later spans make a trace of their own.
 func (a *assembler) cut(openedBefore time.Time) ([]*partial, int64) {
 	var long []*partial
+	commit := a.next
 	for id, p := range a.open {
 		if p.opened.Before(openedBefore) {
 			delete(a.open, id)
@@ -256,15 +257,13 @@ func (a *assembler) cut(openedBefore time.Time) ([]*partial, int64) {
 			long = append(long, p)
 			a.openSpans -= p.spans
 			a.doneSpans += p.spans
+			continue
 		}
+		commit = min(commit, p.first)
 	}
 	// Not in doneByID: a span that comes for it starts a trace of its own.
 	slices.SortFunc(long, func(p, q *partial) int { return cmp.Compare(p.first, q.first) })
 	a.done = append(a.done, long...)
-	commit := a.next
-	for _, p := range a.open {
-		commit = min(commit, p.first)
-	}
 	// A complete trace that reaches past the commit point is kept back,
 	// and holds the point below its own first record, which may keep
 	// back others: until nothing changes.
