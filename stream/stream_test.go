@@ -245,6 +245,18 @@ func members(t *testing.T, c membersCase) {
 		time.Sleep(3 * time.Second) // some of it published, some not
 		cluster.Close()
 		waitReady(t, listen[:], false)
+		// A failed poll makes a member not ready too: the broker comes
+		// back once every member's ping found it gone, as its log says.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			all := true
+			logs.Range(func(_, f any) bool { all = all && strings.Contains(f.(func() string)(), "does not answer"); return true })
+			if all {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("not every member said within 30s that Kafka does not answer")
+			}
+		}
 		if cluster, err = kfake.NewCluster(opts...); err != nil {
 			t.Fatalf("starting the broker again: %v", err)
 		}
