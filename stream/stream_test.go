@@ -249,7 +249,10 @@ func members(t *testing.T, c membersCase) {
 		// back once every member's ping found it gone, as its log says.
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 			all := true
-			logs.Range(func(_, f any) bool { all = all && strings.Contains(f.(func() string)(), "does not answer"); return true })
+			logs.Range(func(_, f any) bool {
+				all = all && strings.Contains(f.(func() string)(), "does not answer")
+				return true
+			})
 			if all {
 				break
 			}
