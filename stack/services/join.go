@@ -121,7 +121,10 @@ var (
 // restore reads the committed changelog into the store.
 func restore(ctx context.Context, cfg *Config, store *windowStore) (int, error) {
 	cl, err := kgo.NewClient(kafkaOpts(cfg, JoinName+"-restore", kgo.ConsumeTopics(stargazers.TopicJoinStore),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Transactions' ends come as records too, so that the read is
+		// seen to reach the stable offset past aborted data as well.
+		kgo.KeepControlRecords())...)
 	if err != nil {
 		return 0, err
 	}
@@ -143,31 +146,35 @@ func restore(ctx context.Context, cfg *Config, store *windowStore) (int, error) 
 			want[o.Partition] = o.Offset
 		}
 	})
+	// Until every partition is read up to its stable offset (the record
+	// below it is a transaction's end). A poll that brings nothing is no
+	// sign that nothing is left (a broker slow to answer): only ten
+	// seconds without a record are, as when aborted data ends a
+	// partition and its end lies past the stable offset.
 	n := 0
-	for len(want) > 0 {
+	last := time.Now()
+	for len(want) > 0 && time.Since(last) < 10*time.Second {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil {
 			return n, ctx.Err()
 		}
-		got := 0
+		if fs.NumRecords() > 0 {
+			last = time.Now()
+		}
 		fs.EachRecord(func(r *kgo.Record) {
-			got++
-			var e entry
-			if json.Unmarshal(r.Value, &e) == nil {
-				store.add(e)
-				n++
+			if !r.Attrs.IsControl() {
+				var e entry
+				if json.Unmarshal(r.Value, &e) == nil {
+					store.add(e)
+					n++
+				}
 			}
-			// A data record just below the stable offset means nothing
-			// committed remains (the last slot is the commit marker).
-			if w, ok := want[r.Partition]; ok && r.Offset+2 >= w {
+			if w, ok := want[r.Partition]; ok && r.Offset+1 >= w {
 				delete(want, r.Partition)
 			}
 		})
-		if got == 0 { // only markers or aborted data remain below the stable offsets
-			break
-		}
 	}
 	store.evict(0)
 	return n, nil
