@@ -19,13 +19,14 @@ const maxTopicName = 249
 
 // topicNameFault says why Kafka would not take name as a topic's ("": it
 // would): at most 249 characters, each an ASCII letter or digit, '.', '_'
-// or '-', and not "." or "..".
-func topicNameFault(name string) string {
+// or '-', and not "." or "..". called is how the message names it (the
+// caller's message shows the name itself).
+func topicNameFault(name, called string) string {
 	switch {
 	case name == "." || name == "..":
 		return fmt.Sprintf("Kafka takes no topic named %q", name)
 	case len(name) > maxTopicName:
-		return fmt.Sprintf("Kafka topic names take at most %d characters, and %s would have %d", maxTopicName, name, len(name))
+		return fmt.Sprintf("Kafka topic names take at most %d characters, and %s would have %d", maxTopicName, called, len(name))
 	}
 	for _, c := range name {
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
@@ -37,7 +38,7 @@ func topicNameFault(name string) string {
 
 // CheckTopic says whether Kafka takes topic as a topic's name.
 func CheckTopic(topic string) error {
-	if fault := topicNameFault(topic); fault != "" {
+	if fault := topicNameFault(topic, "it"); fault != "" {
 		return fmt.Errorf("topic %q: %s", topic, fault)
 	}
 	return nil
@@ -51,7 +52,7 @@ func CheckGroup(group string) error {
 	}
 	// The longest of them: the others are the group between the same
 	// characters Kafka takes.
-	if fault := topicNameFault(SegmentsTopic(group)); fault != "" {
+	if fault := topicNameFault(SegmentsTopic(group), SegmentsTopic("GROUP")); fault != "" {
 		return fmt.Errorf("group %q names the internal topics (ktrace.GROUP.results and others): %s", group, fault)
 	}
 	return nil

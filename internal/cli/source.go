@@ -94,11 +94,12 @@ func (o *SourceOptions) validate(ios *IOStreams) error {
 		return usagef("no trace source: give --jaeger host:port, --file path, --fixture name or --kafka host:port --group name")
 	}
 	if o.Kafka != "" {
+		groupErr := stream.CheckGroup(o.Group)
 		switch {
 		case o.Group == "":
 			return usagef("--kafka needs --group, the consumer group of the ktrace stream to read")
-		case stream.CheckGroup(o.Group) != nil:
-			return usagef("--group: %v", stream.CheckGroup(o.Group))
+		case groupErr != nil:
+			return usagef("--group: %v", groupErr)
 		case o.Jaeger != "" || len(o.Files)+len(o.Fixtures) > 0:
 			return usagef("--kafka reads a stream's results alone: give no --jaeger, --file or --fixture with it")
 		}

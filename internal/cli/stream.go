@@ -80,7 +80,7 @@ KTRACE_KAFKA_PASSWORD or --kafka-password-file and is never printed.`,
 				return usagef("--trace-idle, --window, --results-retention and --stop-timeout must be positive, --pair-wait not negative")
 			}
 			if opts.MaxAge < 0 || opts.MaxAge > 0 && opts.MaxAge <= opts.Idle {
-				return usagef("--trace-max-age must be longer than --trace-idle")
+				return usagef("--trace-max-age must be longer than --trace-idle (%s against %s)", opts.MaxAge, opts.Idle)
 			}
 			if opts.MaxSeries <= 0 {
 				return usagef("--max-series must be positive")
