@@ -162,8 +162,8 @@ func (a *assembler) restoring() bool { return a.next < a.restoreTo }
 // published (the member's reanalyse).
 func (a *assembler) add(off int64, pieces []engine.TracePiece, now time.Time) (late int) {
 	for _, f := range pieces {
-		if start, ok := a.published[f.ID]; ok && a.segments[start] != nil && a.segments[start].takesLate(f.ID) {
-			s := a.segments[start]
+		start, ok := a.published[f.ID]
+		if s := a.segments[start]; ok && s != nil && s.takesLate(f.ID) {
 			if n := len(s.lateAt); n == 0 || s.lateAt[n-1] < off {
 				s.lateAt = append(s.lateAt, off)
 			}

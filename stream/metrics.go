@@ -153,21 +153,23 @@ func newMetrics(maxSeries int, l *log.Logger, ready func() bool) *metrics {
 }
 
 // tally is what a member's counters say now, for its log (progress).
-type tally struct{ spans, traces, late, undecodable, pending int64 }
+type tally struct{ spans, traces, late, undecodable int64 }
+
+// value is what a counter or a gauge says now.
+func value(c prometheus.Metric) int64 {
+	var d dto.Metric
+	if c.Write(&d) != nil {
+		return 0
+	}
+	if d.Counter != nil {
+		return int64(d.Counter.GetValue())
+	}
+	return int64(d.Gauge.GetValue())
+}
 
 // tally reads the counters a member says in its log.
 func (m *metrics) tally() tally {
-	value := func(c prometheus.Metric) int64 {
-		var d dto.Metric
-		if c.Write(&d) != nil {
-			return 0
-		}
-		if d.Counter != nil {
-			return int64(d.Counter.GetValue())
-		}
-		return int64(d.Gauge.GetValue())
-	}
-	return tally{value(m.spansIn), value(m.traces), value(m.late), value(m.undecodable), value(m.pending)}
+	return tally{value(m.spansIn), value(m.traces), value(m.late), value(m.undecodable)}
 }
 
 func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }

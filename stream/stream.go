@@ -434,15 +434,13 @@ func Run(ctx context.Context, cfg Config) error {
 // last said (nothing when it did nothing), so that a member watched by
 // hand shows that it works.
 func (m *member) progress() {
-	now := m.metrics.tally()
-	was := m.said
-	m.said = now
-	if now.spans == was.spans && now.traces == was.traces && now.late == was.late && now.undecodable == was.undecodable {
+	now, was := m.metrics.tally(), m.said
+	if now == was {
 		return
 	}
-	held := m.holding()
+	m.said = now
 	m.log.Printf("since the last window: %d spans read, %d traces published, %d late spans, %d undecodable records; holding %s, %d spans pending",
-		now.spans-was.spans, now.traces-was.traces, now.late-was.late, now.undecodable-was.undecodable, held, now.pending)
+		now.spans-was.spans, now.traces-was.traces, now.late-was.late, now.undecodable-was.undecodable, m.holding(), value(m.metrics.pending))
 }
 
 // restarts counts a client's restarts after transactions that could not
