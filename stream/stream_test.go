@@ -439,10 +439,11 @@ func rulesMetrics(t *testing.T) []string {
 	if err := yaml.Unmarshal(b, &rules); err != nil {
 		t.Fatal(err)
 	}
+	metric := regexp.MustCompile(`\b(?:ktrace|process|go)_[a-z_]+\b`)
 	var names []string
 	for _, g := range rules.Groups {
 		for _, r := range g.Rules {
-			names = append(names, regexp.MustCompile(`\b(?:ktrace|process|go)_[a-z_]+\b`).FindAllString(r.Expr, -1)...)
+			names = append(names, metric.FindAllString(r.Expr, -1)...)
 		}
 	}
 	if len(names) == 0 {
@@ -1455,7 +1456,12 @@ func TestStreamNeverQuiet(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
-	wg.Go(func() {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("otlp_spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	wg.Go(func() { // one client, and off the test's goroutine, errors, not failures
 		for i := range endless {
 			if ctx.Err() != nil {
 				return
@@ -1470,7 +1476,14 @@ func TestStreamNeverQuiet(t *testing.T) {
 					}
 				}
 			}
-			produceSpans(t, brokers, "otlp_spans", endless[i:i+1], true, "")
+			data, err := file.MarshalOTLPProto(endless[i : i+1])
+			if err == nil {
+				err = cl.ProduceSync(ctx, &kgo.Record{Key: []byte(id.String()), Value: data}).FirstErr()
+			}
+			if err != nil && ctx.Err() == nil {
+				t.Error(err)
+				return
+			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
