@@ -99,7 +99,7 @@ KTRACE_KAFKA_PASSWORD or --kafka-password-file and is never printed.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.Brokers, "kafka-brokers", "", "Kafka brokers `host:port,...`")
 	f.StringVar(&opts.Topic, "topic", "otlp_spans", "the span `topic` the collector writes")
-	f.StringVar(&opts.Group, "group", "", "consumer group `name`; it also names the internal topics, so Kafka topic names' letters, digits, '.', '_' and '-' only")
+	f.StringVar(&opts.Group, "group", "", "consumer group `name`; it also names the internal topics, so only letters, digits, '.', '_' and '-'")
 	f.StringVar(&opts.Encoding, "encoding", stream.EncodingProto, "the span topic's encoding: otlp_proto, otlp_json, or a Jaeger span a record (keyed by trace: with --partitioned-by-trace), jaeger_proto or jaeger_json")
 	f.BoolVar(&opts.ByTraceID, "partitioned-by-trace", false, "the span topic is partitioned by trace ID (the exporter's partition_traces_by_id): read it directly, without re-keying")
 	f.StringVar(&opts.Listen, "listen", "", "serve /metrics, /healthz and /readyz on `host:port` (none by default)")
