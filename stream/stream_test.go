@@ -1453,14 +1453,14 @@ func TestStreamNeverQuiet(t *testing.T) {
 	// The endless trace: pieces of other traces, all under its ID.
 	endless := synth.Generate(synth.Config{Traces: 200, SpansPerTrace: 3, Seed: 11})
 	id := endless[0].ID
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { stop(); wg.Wait() }()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("otlp_spans"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	defer cl.Close() // after the writer stopped
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
 	wg.Go(func() { // one client, and off the test's goroutine, errors, not failures
 		for i := range endless {
 			if ctx.Err() != nil {
