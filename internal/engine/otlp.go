@@ -210,7 +210,7 @@ func (d *otlpDecoder) resource(msg []byte) (trace.Attributes, bool) {
 	var seen uint32
 	r := wire{msg: msg}
 	for r.next() {
-		switch f := r.f; {
+		switch f := &r.f; {
 		case f.num == 1 && f.typ == protowire.BytesType:
 			a, ok := d.keyValue(f.bytes)
 			if !ok {
@@ -270,7 +270,7 @@ func check(msg []byte, fields []checked) bool {
 	var seen uint32
 	r := wire{msg: msg}
 	for r.next() {
-		f := r.f
+		f := &r.f
 		if f.num < 1 || int(f.num) >= len(fields) {
 			return false
 		}
@@ -325,7 +325,7 @@ func (d *otlpDecoder) span(msg []byte, resource *trace.Resource) bool {
 	d.attr = d.attr[:0]
 	r := wire{msg: msg}
 	for r.next() {
-		f := r.f
+		f := &r.f
 		if f.num < spanTraceID || f.num > spanFlags || f.typ != spanWire[f.num] {
 			return false
 		}
@@ -437,7 +437,7 @@ func status(msg []byte) (message string, isError, ok bool) {
 	var seen uint32
 	r := wire{msg: msg}
 	for r.next() {
-		f := r.f
+		f := &r.f
 		if !once(&seen, f.num) {
 			return "", false, false
 		}
@@ -463,7 +463,7 @@ func link(msg []byte) (trace.Ref, bool) {
 	var flags uint64
 	r := wire{msg: msg}
 	for r.next() {
-		f := r.f
+		f := &r.f
 		if f.num != 4 && !once(&seen, f.num) {
 			return ref, false
 		}
@@ -537,7 +537,7 @@ func keyValue(msg []byte) (key, raw []byte, value string, ok bool) {
 	var seen uint32
 	r := wire{msg: msg}
 	for r.next() {
-		f := r.f
+		f := &r.f
 		if f.typ != protowire.BytesType || !once(&seen, f.num) {
 			return nil, nil, "", false
 		}
@@ -565,7 +565,7 @@ func anyValue(msg []byte) (raw []byte, v string, ok bool) {
 	if !r.next() {
 		return nil, "", !r.bad // no value: ""
 	}
-	f := r.f
+	f := &r.f
 	switch {
 	case f.num == 1 && f.typ == protowire.BytesType:
 		if !utf8.Valid(f.bytes) {

@@ -80,7 +80,7 @@ func container(msg []byte, headFirst bool, take func(num protowire.Number, b []b
 	children := false
 	r := wire{msg: msg}
 	for r.next() {
-		f := r.f
+		f := &r.f
 		switch {
 		case f.typ != protowire.BytesType, f.num < 1 || f.num > 3, f.num != 2 && !once(&seen, f.num),
 			headFirst && f.num == 1 && children:
