@@ -5,11 +5,16 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ktrace-dev/ktrace/internal/engine"
+	"github.com/ktrace-dev/ktrace/source/file"
+	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // internalCompression is how the internal topics' records are compressed:
@@ -40,6 +45,7 @@ func (m *member) rekeying() (*kgo.GroupTransactSession, error) {
 		kgo.RebalanceTimeout(15*time.Second),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(marksPartitioner{kgo.StickyKeyPartitioner(nil)}), // a trace's records on one partition
+		kgo.ProducerBatchMaxBytes(recordMaxBytes),
 		internalCompression(),
 	)...)
 }
@@ -101,16 +107,23 @@ func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 			continue
 		}
 		var out []*kgo.Record
+		dec := decoding{&m.inRes, &m.inStrs, &m.inJaeger, &m.inSplit}
 		fs.EachRecord(func(r *kgo.Record) {
-			cut, err := pieces(r.Value, m.cfg.Encoding, decoding{&m.inRes, &m.inStrs, &m.inJaeger, &m.inSplit})
+			cut, err := pieces(r.Value, m.cfg.Encoding, dec)
 			if err != nil {
 				m.poison(r, err)
 				return
 			}
 			m.metrics.spansIn.Add(float64(pieceSpans(cut)))
 			for _, p := range cut {
-				out = append(out, &kgo.Record{Topic: m.spans, Key: []byte(p.ID.String()), Value: p.Data,
-					Headers: []kgo.RecordHeader{{Key: spansHeader, Value: strconv.AppendInt(nil, int64(p.Spans), 10)}}})
+				fitted, err := fit(p, dec)
+				if err != nil { // the record's other spans go on
+					m.poison(r, err)
+				}
+				for _, p := range fitted {
+					out = append(out, &kgo.Record{Topic: m.spans, Key: []byte(p.ID.String()), Value: p.Data,
+						Headers: []kgo.RecordHeader{{Key: spansHeader, Value: strconv.AppendInt(nil, int64(p.Spans), 10)}}})
+				}
 			}
 		})
 		if moved {
@@ -123,14 +136,21 @@ func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 		if err := s.Begin(); err != nil {
 			return fmt.Errorf("beginning a transaction: %w", err)
 		}
+		// A record that failed must abort the transaction: Kafka would
+		// commit the others, and the offsets past it.
+		var failed atomic.Bool
 		for _, r := range out {
 			s.Produce(ctx, r, func(_ *kgo.Record, err error) {
-				if err != nil && ctx.Err() == nil {
+				if err != nil && !failed.Swap(true) && ctx.Err() == nil {
 					m.log.Printf("writing %s: %v (the transaction aborts; its span records are read again)", m.spans, err)
 				}
 			})
 		}
-		committed, err := s.End(ctx, kgo.TryCommit)
+		try := kgo.TryCommit
+		if err := s.Client().Flush(ctx); err != nil || failed.Load() {
+			try = kgo.TryAbort
+		}
+		committed, err := s.End(ctx, try)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			return fmt.Errorf("ending a transaction: %w", err)
@@ -257,4 +277,50 @@ func (tp markTopicPartitioner) Partition(r *kgo.Record, n int) int {
 		return int(r.Partition)
 	}
 	return tp.TopicPartitioner.Partition(r, n)
+}
+
+// maxPieceBytes bounds the records the re-keying writes: a trace's piece
+// larger than it (a large trace in one record of a collector that writes
+// large records) is cut into pieces of fewer of its spans, so that the
+// spans topic takes it whatever its max.message.bytes, as Kafka's default
+// (about 1 MiB) does; a single span larger still goes alone, up to
+// recordMaxBytes.
+const maxPieceBytes = 900 << 10
+
+// fit cuts a piece larger than maxPieceBytes into pieces of the trace's
+// spans that are not, decoded and written again (rare: the spans of a
+// record are otherwise copied as they came), halving until each fits. A
+// span larger than recordMaxBytes, or a piece that does not decode, fails
+// (the pieces cut before are returned).
+func fit(p engine.TracePiece, d decoding) ([]engine.TracePiece, error) {
+	if len(p.Data) <= maxPieceBytes {
+		return []engine.TracePiece{p}, nil
+	}
+	ts, err := decode(p.Data, EncodingProto, d)
+	if err != nil {
+		return nil, err
+	}
+	if len(ts) != 1 || ts[0].ID != p.ID {
+		return nil, fmt.Errorf("a piece of trace %s holds %d traces", p.ID, len(ts))
+	}
+	var out []engine.TracePiece
+	var cut func(spans []trace.Span) error
+	cut = func(spans []trace.Span) error {
+		data, err := file.MarshalOTLPProto([]trace.Trace{{ID: p.ID, Spans: spans}})
+		switch {
+		case err != nil:
+			return err
+		case len(data) > maxPieceBytes && len(spans) > 1:
+			if err := cut(spans[:len(spans)/2]); err != nil {
+				return err
+			}
+			return cut(spans[len(spans)/2:])
+		case len(data) > recordMaxBytes:
+			return fmt.Errorf("span %s of trace %s takes %d bytes, more than a record of the spans topic may (%d)", spans[0].SpanID, p.ID, len(data), recordMaxBytes)
+		}
+		out = append(out, engine.TracePiece{ID: p.ID, Spans: len(spans), Data: data})
+		return nil
+	}
+	err = cut(ts[0].Spans)
+	return out, err
 }

@@ -267,13 +267,9 @@ next:
 
 // publishSpans bounds the spans of a segment: one that has folded as
 // many is published without waiting for the window, so that a partial
-// stays well inside the largest record Kafka takes (resultMaxBytes; a
+// stays well inside the largest record Kafka takes (recordMaxBytes; a
 // partial costs some 10–20 bytes a span).
 const publishSpans = 100_000
-
-// resultMaxBytes is the largest result record, set on the results topic
-// and the producer.
-const resultMaxBytes = 16 << 20
 
 // foldAll folds every partition held, and publishes those whose segment
 // is full.

@@ -536,7 +536,7 @@ func (m *member) gathering() (*kgo.GroupTransactSession, error) {
 		// Transactions' ends come as records too, so that a partition's
 		// offsets are all seen: restoring ends at the last stable offset.
 		kgo.KeepControlRecords(),
-		kgo.ProducerBatchMaxBytes(resultMaxBytes),
+		kgo.ProducerBatchMaxBytes(recordMaxBytes),
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		internalCompression(),

@@ -1504,3 +1504,135 @@ func TestStreamNeverQuiet(t *testing.T) {
 		t.Errorf("said %d times that a trace was cut while open, want once:\n%s", n, logs.String())
 	}
 }
+
+// TestStreamLargeRecord: a span topic that takes records larger than
+// Kafka's default (the exporter's max_message_bytes raised to match) holds
+// one record of a single trace of about 3 MiB, among ordinary ones. The
+// re-keying cuts it into records the spans topic takes, and every trace is
+// published whole (a write refused was lost: the transaction committed
+// the input's offsets all the same).
+func TestStreamLargeRecord(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	maxBytes := strconv.Itoa(16 << 20)
+	if _, err := admin(t, brokers).CreateTopic(context.Background(), 2, 1, map[string]*string{"max.message.bytes": &maxBytes}, "otlp_spans"); err != nil {
+		t.Fatal(err)
+	}
+	// One trace of 3000 spans: a server span's children, each with an
+	// attribute of a kilobyte.
+	big := synth.Generate(synth.Config{Traces: 1, Seed: 21})[:1]
+	big[0].ID = trace.TraceID{High: 0xb16, Low: 1} // not one of the ordinary traces' IDs
+	root := big[0].Spans[0]
+	root.TraceID, root.Refs = big[0].ID, nil
+	big[0].Spans[0] = root
+	pad := strings.Repeat("x", 1000)
+	big[0].Spans = big[0].Spans[:1]
+	for i := range 2999 {
+		s := root
+		s.SpanID = trace.SpanID(1000 + i)
+		s.Refs = []trace.Ref{{Type: trace.RefParent, TraceID: root.TraceID, SpanID: root.SpanID}}
+		s.Attributes = trace.Attributes{{Key: "pad", Value: pad}}
+		big[0].Spans = append(big[0].Spans, s)
+	}
+	data, err := file.MarshalOTLPProto(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) < 3<<20 {
+		t.Fatalf("the large record holds %d bytes, want at least 3 MiB", len(data))
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("otlp_spans"), kgo.ProducerBatchMaxBytes(16<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: data}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ts := synth.Generate(synth.Config{Traces: 20, SpansPerTrace: 10, Seed: 22})
+	produceSpans(t, brokers, "otlp_spans", ts, false, "")
+	var logs strings.Builder
+	var mu sync.Mutex
+	stop := startMember(t, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
+		Window: 300 * time.Millisecond, Instance: "m", Log: lockedWriter{&mu, &logs}})
+	defer stop()
+	want := len(ts) + 1
+	for deadline := time.Now().Add(20 * time.Second); publishedTraces(brokers, "g") < want; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			mu.Lock()
+			t.Fatalf("%d traces published, want %d:\n%s", publishedTraces(brokers, "g"), want, logs.String())
+		}
+	}
+	p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := p.Finish()
+	if spans := len(big[0].Spans) + 10*len(ts); g.Spans != spans {
+		t.Errorf("the results hold %d spans, want %d", g.Spans, spans)
+	}
+}
+
+// TestStreamRekeyWriteFails: the broker refuses the re-keying's first
+// write to the spans topic (a record it will not take); the transaction
+// must abort, not commit the offsets past spans it never wrote, so that
+// they are read and written again: every trace is published.
+func TestStreamRekeyWriteFails(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	spans := stream.SpansTopic("g") // made here, to know its ID: requests may name it by that alone
+	adm := admin(t, brokers)
+	if _, err := adm.CreateTopic(context.Background(), 2, 1, nil, spans); err != nil {
+		t.Fatal(err)
+	}
+	details, err := adm.ListTopics(context.Background(), spans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := details[spans].ID
+	var refused atomic.Int32
+	cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		if refused.Load() > 0 || len(pr.Topics) == 0 || pr.Topics[0].Topic != spans && pr.Topics[0].TopicID != id {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.InvalidRecord.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	ts := synth.Generate(synth.Config{Traces: 30, SpansPerTrace: 8, Seed: 23})
+	produceSpans(t, brokers, "otlp_spans", ts, false, "")
+	var logs strings.Builder
+	var mu sync.Mutex
+	stop := startMember(t, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
+		Window: 300 * time.Millisecond, Instance: "m", Log: lockedWriter{&mu, &logs}})
+	defer stop()
+	for deadline := time.Now().Add(20 * time.Second); publishedTraces(brokers, "g") < len(ts); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			mu.Lock()
+			t.Fatalf("%d traces published, want %d (%d writes refused):\n%s", publishedTraces(brokers, "g"), len(ts), refused.Load(), logs.String())
+		}
+	}
+	if refused.Load() == 0 {
+		t.Fatal("no write to the spans topic was refused")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -78,10 +79,9 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("span topic %s: %w", m.cfg.Topic, err)
 	}
-	maxBytes := strconv.Itoa(resultMaxBytes)
 	retention := strconv.FormatInt(m.cfg.ResultsRetention.Milliseconds(), 10)
 	if err := create(ctx, adm, ResultsTopic(m.cfg.Group), 1, map[string]*string{"cleanup.policy": ptr("compact,delete"),
-		"max.message.bytes": &maxBytes, "retention.ms": &retention}); err != nil {
+		"retention.ms": &retention}); err != nil {
 		return err
 	}
 	if !m.cfg.ByTraceID {
@@ -158,6 +158,11 @@ func (m *member) followSegments(ctx context.Context, adm *kadm.Client, parts int
 // create creates topic with n partitions and configs cfg, unless it is
 // there.
 func create(ctx context.Context, adm *kadm.Client, topic string, n int32, cfg map[string]*string) error {
+	cfg = maps.Clone(cfg)
+	if cfg == nil {
+		cfg = map[string]*string{}
+	}
+	cfg["max.message.bytes"] = ptr(strconv.Itoa(recordMaxBytes))
 	resp, err := adm.CreateTopics(ctx, n, -1, cfg, topic)
 	if err != nil {
 		return err
@@ -169,6 +174,13 @@ func create(ctx context.Context, adm *kadm.Client, topic string, n int32, cfg ma
 }
 
 func ptr(s string) *string { return &s }
+
+// recordMaxBytes is the largest record of the internal topics, set on each
+// as a member makes it and on the members' producers: more than Kafka's
+// default (about 1 MiB), which a segment's result, its pairing parts or a
+// re-keyed piece of a large trace may need (a piece is cut smaller where
+// it can be: maxPieceBytes).
+const recordMaxBytes = 16 << 20
 
 // deletedAfter is the config of a topic whose records are deleted after
 // retention; Kafka deletes whole log segments, so they are rolled often
