@@ -1555,18 +1555,9 @@ func TestStreamLargeRecord(t *testing.T) {
 	}
 	ts := synth.Generate(synth.Config{Traces: 20, SpansPerTrace: 10, Seed: 22})
 	produceSpans(t, brokers, "otlp_spans", ts, false, "")
-	var logs strings.Builder
-	var mu sync.Mutex
-	stop := startMember(t, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
-		Window: 300 * time.Millisecond, Instance: "m", Log: lockedWriter{&mu, &logs}})
+	stop, log := quickMember(t, brokers)
 	defer stop()
-	want := len(ts) + 1
-	for deadline := time.Now().Add(20 * time.Second); publishedTraces(brokers, "g") < want; time.Sleep(200 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			mu.Lock()
-			t.Fatalf("%d traces published, want %d:\n%s", publishedTraces(brokers, "g"), want, logs.String())
-		}
-	}
+	awaitTraces(t, brokers, len(ts)+1, log)
 	p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -1621,18 +1612,35 @@ func TestStreamRekeyWriteFails(t *testing.T) {
 	})
 	ts := synth.Generate(synth.Config{Traces: 30, SpansPerTrace: 8, Seed: 23})
 	produceSpans(t, brokers, "otlp_spans", ts, false, "")
-	var logs strings.Builder
-	var mu sync.Mutex
-	stop := startMember(t, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
-		Window: 300 * time.Millisecond, Instance: "m", Log: lockedWriter{&mu, &logs}})
+	stop, log := quickMember(t, brokers)
 	defer stop()
-	for deadline := time.Now().Add(20 * time.Second); publishedTraces(brokers, "g") < len(ts); time.Sleep(200 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			mu.Lock()
-			t.Fatalf("%d traces published, want %d (%d writes refused):\n%s", publishedTraces(brokers, "g"), len(ts), refused.Load(), logs.String())
-		}
-	}
+	awaitTraces(t, brokers, len(ts), log)
 	if refused.Load() == 0 {
 		t.Fatal("no write to the spans topic was refused")
+	}
+}
+
+// quickMember starts a member of group g re-keying otlp_spans, with short
+// idle and window times; log reads what it logged so far.
+func quickMember(t *testing.T, brokers []string) (stop func(), log func() string) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	stop = startMember(t, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
+		Window: 300 * time.Millisecond, Instance: "m", Log: lockedWriter{&mu, &logs}})
+	return stop, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.String()
+	}
+}
+
+// awaitTraces waits until group g's results hold want traces, failing
+// with log after 20 seconds.
+func awaitTraces(t *testing.T, brokers []string, want int, log func() string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); publishedTraces(brokers, "g") < want; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d traces published, want %d:\n%s", publishedTraces(brokers, "g"), want, log())
+		}
 	}
 }
