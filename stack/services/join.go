@@ -273,6 +273,14 @@ func RunJoin(ctx context.Context, cfg Config, opts JoinOptions) error {
 		var added []entry
 		var produced, processed, skipped int64
 		var newest int64
+		// A write that fails aborts the transaction: Kafka would commit
+		// the others, and the input offsets past what was never written.
+		var failed atomic.Bool
+		wrote := func(_ *kgo.Record, err error) {
+			if err != nil && !failed.Swap(true) && ctx.Err() == nil {
+				logger.Printf("write failed: %v (the transaction aborts)", err)
+			}
+		}
 		fs.EachRecord(func(r *kgo.Record) {
 			processed++
 			ev, err := stargazers.Decode(r.Value)
@@ -288,19 +296,23 @@ func RunJoin(ctx context.Context, cfg Config, opts JoinOptions) error {
 				e.TraceParent = carrier["traceparent"]
 			}
 			for _, m := range store.matches(e) {
-				produceResult(ctx, sess, tracer, opts.Propagation, r, m, ev, logger.Printf)
+				produceResult(ctx, sess, tracer, opts.Propagation, r, m, ev, wrote)
 				produced++
 			}
 			val, _ := json.Marshal(e)
 			sess.Produce(ctx, &kgo.Record{Topic: stargazers.TopicJoinStore,
-				Key: []byte(fmt.Sprintf("%s/%d/%d", e.Side, e.ID, e.EventMs)), Value: val}, nil)
+				Key: []byte(fmt.Sprintf("%s/%d/%d", e.Side, e.ID, e.EventMs)), Value: val}, wrote)
 			store.add(e)
 			added = append(added, e)
 			if e.EventMs > newest {
 				newest = e.EventMs
 			}
 		})
-		committed, err := sess.End(ctx, kgo.TryCommit)
+		try := kgo.TryCommit
+		if err := sess.Client().Flush(ctx); err != nil || failed.Load() {
+			try = kgo.TryAbort
+		}
+		committed, err := sess.End(ctx, try)
 		if err != nil {
 			return fmt.Errorf("end transaction: %w", err)
 		}
@@ -309,7 +321,11 @@ func RunJoin(ctx context.Context, cfg Config, opts JoinOptions) error {
 			for i := len(added) - 1; i >= 0; i-- {
 				store.undo(added[i])
 			}
-			logger.Printf("transaction aborted (rebalance); %d records will be reprocessed", processed)
+			why := "rebalance"
+			if failed.Load() {
+				why = "a write failed"
+			}
+			logger.Printf("transaction aborted (%s); %d records will be reprocessed", why, processed)
 			continue
 		}
 		store.evict(newest)
@@ -326,9 +342,10 @@ func RunJoin(ctx context.Context, cfg Config, opts JoinOptions) error {
 }
 
 // produceResult writes one joined record with a produce span whose context
-// depends on the propagation mode, and injects that context into the record.
+// depends on the propagation mode, and injects that context into the record;
+// wrote hears whether it was written.
 func produceResult(ctx context.Context, sess *kgo.GroupTransactSession, tracer oteltrace.Tracer, mode string,
-	trigger *kgo.Record, buffered entry, ev stargazers.Event, logf func(string, ...any)) {
+	trigger *kgo.Record, buffered entry, ev stargazers.Event, wrote func(*kgo.Record, error)) {
 	res := stargazers.Result{ID: ev.Data.ID, Login: ev.Data.Login, Type: ev.Data.Type}
 	key := strconv.FormatInt(res.ID, 10)
 	opts := []oteltrace.SpanStartOption{
@@ -368,8 +385,8 @@ func produceResult(ctx context.Context, sess *kgo.GroupTransactSession, tracer o
 		)
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())
-			logf("produce to %s: %v", stargazers.TopicResults, err)
 		}
 		span.End()
+		wrote(r, err)
 	})
 }

@@ -4,9 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -57,4 +63,114 @@ func TestRestoreSlowBroker(t *testing.T) {
 	if err != nil || n != 40 {
 		t.Fatalf("restored %d entries (%v), want the 40 committed", n, err)
 	}
+}
+
+// TestJoinWriteFails: the broker refuses the join's first write of
+// results. The transaction must abort (it committed the input offsets
+// past the results never written, which were lost), and the records be
+// joined again: every expected result reaches stargazers-results, once.
+func TestJoinWriteFails(t *testing.T) {
+	topics := []string{stargazers.TopicKafka, stargazers.TopicJackdaw, stargazers.TopicResults, stargazers.TopicJoinStore}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	adm := kadm.NewClient(mustClient(t, kgo.SeedBrokers(brokers...)))
+	details, err := adm.ListTopics(ctx, stargazers.TopicResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := details[stargazers.TopicResults].ID
+	var refused atomic.Int32
+	cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		hit := false
+		for _, rt := range pr.Topics {
+			hit = hit || rt.Topic == stargazers.TopicResults || rt.TopicID == results
+		}
+		if !hit || refused.Load() > 0 {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.InvalidRecord.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	f, err := stargazers.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := mustClient(t, kgo.SeedBrokers(brokers...))
+	for _, s := range f.Events {
+		val, err := stargazers.Encode(s.Event())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := in.ProduceSync(ctx, &kgo.Record{Topic: s.Topic(), Key: []byte(strconv.FormatInt(s.User.ID, 10)), Value: val}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs strings.Builder
+	var mu sync.Mutex
+	done := make(chan error, 1)
+	go func() {
+		done <- RunJoin(ctx, Config{Kafka: stream.Kafka{Brokers: brokers}, Health: "127.0.0.1:0", Log: lockedLog{&mu, &logs}}, JoinOptions{})
+	}()
+	want := len(stargazers.Expected(f.Events))
+	out := mustClient(t, kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(stargazers.TopicResults), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	got := 0
+	for deadline := time.Now().Add(30 * time.Second); got < want; {
+		pctx, stop := context.WithTimeout(ctx, 500*time.Millisecond)
+		got += out.PollFetches(pctx).NumRecords()
+		stop()
+		if time.Now().After(deadline) {
+			mu.Lock()
+			t.Fatalf("%d results, want %d (%d writes refused):\n%s", got, want, refused.Load(), logs.String())
+		}
+	}
+	pctx, stop := context.WithTimeout(ctx, 2*time.Second) // none more: none written twice
+	got += out.PollFetches(pctx).NumRecords()
+	stop()
+	if got != want || refused.Load() == 0 {
+		t.Errorf("%d results, want %d; %d writes refused, want one", got, want, refused.Load())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+}
+
+func mustClient(t *testing.T, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+type lockedLog struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (w lockedLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
 }
