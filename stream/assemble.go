@@ -248,6 +248,14 @@ func (a *assembler) complete(cutoff time.Time) {
 // commit point at its first record, and with it every trace after, for
 // ever. Its later spans make a trace of their own.
 func (a *assembler) cut(openedBefore time.Time) ([]*partial, int64) {
+	return a.cutAtMost(openedBefore, 0)
+}
+
+// cutAtMost cuts as cut does, but at most most traces (0: no bound),
+// those whose records come first: the commit point is set before the
+// others. The traces of one record are taken together, so that one that
+// holds more than most still moves the partition on.
+func (a *assembler) cutAtMost(openedBefore time.Time, most int) ([]*partial, int64) {
 	var long []*partial
 	commit := a.next
 	for id, p := range a.open {
@@ -264,6 +272,20 @@ func (a *assembler) cut(openedBefore time.Time) ([]*partial, int64) {
 	// Not in doneByID: a span that comes for it starts a trace of its own.
 	slices.SortFunc(long, func(p, q *partial) int { return cmp.Compare(p.first, q.first) })
 	a.done = append(a.done, long...)
+	if most > 0 && len(a.done) > most {
+		firsts := make([]int64, len(a.done))
+		for i, p := range a.done {
+			firsts[i] = p.first
+		}
+		slices.Sort(firsts)
+		at := most
+		for at < len(firsts)-1 && firsts[at] == firsts[0] { // one record's
+			at++
+		}
+		if firsts[at] > firsts[0] {
+			commit = min(commit, firsts[at])
+		}
+	}
 	// A complete trace that reaches past the commit point is kept back,
 	// and holds the point below its own first record, which may keep
 	// back others: until nothing changes.

@@ -498,3 +498,39 @@ func TestAssembleLateBounded(t *testing.T) {
 		t.Fatalf("late spans of another trace of the segment: %d taken, want 2", late)
 	}
 }
+
+// TestAssembleCutAtMost: a cut bounded to a number of traces takes the
+// traces whose records come first, sets the commit point before the rest,
+// and takes all the traces of one record together, so that a record of
+// more traces than the bound still moves the partition on.
+func TestAssembleCutAtMost(t *testing.T) {
+	piece := func(tid uint64) engine.TracePiece {
+		return engine.TracePiece{ID: trace.TraceID{Low: tid}, Spans: 1, Data: []byte{1}}
+	}
+	t0 := time.Unix(0, 0)
+	a := newAssembler(0)
+	// Record 0 holds traces 1 to 4; records 1 to 6 a trace each (5 to 10).
+	a.add(0, []engine.TracePiece{piece(1), piece(2), piece(3), piece(4)}, t0)
+	for off := int64(1); off <= 6; off++ {
+		a.add(off, []engine.TracePiece{piece(uint64(off) + 4)}, t0)
+	}
+	a.complete(t0.Add(time.Second))
+	want := []struct {
+		traces int
+		commit int64
+	}{{4, 1}, {3, 4}, {3, 7}} // at most 3, but record 0's four together
+	for i, w := range want {
+		out, commit := a.cutAtMost(time.Time{}, 3)
+		if len(out) != w.traces || commit != w.commit {
+			t.Fatalf("cut %d: %d traces, commit at %d; want %d, at %d", i, len(out), commit, w.traces, w.commit)
+		}
+		for _, p := range out {
+			if p.last >= commit {
+				t.Errorf("cut %d: trace %s's last record %d is not before the commit point %d", i, p.id, p.last, commit)
+			}
+		}
+	}
+	if out, commit := a.cutAtMost(time.Time{}, 3); len(out) != 0 || commit != 7 {
+		t.Fatalf("after all: %d traces, commit at %d", len(out), commit)
+	}
+}

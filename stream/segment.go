@@ -133,7 +133,11 @@ func (m *member) fold(ctx context.Context, p int32, force bool) error {
 		m.mu.Unlock()
 		return nil
 	}
-	traces, commit := a.cut(time.Now().Add(-m.cfg.TraceMaxAge))
+	most := publishTraces // the segment's record lists them
+	if s := a.segments[a.committed]; s != nil {
+		most = max(1, most-len(s.traces))
+	}
+	traces, commit := a.cutAtMost(time.Now().Add(-m.cfg.TraceMaxAge), most)
 	m.mu.Unlock()
 	spans, cutOpen := 0, 0
 	for _, t := range traces {
@@ -271,6 +275,14 @@ next:
 // partial costs some 10–20 bytes a span).
 const publishSpans = 100_000
 
+// publishTraces bounds the traces of a segment likewise: its record in the
+// segments topic lists them (16 bytes each), and stays under Kafka's
+// default largest record (about 1 MiB), which that topic has where an
+// earlier member made it (before recordMaxBytes), however small the
+// traces. A fold takes no more than the segment has room for (the rest
+// wait for the next), and a full segment is published at once.
+const publishTraces = 32_768
+
 // foldAll folds every partition held, and publishes those whose segment
 // is full.
 func (m *member) foldAll(ctx context.Context) error {
@@ -282,7 +294,7 @@ func (m *member) foldAll(ctx context.Context) error {
 			continue
 		}
 		m.mu.Lock()
-		if m.assemblers[p] != nil && m.assemblers[p].foldedSpans >= publishSpans {
+		if a := m.assemblers[p]; a != nil && (a.foldedSpans >= publishSpans || a.segments[a.committed] != nil && len(a.segments[a.committed].traces) >= publishTraces) {
 			full = append(full, p)
 		}
 		m.mu.Unlock()

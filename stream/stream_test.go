@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -1617,6 +1618,80 @@ func TestStreamRekeyWriteFails(t *testing.T) {
 	awaitTraces(t, brokers, len(ts), log)
 	if refused.Load() == 0 {
 		t.Fatal("no write to the spans topic was refused")
+	}
+}
+
+// TestStreamManyTraces: 70,000 traces of a span each, on one partition,
+// with a window of a minute. A segment's record in the segments topic
+// lists its traces' IDs: one of them all would be larger than Kafka's
+// default largest record, which that topic has where an earlier member
+// made it (and where the publishing transaction then aborted at every
+// window, for ever). The member publishes a segment once it holds 32,768
+// traces, well before the window ends, and no segment record it writes is
+// larger than a MiB.
+func TestStreamManyTraces(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "otlp_spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	ts := synth.Generate(synth.Config{Traces: 70_000, Seed: 24})
+	rng := rand.New(rand.NewPCG(24, 25))
+	for i := range ts { // a root span each, under a random ID as real ones are
+		ts[i].ID = trace.TraceID{High: rng.Uint64(), Low: rng.Uint64()}
+		ts[i].Spans = ts[i].Spans[:1]
+		ts[i].Spans[0].TraceID, ts[i].Spans[0].Refs = ts[i].ID, nil
+	}
+	var logs strings.Builder
+	var mu sync.Mutex
+	listen := freeAddr(t)
+	stop := startMember(t, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
+		Window: time.Minute, Instance: "m", Log: lockedWriter{&mu, &logs}, ByTraceID: true, Listen: listen})
+	defer stop()
+	// The rest is written once the member holds the partition and is
+	// ready: read as it comes, not restored (a partition given is
+	// published once restored).
+	produceSpans(t, brokers, "otlp_spans", ts[:1], true, "")
+	held := func() bool {
+		resp, err := http.Get("http://" + listen + "/healthz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "partitions 0 of") && !strings.Contains(string(b), "not ready")
+	}
+	for deadline := time.Now().Add(10 * time.Second); !held(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the member holds no partition, or is not ready")
+		}
+	}
+	produceSpans(t, brokers, "otlp_spans", ts[1:], true, "")
+	for deadline := time.Now().Add(30 * time.Second); publishedTraces(brokers, "g") < 32_768; time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			mu.Lock()
+			t.Fatalf("%d traces published within the window, want a segment of 32,768 at least:\n%.2000s", publishedTraces(brokers, "g"), logs.String())
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(stream.SegmentsTopic("g")), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for read := 0; read == 0; {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal("no segment record read")
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			read++
+			if len(r.Value) > 1<<20 {
+				t.Errorf("a segment record of %d bytes", len(r.Value))
+			}
+		})
 	}
 }
 
