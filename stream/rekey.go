@@ -88,6 +88,7 @@ func (m *member) repartition(ctx context.Context) error {
 func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 	tick := min(m.cfg.TraceIdle/2, time.Second)
 	marks := rekeyMarks{said: map[int32]int64{}}
+	var writeFailSaid atomic.Bool
 	adm := kadm.NewClient(s.Client())
 	for ctx.Err() == nil {
 		pctx, cancel := context.WithTimeout(ctx, tick)
@@ -137,11 +138,12 @@ func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 			return fmt.Errorf("beginning a transaction: %w", err)
 		}
 		// A record that failed must abort the transaction: Kafka would
-		// commit the others, and the offsets past it.
+		// commit the others, and the offsets past it. A failure that
+		// lasts is logged once, until a transaction commits again.
 		var failed atomic.Bool
 		for _, r := range out {
 			s.Produce(ctx, r, func(_ *kgo.Record, err error) {
-				if err != nil && !failed.Swap(true) && ctx.Err() == nil {
+				if err != nil && !failed.Swap(true) && ctx.Err() == nil && !writeFailSaid.Swap(true) {
 					m.log.Printf("writing %s: %v (the transaction aborts; its span records are read again)", m.spans, err)
 				}
 			})
@@ -154,10 +156,13 @@ func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 		switch {
 		case err != nil && ctx.Err() == nil:
 			return fmt.Errorf("ending a transaction: %w", err)
-		case err == nil && !committed:
+		case err == nil && !committed && !failed.Load():
 			m.log.Printf("a transaction aborted (the group rebalanced): its span records are read again")
-		case committed && moved:
-			marks.said, marks.written = upTo, time.Now()
+		case committed:
+			writeFailSaid.Store(false)
+			if moved {
+				marks.said, marks.written = upTo, time.Now()
+			}
 		}
 	}
 	return nil

@@ -1619,6 +1619,9 @@ func TestStreamRekeyWriteFails(t *testing.T) {
 	if refused.Load() == 0 {
 		t.Fatal("no write to the spans topic was refused")
 	}
+	if l := log(); strings.Count(l, "INVALID_RECORD") != 1 || strings.Contains(l, "rebalanced") {
+		t.Errorf("the refused write is not told once, as the abort's cause:\n%s", l)
+	}
 }
 
 // TestStreamManyTraces: 70,000 traces of a span each, on one partition,
