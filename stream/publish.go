@@ -47,8 +47,12 @@ type outcome struct {
 	republished map[int64]int
 }
 
-// errAborted says a transaction aborted: the group rebalanced meanwhile.
-var errAborted = errors.New("the transaction aborted (the group rebalanced)")
+// errAborted says a transaction aborted: the group rebalanced meanwhile;
+// errWriteAborted that it was aborted because a write failed.
+var (
+	errAborted      = errors.New("the transaction aborted (the group rebalanced)")
+	errWriteAborted = errors.New("the transaction aborted (a write failed)")
+)
 
 // publish publishes the segments of partitions parts being gathered,
 // with the segments their late spans came for, in one transaction with
@@ -80,7 +84,7 @@ func (m *member) publish(ctx context.Context, parts []int32) (left []int32, err 
 		return left, nil
 	}
 	switch err := m.transact(ctx, outs, marks); {
-	case errors.Is(err, errAborted):
+	case errors.Is(err, errAborted), errors.Is(err, errWriteAborted):
 		m.log.Printf("publishing: %v; every partition is read again from its committed offset", err)
 		m.readAgain()
 		return parts, nil
@@ -154,6 +158,17 @@ func (m *member) prepare(ctx context.Context, p int32) (*outcome, error) {
 // and the offset the segment starts at.
 func (m *member) result(p int32, start int64, part *engine.Partial) (result, error) {
 	data, err := part.MarshalBinary()
+	if err == nil && len(data) > resultMaxBytes {
+		// Too large for Kafka to take: the transaction would abort, and
+		// the partition stall, for ever. The services' span names are what
+		// grows so (an ID or a query in every name).
+		if !m.namesDroppedSaid.Swap(true) {
+			m.log.Printf("the result of %s/%d at %d takes %d bytes, more than a record may (%d): published without its services' span names "+
+				"(a service puts IDs or queries in them; logged once)", m.spans, p, start, len(data), resultMaxBytes)
+		}
+		part.DropOperations()
+		data, err = part.MarshalBinary()
+	}
 	if err != nil {
 		return result{}, err
 	}
@@ -202,8 +217,9 @@ func (m *member) transact(ctx context.Context, outs []*outcome, marks []*kgo.Rec
 	}
 	recs = append(recs, marks...) // after the parts they cover (marks)
 	try := kgo.TryCommit
-	if err := m.produce(ctx, recs); err != nil {
-		m.log.Printf("writing results: %v (the transaction aborts)", err)
+	writeErr := m.produce(ctx, recs)
+	if writeErr != nil {
+		m.log.Printf("writing results: %v (the transaction aborts)", writeErr)
 		try = kgo.TryAbort
 	}
 	// The session would commit how far each partition was polled; the
@@ -231,6 +247,8 @@ func (m *member) transact(ctx context.Context, outs []*outcome, marks []*kgo.Rec
 	switch {
 	case err != nil:
 		return fmt.Errorf("ending a transaction: %w", err)
+	case !committed && writeErr != nil:
+		return errWriteAborted
 	case !committed:
 		return errAborted
 	}

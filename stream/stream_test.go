@@ -1698,6 +1698,60 @@ func TestStreamManyTraces(t *testing.T) {
 	}
 }
 
+// TestStreamResultTooLarge: a service puts a query in every span name, so
+// a segment's result lists as many names as spans, more than a record
+// may hold (the bound lowered here; 16 MiB in use, which 120,000 spans
+// named by 230-byte queries exceeded, and the transaction aborted at
+// every window, for ever). The result is published without the span
+// names, every trace counted, and that is logged once.
+func TestStreamResultTooLarge(t *testing.T) {
+	defer stream.SetResultMaxBytes(64 << 10)()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "otlp_spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	ts := synth.Generate(synth.Config{Traces: 200, Seed: 26})
+	n := 0
+	for i := range ts {
+		for j := range ts[i].Spans {
+			ts[i].Spans[j].Operation = fmt.Sprintf("SELECT login, name, email, created_at FROM users WHERE id = %d AND deleted_at IS NULL", n)
+			n++
+		}
+	}
+	produceSpans(t, brokers, "otlp_spans", ts, true, "")
+	var logs strings.Builder
+	var mu sync.Mutex
+	stop := startMember(t, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
+		Window: 300 * time.Millisecond, Instance: "m", Log: lockedWriter{&mu, &logs}, ByTraceID: true})
+	defer stop()
+	for deadline := time.Now().Add(20 * time.Second); publishedTraces(brokers, "g") < len(ts); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			mu.Lock()
+			t.Fatalf("%d traces published, want %d:\n%.3000s", publishedTraces(brokers, "g"), len(ts), logs.String())
+		}
+	}
+	p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := p.Finish()
+	if g.Spans != n {
+		t.Errorf("the results hold %d spans, want %d", g.Spans, n)
+	}
+	for _, node := range g.Nodes {
+		if len(node.Operations) > 0 {
+			t.Errorf("%s lists %d span names", node.Name, len(node.Operations))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if c := strings.Count(logs.String(), "published without its services' span names"); c != 1 {
+		t.Errorf("told %d times that a result went without its span names, want once:\n%s", c, logs.String())
+	}
+}
+
 // quickMember starts a member of group g re-keying otlp_spans, with short
 // idle and window times; log reads what it logged so far.
 func quickMember(t *testing.T, brokers []string) (stop func(), log func() string) {

@@ -182,6 +182,10 @@ func ptr(s string) *string { return &s }
 // it can be: maxPieceBytes).
 const recordMaxBytes = 16 << 20
 
+// resultMaxBytes is the largest result a member writes whole (a variable
+// for tests): room is left for the record's key and its batch.
+var resultMaxBytes = recordMaxBytes - 64<<10
+
 // deletedAfter is the config of a topic whose records are deleted after
 // retention; Kafka deletes whole log segments, so they are rolled often
 // enough for the retention to hold.
