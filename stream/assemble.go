@@ -315,6 +315,22 @@ func (a *assembler) cutAtMost(openedBefore time.Time, most int) ([]*partial, int
 	return out, commit
 }
 
+// gatheredTraces counts the traces analysed into the segment being
+// gathered.
+func (a *assembler) gatheredTraces() int {
+	if s := a.segments[a.committed]; s != nil {
+		return len(s.traces)
+	}
+	return 0
+}
+
+// full says the segment being gathered is to be published now, without
+// waiting for the window: it holds publishSpans spans or publishTraces
+// traces.
+func (a *assembler) full() bool {
+	return a.foldedSpans >= publishSpans || a.gatheredTraces() >= publishTraces
+}
+
 // remember notes trace id, whose records lie from first to last, as
 // analysed into the segment being gathered, where its late spans are to
 // be merged if mergeLate (else they make a trace of their own).

@@ -133,10 +133,7 @@ func (m *member) fold(ctx context.Context, p int32, force bool) error {
 		m.mu.Unlock()
 		return nil
 	}
-	most := publishTraces // the segment's record lists them
-	if s := a.segments[a.committed]; s != nil {
-		most = max(1, most-len(s.traces))
-	}
+	most := max(1, publishTraces-a.gatheredTraces()) // the segment's record lists them
 	traces, commit := a.cutAtMost(time.Now().Add(-m.cfg.TraceMaxAge), most)
 	m.mu.Unlock()
 	spans, cutOpen := 0, 0
@@ -294,7 +291,7 @@ func (m *member) foldAll(ctx context.Context) error {
 			continue
 		}
 		m.mu.Lock()
-		if a := m.assemblers[p]; a != nil && (a.foldedSpans >= publishSpans || a.segments[a.committed] != nil && len(a.segments[a.committed].traces) >= publishTraces) {
+		if a := m.assemblers[p]; a != nil && a.full() {
 			full = append(full, p)
 		}
 		m.mu.Unlock()

@@ -155,8 +155,8 @@ func (m *member) followSegments(ctx context.Context, adm *kadm.Client, parts int
 	return nil
 }
 
-// create creates topic with n partitions and configs cfg, unless it is
-// there.
+// create creates topic with n partitions and configs cfg, taking records
+// up to recordMaxBytes, unless it is there.
 func create(ctx context.Context, adm *kadm.Client, topic string, n int32, cfg map[string]*string) error {
 	cfg = maps.Clone(cfg)
 	if cfg == nil {
