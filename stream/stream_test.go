@@ -35,6 +35,7 @@ import (
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/internal/kafkatest"
 	"github.com/ktrace-dev/ktrace/internal/synth"
 	"github.com/ktrace-dev/ktrace/internal/testenv"
 	"github.com/ktrace-dev/ktrace/source/file"
@@ -1589,28 +1590,7 @@ func TestStreamRekeyWriteFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := details[spans].ID
-	var refused atomic.Int32
-	cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		pr := req.(*kmsg.ProduceRequest)
-		if refused.Load() > 0 || len(pr.Topics) == 0 || pr.Topics[0].Topic != spans && pr.Topics[0].TopicID != id {
-			return nil, nil, false
-		}
-		refused.Add(1)
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range pr.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = rp.Partition, kerr.InvalidRecord.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	refused := kafkatest.RefuseFirstWrite(cluster, spans, details[spans].ID)
 	ts := synth.Generate(synth.Config{Traces: 30, SpansPerTrace: 8, Seed: 23})
 	produceSpans(t, brokers, "otlp_spans", ts, false, "")
 	stop, log := quickMember(t, brokers)

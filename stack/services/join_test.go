@@ -7,16 +7,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ktrace-dev/ktrace/internal/kafkatest"
 	"github.com/ktrace-dev/ktrace/stack/stargazers"
 	"github.com/ktrace-dev/ktrace/stream"
 )
@@ -84,32 +83,7 @@ func TestJoinWriteFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	results := details[stargazers.TopicResults].ID
-	var refused atomic.Int32
-	cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		pr := req.(*kmsg.ProduceRequest)
-		hit := false
-		for _, rt := range pr.Topics {
-			hit = hit || rt.Topic == stargazers.TopicResults || rt.TopicID == results
-		}
-		if !hit || refused.Load() > 0 {
-			return nil, nil, false
-		}
-		refused.Add(1)
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range pr.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = rp.Partition, kerr.InvalidRecord.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	refused := kafkatest.RefuseFirstWrite(cluster, stargazers.TopicResults, details[stargazers.TopicResults].ID)
 	f, err := stargazers.Load()
 	if err != nil {
 		t.Fatal(err)
