@@ -217,7 +217,7 @@ func (m *member) transact(ctx context.Context, outs []*outcome, marks []*kgo.Rec
 	}
 	recs = append(recs, marks...) // after the parts they cover (marks)
 	try := kgo.TryCommit
-	writeErr := m.produce(ctx, recs)
+	writeErr := produce(ctx, m.sess, recs)
 	if writeErr != nil {
 		m.log.Printf("writing results: %v (the transaction aborts)", writeErr)
 		try = kgo.TryAbort
@@ -255,15 +255,17 @@ func (m *member) transact(ctx context.Context, outs []*outcome, marks []*kgo.Rec
 	return nil
 }
 
-// produce writes recs in the open transaction, and waits until they are
-// written or ctx ends. (ProduceSync could wait for ever: a record sent to
-// a broker that went away before it answered cannot be failed, as the
-// broker may have written it.)
-func (m *member) produce(ctx context.Context, recs []*kgo.Record) error {
+// produce writes recs in the open transaction of s, and waits until they
+// are written or ctx ends, returning the first write's error: a
+// transaction with a failed write must abort, as Kafka would commit the
+// others and the offsets past it. (ProduceSync could wait for ever: a
+// record sent to a broker that went away before it answered cannot be
+// failed, as the broker may have written it.)
+func produce(ctx context.Context, s *kgo.GroupTransactSession, recs []*kgo.Record) error {
 	var mu sync.Mutex
 	var first error
 	for _, r := range recs {
-		m.sess.Produce(ctx, r, func(_ *kgo.Record, err error) {
+		s.Produce(ctx, r, func(_ *kgo.Record, err error) {
 			mu.Lock()
 			defer mu.Unlock()
 			if first == nil {
@@ -271,7 +273,7 @@ func (m *member) produce(ctx context.Context, recs []*kgo.Record) error {
 			}
 		})
 	}
-	if err := m.sess.Client().Flush(ctx); err != nil {
+	if err := s.Client().Flush(ctx); err != nil {
 		return err
 	}
 	mu.Lock()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -88,7 +87,7 @@ func (m *member) repartition(ctx context.Context) error {
 func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 	tick := min(m.cfg.TraceIdle/2, time.Second)
 	marks := rekeyMarks{said: map[int32]int64{}}
-	var writeFailSaid atomic.Bool
+	writeFailSaid := false
 	adm := kadm.NewClient(s.Client())
 	for ctx.Err() == nil {
 		pctx, cancel := context.WithTimeout(ctx, tick)
@@ -137,29 +136,25 @@ func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 		if err := s.Begin(); err != nil {
 			return fmt.Errorf("beginning a transaction: %w", err)
 		}
-		// A record that failed must abort the transaction: Kafka would
-		// commit the others, and the offsets past it. A failure that
-		// lasts is logged once, until a transaction commits again.
-		var failed atomic.Bool
-		for _, r := range out {
-			s.Produce(ctx, r, func(_ *kgo.Record, err error) {
-				if err != nil && !failed.Swap(true) && ctx.Err() == nil && !writeFailSaid.Swap(true) {
-					m.log.Printf("writing %s: %v (the transaction aborts; its span records are read again)", m.spans, err)
-				}
-			})
-		}
+		// A failure that lasts is logged once, until a transaction
+		// commits again.
 		try := kgo.TryCommit
-		if err := s.Client().Flush(ctx); err != nil || failed.Load() {
+		writeErr := produce(ctx, s, out)
+		if writeErr != nil {
 			try = kgo.TryAbort
+			if ctx.Err() == nil && !writeFailSaid {
+				writeFailSaid = true
+				m.log.Printf("writing %s: %v (the transaction aborts; its span records are read again)", m.spans, writeErr)
+			}
 		}
 		committed, err := s.End(ctx, try)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			return fmt.Errorf("ending a transaction: %w", err)
-		case err == nil && !committed && !failed.Load():
+		case err == nil && !committed && writeErr == nil:
 			m.log.Printf("a transaction aborted (the group rebalanced): its span records are read again")
 		case committed:
-			writeFailSaid.Store(false)
+			writeFailSaid = false
 			if moved {
 				marks.said, marks.written = upTo, time.Now()
 			}
