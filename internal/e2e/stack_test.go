@@ -81,6 +81,14 @@ func downAtCleanup(t *testing.T, dir string) {
 			t.Errorf("state gone before Down: %v", err)
 			return
 		}
+		if t.Failed() {
+			// What the components said is all CI keeps of a failure.
+			for _, c := range final.Components {
+				if b, err := os.ReadFile(c.Log); err == nil {
+					t.Logf("--- %s log (last lines):\n%s", c.Name, lastLines(string(b), 40))
+				}
+			}
+		}
 		if err := stack.Down(dir, nil); err != nil {
 			t.Errorf("down: %v", err)
 		}
@@ -91,6 +99,12 @@ func downAtCleanup(t *testing.T, dir string) {
 			}
 		}
 	})
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func apiResults(t *testing.T, url string) []stargazers.Result {
