@@ -19,7 +19,10 @@ import (
 // in the metrics once written: all of it, or (again: the segment was
 // published before, base is what it held then) what it gained.
 type result struct {
-	rec *kgo.Record
+	// rec is the result's record in the results topic, more the rest of
+	// its parts, if it takes several.
+	rec  *kgo.Record
+	more []*kgo.Record
 	// seg is the segment's record in the segments topic (nil: none).
 	seg   *kgo.Record
 	part  *engine.Partial
@@ -154,26 +157,17 @@ func (m *member) prepare(ctx context.Context, p int32) (*outcome, error) {
 	return o, nil
 }
 
-// result makes the record of a segment's partial, keyed by the partition
-// and the offset the segment starts at.
+// result makes the records of a segment's partial, keyed by the partition
+// and the offset the segment starts at: one, or several when it is larger
+// than a record may be (a service that puts IDs or queries in its span
+// names gives a result as many names as spans).
 func (m *member) result(p int32, start int64, part *engine.Partial) (result, error) {
 	data, err := part.MarshalBinary()
-	if err == nil && len(data) > resultMaxBytes {
-		// Too large for Kafka to take: the transaction would abort, and
-		// the partition stall, for ever. The services' span names are what
-		// grows so (an ID or a query in every name).
-		if !m.namesDroppedSaid.Swap(true) {
-			m.log.Printf("the result of %s/%d at %d takes %d bytes, more than a record may (%d): published without its services' span names "+
-				"(a service puts IDs or queries in them; logged once)", m.spans, p, start, len(data), resultMaxBytes)
-		}
-		part.DropOperations()
-		data, err = part.MarshalBinary()
-	}
 	if err != nil {
 		return result{}, err
 	}
-	rec := &kgo.Record{Topic: ResultsTopic(m.cfg.Group), Key: segmentKey(p, start), Value: data}
-	return result{rec: rec, part: part}, nil
+	recs := resultRecords(ResultsTopic(m.cfg.Group), segmentKey(p, start), data)
+	return result{rec: recs[0], more: recs[1:], part: part}, nil
 }
 
 // segmentRecord is the record of partition p's segment s, starting at
@@ -209,6 +203,7 @@ func (m *member) transact(ctx context.Context, outs []*outcome, marks []*kgo.Rec
 	for _, o := range outs {
 		for _, r := range o.results {
 			recs = append(recs, r.rec)
+			recs = append(recs, r.more...)
 			if r.seg != nil {
 				recs = append(recs, r.seg)
 			}

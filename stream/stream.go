@@ -323,9 +323,8 @@ type member struct {
 	// parts judged before: not ready meanwhile.
 	restoringSegments, restoringPairs atomic.Int32
 	// overdueSaid: parts judged overdue were logged (once); cutOpenSaid: a
-	// trace cut while open (once); namesDroppedSaid: a result published
-	// without its span names (once).
-	overdueSaid, cutOpenSaid, namesDroppedSaid atomic.Bool
+	// trace cut while open (once).
+	overdueSaid, cutOpenSaid atomic.Bool
 	// pairKeys is how many partitions the pairs topic has: a part each;
 	// gatheredParts how many the topic gathered has (it grows when
 	// partitions are added: grown).

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"reflect"
 	"runtime"
 	"testing"
 	"time"
@@ -189,62 +188,4 @@ func BenchmarkRun1M(b *testing.B) {
 	runtime.KeepAlive(g)
 	runtime.KeepAlive(rep)
 	runtime.KeepAlive(ts)
-}
-
-// TestDropOperations: a partial without its services' operations finishes
-// as the graph it was but for them, with the same report; its bytes are
-// fewer when every span has a name of its own, and it still merges.
-func TestDropOperations(t *testing.T) {
-	ts := synth.Generate(synth.Config{Traces: 50, BrokenShare: 0.3, LinkShare: 0.3, Seed: 3})
-	for i := range ts {
-		for j := range ts[i].Spans {
-			ts[i].Spans[j].Operation = fmt.Sprintf("SELECT name FROM users WHERE id = %d%d", i, j) // a query for a name
-		}
-	}
-	collect := func() *engine.Partial {
-		p, err := engine.Collect(context.Background(), engine.Slice(ts), engine.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	whole, light := collect(), collect()
-	light.DropOperations()
-	wholeBytes, err := whole.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lightBytes, err := light.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(lightBytes) >= len(wholeBytes)*3/4 {
-		t.Errorf("%d bytes without the operations, %d with them", len(lightBytes), len(wholeBytes))
-	}
-	var read engine.Partial
-	if err := read.UnmarshalBinary(lightBytes); err != nil {
-		t.Fatal(err)
-	}
-	if err := read.Merge(collect()); err != nil {
-		t.Fatal(err)
-	}
-	g, rep := whole.Finish()
-	lg, lrep := light.Finish()
-	if !reflect.DeepEqual(rep, lrep) {
-		t.Error("the report changed")
-	}
-	ops := 0
-	for i, n := range g.Nodes {
-		ops += len(n.Operations)
-		if len(lg.Nodes[i].Operations) != 0 {
-			t.Errorf("node %s still lists operations", lg.Nodes[i].Name)
-		}
-		n.Operations = nil
-	}
-	if ops == 0 {
-		t.Fatal("the graph lists no operations to drop")
-	}
-	if !reflect.DeepEqual(g, lg) {
-		t.Error("without its operations the graph changed otherwise")
-	}
 }

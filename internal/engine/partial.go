@@ -493,17 +493,6 @@ type EdgeCount struct {
 	Latencies     []int64 // nanoseconds, in no order
 }
 
-// DropOperations drops the span names (operations) the partial's services
-// list, keeping everything else. They are what grows with the names
-// inside the traces when a service puts an ID or a query in its span
-// names (as many names as spans); a stream member drops them from a
-// result that would otherwise be larger than Kafka takes.
-func (p *Partial) DropOperations() {
-	for _, n := range p.a.b.nodeList {
-		n.operations = nil
-	}
-}
-
 // Size is how many nodes and edges the partial's graph holds.
 func (p *Partial) Size() (nodes, edges int) {
 	b := p.a.b
