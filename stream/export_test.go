@@ -1,9 +1,9 @@
 package stream
 
-// SetResultMaxBytes sets the largest result a member writes whole, until
-// the function it returns is called.
-func SetResultMaxBytes(n int) (restore func()) {
-	was := resultMaxBytes
-	resultMaxBytes = n
-	return func() { resultMaxBytes = was }
+// SetValueMaxBytes sets the largest value a member writes in one record
+// of the results or pairs topic, until the function it returns is called.
+func SetValueMaxBytes(n int) (restore func()) {
+	was := valueMaxBytes
+	valueMaxBytes = n
+	return func() { valueMaxBytes = was }
 }

@@ -68,10 +68,14 @@ const holdWaits = 8
 // A heldPart is a part of the pairs topic a member holds: to judge, or
 // (judged) as context for the parts judged after it.
 type heldPart struct {
-	offset int64
-	at     time.Time
-	data   []byte
-	judged bool
+	// offset is that of its record, next that after its last piece's
+	// (cut), while join gathers its pieces, under key.
+	offset, next int64
+	join         *joining
+	key          string
+	at           time.Time
+	data         []byte // empty: its pieces did not make the part written
+	judged       bool
 	// judgedAt is when it was judged here (or, judged before it came to
 	// this member, when it was read back).
 	judgedAt time.Time
@@ -164,8 +168,8 @@ func (m *member) pairParts(key []byte, parts []engine.PairingPart) []*kgo.Record
 	var recs []*kgo.Record
 	for k, part := range parts {
 		if part.Data != nil {
-			recs = append(recs, &kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: key, Value: part.Data,
-				Headers: []kgo.RecordHeader{{Key: startsHeader, Value: fmt.Appendf(nil, "%d:%d", part.From, part.To)}}})
+			recs = append(recs, cut(&kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: key, Value: part.Data,
+				Headers: []kgo.RecordHeader{{Key: startsHeader, Value: fmt.Appendf(nil, "%d:%d", part.From, part.To)}}})...)
 		}
 	}
 	return recs
@@ -310,14 +314,43 @@ func (pr *pairs) add(r *kgo.Record, judged bool) {
 			}
 		}
 	}
+	if of, ok := pieceOf(string(r.Key)); ok {
+		pr.addPiece(r, of)
+		return
+	}
 	if len(r.Value) > 0 {
 		// A copy: the value is a slice of the whole fetched batch.
-		h := heldPart{offset: r.Offset, at: r.Timestamp, data: bytes.Clone(r.Value), judged: judged}
+		h := heldPart{offset: r.Offset, next: r.Offset + 1, at: r.Timestamp, data: bytes.Clone(r.Value), judged: judged}
 		if judged {
 			h.judgedAt = time.Now()
 		}
 		h.from, h.to, h.timed = startsOf(r)
+		if j, err := joinOf(r); j != nil && err == nil {
+			h.join, h.key, h.data = j, string(r.Key), nil
+		}
 		pr.held[r.Partition] = append(pr.held[r.Partition], h)
+	}
+}
+
+// addPiece adds r, a piece after the first of the part under key of, to
+// that part (called with mu held); a piece whose part is not held (read
+// from past its first record) is let go.
+func (pr *pairs) addPiece(r *kgo.Record, of string) {
+	held := pr.held[r.Partition]
+	for i := len(held) - 1; i >= 0; i-- {
+		h := &held[i]
+		if h.join == nil || h.key != of {
+			continue
+		}
+		done, err := h.join.add(r.Value)
+		h.next = r.Offset + 1
+		if done {
+			if err == nil {
+				h.data = h.join.data
+			}
+			h.join = nil
+		}
+		return
 	}
 }
 
@@ -495,7 +528,7 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 		taking := make([]bool, len(held))
 		for i := range held {
 			h := &held[i]
-			if h.judged || down.between(h.at, now) < wait {
+			if h.judged || h.join != nil || down.between(h.at, now) < wait {
 				continue
 			}
 			covered := !said.IsZero() && down.between(h.at, said) >= slack
@@ -532,8 +565,10 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 				break
 			}
 		}
-		if b.next < 0 {
-			b.next = held[len(held)-1].offset + 1
+		if b.next < 0 { // past the last, and the pieces of every part
+			for _, h := range held {
+				b.next = max(b.next, h.next)
+			}
 		}
 		// The parts they are judged against: those whose spans started
 		// near theirs, however far apart in time the parts were
@@ -543,7 +578,7 @@ func (m *member) judge(ctx context.Context, cl *kgo.Client, pr *pairs, now time.
 			if !b.timed {
 				near = !h.at.Before(b.earliest) || down.between(h.at, b.earliest) <= contextWaits*wait
 			}
-			if !taking[i] && near {
+			if !taking[i] && near && h.join == nil {
 				b.context = append(b.context, h.data)
 			}
 		}
@@ -592,6 +627,11 @@ func (m *member) readParts(p int32, data [][]byte) []*engine.Partial {
 	out := make([]*engine.Partial, 0, len(data))
 	for _, d := range data {
 		part := &engine.Partial{}
+		if len(d) == 0 {
+			m.log.Printf("a part of %s/%d: %v (skipped)", PairsTopic(m.cfg.Group), p, errPieces)
+			m.metrics.undecodable.Inc()
+			continue
+		}
 		if err := part.UnmarshalBinary(d); err != nil {
 			m.log.Printf("a part of %s/%d: %v (skipped)", PairsTopic(m.cfg.Group), p, err)
 			m.metrics.undecodable.Inc()

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -90,7 +87,7 @@ func ReadResults(ctx context.Context, k Kafka, group string, from, to time.Time,
 	}
 	var all *engine.Partial
 	for key, r := range latest {
-		if isResultPart(key) {
+		if _, piece := pieceOf(key); piece {
 			continue // read with the result's first record
 		}
 		// Each record is let go once merged: the merged partial grows as
@@ -149,72 +146,4 @@ func readTo(ctx context.Context, cl *kgo.Client, topic string, want map[int32]in
 		polled()
 	}
 	return nil
-}
-
-// A result larger than a record may be (resultMaxBytes) is written as
-// several records in one transaction, all with one timestamp: the first
-// under the segment's key, with the header resultPartsHeader saying how
-// many there are and the CRC-32C of the whole, then the rest of the bytes
-// under that key with "#1", "#2"… appended. Parts left from an earlier,
-// longer result of the segment lie past the count and are not read.
-const resultPartsHeader = "ktrace.parts"
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// resultRecords makes the records of a result of data, keyed by key.
-func resultRecords(topic string, key, data []byte) []*kgo.Record {
-	if len(data) <= resultMaxBytes {
-		return []*kgo.Record{{Topic: topic, Key: key, Value: data}}
-	}
-	n := (len(data) + resultMaxBytes - 1) / resultMaxBytes
-	now := time.Now()
-	recs := make([]*kgo.Record, n)
-	for i := range recs {
-		k := key
-		if i > 0 {
-			k = fmt.Appendf(nil, "%s#%d", key, i)
-		}
-		recs[i] = &kgo.Record{Topic: topic, Key: k, Value: data[i*resultMaxBytes : min(len(data), (i+1)*resultMaxBytes)], Timestamp: now}
-	}
-	recs[0].Headers = []kgo.RecordHeader{{Key: resultPartsHeader,
-		Value: fmt.Appendf(nil, "%d/%08x", n, crc32.Checksum(data, castagnoli))}}
-	return recs
-}
-
-// isResultPart says whether a results topic key is that of a result's
-// part after its first.
-func isResultPart(key string) bool { return strings.Contains(key, "#") }
-
-// resultValue is the result whose first record r is, under key: r's value,
-// or all its parts' values, taken out of latest, joined.
-func resultValue(key string, r *kgo.Record, latest map[string]*kgo.Record) ([]byte, error) {
-	var parts string
-	for _, h := range r.Headers {
-		if h.Key == resultPartsHeader {
-			parts = string(h.Value)
-		}
-	}
-	if parts == "" {
-		return r.Value, nil
-	}
-	count, sum, ok := strings.Cut(parts, "/")
-	n, err1 := strconv.Atoi(count)
-	want, err2 := strconv.ParseUint(sum, 16, 32)
-	if !ok || err1 != nil || err2 != nil || n < 1 {
-		return nil, fmt.Errorf("%s header %q: want COUNT/CRC", resultPartsHeader, parts)
-	}
-	value := append([]byte(nil), r.Value...)
-	for i := 1; i < n; i++ {
-		k := fmt.Sprintf("%s#%d", key, i)
-		part, ok := latest[k]
-		if !ok {
-			return nil, fmt.Errorf("part %d of its %d is missing", i+1, n)
-		}
-		delete(latest, k)
-		value = append(value, part.Value...)
-	}
-	if crc32.Checksum(value, castagnoli) != uint32(want) {
-		return nil, fmt.Errorf("its %d parts do not make the result written (CRC-32C differs)", n)
-	}
-	return value, nil
 }

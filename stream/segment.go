@@ -267,9 +267,9 @@ next:
 }
 
 // publishSpans bounds the spans of a segment: one that has folded as
-// many is published without waiting for the window, so that a partial
-// stays well inside the largest record Kafka takes (recordMaxBytes; a
-// partial costs some 10–20 bytes a span).
+// many is published without waiting for the window, so that its partial
+// stays a few records (a partial costs some 10–80 bytes a span; one over
+// valueMaxBytes is cut into pieces).
 const publishSpans = 100_000
 
 // publishTraces bounds the traces of a segment likewise: its record in the

@@ -168,7 +168,8 @@ func TestStreamMembers(t *testing.T) {
 	for _, c := range []membersCase{{name: "scattered"}, {name: "keyed by trace", keyed: true}, {name: "a member joins half way", later: true},
 		{name: "otlp_json", encoding: stream.EncodingJSON}, {name: "jaeger_proto, keyed by trace", keyed: true, encoding: stream.EncodingJaegerProto},
 		{name: "the broker restarts", restart: true},
-		{name: "transactions abort", abort: true}, {name: "transactions are fenced", fenced: true}} {
+		{name: "transactions abort", abort: true}, {name: "transactions are fenced", fenced: true},
+		{name: "results and pairing parts in pieces", pieces: true}} {
 		t.Run(c.name, func(t *testing.T) { members(t, c) })
 	}
 }
@@ -182,12 +183,18 @@ type membersCase struct {
 	// fenced answers the first transactional commits of the re-keying
 	// and the gathering groups' offsets as a broker does to a fenced
 	// producer: the members start them again.
-	fenced   bool
+	fenced bool
+	// pieces lowers the bound on a record so far that the results and
+	// the pairing parts are written in pieces.
+	pieces   bool
 	encoding string
 }
 
 func members(t *testing.T, c membersCase) {
 	keyed, encoding := c.keyed, c.encoding
+	if c.pieces {
+		defer stream.SetValueMaxBytes(4 << 10)()
+	}
 	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(6, "otlp_spans")}
 	if c.restart { // the broker keeps its data on disk, on a port it can listen on again
 		_, port, _ := net.SplitHostPort(freeAddr(t))
@@ -304,6 +311,13 @@ func members(t *testing.T, c membersCase) {
 	}
 	if len(got.Stitches) == 0 {
 		t.Fatal("no stitches: the set does not test pairing across members")
+	}
+	if c.pieces {
+		for _, topic := range []string{stream.ResultsTopic("g"), stream.PairsTopic("g")} {
+			if n := pieceCount(topicKeys(t, brokers, topic)); n == 0 {
+				t.Errorf("no record of %s was written in pieces", topic)
+			}
+		}
 	}
 	poisoned := false
 	logs.Range(func(_, f any) bool {
@@ -1685,7 +1699,7 @@ func TestStreamManyTraces(t *testing.T) {
 // every window, for ever). The result is written in several records and
 // read back whole: every span counted, every name kept.
 func TestStreamResultTooLarge(t *testing.T) {
-	defer stream.SetResultMaxBytes(64 << 10)()
+	defer stream.SetValueMaxBytes(64 << 10)()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "otlp_spans"))
 	if err != nil {
 		t.Fatal(err)
@@ -1727,20 +1741,23 @@ func TestStreamResultTooLarge(t *testing.T) {
 	if names != n {
 		t.Errorf("the results list %d span names, want %d", names, n)
 	}
-	// The results did take more records than segments.
-	parts := 0
-	for _, key := range topicKeys(t, brokers, stream.ResultsTopic("g")) {
-		if strings.Contains(key, "#") {
-			parts++
-		}
-	}
-	if parts == 0 {
-		t.Error("no result was written in parts")
+	if pieceCount(topicKeys(t, brokers, stream.ResultsTopic("g"))) == 0 {
+		t.Error("no result was written in pieces")
 	}
 }
 
-// topicKeys reads the keys of every committed record of topic's first
-// partition.
+// pieceCount counts the keys of pieces after a value's first.
+func pieceCount(keys []string) int {
+	n := 0
+	for _, key := range keys {
+		if strings.Contains(key, "#") {
+			n++
+		}
+	}
+	return n
+}
+
+// topicKeys reads the keys of every committed record of topic.
 func topicKeys(t *testing.T, brokers []string, topic string) []string {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -1755,9 +1772,14 @@ func topicKeys(t *testing.T, brokers []string, topic string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	end, _ := ends.Lookup(topic, 0)
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
 	var keys []string
-	for got := int64(0); got < end.Offset; {
+	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
 			t.Fatalf("reading %s: %v", topic, err)
@@ -1766,7 +1788,9 @@ func topicKeys(t *testing.T, brokers []string, topic string) []string {
 			if !r.Attrs.IsControl() {
 				keys = append(keys, string(r.Key))
 			}
-			got = r.Offset + 1
+			if r.Offset+1 >= want[r.Partition] {
+				delete(want, r.Partition)
+			}
 		})
 	}
 	return keys

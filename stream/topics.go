@@ -177,14 +177,15 @@ func ptr(s string) *string { return &s }
 
 // recordMaxBytes is the largest record of the internal topics, set on each
 // as a member makes it and on the members' producers: more than Kafka's
-// default (about 1 MiB), which a segment's result, its pairing parts or a
-// re-keyed piece of a large trace may need (a piece is cut smaller where
-// it can be: maxPieceBytes).
+// default (about 1 MiB), which a re-keyed span larger than that needs
+// (a trace's piece is cut smaller where it can be: maxPieceBytes).
 const recordMaxBytes = 16 << 20
 
-// resultMaxBytes is the largest result a member writes whole (a variable
-// for tests): room is left for the record's key and its batch.
-var resultMaxBytes = recordMaxBytes - 64<<10
+// valueMaxBytes is the largest value a member writes in one record of the
+// results or the pairs topic (a variable for tests); a larger one is cut
+// (cut). It is under Kafka's default largest record, so that these
+// topics take it whoever made them.
+var valueMaxBytes = 900 << 10
 
 // deletedAfter is the config of a topic whose records are deleted after
 // retention; Kafka deletes whole log segments, so they are rolled often
