@@ -314,7 +314,7 @@ func members(t *testing.T, c membersCase) {
 	}
 	if c.pieces {
 		for _, topic := range []string{stream.ResultsTopic("g"), stream.PairsTopic("g")} {
-			if n := pieceCount(topicKeys(t, brokers, topic)); n == 0 {
+			if n := pieceCount(topicRecords(t, brokers, topic)); n == 0 {
 				t.Errorf("no record of %s was written in pieces", topic)
 			}
 		}
@@ -1221,44 +1221,11 @@ func startMember(t *testing.T, cfg stream.Config) (stop func()) {
 // pairParts counts the parts the pairs topic of group g holds, read
 // committed, up to its end when called (members keep writing marks).
 func pairParts(t *testing.T, brokers []string) int {
-	t.Helper()
-	topic := stream.PairsTopic("g")
-	ends, err := admin(t, brokers).ListEndOffsets(context.Background(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.KeepControlRecords(),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	n := 0
-	for len(want) > 0 {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("reading %s: %v", topic, ctx.Err())
+	for _, r := range topicRecords(t, brokers, stream.PairsTopic("g")) {
+		if len(r.Value) > 0 && !strings.Contains(string(r.Key), "#") { // a part's first record, not a mark
+			n++
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			end, ok := want[r.Partition]
-			if !ok || r.Offset >= end {
-				return
-			}
-			if !r.Attrs.IsControl() && len(r.Value) > 0 { // a part, not a mark
-				n++
-			}
-			if r.Offset+1 >= end {
-				delete(want, r.Partition)
-			}
-		})
 	}
 	return n
 }
@@ -1741,24 +1708,25 @@ func TestStreamResultTooLarge(t *testing.T) {
 	if names != n {
 		t.Errorf("the results list %d span names, want %d", names, n)
 	}
-	if pieceCount(topicKeys(t, brokers, stream.ResultsTopic("g"))) == 0 {
+	if pieceCount(topicRecords(t, brokers, stream.ResultsTopic("g"))) == 0 {
 		t.Error("no result was written in pieces")
 	}
 }
 
-// pieceCount counts the keys of pieces after a value's first.
-func pieceCount(keys []string) int {
+// pieceCount counts the records of pieces after a value's first.
+func pieceCount(recs []*kgo.Record) int {
 	n := 0
-	for _, key := range keys {
-		if strings.Contains(key, "#") {
+	for _, r := range recs {
+		if strings.Contains(string(r.Key), "#") {
 			n++
 		}
 	}
 	return n
 }
 
-// topicKeys reads the keys of every committed record of topic.
-func topicKeys(t *testing.T, brokers []string, topic string) []string {
+// topicRecords reads every committed record of topic up to its end when
+// called.
+func topicRecords(t *testing.T, brokers []string, topic string) []*kgo.Record {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords())
@@ -1766,7 +1734,7 @@ func topicKeys(t *testing.T, brokers []string, topic string) []string {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
 	if err != nil {
@@ -1778,22 +1746,26 @@ func topicKeys(t *testing.T, brokers []string, topic string) []string {
 			want[o.Partition] = o.Offset
 		}
 	})
-	var keys []string
+	var recs []*kgo.Record
 	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
 			t.Fatalf("reading %s: %v", topic, err)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() {
-				keys = append(keys, string(r.Key))
+			end, ok := want[r.Partition]
+			if !ok || r.Offset >= end {
+				return
 			}
-			if r.Offset+1 >= want[r.Partition] {
+			if !r.Attrs.IsControl() {
+				recs = append(recs, r)
+			}
+			if r.Offset+1 >= end {
 				delete(want, r.Partition)
 			}
 		})
 	}
-	return keys
+	return recs
 }
 
 // quickMember starts a member of group g re-keying otlp_spans, with short
