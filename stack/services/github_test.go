@@ -83,8 +83,20 @@ func TestWindowStore(t *testing.T) {
 	if len(s.byLogin["x"]) != 1 {
 		t.Errorf("undo left %v", s.byLogin["x"])
 	}
-	s.evict(20 * day)
-	if len(s.byLogin) != 0 {
-		t.Errorf("old entries kept: %v", s.byLogin)
+	// Time is kept per partition: another partition's later events evict
+	// nothing of this one's.
+	s.evict(map[int32]int64{3: 400 * day})
+	if len(s.byLogin["x"]) != 1 {
+		t.Errorf("another partition's time evicted %v", a)
+	}
+	s.evict(map[int32]int64{0: 11 * day})
+	if len(s.byLogin["x"]) != 1 {
+		t.Errorf("evicted within the window and its day of grace: %v", s.byLogin)
+	}
+	s.evict(map[int32]int64{0: 5 * day}) // time does not go back
+	s.add(entry{Side: "j", Login: "y", Partition: 3, EventMs: 399 * day})
+	s.evict(map[int32]int64{0: 20 * day})
+	if len(s.byLogin["x"]) != 0 || len(s.byLogin["y"]) != 1 {
+		t.Errorf("after partition 0 reached day 20: %v", s.byLogin)
 	}
 }

@@ -43,7 +43,10 @@ type JoinOptions struct {
 
 // entry is one buffered input in the window store, and one changelog record.
 type entry struct {
-	Side        string `json:"side"` // source topic
+	Side string `json:"side"` // source topic
+	// Partition is the source partition it came from (the same for both
+	// topics: they are keyed by user id).
+	Partition   int32  `json:"partition"`
 	Login       string `json:"login"`
 	ID          int64  `json:"id"`
 	Type        string `json:"type"`
@@ -51,14 +54,20 @@ type entry struct {
 	TraceParent string `json:"traceparent,omitempty"`
 }
 
-// windowStore holds inputs by login. Entries older than the newest event
-// time minus the window (and a day of grace) are evicted after commits.
+// windowStore holds inputs by login. Entries older than their partition's
+// newest event time minus the window (and a day of grace) are evicted
+// after commits. Time is kept per partition, as Kafka Streams keeps it
+// per task: partitions are read at different paces (one that catches up
+// after a restart is days of event time behind the others), and a time
+// kept for all would evict what a lagging partition's next records join.
 type windowStore struct {
 	byLogin map[string][]entry
-	maxMs   int64
+	maxMs   map[int32]int64
 }
 
-func newWindowStore() *windowStore { return &windowStore{byLogin: map[string][]entry{}} }
+func newWindowStore() *windowStore {
+	return &windowStore{byLogin: map[string][]entry{}, maxMs: map[int32]int64{}}
+}
 
 func (s *windowStore) matches(e entry) []entry {
 	var out []entry
@@ -86,15 +95,17 @@ func (s *windowStore) undo(e entry) {
 	}
 }
 
-func (s *windowStore) evict(newest int64) {
-	if newest > s.maxMs {
-		s.maxMs = newest
+// evict notes the newest event time of each partition and drops what
+// fell out of the window of its partition's.
+func (s *windowStore) evict(newest map[int32]int64) {
+	for p, ms := range newest {
+		s.maxMs[p] = max(s.maxMs[p], ms)
 	}
-	cut := s.maxMs - (stargazers.Window + 24*time.Hour).Milliseconds()
+	keep := (stargazers.Window + 24*time.Hour).Milliseconds()
 	for login, l := range s.byLogin {
 		kept := l[:0]
 		for _, e := range l {
-			if e.EventMs >= cut {
+			if latest, ok := s.maxMs[e.Partition]; !ok || e.EventMs >= latest-keep {
 				kept = append(kept, e)
 			}
 		}
@@ -176,7 +187,6 @@ func restore(ctx context.Context, cfg *Config, store *windowStore) (int, error) 
 			}
 		})
 	}
-	store.evict(0)
 	return n, nil
 }
 
@@ -272,7 +282,7 @@ func RunJoin(ctx context.Context, cfg Config, opts JoinOptions) error {
 		}
 		var added []entry
 		var produced, processed, skipped int64
-		var newest int64
+		newest := map[int32]int64{}
 		// A write that fails aborts the transaction: Kafka would commit
 		// the others, and the input offsets past what was never written.
 		var failed atomic.Bool
@@ -289,7 +299,7 @@ func RunJoin(ctx context.Context, cfg Config, opts JoinOptions) error {
 				logger.Printf("skipping record %s/%d@%d: %v", r.Topic, r.Partition, r.Offset, err)
 				return
 			}
-			e := entry{Side: r.Topic, Login: ev.Data.Login, ID: ev.Data.ID, Type: ev.Data.Type, EventMs: ev.CreatedAt.UnixMilli()}
+			e := entry{Side: r.Topic, Partition: r.Partition, Login: ev.Data.Login, ID: ev.Data.ID, Type: ev.Data.Type, EventMs: ev.CreatedAt.UnixMilli()}
 			if sc := oteltrace.SpanContextFromContext(r.Context); sc.IsValid() {
 				carrier := propagation.MapCarrier{}
 				W3C.Inject(r.Context, carrier)
@@ -304,9 +314,7 @@ func RunJoin(ctx context.Context, cfg Config, opts JoinOptions) error {
 				Key: []byte(fmt.Sprintf("%s/%d/%d", e.Side, e.ID, e.EventMs)), Value: val}, wrote)
 			store.add(e)
 			added = append(added, e)
-			if e.EventMs > newest {
-				newest = e.EventMs
-			}
+			newest[r.Partition] = max(newest[r.Partition], e.EventMs)
 		})
 		try := kgo.TryCommit
 		if err := sess.Client().Flush(ctx); err != nil || failed.Load() {

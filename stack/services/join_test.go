@@ -148,3 +148,74 @@ func (w lockedLog) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.b.Write(p)
 }
+
+// TestJoinPartitionTime: one partition's records are months of event time
+// ahead of another's (as when a restarted join catches up on partitions
+// fetched at different paces). The partition behind still joins its
+// records: its buffered inputs are not evicted by the other's time, as
+// they were when the store kept one time for all.
+func TestJoinPartitionTime(t *testing.T) {
+	topics := []string{stargazers.TopicKafka, stargazers.TopicJackdaw, stargazers.TopicResults, stargazers.TopicJoinStore}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in := mustClient(t, kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	send := func(topic string, p int32, login string, at time.Time) {
+		t.Helper()
+		val, err := stargazers.Encode(stargazers.Event{Type: "STARGAZERS", CreatedAt: at, Data: stargazers.User{Login: login, ID: int64(len(login)), Type: "User"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := in.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: p, Key: []byte(login), Value: val}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	march := time.Date(2019, 3, 1, 0, 0, 0, 0, time.UTC)
+	send(stargazers.TopicKafka, 0, "ahead", march.AddDate(0, 4, 0))
+	send(stargazers.TopicKafka, 1, "behind", march)
+	var logs strings.Builder
+	var mu sync.Mutex
+	done := make(chan error, 1)
+	go func() {
+		done <- RunJoin(ctx, Config{Kafka: stream.Kafka{Brokers: brokers}, Health: "127.0.0.1:0", Log: lockedLog{&mu, &logs}}, JoinOptions{})
+	}()
+	// Both inputs joined and committed, then the other side of "behind".
+	adm := kadm.NewClient(mustClient(t, kgo.SeedBrokers(brokers...)))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		offsets, err := adm.FetchOffsets(ctx, JoinName)
+		o0, _ := offsets.Lookup(stargazers.TopicKafka, 0)
+		o1, _ := offsets.Lookup(stargazers.TopicKafka, 1)
+		if err == nil && o0.At == 1 && o1.At == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			mu.Lock()
+			t.Fatalf("the join did not commit its first inputs:\n%s", logs.String())
+		}
+	}
+	send(stargazers.TopicJackdaw, 1, "behind", march.AddDate(0, 0, 1))
+	out := mustClient(t, kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(stargazers.TopicResults), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	pctx, stop := context.WithTimeout(ctx, 10*time.Second)
+	fs := out.PollFetches(pctx)
+	stop()
+	var got []string
+	fs.EachRecord(func(r *kgo.Record) {
+		var res stargazers.Result
+		json.Unmarshal(r.Value, &res)
+		got = append(got, res.Login)
+	})
+	if len(got) != 1 || got[0] != "behind" {
+		mu.Lock()
+		t.Errorf("results %q, want [behind]:\n%s", got, logs.String())
+		mu.Unlock()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+}
