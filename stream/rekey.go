@@ -44,7 +44,9 @@ func (m *member) rekeying() (*kgo.GroupTransactSession, error) {
 		kgo.RebalanceTimeout(15*time.Second),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(marksPartitioner{kgo.StickyKeyPartitioner(nil)}), // a trace's records on one partition
-		kgo.ProducerBatchMaxBytes(recordMaxBytes),
+		// A batch no larger than the spans topic takes (the values'
+		// size, before compression, is what franz-go bounds).
+		kgo.ProducerBatchMaxBytes(int32(m.spanRecordMax+recordRoom/2)),
 		internalCompression(),
 	)...)
 }
@@ -116,7 +118,7 @@ func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 			}
 			m.metrics.spansIn.Add(float64(pieceSpans(cut)))
 			for _, p := range cut {
-				fitted, err := fit(p, dec)
+				fitted, err := fit(p, dec, m.spanRecordMax)
 				if err != nil { // the record's other spans go on
 					m.poison(r, err)
 				}
@@ -283,17 +285,18 @@ func (tp markTopicPartitioner) Partition(r *kgo.Record, n int) int {
 // larger than it (a large trace in one record of a collector that writes
 // large records) is cut into pieces of fewer of its spans, so that the
 // spans topic takes it whatever its max.message.bytes, as Kafka's default
-// (about 1 MiB) does; a single span larger still goes alone, up to
-// recordMaxBytes.
+// (about 1 MiB) does; a single span larger still goes alone, up to what
+// the spans topic takes (member.spanRecordMax).
 const maxPieceBytes = 900 << 10
 
-// fit cuts a piece larger than maxPieceBytes into pieces of the trace's
-// spans that are not, decoded and written again (rare: the spans of a
-// record are otherwise copied as they came), halving until each fits. A
-// span larger than recordMaxBytes, or a piece that does not decode, fails
+// fit cuts a piece larger than maxPieceBytes (or most) into pieces of the
+// trace's spans that are not, decoded and written again (rare: the spans
+// of a record are otherwise copied as they came), halving until each
+// fits. A span larger than most, or a piece that does not decode, fails
 // (the pieces cut before are returned).
-func fit(p engine.TracePiece, d decoding) ([]engine.TracePiece, error) {
-	if len(p.Data) <= maxPieceBytes {
+func fit(p engine.TracePiece, d decoding, most int) ([]engine.TracePiece, error) {
+	bound := min(maxPieceBytes, most)
+	if len(p.Data) <= bound {
 		return []engine.TracePiece{p}, nil
 	}
 	ts, err := decode(p.Data, EncodingProto, d)
@@ -310,13 +313,13 @@ func fit(p engine.TracePiece, d decoding) ([]engine.TracePiece, error) {
 		switch {
 		case err != nil:
 			return err
-		case len(data) > maxPieceBytes && len(spans) > 1:
+		case len(data) > bound && len(spans) > 1:
 			if err := cut(spans[:len(spans)/2]); err != nil {
 				return err
 			}
 			return cut(spans[len(spans)/2:])
-		case len(data) > recordMaxBytes:
-			return fmt.Errorf("span %s of trace %s takes %d bytes, more than a record of the spans topic may (%d)", spans[0].SpanID, p.ID, len(data), recordMaxBytes)
+		case len(data) > most:
+			return fmt.Errorf("span %s of trace %s takes %d bytes, more than a record of the spans topic may (%d)", spans[0].SpanID, p.ID, len(data), most)
 		}
 		out = append(out, engine.TracePiece{ID: p.ID, Spans: len(spans), Data: data})
 		return nil

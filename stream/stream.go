@@ -330,6 +330,10 @@ type member struct {
 	// partitions are added: grown).
 	pairKeys      int
 	gatheredParts atomic.Int32
+	// spanRecordMax is the largest record the re-keying writes: the spans
+	// topic's limit (made by an earlier member, it may be Kafka's
+	// default), less room for its batch.
+	spanRecordMax int
 	// known is what the member knows of the whole set (engine.Facts),
 	// learnt from all it counted.
 	knownMu   sync.Mutex
@@ -536,7 +540,6 @@ func (m *member) gathering() (*kgo.GroupTransactSession, error) {
 		// Transactions' ends come as records too, so that a partition's
 		// offsets are all seen: restoring ends at the last stable offset.
 		kgo.KeepControlRecords(),
-		kgo.ProducerBatchMaxBytes(recordMaxBytes),
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		internalCompression(),

@@ -1507,20 +1507,7 @@ func TestStreamLargeRecord(t *testing.T) {
 	}
 	// One trace of 3000 spans: a server span's children, each with an
 	// attribute of a kilobyte.
-	big := synth.Generate(synth.Config{Traces: 1, Seed: 21})[:1]
-	big[0].ID = trace.TraceID{High: 0xb16, Low: 1} // not one of the ordinary traces' IDs
-	root := big[0].Spans[0]
-	root.TraceID, root.Refs = big[0].ID, nil
-	big[0].Spans[0] = root
-	pad := strings.Repeat("x", 1000)
-	big[0].Spans = big[0].Spans[:1]
-	for i := range 2999 {
-		s := root
-		s.SpanID = trace.SpanID(1000 + i)
-		s.Refs = []trace.Ref{{Type: trace.RefParent, TraceID: root.TraceID, SpanID: root.SpanID}}
-		s.Attributes = trace.Attributes{{Key: "pad", Value: pad}}
-		big[0].Spans = append(big[0].Spans, s)
-	}
+	big := largeTrace(1, 3000, func(int) string { return strings.Repeat("x", 1000) })
 	data, err := file.MarshalOTLPProto(big)
 	if err != nil {
 		t.Fatal(err)
@@ -1548,6 +1535,90 @@ func TestStreamLargeRecord(t *testing.T) {
 	g, _ := p.Finish()
 	if spans := len(big[0].Spans) + 10*len(ts); g.Spans != spans {
 		t.Errorf("the results hold %d spans, want %d", g.Spans, spans)
+	}
+}
+
+// largeTrace is a trace of n spans, a server span and its children, each
+// child with an attribute pad(i); its ID is not one synth gives.
+func largeTrace(id uint64, n int, pad func(i int) string) []trace.Trace {
+	big := synth.Generate(synth.Config{Traces: 1, Seed: 21})[:1]
+	big[0].ID = trace.TraceID{High: 0xb16, Low: id}
+	root := big[0].Spans[0]
+	root.TraceID, root.Refs = big[0].ID, nil
+	big[0].Spans = []trace.Span{root}
+	for i := range n - 1 {
+		s := root
+		s.SpanID = trace.SpanID(1000 + i)
+		s.Refs = []trace.Ref{{Type: trace.RefParent, TraceID: root.TraceID, SpanID: root.SpanID}}
+		s.Attributes = trace.Attributes{{Key: "pad", Value: pad(i)}}
+		big[0].Spans = append(big[0].Spans, s)
+	}
+	return big
+}
+
+// TestStreamOldTopics: the internal topics were made by earlier members,
+// with Kafka's default largest record (about 1 MiB), and the spans are
+// large and do not compress. The re-keying writes batches the spans
+// topic takes (it wrote batches of up to 16 MiB, refused, and aborted for
+// ever), and a span larger than that topic takes is counted as
+// undecodable, not written; every other trace is published.
+func TestStreamOldTopics(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	adm := admin(t, brokers)
+	maxBytes := strconv.Itoa(16 << 20)
+	if _, err := adm.CreateTopic(context.Background(), 2, 1, map[string]*string{"max.message.bytes": &maxBytes}, "otlp_spans"); err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{stream.SpansTopic("g"), stream.SegmentsTopic("g"), stream.PairsTopic("g"), stream.ResultsTopic("g")} {
+		if _, err := adm.CreateTopic(context.Background(), 2, 1, nil, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	random := func(n int) string {
+		const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/"
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = letters[rng.IntN(len(letters))]
+		}
+		return string(b)
+	}
+	big := largeTrace(1, 3000, func(int) string { return random(1000) })
+	huge := largeTrace(2, 2, func(int) string { return random(1536 << 10) })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("otlp_spans"), kgo.ProducerBatchMaxBytes(16<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, tr := range [][]trace.Trace{big, huge} {
+		data, err := file.MarshalOTLPProto(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: data}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts := synth.Generate(synth.Config{Traces: 20, SpansPerTrace: 10, Seed: 22})
+	produceSpans(t, brokers, "otlp_spans", ts, false, "")
+	stop, log := quickMember(t, brokers)
+	defer stop()
+	awaitTraces(t, brokers, len(ts)+2, log) // the huge trace's server span goes on alone
+	p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := p.Finish()
+	if spans := len(big[0].Spans) + 1 + 10*len(ts); g.Spans != spans {
+		t.Errorf("the results hold %d spans, want %d", g.Spans, spans)
+	}
+	if !strings.Contains(log(), "more than a record of the spans topic may (983052)") {
+		t.Errorf("the span too large for the spans topic was not told:\n%s", log())
 	}
 }
 

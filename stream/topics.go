@@ -91,6 +91,12 @@ func (m *member) ensureTopics(ctx context.Context) error {
 		if parts, err = partitions(ctx, m.cfg.Kafka, adm, m.spans); err != nil {
 			return fmt.Errorf("spans topic %s: %w", m.spans, err)
 		}
+		limit, err := maxMessageBytes(ctx, adm, m.spans)
+		if err != nil {
+			limit = kafkaDefaultMaxBytes
+			m.log.Printf("spans topic %s: its max.message.bytes could not be read (%v): taking Kafka's default, %d", m.spans, err, limit)
+		}
+		m.spanRecordMax = min(limit, recordMaxBytes) - recordRoom
 	}
 	segments := SegmentsTopic(m.cfg.Group)
 	if err := create(ctx, adm, segments, parts, deletedAfter(segmentsRetention)); err != nil {
@@ -176,10 +182,42 @@ func create(ctx context.Context, adm *kadm.Client, topic string, n int32, cfg ma
 func ptr(s string) *string { return &s }
 
 // recordMaxBytes is the largest record of the internal topics, set on each
-// as a member makes it and on the members' producers: more than Kafka's
-// default (about 1 MiB), which a re-keyed span larger than that needs
-// (a trace's piece is cut smaller where it can be: maxPieceBytes).
+// as a member makes it: more than Kafka's default (about 1 MiB), which a
+// re-keyed span larger than that needs (a trace's piece is cut smaller
+// where it can be: maxPieceBytes). The re-keying writes no larger batch
+// than the spans topic takes (member.spanRecordMax); every other record
+// is under 1 MiB, and so under the producer's default bound.
 const recordMaxBytes = 16 << 20
+
+// kafkaDefaultMaxBytes is Kafka's default max.message.bytes, that of a
+// topic made without it.
+const kafkaDefaultMaxBytes = 1048588
+
+// recordRoom is what a record batch takes beside its records' values, at
+// most, as a member writes them: a batch's limit less it bounds a value.
+const recordRoom = 64 << 10
+
+// maxMessageBytes reads topic's max.message.bytes: the largest record
+// batch, compressed, that Kafka takes on it.
+func maxMessageBytes(ctx context.Context, adm *kadm.Client, topic string) (int, error) {
+	cfgs, err := adm.DescribeTopicConfigs(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	rc, err := cfgs.On(topic, nil)
+	if err == nil {
+		err = rc.Err
+	}
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range rc.Configs {
+		if c.Key == "max.message.bytes" && c.Value != nil {
+			return strconv.Atoi(*c.Value)
+		}
+	}
+	return kafkaDefaultMaxBytes, nil
+}
 
 // valueMaxBytes is the largest value a member writes in one record of the
 // results or the pairs topic (a variable for tests); a larger one is cut
