@@ -14,12 +14,12 @@ import (
 // A value larger than valueMaxBytes — a segment's result or a pairing
 // part, which grow with the spans and with the strings inside the traces
 // (span names that carry IDs, long message IDs) — is written as several
-// records of one transaction on its partition, all
-// with one timestamp: the first under its key, with its headers and the
-// header partsHeader saying how many there are and the CRC-32C of the
-// whole value, then the rest of the bytes under its key with "#1",
-// "#2"… appended. A reader joins them; pieces left from an earlier,
-// longer value under the same key lie past the count and are not read.
+// records of one transaction on its partition, all with one timestamp:
+// the first under its key, with its headers and the header partsHeader
+// saying how many there are (two or more) and the CRC-32C of the whole
+// value, then the rest of the bytes under its key with "#1", "#2"…
+// appended. A reader joins them; pieces left from an earlier, longer
+// value under the same key lie past the count and are not read.
 const partsHeader = "ktrace.parts"
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -79,8 +79,8 @@ func joinOf(r *kgo.Record) (*joining, error) {
 		count, sum, ok := strings.Cut(string(h.Value), "/")
 		n, err1 := strconv.Atoi(count)
 		crc, err2 := strconv.ParseUint(sum, 16, 32)
-		if !ok || err1 != nil || err2 != nil || n < 1 {
-			return nil, fmt.Errorf("%s header %q: want COUNT/CRC", partsHeader, h.Value)
+		if !ok || err1 != nil || err2 != nil || n < 2 {
+			return nil, fmt.Errorf("%s header %q: want COUNT/CRC, two pieces or more", partsHeader, h.Value)
 		}
 		return &joining{n: n, sum: uint32(crc), data: append([]byte(nil), r.Value...), got: 1}, nil
 	}

@@ -73,6 +73,14 @@ func TestCut(t *testing.T) {
 		t.Errorf("a piece of another value: %v", err)
 	}
 
+	// A header that does not say two pieces or more is an error.
+	for _, v := range []string{"1/00000000", "x/0", "3"} {
+		bad := &kgo.Record{Key: []byte(key), Value: data[:10], Headers: []kgo.RecordHeader{{Key: partsHeader, Value: []byte(v)}}}
+		if _, err := resultValue(key, bad, nil); err == nil {
+			t.Errorf("header %q read", v)
+		}
+	}
+
 	// A value within the bound is one record, as it always was.
 	small := cut(&kgo.Record{Key: []byte(key), Value: data[:1000]})
 	if len(small) != 1 || len(small[0].Headers) != 0 {
