@@ -1495,47 +1495,75 @@ func TestStreamNeverQuiet(t *testing.T) {
 // published whole (a write refused was lost: the transaction committed
 // the input's offsets all the same).
 func TestStreamLargeRecord(t *testing.T) {
+	brokers := largeRecordsTopic(t)
+	// One trace of 3000 spans: a server span's children, each with an
+	// attribute of a kilobyte.
+	big := largeTrace(1, 3000, func(int) string { return strings.Repeat("x", 1000) })
+	if size := produceLarge(t, brokers, big); size < 3<<20 {
+		t.Fatalf("the large record holds %d bytes, want at least 3 MiB", size)
+	}
+	amongOrdinary(t, brokers, 1, len(big[0].Spans))
+}
+
+// largeRecordsTopic starts a broker whose span topic otlp_spans, of two
+// partitions, takes records of up to 16 MiB (closed at the test's end).
+func largeRecordsTopic(t *testing.T) (brokers []string) {
+	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	t.Cleanup(cluster.Close)
+	brokers = cluster.ListenAddrs()
 	maxBytes := strconv.Itoa(16 << 20)
 	if _, err := admin(t, brokers).CreateTopic(context.Background(), 2, 1, map[string]*string{"max.message.bytes": &maxBytes}, "otlp_spans"); err != nil {
 		t.Fatal(err)
 	}
-	// One trace of 3000 spans: a server span's children, each with an
-	// attribute of a kilobyte.
-	big := largeTrace(1, 3000, func(int) string { return strings.Repeat("x", 1000) })
-	data, err := file.MarshalOTLPProto(big)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(data) < 3<<20 {
-		t.Fatalf("the large record holds %d bytes, want at least 3 MiB", len(data))
-	}
+	return brokers
+}
+
+// produceLarge writes each of sets as one record to otlp_spans, returning
+// the largest record's size.
+func produceLarge(t *testing.T, brokers []string, sets ...[]trace.Trace) (largest int) {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("otlp_spans"), kgo.ProducerBatchMaxBytes(16<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: data}).FirstErr(); err != nil {
-		t.Fatal(err)
+	for _, ts := range sets {
+		data, err := file.MarshalOTLPProto(ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		largest = max(largest, len(data))
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: data}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
 	}
+	return largest
+}
+
+// amongOrdinary writes 20 ordinary traces of 10 spans to otlp_spans after
+// what the test wrote there, runs a member until its results hold them
+// and the test's traces (more), and checks they hold their spans and the
+// test's (spans); it returns what the member logged.
+func amongOrdinary(t *testing.T, brokers []string, more, spans int) (log func() string) {
+	t.Helper()
 	ts := synth.Generate(synth.Config{Traces: 20, SpansPerTrace: 10, Seed: 22})
 	produceSpans(t, brokers, "otlp_spans", ts, false, "")
 	stop, log := quickMember(t, brokers)
-	defer stop()
-	awaitTraces(t, brokers, len(ts)+1, log)
+	t.Cleanup(stop)
+	awaitTraces(t, brokers, len(ts)+more, log)
 	p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	g, _ := p.Finish()
-	if spans := len(big[0].Spans) + 10*len(ts); g.Spans != spans {
-		t.Errorf("the results hold %d spans, want %d", g.Spans, spans)
+	if want := spans + 10*len(ts); g.Spans != want {
+		t.Errorf("the results hold %d spans, want %d", g.Spans, want)
 	}
+	return log
 }
 
 // largeTrace is a trace of n spans, a server span and its children, each
@@ -1563,19 +1591,9 @@ func largeTrace(id uint64, n int, pad func(i int) string) []trace.Trace {
 // ever), and a span larger than that topic takes is counted as
 // undecodable, not written; every other trace is published.
 func TestStreamOldTopics(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
-	adm := admin(t, brokers)
-	maxBytes := strconv.Itoa(16 << 20)
-	if _, err := adm.CreateTopic(context.Background(), 2, 1, map[string]*string{"max.message.bytes": &maxBytes}, "otlp_spans"); err != nil {
-		t.Fatal(err)
-	}
+	brokers := largeRecordsTopic(t)
 	for _, topic := range []string{stream.SpansTopic("g"), stream.SegmentsTopic("g"), stream.PairsTopic("g"), stream.ResultsTopic("g")} {
-		if _, err := adm.CreateTopic(context.Background(), 2, 1, nil, topic); err != nil {
+		if _, err := admin(t, brokers).CreateTopic(context.Background(), 2, 1, nil, topic); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -1590,33 +1608,9 @@ func TestStreamOldTopics(t *testing.T) {
 	}
 	big := largeTrace(1, 3000, func(int) string { return random(1000) })
 	huge := largeTrace(2, 2, func(int) string { return random(1536 << 10) })
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("otlp_spans"), kgo.ProducerBatchMaxBytes(16<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	for _, tr := range [][]trace.Trace{big, huge} {
-		data, err := file.MarshalOTLPProto(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: data}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ts := synth.Generate(synth.Config{Traces: 20, SpansPerTrace: 10, Seed: 22})
-	produceSpans(t, brokers, "otlp_spans", ts, false, "")
-	stop, log := quickMember(t, brokers)
-	defer stop()
-	awaitTraces(t, brokers, len(ts)+2, log) // the huge trace's server span goes on alone
-	p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, _ := p.Finish()
-	if spans := len(big[0].Spans) + 1 + 10*len(ts); g.Spans != spans {
-		t.Errorf("the results hold %d spans, want %d", g.Spans, spans)
-	}
+	produceLarge(t, brokers, big, huge)
+	// The huge trace's server span is published alone.
+	log := amongOrdinary(t, brokers, 2, len(big[0].Spans)+1)
 	if !strings.Contains(log(), "more than a record of the spans topic may (983052)") {
 		t.Errorf("the span too large for the spans topic was not told:\n%s", log())
 	}

@@ -69,12 +69,7 @@ func TestRestoreSlowBroker(t *testing.T) {
 // past the results never written, which were lost), and the records be
 // joined again: every expected result reaches stargazers-results, once.
 func TestJoinWriteFails(t *testing.T) {
-	topics := []string{stargazers.TopicKafka, stargazers.TopicJackdaw, stargazers.TopicResults, stargazers.TopicJoinStore}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
+	cluster := joinCluster(t, 1)
 	brokers := cluster.ListenAddrs()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -128,6 +123,19 @@ func TestJoinWriteFails(t *testing.T) {
 	}
 }
 
+// joinCluster is a broker with the join's topics, of n partitions each,
+// closed at the test's end.
+func joinCluster(t *testing.T, n int32) *kfake.Cluster {
+	t.Helper()
+	topics := []string{stargazers.TopicKafka, stargazers.TopicJackdaw, stargazers.TopicResults, stargazers.TopicJoinStore}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(n, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	return cluster
+}
+
 func mustClient(t *testing.T, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
 	cl, err := kgo.NewClient(opts...)
@@ -155,13 +163,7 @@ func (w lockedLog) Write(p []byte) (int, error) {
 // records: its buffered inputs are not evicted by the other's time, as
 // they were when the store kept one time for all.
 func TestJoinPartitionTime(t *testing.T) {
-	topics := []string{stargazers.TopicKafka, stargazers.TopicJackdaw, stargazers.TopicResults, stargazers.TopicJoinStore}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topics...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	brokers := joinCluster(t, 2).ListenAddrs()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	in := mustClient(t, kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
