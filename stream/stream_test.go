@@ -1747,17 +1747,9 @@ func TestStreamResultTooLarge(t *testing.T) {
 		}
 	}
 	produceSpans(t, brokers, "otlp_spans", ts, true, "")
-	var logs strings.Builder
-	var mu sync.Mutex
-	stop := startMember(t, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
-		Window: 300 * time.Millisecond, Instance: "m", Log: lockedWriter{&mu, &logs}, ByTraceID: true})
+	stop, log := quickMember(t, brokers, func(c *stream.Config) { c.ByTraceID = true })
 	defer stop()
-	for deadline := time.Now().Add(20 * time.Second); publishedTraces(brokers, "g") < len(ts); time.Sleep(200 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			mu.Lock()
-			t.Fatalf("%d traces published, want %d:\n%.3000s", publishedTraces(brokers, "g"), len(ts), logs.String())
-		}
-	}
+	awaitTraces(t, brokers, len(ts), log)
 	p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -1834,12 +1826,17 @@ func topicRecords(t *testing.T, brokers []string, topic string) []*kgo.Record {
 }
 
 // quickMember starts a member of group g re-keying otlp_spans, with short
-// idle and window times; log reads what it logged so far.
-func quickMember(t *testing.T, brokers []string) (stop func(), log func() string) {
+// idle and window times, its config changed by each of tweaks; log reads
+// what it logged so far.
+func quickMember(t *testing.T, brokers []string, tweaks ...func(*stream.Config)) (stop func(), log func() string) {
 	var logs strings.Builder
 	var mu sync.Mutex
-	stop = startMember(t, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
-		Window: 300 * time.Millisecond, Instance: "m", Log: lockedWriter{&mu, &logs}})
+	cfg := stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
+		Window: 300 * time.Millisecond, Instance: "m", Log: lockedWriter{&mu, &logs}}
+	for _, tweak := range tweaks {
+		tweak(&cfg)
+	}
+	stop = startMember(t, cfg)
 	return stop, func() string {
 		mu.Lock()
 		defer mu.Unlock()
