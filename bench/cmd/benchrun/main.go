@@ -60,6 +60,8 @@ func main() {
 	soakRate := flag.Int("soak-rate", 20_000, "spans per second in the -soak run")
 	steady := flag.Duration("steady", 0, "with -only-stream: instead, run Jaeger and one member side by side this long at -steady-rate spans/s, re-keyed and keyed")
 	steadyRate := flag.Int("steady-rate", 100_000, "spans per second in the -steady runs")
+	instructions := flag.Bool("instructions", false, "with -only-stream: instead, count the instructions per span of 1, 2 and 4 members under callgrind (valgrind), on -stream-spans spans")
+	flag.StringVar(&callgrindKeep, "keep-callgrind", "", "with -instructions: keep the members' callgrind counts in this directory (read them with callgrind_annotate)")
 	flag.Parse()
 	ctx := context.Background()
 	stopOnSignal()
@@ -76,6 +78,10 @@ func main() {
 			ts := synth.Generate(synth.Standard(100_000))
 			streamSteady(ctx, work, bin, ts, *steadyRate, *steady, false)
 			streamSteady(ctx, work, bin, ts, *steadyRate, *steady, true)
+		case *instructions:
+			cfg := synth.Standard(*streamSpans)
+			cfg.Traces, cfg.SpansPerTrace, cfg.LinkShare = *streamSpans / *perTrace, *perTrace, *linkShare
+			instructionRuns(ctx, work, bin, synth.Generate(cfg), 300)
 		default:
 			streamSet(ctx, work, bin, *streamSpans, *perTrace, *linkShare)
 		}

@@ -49,7 +49,7 @@ func streamRuns(ctx context.Context, work, bin string, ts []trace.Trace, perReco
 		fmt.Sprintf("%d spans, %s of CPU (its process, start-up excluded; %s)", n, j.cpu().Round(time.Millisecond), j))
 	var one, oneUser float64
 	for _, members := range []int{1, 2, 4} {
-		r := ktraceStream(ctx, work, bin, cluster, brokers, recs, n, len(ts), members, false)
+		r := ktraceStream(ctx, work, bin, cluster, brokers, recs, n, len(ts), members, how{})
 		perSpan, perSpanUser := r.cpu.Seconds()/float64(n), r.used.user.Seconds()/float64(n)
 		if members == 1 {
 			one, oneUser = perSpan, perSpanUser
@@ -71,12 +71,39 @@ func streamRuns(ctx context.Context, work, bin string, ts []trace.Trace, perReco
 	fmt.Fprintln(os.Stderr, "resting 90s before the keyed runs")
 	time.Sleep(90 * time.Second)
 	jk := jaegerSpanmetrics(ctx, work, cluster, brokers, "keyed", keyed, n)
-	r := ktraceStream(ctx, work, bin, cluster, brokers, keyed, n, len(ts), 1, true)
+	r := ktraceStream(ctx, work, bin, cluster, brokers, keyed, n, len(ts), 1, how{byTraceID: true})
 	record("keyed by trace ID: Jaeger, then ktrace stream --partitioned-by-trace (1 member)",
 		fmt.Sprintf("%.0f, %.0f spans/CPU-s", float64(n)/jk.cpu().Seconds(), float64(n)/r.cpu.Seconds()),
 		fmt.Sprintf("%.2f× Jaeger's per CPU (user time alone: %.2f×); Jaeger %s, ktrace %s; internal topics %.0f%% of the input's %d MiB; peak %d MiB resident",
 			jk.cpu().Seconds()/r.cpu.Seconds(), jk.user.Seconds()/r.used.user.Seconds(), jk, r.used,
 			100*float64(r.internal)/float64(r.input), r.input>>20, r.rss>>20))
+}
+
+// instructionRuns counts the instructions members execute per span, with
+// 1, 2 and 4 members under callgrind on the same records: the scale-out
+// cost in a measure that, unlike CPU time, does not move with what the
+// VM charges for a page fault or with what else the machine runs.
+// Callgrind runs a member about fifty times slower, so the set is small.
+func instructionRuns(ctx context.Context, work, bin string, ts []trace.Trace, perRecord int) {
+	if _, err := exec.LookPath("callgrind_control"); err != nil {
+		check(fmt.Errorf("-instructions needs valgrind (Debian's package valgrind): %w", err))
+	}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	check(err)
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	recs, n := exporterRecords(ts, perRecord)
+	fmt.Fprintf(os.Stderr, "instructions: %d spans in %d records of about %d spans, members under callgrind\n", n, len(recs), perRecord)
+	var one float64
+	for _, members := range []int{1, 2, 4} {
+		r := ktraceStream(ctx, work, bin, cluster, brokers, recs, n, len(ts), members, how{callgrind: true})
+		perSpan := float64(r.instructions) / float64(n)
+		if members == 1 {
+			one = perSpan
+		}
+		record(fmt.Sprintf("ktrace stream, %d member(s), under callgrind", members), fmt.Sprintf("%.0f instructions/span", perSpan),
+			fmt.Sprintf("%.2f× one member's (goal ≤ 1.2); %d instructions in all, %s wall", perSpan/one, r.instructions, r.wall.Round(time.Second)))
+	}
 }
 
 // byTrace encodes each trace as a record of its own keyed by its ID, as
@@ -186,7 +213,7 @@ func statusBytes(pid int, field string) int64 {
 }
 
 func waitHTTP(ctx context.Context, url string) {
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute) // under callgrind, a member starts in about 20 s
 	for {
 		resp, err := http.Get(url)
 		if err == nil {
@@ -196,7 +223,7 @@ func waitHTTP(ctx context.Context, url string) {
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			check(fmt.Errorf("%s did not answer within a minute", url))
+			check(fmt.Errorf("%s did not answer within 3 minutes", url))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -209,9 +236,9 @@ func freeAddr() string {
 }
 
 type streamResult struct {
-	cpu, wall            time.Duration
-	used                 procStat
-	internal, input, rss int64
+	cpu, wall                          time.Duration
+	used                               procStat
+	internal, input, rss, instructions int64
 }
 
 func topicBytes(cluster *kfake.Cluster, topic string) int64 {
@@ -225,22 +252,25 @@ func topicBytes(cluster *kfake.Cluster, topic string) int64 {
 // ktraceStream runs members `ktrace stream` processes on a topic of their
 // own, writes the records once they are ready, and waits until their
 // merged results hold every trace.
-func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster, brokers []string, recs []*kgo.Record, spans, traces, members int, byTraceID bool) streamResult {
-	topic, group := fmt.Sprintf("spans-%d-%v", members, byTraceID), fmt.Sprintf("bench%d-%v", members, byTraceID)
+func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster, brokers []string, recs []*kgo.Record, spans, traces, members int, h how) streamResult {
+	topic, group := fmt.Sprintf("spans-%d-%v-%v", members, h.byTraceID, h.callgrind), fmt.Sprintf("bench%d-%v-%v", members, h.byTraceID, h.callgrind)
 	check(cluster.CreateTopic(topic, 6, nil))
-	var cmds []*exec.Cmd
+	var ms []member
 	for i := 0; i < members; i++ {
-		m := startMember(ctx, work, bin, brokers, topic, group, fmt.Sprintf("%s-%d", topic, i), byTraceID, "--trace-idle", "1s", "--window", "1s")
+		m := startMember(ctx, work, bin, brokers, topic, group, fmt.Sprintf("%s-%d", topic, i), h, "--trace-idle", "1s", "--window", "1s")
 		defer m.stop()
-		cmds = append(cmds, m.cmd)
+		ms = append(ms, m)
 	}
 	time.Sleep(2 * time.Second) // the group settled
 	stat := func() procStat {
 		var s procStat
-		for _, c := range cmds {
-			s = s.add(statOf(c.Process.Pid))
+		for _, m := range ms {
+			s = s.add(statOf(m.cmd.Process.Pid))
 		}
 		return s
+	}
+	for _, m := range ms {
+		m.zeroInstructions()
 	}
 	before, start := stat(), time.Now()
 	produceRecords(ctx, brokers, topic, recs)
@@ -251,17 +281,21 @@ func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster,
 				break
 			}
 		}
-		if time.Since(start) > 10*time.Minute {
-			check(fmt.Errorf("ktrace stream ×%d: not done after 10 minutes", members))
+		if time.Since(start) > time.Hour {
+			check(fmt.Errorf("ktrace stream ×%d: not done after an hour", members))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	used := stat().sub(before)
-	r := streamResult{cpu: used.cpu(), used: used, wall: time.Since(start), input: topicBytes(cluster, topic),
+	var instructions int64
+	for _, m := range ms {
+		instructions += m.instructions()
+	}
+	r := streamResult{cpu: used.cpu(), used: used, instructions: instructions, wall: time.Since(start), input: topicBytes(cluster, topic),
 		internal: topicBytes(cluster, stream.SpansTopic(group)) + topicBytes(cluster, stream.ResultsTopic(group)) +
 			topicBytes(cluster, stream.SegmentsTopic(group)) + topicBytes(cluster, stream.PairsTopic(group))}
-	for _, c := range cmds {
-		r.rss = max(r.rss, residentPeak(c.Process.Pid))
+	for _, m := range ms {
+		r.rss = max(r.rss, residentPeak(m.cmd.Process.Pid))
 	}
 	fmt.Fprintf(os.Stderr, "ktrace stream ×%d: %s CPU for %d spans (%s)\n", members, r.cpu, spans, used)
 	return r
@@ -269,28 +303,79 @@ func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster,
 
 // member is a `ktrace stream` process.
 type member struct {
-	cmd    *exec.Cmd
-	listen string // its /metrics, /healthz and /readyz
-	stop   func()
+	cmd       *exec.Cmd
+	listen    string // its /metrics, /healthz and /readyz
+	callgrind string // where callgrind writes its counts, "" when the member runs bare
+	stop      func()
 }
+
+// callgrindKeep is where -instructions keeps the members' counts, if
+// anywhere.
+var callgrindKeep string
+
+// how members run: on a topic keyed by trace ID (read with
+// --partitioned-by-trace) or not, and bare or under callgrind.
+type how struct{ byTraceID, callgrind bool }
 
 // startMember starts a member reading topic in group, logging to
 // work/name.log, with the flags given, and waits until it is ready.
-func startMember(ctx context.Context, work, bin string, brokers []string, topic, group, name string, byTraceID bool, flags ...string) member {
+func startMember(ctx context.Context, work, bin string, brokers []string, topic, group, name string, h how, flags ...string) member {
 	listen := freeAddr()
 	log, err := os.Create(filepath.Join(work, name+".log"))
 	check(err)
-	args := append([]string{"stream", "--kafka-brokers", strings.Join(brokers, ","), "--topic", topic, "--group", group,
+	args := append([]string{bin, "stream", "--kafka-brokers", strings.Join(brokers, ","), "--topic", topic, "--group", group,
 		"--listen", listen}, flags...)
-	if byTraceID {
+	if h.byTraceID {
 		args = append(args, "--partitioned-by-trace")
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = log
-	check(cmd.Start())
+	m := member{listen: listen}
+	if h.callgrind {
+		m.callgrind = filepath.Join(work, name+".callgrind")
+		args = append([]string{"valgrind", "--tool=callgrind", "--callgrind-out-file=" + m.callgrind}, args...)
+	}
+	m.cmd = exec.Command(args[0], args[1:]...)
+	if h.callgrind {
+		// Callgrind fails on the signals that preempt goroutines
+		// (valgrind 3.19); the scheduler still switches them at calls.
+		m.cmd.Env = append(os.Environ(), "GODEBUG=asyncpreemptoff=1")
+	}
+	m.cmd.Stderr = log
+	check(m.cmd.Start())
 	waitHTTP(ctx, "http://"+listen+"/readyz")
-	stop := started(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait(); log.Close() })
-	return member{cmd: cmd, listen: listen, stop: stop}
+	m.stop = started(func() { m.cmd.Process.Signal(syscall.SIGTERM); m.cmd.Wait(); log.Close() })
+	return m
+}
+
+// zeroInstructions sets a member's count of instructions to zero, when it
+// runs under callgrind.
+func (m member) zeroInstructions() {
+	if m.callgrind != "" {
+		check(exec.Command("callgrind_control", "-z", strconv.Itoa(m.cmd.Process.Pid)).Run())
+	}
+}
+
+// instructions is how many instructions a member under callgrind has
+// executed since its count was set to zero: callgrind writes them to a
+// file of their own (the first dump is numbered 1); 0 for a bare member.
+func (m member) instructions() int64 {
+	if m.callgrind == "" {
+		return 0
+	}
+	check(exec.Command("callgrind_control", "-d", strconv.Itoa(m.cmd.Process.Pid)).Run())
+	b, err := os.ReadFile(m.callgrind + ".1")
+	if callgrindKeep != "" { // for callgrind_annotate: exact counts per line
+		check(os.WriteFile(filepath.Join(callgrindKeep, filepath.Base(m.callgrind)), b, 0o644))
+	}
+	check(err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "totals: "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			check(err)
+			return n
+		}
+	}
+	check(fmt.Errorf("%s.1: no totals line", m.callgrind))
+	return 0
 }
 
 // metric is the value of a counter or gauge a member serves, 0 when it
@@ -329,7 +414,7 @@ func streamSteady(ctx context.Context, work, bin string, ts []trace.Trace, rate 
 	check(cluster.CreateTopic(topic, 6, nil))
 	j := startJaegerSpanmetrics(ctx, work, brokers, topic)
 	defer j.stop()
-	m := startMember(ctx, work, bin, brokers, topic, "steady", topic, byTraceID, "--trace-idle", "5s", "--window", "10s")
+	m := startMember(ctx, work, bin, brokers, topic, "steady", topic, how{byTraceID: byTraceID}, "--trace-idle", "5s", "--window", "10s")
 	defer m.stop()
 	time.Sleep(2 * time.Second) // the group settled
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
