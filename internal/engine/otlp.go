@@ -116,7 +116,7 @@ func (d *otlpDecoder) count(msgs [][]byte) bool {
 		r := wire{msg: span}
 		for r.next() { // the trace ID comes first, as a rule
 			if r.f.num == spanTraceID && r.f.typ == protowire.BytesType {
-				id, _ = traceIDOf(r.f.bytes)
+				id, _ = traceIDOf(r.bytes())
 				break
 			}
 		}
@@ -170,7 +170,7 @@ func cut[T any](block *[]T, from []T) []T {
 func (d *otlpDecoder) tracesData(msg []byte) bool {
 	r := wire{msg: msg}
 	for r.next() {
-		if r.f.num != 1 || r.f.typ != protowire.BytesType || !d.resourceSpans(r.f.bytes) {
+		if r.f.num != 1 || r.f.typ != protowire.BytesType || !d.resourceSpans(r.bytes()) {
 			return false
 		}
 	}
@@ -212,7 +212,7 @@ func (d *otlpDecoder) resource(msg []byte) (trace.Attributes, bool) {
 	for r.next() {
 		switch f := &r.f; {
 		case f.num == 1 && f.typ == protowire.BytesType:
-			a, ok := d.keyValue(f.bytes)
+			a, ok := d.keyValue(r.bytes())
 			if !ok {
 				return nil, false
 			}
@@ -275,7 +275,7 @@ func check(msg []byte, fields []checked) bool {
 			return false
 		}
 		c := fields[f.num]
-		if c.typ != f.typ || (!c.repeated && !once(&seen, f.num)) || (c.valid != nil && !c.valid(f.bytes)) {
+		if c.typ != f.typ || (!c.repeated && !once(&seen, f.num)) || (c.valid != nil && !c.valid(r.bytes())) {
 			return false
 		}
 	}
@@ -331,22 +331,22 @@ func (d *otlpDecoder) span(msg []byte, resource *trace.Resource) bool {
 		}
 		switch f.num {
 		case spanAttributes:
-			a, ok := d.keyValue(f.bytes)
+			a, ok := d.keyValue(r.bytes())
 			if !ok {
 				return false
 			}
 			d.attr = append(d.attr, a)
 			continue
 		case spanEvents:
-			if !check(f.bytes, eventFields) {
+			if !check(r.bytes(), eventFields) {
 				return false
 			}
 			continue
 		case spanLinks:
 			if nLinks < len(links) {
-				links[nLinks] = f.bytes
+				links[nLinks] = r.bytes()
 			} else {
-				moreLinks = append(moreLinks, f.bytes)
+				moreLinks = append(moreLinks, r.bytes())
 			}
 			nLinks++
 			continue
@@ -356,17 +356,17 @@ func (d *otlpDecoder) span(msg []byte, resource *trace.Resource) bool {
 		}
 		switch f.num {
 		case spanTraceID:
-			traceID = f.bytes
+			traceID = r.bytes()
 		case spanSpanID:
-			spanID = f.bytes
+			spanID = r.bytes()
 		case spanTraceState:
-			if !utf8.Valid(f.bytes) {
+			if !utf8.Valid(r.bytes()) {
 				return false
 			}
 		case spanParentSpanID:
-			parent = f.bytes
+			parent = r.bytes()
 		case spanName:
-			if name = f.bytes; !utf8.Valid(name) {
+			if name = r.bytes(); !utf8.Valid(name) {
 				return false
 			}
 		case spanKind:
@@ -377,7 +377,7 @@ func (d *otlpDecoder) span(msg []byte, resource *trace.Resource) bool {
 			end = f.n
 		case spanStatus:
 			var ok bool
-			if s.StatusMessage, s.Error, ok = status(f.bytes); !ok {
+			if s.StatusMessage, s.Error, ok = status(r.bytes()); !ok {
 				return false
 			}
 		}
@@ -443,10 +443,10 @@ func status(msg []byte) (message string, isError, ok bool) {
 		}
 		switch {
 		case f.num == 2 && f.typ == protowire.BytesType:
-			if !utf8.Valid(f.bytes) {
+			if !utf8.Valid(r.bytes()) {
 				return "", false, false
 			}
-			message = string(f.bytes)
+			message = string(r.bytes())
 		case f.num == 3 && f.typ == protowire.VarintType:
 			isError = int32(f.n) == 2 // STATUS_CODE_ERROR
 		default:
@@ -470,13 +470,13 @@ func link(msg []byte) (trace.Ref, bool) {
 		ok := true
 		switch {
 		case f.num == 1 && f.typ == protowire.BytesType:
-			traceID = f.bytes
+			traceID = r.bytes()
 		case f.num == 2 && f.typ == protowire.BytesType:
-			spanID = f.bytes
+			spanID = r.bytes()
 		case f.num == 3 && f.typ == protowire.BytesType: // trace_state
-			ok = utf8.Valid(f.bytes)
+			ok = utf8.Valid(r.bytes())
 		case f.num == 4 && f.typ == protowire.BytesType: // attributes
-			ok = validKeyValue(f.bytes)
+			ok = validKeyValue(r.bytes())
 		case f.num == 5 && f.typ == protowire.VarintType: // dropped_attributes_count
 		case f.num == 6 && f.typ == protowire.Fixed32Type:
 			flags = f.n
@@ -543,11 +543,11 @@ func keyValue(msg []byte) (key, raw []byte, value string, ok bool) {
 		}
 		switch f.num {
 		case 1:
-			if key = f.bytes; !utf8.Valid(key) {
+			if key = r.bytes(); !utf8.Valid(key) {
 				return nil, nil, "", false
 			}
 		case 2:
-			if raw, value, ok = anyValue(f.bytes); !ok {
+			if raw, value, ok = anyValue(r.bytes()); !ok {
 				return nil, nil, "", false
 			}
 		default:
@@ -568,10 +568,10 @@ func anyValue(msg []byte) (raw []byte, v string, ok bool) {
 	f := &r.f
 	switch {
 	case f.num == 1 && f.typ == protowire.BytesType:
-		if !utf8.Valid(f.bytes) {
+		if !utf8.Valid(r.bytes()) {
 			return nil, "", false
 		}
-		raw = f.bytes
+		raw = r.bytes()
 		if raw == nil {
 			raw = []byte{}
 		}
@@ -582,15 +582,15 @@ func anyValue(msg []byte) (raw []byte, v string, ok bool) {
 	case f.num == 4 && f.typ == protowire.Fixed64Type:
 		v = strconv.FormatFloat(math.Float64frombits(f.n), 'g', -1, 64)
 	case f.num == 7 && f.typ == protowire.BytesType:
-		v = base64.StdEncoding.EncodeToString(f.bytes)
+		v = base64.StdEncoding.EncodeToString(r.bytes())
 	case f.num == 5 && f.typ == protowire.BytesType: // ArrayValue
 		var parts []string
-		e := wire{msg: f.bytes}
+		e := wire{msg: r.bytes()}
 		for e.next() {
 			if e.f.num != 1 || e.f.typ != protowire.BytesType {
 				return nil, "", false
 			}
-			raw, s, ok := anyValue(e.f.bytes)
+			raw, s, ok := anyValue(e.bytes())
 			if !ok {
 				return nil, "", false
 			}
@@ -605,12 +605,12 @@ func anyValue(msg []byte) (raw []byte, v string, ok bool) {
 		v = "[" + strings.Join(parts, ",") + "]"
 	case f.num == 6 && f.typ == protowire.BytesType: // KeyValueList
 		var parts []string
-		e := wire{msg: f.bytes}
+		e := wire{msg: r.bytes()}
 		for e.next() {
 			if e.f.num != 1 || e.f.typ != protowire.BytesType {
 				return nil, "", false
 			}
-			k, raw, s, ok := keyValue(e.f.bytes)
+			k, raw, s, ok := keyValue(e.bytes())
 			if !ok {
 				return nil, "", false
 			}

@@ -44,7 +44,7 @@ func (s *OTLPSplitter) Split(data []byte) (pieces []TracePiece, ok bool) {
 	defer sp.release()
 	r := wire{msg: data}
 	for r.next() {
-		if r.f.num != 1 || r.f.typ != protowire.BytesType || !sp.resourceSpans(r.f.bytes) {
+		if r.f.num != 1 || r.f.typ != protowire.BytesType || !sp.resourceSpans(r.bytes()) {
 			return nil, false
 		}
 	}
@@ -286,7 +286,7 @@ func spanTraceIDOf(span []byte) (trace.TraceID, bool) {
 			if id != nil || r.f.typ != protowire.BytesType {
 				return trace.TraceID{}, false
 			}
-			id = r.f.bytes
+			id = r.bytes()
 		}
 	}
 	if r.bad {
