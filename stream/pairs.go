@@ -119,7 +119,7 @@ func (m *member) pairParts(key []byte, parts []engine.PairingPart) []*kgo.Record
 	for k, part := range parts {
 		if part.Data != nil {
 			recs = append(recs, cut(&kgo.Record{Topic: PairsTopic(m.cfg.Group), Partition: int32(k), Key: key, Value: part.Data,
-				Headers: []kgo.RecordHeader{{Key: startsHeader, Value: fmt.Appendf(nil, "%d:%d", part.From, part.To)}}})...)
+				Headers: []kgo.RecordHeader{{Key: startsHeader, Value: fmt.Appendf(nil, "%d:%d", part.From, part.To)}}}, m.valueMax)...)
 		}
 	}
 	return recs

@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// A value larger than valueMaxBytes — a segment's result or a pairing
+// A value larger than a record may hold — a segment's result or a pairing
 // part, which grow with the spans and with the strings inside the traces
 // (span names that carry IDs, long message IDs) — is written as several
 // records of one transaction on its partition, all with one timestamp:
@@ -24,20 +24,20 @@ const partsHeader = "ktrace.parts"
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// cut returns r as the records that write it: r alone when its value
-// fits in one.
-func cut(r *kgo.Record) []*kgo.Record {
-	if len(r.Value) <= valueMaxBytes {
+// cut returns r as the records that write it, values of at most most
+// bytes: r alone when its value fits in one.
+func cut(r *kgo.Record, most int) []*kgo.Record {
+	if len(r.Value) <= most {
 		return []*kgo.Record{r}
 	}
 	data := r.Value
-	n := (len(data) + valueMaxBytes - 1) / valueMaxBytes
+	n := (len(data) + most - 1) / most
 	if r.Timestamp.IsZero() {
 		r.Timestamp = time.Now()
 	}
 	recs := make([]*kgo.Record, n)
 	for i := range recs {
-		piece := data[i*valueMaxBytes : min(len(data), (i+1)*valueMaxBytes)]
+		piece := data[i*most : min(len(data), (i+1)*most)]
 		if i == 0 {
 			r.Value = piece
 			r.Headers = append(r.Headers, kgo.RecordHeader{Key: partsHeader,

@@ -19,7 +19,7 @@ func cutValue(t *testing.T, n int, seed uint64) (data []byte, recs []*kgo.Record
 		data[i] = byte(rng.Uint32())
 	}
 	starts := kgo.RecordHeader{Key: startsHeader, Value: []byte("1:2")}
-	recs = cut(&kgo.Record{Topic: "r", Partition: 2, Key: segmentKey(3, 42), Value: data, Headers: []kgo.RecordHeader{starts}})
+	recs = cut(&kgo.Record{Topic: "r", Partition: 2, Key: segmentKey(3, 42), Value: data, Headers: []kgo.RecordHeader{starts}}, 1000)
 	for _, r := range recs {
 		if len(r.Value) > 1000 || r.Timestamp != recs[0].Timestamp || r.Partition != 2 {
 			t.Fatalf("a piece of %d bytes, at %v on partition %d", len(r.Value), r.Timestamp, r.Partition)
@@ -34,7 +34,6 @@ func cutValue(t *testing.T, n int, seed uint64) (data []byte, recs []*kgo.Record
 // A value larger than a record is cut into pieces that read back as the
 // whole; a missing piece, or one of another value, is an error.
 func TestCut(t *testing.T) {
-	defer SetValueMaxBytes(1000)()
 	data, recs := cutValue(t, 3500, 1)
 	if len(recs) != 4 {
 		t.Fatalf("%d records, want 4", len(recs))
@@ -82,7 +81,7 @@ func TestCut(t *testing.T) {
 	}
 
 	// A value within the bound is one record, as it always was.
-	small := cut(&kgo.Record{Key: []byte(key), Value: data[:1000]})
+	small := cut(&kgo.Record{Key: []byte(key), Value: data[:1000]}, 1000)
 	if len(small) != 1 || len(small[0].Headers) != 0 {
 		t.Fatalf("a value at the bound: %d records, %d headers", len(small), len(small[0].Headers))
 	}
@@ -95,7 +94,6 @@ func TestCut(t *testing.T) {
 // last piece came, interleaved with other members' records; until then
 // they are not judged, and the offset committed does not pass them.
 func TestPairsPieces(t *testing.T) {
-	defer SetValueMaxBytes(1000)()
 	data, recs := cutValue(t, 2500, 3)
 	other := &kgo.Record{Partition: 2, Key: segmentKey(5, 7), Value: []byte("whole")}
 	stray := &kgo.Record{Partition: 2, Key: pieceKey(string(segmentKey(9, 9)), 1), Value: []byte("no first piece")}

@@ -166,7 +166,7 @@ func (m *member) result(p int32, start int64, part *engine.Partial) (result, err
 	if err != nil {
 		return result{}, err
 	}
-	recs := cut(&kgo.Record{Topic: ResultsTopic(m.cfg.Group), Key: segmentKey(p, start), Value: data})
+	recs := cut(&kgo.Record{Topic: ResultsTopic(m.cfg.Group), Key: segmentKey(p, start), Value: data}, m.valueMax)
 	return result{rec: recs[0], more: recs[1:], part: part}, nil
 }
 

@@ -334,6 +334,10 @@ type member struct {
 	// topic's limit (made by an earlier member, it may be Kafka's
 	// default), less room for its batch.
 	spanRecordMax int
+	// valueMax is the largest value the member writes in one record of
+	// the results, segments and pairs topics, and batchMax the largest
+	// batch: under the smallest limit of the three (cut).
+	valueMax, batchMax int
 	// known is what the member knows of the whole set (engine.Facts),
 	// learnt from all it counted.
 	knownMu   sync.Mutex
@@ -542,6 +546,7 @@ func (m *member) gathering() (*kgo.GroupTransactSession, error) {
 		kgo.KeepControlRecords(),
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.ProducerBatchMaxBytes(int32(m.batchMax)),
 		internalCompression(),
 		kgo.RecordPartitioner(partitioner(SegmentsTopic(cfg.Group), PairsTopic(cfg.Group))),
 		kgo.OnPartitionsAssigned(m.assigned),

@@ -1726,18 +1726,34 @@ func TestStreamManyTraces(t *testing.T) {
 
 // TestStreamResultTooLarge: a service puts a query in every span name, so
 // a segment's result lists as many names as spans, more than a record
-// may hold (the bound lowered here; 16 MiB in use, which 120,000 spans
-// named by 230-byte queries exceeded, and the transaction aborted at
-// every window, for ever). The result is written in several records and
-// read back whole: every span counted, every name kept.
+// may hold: here the results topic was made by hand to take records of
+// 192 KiB at most (a member writes pieces of up to 900 KiB, which such a
+// topic refused, and the transaction aborted at every window, for ever).
+// The result is written in pieces that topic takes and read back whole:
+// every span counted, every name kept. A topic that takes less than a
+// member can work with is refused at start, in one line.
 func TestStreamResultTooLarge(t *testing.T) {
-	defer stream.SetValueMaxBytes(64 << 10)()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "otlp_spans"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
 	brokers := cluster.ListenAddrs()
+	limit := func(group string, bytes int) {
+		t.Helper()
+		v := strconv.Itoa(bytes)
+		if _, err := admin(t, brokers).CreateTopic(context.Background(), 1, 1, map[string]*string{"max.message.bytes": &v}, stream.ResultsTopic(group)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	limit("tiny", 100<<10)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "tiny", Log: io.Discard, ByTraceID: true})
+	if err == nil || !strings.Contains(err.Error(), "ktrace.tiny.results takes records of at most 102400 bytes (max.message.bytes): a member needs at least 131072 there") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("a results topic that takes 100 KiB: got %v, want a one-line error naming it", err)
+	}
+	limit("g", 192<<10)
 	ts := synth.Generate(synth.Config{Traces: 200, Seed: 26})
 	n := 0
 	for i := range ts {
@@ -1765,8 +1781,14 @@ func TestStreamResultTooLarge(t *testing.T) {
 	if names != n {
 		t.Errorf("the results list %d span names, want %d", names, n)
 	}
-	if pieceCount(topicRecords(t, brokers, stream.ResultsTopic("g"))) == 0 {
+	recs := topicRecords(t, brokers, stream.ResultsTopic("g"))
+	if pieceCount(recs) == 0 {
 		t.Error("no result was written in pieces")
+	}
+	for _, r := range recs {
+		if len(r.Value) > 128<<10 {
+			t.Errorf("a record of %d bytes in the results topic, more than its limit less a batch's room", len(r.Value))
+		}
 	}
 }
 

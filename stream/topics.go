@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -115,8 +116,42 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	}
 	m.pairKeys = int(n)
 	m.gatheredParts.Store(parts)
+	return m.recordLimits(ctx, adm, map[string]int{ResultsTopic(m.cfg.Group): minValueBytes, pairs: minValueBytes, segments: segmentRecordBytes})
+}
+
+// recordLimits sets how large the records the member writes to the
+// results, segments and pairs topics may be: under the smallest of their
+// max.message.bytes, which an earlier member or an operator may have set
+// below the 16 MiB a member sets. A limit that cannot be read is taken
+// as Kafka's default. A topic that cannot take the largest record the
+// member must write there whole (least, by topic) is refused.
+func (m *member) recordLimits(ctx context.Context, adm *kadm.Client, least map[string]int) error {
+	limit := kafkaDefaultMaxBytes
+	for _, t := range slices.Sorted(maps.Keys(least)) {
+		l, err := maxMessageBytes(ctx, adm, t)
+		if err != nil {
+			l = kafkaDefaultMaxBytes
+			m.log.Printf("%s: its max.message.bytes could not be read (%v): taking Kafka's default, %d", t, err, l)
+		}
+		if l-recordRoom < least[t] {
+			return fmt.Errorf("%s takes records of at most %d bytes (max.message.bytes): a member needs at least %d there", t, l, least[t]+recordRoom)
+		}
+		limit = min(limit, l)
+	}
+	m.batchMax = limit - recordRoom/2
+	m.valueMax = min(valueMaxBytes, limit-recordRoom)
 	return nil
 }
+
+// minValueBytes is the smallest bound on a result's or a pairing part's
+// record (valueMax) a member works with: below it, they would be cut in
+// very many pieces.
+const minValueBytes = 64 << 10
+
+// segmentRecordBytes bounds a segment's record, which is not cut: the
+// IDs of publishTraces traces, and room for the offsets of its late
+// records.
+const segmentRecordBytes = publishTraces*16 + 64<<10
 
 // errNoTopic: the topic is not there.
 var errNoTopic = errors.New("not found")
@@ -221,8 +256,8 @@ func maxMessageBytes(ctx context.Context, adm *kadm.Client, topic string) (int, 
 
 // valueMaxBytes is the largest value a member writes in one record of the
 // results or the pairs topic (a variable for tests); a larger one is cut
-// (cut). It is under Kafka's default largest record, so that these
-// topics take it whoever made them.
+// (cut). It is under Kafka's default largest record; a topic that takes
+// less makes it smaller (member.recordLimits).
 var valueMaxBytes = 900 << 10
 
 // deletedAfter is the config of a topic whose records are deleted after
