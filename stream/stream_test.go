@@ -576,12 +576,7 @@ func countSpans(ts []trace.Trace) int {
 // retention asked for, compacted, and a reader from a time after the
 // last result finds none.
 func TestStreamLongWindow(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "otlp_spans"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	_, brokers := newBroker(t, kfake.SeedTopics(1, "otlp_spans"))
 	ts := synth.Generate(synth.Config{Traces: 6000, SpansPerTrace: 20, BrokenShare: 0.1, Seed: 9})
 	done, cancel := runMember(stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: time.Second,
 		Window: time.Hour, Instance: "m", Log: io.Discard, ByTraceID: true, ResultsRetention: 36 * time.Hour})
@@ -651,12 +646,7 @@ func TestStreamLateSpans(t *testing.T) {
 // partitions moved to another member, which knows the segments through
 // the segments topic and merges the late spans with those merged before).
 func lateSpans(t *testing.T, keyed, pending, moved bool) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	_, brokers := newBroker(t, kfake.SeedTopics(2, "otlp_spans"))
 	cfg := synth.Config{Traces: 60, SpansPerTrace: 12, BrokenShare: 0.3, LinkShare: 0.3, Seed: 5}
 	window := 300 * time.Millisecond
 	if pending { // enough for each partition to analyse ahead of the window (foldSpans)
@@ -972,15 +962,10 @@ func metricSum(t *testing.T, listen, name string) float64 {
 // another's); one with fewer (the topic gathered has grown since) grows
 // to as many.
 func TestStreamSegmentsPartitions(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "otlp_spans"), kfake.SeedTopics(8, stream.SegmentsTopic("g")),
-		kfake.SeedTopics(1, stream.SegmentsTopic("h")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
+	cluster, _ := newBroker(t, kfake.SeedTopics(4, "otlp_spans"), kfake.SeedTopics(8, stream.SegmentsTopic("g")), kfake.SeedTopics(1, stream.SegmentsTopic("h")))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err = stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: cluster.ListenAddrs()}, Topic: "otlp_spans", Group: "g", Log: io.Discard, ByTraceID: true})
+	err := stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: cluster.ListenAddrs()}, Topic: "otlp_spans", Group: "g", Log: io.Discard, ByTraceID: true})
 	if err == nil || !strings.Contains(err.Error(), "has 8 partitions, otlp_spans has 4") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("got %v, want a one-line error naming both counts", err)
 	}
@@ -997,14 +982,10 @@ func TestStreamSegmentsPartitions(t *testing.T) {
 // TestStreamNoTopic: a span topic that is not there is named in one
 // line that says why it may not be, before anything is made.
 func TestStreamNoTopic(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
+	cluster, _ := newBroker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err = stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: cluster.ListenAddrs()}, Topic: "otlp_spans", Group: "g", Log: io.Discard})
+	err := stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: cluster.ListenAddrs()}, Topic: "otlp_spans", Group: "g", Log: io.Discard})
 	if err == nil || !strings.HasPrefix(err.Error(), "span topic otlp_spans: not found (no collector has written to it yet") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("got %v, want one line naming the topic", err)
 	}
@@ -1021,12 +1002,7 @@ func TestStreamNoTopic(t *testing.T) {
 // (those that began before and those after): a member that finds them
 // stops with an error, so that it starts again counting them.
 func TestStreamPairsGrown(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	_, brokers := newBroker(t, kfake.SeedTopics(2, "otlp_spans"))
 	done, cancel := runMember(stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
 		Window: 300 * time.Millisecond, MetadataMaxAge: 500 * time.Millisecond, Instance: "m", Log: io.Discard, ByTraceID: true})
 	defer cancel()
@@ -1057,12 +1033,7 @@ func TestStreamPairsGrown(t *testing.T) {
 
 // partitions are published with the others.
 func TestStreamTopicGrows(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	cluster, brokers := newBroker(t, kfake.SeedTopics(2, "otlp_spans"))
 	ts := synth.Generate(synth.Config{Traces: 400, SpansPerTrace: 10, BrokenShare: 0.1, Seed: 5})
 	done, cancel := runMember(stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 300 * time.Millisecond,
 		Window: 300 * time.Millisecond, MetadataMaxAge: 500 * time.Millisecond, Instance: "m", Log: io.Discard, ByTraceID: true})
@@ -1114,12 +1085,7 @@ func TestStreamTopicGrows(t *testing.T) {
 // that another member judged parts of reads those parts back, to pair
 // the next parts with, and does not count them again.
 func TestStreamPairsReadBack(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	_, brokers := newBroker(t, kfake.SeedTopics(2, "otlp_spans"))
 	ts := synth.Generate(synth.Config{Traces: 200, SpansPerTrace: 10, BrokenShare: 0.3, Seed: 5})
 	run := func(instance string, log io.Writer) (listen string, stop func()) {
 		listen = freeAddr(t)
@@ -1248,13 +1214,7 @@ func TestStreamLagging(t *testing.T) {
 func lagging(t *testing.T, keyed, overdue bool) {
 	// No fetch sessions: every fetch names all the partitions it reads,
 	// so that the one holding partition 0 is known.
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"),
-		kfake.BrokerConfigs(map[string]string{"max.incremental.fetch.session.cache.slots": "0"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	cluster, brokers := newBroker(t, kfake.SeedTopics(2, "otlp_spans"), kfake.BrokerConfigs(map[string]string{"max.incremental.fetch.session.cache.slots": "0"}))
 	adm := admin(t, brokers)
 	details, err := adm.ListTopics(context.Background(), "otlp_spans")
 	if err != nil {
@@ -1417,12 +1377,7 @@ func partitionEach(adm *kadm.Client, group, topic string) bool {
 // open for the max age, so the traces written after its first record are
 // published while it goes on, and the member says so once.
 func TestStreamNeverQuiet(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "otlp_spans"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	_, brokers := newBroker(t, kfake.SeedTopics(1, "otlp_spans"))
 	var logs strings.Builder
 	var mu sync.Mutex
 	done, cancel := runMember(stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "g", TraceIdle: 500 * time.Millisecond,
@@ -1509,12 +1464,7 @@ func TestStreamLargeRecord(t *testing.T) {
 // partitions, takes records of up to 16 MiB (closed at the test's end).
 func largeRecordsTopic(t *testing.T) (brokers []string) {
 	t.Helper()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	brokers = cluster.ListenAddrs()
+	_, brokers = newBroker(t)
 	maxBytes := strconv.Itoa(16 << 20)
 	if _, err := admin(t, brokers).CreateTopic(context.Background(), 2, 1, map[string]*string{"max.message.bytes": &maxBytes}, "otlp_spans"); err != nil {
 		t.Fatal(err)
@@ -1621,12 +1571,7 @@ func TestStreamOldTopics(t *testing.T) {
 // must abort, not commit the offsets past spans it never wrote, so that
 // they are read and written again: every trace is published.
 func TestStreamRekeyWriteFails(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "otlp_spans"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	cluster, brokers := newBroker(t, kfake.SeedTopics(2, "otlp_spans"))
 	spans := stream.SpansTopic("g") // made here, to know its ID: requests may name it by that alone
 	adm := admin(t, brokers)
 	if _, err := adm.CreateTopic(context.Background(), 2, 1, nil, spans); err != nil {
@@ -1659,12 +1604,7 @@ func TestStreamRekeyWriteFails(t *testing.T) {
 // traces, well before the window ends, and no segment record it writes is
 // larger than a MiB.
 func TestStreamManyTraces(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "otlp_spans"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	_, brokers := newBroker(t, kfake.SeedTopics(1, "otlp_spans"))
 	ts := synth.Generate(synth.Config{Traces: 70_000, Seed: 24})
 	rng := rand.New(rand.NewPCG(24, 25))
 	for i := range ts { // a root span each, under a random ID as real ones are
@@ -1733,12 +1673,7 @@ func TestStreamManyTraces(t *testing.T) {
 // every span counted, every name kept. A topic that takes less than a
 // member can work with is refused at start, in one line.
 func TestStreamResultTooLarge(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "otlp_spans"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	_, brokers := newBroker(t, kfake.SeedTopics(1, "otlp_spans"))
 	limit := func(group string, bytes int) {
 		t.Helper()
 		v := strconv.Itoa(bytes)
@@ -1749,7 +1684,7 @@ func TestStreamResultTooLarge(t *testing.T) {
 	limit("tiny", 100<<10)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err = stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "tiny", Log: io.Discard, ByTraceID: true})
+	err := stream.Run(ctx, stream.Config{Kafka: stream.Kafka{Brokers: brokers}, Topic: "otlp_spans", Group: "tiny", Log: io.Discard, ByTraceID: true})
 	if err == nil || !strings.Contains(err.Error(), "ktrace.tiny.results takes records of at most 102400 bytes (max.message.bytes): a member needs at least 131072 there") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("a results topic that takes 100 KiB: got %v, want a one-line error naming it", err)
 	}
@@ -1790,6 +1725,18 @@ func TestStreamResultTooLarge(t *testing.T) {
 			t.Errorf("a record of %d bytes in the results topic, more than its limit less a batch's room", len(r.Value))
 		}
 	}
+}
+
+// newBroker starts a kfake broker with opts for the test, closed when it
+// ends, and returns it and its addresses.
+func newBroker(t *testing.T, opts ...kfake.Opt) (*kfake.Cluster, []string) {
+	t.Helper()
+	cluster, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	return cluster, cluster.ListenAddrs()
 }
 
 // pieceCount counts the records of pieces after a value's first.
