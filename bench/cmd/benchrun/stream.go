@@ -30,10 +30,8 @@ import (
 // members, what ktrace's internal topics carry against the input, and the
 // members' peak resident memory.
 func streamRuns(ctx context.Context, work, bin string, ts []trace.Trace, perRecord int) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	check(err)
+	cluster, brokers := newBroker()
 	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
 	recs, n := exporterRecords(ts, perRecord)
 	fmt.Fprintf(os.Stderr, "stream: %d spans in %d records of about %d spans\n", n, len(recs), perRecord)
 
@@ -83,15 +81,14 @@ func streamRuns(ctx context.Context, work, bin string, ts []trace.Trace, perReco
 // 1, 2 and 4 members under callgrind on the same records: the scale-out
 // cost in a measure that, unlike CPU time, does not move with what the
 // VM charges for a page fault or with what else the machine runs.
-// Callgrind runs a member about fifty times slower, so the set is small.
+// Callgrind runs a member about fifty times slower: a run of the
+// default 500,000 spans takes about 13 minutes.
 func instructionRuns(ctx context.Context, work, bin string, ts []trace.Trace, perRecord int) {
 	if _, err := exec.LookPath("callgrind_control"); err != nil {
 		check(fmt.Errorf("-instructions needs valgrind (Debian's package valgrind): %w", err))
 	}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	check(err)
+	cluster, brokers := newBroker()
 	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
 	recs, n := exporterRecords(ts, perRecord)
 	fmt.Fprintf(os.Stderr, "instructions: %d spans in %d records of about %d spans, members under callgrind\n", n, len(recs), perRecord)
 	var one, oneWork float64
@@ -105,6 +102,13 @@ func instructionRuns(ctx context.Context, work, bin string, ts []trace.Trace, pe
 			fmt.Sprintf("%.2f× one member's (goal ≤ 1.2); less what the members execute idle as long (%.0f a span): %.0f, %.2f× one member's; %d instructions in all, %s wall; %d late spans",
 				perSpan/one, float64(r.idle)/float64(n), work, work/oneWork, r.instructions, r.wall.Round(time.Second), r.late))
 	}
+}
+
+// newBroker starts an in-process broker, which the caller closes.
+func newBroker() (*kfake.Cluster, []string) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	check(err)
+	return cluster, cluster.ListenAddrs()
 }
 
 // byTrace encodes each trace as a record of its own keyed by its ID, as
@@ -445,10 +449,8 @@ func (m member) metric(name string) float64 {
 // the kernel for every fresh page of it; at a steady rate its memory is
 // reused, as Jaeger's is.
 func streamSteady(ctx context.Context, work, bin string, ts []trace.Trace, rate int, d time.Duration, byTraceID bool) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	check(err)
+	cluster, brokers := newBroker()
 	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
 	topic := fmt.Sprintf("steady-%v", byTraceID)
 	check(cluster.CreateTopic(topic, 6, nil))
 	j := startJaegerSpanmetrics(ctx, work, brokers, topic)
@@ -631,10 +633,8 @@ func accepted(telemetry string) int {
 // window's state stays flat; memory that grows with the spans seen does
 // not.
 func streamSoak(ctx context.Context, work, bin string, ts []trace.Trace, rate int, d time.Duration) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	check(err)
+	cluster, brokers := newBroker()
 	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
 	topic := "soak"
 	check(cluster.CreateTopic(topic, 6, nil))
 	listen := freeAddr()
