@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/internal/engine"
+	"github.com/ktrace-dev/ktrace/internal/synth"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -146,4 +148,31 @@ func addsUp(t *testing.T, s shape) {
 			t.Fatalf("%d segments: what the segments and the pairing count differs from the whole's:\n%s", segments, diff(g, w))
 		}
 	}
+}
+
+// BenchmarkPairing: what a member does with a segment's partial before it
+// publishes it, on 20,000 spans: its pairing parts over six keys, in the
+// bytes the pairs topic carries. alloc-B/span is the garbage it leaves
+// for the collector.
+func BenchmarkPairing(b *testing.B) {
+	ts := synth.Generate(synth.Config{Traces: 1000, SpansPerTrace: 20, Services: 8, Topics: 4, Partitions: 6,
+		BrokenShare: 0.1, LinkShare: 0.3, Seed: 7})
+	var alloc uint64
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		p, err := engine.Collect(context.Background(), engine.Slice(ts), engine.Options{Workers: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+		if _, _, err := p.Pairing(6, nil); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		runtime.ReadMemStats(&after)
+		alloc += after.TotalAlloc - before.TotalAlloc
+	}
+	b.ReportMetric(float64(alloc)/float64(b.N*len(ts)*20), "alloc-B/span")
 }

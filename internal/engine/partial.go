@@ -190,6 +190,22 @@ func (a *analyzer) wireOf(pairing bool) wirePartial {
 	b.flushEdges()
 	w := wirePartial{SkewTolerance: a.tol, Traces: a.traces, Spans: a.spans, GraphTraces: b.traces, GraphSpans: b.spans,
 		Incomplete: a.incomplete}
+	// Each list made as long as it will be: grown by appends, they left
+	// about as much garbage again as they hold (BenchmarkPairing).
+	w.TraceIDs = make([]trace.TraceID, 0, b.traceIDs.Len())
+	w.Nodes = make([]wireNode, 0, len(b.nodeList))
+	w.Edges = make([]wireEdge, 0, len(b.edgeList))
+	w.Producers = make([]wireProducer, 0, b.producers.Len())
+	w.MsgIDs = make([]wireMsgID, 0, len(b.msgIDs))
+	w.Pending = make([]wirePending, 0, b.pending.Len())
+	w.Roots = make([]wireRoot, 0, len(b.roots))
+	w.ConsRoots = make([]wireConsRoot, 0, len(a.consRoots))
+	w.Linked = make([]wireLinked, 0, len(a.linked))
+	consumers := a.consumers.Len()
+	for _, l := range a.merged {
+		consumers += l.Len()
+	}
+	w.Consumers = make([]wireSpan, 0, consumers)
 	for _, c := range b.traceIDs.Chunks() {
 		w.TraceIDs = append(w.TraceIDs, c...)
 	}
