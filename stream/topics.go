@@ -92,12 +92,7 @@ func (m *member) ensureTopics(ctx context.Context) error {
 		if parts, err = partitions(ctx, m.cfg.Kafka, adm, m.spans); err != nil {
 			return fmt.Errorf("spans topic %s: %w", m.spans, err)
 		}
-		limit, err := maxMessageBytes(ctx, adm, m.spans)
-		if err != nil {
-			limit = kafkaDefaultMaxBytes
-			m.log.Printf("spans topic %s: its max.message.bytes could not be read (%v): taking Kafka's default, %d", m.spans, err, limit)
-		}
-		m.spanRecordMax = min(limit, recordMaxBytes) - recordRoom
+		m.spanRecordMax = min(m.recordLimit(ctx, adm, m.spans), recordMaxBytes) - recordRoom
 	}
 	segments := SegmentsTopic(m.cfg.Group)
 	if err := create(ctx, adm, segments, parts, deletedAfter(segmentsRetention)); err != nil {
@@ -122,17 +117,12 @@ func (m *member) ensureTopics(ctx context.Context) error {
 // recordLimits sets how large the records the member writes to the
 // results, segments and pairs topics may be: under the smallest of their
 // max.message.bytes, which an earlier member or an operator may have set
-// below the 16 MiB a member sets. A limit that cannot be read is taken
-// as Kafka's default. A topic that cannot take the largest record the
-// member must write there whole (least, by topic) is refused.
+// below the 16 MiB a member sets. A topic that cannot take the largest
+// record the member must write there whole (least, by topic) is refused.
 func (m *member) recordLimits(ctx context.Context, adm *kadm.Client, least map[string]int) error {
 	limit := kafkaDefaultMaxBytes
 	for _, t := range slices.Sorted(maps.Keys(least)) {
-		l, err := maxMessageBytes(ctx, adm, t)
-		if err != nil {
-			l = kafkaDefaultMaxBytes
-			m.log.Printf("%s: its max.message.bytes could not be read (%v): taking Kafka's default, %d", t, err, l)
-		}
+		l := m.recordLimit(ctx, adm, t)
 		if l-recordRoom < least[t] {
 			return fmt.Errorf("%s takes records of at most %d bytes (max.message.bytes): a member needs at least %d there", t, l, least[t]+recordRoom)
 		}
@@ -231,6 +221,17 @@ const kafkaDefaultMaxBytes = 1048588
 // recordRoom is what a record batch takes beside its records' values, at
 // most, as a member writes them: a batch's limit less it bounds a value.
 const recordRoom = 64 << 10
+
+// recordLimit is topic's max.message.bytes (maxMessageBytes), or Kafka's
+// default, logged, when it cannot be read.
+func (m *member) recordLimit(ctx context.Context, adm *kadm.Client, topic string) int {
+	limit, err := maxMessageBytes(ctx, adm, topic)
+	if err != nil {
+		limit = kafkaDefaultMaxBytes
+		m.log.Printf("%s: its max.message.bytes could not be read (%v): taking Kafka's default, %d", topic, err, limit)
+	}
+	return limit
+}
 
 // maxMessageBytes reads topic's max.message.bytes: the largest record
 // batch, compressed, that Kafka takes on it.
