@@ -293,6 +293,7 @@ func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster,
 	// would, and this time-driven part grows with them.
 	var idleRate float64
 	if h.callgrind {
+		fmt.Fprintf(os.Stderr, "ktrace stream ×%d under callgrind: settling, then counting what the members execute idle (50 s)\n", members)
 		time.Sleep(30 * time.Second) // joining three groups takes that long there
 		for _, m := range ms {
 			m.zeroInstructions()
