@@ -105,15 +105,13 @@ type seenAt struct {
 	at time.Time
 }
 
-// partial is one trace being gathered, as its records' pieces one after
-// another, those of OTLP protobuf in data (pieces of a TracesData message
-// are one too), those in the compact form in compact: it is decoded once
-// complete, so that the spans a member holds are bytes the garbage
-// collector need not look into.
+// partial is one trace being gathered, as its records' pieces of OTLP
+// protobuf one after another (pieces of a TracesData message are one
+// too): it is decoded once complete, so that the spans a member holds are
+// bytes the garbage collector need not look into.
 type partial struct {
 	id          trace.TraceID
 	data        []byte
-	compact     []byte
 	spans       int
 	first, last int64 // offsets of its first and last records
 	// opened is when its first span came, lastSeen its last.
@@ -190,10 +188,14 @@ func (a *assembler) add(off int64, pieces []engine.TracePiece, now time.Time) (l
 			}
 			a.open[f.ID] = p
 		}
-		if f.Compact {
-			p.compact = appendPiece(p.compact, f.Data)
+		if p.data == nil {
+			// A trace's first piece is kept as the record holds it, not
+			// copied (most traces have one: keyed input, re-keyed
+			// spans). Its capacity is its length, so a second piece's
+			// append copies both out of the record.
+			p.data = slices.Clip(f.Data)
 		} else {
-			p.data = appendPiece(p.data, f.Data)
+			p.data = append(p.data, f.Data...)
 		}
 		p.spans += f.Spans
 		a.openSpans += f.Spans
@@ -204,17 +206,6 @@ func (a *assembler) add(off int64, pieces []engine.TracePiece, now time.Time) (l
 	}
 	a.next = off + 1
 	return late
-}
-
-// appendPiece appends a trace's piece to those before it. A trace's first
-// piece is kept as the record holds it, not copied (most traces have one:
-// keyed input, re-keyed spans). Its capacity is its length, so a second
-// piece's append copies both out of the record.
-func appendPiece(data, piece []byte) []byte {
-	if data == nil {
-		return slices.Clip(piece)
-	}
-	return append(data, piece...)
 }
 
 func removePartial(list []*partial, p *partial) []*partial {

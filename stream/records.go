@@ -27,12 +27,6 @@ type decoding struct {
 // decode decodes a record of the span topic (or, as EncodingProto, of the
 // spans topic).
 func decode(value []byte, encoding string, d decoding) ([]trace.Trace, error) {
-	return decodeWith(value, encoding, d, nil)
-}
-
-// decodeWith decodes as decode does, OTLP protobuf with otlp's memory
-// (the traces are then valid until its next decoding; nil: fresh memory).
-func decodeWith(value []byte, encoding string, d decoding, otlp *engine.OTLPDecoder) ([]trace.Trace, error) {
 	switch encoding {
 	case EncodingJSON:
 		var out []trace.Trace
@@ -54,10 +48,7 @@ func decodeWith(value []byte, encoding string, d decoding, otlp *engine.OTLPDeco
 		}
 		return []trace.Trace{{ID: s.TraceID, Spans: []trace.Span{s}}}, nil
 	}
-	if otlp == nil {
-		otlp = &engine.OTLPDecoder{}
-	}
-	if ts, ok := otlp.Decode([][]byte{value}, d.res, d.strs); ok {
+	if ts, ok := engine.DecodeOTLP(value, d.res, d.strs); ok {
 		return ts, nil
 	}
 	return file.OTLPProto(value, d.res, d.strs) // what the fast path declines, and why it is bad
@@ -95,11 +86,6 @@ func (m *member) decoding() decoding { return decoding{&m.res, &m.strs, &m.jaege
 // a record of the spans topic holds.
 const spansHeader = "ktrace-spans"
 
-// compactHeader marks a record of the spans topic whose spans are in the
-// compact form (engine.CompactEncoder); one without it (written by a
-// member older than the form) holds OTLP protobuf.
-var compactHeader = kgo.RecordHeader{Key: "ktrace-form", Value: []byte("compact")}
-
 // gathered cuts a record of the topic gathered into pieces: one of the
 // spans topic, written by the re-keying, is one already (its key the
 // trace's ID, its spans counted in a header), and is taken as it is (a
@@ -112,40 +98,26 @@ func (m *member) gathered(r *kgo.Record) ([]engine.TracePiece, error) {
 	if m.cfg.ByTraceID {
 		return pieces(r.Value, m.cfg.Encoding, m.decoding())
 	}
-	p, ok, err := rekeyed(r)
-	switch {
-	case err != nil:
-		return nil, err
-	case ok:
+	if p, ok := rekeyed(r); ok {
 		return []engine.TracePiece{p}, nil
 	}
 	return pieces(r.Value, EncodingProto, m.decoding())
 }
 
 // rekeyed reads a record of the spans topic as the re-keying wrote it:
-// false when its key is not a trace ID or its header is missing; an error
-// when its form is one this member does not know (a newer member's).
-func rekeyed(r *kgo.Record) (engine.TracePiece, bool, error) {
+// false when its key is not a trace ID or its header is missing.
+func rekeyed(r *kgo.Record) (engine.TracePiece, bool) {
 	id, err := trace.ParseTraceID(string(r.Key))
 	if err != nil {
-		return engine.TracePiece{}, false, nil
+		return engine.TracePiece{}, false
 	}
-	p := engine.TracePiece{ID: id, Data: r.Value}
 	for _, h := range r.Headers {
-		switch h.Key {
-		case spansHeader:
-			p.Spans, err = strconv.Atoi(string(h.Value))
-			if err != nil || p.Spans <= 0 {
-				return engine.TracePiece{}, false, nil
-			}
-		case compactHeader.Key:
-			if !bytes.Equal(h.Value, compactHeader.Value) {
-				return engine.TracePiece{}, false, fmt.Errorf("its spans are in a form this member does not know (%q): is a newer ktrace writing to %s?", h.Value, r.Topic)
-			}
-			p.Compact = true
+		if h.Key == spansHeader {
+			n, err := strconv.Atoi(string(h.Value))
+			return engine.TracePiece{ID: id, Spans: n, Data: r.Value}, err == nil && n > 0
 		}
 	}
-	return p, p.Spans > 0, nil
+	return engine.TracePiece{}, false
 }
 
 func pieceSpans(pieces []engine.TracePiece) int {

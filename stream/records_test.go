@@ -1,11 +1,7 @@
 package stream
 
 import (
-	"encoding/hex"
-	"slices"
 	"testing"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	model "github.com/jaegertracing/jaeger-idl/model/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -14,7 +10,6 @@ import (
 
 	"github.com/ktrace-dev/ktrace/internal/synth"
 	"github.com/ktrace-dev/ktrace/source/file"
-	"github.com/ktrace-dev/ktrace/trace"
 )
 
 // TestDecodesAs: a record that does not decode as --encoding says which
@@ -51,49 +46,5 @@ func TestDecodesAs(t *testing.T) {
 		if got := decodesAs(c.value, c.not); got != c.got {
 			t.Errorf("%.20q, not %s: decodes as %q, want %q", c.value, c.not, got, c.got)
 		}
-	}
-}
-
-// TestRekeyDecode: a record of the span topic with a bad span costs the
-// re-keying that span's trace, not the record's other traces.
-func TestRekeyDecode(t *testing.T) {
-	ts := synth.Generate(synth.Config{Traces: 3, SpansPerTrace: 4, Seed: 2})
-	otlp, err := file.MarshalOTLPProto(ts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var td tracepb.TracesData
-	if err := proto.Unmarshal(otlp, &td); err != nil {
-		t.Fatal(err)
-	}
-	bad := ts[1].ID
-	n := 0
-	for _, rs := range td.ResourceSpans {
-		for _, ss := range rs.ScopeSpans {
-			for _, s := range ss.Spans {
-				if hex.EncodeToString(s.TraceId) == bad.String() && n == 0 {
-					s.SpanId, n = []byte{1, 2, 3}, 1 // three bytes, not eight
-				}
-			}
-		}
-	}
-	value, err := proto.Marshal(&td)
-	if err != nil || n == 0 {
-		t.Fatalf("no span of trace %s made bad (%v)", bad, err)
-	}
-	m := &member{cfg: Config{Encoding: EncodingProto}}
-	got, err := m.rekeyDecode(&kgo.Record{Value: value}, m.decoding())
-	if err == nil {
-		t.Error("the bad span is not reported")
-	}
-	var ids []trace.TraceID
-	for _, tr := range got {
-		ids = append(ids, tr.ID)
-		if len(tr.Spans) != 4 {
-			t.Errorf("trace %s: %d spans, want 4", tr.ID, len(tr.Spans))
-		}
-	}
-	if want := []trace.TraceID{ts[0].ID, ts[2].ID}; !slices.Equal(ids, want) {
-		t.Errorf("re-keyed traces %v, want %v", ids, want)
 	}
 }

@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -13,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ktrace-dev/ktrace/internal/engine"
+	"github.com/ktrace-dev/ktrace/source/file"
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
@@ -109,22 +109,22 @@ func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 			continue
 		}
 		var out []*kgo.Record
-		dec := decoding{res: &m.inRes, strs: &m.inStrs, jaeger: &m.inJaeger}
-		var arena []byte // the poll's pieces, one after another
+		dec := decoding{&m.inRes, &m.inStrs, &m.inJaeger, &m.inSplit}
 		fs.EachRecord(func(r *kgo.Record) {
-			ts, err := m.rekeyDecode(r, dec)
+			cut, err := pieces(r.Value, m.cfg.Encoding, dec)
 			if err != nil {
 				m.poison(r, err)
+				return
 			}
-			for _, t := range ts {
-				m.metrics.spansIn.Add(float64(len(t.Spans)))
-				var err error
-				arena, err = fit(arena, &m.inCompact, t, m.spanRecordMax, func(p engine.TracePiece) {
-					out = append(out, &kgo.Record{Topic: m.spans, Key: []byte(p.ID.String()), Value: p.Data,
-						Headers: []kgo.RecordHeader{{Key: spansHeader, Value: strconv.AppendInt(nil, int64(p.Spans), 10)}, compactHeader}})
-				})
+			m.metrics.spansIn.Add(float64(pieceSpans(cut)))
+			for _, p := range cut {
+				fitted, err := fit(p, dec, m.spanRecordMax)
 				if err != nil { // the record's other spans go on
 					m.poison(r, err)
+				}
+				for _, p := range fitted {
+					out = append(out, &kgo.Record{Topic: m.spans, Key: []byte(p.ID.String()), Value: p.Data,
+						Headers: []kgo.RecordHeader{{Key: spansHeader, Value: strconv.AppendInt(nil, int64(p.Spans), 10)}}})
 				}
 			}
 		})
@@ -163,33 +163,6 @@ func (m *member) rekey(ctx context.Context, s *kgo.GroupTransactSession) error {
 		}
 	}
 	return nil
-}
-
-// rekeyDecode decodes a record of the span topic for re-keying. One in
-// OTLP protobuf that does not decode whole is cut per trace, as far as its
-// structure allows (engine.OTLPSplitter), and the traces that decode are
-// returned with the error of the first that does not: a bad span costs
-// its own trace, not the record's others.
-func (m *member) rekeyDecode(r *kgo.Record, dec decoding) ([]trace.Trace, error) {
-	ts, err := decodeWith(r.Value, m.cfg.Encoding, dec, &m.inOTLP)
-	if err == nil || m.cfg.Encoding != EncodingProto {
-		return ts, err
-	}
-	cut, ok := m.inSplit.Split(r.Value)
-	if !ok {
-		return nil, err
-	}
-	var first error
-	ts = nil
-	for _, p := range cut {
-		t, err := decode(p.Data, EncodingProto, dec) // fresh memory: kept past the next
-		if err != nil {
-			first = cmp.Or(first, err)
-			continue
-		}
-		ts = append(ts, t...)
-	}
-	return ts, first
 }
 
 // rekeyMarks follows how far a member re-keyed the span topic: up to a
@@ -316,29 +289,41 @@ func (tp markTopicPartitioner) Partition(r *kgo.Record, n int) int {
 // the spans topic takes (member.spanRecordMax).
 const maxPieceBytes = 900 << 10
 
-// fit writes t's spans in the compact form after arena, as pieces no
-// larger than maxPieceBytes (or most), halving the spans until each fits,
-// and hands each to add (its Data in arena). A span larger than most fails
-// (the pieces written before are handed on).
-func fit(arena []byte, enc *engine.CompactEncoder, t trace.Trace, most int, add func(engine.TracePiece)) ([]byte, error) {
+// fit cuts a piece larger than maxPieceBytes (or most) into pieces of the
+// trace's spans that are not, decoded and written again (rare: the spans
+// of a record are otherwise copied as they came), halving until each
+// fits. A span larger than most, or a piece that does not decode, fails
+// (the pieces cut before are returned).
+func fit(p engine.TracePiece, d decoding, most int) ([]engine.TracePiece, error) {
 	bound := min(maxPieceBytes, most)
-	var write func(spans []trace.Span) error
-	write = func(spans []trace.Span) error {
-		at := len(arena)
-		arena = enc.Append(arena, t.ID, spans)
-		switch n := len(arena) - at; {
-		case n > bound && len(spans) > 1:
-			arena = arena[:at]
-			if err := write(spans[:len(spans)/2]); err != nil {
+	if len(p.Data) <= bound {
+		return []engine.TracePiece{p}, nil
+	}
+	ts, err := decode(p.Data, EncodingProto, d)
+	if err != nil {
+		return nil, err
+	}
+	if len(ts) != 1 || ts[0].ID != p.ID {
+		return nil, fmt.Errorf("a piece of trace %s holds %d traces", p.ID, len(ts))
+	}
+	var out []engine.TracePiece
+	var cut func(spans []trace.Span) error
+	cut = func(spans []trace.Span) error {
+		data, err := file.MarshalOTLPProto([]trace.Trace{{ID: p.ID, Spans: spans}})
+		switch {
+		case err != nil:
+			return err
+		case len(data) > bound && len(spans) > 1:
+			if err := cut(spans[:len(spans)/2]); err != nil {
 				return err
 			}
-			return write(spans[len(spans)/2:])
-		case n > most:
-			arena = arena[:at]
-			return fmt.Errorf("span %s of trace %s takes %d bytes, more than a record of the spans topic may (%d)", spans[0].SpanID, t.ID, n, most)
+			return cut(spans[len(spans)/2:])
+		case len(data) > most:
+			return fmt.Errorf("span %s of trace %s takes %d bytes, more than a record of the spans topic may (%d)", spans[0].SpanID, p.ID, len(data), most)
 		}
-		add(engine.TracePiece{ID: t.ID, Spans: len(spans), Data: arena[at:len(arena):len(arena)], Compact: true})
+		out = append(out, engine.TracePiece{ID: p.ID, Spans: len(spans), Data: data})
 		return nil
 	}
-	return arena, write(t.Spans)
+	err = cut(ts[0].Spans)
+	return out, err
 }

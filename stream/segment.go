@@ -206,57 +206,8 @@ func (m *member) analyse(ctx context.Context, p int32, gathered []*partial, repo
 
 // decodeAll decodes the traces gathered at once, as many as they are, in
 // their order (nil: they do not decode so, and are decoded one by one,
-// each with its own error): one decoding's fixed costs for them all, into
-// memory used again from one analysis to the next (analyse lets them go).
+// each with its own error): one decoding's fixed costs for them all.
 func (m *member) decodeAll(gathered []*partial) []trace.Trace {
-	otlp, compact := 0, 0
-	for _, g := range gathered {
-		if g.data != nil {
-			otlp++
-		}
-		if g.compact != nil {
-			compact++
-		}
-	}
-	switch {
-	case compact == 0:
-		return m.decodeAllOTLP(gathered)
-	case otlp > 0: // an older member's pieces among them: rare
-		return nil
-	}
-	total := 0
-	for _, g := range gathered {
-		total += g.spans
-	}
-	if cap(m.spanBlock) < total {
-		m.spanBlock = make([]trace.Span, 0, total+total/4)
-	}
-	block := m.spanBlock[:total]
-	if total > keptSpans { // a rare large analysis's memory is let go
-		m.spanBlock = nil
-	}
-	m.compact.Release()
-	ts := make([]trace.Trace, len(gathered))
-	for i, g := range gathered {
-		// Each trace's spans in its part of the block (a trace whose
-		// pieces hold more than their headers said grows out of it).
-		spans, err := m.compact.Decode(block[:0:g.spans], g.id, g.compact, &m.res, &m.strs)
-		if err != nil {
-			return nil
-		}
-		block = block[g.spans:]
-		ts[i] = trace.Trace{ID: g.id, Spans: distinct(spans)}
-	}
-	return ts
-}
-
-// keptSpans bounds the spans a member's block for them holds (about 10
-// MiB), as engine.OTLPDecoder bounds its own.
-const keptSpans = 1 << 16
-
-// decodeAllOTLP decodes traces gathered as OTLP protobuf as decodeAll
-// does.
-func (m *member) decodeAllOTLP(gathered []*partial) []trace.Trace {
 	msgs := make([][]byte, len(gathered))
 	for i, g := range gathered {
 		msgs[i] = g.data
@@ -277,23 +228,14 @@ func (m *member) decodeAllOTLP(gathered []*partial) []trace.Trace {
 // decodeTrace decodes a trace gathered: its spans, each once (a record
 // written twice upstream brings its spans twice).
 func (m *member) decodeTrace(g *partial) (trace.Trace, error) {
-	t := trace.Trace{ID: g.id}
-	if g.data != nil {
-		ts, err := decode(g.data, EncodingProto, m.decoding())
-		if err != nil {
-			return trace.Trace{}, err
-		}
-		if len(ts) != 1 || ts[0].ID != g.id {
-			return trace.Trace{}, fmt.Errorf("its records hold %d traces, not trace %s alone", len(ts), g.id)
-		}
-		t = ts[0]
+	ts, err := decode(g.data, EncodingProto, m.decoding())
+	if err != nil {
+		return trace.Trace{}, err
 	}
-	if g.compact != nil {
-		var err error
-		if t.Spans, err = m.compact.Decode(t.Spans, g.id, g.compact, &m.res, &m.strs); err != nil {
-			return trace.Trace{}, err
-		}
+	if len(ts) != 1 || ts[0].ID != g.id {
+		return trace.Trace{}, fmt.Errorf("its records hold %d traces, not trace %s alone", len(ts), g.id)
 	}
+	t := ts[0]
 	t.Spans = distinct(t.Spans)
 	return t, nil
 }

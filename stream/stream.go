@@ -297,21 +297,11 @@ type member struct {
 	inRes, res   trace.Resources
 	inStrs, strs trace.Strings
 	// inJaeger and jaeger decode Jaeger's encodings; inSplit and split
-	// cut records per trace (a bad one re-keyed, keyed input); otlp
-	// decodes the traces gathered, when they are analysed (with res and
-	// strs).
+	// cut records per trace; otlp decodes the traces gathered, when they
+	// are analysed (with res and strs).
 	inJaeger, jaeger sj.SpanDecoder
 	inSplit, split   engine.OTLPSplitter
 	otlp             engine.OTLPDecoder
-	// inOTLP decodes the span topic's OTLP protobuf, and inCompact writes
-	// its traces in the compact form, for the spans topic; compact reads
-	// them, when they are analysed.
-	inOTLP    engine.OTLPDecoder
-	inCompact engine.CompactEncoder
-	compact   engine.CompactDecoder
-	// spanBlock is the block the traces analysed together take their
-	// spans from (decodeAll), made again only when too small.
-	spanBlock []trace.Span
 
 	mu         sync.Mutex
 	assemblers map[int32]*assembler // by partition of the spans topic

@@ -35,7 +35,6 @@ import (
 
 	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
-	"github.com/ktrace-dev/ktrace/internal/engine"
 	"github.com/ktrace-dev/ktrace/internal/kafkatest"
 	"github.com/ktrace-dev/ktrace/internal/synth"
 	"github.com/ktrace-dev/ktrace/internal/testenv"
@@ -530,24 +529,6 @@ func failTxnOffsetCommit(err *kerr.Error, group string) func(kmsg.Request) (kmsg
 	}
 }
 
-// rekeyedSpans counts the spans of a record of the spans topic: in the
-// compact form, as its header says, or in OTLP protobuf (none in a mark).
-func rekeyedSpans(r *kgo.Record) (int, error) {
-	for _, h := range r.Headers {
-		if h.Key == "ktrace-form" && string(h.Value) == "compact" {
-			id, err := trace.ParseTraceID(string(r.Key))
-			if err != nil {
-				return 0, err
-			}
-			var dec engine.CompactDecoder
-			spans, err := dec.Decode(nil, id, r.Value, &trace.Resources{}, &trace.Strings{})
-			return len(spans), err
-		}
-	}
-	ts, err := file.OTLPProto(r.Value, &trace.Resources{}, &trace.Strings{})
-	return countSpans(ts), err
-}
-
 // spansIn counts the spans in group g's spans topic, read at isolation.
 func spansIn(t *testing.T, brokers []string, isolation kgo.IsolationLevel) int {
 	t.Helper()
@@ -567,11 +548,11 @@ func spansIn(t *testing.T, brokers []string, isolation kgo.IsolationLevel) int {
 		cancel()
 		before := n
 		fs.EachRecord(func(r *kgo.Record) {
-			spans, err := rekeyedSpans(r)
+			ts, err := file.OTLPProto(r.Value, &trace.Resources{}, &trace.Strings{})
 			if err != nil {
 				t.Fatalf("%s/%d offset %d: %v", topic, r.Partition, r.Offset, err)
 			}
-			n += spans
+			n += countSpans(ts)
 		})
 		if empty++; n > before {
 			empty = 0

@@ -6,14 +6,11 @@ import (
 	"github.com/ktrace-dev/ktrace/trace"
 )
 
-// A TracePiece is one trace's spans cut out of an OTLP message, or
-// written in the compact form.
+// A TracePiece is one trace's spans cut out of an OTLP message.
 type TracePiece struct {
 	ID    trace.TraceID
 	Spans int
 	Data  []byte // an OTLP protobuf TracesData message
-	// Compact: Data is in the compact form (CompactEncoder) instead.
-	Compact bool
 }
 
 // SplitOTLP cuts one OTLP protobuf TracesData message into a message per
