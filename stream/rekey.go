@@ -21,9 +21,13 @@ import (
 // brings it from about 130% of the exporter's (uncompressed) bytes to
 // about a fifth, for about a fifth of a re-keying member's CPU (writing
 // and reading; lz4 costs as much, measured). Brokers older than zstd
-// (Kafka 2.1) get lz4. (A new list each time: the client rewrites it.)
-func internalCompression() kgo.ProducerOpt {
-	return kgo.ProducerBatchCompression(kgo.ZstdCompression().WithLevel(int(zstd.SpeedFastest)), kgo.Lz4Compression(), kgo.NoCompression())
+// (Kafka 2.1) get lz4.
+func internalCompression() kgo.ProducerOpt { return kgo.ProducerBatchCompression(internalCodecs()...) }
+
+// internalCodecs lists the internal topics' codecs, in order of
+// preference (a new list each time: the client rewrites it).
+func internalCodecs() []kgo.CompressionCodec {
+	return []kgo.CompressionCodec{kgo.ZstdCompression().WithLevel(int(zstd.SpeedFastest)), kgo.Lz4Compression(), kgo.NoCompression()}
 }
 
 // rekeying is the client that re-keys the span topic: in group Group,
