@@ -92,7 +92,6 @@ func (m *member) ensureTopics(ctx context.Context) error {
 		if parts, err = partitions(ctx, m.cfg.Kafka, adm, m.spans); err != nil {
 			return fmt.Errorf("spans topic %s: %w", m.spans, err)
 		}
-		m.spanRecordMax = min(m.recordLimit(ctx, adm, m.spans), recordMaxBytes) - recordRoom
 	}
 	segments := SegmentsTopic(m.cfg.Group)
 	if err := create(ctx, adm, segments, parts, deletedAfter(segmentsRetention)); err != nil {
@@ -111,18 +110,28 @@ func (m *member) ensureTopics(ctx context.Context) error {
 	}
 	m.pairKeys = int(n)
 	m.gatheredParts.Store(parts)
-	return m.recordLimits(ctx, adm, map[string]int{ResultsTopic(m.cfg.Group): minValueBytes, pairs: minValueBytes, segments: segmentRecordBytes})
+	least := map[string]int{ResultsTopic(m.cfg.Group): minValueBytes, pairs: minValueBytes, segments: segmentRecordBytes}
+	topics := slices.Sorted(maps.Keys(least))
+	if !m.cfg.ByTraceID {
+		topics = append(topics, m.spans)
+	}
+	limits := m.recordLimits(ctx, adm, topics)
+	if !m.cfg.ByTraceID {
+		m.spanRecordMax = min(limits[m.spans], recordMaxBytes) - recordRoom
+	}
+	return m.setRecordLimits(limits, least)
 }
 
-// recordLimits sets how large the records the member writes to the
+// setRecordLimits sets how large the records the member writes to the
 // results, segments and pairs topics may be: under the smallest of their
-// max.message.bytes, which an earlier member or an operator may have set
-// below the 16 MiB a member sets. A topic that cannot take the largest
-// record the member must write there whole (least, by topic) is refused.
-func (m *member) recordLimits(ctx context.Context, adm *kadm.Client, least map[string]int) error {
+// max.message.bytes (limits), which an earlier member or an operator may
+// have set below the 16 MiB a member sets. A topic that cannot take the
+// largest record the member must write there whole (least, by topic) is
+// refused.
+func (m *member) setRecordLimits(limits, least map[string]int) error {
 	limit := kafkaDefaultMaxBytes
 	for _, t := range slices.Sorted(maps.Keys(least)) {
-		l := m.recordLimit(ctx, adm, t)
+		l := limits[t]
 		if l-recordRoom < least[t] {
 			return fmt.Errorf("%s takes records of at most %d bytes (max.message.bytes): a member needs at least %d there", t, l, least[t]+recordRoom)
 		}
@@ -222,21 +231,26 @@ const kafkaDefaultMaxBytes = 1048588
 // most, as a member writes them: a batch's limit less it bounds a value.
 const recordRoom = 64 << 10
 
-// recordLimit is topic's max.message.bytes (maxMessageBytes), or Kafka's
-// default, logged, when it cannot be read.
-func (m *member) recordLimit(ctx context.Context, adm *kadm.Client, topic string) int {
-	limit, err := maxMessageBytes(ctx, adm, topic)
-	if err != nil {
-		limit = kafkaDefaultMaxBytes
-		m.log.Printf("%s: its max.message.bytes could not be read (%v): taking Kafka's default, %d", topic, err, limit)
+// recordLimits reads the topics' max.message.bytes, the largest record
+// batch, compressed, that Kafka takes on each, in one request: Kafka's
+// default, logged, for one that cannot be read.
+func (m *member) recordLimits(ctx context.Context, adm *kadm.Client, topics []string) map[string]int {
+	limits := make(map[string]int, len(topics))
+	cfgs, err := adm.DescribeTopicConfigs(ctx, topics...)
+	for _, t := range topics {
+		limit, lerr := maxMessageBytes(cfgs, err, t)
+		if lerr != nil {
+			limit = kafkaDefaultMaxBytes
+			m.log.Printf("%s: its max.message.bytes could not be read (%v): taking Kafka's default, %d", t, lerr, limit)
+		}
+		limits[t] = limit
 	}
-	return limit
+	return limits
 }
 
-// maxMessageBytes reads topic's max.message.bytes: the largest record
-// batch, compressed, that Kafka takes on it.
-func maxMessageBytes(ctx context.Context, adm *kadm.Client, topic string) (int, error) {
-	cfgs, err := adm.DescribeTopicConfigs(ctx, topic)
+// maxMessageBytes is topic's max.message.bytes in cfgs, which a request
+// that failed with err answered.
+func maxMessageBytes(cfgs kadm.ResourceConfigs, err error, topic string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
@@ -258,7 +272,7 @@ func maxMessageBytes(ctx context.Context, adm *kadm.Client, topic string) (int, 
 // valueMaxBytes is the largest value a member writes in one record of the
 // results or the pairs topic (a variable for tests); a larger one is cut
 // (cut). It is under Kafka's default largest record; a topic that takes
-// less makes it smaller (member.recordLimits).
+// less makes it smaller (member.setRecordLimits).
 var valueMaxBytes = 900 << 10
 
 // deletedAfter is the config of a topic whose records are deleted after
