@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ktrace-dev/ktrace/source/file"
-	sj "github.com/ktrace-dev/ktrace/stack/jaeger"
 	"github.com/ktrace-dev/ktrace/stream"
 	"github.com/ktrace-dev/ktrace/trace"
 )
@@ -75,33 +73,6 @@ func streamRuns(ctx context.Context, work, bin string, ts []trace.Trace, perReco
 		fmt.Sprintf("%.2f× Jaeger's per CPU (user time alone: %.2f×); Jaeger %s, ktrace %s; internal topics %.0f%% of the input's %d MiB; peak %d MiB resident",
 			jk.cpu().Seconds()/r.cpu.Seconds(), jk.user.Seconds()/r.used.user.Seconds(), jk, r.used,
 			100*float64(r.internal)/float64(r.input), r.input>>20, r.rss>>20))
-}
-
-// instructionRuns counts the instructions members execute per span, with
-// 1, 2 and 4 members under callgrind on the same records: the scale-out
-// cost in a measure that, unlike CPU time, does not move with what the
-// VM charges for a page fault or with what else the machine runs.
-// Callgrind runs a member about fifty times slower: a run of the
-// default 500,000 spans takes about 13 minutes.
-func instructionRuns(ctx context.Context, work, bin string, ts []trace.Trace, perRecord int) {
-	if _, err := exec.LookPath("callgrind_control"); err != nil {
-		check(fmt.Errorf("-instructions needs valgrind (Debian's package valgrind): %w", err))
-	}
-	cluster, brokers := newBroker()
-	defer cluster.Close()
-	recs, n := exporterRecords(ts, perRecord)
-	fmt.Fprintf(os.Stderr, "instructions: %d spans in %d records of about %d spans, members under callgrind\n", n, len(recs), perRecord)
-	var one, oneWork float64
-	for _, members := range []int{1, 2, 4} {
-		r := ktraceStream(ctx, work, bin, cluster, brokers, recs, n, len(ts), members, how{callgrind: true})
-		perSpan, work := float64(r.instructions)/float64(n), float64(r.instructions-r.idle)/float64(n)
-		if members == 1 {
-			one, oneWork = perSpan, work
-		}
-		record(fmt.Sprintf("ktrace stream, %d member(s), under callgrind", members), fmt.Sprintf("%.0f instructions/span", perSpan),
-			fmt.Sprintf("%.2f× one member's (goal ≤ 1.2); less what the members execute idle as long (%.0f a span): %.0f, %.2f× one member's; %d instructions in all, %s wall; %d late spans",
-				perSpan/one, float64(r.idle)/float64(n), work, work/oneWork, r.instructions, r.wall.Round(time.Second), r.late))
-	}
 }
 
 // newBroker starts an in-process broker, which the caller closes.
@@ -164,80 +135,6 @@ func produceRecords(ctx context.Context, brokers []string, topic string, recs []
 		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value}, func(_ *kgo.Record, err error) { check(err) })
 	}
 	check(cl.Flush(ctx))
-}
-
-// procStat is what /proc/PID/stat says of a process's CPU time (user and
-// kernel) and its minor page faults.
-type procStat struct {
-	user, system time.Duration
-	faults       int64
-}
-
-func (a procStat) cpu() time.Duration { return a.user + a.system }
-
-func (a procStat) String() string {
-	return fmt.Sprintf("%s user, %s kernel; %d page faults", a.user, a.system, a.faults)
-}
-
-func (a procStat) add(b procStat) procStat {
-	return procStat{a.user + b.user, a.system + b.system, a.faults + b.faults}
-}
-
-func (a procStat) sub(b procStat) procStat {
-	return procStat{a.user - b.user, a.system - b.system, a.faults - b.faults}
-}
-
-func statOf(pid int) procStat {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	check(err)
-	// The fields after the command name, which is in parentheses.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	minflt, _ := strconv.ParseInt(f[7], 10, 64)
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return procStat{time.Duration(utime) * time.Second / 100, time.Duration(stime) * time.Second / 100, minflt} // USER_HZ
-}
-
-// residentPeak is a process's peak resident memory so far.
-func residentPeak(pid int) int64 { return statusBytes(pid, "VmHWM") }
-
-// resident is a process's resident memory now.
-func resident(pid int) int64 { return statusBytes(pid, "VmRSS") }
-
-// statusBytes reads a field of /proc/PID/status given in kB.
-func statusBytes(pid int, field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	check(err)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
-func waitHTTP(ctx context.Context, url string) {
-	deadline := time.Now().Add(3 * time.Minute) // under callgrind, a member starts in about 20 s
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			check(fmt.Errorf("%s did not answer within 3 minutes", url))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func freeAddr() string {
-	p, err := sj.FreePort()
-	check(err)
-	return "127.0.0.1:" + strconv.Itoa(p)
 }
 
 type streamResult struct {
@@ -350,10 +247,6 @@ type member struct {
 	stop      func()
 }
 
-// callgrindKeep is where -instructions keeps the members' counts, if
-// anywhere.
-var callgrindKeep string
-
 // how members run: on a topic keyed by trace ID (read with
 // --partitioned-by-trace) or not, and bare or under callgrind.
 type how struct{ byTraceID, callgrind bool }
@@ -387,41 +280,6 @@ func startMember(ctx context.Context, work, bin string, brokers []string, topic,
 	return m
 }
 
-// zeroInstructions sets a member's count of instructions to zero, when it
-// runs under callgrind.
-func (m member) zeroInstructions() {
-	if m.callgrind != "" {
-		check(exec.Command("callgrind_control", "-z", strconv.Itoa(m.cmd.Process.Pid)).Run())
-	}
-}
-
-// instructions is how many instructions a member under callgrind has
-// executed since its count was set to zero: callgrind writes them to a
-// file of their own (the dumps are numbered from 1); 0 for a bare
-// member.
-func (m member) instructions() int64 {
-	if m.callgrind == "" {
-		return 0
-	}
-	check(exec.Command("callgrind_control", "-d", strconv.Itoa(m.cmd.Process.Pid)).Run())
-	*m.dumps++
-	name := fmt.Sprintf("%s.%d", m.callgrind, *m.dumps)
-	b, err := os.ReadFile(name)
-	check(err)
-	if callgrindKeep != "" { // for callgrind_annotate: exact counts per line
-		check(os.WriteFile(filepath.Join(callgrindKeep, filepath.Base(name)), b, 0o644))
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "totals: "); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			check(err)
-			return n
-		}
-	}
-	check(fmt.Errorf("%s: no totals line", name))
-	return 0
-}
-
 // metric is the value of a counter or gauge a member serves, 0 when it
 // does not answer.
 func (m member) metric(name string) float64 {
@@ -438,264 +296,4 @@ func (m member) metric(name string) float64 {
 		}
 	}
 	return 0
-}
-
-// streamSteady measures ktrace stream and Jaeger's kafka receiver →
-// spanmetrics side by side as they run in production: both read one topic
-// (each in its group) while spans come at a constant rate for d — the
-// set's traces written again and again under new trace IDs, in records of
-// about 300 spans, or a record per trace keyed by its ID — and each
-// process's CPU is taken from the first span to the last analysed. A
-// burst (streamRuns) makes a member hold the whole topic at once, and pay
-// the kernel for every fresh page of it; at a steady rate its memory is
-// reused, as Jaeger's is.
-func streamSteady(ctx context.Context, work, bin string, ts []trace.Trace, rate int, d time.Duration, byTraceID bool) {
-	cluster, brokers := newBroker()
-	defer cluster.Close()
-	topic := fmt.Sprintf("steady-%v", byTraceID)
-	check(cluster.CreateTopic(topic, 6, nil))
-	j := startJaegerSpanmetrics(ctx, work, brokers, topic)
-	defer j.stop()
-	m := startMember(ctx, work, bin, brokers, topic, "steady", topic, how{byTraceID: byTraceID}, "--trace-idle", "5s", "--window", "10s")
-	defer m.stop()
-	time.Sleep(2 * time.Second) // the group settled
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
-		kgo.ProducerBatchCompression(kgo.NoCompression()))
-	check(err)
-	defer cl.Close()
-	jBefore, mBefore, start := statOf(j.pid), statOf(m.cmd.Process.Pid), time.Now()
-	sent, traces, k := 0, 0, 0
-	for time.Since(start) < d {
-		// Keep to the rate: write the traces due by now, 300 spans or a
-		// trace a record.
-		var batch []trace.Trace
-		for due := int(time.Since(start).Seconds() * float64(rate)); sent < due; k++ {
-			t := ts[k%len(ts)]
-			t.Spans = slices.Clone(t.Spans)
-			for i := range t.Spans {
-				t.Spans[i].Refs = slices.Clone(t.Spans[i].Refs)
-			}
-			reID(&t, trace.TraceID{High: uint64(k/len(ts)) + 1, Low: uint64(k%len(ts)) + 1})
-			batch = append(batch, t)
-			sent, traces = sent+len(t.Spans), traces+1
-		}
-		recs := byTrace(batch)
-		if !byTraceID {
-			recs, _ = exporterRecords(batch, 300)
-		}
-		for _, r := range recs {
-			cl.Produce(ctx, &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value}, func(_ *kgo.Record, err error) { check(err) })
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	check(cl.Flush(ctx))
-	j.await(sent, start)
-	jUsed := statOf(j.pid).sub(jBefore)
-	jCPU := jUsed.cpu()
-	for m.metric("ktrace_stream_traces_total") < float64(traces) {
-		if time.Since(start) > d+5*time.Minute {
-			check(fmt.Errorf("ktrace stream: %v of %d traces published five minutes after the last span", m.metric("ktrace_stream_traces_total"), traces))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	mUsed := statOf(m.cmd.Process.Pid).sub(mBefore)
-	mCPU := mUsed.cpu()
-	how := "in records of about 300 spans (not keyed)"
-	if byTraceID {
-		how = "a record per trace keyed by its ID, --partitioned-by-trace"
-	}
-	fmt.Fprintf(os.Stderr, "steady %s: Jaeger %s, ktrace %s of CPU for %d spans\n", how, jCPU, mCPU, sent)
-	record(fmt.Sprintf("at %d spans/s for %s, %s: Jaeger, then ktrace stream (1 member)", rate, d, how),
-		fmt.Sprintf("%.0f, %.0f spans/CPU-s", float64(sent)/jCPU.Seconds(), float64(sent)/mCPU.Seconds()),
-		fmt.Sprintf("%.2f× Jaeger's per CPU (user time alone: %.2f×); %d spans; Jaeger %s, ktrace %s; peak %d MiB resident (ktrace), %d MiB (Jaeger)",
-			jCPU.Seconds()/mCPU.Seconds(), jUsed.user.Seconds()/mUsed.user.Seconds(), sent, jUsed, mUsed,
-			residentPeak(m.cmd.Process.Pid)>>20, residentPeak(j.pid)>>20))
-}
-
-// jaegerSpanmetrics runs the Jaeger v2 binary as a kafka receiver feeding
-// the spanmetrics connector (metrics out to a Prometheus endpoint, no
-// trace storage), writes the records once it is ready, and waits until its
-// receiver has accepted every span.
-func jaegerSpanmetrics(ctx context.Context, work string, cluster *kfake.Cluster, brokers []string, name string, recs []*kgo.Record, spans int) procStat {
-	topic := "spans-jaeger-" + name
-	check(cluster.CreateTopic(topic, 6, nil))
-	j := startJaegerSpanmetrics(ctx, work, brokers, topic)
-	defer j.stop()
-	before, start := statOf(j.pid), time.Now()
-	produceRecords(ctx, brokers, topic, recs)
-	j.await(spans, start)
-	d := statOf(j.pid).sub(before)
-	fmt.Fprintf(os.Stderr, "Jaeger kafka → spanmetrics: %s CPU for %d spans (%s)\n", d.cpu(), spans, d)
-	return d
-}
-
-// jaegerProc is a Jaeger v2 process reading a topic with its kafka
-// receiver into the spanmetrics connector.
-type jaegerProc struct {
-	pid       int
-	telemetry string // its own metrics' address
-	stop      func()
-}
-
-// startJaegerSpanmetrics starts Jaeger reading topic, in a consumer group
-// named as the topic, and waits until it is ready and its group settled.
-func startJaegerSpanmetrics(ctx context.Context, work string, brokers []string, topic string) jaegerProc {
-	bin, err := sj.FindBinary("")
-	check(err)
-	health, telemetry, metrics := freeAddr(), freeAddr(), freeAddr()
-	th, tp, _ := strings.Cut(telemetry, ":")
-	config := fmt.Sprintf(`service:
-  extensions: [healthcheckv2]
-  pipelines:
-    traces:
-      receivers: [kafka]
-      exporters: [spanmetrics]
-    metrics:
-      receivers: [spanmetrics]
-      exporters: [prometheus]
-  telemetry:
-    metrics:
-      level: normal
-      readers:
-        - pull:
-            exporter:
-              prometheus:
-                host: %q
-                port: %s
-    logs:
-      level: warn
-extensions:
-  healthcheckv2:
-    use_v2: true
-    http:
-      endpoint: %q
-receivers:
-  kafka:
-    brokers: [%q]
-    group_id: %s
-    initial_offset: earliest
-    traces:
-      topic: %q
-      encoding: otlp_proto
-connectors:
-  spanmetrics: {}
-exporters:
-  prometheus:
-    endpoint: %q
-`, th, tp, health, brokers[0], topic, topic, metrics)
-	path := filepath.Join(work, topic+".yaml")
-	check(os.WriteFile(path, []byte(config), 0o600))
-	log, err := os.Create(filepath.Join(work, topic+".log"))
-	check(err)
-	cmd := exec.Command(bin, "--config", path)
-	cmd.Stdout, cmd.Stderr = log, log
-	check(cmd.Start())
-	stop := started(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait(); log.Close() })
-	waitHTTP(ctx, "http://"+health+"/status")
-	time.Sleep(2 * time.Second) // the group settled
-	return jaegerProc{pid: cmd.Process.Pid, telemetry: telemetry, stop: stop}
-}
-
-// await waits until Jaeger's receiver has accepted spans spans.
-func (j jaegerProc) await(spans int, start time.Time) {
-	for accepted(j.telemetry) < spans {
-		if time.Since(start) > 10*time.Minute {
-			check(fmt.Errorf("jaeger: %d of %d spans accepted after 10 minutes", accepted(j.telemetry), spans))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// accepted is the spans Jaeger's receivers have accepted, from its own
-// telemetry.
-func accepted(telemetry string) int {
-	resp, err := http.Get("http://" + telemetry + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	n := 0.0
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "otelcol_receiver_accepted_spans") {
-			if f := strings.Fields(line); len(f) >= 2 {
-				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-				n += v
-			}
-		}
-	}
-	return int(n)
-}
-
-// streamSoak runs one ktrace stream member for d while spans arrive at a
-// constant rate (traces of the set, written again under new trace IDs),
-// and records its resident memory each ten seconds: memory bounded by the
-// window's state stays flat; memory that grows with the spans seen does
-// not.
-func streamSoak(ctx context.Context, work, bin string, ts []trace.Trace, rate int, d time.Duration) {
-	cluster, brokers := newBroker()
-	defer cluster.Close()
-	topic := "soak"
-	check(cluster.CreateTopic(topic, 6, nil))
-	listen := freeAddr()
-	log, err := os.Create(filepath.Join(work, "soak.log"))
-	check(err)
-	defer log.Close()
-	cmd := exec.Command(bin, "stream", "--kafka-brokers", strings.Join(brokers, ","), "--topic", topic, "--group", "soak",
-		"--listen", listen, "--trace-idle", "5s", "--window", "1m")
-	cmd.Stderr = log
-	check(cmd.Start())
-	defer started(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })()
-	waitHTTP(ctx, "http://"+listen+"/readyz")
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerBatchCompression(kgo.NoCompression()))
-	check(err)
-	defer cl.Close()
-	start, sent, k := time.Now(), 0, 0
-	var samples []string
-	var first, last int64
-	nextSample := start.Add(10 * time.Second)
-	for time.Since(start) < d {
-		// Keep to the rate: write the traces due by now.
-		due := int(time.Since(start).Seconds() * float64(rate))
-		for ; sent < due; k++ {
-			t := ts[k%len(ts)]
-			t.Spans = slices.Clone(t.Spans)
-			for j := range t.Spans {
-				t.Spans[j].Refs = slices.Clone(t.Spans[j].Refs)
-			}
-			reID(&t, trace.TraceID{High: uint64(k/len(ts)) + 1, Low: uint64(k%len(ts)) + 1})
-			data, err := file.MarshalOTLPProto([]trace.Trace{t})
-			check(err)
-			cl.Produce(ctx, &kgo.Record{Topic: topic, Value: data}, func(_ *kgo.Record, err error) { check(err) })
-			sent += len(t.Spans)
-		}
-		if time.Now().After(nextSample) {
-			nextSample = nextSample.Add(10 * time.Second)
-			rss := resident(cmd.Process.Pid)
-			if first == 0 && time.Since(start) > time.Minute {
-				first = rss
-			}
-			last = rss
-			samples = append(samples, fmt.Sprintf("%d", rss>>20))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	check(cl.Flush(ctx))
-	if b, err := os.ReadFile(filepath.Join(work, "soak.log")); err == nil {
-		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-		fmt.Fprintf(os.Stderr, "the member's log, %d lines, the last:\n%s\n", len(lines), strings.Join(lines[max(0, len(lines)-8):], "\n"))
-	}
-	if resp, err := http.Get("http://" + listen + "/metrics"); err == nil {
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "ktrace_stream") {
-				fmt.Fprintln(os.Stderr, sc.Text())
-			}
-		}
-		resp.Body.Close()
-	}
-	record(fmt.Sprintf("ktrace stream at %d spans/s for %s", rate, d), fmt.Sprintf("%d → %d MiB", first>>20, last>>20),
-		fmt.Sprintf("resident memory after the first minute and at the end (trace-idle 5s, window 1m; %d spans written); every 10 s: %s MiB",
-			sent, strings.Join(samples, " ")))
 }
