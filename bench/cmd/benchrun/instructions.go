@@ -46,7 +46,7 @@ var callgrindKeep string
 
 // zeroInstructions sets a member's count of instructions to zero, when it
 // runs under callgrind.
-func (m member) zeroInstructions() {
+func (m *member) zeroInstructions() {
 	if m.callgrind != "" {
 		check(exec.Command("callgrind_control", "-z", strconv.Itoa(m.cmd.Process.Pid)).Run())
 	}
@@ -56,13 +56,13 @@ func (m member) zeroInstructions() {
 // executed since its count was set to zero: callgrind writes them to a
 // file of their own (the dumps are numbered from 1); 0 for a bare
 // member.
-func (m member) instructions() int64 {
+func (m *member) instructions() int64 {
 	if m.callgrind == "" {
 		return 0
 	}
 	check(exec.Command("callgrind_control", "-d", strconv.Itoa(m.cmd.Process.Pid)).Run())
-	*m.dumps++
-	name := fmt.Sprintf("%s.%d", m.callgrind, *m.dumps)
+	m.dumps++
+	name := fmt.Sprintf("%s.%d", m.callgrind, m.dumps)
 	b, err := os.ReadFile(name)
 	check(err)
 	if callgrindKeep != "" { // for callgrind_annotate: exact counts per line

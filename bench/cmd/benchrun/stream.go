@@ -171,7 +171,7 @@ func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster,
 	if h.callgrind {
 		idle, window = "30s", "1m"
 	}
-	var ms []member
+	var ms []*member
 	for i := 0; i < members; i++ {
 		m := startMember(ctx, work, bin, brokers, topic, group, fmt.Sprintf("%s-%d", topic, i), h, "--trace-idle", idle, "--window", window)
 		defer m.stop()
@@ -243,7 +243,7 @@ type member struct {
 	cmd       *exec.Cmd
 	listen    string // its /metrics, /healthz and /readyz
 	callgrind string // where callgrind writes its counts, "" when the member runs bare
-	dumps     *int   // how many times they were written
+	dumps     int    // how many times they were written
 	stop      func()
 }
 
@@ -253,7 +253,7 @@ type how struct{ byTraceID, callgrind bool }
 
 // startMember starts a member reading topic in group, logging to
 // work/name.log, with the flags given, and waits until it is ready.
-func startMember(ctx context.Context, work, bin string, brokers []string, topic, group, name string, h how, flags ...string) member {
+func startMember(ctx context.Context, work, bin string, brokers []string, topic, group, name string, h how, flags ...string) *member {
 	listen := freeAddr()
 	log, err := os.Create(filepath.Join(work, name+".log"))
 	check(err)
@@ -262,7 +262,7 @@ func startMember(ctx context.Context, work, bin string, brokers []string, topic,
 	if h.byTraceID {
 		args = append(args, "--partitioned-by-trace")
 	}
-	m := member{listen: listen, dumps: new(int)}
+	m := &member{listen: listen}
 	if h.callgrind {
 		m.callgrind = filepath.Join(work, name+".callgrind")
 		args = append([]string{"valgrind", "--tool=callgrind", "--callgrind-out-file=" + m.callgrind}, args...)
@@ -282,7 +282,7 @@ func startMember(ctx context.Context, work, bin string, brokers []string, topic,
 
 // metric is the value of a counter or gauge a member serves, 0 when it
 // does not answer.
-func (m member) metric(name string) float64 {
+func (m *member) metric(name string) float64 {
 	resp, err := http.Get("http://" + m.listen + "/metrics")
 	if err != nil {
 		return 0
