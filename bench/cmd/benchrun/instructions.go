@@ -36,7 +36,7 @@ func instructionRuns(ctx context.Context, work, bin string, ts []trace.Trace, pe
 		}
 		record(fmt.Sprintf("ktrace stream, %d member(s), under callgrind", members), fmt.Sprintf("%.0f instructions/span", perSpan),
 			fmt.Sprintf("%.2f× one member's (goal ≤ 1.2); less what the members execute idle as long (%.0f a span): %.0f, %.2f× one member's; %d instructions in all, %s wall; %d late spans",
-				perSpan/one, float64(r.idle)/float64(n), work, work/oneWork, r.instructions, r.wall.Round(time.Second), r.late))
+				perSpan/one, float64(r.idle)/float64(n), work, work/oneWork, r.instructions, r.wall.Round(time.Second), r.late)+r.caveat())
 	}
 }
 

@@ -54,7 +54,7 @@ func streamRuns(ctx context.Context, work, bin string, ts []trace.Trace, perReco
 			fmt.Sprintf("%.2f× Jaeger's per CPU (goal ≥ 3); CPU per span %.2f× one member's (goal ≤ 1.2); user time alone: %.2f× Jaeger's, %.2f× one member's; %s of CPU (%s), %s wall (trace-idle 1s and window 1s included); internal topics %.0f%% of the input's %d MiB (goal ≤ 10%%); peak %d MiB resident per member",
 				float64(n)/r.cpu.Seconds()/jaegerRate, perSpan/one, j.user.Seconds()/r.used.user.Seconds(), perSpanUser/oneUser,
 				r.cpu.Round(time.Millisecond), r.used, r.wall.Round(time.Millisecond),
-				100*float64(r.internal)/float64(r.input), r.input>>20, r.rss>>20))
+				100*float64(r.internal)/float64(r.input), r.input>>20, r.rss>>20)+r.caveat())
 	}
 	// The exporter's partition_traces_by_id: a record per trace, keyed by
 	// its ID; ktrace reads it with --partitioned-by-trace.
@@ -72,7 +72,7 @@ func streamRuns(ctx context.Context, work, bin string, ts []trace.Trace, perReco
 		fmt.Sprintf("%.0f, %.0f spans/CPU-s", float64(n)/jk.cpu().Seconds(), float64(n)/r.cpu.Seconds()),
 		fmt.Sprintf("%.2f× Jaeger's per CPU (user time alone: %.2f×); Jaeger %s, ktrace %s; internal topics %.0f%% of the input's %d MiB; peak %d MiB resident",
 			jk.cpu().Seconds()/r.cpu.Seconds(), jk.user.Seconds()/r.used.user.Seconds(), jk, r.used,
-			100*float64(r.internal)/float64(r.input), r.input>>20, r.rss>>20))
+			100*float64(r.internal)/float64(r.input), r.input>>20, r.rss>>20)+r.caveat())
 }
 
 // newBroker starts an in-process broker, which the caller closes.
@@ -143,6 +143,16 @@ type streamResult struct {
 	internal, input, rss, instructions int64
 	late                               int64 // spans that came after their trace was complete
 	idle                               int64 // of the instructions, what the members would have executed idle as long
+	redone                             int   // times the members logged that work is read again
+}
+
+// caveat is what a row must say of a run whose members did work again:
+// its figures count that work twice.
+func (r streamResult) caveat() string {
+	if r.redone == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; NOT COMPARABLE: the members logged %d times that work is read again (see their logs), run again", r.redone)
 }
 
 func topicBytes(cluster *kfake.Cluster, topic string) int64 {
@@ -223,18 +233,20 @@ func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster,
 	used := stat().sub(before)
 	var instructions int64
 	var late float64
+	redone := 0
 	for _, m := range ms {
 		instructions += m.instructions()
 		late += m.metric("ktrace_stream_late_spans_total")
+		redone += m.redone()
 	}
 	wall := time.Since(start)
-	r := streamResult{cpu: used.cpu(), used: used, instructions: instructions, idle: int64(idleRate * wall.Seconds()), late: int64(late), wall: wall, input: topicBytes(cluster, topic),
+	r := streamResult{cpu: used.cpu(), used: used, instructions: instructions, idle: int64(idleRate * wall.Seconds()), late: int64(late), redone: redone, wall: wall, input: topicBytes(cluster, topic),
 		internal: topicBytes(cluster, stream.SpansTopic(group)) + topicBytes(cluster, stream.ResultsTopic(group)) +
 			topicBytes(cluster, stream.SegmentsTopic(group)) + topicBytes(cluster, stream.PairsTopic(group))}
 	for _, m := range ms {
 		r.rss = max(r.rss, residentPeak(m.cmd.Process.Pid))
 	}
-	fmt.Fprintf(os.Stderr, "ktrace stream ×%d: %s CPU for %d spans (%s)\n", members, r.cpu, spans, used)
+	fmt.Fprintf(os.Stderr, "ktrace stream ×%d: %s CPU for %d spans (%s)%s\n", members, r.cpu, spans, used, r.caveat())
 	return r
 }
 
@@ -244,7 +256,17 @@ type member struct {
 	listen    string // its /metrics, /healthz and /readyz
 	callgrind string // where callgrind writes its counts, "" when the member runs bare
 	dumps     int    // how many times they were written
+	log       string // its log's file
 	stop      func()
+}
+
+// redone counts the lines of the member's log saying work is read again:
+// a transaction aborted, or the member lost its group (under callgrind, a
+// member fifty times slower can miss its session's heartbeats).
+func (m *member) redone() int {
+	b, err := os.ReadFile(m.log)
+	check(err)
+	return strings.Count(string(b), " read again")
 }
 
 // how members run: on a topic keyed by trace ID (read with
@@ -262,7 +284,7 @@ func startMember(ctx context.Context, work, bin string, brokers []string, topic,
 	if h.byTraceID {
 		args = append(args, "--partitioned-by-trace")
 	}
-	m := &member{listen: listen}
+	m := &member{listen: listen, log: log.Name()}
 	if h.callgrind {
 		m.callgrind = filepath.Join(work, name+".callgrind")
 		args = append([]string{"valgrind", "--tool=callgrind", "--callgrind-out-file=" + m.callgrind}, args...)
