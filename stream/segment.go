@@ -173,8 +173,39 @@ func (m *member) fold(ctx context.Context, p int32, force bool) error {
 // analyse decodes and checks the traces gathered on partition p, and
 // analyses those valid into a partial (nil: none), with report counting
 // and logging those left out (not when they are analysed again). It
-// returns the partial and how many traces it holds.
+// returns the partial and how many traces it holds. The traces are
+// decoded and analysed foldSpans spans at a time, their partials merged:
+// a member that catches up on a backlog completes many traces at once,
+// and decoded spans take several times the bytes they came in.
 func (m *member) analyse(ctx context.Context, p int32, gathered []*partial, report bool) (*engine.Partial, int, error) {
+	var whole *engine.Partial
+	valid := 0
+	for len(gathered) > 0 {
+		n, spans := 0, 0
+		for n < len(gathered) && (n == 0 || spans+gathered[n].spans <= foldSpans) {
+			spans += gathered[n].spans
+			n++
+		}
+		part, k, err := m.analyseChunk(ctx, p, gathered[:n], report)
+		if err != nil {
+			return nil, 0, err
+		}
+		gathered, valid = gathered[n:], valid+k
+		switch {
+		case part == nil:
+		case whole == nil:
+			whole = part
+		default:
+			if err := whole.Merge(part); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	return whole, valid, nil
+}
+
+// analyseChunk is analyse for traces decoded at once.
+func (m *member) analyseChunk(ctx context.Context, p int32, gathered []*partial, report bool) (*engine.Partial, int, error) {
 	valid := make([]trace.Trace, 0, len(gathered))
 	all := m.decodeAll(gathered)
 	for i, g := range gathered {

@@ -3,11 +3,17 @@ package stream
 import (
 	"io"
 	"log"
+	"reflect"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ktrace-dev/ktrace/analyze"
+	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/synth"
+	"github.com/ktrace-dev/ktrace/internal/testenv"
 	"github.com/ktrace-dev/ktrace/source/file"
 )
 
@@ -54,4 +60,48 @@ func keys(m map[int32]*assembler) []int32 {
 		ks = append(ks, k)
 	}
 	return ks
+}
+
+// TestAnalyseInChunks: traces completed at once, more spans than a
+// decoding takes (a member catching up on a backlog), are decoded and
+// analysed foldSpans spans at a time, and their merged partial is what
+// the plain references make of them all: no trace lost or counted twice
+// where the chunks meet, and one left out for being invalid is left out
+// alone.
+func TestAnalyseInChunks(t *testing.T) {
+	ts := synth.Generate(synth.Config{Traces: 3*foldSpans/20 + 7, SpansPerTrace: 20, BrokenShare: 0.1, LinkShare: 0.3, Seed: 5})
+	var gathered []*partial
+	for i := range ts {
+		data, err := file.MarshalOTLPProto(ts[i : i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		gathered = append(gathered, &partial{id: ts[i].ID, data: data, spans: len(ts[i].Spans)})
+	}
+	// A trace whose bytes are cut short, in the second chunk.
+	bad := foldSpans/20 + 3
+	gathered[bad].data = gathered[bad].data[:len(gathered[bad].data)/2]
+	valid := slices.Delete(slices.Clone(ts), bad, bad+1)
+
+	m := &member{cfg: Config{ByTraceID: true, Encoding: EncodingProto, SkewTolerance: 10 * time.Millisecond}, log: log.New(io.Discard, "", 0),
+		spans: "otlp_spans", metrics: newMetrics(10000, log.New(io.Discard, "", 0), func() bool { return true })}
+	part, n, err := m.analyse(t.Context(), 0, gathered, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(valid) {
+		t.Errorf("%d traces analysed, want %d", n, len(valid))
+	}
+	got, rep := part.Finish()
+	want := graph.Build(valid)
+	wantRep := analyze.Breaks(valid, want, analyze.Options{SkewTolerance: 10 * time.Millisecond})
+	if g, w := testenv.GraphSummary(got), testenv.GraphSummary(want); g != w {
+		t.Fatalf("the graph of the chunks differs from graph.Build's:\n%s\nwant\n%s", g, w)
+	}
+	if !reflect.DeepEqual(rep.Findings, wantRep.Findings) {
+		t.Fatalf("the report of the chunks differs from analyze.Breaks':\n got %+v\nwant %+v", rep.Findings, wantRep.Findings)
+	}
+	if len(got.Stitches) == 0 {
+		t.Fatal("no stitches: the set does not test pairing across chunks")
+	}
 }
