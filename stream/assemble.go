@@ -29,6 +29,16 @@ type assembler struct {
 	// every poll). An entry older than its trace's lastSeen is passed
 	// over.
 	seen []seenAt
+	// clock is the partition's record time: the latest timestamp of a
+	// record read, never past the wall clock at its reading (zero: none
+	// read). byRecord lists the open traces as seen does, by the record
+	// time of their spans: a member that reads behind (a backlog, a
+	// partition restored) completes a trace once the partition has moved
+	// the idle time past its last span in record time, as it would have
+	// had it read the records as they came, so that it holds a trace-idle
+	// time of the backlog, not all it reads in one.
+	clock    time.Time
+	byRecord []seenAt
 	// openSpans and doneSpans count the spans of open and of complete
 	// traces.
 	openSpans, doneSpans int
@@ -114,8 +124,9 @@ type partial struct {
 	data        []byte
 	spans       int
 	first, last int64 // offsets of its first and last records
-	// opened is when its first span came, lastSeen its last.
-	opened, lastSeen time.Time
+	// opened is when its first span came, lastSeen its last; lastAt is
+	// the partition's record time at its last span.
+	opened, lastSeen, lastAt time.Time
 	// cutOpen: it was completed while still open, open too long (cut).
 	cutOpen bool
 }
@@ -202,7 +213,10 @@ func (a *assembler) add(off int64, pieces []engine.TracePiece, now time.Time) (l
 		if !p.lastSeen.Equal(now) {
 			a.seen = append(a.seen, seenAt{f.ID, now})
 		}
-		p.last, p.lastSeen = off, now
+		if !a.clock.IsZero() && !p.lastAt.Equal(a.clock) {
+			a.byRecord = append(a.byRecord, seenAt{f.ID, a.clock})
+		}
+		p.last, p.lastSeen, p.lastAt = off, now, a.clock
 	}
 	a.next = off + 1
 	return late
@@ -217,17 +231,34 @@ func removePartial(list []*partial, p *partial) []*partial {
 	return list
 }
 
-// complete moves the traces idle since before cutoff to done, in the
-// order they were last seen.
-func (a *assembler) complete(cutoff time.Time) {
+// tick notes that a record of time at was read (a record's timestamp,
+// no later than the wall clock): the partition's record time moves on.
+func (a *assembler) tick(at time.Time) {
+	if at.After(a.clock) {
+		a.clock = at
+	}
+}
+
+// complete moves the traces idle since before cutoff to done, and those
+// idle for idle in record time, in the order they were last seen.
+func (a *assembler) complete(cutoff time.Time, idle time.Duration) {
+	a.seen = a.completeList(a.seen, cutoff, func(p *partial) time.Time { return p.lastSeen })
+	if !a.clock.IsZero() {
+		a.byRecord = a.completeList(a.byRecord, a.clock.Add(-idle), func(p *partial) time.Time { return p.lastAt })
+	}
+}
+
+// completeList completes the traces of list, in its order, last seen
+// (by last) before cutoff, and returns the rest of list.
+func (a *assembler) completeList(list []seenAt, cutoff time.Time, last func(*partial) time.Time) []seenAt {
 	n := 0
-	for _, e := range a.seen {
+	for _, e := range list {
 		if !e.at.Before(cutoff) {
 			break
 		}
 		n++
 		p := a.open[e.id]
-		if p == nil || !p.lastSeen.Equal(e.at) { // seen again since
+		if p == nil || !last(p).Equal(e.at) { // seen again since
 			continue
 		}
 		delete(a.open, e.id)
@@ -236,7 +267,7 @@ func (a *assembler) complete(cutoff time.Time) {
 		a.openSpans -= p.spans
 		a.doneSpans += p.spans
 	}
-	a.seen = a.seen[n:]
+	return list[n:]
 }
 
 // cut returns the complete traces that may be published and the offset to

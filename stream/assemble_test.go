@@ -41,7 +41,7 @@ func TestAssembleCut(t *testing.T) {
 			log = append(log, r)
 			lateSpans += a.add(int64(len(log)-1), []engine.TracePiece{{ID: r.tid, Spans: 1, Data: []byte{byte(r.span)}}}, now)
 			if rng.IntN(4) == 0 {
-				a.complete(now.Add(-2 * time.Second))
+				a.complete(now.Add(-2*time.Second), time.Hour)
 				out, commit := a.cut(time.Time{})
 				for _, tr := range out {
 					published[tr.id]++
@@ -127,13 +127,13 @@ func TestAssemblerAgain(t *testing.T) {
 	a := newAssembler(0)
 	a.add(0, span(1, 1), t0)
 	a.add(1, span(1, 2), t0)
-	a.complete(t0.Add(time.Second))
+	a.complete(t0.Add(time.Second), time.Hour)
 	if out, commit := a.cut(time.Time{}); len(out) != 1 || commit != 2 {
 		t.Fatalf("cut %d traces up to %d", len(out), commit)
 	}
 	a.committed = 2 // published
 	a.add(2, span(2, 1), t0)
-	a.complete(t0.Add(time.Second))
+	a.complete(t0.Add(time.Second), time.Hour)
 	if out, _ := a.cut(time.Time{}); len(out) != 1 { // analysed into the segment at 2, not published
 		t.Fatalf("cut %d traces", len(out))
 	}
@@ -162,12 +162,12 @@ func TestAssemblerKnows(t *testing.T) {
 	for i, tid := range []uint64{1, 2, 1, 2} {
 		a.add(int64(i), span(tid, trace.SpanID(i+1)), t0)
 	}
-	a.complete(t0.Add(time.Second))
+	a.complete(t0.Add(time.Second), time.Hour)
 	a.cut(time.Time{})
 	a.committed = 4 // published: the segment at 0
 	a.add(4, span(3, 1), t0)
 	a.add(5, span(1, 9), t0) // late
-	a.complete(t0.Add(time.Second))
+	a.complete(t0.Add(time.Second), time.Hour)
 	a.cut(time.Time{}) // trace 3 analysed into the segment at 4, not published
 	records := map[int64]*segment{}
 	for start, s := range a.segments {
@@ -340,7 +340,7 @@ func TestAssemblerComplete(t *testing.T) {
 					}
 				}
 				before := len(a.done)
-				a.complete(cutoff)
+				a.complete(cutoff, time.Hour)
 				var got []trace.TraceID
 				for i, p := range a.done[before:] {
 					got = append(got, p.id)
@@ -401,7 +401,7 @@ func BenchmarkAssemblerPoll(b *testing.B) {
 		now := t0.Add(time.Duration(next) * time.Microsecond)
 		a.add(off, pieces, now)
 		off++
-		a.complete(now.Add(-open * time.Microsecond))
+		a.complete(now.Add(-open*time.Microsecond), time.Hour)
 		_ = a.pending()
 		a.done = a.done[:0]
 		a.doneSpans = 0
@@ -434,7 +434,7 @@ func TestAssembleNeverQuiet(t *testing.T) {
 				t.Fatalf("step %d: %d late spans", step, late)
 			}
 		}
-		a.complete(now.Add(-idle))
+		a.complete(now.Add(-idle), time.Hour)
 		out, commit := a.cut(now.Add(-maxAge))
 		for _, p := range out {
 			for off := p.first; off <= p.last; off++ {
@@ -479,7 +479,7 @@ func TestAssembleLateBounded(t *testing.T) {
 	id := trace.TraceID{Low: 7}
 	t0 := time.Unix(0, 0)
 	a.add(0, []engine.TracePiece{{ID: id, Spans: 1, Data: []byte{1}}}, t0)
-	a.complete(t0.Add(time.Second))
+	a.complete(t0.Add(time.Second), time.Hour)
 	if out, _ := a.cut(time.Time{}); len(out) != 1 {
 		t.Fatalf("published %d traces, want 1", len(out))
 	}
@@ -514,7 +514,7 @@ func TestAssembleCutAtMost(t *testing.T) {
 	for off := int64(1); off <= 6; off++ {
 		a.add(off, []engine.TracePiece{piece(uint64(off) + 4)}, t0)
 	}
-	a.complete(t0.Add(time.Second))
+	a.complete(t0.Add(time.Second), time.Hour)
 	want := []struct {
 		traces int
 		commit int64
@@ -532,5 +532,50 @@ func TestAssembleCutAtMost(t *testing.T) {
 	}
 	if out, commit := a.cutAtMost(time.Time{}, 3); len(out) != 0 || commit != 7 {
 		t.Fatalf("after all: %d traces, commit at %d", len(out), commit)
+	}
+}
+
+// TestAssemblerRecordTime: a trace is complete once the partition's
+// record time has moved the idle time past its last span, whatever the
+// wall clock says; a span that came later in record time keeps its trace
+// open, and a record that says an earlier time does not move the clock
+// back.
+func TestAssemblerRecordTime(t *testing.T) {
+	span := func(tid uint64, sid byte) []engine.TracePiece {
+		return []engine.TracePiece{{ID: trace.TraceID{Low: tid}, Spans: 1, Data: []byte{sid}}}
+	}
+	t0 := time.Unix(1000, 0)
+	idle := 5 * time.Second
+	a := newAssembler(0)
+	a.tick(t0)
+	a.add(0, span(1, 1), t0)
+	a.add(1, span(2, 1), t0)
+	a.tick(t0.Add(3 * time.Second))
+	a.add(2, span(1, 2), t0)
+	a.tick(t0.Add(6 * time.Second))
+	a.add(3, span(3, 1), t0)
+	done := func() []uint64 {
+		var ids []uint64
+		for _, p := range a.done {
+			ids = append(ids, p.id.Low)
+		}
+		return ids
+	}
+	a.complete(t0.Add(-time.Second), idle) // the wall clock: nothing idle
+	if got := done(); !slices.Equal(got, []uint64{2}) {
+		t.Fatalf("complete after 6 s of record time: traces %v, want [2]", got)
+	}
+	a.tick(t0.Add(2 * time.Second)) // back in time: no move
+	a.complete(t0.Add(-time.Second), idle)
+	if got := done(); !slices.Equal(got, []uint64{2}) {
+		t.Fatalf("complete after a record of an earlier time: traces %v, want [2]", got)
+	}
+	a.tick(t0.Add(9 * time.Second))
+	a.complete(t0.Add(-time.Second), idle)
+	if got := done(); !slices.Equal(got, []uint64{2, 1}) {
+		t.Fatalf("complete after 9 s of record time: traces %v, want [2 1]", got)
+	}
+	if a.pending() != 4 || len(a.open) != 1 {
+		t.Fatalf("%d spans pending, %d traces open; want 4 and 1", a.pending(), len(a.open))
 	}
 }

@@ -373,7 +373,7 @@ func (m *member) reanalyse(ctx context.Context, p int32, a *assembler, start int
 	var parts [2]*engine.Partial
 	n := 0
 	for i, asm := range []*assembler{was, is} {
-		asm.complete(now.Add(time.Hour))
+		asm.complete(now.Add(time.Hour), 0)
 		traces, _ := asm.cut(time.Time{})
 		if parts[i], n, err = m.analyse(ctx, p, traces, false); err != nil {
 			return result{}, err

@@ -40,6 +40,12 @@ func (m *member) gather(fs kgo.Fetches) {
 			a = newAssembler(r.Offset)
 			m.assemblers[r.Partition] = a
 		}
+		if at := r.Timestamp; at.UnixMilli() > 0 { // a record without a time moves nothing
+			if at.After(now) { // a producer's clock ahead
+				at = now
+			}
+			a.tick(at)
+		}
 		restoring := a.restoring()
 		late := a.add(r.Offset, frags, now)
 		if restoring && !a.restoring() {
@@ -104,7 +110,7 @@ func (m *member) completeIdle(now time.Time) {
 	defer m.mu.Unlock()
 	pending := 0
 	for _, a := range m.assemblers {
-		a.complete(now.Add(-m.cfg.TraceIdle))
+		a.complete(now.Add(-m.cfg.TraceIdle), m.cfg.TraceIdle)
 		pending += a.pending()
 	}
 	m.metrics.pending.Set(float64(pending))

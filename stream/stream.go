@@ -157,8 +157,10 @@ type Config struct {
 	// group Group, with no re-keying and no spans topic.
 	ByTraceID bool
 	// TraceIdle: a trace is complete once none of its spans came for this
-	// long (default 5s). Window: how often partials are published
-	// (default 1m).
+	// long (default 5s), by the wall clock or by the timestamps of its
+	// partition's records, whichever says so first (a member reading a
+	// backlog holds this much of it). Window: how often partials are
+	// published (default 1m).
 	TraceIdle, Window time.Duration
 	// TraceMaxAge: a trace whose spans have been coming for this long is
 	// analysed as it is, before it is quiet, and its later spans as a

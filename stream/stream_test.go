@@ -1823,3 +1823,46 @@ func awaitTraces(t *testing.T, brokers []string, want int, log func() string) {
 		}
 	}
 }
+
+// TestStreamBacklog: a member that reads a backlog (records written over
+// minutes, read in a second) completes a trace once the partition has
+// moved the idle time past its last span in the records' own time, as it
+// would have reading them as they came: it does not hold every trace it
+// read until the wall clock's idle time has passed. Here 300 traces a
+// second apart in record time and an idle time of a minute: the first
+// 239 are published within seconds and equal graph.Build's over them;
+// the last minute's wait for the wall clock.
+func TestStreamBacklog(t *testing.T) {
+	_, brokers := newBroker(t, kfake.SeedTopics(1, "otlp_spans"))
+	ts := synth.Generate(synth.Config{Traces: 300, SpansPerTrace: 6, Seed: 31})
+	base := time.Now().Add(-400 * time.Second)
+	var recs []*kgo.Record
+	for i := range ts {
+		data, err := file.MarshalOTLPProto(ts[i : i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Topic: "otlp_spans", Key: []byte(ts[i].ID.String()), Value: data, Timestamp: base.Add(time.Duration(i) * time.Second)})
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	stop, log := quickMember(t, brokers, func(c *stream.Config) { c.ByTraceID, c.TraceIdle, c.PairWait = true, time.Minute, time.Second })
+	defer stop()
+	const want = 239 // last span more than a minute of record time before the newest
+	awaitTraces(t, brokers, want, log)
+	time.Sleep(2 * time.Second) // a window or more: nothing else is complete
+	p, err := stream.ReadResults(context.Background(), stream.Kafka{Brokers: brokers}, "g", time.Time{}, time.Time{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := p.Finish()
+	if g, w := testenv.GraphSummary(got), testenv.GraphSummary(graph.Build(ts[:want])); g != w {
+		t.Fatalf("the published graph differs from graph.Build's over the first %d traces:\n%s\nwant\n%s", want, g, w)
+	}
+}

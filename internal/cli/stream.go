@@ -103,7 +103,7 @@ KTRACE_KAFKA_PASSWORD or --kafka-password-file and is never printed.`,
 	f.StringVar(&opts.Encoding, "encoding", stream.EncodingProto, "the span topic's encoding: otlp_proto, otlp_json, or a Jaeger span a record (keyed by trace: with --partitioned-by-trace), jaeger_proto or jaeger_json")
 	f.BoolVar(&opts.ByTraceID, "partitioned-by-trace", false, "the span topic is partitioned by trace ID (the exporter's partition_traces_by_id): read it directly, without re-keying")
 	f.StringVar(&opts.Listen, "listen", "", "serve /metrics, /healthz and /readyz on `host:port` (none by default)")
-	f.DurationVar(&opts.Idle, "trace-idle", 5*time.Second, "a trace is complete once quiet this long")
+	f.DurationVar(&opts.Idle, "trace-idle", 5*time.Second, "a trace is complete once quiet this long, by the clock or by its partition's record timestamps")
 	f.DurationVar(&opts.MaxAge, "trace-max-age", 0, "a trace whose spans have come for this long is analysed as it is, and its later spans as a trace of their own (0: a minute, or twice --trace-idle if longer)")
 	f.DurationVar(&opts.Window, "window", time.Minute, "publish partial results this often")
 	f.DurationVar(&opts.PairWait, "pair-wait", 0, "count a hop across traces once its halves' segments had this long to be published (0: a window and the trace-idle time)")
