@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -191,7 +192,11 @@ func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster,
 		defer m.stop()
 		ms = append(ms, m)
 	}
-	time.Sleep(2 * time.Second) // the group settled
+	groups := []string{group, stream.PairsGroup(group)}
+	if !h.byTraceID {
+		groups = append(groups, stream.SpansGroup(group))
+	}
+	settled(ctx, brokers, groups, members)
 	stat := func() procStat {
 		var s procStat
 		for _, m := range ms {
@@ -253,6 +258,45 @@ func ktraceStream(ctx context.Context, work, bin string, cluster *kfake.Cluster,
 	r.spansAgain, r.tracesAgain = int64(spansIn)-int64(spans), int64(analysed)-int64(traces)
 	fmt.Fprintf(os.Stderr, "ktrace stream ×%d: %s CPU for %d spans (%s)%s\n", members, r.cpu, spans, used, r.caveat())
 	return r
+}
+
+// settled waits until each of groups is stable, with members members and
+// every partition of its topics assigned: a member that joins while the
+// records flow makes the others abort their transactions and read again
+// (with cooperative rebalancing, twice), work the run must not count.
+func settled(ctx context.Context, brokers []string, groups []string, members int) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	check(err)
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	stable := func() bool {
+		ds, err := adm.DescribeGroups(ctx, groups...)
+		if err != nil {
+			return false
+		}
+		for _, g := range groups {
+			d := ds[g]
+			if d.Err != nil || d.State != "Stable" || len(d.Members) != members {
+				return false
+			}
+			topics, err := adm.ListTopics(ctx, d.JoinTopics()...)
+			if err != nil || len(topics) == 0 {
+				return false
+			}
+			assigned := d.AssignedPartitions()
+			for _, t := range topics {
+				if len(assigned[t.Topic]) != len(t.Partitions) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	for start := time.Now(); !stable(); time.Sleep(100 * time.Millisecond) {
+		if time.Since(start) > 5*time.Minute {
+			check(fmt.Errorf("groups %v: not stable with %d members after five minutes", groups, members))
+		}
+	}
 }
 
 // member is a `ktrace stream` process.
