@@ -14,7 +14,13 @@ import (
 )
 
 // gather hands a poll of the spans topic (with ByTraceID, of the span
-// topic) to its partitions' assemblers.
+// topic) to its partitions' assemblers, and moves their record time on:
+// read by trace ID, by the records' own times (an exporter's, which its
+// records are read at); on the spans topic, by the times of its
+// transactions' ends, for a re-keyed record's own time is when it was
+// written, and the transaction that holds it may end after others that
+// began later: its records, read after theirs, would find their traces
+// completed early.
 func (m *member) gather(fs kgo.Fetches) {
 	m.fetched.Store(m.fetchErrors(fs))
 	now := time.Now()
@@ -40,7 +46,7 @@ func (m *member) gather(fs kgo.Fetches) {
 			a = newAssembler(r.Offset)
 			m.assemblers[r.Partition] = a
 		}
-		if at := r.Timestamp; at.UnixMilli() > 0 { // a record without a time moves nothing
+		if at := r.Timestamp; at.UnixMilli() > 0 && (m.cfg.ByTraceID || r.Attrs.IsControl()) {
 			if at.After(now) { // a producer's clock ahead
 				at = now
 			}

@@ -105,3 +105,32 @@ func TestAnalyseInChunks(t *testing.T) {
 		t.Fatal("no stitches: the set does not test pairing across chunks")
 	}
 }
+
+// TestGatherRecordTime: read by trace ID, a partition's record time is
+// its records' times, no later than the clock; on the spans topic, only
+// the transactions' ends (control records) move it.
+func TestGatherRecordTime(t *testing.T) {
+	t0 := time.Now().Add(-time.Hour)
+	poll := func(recs ...*kgo.Record) kgo.Fetches {
+		return kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "spans", Partitions: []kgo.FetchPartition{{Partition: 0, HighWatermark: 10, Records: recs}}}}}}
+	}
+	record := func(offset int64, at time.Time, control bool) *kgo.Record {
+		return &kgo.Record{Topic: "spans", Offset: offset, Timestamp: at, Attrs: kgo.NewRecordAttrs(kgo.RecordAttrsOpts{Transactional: true, Control: control})}
+	}
+	for _, keyed := range []bool{true, false} {
+		m := &member{cfg: Config{ByTraceID: keyed, Encoding: EncodingProto}, log: log.New(io.Discard, "", 0), spans: "spans",
+			assemblers: map[int32]*assembler{}, owned: map[int32]bool{0: true}, poisoned: map[string]bool{}, metrics: newMetrics(10000, log.New(io.Discard, "", 0), func() bool { return true })}
+		m.gather(poll(record(0, t0.Add(time.Minute), false), record(1, t0, true)))
+		want := t0
+		if keyed {
+			want = t0.Add(time.Minute)
+		}
+		if got := m.assemblers[0].clock; !got.Equal(want) {
+			t.Errorf("keyed %v: record time %v, want %v", keyed, got, want)
+		}
+		m.gather(poll(record(2, time.Now().Add(time.Hour), true)))
+		if got := m.assemblers[0].clock; got.After(time.Now()) || got.Before(time.Now().Add(-time.Minute)) {
+			t.Errorf("keyed %v: record time %v after a record of an hour ahead, want now", keyed, got)
+		}
+	}
+}
