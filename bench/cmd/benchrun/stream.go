@@ -52,10 +52,10 @@ func streamRuns(ctx context.Context, work, bin string, ts []trace.Trace, perReco
 			one, oneUser = perSpan, perSpanUser
 		}
 		record(fmt.Sprintf("ktrace stream, %d member(s), from a topic", members), fmt.Sprintf("%.0f spans/CPU-s", float64(n)/r.cpu.Seconds()),
-			fmt.Sprintf("%.2f× Jaeger's per CPU (goal ≥ 3); CPU per span %.2f× one member's (goal ≤ 1.2); user time alone: %.2f× Jaeger's, %.2f× one member's; %s of CPU (%s), %s wall (trace-idle 1s and window 1s included); internal topics %.0f%% of the input's %d MiB (goal ≤ 10%%); peak %d MiB resident per member",
+			fmt.Sprintf("%.2f× Jaeger's per CPU (goal ≥ 3); CPU per span %.2f× one member's (goal ≤ 1.2); user time alone: %.2f× Jaeger's, %.2f× one member's; %s of CPU (%s), %s wall (trace-idle 1s and window 1s included); internal topics %.0f%% of the input's %d MiB (goal ≤ 10%%); peak %d MiB resident per member; %d late spans",
 				float64(n)/r.cpu.Seconds()/jaegerRate, perSpan/one, j.user.Seconds()/r.used.user.Seconds(), perSpanUser/oneUser,
 				r.cpu.Round(time.Millisecond), r.used, r.wall.Round(time.Millisecond),
-				100*float64(r.internal)/float64(r.input), r.input>>20, r.rss>>20)+r.caveat())
+				100*float64(r.internal)/float64(r.input), r.input>>20, r.rss>>20, r.late)+r.caveat())
 	}
 	// The exporter's partition_traces_by_id: a record per trace, keyed by
 	// its ID; ktrace reads it with --partitioned-by-trace.
