@@ -3,15 +3,12 @@ package stream
 import (
 	"io"
 	"log"
-	"reflect"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ktrace-dev/ktrace/analyze"
-	"github.com/ktrace-dev/ktrace/graph"
 	"github.com/ktrace-dev/ktrace/internal/synth"
 	"github.com/ktrace-dev/ktrace/internal/testenv"
 	"github.com/ktrace-dev/ktrace/source/file"
@@ -93,14 +90,7 @@ func TestAnalyseInChunks(t *testing.T) {
 		t.Errorf("%d traces analysed, want %d", n, len(valid))
 	}
 	got, rep := part.Finish()
-	want := graph.Build(valid)
-	wantRep := analyze.Breaks(valid, want, analyze.Options{SkewTolerance: 10 * time.Millisecond})
-	if g, w := testenv.GraphSummary(got), testenv.GraphSummary(want); g != w {
-		t.Fatalf("the graph of the chunks differs from graph.Build's:\n%s\nwant\n%s", g, w)
-	}
-	if !reflect.DeepEqual(rep.Findings, wantRep.Findings) {
-		t.Fatalf("the report of the chunks differs from analyze.Breaks':\n got %+v\nwant %+v", rep.Findings, wantRep.Findings)
-	}
+	testenv.Agree(t, "the chunks' merged partial", got, rep, valid, 10*time.Millisecond)
 	if len(got.Stitches) == 0 {
 		t.Fatal("no stitches: the set does not test pairing across chunks")
 	}

@@ -303,12 +303,7 @@ func members(t *testing.T, c membersCase) {
 			t.Fatalf("merged results hold %d of %d traces", n, len(ts))
 		}
 	}
-	if g, w := testenv.GraphSummary(got), testenv.GraphSummary(want); g != w {
-		t.Fatalf("the merged graph differs from graph.Build's:\n%s\nwant\n%s", g, w)
-	}
-	if !reflect.DeepEqual(rep.Findings, wantRep.Findings) {
-		t.Fatalf("the merged report differs from analyze.Breaks':\n got %+v\nwant %+v", rep.Findings, wantRep.Findings)
-	}
+	testenv.Agree(t, "the merged results", got, rep, ts, 10*time.Millisecond)
 	if len(got.Stitches) == 0 {
 		t.Fatal("no stitches: the set does not test pairing across members")
 	}
@@ -1156,7 +1151,7 @@ func admin(t *testing.T, brokers []string) *kadm.Client {
 
 // freeAddr is a loopback address nothing listens on, one another test's
 // connections will not take meanwhile.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	p, err := jaeger.FreePort() // below the ephemeral range: no outgoing connection takes it
 	if err != nil {

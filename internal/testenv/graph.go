@@ -2,10 +2,30 @@ package testenv
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
+	"testing"
+	"time"
 
+	"github.com/ktrace-dev/ktrace/analyze"
 	"github.com/ktrace-dev/ktrace/graph"
+	"github.com/ktrace-dev/ktrace/trace"
 )
+
+// Agree fails t unless g and rep are what the plain references make of
+// ts: graph.Build, then analyze.Breaks with skew tolerance tol. what
+// names the result in the message.
+func Agree(t testing.TB, what string, g *graph.Graph, rep analyze.Report, ts []trace.Trace, tol time.Duration) {
+	t.Helper()
+	want := graph.Build(ts)
+	if got, w := GraphSummary(g), GraphSummary(want); got != w {
+		t.Fatalf("%s: the graph differs from graph.Build's:\n%s\nwant\n%s", what, got, w)
+	}
+	wantRep := analyze.Breaks(ts, want, analyze.Options{SkewTolerance: tol})
+	if !reflect.DeepEqual(rep.Findings, wantRep.Findings) {
+		t.Fatalf("%s: the report differs from analyze.Breaks':\n got %+v\nwant %+v", what, rep.Findings, wantRep.Findings)
+	}
+}
 
 // GraphSummary is everything a graph says, in its order, one line per
 // node, edge and stitch: two graphs are the same when their summaries are.
