@@ -14,13 +14,13 @@ import (
 )
 
 // gather hands a poll of the spans topic (with ByTraceID, of the span
-// topic) to its partitions' assemblers, and moves their record time on:
-// read by trace ID, by the records' own times (an exporter's, which its
-// records are read at); on the spans topic, by the times of its
-// transactions' ends, for a re-keyed record's own time is when it was
-// written, and the transaction that holds it may end after others that
-// began later: its records, read after theirs, would find their traces
-// completed early.
+// topic) to its partitions' assemblers, and moves their record time on.
+// Read by trace ID, every record's time moves it: an exporter's records
+// can be read as soon as they are written. On the spans topic only the
+// transactions' ends do: a re-keyed record is stamped when it was
+// written, but read once its transaction ends, which may be after later
+// transactions end; their records' times would complete its traces
+// before its spans could be read.
 func (m *member) gather(fs kgo.Fetches) {
 	m.fetched.Store(m.fetchErrors(fs))
 	now := time.Now()
