@@ -5,13 +5,10 @@ package stream_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
-	"net/http"
 	"runtime"
 	"runtime/metrics"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -62,19 +59,7 @@ func member(b *testing.B, ts []trace.Trace, recs []*kgo.Record, byTraceID bool) 
 	var cpu time.Duration // of the process: the member and the broker
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "otlp_spans"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		brokers := cluster.ListenAddrs()
-		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("otlp_spans"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-			b.Fatal(err)
-		}
-		cl.Close()
+		cluster, brokers := spanTopic(b, recs)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		before := cpuTime()
@@ -102,6 +87,25 @@ func member(b *testing.B, ts []trace.Trace, recs []*kgo.Record, byTraceID bool) 
 	}
 	b.ReportMetric(float64(len(ts)*20*b.N)/b.Elapsed().Seconds(), "spans/s")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(len(ts)*20*b.N), "cpu-ns/span")
+}
+
+// spanTopic starts a broker whose six-partition otlp_spans topic holds
+// recs; the caller closes it.
+func spanTopic(b *testing.B, recs []*kgo.Record) (*kfake.Cluster, []string) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "otlp_spans"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	brokers := cluster.ListenAddrs()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("otlp_spans"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		b.Fatal(err)
+	}
+	return cluster, brokers
 }
 
 // cpuTime is the CPU time the process has used.
@@ -256,30 +260,19 @@ func BenchmarkSpansCompression(b *testing.B) {
 // (foldSpans), not all it reads within the idle time.
 func BenchmarkBacklog(b *testing.B) {
 	ts := synth.Generate(synth.Config{Traces: 25_000, SpansPerTrace: 20, Seed: 9})
+	start := time.Now().Add(-200 * time.Second)
+	recs := make([]*kgo.Record, len(ts))
+	for i := range ts {
+		data, err := file.MarshalOTLPProto(ts[i : i+1])
+		if err != nil {
+			b.Fatal(err)
+		}
+		at := start.Add(time.Duration(i) * 200 * time.Second / time.Duration(len(ts)))
+		recs[i] = &kgo.Record{Key: []byte(ts[i].ID.String()), Value: data, Timestamp: at}
+	}
 	var most float64
 	for b.Loop() {
-		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "otlp_spans"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		brokers := cluster.ListenAddrs()
-		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("otlp_spans"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		start := time.Now().Add(-200 * time.Second)
-		for i := range ts {
-			data, err := file.MarshalOTLPProto(ts[i : i+1])
-			if err != nil {
-				b.Fatal(err)
-			}
-			at := start.Add(time.Duration(i) * 200 * time.Second / time.Duration(len(ts)))
-			cl.Produce(context.Background(), &kgo.Record{Key: []byte(ts[i].ID.String()), Value: data, Timestamp: at}, nil)
-		}
-		if err := cl.Flush(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-		cl.Close()
+		cluster, brokers := spanTopic(b, recs)
 		listen := freeAddr(b)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -288,8 +281,10 @@ func BenchmarkBacklog(b *testing.B) {
 				Window: time.Second, Instance: "bench", Log: io.Discard, ByTraceID: true, Listen: listen})
 		}()
 		for publishedTraces(brokers, "g") < len(ts)*9/10 {
-			if v, err := pendingSpans(listen); err == nil {
-				most = max(most, v)
+			if lines, err := scrape(listen); err == nil { // serving once the member has started
+				if v, err := sumOf(lines, "ktrace_stream_pending_spans"); err == nil {
+					most = max(most, v)
+				}
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -300,23 +295,4 @@ func BenchmarkBacklog(b *testing.B) {
 		cluster.Close()
 	}
 	b.ReportMetric(most, "most-pending-spans")
-}
-
-// pendingSpans reads a member's ktrace_stream_pending_spans.
-func pendingSpans(listen string) (float64, error) {
-	resp, err := http.Get("http://" + listen + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(body)) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "ktrace_stream_pending_spans "); ok {
-			return strconv.ParseFloat(v, 64)
-		}
-	}
-	return 0, errors.New("no ktrace_stream_pending_spans")
 }

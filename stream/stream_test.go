@@ -924,31 +924,49 @@ func metricsAgree(t *testing.T, listen []string, g *graph.Graph, rep analyze.Rep
 
 // metricLines is what a member serves on listen's /metrics, a line each.
 func metricLines(t *testing.T, listen string) []string {
-	resp, err := http.Get("http://" + listen + "/metrics")
+	lines, err := scrape(listen)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return lines
+}
+
+// scrape is what a member serves on listen's /metrics, a line each.
+func scrape(listen string) ([]string, error) {
+	resp, err := http.Get("http://" + listen + "/metrics")
+	if err != nil {
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return strings.Split(string(body), "\n")
+	return strings.Split(string(body), "\n"), nil
 }
 
 // metricSum sums a metric's series served on listen.
 func metricSum(t *testing.T, listen, name string) float64 {
+	sum, err := sumOf(metricLines(t, listen), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+// sumOf sums a metric's series among lines of /metrics.
+func sumOf(lines []string, name string) (float64, error) {
 	sum := 0.0
-	for _, l := range metricLines(t, listen) {
+	for _, l := range lines {
 		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") {
 			f, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
 			if err != nil {
-				t.Fatalf("%s: %v", l, err)
+				return 0, fmt.Errorf("%s: %v", l, err)
 			}
 			sum += f
 		}
 	}
-	return sum
+	return sum, nil
 }
 
 // TestStreamSegmentsPartitions: a segments topic made before with more
