@@ -321,6 +321,13 @@ func RunJoin(ctx context.Context, cfg Config, opts JoinOptions) error {
 			try = kgo.TryAbort
 		}
 		committed, err := sess.End(ctx, try)
+		if err != nil && ctx.Err() != nil {
+			// Asked to stop while the transaction ended: a stop, as
+			// between transactions. What it left open Kafka aborts when
+			// the join starts again under its transactional ID (or at
+			// the transaction's timeout), and its inputs are read again.
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("end transaction: %w", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -219,5 +220,48 @@ func TestJoinPartitionTime(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Error(err)
+	}
+}
+
+// TestJoinStopWhileEnding: the join asked to stop while a transaction
+// ends (here the broker holds its EndTxn) stops cleanly, as it does
+// between transactions, not with the context's error.
+func TestJoinStopWhileEnding(t *testing.T) {
+	cluster := joinCluster(t, 1)
+	brokers := cluster.ListenAddrs()
+	ending, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	cluster.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+		close(ending)
+		cluster.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- RunJoin(ctx, Config{Kafka: stream.Kafka{Brokers: brokers}, Health: "127.0.0.1:0", Log: io.Discard}, JoinOptions{})
+	}()
+	val, err := stargazers.Encode(stargazers.Event{Type: "STARGAZERS", CreatedAt: time.Now(), Data: stargazers.User{Login: "a", ID: 1, Type: "User"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := mustClient(t, kgo.SeedBrokers(brokers...))
+	if err := in.ProduceSync(ctx, &kgo.Record{Topic: stargazers.TopicKafka, Key: []byte("a"), Value: val}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ending:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the join ended no transaction")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stopped while a transaction ended: %v, want a clean stop", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the join did not stop")
 	}
 }
